@@ -1,0 +1,173 @@
+//! Diagnostics: errors and warnings with a source position, rendered as
+//! `FILE:LINE:COL: error|warning: message` or as JSON for tools.
+
+use crate::syntax::{SourceMap, Span};
+use serde::Serialize;
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub span: Option<Span>,
+    pub message: String,
+    /// A replacement the user probably meant (e.g. a keyword), also part of `message`.
+    pub suggestion: Option<String>,
+    /// The director whose view produced this diagnostic, when it is not common to all.
+    pub node: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(span: impl Into<Option<Span>>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            span: span.into(),
+            message: message.into(),
+            suggestion: None,
+            node: None,
+        }
+    }
+
+    pub fn warning(span: impl Into<Option<Span>>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(span, message)
+        }
+    }
+
+    pub fn with_suggestion(mut self, s: impl Into<String>) -> Self {
+        self.suggestion = Some(s.into());
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// One line: `FILE:LINE:COL: severity: message`.
+    pub fn render(&self, sources: &SourceMap) -> String {
+        let loc = match self.span {
+            Some(s) => sources.locate(s),
+            None => "<cluster>".to_string(),
+        };
+        match &self.node {
+            Some(n) => format!("{loc}: {}: {} [director {n}]", self.severity, self.message),
+            None => format!("{loc}: {}: {}", self.severity, self.message),
+        }
+    }
+
+    pub fn to_json(&self, sources: &SourceMap) -> serde_json::Value {
+        let (file, line, col) = match self.span {
+            Some(s) => (
+                Some(sources.path(s.file).display().to_string()),
+                Some(s.line),
+                Some(s.col),
+            ),
+            None => (None, None, None),
+        };
+        serde_json::json!({
+            "file": file,
+            "line": line,
+            "column": col,
+            "severity": self.severity,
+            "message": self.message,
+            "suggestion": self.suggestion,
+            "node": self.node,
+        })
+    }
+}
+
+/// An ordered collection of diagnostics without duplicates.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Diagnostics {
+    items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, d: Diagnostic) {
+        if !self.items.contains(&d) {
+            self.items.push(d);
+        }
+    }
+
+    pub fn error(&mut self, span: impl Into<Option<Span>>, message: impl Into<String>) {
+        self.push(Diagnostic::error(span, message));
+    }
+
+    pub fn warning(&mut self, span: impl Into<Option<Span>>, message: impl Into<String>) {
+        self.push(Diagnostic::warning(span, message));
+    }
+
+    pub fn extend(&mut self, other: Diagnostics) {
+        for d in other.items {
+            self.push(d);
+        }
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.items.iter().any(Diagnostic::is_error)
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.items.iter().filter(|d| d.is_error())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.items.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Sorted by position (file, line, column), positionless ones last.
+    pub fn sorted(mut self) -> Self {
+        self.items.sort_by(|a, b| match (a.span, b.span) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+        self
+    }
+
+    pub fn render(&self, sources: &SourceMap) -> String {
+        let mut out = String::new();
+        for d in &self.items {
+            out.push_str(&d.render(sources));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+impl IntoIterator for Diagnostics {
+    type Item = Diagnostic;
+    type IntoIter = std::vec::IntoIter<Diagnostic>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter()
+    }
+}

@@ -1,0 +1,280 @@
+//! Semantic difference between two cluster configurations: which virtual servers, real
+//! servers, weights, VRRP instances and settings were added, removed or changed, and on
+//! which directors. Not a text diff: formatting and block order never show up.
+
+use crate::cluster::ClusterConfig;
+use crate::lower::rs_name;
+use crate::model::*;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum ChangeKind {
+    Added,
+    Removed,
+    Changed { field: String, old: String, new: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// What changed, e.g. `virtual_server 198.18.116.134:80 real_server 198.18.116.131:80`.
+    pub path: String,
+    #[serde(flatten)]
+    pub kind: ChangeKind,
+    /// Directors the change applies to; empty means all of them.
+    pub nodes: Vec<String>,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ChangeKind::Added => write!(f, "+ {}", self.path)?,
+            ChangeKind::Removed => write!(f, "- {}", self.path)?,
+            ChangeKind::Changed { field, old, new } => write!(f, "~ {}: {field} {old} -> {new}", self.path)?,
+        }
+        if !self.nodes.is_empty() {
+            write!(f, " (on {})", self.nodes.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Changes from `old` to `new`, each once, with the directors it concerns.
+pub fn diff(old: &ClusterConfig, new: &ClusterConfig) -> Vec<Change> {
+    let mut views: Vec<Option<&str>> = vec![None];
+    let names: BTreeSet<&String> = old.nodes.keys().chain(new.nodes.keys()).collect();
+    views.extend(names.iter().map(|n| Some(n.as_str())));
+    let mut acc: Vec<(Change, BTreeSet<Option<&str>>)> = Vec::new();
+    for v in &views {
+        let (o, n) = match v {
+            None => (&old.default, &new.default),
+            Some(name) => (old.view(name), new.view(name)),
+        };
+        for c in diff_config(o, n) {
+            match acc.iter_mut().find(|(x, _)| *x == c) {
+                Some((_, set)) => {
+                    set.insert(*v);
+                }
+                None => acc.push((c, BTreeSet::from([*v]))),
+            }
+        }
+    }
+    let all: BTreeSet<Option<&str>> = views.iter().copied().collect();
+    acc.into_iter()
+        .map(|(mut c, set)| {
+            if set != all {
+                c.nodes = set
+                    .iter()
+                    .map(|v| v.unwrap_or("(unnamed directors)").to_string())
+                    .collect();
+            }
+            c
+        })
+        .collect()
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::Null => "(none)".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Field-by-field changes between two serialisable values (objects compared per key).
+fn fields<T: Serialize>(path: &str, old: &T, new: &T, skip: &[&str], out: &mut Vec<Change>) {
+    let (Ok(Value::Object(o)), Ok(Value::Object(n))) = (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return;
+    };
+    for (k, ov) in &o {
+        if skip.contains(&k.as_str()) {
+            continue;
+        }
+        let nv = n.get(k).unwrap_or(&Value::Null);
+        if ov != nv {
+            out.push(Change {
+                path: path.to_string(),
+                kind: ChangeKind::Changed {
+                    field: k.clone(),
+                    old: value_text(ov),
+                    new: value_text(nv),
+                },
+                nodes: vec![],
+            });
+        }
+    }
+}
+
+fn keyed<'a, T, K: PartialEq>(
+    old: &'a [T],
+    new: &'a [T],
+    key: impl Fn(&T) -> K,
+    mut on_pair: impl FnMut(&'a T, &'a T),
+    mut on_added: impl FnMut(&'a T),
+    mut on_removed: impl FnMut(&'a T),
+) {
+    for o in old {
+        match new.iter().find(|n| key(n) == key(o)) {
+            Some(n) => on_pair(o, n),
+            None => on_removed(o),
+        }
+    }
+    for n in new {
+        if !old.iter().any(|o| key(o) == key(n)) {
+            on_added(n);
+        }
+    }
+}
+
+fn simple(path: String, kind: ChangeKind) -> Change {
+    Change {
+        path,
+        kind,
+        nodes: vec![],
+    }
+}
+
+/// Changes between two views of one director.
+pub fn diff_config(old: &Config, new: &Config) -> Vec<Change> {
+    let mut out = Vec::new();
+    fields("global_defs", &old.global, &new.global, &[], &mut out);
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    let mut pairs = Vec::new();
+
+    keyed(
+        &old.instances,
+        &new.instances,
+        |i| i.name.clone(),
+        |o, n| {
+            pairs.push((
+                format!("vrrp_instance {}", o.name),
+                serde_json::to_value(o),
+                serde_json::to_value(n),
+            ))
+        },
+        |n| added.push(format!("vrrp_instance {}", n.name)),
+        |o| removed.push(format!("vrrp_instance {}", o.name)),
+    );
+    keyed(
+        &old.vrrp_scripts,
+        &new.vrrp_scripts,
+        |i| i.name.clone(),
+        |o, n| {
+            pairs.push((
+                format!("vrrp_script {}", o.name),
+                serde_json::to_value(o),
+                serde_json::to_value(n),
+            ))
+        },
+        |n| added.push(format!("vrrp_script {}", n.name)),
+        |o| removed.push(format!("vrrp_script {}", o.name)),
+    );
+    keyed(
+        &old.sync_groups,
+        &new.sync_groups,
+        |i| i.name.clone(),
+        |o, n| {
+            pairs.push((
+                format!("vrrp_sync_group {}", o.name),
+                serde_json::to_value(o),
+                serde_json::to_value(n),
+            ))
+        },
+        |n| added.push(format!("vrrp_sync_group {}", n.name)),
+        |o| removed.push(format!("vrrp_sync_group {}", o.name)),
+    );
+    keyed(
+        &old.vs_groups,
+        &new.vs_groups,
+        |i| i.name.clone(),
+        |o, n| {
+            pairs.push((
+                format!("virtual_server_group {}", o.name),
+                serde_json::to_value(o),
+                serde_json::to_value(n),
+            ))
+        },
+        |n| added.push(format!("virtual_server_group {}", n.name)),
+        |o| removed.push(format!("virtual_server_group {}", o.name)),
+    );
+    for (path, o, n) in pairs {
+        if let (Ok(o), Ok(n)) = (o, n) {
+            fields(&path, &o, &n, &["name"], &mut out);
+        }
+    }
+
+    let mut vs_pairs = Vec::new();
+    keyed(
+        &old.virtual_servers,
+        &new.virtual_servers,
+        |v| v.key.clone(),
+        |o, n| vs_pairs.push((o, n)),
+        |n| added.push(format!("virtual_server {}", n.key)),
+        |o| removed.push(format!("virtual_server {}", o.key)),
+    );
+    for (o, n) in vs_pairs {
+        let vp = format!("virtual_server {}", o.key);
+        fields(&vp, o, n, &["key", "real_servers"], &mut out);
+        let mut rs_pairs = Vec::new();
+        keyed(
+            &o.real_servers,
+            &n.real_servers,
+            |r| (r.ip, r.port),
+            |a, b| rs_pairs.push((a, b)),
+            |b| added.push(format!("{vp} real_server {} weight {}", rs_name(b), b.weight)),
+            |a| removed.push(format!("{vp} real_server {}", rs_name(a))),
+        );
+        for (a, b) in rs_pairs {
+            let rp = format!("{vp} real_server {}", rs_name(a));
+            fields(&rp, a, b, &["ip", "port", "checkers"], &mut out);
+            if a.checkers != b.checkers {
+                let kinds = |v: &[Checker]| {
+                    v.iter()
+                        .map(|c| c.kind.keyword().to_string())
+                        .collect::<Vec<_>>()
+                        .join("+")
+                };
+                out.push(simple(
+                    rp,
+                    ChangeKind::Changed {
+                        field: "checkers".into(),
+                        old: kinds(&a.checkers),
+                        new: format!("{} (settings changed)", kinds(&b.checkers)),
+                    },
+                ));
+            }
+        }
+    }
+    if old.extra != new.extra {
+        out.push(simple(
+            "top-level unmodelled blocks".into(),
+            ChangeKind::Changed {
+                field: "content".into(),
+                old: format!("{} blocks", old.extra.len()),
+                new: format!("{} blocks", new.extra.len()),
+            },
+        ));
+    }
+    out.extend(added.into_iter().map(|p| simple(p, ChangeKind::Added)));
+    out.extend(removed.into_iter().map(|p| simple(p, ChangeKind::Removed)));
+    out
+}
+
+/// A one-line summary: counts of added, removed and changed items.
+pub fn summary(changes: &[Change]) -> String {
+    if changes.is_empty() {
+        return "no change".into();
+    }
+    let count = |f: fn(&ChangeKind) -> bool| changes.iter().filter(|c| f(&c.kind)).count();
+    format!(
+        "{} added, {} removed, {} changed",
+        count(|k| matches!(k, ChangeKind::Added)),
+        count(|k| matches!(k, ChangeKind::Removed)),
+        count(|k| matches!(k, ChangeKind::Changed { .. }))
+    )
+}

@@ -1,0 +1,260 @@
+//! Checker blocks inside `real_server`: TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, and
+//! keepalived's other checkers kept verbatim.
+
+use super::lvs::Inherit;
+use super::Ctx;
+use crate::model::*;
+use crate::syntax::keywords::Section;
+use crate::syntax::Stmt;
+
+/// Checkers keepalived has that we keep for export but do not run.
+const OTHER_CHECKERS: [&str; 6] = [
+    "SMTP_CHECK",
+    "DNS_CHECK",
+    "UDP_CHECK",
+    "PING_CHECK",
+    "FILE_CHECK",
+    "BFD_CHECK",
+];
+
+pub fn is_checker(kw: &str) -> bool {
+    matches!(kw, "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK") || OTHER_CHECKERS.contains(&kw)
+}
+
+pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &RealServer) -> Option<Checker> {
+    let kw = s.keyword();
+    if OTHER_CHECKERS.contains(&kw) {
+        cx.warning(
+            s.span(),
+            format!(
+                "{kw} is not run by hanode yet: kept for export; real server {} counts it as up",
+                super::lvs::rs_name(rs)
+            ),
+        );
+        return Some(Checker {
+            kind: CheckKind::Other(kw.to_string()),
+            common: CheckCommon::default(),
+            extra: vec![cx.raw(s)],
+        });
+    }
+    let mut common = CheckCommon {
+        connect_timeout: inh.connect_timeout.unwrap_or(Dur::from_secs(5)),
+        retry: inh.retry.unwrap_or(if kw == "MISC_CHECK" { 0 } else { 1 }),
+        delay_before_retry: inh.delay_before_retry.unwrap_or(Dur::from_secs(1)),
+        delay_loop: inh.delay_loop.unwrap_or(Dur::from_secs(60)),
+        warmup: inh.warmup,
+        alpha: inh.alpha.unwrap_or(false),
+        ..CheckCommon::default()
+    };
+    let section = match kw {
+        "TCP_CHECK" => Section::TcpCheck,
+        "MISC_CHECK" => Section::MiscCheck,
+        _ => Section::HttpCheck,
+    };
+    let mut http = HttpCheck {
+        urls: Vec::new(),
+        virtualhost: None,
+    };
+    let mut misc = MiscCheck {
+        misc_path: String::new(),
+        misc_timeout: None,
+        misc_dynamic: false,
+        user: None,
+    };
+    let mut extra = Vec::new();
+    for c in cx.block(s) {
+        let ck = c.keyword();
+        match ck {
+            "connect_ip" => common.connect_ip = cx.ip(c, 0).or(common.connect_ip),
+            "connect_port" => common.connect_port = cx.port(c, 0).or(common.connect_port),
+            "bindto" => common.bindto = cx.ip(c, 0).or(common.bindto),
+            "bind_port" => common.bind_port = cx.port(c, 0).or(common.bind_port),
+            "connect_timeout" => {
+                common.connect_timeout = cx
+                    .secs(c, 0, Dur(1), Dur::from_secs(u32::MAX as u64), false)
+                    .unwrap_or(common.connect_timeout)
+            }
+            "retry" | "nb_get_retry" => {
+                if ck == "nb_get_retry" {
+                    cx.warning(
+                        c.span(),
+                        "`nb_get_retry` is deprecated; use `retry` (same meaning)",
+                    );
+                }
+                common.retry = cx
+                    .uint(c, 0, 1, u32::MAX as u64, false)
+                    .map(|n| n as u32)
+                    .unwrap_or(common.retry)
+            }
+            "delay_before_retry" => {
+                common.delay_before_retry = cx
+                    .secs(c, 0, Dur(0), Dur::from_secs(u32::MAX as u64), false)
+                    .unwrap_or(common.delay_before_retry)
+            }
+            "warmup" => {
+                common.warmup = cx
+                    .secs(c, 0, Dur(0), Dur::from_secs(u32::MAX as u64), false)
+                    .or(common.warmup)
+            }
+            "delay_loop" => {
+                common.delay_loop = cx
+                    .secs(c, 0, Dur(1), Dur::from_secs(u32::MAX as u64), false)
+                    .unwrap_or(common.delay_loop)
+            }
+            "alpha" => common.alpha = cx.flag(c),
+            "url" if section == Section::HttpCheck => {
+                if let Some(u) = url(cx, c) {
+                    http.urls.push(u);
+                }
+            }
+            "virtualhost" if section == Section::HttpCheck => {
+                http.virtualhost = cx.arg(c, 0, "a host name").map(str::to_string)
+            }
+            "misc_path" if section == Section::MiscCheck => {
+                if let Some(sc) = cx.script(c) {
+                    misc.misc_path = sc.cmd;
+                    if sc.user.is_some() {
+                        misc.user = sc.user;
+                    }
+                }
+            }
+            "misc_timeout" if section == Section::MiscCheck => {
+                misc.misc_timeout = cx
+                    .secs(c, 0, Dur(1), Dur::from_secs(u32::MAX as u64), false)
+                    .or(misc.misc_timeout)
+            }
+            "misc_dynamic" if section == Section::MiscCheck => misc.misc_dynamic = cx.flag(c),
+            "user" if section == Section::MiscCheck => {
+                if cx.arg(c, 0, "a user name").is_some() {
+                    misc.user = cx.user_words(c, c.args());
+                }
+            }
+            _ => {
+                if let Some(raw) = cx.other(section, c) {
+                    extra.push(raw);
+                }
+            }
+        }
+    }
+    let kind = match kw {
+        "TCP_CHECK" => CheckKind::Tcp,
+        "MISC_CHECK" => {
+            if misc.misc_path.is_empty() {
+                cx.error(s.span(), "MISC_CHECK has no misc_path");
+                return None;
+            }
+            CheckKind::Misc(misc)
+        }
+        _ => {
+            if http.urls.is_empty() {
+                cx.error(s.span(), format!("{kw} has no url block: it would check nothing"));
+                return None;
+            }
+            if http.virtualhost.is_none() {
+                http.virtualhost = inh.virtualhost.clone();
+            }
+            if kw == "SSL_GET" {
+                CheckKind::Ssl(http)
+            } else {
+                CheckKind::Http(http)
+            }
+        }
+    };
+    if common.connect_port.is_none()
+        && rs.port.is_none()
+        && matches!(vs, VsKey::Fwmark(_))
+        && !matches!(kind, CheckKind::Misc(_))
+    {
+        cx.error(s.span(), format!("{kw} has no port: set connect_port (the real server and its fwmark virtual server have none)"));
+    }
+    Some(Checker { kind, common, extra })
+}
+
+fn url(cx: &mut Ctx, s: &Stmt) -> Option<UrlCheck> {
+    let mut u = UrlCheck {
+        path: String::new(),
+        digest: None,
+        status_code: Vec::new(),
+        virtualhost: None,
+        extra: Vec::new(),
+    };
+    for c in cx.block(s) {
+        match c.keyword() {
+            "path" => {
+                if let Some(p) = cx.arg(c, 0, "a path") {
+                    u.path = p.to_string();
+                }
+            }
+            "digest" => {
+                if let Some(d) = cx.arg(c, 0, "an md5 digest") {
+                    if d.len() == 32 && d.chars().all(|ch| ch.is_ascii_hexdigit()) {
+                        u.digest = Some(d.to_ascii_lowercase());
+                    } else {
+                        cx.error(
+                            c.arg_span(0),
+                            format!("digest `{d}` is not 32 hexadecimal characters (an md5 sum)"),
+                        );
+                    }
+                }
+            }
+            "status_code" => {
+                if c.args().is_empty() {
+                    cx.error(
+                        c.span(),
+                        "`status_code` needs one or more codes or ranges, e.g. `200-299 302`",
+                    );
+                }
+                for w in c.args() {
+                    for part in w.text.split(',').filter(|p| !p.is_empty()) {
+                        match parse_status(part) {
+                            Some(r) => u.status_code.push(r),
+                            None => cx.error(
+                                w.span,
+                                format!("`{part}` is not an HTTP status code or range 100..599"),
+                            ),
+                        }
+                    }
+                }
+            }
+            "virtualhost" => u.virtualhost = cx.arg(c, 0, "a host name").map(str::to_string),
+            _ => {
+                if let Some(raw) = cx.other(Section::Url, c) {
+                    u.extra.push(raw);
+                }
+            }
+        }
+    }
+    if u.path.is_empty() {
+        cx.error(s.span(), "url has no path");
+        return None;
+    }
+    u.status_code = normalize_status(u.status_code);
+    Some(u)
+}
+
+fn parse_status(s: &str) -> Option<StatusRange> {
+    let (lo, hi) = match s.split_once('-') {
+        Some((a, b)) => (a.parse::<u16>().ok()?, b.parse::<u16>().ok()?),
+        None => {
+            let v = s.parse::<u16>().ok()?;
+            (v, v)
+        }
+    };
+    if !(100..=599).contains(&lo) || !(100..=599).contains(&hi) || lo > hi {
+        return None;
+    }
+    Some(StatusRange { lo, hi })
+}
+
+/// Sorted, merged ranges: `302 200-299 250` and `200-299 302` are the same set.
+pub fn normalize_status(mut v: Vec<StatusRange>) -> Vec<StatusRange> {
+    v.sort();
+    let mut out: Vec<StatusRange> = Vec::new();
+    for r in v {
+        match out.last_mut() {
+            Some(last) if r.lo <= last.hi.saturating_add(1) => last.hi = last.hi.max(r.hi),
+            _ => out.push(r),
+        }
+    }
+    out
+}

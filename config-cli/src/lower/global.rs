@@ -1,0 +1,137 @@
+//! `global_defs`.
+
+use super::Ctx;
+use crate::model::{Dur, GlobalDefs, SmtpServer};
+use crate::syntax::keywords::Section;
+use crate::syntax::Stmt;
+
+/// keepalived accepts garp/gna intervals in this range; 0 is refused (and then ignored).
+const GARP_MIN: Dur = Dur(1);
+const GARP_MAX: Dur = Dur(4_294_967_295);
+
+pub fn global_defs(cx: &mut Ctx, s: &Stmt, g: &mut GlobalDefs) {
+    for c in cx.block(s) {
+        let kw = c.keyword();
+        match kw {
+            "router_id" => {
+                if let Some(v) = cx.arg(c, 0, "a name") {
+                    g.router_id = Some(v.to_string());
+                }
+                cx.max_args(c, 1);
+            }
+            "notification_email" => {
+                for e in cx.block(c) {
+                    g.notification_email.push(
+                        e.words
+                            .iter()
+                            .map(|w| w.text.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    );
+                }
+            }
+            "notification_email_from" => {
+                if let Some(v) = cx.arg(c, 0, "an address") {
+                    g.notification_email_from = Some(v.to_string());
+                }
+            }
+            "smtp_server" => {
+                if let Some(host) = cx.arg(c, 0, "a host") {
+                    let host = host.to_string();
+                    let port = if c.args().len() > 1 { cx.port(c, 1) } else { None };
+                    g.smtp_server = Some(SmtpServer { host, port });
+                }
+            }
+            "smtp_connect_timeout" => {
+                if let Some(v) = cx.uint(c, 0, 1, u32::MAX as u64, false) {
+                    g.smtp_connect_timeout = Some(v as u32);
+                }
+            }
+            "vrrp_garp_interval" | "vrrp_gna_interval" => {
+                let v = if c.args().first().is_some_and(|w| w.text == "0") {
+                    cx.warning(
+                        c.arg_span(0),
+                        format!(
+                            "`{kw}` 0 is outside the range {GARP_MIN}..{GARP_MAX} seconds and keepalived ignores the line; no delay is already the default: remove the line"
+                        ),
+                    );
+                    None
+                } else {
+                    cx.secs(c, 0, GARP_MIN, GARP_MAX, false)
+                };
+                if kw == "vrrp_garp_interval" {
+                    g.vrrp_garp_interval = v.or(g.vrrp_garp_interval);
+                } else {
+                    g.vrrp_gna_interval = v.or(g.vrrp_gna_interval);
+                }
+            }
+            "vrrp_garp_master_delay" => {
+                g.vrrp_garp_master_delay = cx
+                    .uint(c, 0, 0, 255, false)
+                    .map(|v| v as u32)
+                    .or(g.vrrp_garp_master_delay)
+            }
+            "vrrp_garp_master_repeat" => {
+                g.vrrp_garp_master_repeat = cx
+                    .uint(c, 0, 1, 255, false)
+                    .map(|v| v as u32)
+                    .or(g.vrrp_garp_master_repeat)
+            }
+            "vrrp_garp_master_refresh" => {
+                g.vrrp_garp_master_refresh = cx
+                    .uint(c, 0, 0, u32::MAX as u64, false)
+                    .map(|v| v as u32)
+                    .or(g.vrrp_garp_master_refresh)
+            }
+            "vrrp_garp_master_refresh_repeat" => {
+                g.vrrp_garp_master_refresh_repeat = cx
+                    .uint(c, 0, 1, 255, false)
+                    .map(|v| v as u32)
+                    .or(g.vrrp_garp_master_refresh_repeat)
+            }
+            "vrrp_version" => {
+                if let Some(v) = cx.uint(c, 0, 2, 3, true) {
+                    g.vrrp_version = Some(v as u8);
+                }
+            }
+            "vrrp_strict" => g.vrrp_strict = cx.flag(c),
+            "vrrp_skip_check_adv_addr" => g.vrrp_skip_check_adv_addr = cx.flag(c),
+            "vrrp_check_unicast_src" => g.vrrp_check_unicast_src = cx.flag(c),
+            "vrrp_mcast_group4" => {
+                if let Some(ip) = cx.ip(c, 0) {
+                    if ip.is_ipv4() && ip.is_multicast() {
+                        g.vrrp_mcast_group4 = Some(ip);
+                    } else {
+                        cx.error(
+                            c.arg_span(0),
+                            format!("vrrp_mcast_group4 {ip} is not an IPv4 multicast address"),
+                        );
+                    }
+                }
+            }
+            "vrrp_mcast_group6" => {
+                if let Some(ip) = cx.ip(c, 0) {
+                    if ip.is_ipv6() && ip.is_multicast() {
+                        g.vrrp_mcast_group6 = Some(ip);
+                    } else {
+                        cx.error(
+                            c.arg_span(0),
+                            format!("vrrp_mcast_group6 {ip} is not an IPv6 multicast address"),
+                        );
+                    }
+                }
+            }
+            "script_user" => {
+                if cx.arg(c, 0, "a user name").is_some() {
+                    g.script_user = cx.user_words(c, c.args());
+                }
+            }
+            "enable_script_security" => g.enable_script_security = cx.flag(c),
+            _ => {
+                if let Some(raw) = cx.other(Section::GlobalDefs, c) {
+                    g.extra.push(raw);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,370 @@
+use super::common::{Dur, RawStmt, Script, ScriptUser};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+
+/// What a `virtual_server` line names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum VsKey {
+    Addr { ip: IpAddr, port: u16 },
+    Fwmark(u32),
+    Group(String),
+}
+
+impl fmt::Display for VsKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VsKey::Addr {
+                ip: IpAddr::V6(ip),
+                port,
+            } => write!(f, "[{ip}]:{port}"),
+            VsKey::Addr { ip, port } => write!(f, "{ip}:{port}"),
+            VsKey::Fwmark(m) => write!(f, "fwmark {m}"),
+            VsKey::Group(g) => write!(f, "group {g}"),
+        }
+    }
+}
+
+/// IPVS schedulers (`lb_algo`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Scheduler {
+    Rr,
+    Wrr,
+    Lc,
+    Wlc,
+    Lblc,
+    Lblcr,
+    Dh,
+    Sh,
+    Sed,
+    Nq,
+    Fo,
+    Ovf,
+    Mh,
+}
+
+impl Scheduler {
+    pub const ALL: [Scheduler; 13] = [
+        Scheduler::Rr,
+        Scheduler::Wrr,
+        Scheduler::Lc,
+        Scheduler::Wlc,
+        Scheduler::Lblc,
+        Scheduler::Lblcr,
+        Scheduler::Dh,
+        Scheduler::Sh,
+        Scheduler::Sed,
+        Scheduler::Nq,
+        Scheduler::Fo,
+        Scheduler::Ovf,
+        Scheduler::Mh,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheduler::Rr => "rr",
+            Scheduler::Wrr => "wrr",
+            Scheduler::Lc => "lc",
+            Scheduler::Wlc => "wlc",
+            Scheduler::Lblc => "lblc",
+            Scheduler::Lblcr => "lblcr",
+            Scheduler::Dh => "dh",
+            Scheduler::Sh => "sh",
+            Scheduler::Sed => "sed",
+            Scheduler::Nq => "nq",
+            Scheduler::Fo => "fo",
+            Scheduler::Ovf => "ovf",
+            Scheduler::Mh => "mh",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == s)
+    }
+}
+
+/// IPVS forwarding method (`lb_kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Forwarding {
+    Nat,
+    Dr,
+    Tun,
+}
+
+impl Forwarding {
+    pub fn name(self) -> &'static str {
+        match self {
+            Forwarding::Nat => "NAT",
+            Forwarding::Dr => "DR",
+            Forwarding::Tun => "TUN",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "NAT" => Some(Forwarding::Nat),
+            "DR" => Some(Forwarding::Dr),
+            "TUN" => Some(Forwarding::Tun),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a `virtual_server_group`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum VsgMember {
+    /// `IP PORT` or a range `IP-LAST PORT` (LAST replaces the last octet/hextet).
+    Addr {
+        ip: IpAddr,
+        range_end: Option<u16>,
+        port: u16,
+    },
+    Fwmark(u32),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualServerGroup {
+    pub name: String,
+    pub members: Vec<VsgMember>,
+}
+
+/// `sorry_server IP PORT`: used when no real server is up (or quorum is lost).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SorryServer {
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+    pub forwarding: Option<Forwarding>,
+}
+
+/// `virtual_server`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualServer {
+    pub key: VsKey,
+    pub protocol: Protocol,
+    pub lb_algo: Scheduler,
+    pub lb_kind: Forwarding,
+    /// Seconds a client sticks to its real server (None: no persistence).
+    pub persistence_timeout: Option<u32>,
+    /// Netmask grouping clients for persistence.
+    pub persistence_granularity: Option<IpAddr>,
+    /// IPVS flags: one-packet scheduling.
+    pub ops: bool,
+    pub sorry_server: Option<SorryServer>,
+    pub sorry_server_inhibit: bool,
+    /// Minimum total weight of up real servers (default 1).
+    pub quorum: u32,
+    pub hysteresis: u32,
+    pub quorum_up: Option<Script>,
+    pub quorum_down: Option<Script>,
+    /// Start with quorum considered lost.
+    pub omega: bool,
+    /// Do not touch IPVS while the VRRP instances are BACKUP (keepalived `ha_suspend`).
+    pub ha_suspend: bool,
+    pub real_servers: Vec<RealServer>,
+    pub extra: Vec<RawStmt>,
+}
+
+impl VirtualServer {
+    pub fn new(key: VsKey) -> Self {
+        VirtualServer {
+            key,
+            protocol: Protocol::Tcp,
+            lb_algo: Scheduler::Wlc,
+            lb_kind: Forwarding::Nat,
+            persistence_timeout: None,
+            persistence_granularity: None,
+            ops: false,
+            sorry_server: None,
+            sorry_server_inhibit: false,
+            quorum: 1,
+            hysteresis: 0,
+            quorum_up: None,
+            quorum_down: None,
+            omega: false,
+            ha_suspend: false,
+            real_servers: Vec::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn real_server(&self, ip: IpAddr, port: Option<u16>) -> Option<&RealServer> {
+        self.real_servers.iter().find(|r| r.ip == ip && r.port == port)
+    }
+}
+
+/// `real_server IP [PORT]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealServer {
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+    pub weight: u32,
+    /// Per-real-server forwarding method (keepalived 2.x); None: the virtual server's.
+    pub lb_kind: Option<Forwarding>,
+    /// Keep the server with weight 0 instead of removing it when it fails.
+    pub inhibit_on_failure: bool,
+    pub notify_up: Option<Script>,
+    pub notify_down: Option<Script>,
+    pub checkers: Vec<Checker>,
+    pub extra: Vec<RawStmt>,
+}
+
+impl RealServer {
+    pub fn new(ip: IpAddr, port: Option<u16>) -> Self {
+        RealServer {
+            ip,
+            port,
+            weight: 1,
+            lb_kind: None,
+            inhibit_on_failure: false,
+            notify_up: None,
+            notify_down: None,
+            checkers: Vec::new(),
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// Settings every checker has; unset ones are inherited from the real server, then the
+/// virtual server, then keepalived's defaults, while lowering.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CheckCommon {
+    pub connect_ip: Option<IpAddr>,
+    pub connect_port: Option<u16>,
+    pub bindto: Option<IpAddr>,
+    pub bind_port: Option<u16>,
+    /// Default 5 s.
+    pub connect_timeout: Dur,
+    /// Extra attempts before a failure is declared (default 1 for TCP/HTTP, 0 for MISC).
+    pub retry: u32,
+    /// Default 1 s.
+    pub delay_before_retry: Dur,
+    /// Seconds between checks (default 60, from the virtual server's `delay_loop`).
+    pub delay_loop: Dur,
+    /// Random delay up to this before the first check (default: delay_loop).
+    pub warmup: Option<Dur>,
+    pub alpha: bool,
+}
+
+impl Default for CheckCommon {
+    fn default() -> Self {
+        CheckCommon {
+            connect_ip: None,
+            connect_port: None,
+            bindto: None,
+            bind_port: None,
+            connect_timeout: Dur::from_secs(5),
+            retry: 1,
+            delay_before_retry: Dur::from_secs(1),
+            delay_loop: Dur::from_secs(60),
+            warmup: None,
+            alpha: false,
+        }
+    }
+}
+
+/// An accepted range of HTTP status codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StatusRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl StatusRange {
+    pub fn contains(&self, code: u16) -> bool {
+        self.lo <= code && code <= self.hi
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UrlCheck {
+    pub path: String,
+    /// md5 of the body, lower-case hex.
+    pub digest: Option<String>,
+    /// Accepted codes (empty: 200-299).
+    pub status_code: Vec<StatusRange>,
+    pub virtualhost: Option<String>,
+    pub extra: Vec<RawStmt>,
+}
+
+impl UrlCheck {
+    pub fn accepts(&self, code: u16) -> bool {
+        if self.status_code.is_empty() {
+            (200..300).contains(&code)
+        } else {
+            self.status_code.iter().any(|r| r.contains(code))
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HttpCheck {
+    pub urls: Vec<UrlCheck>,
+    /// Host header (and TLS SNI) unless a url sets its own.
+    pub virtualhost: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MiscCheck {
+    pub misc_path: String,
+    /// Kill the program and count a failure after this long (default: delay_loop).
+    pub misc_timeout: Option<Dur>,
+    /// Exit 0 up, 1 down, 2..255 up with weight exit-2.
+    pub misc_dynamic: bool,
+    pub user: Option<ScriptUser>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CheckKind {
+    Tcp,
+    Http(HttpCheck),
+    Ssl(HttpCheck),
+    Misc(MiscCheck),
+    /// A checker keepalived has that we do not run (SMTP_CHECK, DNS_CHECK, ...): kept for
+    /// export; the product treats it as always up and says so in `hactl check`.
+    Other(String),
+}
+
+impl CheckKind {
+    pub fn keyword(&self) -> &str {
+        match self {
+            CheckKind::Tcp => "TCP_CHECK",
+            CheckKind::Http(_) => "HTTP_GET",
+            CheckKind::Ssl(_) => "SSL_GET",
+            CheckKind::Misc(_) => "MISC_CHECK",
+            CheckKind::Other(k) => k,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Checker {
+    pub kind: CheckKind,
+    pub common: CheckCommon,
+    pub extra: Vec<RawStmt>,
+}

@@ -1,0 +1,44 @@
+//! The typed configuration of ONE director, with keepalived's semantics. Defaults are
+//! resolved while lowering (an explicit default and an absent line are the same model),
+//! and inheritable checker settings (delay_loop, retry, ...) are stored on each checker.
+//! Keywords keepalived knows that we do not model are kept verbatim in `extra` fields so
+//! that export reproduces them; they are reported as warnings.
+
+mod common;
+mod global;
+mod lvs;
+mod vrrp;
+
+pub use common::*;
+pub use global::*;
+pub use lvs::*;
+pub use vrrp::*;
+
+use serde::{Deserialize, Serialize};
+
+/// One director's configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub global: GlobalDefs,
+    pub vrrp_scripts: Vec<VrrpScript>,
+    pub sync_groups: Vec<SyncGroup>,
+    pub instances: Vec<VrrpInstance>,
+    pub vs_groups: Vec<VirtualServerGroup>,
+    pub virtual_servers: Vec<VirtualServer>,
+    /// Top-level blocks keepalived knows and we do not model (e.g. `static_ipaddress`).
+    pub extra: Vec<RawStmt>,
+}
+
+impl Config {
+    pub fn instance(&self, name: &str) -> Option<&VrrpInstance> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+
+    pub fn virtual_server(&self, key: &VsKey) -> Option<&VirtualServer> {
+        self.virtual_servers.iter().find(|v| &v.key == key)
+    }
+
+    pub fn vrrp_script(&self, name: &str) -> Option<&VrrpScript> {
+        self.vrrp_scripts.iter().find(|s| s.name == name)
+    }
+}

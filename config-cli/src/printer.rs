@@ -1,0 +1,583 @@
+//! Printing a [`Config`] as keepalived.conf text. The printer first builds a tree of
+//! [`Node`]s (which the cluster merger factors across directors), then renders it.
+//! Output is deterministic: the same model always prints the same text.
+
+use crate::model::*;
+use std::net::IpAddr;
+
+/// One printed line, with its block. `key` identifies the line among its siblings for
+/// the cluster merger: the keyword for settings (last one wins in keepalived), the full
+/// text for list entries and repeated blocks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub words: Vec<String>,
+    pub block: Option<Vec<Node>>,
+    pub key: String,
+    /// Children are list entries (e.g. `virtual_ipaddress`), not settings.
+    pub list: bool,
+    /// The lowering span key of the entity this block prints (see `lower::SpanIndex`).
+    pub origin: Option<String>,
+}
+
+impl Node {
+    fn line<S: Into<String>>(words: impl IntoIterator<Item = S>) -> Node {
+        let words: Vec<String> = words.into_iter().map(Into::into).collect();
+        let key = words.first().cloned().unwrap_or_default();
+        Node {
+            words,
+            block: None,
+            key,
+            list: false,
+            origin: None,
+        }
+    }
+
+    fn entry<S: Into<String>>(words: impl IntoIterator<Item = S>) -> Node {
+        let mut n = Node::line(words);
+        n.key = n.words.join(" ");
+        n
+    }
+
+    fn block<S: Into<String>>(words: impl IntoIterator<Item = S>, children: Vec<Node>) -> Node {
+        let mut n = Node::line(words);
+        n.key = n.words.join(" ");
+        n.block = Some(children);
+        n
+    }
+
+    fn list<S: Into<String>>(words: impl IntoIterator<Item = S>, children: Vec<Node>) -> Node {
+        let mut n = Node::block(words, children);
+        n.list = true;
+        n
+    }
+}
+
+/// Quotes a word when keepalived's lexer would otherwise split or cut it.
+pub fn quote(w: &str) -> String {
+    let needs = w.is_empty()
+        || w.chars()
+            .any(|c| c.is_whitespace() || matches!(c, '#' | '!' | '{' | '}' | '\\'));
+    if needs && !w.contains('"') {
+        format!("\"{w}\"")
+    } else {
+        w.to_string()
+    }
+}
+
+/// Renders nodes as indented keepalived.conf text. `prefix` gives a line's `@node`
+/// condition, if any.
+pub fn render(nodes: &[Node]) -> String {
+    let mut out = String::new();
+    render_into(nodes, 0, &mut out, &|_| None);
+    out
+}
+
+pub(crate) fn render_into(
+    nodes: &[Node],
+    depth: usize,
+    out: &mut String,
+    cond: &dyn Fn(&Node) -> Option<String>,
+) {
+    for (i, n) in nodes.iter().enumerate() {
+        if depth == 0 && i > 0 {
+            out.push('\n');
+        }
+        if let Some(c) = cond(n) {
+            out.push_str(&c);
+            out.push(' ');
+        }
+        out.push_str(&"    ".repeat(depth));
+        let words: Vec<String> = n.words.iter().map(|w| quote(w)).collect();
+        out.push_str(&words.join(" "));
+        match &n.block {
+            Some(children) => {
+                out.push_str(" {\n");
+                render_into(children, depth + 1, out, cond);
+                out.push_str(&"    ".repeat(depth));
+                out.push_str("}\n");
+            }
+            None => out.push('\n'),
+        }
+    }
+}
+
+/// The whole configuration as keepalived.conf text.
+pub fn print(cfg: &Config) -> String {
+    render(&nodes(cfg))
+}
+
+pub fn nodes(cfg: &Config) -> Vec<Node> {
+    let mut out = vec![global(&cfg.global)];
+    out.extend(cfg.vrrp_scripts.iter().map(vrrp_script));
+    out.extend(cfg.sync_groups.iter().map(sync_group));
+    out.extend(cfg.instances.iter().map(instance));
+    out.extend(cfg.vs_groups.iter().map(vs_group));
+    out.extend(cfg.virtual_servers.iter().map(virtual_server));
+    out.extend(cfg.extra.iter().map(raw));
+    out
+}
+
+fn raw(r: &RawStmt) -> Node {
+    match &r.block {
+        Some(children) => Node::block(r.words.clone(), children.iter().map(raw).collect()),
+        None => Node::entry(r.words.clone()),
+    }
+}
+
+fn opt<T: ToString>(out: &mut Vec<Node>, kw: &str, v: &Option<T>) {
+    if let Some(v) = v {
+        out.push(Node::line([kw.to_string(), v.to_string()]));
+    }
+}
+
+fn flag(out: &mut Vec<Node>, kw: &str, v: bool) {
+    if v {
+        out.push(Node::line([kw]));
+    }
+}
+
+fn user_words(u: &Option<ScriptUser>) -> Vec<String> {
+    match u {
+        None => vec![],
+        Some(ScriptUser { user, group: None }) => vec![user.clone()],
+        Some(ScriptUser { user, group: Some(g) }) => vec![user.clone(), g.clone()],
+    }
+}
+
+fn script(out: &mut Vec<Node>, kw: &str, s: &Option<Script>) {
+    if let Some(s) = s {
+        let mut w = vec![kw.to_string(), s.cmd.clone()];
+        w.extend(user_words(&s.user));
+        out.push(Node::line(w));
+    }
+}
+
+fn global(g: &GlobalDefs) -> Node {
+    let mut c = Vec::new();
+    if !g.notification_email.is_empty() {
+        c.push(Node::list(
+            ["notification_email"],
+            g.notification_email
+                .iter()
+                .map(|e| Node::entry([e.clone()]))
+                .collect(),
+        ));
+    }
+    opt(&mut c, "notification_email_from", &g.notification_email_from);
+    if let Some(s) = &g.smtp_server {
+        let mut w = vec!["smtp_server".to_string(), s.host.clone()];
+        if let Some(p) = s.port {
+            w.push(p.to_string());
+        }
+        c.push(Node::line(w));
+    }
+    opt(&mut c, "smtp_connect_timeout", &g.smtp_connect_timeout);
+    opt(&mut c, "router_id", &g.router_id);
+    flag(&mut c, "vrrp_skip_check_adv_addr", g.vrrp_skip_check_adv_addr);
+    flag(&mut c, "vrrp_strict", g.vrrp_strict);
+    flag(&mut c, "vrrp_check_unicast_src", g.vrrp_check_unicast_src);
+    opt(&mut c, "vrrp_garp_interval", &g.vrrp_garp_interval);
+    opt(&mut c, "vrrp_gna_interval", &g.vrrp_gna_interval);
+    opt(&mut c, "vrrp_garp_master_delay", &g.vrrp_garp_master_delay);
+    opt(&mut c, "vrrp_garp_master_repeat", &g.vrrp_garp_master_repeat);
+    opt(&mut c, "vrrp_garp_master_refresh", &g.vrrp_garp_master_refresh);
+    opt(
+        &mut c,
+        "vrrp_garp_master_refresh_repeat",
+        &g.vrrp_garp_master_refresh_repeat,
+    );
+    opt(&mut c, "vrrp_version", &g.vrrp_version);
+    opt(&mut c, "vrrp_mcast_group4", &g.vrrp_mcast_group4);
+    opt(&mut c, "vrrp_mcast_group6", &g.vrrp_mcast_group6);
+    if g.script_user.is_some() {
+        let mut w = vec!["script_user".to_string()];
+        w.extend(user_words(&g.script_user));
+        c.push(Node::line(w));
+    }
+    flag(&mut c, "enable_script_security", g.enable_script_security);
+    c.extend(g.extra.iter().map(raw));
+    Node::block(["global_defs"], c)
+}
+
+fn vrrp_script(s: &VrrpScript) -> Node {
+    let mut c = vec![Node::line(["script".to_string(), s.script.clone()])];
+    c.push(Node::line(["interval".to_string(), s.interval.to_string()]));
+    opt(&mut c, "timeout", &s.timeout);
+    if s.weight != 0 || s.weight_reverse {
+        let mut w = vec!["weight".to_string(), s.weight.to_string()];
+        if s.weight_reverse {
+            w.push("reverse".into());
+        }
+        c.push(Node::line(w));
+    }
+    if s.rise != 1 {
+        c.push(Node::line(["rise".to_string(), s.rise.to_string()]));
+    }
+    if s.fall != 1 {
+        c.push(Node::line(["fall".to_string(), s.fall.to_string()]));
+    }
+    if s.user.is_some() {
+        let mut w = vec!["user".to_string()];
+        w.extend(user_words(&s.user));
+        c.push(Node::line(w));
+    }
+    flag(&mut c, "init_fail", s.init_fail);
+    c.extend(s.extra.iter().map(raw));
+    with_origin(
+        Node::block(["vrrp_script".to_string(), s.name.clone()], c),
+        format!("vrrp_script {}", s.name),
+    )
+}
+
+fn notify(c: &mut Vec<Node>, n: &Notify) {
+    script(c, "notify_master", &n.master);
+    script(c, "notify_backup", &n.backup);
+    script(c, "notify_fault", &n.fault);
+    script(c, "notify_stop", &n.stop);
+    script(c, "notify", &n.any);
+}
+
+fn weight_words(name: &str, weight: Option<i32>, reverse: bool) -> Vec<String> {
+    let mut w = vec![name.to_string()];
+    if let Some(x) = weight {
+        w.push("weight".into());
+        w.push(x.to_string());
+        if reverse {
+            w.push("reverse".into());
+        }
+    }
+    w
+}
+
+fn tracks(c: &mut Vec<Node>, ti: &[TrackInterface], ts: &[TrackScript]) {
+    if !ti.is_empty() {
+        c.push(Node::list(
+            ["track_interface"],
+            ti.iter()
+                .map(|t| Node::entry(weight_words(&t.name, t.weight, t.weight_reverse)))
+                .collect(),
+        ));
+    }
+    if !ts.is_empty() {
+        c.push(Node::list(
+            ["track_script"],
+            ts.iter()
+                .map(|t| Node::entry(weight_words(&t.name, t.weight, t.weight_reverse)))
+                .collect(),
+        ));
+    }
+}
+
+fn sync_group(g: &SyncGroup) -> Node {
+    let mut c = vec![Node::list(
+        ["group"],
+        g.members.iter().map(|m| Node::entry([m.clone()])).collect(),
+    )];
+    tracks(&mut c, &g.track_interface, &g.track_script);
+    notify(&mut c, &g.notify);
+    c.extend(g.extra.iter().map(raw));
+    with_origin(
+        Node::block(["vrrp_sync_group".to_string(), g.name.clone()], c),
+        format!("sync_group {}", g.name),
+    )
+}
+
+pub fn vip_words(v: &VipAddr) -> Vec<String> {
+    let mut w = vec![match v.prefix {
+        Some(p) => format!("{}/{p}", v.addr),
+        None => v.addr.to_string(),
+    }];
+    let mut kv = |k: &str, val: &Option<String>| {
+        if let Some(x) = val {
+            w.push(k.to_string());
+            w.push(x.clone());
+        }
+    };
+    kv("brd", &v.brd.map(|b| b.to_string()));
+    kv("dev", &v.dev);
+    kv("scope", &v.scope);
+    kv("label", &v.label);
+    if v.no_track {
+        w.push("no_track".into());
+    }
+    w.extend(v.extra.iter().cloned());
+    w
+}
+
+fn instance(i: &VrrpInstance) -> Node {
+    let mut c = vec![
+        Node::line([
+            "state",
+            if i.state == InitialState::Master {
+                "MASTER"
+            } else {
+                "BACKUP"
+            },
+        ]),
+        Node::line(["interface".to_string(), i.interface.clone()]),
+        Node::line(["virtual_router_id".to_string(), i.virtual_router_id.to_string()]),
+        Node::line(["priority".to_string(), i.priority.to_string()]),
+        Node::line(["advert_int".to_string(), i.advert_int.to_string()]),
+    ];
+    if i.version != 2 {
+        c.push(Node::line(["version".to_string(), i.version.to_string()]));
+    }
+    flag(&mut c, "nopreempt", i.nopreempt);
+    opt(&mut c, "preempt_delay", &i.preempt_delay);
+    flag(&mut c, "dont_track_primary", i.dont_track_primary);
+    opt(&mut c, "mcast_src_ip", &i.mcast_src_ip);
+    opt(&mut c, "unicast_src_ip", &i.unicast_src_ip);
+    if !i.unicast_peer.is_empty() {
+        c.push(Node::list(
+            ["unicast_peer"],
+            i.unicast_peer
+                .iter()
+                .map(|p| {
+                    let mut w = vec![p.addr.to_string()];
+                    if let Some(t) = p.min_ttl {
+                        w.extend(["min_ttl".to_string(), t.to_string()]);
+                    }
+                    if let Some(t) = p.max_ttl {
+                        w.extend(["max_ttl".to_string(), t.to_string()]);
+                    }
+                    Node::entry(w)
+                })
+                .collect(),
+        ));
+    }
+    if let Some(a) = &i.auth {
+        let (t, p) = match a {
+            Auth::Pass(p) => ("PASS", p),
+            Auth::Ah(p) => ("AH", p),
+        };
+        c.push(Node::block(
+            ["authentication"],
+            vec![
+                Node::line(["auth_type", t]),
+                Node::line(["auth_pass".to_string(), p.clone()]),
+            ],
+        ));
+    }
+    c.push(Node::list(
+        ["virtual_ipaddress"],
+        i.virtual_ipaddress
+            .iter()
+            .map(|v| Node::entry(vip_words(v)))
+            .collect(),
+    ));
+    if !i.virtual_ipaddress_excluded.is_empty() {
+        c.push(Node::list(
+            ["virtual_ipaddress_excluded"],
+            i.virtual_ipaddress_excluded
+                .iter()
+                .map(|v| Node::entry(vip_words(v)))
+                .collect(),
+        ));
+    }
+    tracks(&mut c, &i.track_interface, &i.track_script);
+    notify(&mut c, &i.notify);
+    let d = Garp::default();
+    if i.garp.master_delay != d.master_delay {
+        c.push(Node::line([
+            "garp_master_delay".to_string(),
+            i.garp.master_delay.to_string(),
+        ]));
+    }
+    if i.garp.master_repeat != d.master_repeat {
+        c.push(Node::line([
+            "garp_master_repeat".to_string(),
+            i.garp.master_repeat.to_string(),
+        ]));
+    }
+    if i.garp.master_refresh != d.master_refresh {
+        c.push(Node::line([
+            "garp_master_refresh".to_string(),
+            i.garp.master_refresh.to_string(),
+        ]));
+    }
+    if i.garp.master_refresh_repeat != d.master_refresh_repeat {
+        c.push(Node::line([
+            "garp_master_refresh_repeat".to_string(),
+            i.garp.master_refresh_repeat.to_string(),
+        ]));
+    }
+    flag(&mut c, "smtp_alert", i.smtp_alert);
+    c.extend(i.extra.iter().map(raw));
+    with_origin(
+        Node::block(["vrrp_instance".to_string(), i.name.clone()], c),
+        format!("instance {}", i.name),
+    )
+}
+
+fn ip_port(ip: &IpAddr, port: u16) -> Vec<String> {
+    vec![ip.to_string(), port.to_string()]
+}
+
+fn vs_group(g: &VirtualServerGroup) -> Node {
+    let c = g
+        .members
+        .iter()
+        .map(|m| match m {
+            VsgMember::Fwmark(f) => Node::entry(["fwmark".to_string(), f.to_string()]),
+            VsgMember::Addr {
+                ip,
+                range_end: Some(e),
+                port,
+            } => Node::entry([format!("{ip}-{e}"), port.to_string()]),
+            VsgMember::Addr {
+                ip,
+                range_end: None,
+                port,
+            } => Node::entry(ip_port(ip, *port)),
+        })
+        .collect();
+    with_origin(
+        Node::list(["virtual_server_group".to_string(), g.name.clone()], c),
+        format!("vs_group {}", g.name),
+    )
+}
+
+fn vs_key_words(k: &VsKey) -> Vec<String> {
+    let mut w = vec!["virtual_server".to_string()];
+    match k {
+        VsKey::Addr { ip, port } => w.extend(ip_port(ip, *port)),
+        VsKey::Fwmark(m) => w.extend(["fwmark".to_string(), m.to_string()]),
+        VsKey::Group(g) => w.extend(["group".to_string(), g.clone()]),
+    }
+    w
+}
+
+fn virtual_server(vs: &VirtualServer) -> Node {
+    let mut c = vec![
+        Node::line(["lb_algo", vs.lb_algo.name()]),
+        Node::line(["lb_kind", vs.lb_kind.name()]),
+        Node::line(["protocol", vs.protocol.name()]),
+    ];
+    opt(&mut c, "persistence_timeout", &vs.persistence_timeout);
+    opt(&mut c, "persistence_granularity", &vs.persistence_granularity);
+    flag(&mut c, "ops", vs.ops);
+    if let Some(s) = &vs.sorry_server {
+        let mut w = vec!["sorry_server".to_string(), s.ip.to_string()];
+        if let Some(p) = s.port {
+            w.push(p.to_string());
+        }
+        c.push(Node::line(w));
+        if let Some(f) = s.forwarding {
+            c.push(Node::line(["sorry_server_lvs_method", f.name()]));
+        }
+    }
+    flag(&mut c, "sorry_server_inhibit", vs.sorry_server_inhibit);
+    if vs.quorum != 1 {
+        c.push(Node::line(["quorum".to_string(), vs.quorum.to_string()]));
+    }
+    if vs.hysteresis != 0 {
+        c.push(Node::line(["hysteresis".to_string(), vs.hysteresis.to_string()]));
+    }
+    script(&mut c, "quorum_up", &vs.quorum_up);
+    script(&mut c, "quorum_down", &vs.quorum_down);
+    flag(&mut c, "omega", vs.omega);
+    flag(&mut c, "ha_suspend", vs.ha_suspend);
+    c.extend(vs.extra.iter().map(raw));
+    c.extend(vs.real_servers.iter().map(|rs| real_server(&vs.key, rs)));
+    with_origin(Node::block(vs_key_words(&vs.key), c), format!("vs {}", vs.key))
+}
+
+fn with_origin(mut n: Node, origin: String) -> Node {
+    n.origin = Some(origin);
+    n
+}
+
+fn real_server(vs: &VsKey, rs: &RealServer) -> Node {
+    let mut head = vec!["real_server".to_string(), rs.ip.to_string()];
+    if let Some(p) = rs.port {
+        head.push(p.to_string());
+    }
+    let mut c = vec![Node::line(["weight".to_string(), rs.weight.to_string()])];
+    if let Some(f) = rs.lb_kind {
+        c.push(Node::line(["lvs_method", f.name()]));
+    }
+    flag(&mut c, "inhibit_on_failure", rs.inhibit_on_failure);
+    script(&mut c, "notify_up", &rs.notify_up);
+    script(&mut c, "notify_down", &rs.notify_down);
+    c.extend(rs.extra.iter().map(raw));
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    for chk in &rs.checkers {
+        let mut n = checker(chk);
+        // Several checkers of one kind are told apart by their position.
+        let count = seen.entry(n.key.clone()).or_insert(0);
+        *count += 1;
+        n.key = format!("{} #{count}", n.key);
+        c.push(n);
+    }
+    with_origin(
+        Node::block(head, c),
+        format!("vs {vs} rs {}", crate::lower::rs_name(rs)),
+    )
+}
+
+fn checker(chk: &Checker) -> Node {
+    if let CheckKind::Other(_) = &chk.kind {
+        // Kept verbatim: the raw block is the checker.
+        if let Some(r) = chk.extra.first() {
+            return raw(r);
+        }
+    }
+    let cm = &chk.common;
+    let mut c = Vec::new();
+    opt(&mut c, "connect_ip", &cm.connect_ip);
+    opt(&mut c, "connect_port", &cm.connect_port);
+    opt(&mut c, "bindto", &cm.bindto);
+    opt(&mut c, "bind_port", &cm.bind_port);
+    c.push(Node::line([
+        "connect_timeout".to_string(),
+        cm.connect_timeout.to_string(),
+    ]));
+    if !matches!(chk.kind, CheckKind::Misc(_)) || cm.retry != 0 {
+        c.push(Node::line(["retry".to_string(), cm.retry.to_string()]));
+    }
+    c.push(Node::line([
+        "delay_before_retry".to_string(),
+        cm.delay_before_retry.to_string(),
+    ]));
+    c.push(Node::line(["delay_loop".to_string(), cm.delay_loop.to_string()]));
+    opt(&mut c, "warmup", &cm.warmup);
+    flag(&mut c, "alpha", cm.alpha);
+    match &chk.kind {
+        CheckKind::Http(h) | CheckKind::Ssl(h) => {
+            opt(&mut c, "virtualhost", &h.virtualhost);
+            for (n, u) in h.urls.iter().enumerate() {
+                let mut uc = vec![Node::line(["path".to_string(), u.path.clone()])];
+                opt(&mut uc, "digest", &u.digest);
+                if !u.status_code.is_empty() {
+                    let mut w = vec!["status_code".to_string()];
+                    w.extend(u.status_code.iter().map(|r| {
+                        if r.lo == r.hi {
+                            r.lo.to_string()
+                        } else {
+                            format!("{}-{}", r.lo, r.hi)
+                        }
+                    }));
+                    uc.push(Node::line(w));
+                }
+                opt(&mut uc, "virtualhost", &u.virtualhost);
+                uc.extend(u.extra.iter().map(raw));
+                let mut node = Node::block(["url"], uc);
+                node.key = format!("url #{n}");
+                c.push(node);
+            }
+        }
+        CheckKind::Misc(m) => {
+            c.push(Node::line(["misc_path".to_string(), m.misc_path.clone()]));
+            if m.user.is_some() {
+                let mut w = vec!["user".to_string()];
+                w.extend(user_words(&m.user));
+                c.push(Node::line(w));
+            }
+            opt(&mut c, "misc_timeout", &m.misc_timeout);
+            flag(&mut c, "misc_dynamic", m.misc_dynamic);
+        }
+        CheckKind::Tcp | CheckKind::Other(_) => {}
+    }
+    c.extend(chk.extra.iter().map(raw));
+    Node::block([chk.kind.keyword().to_string()], c)
+}
