@@ -93,6 +93,12 @@ impl ClusterConfig {
         let mut diags = parsed.diags.clone();
         let all: BTreeSet<Option<String>> = views.iter().cloned().collect();
         for (mut d, set) in seen {
+            // Errors only in the view of directors named in no `@` line matter only if
+            // such a director exists: `--node`/membership names it, and then it is checked
+            // in its own view.
+            if set.len() == 1 && set.contains(&None) && views.len() > 1 && d.is_error() {
+                d.severity = crate::diag::Severity::Warning;
+            }
             if set != all && d.node.is_none() {
                 let named: Vec<String> = set
                     .iter()

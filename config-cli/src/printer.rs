@@ -38,9 +38,18 @@ impl Node {
         n
     }
 
-    fn block<S: Into<String>>(words: impl IntoIterator<Item = S>, children: Vec<Node>) -> Node {
+    fn block<S: Into<String>>(words: impl IntoIterator<Item = S>, mut children: Vec<Node>) -> Node {
         let mut n = Node::line(words);
         n.key = n.words.join(" ");
+        // Repeated lines (e.g. several `host` blocks) are told apart by their position.
+        let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+        for c in &mut children {
+            let count = seen.entry(c.key.clone()).or_insert(0);
+            *count += 1;
+            if *count > 1 {
+                c.key = format!("{} #{count}", c.key);
+            }
+        }
         n.block = Some(children);
         n
     }
@@ -500,15 +509,7 @@ fn real_server(vs: &VsKey, rs: &RealServer) -> Node {
     script(&mut c, "notify_up", &rs.notify_up);
     script(&mut c, "notify_down", &rs.notify_down);
     c.extend(rs.extra.iter().map(raw));
-    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
-    for chk in &rs.checkers {
-        let mut n = checker(chk);
-        // Several checkers of one kind are told apart by their position.
-        let count = seen.entry(n.key.clone()).or_insert(0);
-        *count += 1;
-        n.key = format!("{} #{count}", n.key);
-        c.push(n);
-    }
+    c.extend(rs.checkers.iter().map(checker));
     with_origin(
         Node::block(head, c),
         format!("vs {vs} rs {}", crate::lower::rs_name(rs)),
@@ -545,7 +546,7 @@ fn checker(chk: &Checker) -> Node {
     match &chk.kind {
         CheckKind::Http(h) | CheckKind::Ssl(h) => {
             opt(&mut c, "virtualhost", &h.virtualhost);
-            for (n, u) in h.urls.iter().enumerate() {
+            for u in &h.urls {
                 let mut uc = vec![Node::line(["path".to_string(), u.path.clone()])];
                 opt(&mut uc, "digest", &u.digest);
                 if !u.status_code.is_empty() {
@@ -561,9 +562,7 @@ fn checker(chk: &Checker) -> Node {
                 }
                 opt(&mut uc, "virtualhost", &u.virtualhost);
                 uc.extend(u.extra.iter().map(raw));
-                let mut node = Node::block(["url"], uc);
-                node.key = format!("url #{n}");
-                c.push(node);
+                c.push(Node::block(["url"], uc));
             }
         }
         CheckKind::Misc(m) => {

@@ -12,6 +12,7 @@ mod lvs;
 mod vrrp;
 
 pub use args::{Ctx, SpanIndex};
+pub use check::normalize_status;
 pub use lvs::rs_name;
 
 use crate::diag::Diagnostics;

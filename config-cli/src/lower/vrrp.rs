@@ -313,6 +313,7 @@ pub fn instance(cx: &mut Ctx, s: &Stmt, g: &GlobalDefs) -> Option<VrrpInstance> 
     let key = format!("instance {}", v.name);
     cx.mark(key.clone(), s.span());
     let mut vrid_seen = false;
+    let mut bad_vrid = false;
     let mut iface_seen = false;
     for c in cx.block(s) {
         cx.mark(format!("{key} {}", c.keyword()), c.span());
@@ -337,9 +338,11 @@ pub fn instance(cx: &mut Ctx, s: &Stmt, g: &GlobalDefs) -> Option<VrrpInstance> 
                 cx.max_args(c, 1);
             }
             "virtual_router_id" => {
+                vrid_seen = true;
                 if let Some(n) = cx.uint(c, 0, 1, 255, true) {
                     v.virtual_router_id = n as u8;
-                    vrid_seen = true;
+                } else {
+                    bad_vrid = true;
                 }
             }
             "priority" => {
@@ -487,6 +490,10 @@ pub fn instance(cx: &mut Ctx, s: &Stmt, g: &GlobalDefs) -> Option<VrrpInstance> 
     }
     if !iface_seen {
         cx.error(s.span(), format!("vrrp_instance {} has no interface", v.name));
+        return None;
+    }
+    // An invalid id was reported where it was written; the instance cannot run.
+    if bad_vrid {
         return None;
     }
     Some(v)
