@@ -291,18 +291,18 @@ fn reformat(text: &str, salt: u32) -> String {
     let mut out = String::new();
     for (n, line) in text.lines().enumerate() {
         let t = line.trim_start();
-        let indent = if salt % 2 == 0 {
+        let indent = if salt.is_multiple_of(2) {
             "\t".repeat((line.len() - t.len()) / 4)
         } else {
             "  ".repeat((line.len() - t.len()) / 4)
         };
         out.push_str(&indent);
         out.push_str(t);
-        if (n as u32 + salt) % 3 == 0 {
+        if (n as u32 + salt).is_multiple_of(3) {
             out.push_str("   # comment");
         }
         out.push('\n');
-        if (n as u32 + salt) % 5 == 0 {
+        if (n as u32 + salt).is_multiple_of(5) {
             out.push_str("! a comment line\n\n");
         }
     }
