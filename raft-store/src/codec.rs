@@ -58,13 +58,13 @@ mod tests {
     fn seed_event() -> ConfigEvent {
         let text = include_str!("../../config-cli/tests/fixtures/keepalived.lvs01-master.conf");
         let (_, loaded) = cluster::load_str("seed.conf", text, &[]);
-        ConfigEvent::ConfigProposed(Proposal::new(
+        ConfigEvent::ConfigProposed(Box::new(Proposal::new(
             loaded.cluster,
             "alice",
             "initial import",
             1_700_000_000_000,
             None,
-        ))
+        )))
     }
 
     #[test]

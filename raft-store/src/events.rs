@@ -40,7 +40,7 @@ impl Proposal {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigEvent {
-    ConfigProposed(Proposal),
+    ConfigProposed(Box<Proposal>),
     /// A director joined or left the Raft membership.
     MembershipChanged {
         author: String,

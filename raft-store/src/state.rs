@@ -101,7 +101,7 @@ mod tests {
         let mut s = ClusterState::default();
         let p1 = Proposal::new(cfg(1), "alice", "first", 1, None);
         assert_eq!(
-            s.apply(&ConfigEvent::ConfigProposed(p1.clone())),
+            s.apply(&ConfigEvent::ConfigProposed(Box::new(p1.clone()))),
             Applied::Committed {
                 version: 1,
                 hash: p1.hash.clone()
@@ -109,7 +109,7 @@ mod tests {
         );
         let p2 = Proposal::new(cfg(2), "bob", "weight", 2, Some(1));
         assert!(matches!(
-            s.apply(&ConfigEvent::ConfigProposed(p2)),
+            s.apply(&ConfigEvent::ConfigProposed(Box::new(p2))),
             Applied::Committed { version: 2, .. }
         ));
         assert_eq!(s.config, cfg(2));
@@ -118,17 +118,17 @@ mod tests {
     #[test]
     fn stale_base_version_changes_nothing() {
         let mut s = ClusterState::default();
-        s.apply(&ConfigEvent::ConfigProposed(Proposal::new(
+        s.apply(&ConfigEvent::ConfigProposed(Box::new(Proposal::new(
             cfg(1),
             "a",
             "",
             1,
             None,
-        )));
+        ))));
         let before = s.clone();
         let stale = Proposal::new(cfg(3), "b", "", 2, Some(0));
         assert_eq!(
-            s.apply(&ConfigEvent::ConfigProposed(stale)),
+            s.apply(&ConfigEvent::ConfigProposed(Box::new(stale))),
             Applied::StaleBase { base: 0, current: 1 }
         );
         assert_eq!(s, before);
@@ -140,7 +140,7 @@ mod tests {
         let mut p = Proposal::new(cfg(1), "a", "", 1, None);
         p.config = cfg(5);
         assert!(matches!(
-            s.apply(&ConfigEvent::ConfigProposed(p)),
+            s.apply(&ConfigEvent::ConfigProposed(Box::new(p))),
             Applied::HashMismatch { .. }
         ));
         assert_eq!(s, ClusterState::default());
