@@ -258,3 +258,32 @@ pub fn normalize_status(mut v: Vec<StatusRange>) -> Vec<StatusRange> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cluster;
+    use crate::model::{CheckKind, StatusRange};
+
+    fn url_codes(codes: &str) -> (Vec<StatusRange>, usize) {
+        let text = format!(
+            "virtual_server 198.18.0.1 80 {{\n real_server 198.18.0.2 80 {{\n  HTTP_GET {{\n   url {{\n    path /\n    status_code {codes}\n   }}\n  }}\n }}\n}}\n"
+        );
+        let (_, l) = cluster::load_str("t.conf", &text, &[]);
+        let errors = l.diags.errors().count();
+        let vs = &l.cluster.default.virtual_servers[0];
+        match &vs.real_servers[0].checkers[0].kind {
+            CheckKind::Http(h) => (h.urls[0].status_code.clone(), errors),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn status_code_lists_and_ranges() {
+        let r = |lo, hi| StatusRange { lo, hi };
+        assert_eq!(url_codes("200-299,302"), (vec![r(200, 299), r(302, 302)], 0));
+        assert_eq!(url_codes("302 200-299 250"), (vec![r(200, 299), r(302, 302)], 0));
+        assert_eq!(url_codes("200 201 202"), (vec![r(200, 202)], 0));
+        assert_eq!(url_codes("99 200").1, 1, "99 is not an HTTP status");
+        assert_eq!(url_codes("300-200").1, 1, "reversed range");
+    }
+}
