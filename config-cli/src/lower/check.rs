@@ -37,15 +37,8 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
             extra: vec![cx.raw(s)],
         });
     }
-    let mut common = CheckCommon {
-        connect_timeout: inh.connect_timeout.unwrap_or(Dur::from_secs(5)),
-        retry: inh.retry.unwrap_or(if kw == "MISC_CHECK" { 0 } else { 1 }),
-        delay_before_retry: inh.delay_before_retry.unwrap_or(Dur::from_secs(1)),
-        delay_loop: inh.delay_loop.unwrap_or(Dur::from_secs(60)),
-        warmup: inh.warmup,
-        alpha: inh.alpha.unwrap_or(false),
-        ..CheckCommon::default()
-    };
+    let mut timing = inh.clone();
+    let mut common = CheckCommon::default();
     let section = match kw {
         "TCP_CHECK" => Section::TcpCheck,
         "MISC_CHECK" => Section::MiscCheck,
@@ -69,39 +62,17 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
             "connect_port" => common.connect_port = cx.port(c, 0).or(common.connect_port),
             "bindto" => common.bindto = cx.ip(c, 0).or(common.bindto),
             "bind_port" => common.bind_port = cx.port(c, 0).or(common.bind_port),
-            "connect_timeout" => {
-                common.connect_timeout = cx
-                    .secs(c, 0, Dur(1), Dur::from_secs(u32::MAX as u64), false)
-                    .unwrap_or(common.connect_timeout)
-            }
-            "retry" | "nb_get_retry" => {
-                if ck == "nb_get_retry" {
-                    cx.warning(
-                        c.span(),
-                        "`nb_get_retry` is deprecated; use `retry` (same meaning)",
-                    );
-                }
-                common.retry = cx
+            "nb_get_retry" => {
+                cx.warning(
+                    c.span(),
+                    "`nb_get_retry` is deprecated; use `retry` (same meaning)",
+                );
+                timing.retry = cx
                     .uint(c, 0, 1, u32::MAX as u64, false)
                     .map(|n| n as u32)
-                    .unwrap_or(common.retry)
+                    .or(timing.retry);
             }
-            "delay_before_retry" => {
-                common.delay_before_retry = cx
-                    .secs(c, 0, Dur(0), Dur::from_secs(u32::MAX as u64), false)
-                    .unwrap_or(common.delay_before_retry)
-            }
-            "warmup" => {
-                common.warmup = cx
-                    .secs(c, 0, Dur(0), Dur::from_secs(u32::MAX as u64), false)
-                    .or(common.warmup)
-            }
-            "delay_loop" => {
-                common.delay_loop = cx
-                    .secs(c, 0, Dur(1), Dur::from_secs(u32::MAX as u64), false)
-                    .unwrap_or(common.delay_loop)
-            }
-            "alpha" => common.alpha = cx.flag(c),
+            _ if super::lvs::timing_kw(cx, c, &mut timing) => {}
             "url" if section == Section::HttpCheck => {
                 if let Some(u) = url(cx, c) {
                     http.urls.push(u);
@@ -136,6 +107,12 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
             }
         }
     }
+    common.connect_timeout = timing.connect_timeout.unwrap_or(Dur::from_secs(5));
+    common.retry = timing.retry.unwrap_or(if kw == "MISC_CHECK" { 0 } else { 1 });
+    common.delay_before_retry = timing.delay_before_retry.unwrap_or(Dur::from_secs(1));
+    common.delay_loop = timing.delay_loop.unwrap_or(Dur::from_secs(60));
+    common.warmup = timing.warmup;
+    common.alpha = timing.alpha.unwrap_or(false);
     let kind = match kw {
         "TCP_CHECK" => CheckKind::Tcp,
         "MISC_CHECK" => {

@@ -70,6 +70,24 @@ pub(super) struct Inherit {
 
 /// Handles an inheritable keyword; false if `c` is not one.
 fn inherit_kw(cx: &mut Ctx, c: &Stmt, h: &mut Inherit) -> bool {
+    if timing_kw(cx, c, h) {
+        return true;
+    }
+    match c.keyword() {
+        "inhibit_on_failure" => h.inhibit_on_failure = Some(cx.flag(c)),
+        "virtualhost" => {
+            h.virtualhost = cx
+                .arg(c, 0, "a host name")
+                .map(str::to_string)
+                .or(h.virtualhost.take())
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// The checker timing keywords, valid in virtual_server, real_server and each checker.
+pub(super) fn timing_kw(cx: &mut Ctx, c: &Stmt, h: &mut Inherit) -> bool {
     match c.keyword() {
         "connect_timeout" => {
             h.connect_timeout = cx
@@ -98,13 +116,6 @@ fn inherit_kw(cx: &mut Ctx, c: &Stmt, h: &mut Inherit) -> bool {
                 .or(h.delay_loop)
         }
         "alpha" => h.alpha = Some(cx.flag(c)),
-        "inhibit_on_failure" => h.inhibit_on_failure = Some(cx.flag(c)),
-        "virtualhost" => {
-            h.virtualhost = cx
-                .arg(c, 0, "a host name")
-                .map(str::to_string)
-                .or(h.virtualhost.take())
-        }
         _ => return false,
     }
     true

@@ -235,25 +235,6 @@ mod tests {
     }
 
     #[test]
-    fn include_loop_and_missing_include_are_located() {
-        let l = MemLoader::new()
-            .with("/a.conf", "include b.conf\ninclude missing.conf\n")
-            .with("/b.conf", "x 1\ninclude a.conf\n");
-        let p = parse_file(Path::new("/a.conf"), &l);
-        let msgs: Vec<String> = p.diags.iter().map(|d| d.render(&p.sources)).collect();
-        assert!(
-            msgs.iter()
-                .any(|m| m.starts_with("/b.conf:2:9: error: include loop")),
-            "{msgs:?}"
-        );
-        assert!(
-            msgs.iter()
-                .any(|m| m.starts_with("/a.conf:2:9: error: cannot read /missing.conf")),
-            "{msgs:?}"
-        );
-    }
-
-    #[test]
     fn binary_file_is_refused() {
         let l = MemLoader::new().with("/a.conf", vec![0x7f, 0x45, 0x00, 0x01]);
         let p = parse_file(Path::new("/a.conf"), &l);
