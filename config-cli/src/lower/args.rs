@@ -16,7 +16,7 @@ pub struct Ctx {
 
 /// Where model entities were written, for diagnostics found after lowering. Keys are
 /// paths such as `instance VI_1`, `instance VI_1 priority`, `vs 1.2.3.4:80`,
-/// `vs 1.2.3.4:80 rs 10.0.0.1:80`.
+/// `vs 198.18.0.1:80 rs 198.18.0.2:80`.
 pub type SpanIndex = std::collections::BTreeMap<String, Span>;
 
 impl Ctx {
