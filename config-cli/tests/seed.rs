@@ -317,3 +317,42 @@ fn tempdir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// keepalived -t messages without their `(file: Line N)` prefix.
+fn keepalived_messages(file: &Path) -> std::collections::BTreeSet<String> {
+    let out = Command::new("keepalived")
+        .args(["-t", "-l", "-f"])
+        .arg(file)
+        .output()
+        .expect("keepalived must be installed for this test (the README's test command installs it)");
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .map(|l| match l.find(") ") {
+            Some(i) if l.starts_with('(') => l[i + 2..].to_string(),
+            _ => l.to_string(),
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect()
+}
+
+#[test]
+fn keepalived_finds_nothing_new_in_the_exports() {
+    let (_, text, _) = import_seed();
+    let dir = tempdir("export-keepalived");
+    for (node, original) in [("lvs01", MASTER), ("lvs02", BACKUP)] {
+        let (_, loaded) = cluster::load_str("cluster.conf", &text, &[]);
+        let export = dir.join(format!("{node}.conf"));
+        std::fs::write(&export, printer::print(loaded.cluster.view(node))).unwrap();
+        let before = keepalived_messages(&fixture(original));
+        let after = keepalived_messages(&export);
+        let new: Vec<&String> = after.difference(&before).collect();
+        assert!(
+            new.is_empty(),
+            "{node}: keepalived reports on the export what it did not on the original: {new:?}"
+        );
+        assert!(
+            after.len() < before.len(),
+            "{node}: the export drops the seed's ignored lines"
+        );
+    }
+}
