@@ -110,15 +110,21 @@ fn seed_export_round_trips_each_director() {
     assert_eq!(originals[1].instances[0].priority, 80);
 }
 
-/// `(Line N)` numbers keepalived -t reports, less its complaints about interfaces that do
-/// not exist on this machine (we cannot know interfaces offline).
-fn keepalived_lines(file: &Path) -> Vec<u32> {
+/// What `keepalived -t` prints about a file.
+fn keepalived_test_output(file: &Path) -> String {
     let out = Command::new("keepalived")
         .args(["-t", "-l", "-f"])
         .arg(file)
         .output()
         .expect("keepalived must be installed for this test (the README's test command installs it)");
     let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    text
+}
+
+/// `(Line N)` numbers keepalived -t reports, less its complaints about interfaces that do
+/// not exist on this machine (we cannot know interfaces offline).
+fn keepalived_lines(file: &Path) -> Vec<u32> {
+    let text = keepalived_test_output(file);
     let mut lines = Vec::new();
     for l in text.lines() {
         if l.contains("doesn't exist") {
@@ -320,12 +326,7 @@ fn tempdir(tag: &str) -> PathBuf {
 
 /// keepalived -t messages without their `(file: Line N)` prefix.
 fn keepalived_messages(file: &Path) -> std::collections::BTreeSet<String> {
-    let out = Command::new("keepalived")
-        .args(["-t", "-l", "-f"])
-        .arg(file)
-        .output()
-        .expect("keepalived must be installed for this test (the README's test command installs it)");
-    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let text = keepalived_test_output(file);
     text.lines()
         .map(|l| match l.find(") ") {
             Some(i) if l.starts_with('(') => l[i + 2..].to_string(),

@@ -174,7 +174,7 @@ fn lex_line(file: FileId, line_no: u32, raw: &str, diags: &mut Diagnostics) -> O
                     span: at(i),
                 });
             }
-            c if c == ' ' || c == '\t' || c.is_whitespace() => {
+            c if c.is_whitespace() => {
                 flush(&mut word, word_start, &mut toks);
             }
             c => {
