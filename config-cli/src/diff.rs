@@ -278,3 +278,15 @@ pub fn summary(changes: &[Change]) -> String {
         count(|k| matches!(k, ChangeKind::Changed { .. }))
     )
 }
+
+/// One line naming the first `max` changes (and how many more), for history listings.
+pub fn headline(changes: &[Change], max: usize) -> String {
+    if changes.is_empty() {
+        return "no change".into();
+    }
+    let mut parts: Vec<String> = changes.iter().take(max).map(|c| c.to_string()).collect();
+    if changes.len() > max {
+        parts.push(format!("and {} more ({})", changes.len() - max, summary(changes)));
+    }
+    parts.join("; ")
+}

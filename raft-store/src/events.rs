@@ -1,5 +1,5 @@
-//! What the Raft log carries: configuration events. Each applied event is kept in the
-//! history forever (log compaction never drops it).
+//! What the Raft log carries: commands that produce configuration events. Each applied
+//! event is kept in the history forever (log compaction never drops it).
 
 use ha_config::{canon, ClusterConfig};
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,8 @@ pub struct Proposal {
     pub client_time_ms: u64,
     /// Optimistic concurrency: the version this proposal was written against.
     pub base_version: Option<u64>,
+    /// Chosen by the client; a retried proposal with the same id is applied once.
+    pub proposal_id: String,
 }
 
 impl Proposal {
@@ -27,6 +29,7 @@ impl Proposal {
         base_version: Option<u64>,
     ) -> Self {
         let hash = canon::hash(&config);
+        let proposal_id = format!("{}-{}", &hash[..16], client_time_ms);
         Proposal {
             config,
             hash,
@@ -34,17 +37,56 @@ impl Proposal {
             reason: reason.into(),
             client_time_ms,
             base_version,
+            proposal_id,
         }
     }
 }
 
+/// One event of the cluster's configuration history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigEvent {
     ConfigProposed(Box<Proposal>),
-    /// A director joined or left the Raft membership.
+    /// An operator asked for a membership change (the change itself follows as
+    /// [`ConfigEvent::MembershipChanged`] once Raft commits it).
+    MembershipRequested {
+        author: String,
+        reason: String,
+        /// What was asked, e.g. `add lvs03 at 198.18.0.3:7101`.
+        action: String,
+    },
+    /// The Raft membership now has these voters and learners (director names).
     MembershipChanged {
         author: String,
         voters: Vec<String>,
         learners: Vec<String>,
     },
+}
+
+impl ConfigEvent {
+    pub fn author(&self) -> &str {
+        match self {
+            ConfigEvent::ConfigProposed(p) => &p.author,
+            ConfigEvent::MembershipRequested { author, .. }
+            | ConfigEvent::MembershipChanged { author, .. } => author,
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            ConfigEvent::ConfigProposed(p) => &p.reason,
+            ConfigEvent::MembershipRequested { reason, .. } => reason,
+            ConfigEvent::MembershipChanged { .. } => "",
+        }
+    }
+}
+
+/// The application data of a Raft log entry: an event, stamped by the leader that
+/// accepted it (so every replica records the same time).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub event: ConfigEvent,
+    /// The accepting leader's wall clock, milliseconds since the Unix epoch.
+    pub accepted_at_ms: u64,
+    /// Name of the director that accepted the command.
+    pub accepted_by: String,
 }

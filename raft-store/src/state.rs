@@ -1,86 +1,177 @@
-//! The event-sourced cluster state: a pure fold of [`ConfigEvent`]s.
+//! The event-sourced cluster state: a pure fold of commands into a state and a history.
+//! No I/O here; [`crate::state_machine`] persists what this computes.
 
-use crate::events::{ConfigEvent, Proposal};
-use ha_config::{canon, ClusterConfig};
+use crate::events::{Command, ConfigEvent, Proposal};
+use ha_config::{canon, diff, ClusterConfig};
 use serde::{Deserialize, Serialize};
 
-/// One applied configuration event, as kept in the history.
+/// One applied event, as kept in the history (never dropped by log compaction).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
-    /// Config version after this event (unchanged by membership events).
+    /// Position in the history, from 1, without gaps.
+    pub seq: u64,
+    /// Config version after this event (membership events leave it unchanged).
     pub version: u64,
     /// Raft log index that carried the event.
     pub log_index: u64,
+    /// When the accepting leader stamped it (ms since the Unix epoch; 0 if unknown).
+    pub at_ms: u64,
+    /// The director that accepted it.
+    pub accepted_by: String,
     pub event: ConfigEvent,
+    /// One line: what changed (semantic diff summary for configurations).
+    pub summary: String,
 }
 
-/// The current configuration and its version; the history is stored beside it.
+/// The current configuration, its version and the membership, as every replica holds it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
-    /// Number of applied configuration proposals (0: nothing committed yet).
+    /// Number of committed configuration proposals (0: nothing committed yet).
     pub version: u64,
     pub hash: String,
     pub config: ClusterConfig,
     pub voters: Vec<String>,
     pub learners: Vec<String>,
+    /// Number of history entries so far.
+    pub history_len: u64,
+    /// Author and time of the last membership request, credited to the change it causes.
+    pending_membership: Option<(String, u64)>,
 }
 
-/// The outcome of applying one event; every replica computes the same one.
+/// The outcome of applying one log entry; every replica computes the same one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {
     /// The configuration is now at `version`.
-    Committed {
-        version: u64,
-        hash: String,
-    },
-    /// Refused deterministically on every replica; nothing changed.
-    StaleBase {
-        base: u64,
-        current: u64,
-    },
-    HashMismatch {
-        claimed: String,
-        actual: String,
-    },
-    Membership,
+    Committed { version: u64, hash: String },
+    /// The same proposal (same id) was already committed as `version`; nothing changed.
+    Duplicate { version: u64 },
+    /// Written against `base`, but the configuration is at `current`; nothing changed.
+    StaleBase { base: u64, current: u64 },
+    /// The proposal's hash does not match its configuration; nothing changed.
+    HashMismatch { claimed: String, actual: String },
+    /// Recorded in the history as entry `seq` (membership events).
+    Recorded { seq: u64 },
+    /// Nothing to record (blank entries, unchanged membership).
+    Noop,
 }
 
 impl ClusterState {
-    /// Applies one event. Refusals leave the state untouched and return why.
-    pub fn apply(&mut self, event: &ConfigEvent) -> Applied {
-        match event {
-            ConfigEvent::ConfigProposed(p) => self.apply_proposal(p),
-            ConfigEvent::MembershipChanged { voters, learners, .. } => {
-                self.voters = voters.clone();
-                self.learners = learners.clone();
-                Applied::Membership
+    /// Applies one command carried at `log_index`. `committed_as` tells whether a proposal
+    /// id was already committed (and as which version). Refusals change nothing.
+    pub fn apply_command(
+        &mut self,
+        cmd: &Command,
+        log_index: u64,
+        committed_as: impl Fn(&str) -> Option<u64>,
+    ) -> (Applied, Option<HistoryEntry>) {
+        match &cmd.event {
+            ConfigEvent::ConfigProposed(p) => {
+                if let Some(version) = committed_as(&p.proposal_id) {
+                    return (Applied::Duplicate { version }, None);
+                }
+                match self.check(p) {
+                    Err(refused) => (refused, None),
+                    Ok(hash) => {
+                        let summary = diff::headline(&diff::diff(&self.config, &p.config), 3);
+                        self.version += 1;
+                        self.hash = hash.clone();
+                        self.config = p.config.clone();
+                        let entry = self.record(cmd, log_index, summary);
+                        (
+                            Applied::Committed {
+                                version: self.version,
+                                hash,
+                            },
+                            Some(entry),
+                        )
+                    }
+                }
             }
+            ConfigEvent::MembershipRequested { author, action, .. } => {
+                self.pending_membership = Some((author.clone(), cmd.accepted_at_ms));
+                let entry = self.record(cmd, log_index, format!("requested: {action}"));
+                (Applied::Recorded { seq: entry.seq }, Some(entry))
+            }
+            // Only the state machine produces these, from Raft membership entries.
+            ConfigEvent::MembershipChanged { .. } => (Applied::Noop, None),
         }
     }
 
-    fn apply_proposal(&mut self, p: &Proposal) -> Applied {
+    /// Records a (uniform) Raft membership taking effect at `log_index`.
+    pub fn apply_membership(
+        &mut self,
+        voters: Vec<String>,
+        learners: Vec<String>,
+        log_index: u64,
+    ) -> Option<HistoryEntry> {
+        if voters == self.voters && learners == self.learners {
+            return None;
+        }
+        self.voters = voters.clone();
+        self.learners = learners.clone();
+        let (author, at_ms) = self
+            .pending_membership
+            .take()
+            .unwrap_or_else(|| ("raft".to_string(), 0));
+        let summary = format!(
+            "members: voters {}{}",
+            join_or_none(&voters),
+            if learners.is_empty() {
+                String::new()
+            } else {
+                format!(", learners {}", learners.join(","))
+            }
+        );
+        let cmd = Command {
+            event: ConfigEvent::MembershipChanged {
+                author,
+                voters,
+                learners,
+            },
+            accepted_at_ms: at_ms,
+            accepted_by: String::new(),
+        };
+        Some(self.record(&cmd, log_index, summary))
+    }
+
+    fn check(&self, p: &Proposal) -> Result<String, Applied> {
         if let Some(base) = p.base_version {
             if base != self.version {
-                return Applied::StaleBase {
+                return Err(Applied::StaleBase {
                     base,
                     current: self.version,
-                };
+                });
             }
         }
         let actual = canon::hash(&p.config);
         if actual != p.hash {
-            return Applied::HashMismatch {
+            return Err(Applied::HashMismatch {
                 claimed: p.hash.clone(),
                 actual,
-            };
+            });
         }
-        self.version += 1;
-        self.hash = actual;
-        self.config = p.config.clone();
-        Applied::Committed {
+        Ok(actual)
+    }
+
+    fn record(&mut self, cmd: &Command, log_index: u64, summary: String) -> HistoryEntry {
+        self.history_len += 1;
+        HistoryEntry {
+            seq: self.history_len,
             version: self.version,
-            hash: self.hash.clone(),
+            log_index,
+            at_ms: cmd.accepted_at_ms,
+            accepted_by: cmd.accepted_by.clone(),
+            event: cmd.event.clone(),
+            summary,
         }
+    }
+}
+
+fn join_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "(none)".to_string()
+    } else {
+        names.join(",")
     }
 }
 
@@ -96,41 +187,50 @@ mod tests {
         cluster::load_str("t.conf", &text, &[]).1.cluster
     }
 
+    fn cmd(p: Proposal) -> Command {
+        Command {
+            event: ConfigEvent::ConfigProposed(Box::new(p)),
+            accepted_at_ms: 42,
+            accepted_by: "lvs01".into(),
+        }
+    }
+
+    fn never(_: &str) -> Option<u64> {
+        None
+    }
+
     #[test]
-    fn proposals_advance_the_version_and_hash() {
+    fn proposals_advance_the_version_and_hash_and_are_recorded() {
         let mut s = ClusterState::default();
         let p1 = Proposal::new(cfg(1), "alice", "first", 1, None);
+        let (out, h) = s.apply_command(&cmd(p1.clone()), 3, never);
         assert_eq!(
-            s.apply(&ConfigEvent::ConfigProposed(Box::new(p1.clone()))),
+            out,
             Applied::Committed {
                 version: 1,
                 hash: p1.hash.clone()
             }
         );
+        let h = h.unwrap();
+        assert_eq!((h.seq, h.version, h.log_index, h.at_ms), (1, 1, 3, 42));
+        assert!(h.summary.contains("virtual_server"), "{}", h.summary);
         let p2 = Proposal::new(cfg(2), "bob", "weight", 2, Some(1));
-        assert!(matches!(
-            s.apply(&ConfigEvent::ConfigProposed(Box::new(p2))),
-            Applied::Committed { version: 2, .. }
-        ));
+        let (out, h) = s.apply_command(&cmd(p2), 4, never);
+        assert!(matches!(out, Applied::Committed { version: 2, .. }));
+        assert!(h.unwrap().summary.contains("weight"));
         assert_eq!(s.config, cfg(2));
+        assert_eq!(s.history_len, 2);
     }
 
     #[test]
     fn stale_base_version_changes_nothing() {
         let mut s = ClusterState::default();
-        s.apply(&ConfigEvent::ConfigProposed(Box::new(Proposal::new(
-            cfg(1),
-            "a",
-            "",
-            1,
-            None,
-        ))));
+        s.apply_command(&cmd(Proposal::new(cfg(1), "a", "", 1, None)), 1, never);
         let before = s.clone();
         let stale = Proposal::new(cfg(3), "b", "", 2, Some(0));
-        assert_eq!(
-            s.apply(&ConfigEvent::ConfigProposed(Box::new(stale))),
-            Applied::StaleBase { base: 0, current: 1 }
-        );
+        let (out, h) = s.apply_command(&cmd(stale), 2, never);
+        assert_eq!(out, Applied::StaleBase { base: 0, current: 1 });
+        assert!(h.is_none());
         assert_eq!(s, before);
     }
 
@@ -139,10 +239,48 @@ mod tests {
         let mut s = ClusterState::default();
         let mut p = Proposal::new(cfg(1), "a", "", 1, None);
         p.config = cfg(5);
-        assert!(matches!(
-            s.apply(&ConfigEvent::ConfigProposed(Box::new(p))),
-            Applied::HashMismatch { .. }
-        ));
+        let (out, h) = s.apply_command(&cmd(p), 1, never);
+        assert!(matches!(out, Applied::HashMismatch { .. }));
+        assert!(h.is_none());
         assert_eq!(s, ClusterState::default());
+    }
+
+    #[test]
+    fn a_retried_proposal_is_applied_once() {
+        let mut s = ClusterState::default();
+        let p = Proposal::new(cfg(1), "a", "", 1, None);
+        s.apply_command(&cmd(p.clone()), 1, never);
+        let before = s.clone();
+        let (out, h) = s.apply_command(&cmd(p), 2, |_| Some(1));
+        assert_eq!(out, Applied::Duplicate { version: 1 });
+        assert!(h.is_none());
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn membership_changes_are_credited_to_the_request() {
+        let mut s = ClusterState::default();
+        let boot = s.apply_membership(vec!["lvs01".into()], vec![], 0).unwrap();
+        assert_eq!(boot.event.author(), "raft");
+        let req = Command {
+            event: ConfigEvent::MembershipRequested {
+                author: "carol".into(),
+                reason: "grow".into(),
+                action: "add lvs02 at 127.0.0.1:7102".into(),
+            },
+            accepted_at_ms: 7,
+            accepted_by: "lvs01".into(),
+        };
+        let (out, _) = s.apply_command(&req, 1, never);
+        assert_eq!(out, Applied::Recorded { seq: 2 });
+        let h = s
+            .apply_membership(vec!["lvs01".into(), "lvs02".into()], vec![], 3)
+            .unwrap();
+        assert_eq!((h.seq, h.at_ms, h.event.author()), (3, 7, "carol"));
+        assert_eq!(h.summary, "members: voters lvs01,lvs02");
+        assert!(s
+            .apply_membership(vec!["lvs01".into(), "lvs02".into()], vec![], 4)
+            .is_none());
+        assert_eq!(s.version, 0);
     }
 }

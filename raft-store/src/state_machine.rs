@@ -1,0 +1,385 @@
+//! The replicated state machine on sled: applies committed entries to [`ClusterState`],
+//! keeps the history, builds and installs snapshots.
+//!
+//! Keys in tree `state_machine` (all written in one batch per `apply`, then flushed):
+//! - `state`: the applied log id, the Raft membership and the [`ClusterState`];
+//! - `h` + seq (big-endian): a [`HistoryEntry`];
+//! - `v` + version: the history seq that committed this config version;
+//! - `p` + proposal id: the version it committed as (retries are applied once).
+//!
+//! Tree `snapshot` holds the current snapshot (`current`). A snapshot carries the state
+//! and the whole history, so the history survives log purge and reaches late joiners.
+
+use crate::codec;
+use crate::events::ConfigEvent;
+use crate::state::{Applied, ClusterState, HistoryEntry};
+use crate::types::{
+    Director, Entry, LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, Membership, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{watch, RwLock};
+
+/// What is applied, as persisted under `state`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct AppliedState {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    state: ClusterState,
+}
+
+/// The bytes of a snapshot.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    applied: AppliedState,
+    history: Vec<HistoryEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+struct Shared {
+    tree: sled::Tree,
+    snapshots: sled::Tree,
+    applied: RwLock<AppliedState>,
+    published: watch::Sender<Arc<ClusterState>>,
+    snapshot_seq: AtomicU64,
+}
+
+/// The state machine handed to openraft; [`StateReader`] reads the same data.
+#[derive(Clone)]
+pub struct StateMachine {
+    shared: Arc<Shared>,
+}
+
+/// Read access for the admin API and the actors: current state, history, subscriptions.
+#[derive(Clone)]
+pub struct StateReader {
+    shared: Arc<Shared>,
+}
+
+const STATE_KEY: &[u8] = b"state";
+
+fn hkey(seq: u64) -> Vec<u8> {
+    prefixed(b'h', &seq.to_be_bytes())
+}
+fn vkey(version: u64) -> Vec<u8> {
+    prefixed(b'v', &version.to_be_bytes())
+}
+fn pkey(proposal_id: &str) -> Vec<u8> {
+    prefixed(b'p', proposal_id.as_bytes())
+}
+fn prefixed(p: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(p);
+    k.extend_from_slice(rest);
+    k
+}
+fn be_u64(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.try_into().ok()?))
+}
+
+fn sm_read(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read_state_machine(&e).into()
+}
+fn sm_write(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_state_machine(&e).into()
+}
+
+/// Director names of the voters and learners of a membership.
+pub fn member_names(m: &Membership<NodeId, Director>) -> (Vec<String>, Vec<String>) {
+    let name = |id: NodeId| {
+        m.get_node(&id)
+            .map(|d| d.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    };
+    let mut voters: Vec<String> = m.voter_ids().map(name).collect();
+    let mut learners: Vec<String> = m.learner_ids().map(name).collect();
+    voters.sort();
+    learners.sort();
+    (voters, learners)
+}
+
+impl StateMachine {
+    pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
+        let tree = db.open_tree("state_machine").map_err(sm_read)?;
+        let snapshots = db.open_tree("snapshot").map_err(sm_read)?;
+        let applied: AppliedState = match tree.get(STATE_KEY).map_err(sm_read)? {
+            Some(v) => codec::decode(&v).map_err(sm_read)?,
+            None => AppliedState::default(),
+        };
+        let (published, _) = watch::channel(Arc::new(applied.state.clone()));
+        Ok(StateMachine {
+            shared: Arc::new(Shared {
+                tree,
+                snapshots,
+                applied: RwLock::new(applied),
+                published,
+                snapshot_seq: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn reader(&self) -> StateReader {
+        StateReader {
+            shared: self.shared.clone(),
+        }
+    }
+
+    fn committed_as(&self, proposal_id: &str) -> Result<Option<u64>, StorageError> {
+        Ok(self
+            .shared
+            .tree
+            .get(pkey(proposal_id))
+            .map_err(sm_read)?
+            .and_then(|v| be_u64(&v)))
+    }
+
+    fn history_all(&self) -> Result<Vec<HistoryEntry>, StorageError> {
+        self.reader().history(1, u64::MAX)
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        // Hold the read lock: apply cannot run, so state and history are one point in time.
+        let applied = self.shared.applied.read().await;
+        let history = self.history_all()?;
+        let body = SnapshotBody {
+            applied: applied.clone(),
+            history,
+        };
+        drop(applied);
+        let data = codec::encode(&body).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        let n = self.shared.snapshot_seq.fetch_add(1, Ordering::SeqCst);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let snapshot_id = match &body.applied.last_applied {
+            Some(l) => format!("{}-{}-{now}-{n}", l.leader_id, l.index),
+            None => format!("none-{now}-{n}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: body.applied.last_applied,
+            last_membership: body.applied.membership.clone(),
+            snapshot_id,
+        };
+        store_snapshot(&self.shared.snapshots, &meta, &data).await?;
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "snapshot built");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+async fn store_snapshot(tree: &sled::Tree, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+    let stored = StoredSnapshot {
+        meta: meta.clone(),
+        data: data.to_vec(),
+    };
+    let err = |e: &dyn std::error::Error| -> StorageError {
+        StorageIOError::write_snapshot(Some(meta.signature()), &std::io::Error::other(e.to_string())).into()
+    };
+    let bytes = codec::encode(&stored).map_err(|e| err(&e))?;
+    tree.insert("current", bytes).map_err(|e| err(&e))?;
+    tree.flush_async().await.map_err(|e| err(&e))?;
+    Ok(())
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let a = self.shared.applied.read().await;
+        Ok((a.last_applied, a.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut applied = self.shared.applied.write().await;
+        let mut batch = sled::Batch::default();
+        let mut in_batch: HashMap<String, u64> = HashMap::new();
+        let mut replies = Vec::new();
+        let mut records = Vec::new();
+        for ent in entries {
+            let index = ent.log_id.index;
+            applied.last_applied = Some(ent.log_id);
+            let (reply, record) = match ent.payload {
+                EntryPayload::Blank => (Applied::Noop, None),
+                EntryPayload::Normal(cmd) => {
+                    let known = match &cmd.event {
+                        ConfigEvent::ConfigProposed(p) => match in_batch.get(&p.proposal_id) {
+                            Some(v) => Some(*v),
+                            None => self.committed_as(&p.proposal_id)?,
+                        },
+                        _ => None,
+                    };
+                    let (reply, record) = applied.state.apply_command(&cmd, index, |_| known);
+                    if let (Applied::Committed { version, .. }, Some(h)) = (&reply, &record) {
+                        if let ConfigEvent::ConfigProposed(p) = &cmd.event {
+                            batch.insert(pkey(&p.proposal_id), &version.to_be_bytes());
+                            in_batch.insert(p.proposal_id.clone(), *version);
+                        }
+                        batch.insert(vkey(*version), &h.seq.to_be_bytes());
+                    }
+                    (reply, record)
+                }
+                EntryPayload::Membership(m) => {
+                    applied.membership = StoredMembership::new(Some(ent.log_id), m.clone());
+                    if m.get_joint_config().len() == 1 {
+                        let (voters, learners) = member_names(&m);
+                        match applied.state.apply_membership(voters, learners, index) {
+                            Some(h) => (Applied::Recorded { seq: h.seq }, Some(h)),
+                            None => (Applied::Noop, None),
+                        }
+                    } else {
+                        (Applied::Noop, None)
+                    }
+                }
+            };
+            if let Some(h) = record {
+                batch.insert(hkey(h.seq), codec::encode(&h).map_err(sm_write)?);
+                records.push(h);
+            }
+            replies.push(reply);
+        }
+        batch.insert(STATE_KEY, codec::encode(&*applied).map_err(sm_write)?);
+        self.shared.tree.apply_batch(batch).map_err(sm_write)?;
+        self.shared.tree.flush_async().await.map_err(sm_write)?;
+        for h in &records {
+            tracing::info!(
+                seq = h.seq,
+                version = h.version,
+                log_index = h.log_index,
+                author = h.event.author(),
+                "applied: {}",
+                h.summary
+            );
+        }
+        if !records.is_empty() {
+            self.shared
+                .published
+                .send_replace(Arc::new(applied.state.clone()));
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let sig = || Some(meta.signature());
+        let body: SnapshotBody =
+            codec::decode(&data).map_err(|e| StorageIOError::read_snapshot(sig(), &e))?;
+        let mut applied = self.shared.applied.write().await;
+        let mut batch = sled::Batch::default();
+        for kv in self.shared.tree.iter() {
+            let (k, _) = kv.map_err(sm_read)?;
+            batch.remove(k);
+        }
+        for h in &body.history {
+            batch.insert(hkey(h.seq), codec::encode(h).map_err(sm_write)?);
+            if let ConfigEvent::ConfigProposed(p) = &h.event {
+                batch.insert(pkey(&p.proposal_id), &h.version.to_be_bytes());
+                batch.insert(vkey(h.version), &h.seq.to_be_bytes());
+            }
+        }
+        let mut new_applied = body.applied;
+        new_applied.last_applied = meta.last_log_id;
+        new_applied.membership = meta.last_membership.clone();
+        batch.insert(STATE_KEY, codec::encode(&new_applied).map_err(sm_write)?);
+        self.shared.tree.apply_batch(batch).map_err(sm_write)?;
+        self.shared.tree.flush_async().await.map_err(sm_write)?;
+        store_snapshot(&self.shared.snapshots, meta, &data).await?;
+        *applied = new_applied;
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            version = applied.state.version,
+            history = applied.state.history_len,
+            "snapshot installed"
+        );
+        self.shared
+            .published
+            .send_replace(Arc::new(applied.state.clone()));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let read_err = |e: &dyn std::error::Error| -> StorageError {
+            StorageIOError::read_snapshot(None, &std::io::Error::other(e.to_string())).into()
+        };
+        match self.shared.snapshots.get("current").map_err(|e| read_err(&e))? {
+            None => Ok(None),
+            Some(v) => {
+                let s: StoredSnapshot = codec::decode(&v).map_err(|e| read_err(&e))?;
+                Ok(Some(Snapshot {
+                    meta: s.meta,
+                    snapshot: Box::new(Cursor::new(s.data)),
+                }))
+            }
+        }
+    }
+}
+
+impl StateReader {
+    /// The current state and the last applied log id.
+    pub async fn current(&self) -> (ClusterState, Option<LogId>) {
+        let a = self.shared.applied.read().await;
+        (a.state.clone(), a.last_applied)
+    }
+
+    /// History entries with `from <= seq <= to`, in order.
+    pub fn history(&self, from: u64, to: u64) -> Result<Vec<HistoryEntry>, StorageError> {
+        let mut out = Vec::new();
+        if from > to {
+            return Ok(out);
+        }
+        for kv in self.shared.tree.range(hkey(from)..=hkey(to)) {
+            let (_, v) = kv.map_err(sm_read)?;
+            out.push(codec::decode(&v).map_err(sm_read)?);
+        }
+        Ok(out)
+    }
+
+    /// The history entry that committed config `version`.
+    pub fn committed_version(&self, version: u64) -> Result<Option<HistoryEntry>, StorageError> {
+        let Some(seq) = self
+            .shared
+            .tree
+            .get(vkey(version))
+            .map_err(sm_read)?
+            .and_then(|v| be_u64(&v))
+        else {
+            return Ok(None);
+        };
+        Ok(self.history(seq, seq)?.into_iter().next())
+    }
+
+    /// Receives the state after every applied change (config, membership).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterState>> {
+        self.shared.published.subscribe()
+    }
+}
