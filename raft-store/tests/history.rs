@@ -1,3 +1,4 @@
+#![allow(clippy::result_large_err)]
 //! The history survives snapshots and restarts: what a late joiner and an auditor rely on.
 
 use ha_config::cluster;

@@ -1,3 +1,4 @@
+#![allow(clippy::result_large_err)]
 //! openraft's storage conformance suite against the sled store.
 
 use openraft::testing::{StoreBuilder, Suite};
