@@ -13,6 +13,8 @@
 //! Every other crate consumes [`model::Config`] (one director's view) and
 //! [`cluster::ClusterConfig`] (all directors).
 
+pub mod api;
+pub mod bundle;
 pub mod canon;
 pub mod cluster;
 pub mod diag;

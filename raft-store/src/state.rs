@@ -34,7 +34,8 @@ pub struct ClusterState {
     pub learners: Vec<String>,
     /// Number of history entries so far.
     pub history_len: u64,
-    /// Author and time of the last membership request, credited to the change it causes.
+    /// Author and time of the last membership request, credited to the changes that follow
+    /// it (a request causes one or two: learner added, then promoted).
     pending_membership: Option<(String, u64)>,
 }
 
@@ -111,7 +112,7 @@ impl ClusterState {
         self.learners = learners.clone();
         let (author, at_ms) = self
             .pending_membership
-            .take()
+            .clone()
             .unwrap_or_else(|| ("raft".to_string(), 0));
         let summary = format!(
             "members: voters {}{}",
@@ -281,6 +282,8 @@ mod tests {
         assert!(s
             .apply_membership(vec!["lvs01".into(), "lvs02".into()], vec![], 4)
             .is_none());
+        let h = s.apply_membership(vec!["lvs01".into()], vec![], 5).unwrap();
+        assert_eq!(h.event.author(), "carol", "credited until the next request");
         assert_eq!(s.version, 0);
     }
 }

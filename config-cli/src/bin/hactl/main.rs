@@ -1,9 +1,11 @@
 //! `hactl`: the operator's command line for the director cluster.
 //!
 //! Offline commands work on files (check, import, export, hash, diff, fmt); cluster
-//! commands talk to `hanode` (added with the director daemon).
+//! commands (propose, config, status, history, cluster) talk to `hanode`.
 
+mod cluster_cmds;
 mod offline;
+mod remote;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -16,6 +18,9 @@ use std::process::ExitCode;
     about = "Operate a keepalived-compatible director cluster"
 )]
 struct Cli {
+    /// Directors to talk to: HOST:PORT[,HOST:PORT...], tried in turn.
+    #[arg(long, env = "HACTL_CLUSTER", global = true)]
+    cluster: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -66,6 +71,85 @@ enum Cmd {
     },
     /// Print the configuration in canonical form.
     Fmt { file: PathBuf },
+    /// Validate, show the change against the committed config, commit through Raft.
+    Propose {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Why (kept in the history).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who (default: $HACTL_AUTHOR, else USER@HOST).
+        #[arg(long)]
+        author: Option<String>,
+        /// Show the change, commit nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Refuse unless the cluster is still at this version (optimistic concurrency).
+        #[arg(long)]
+        base_version: Option<u64>,
+        /// Commit even if the cluster already runs this exact configuration.
+        #[arg(long)]
+        allow_no_change: bool,
+    },
+    /// The committed configuration.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// One row per director: role, term, leader, applied index, version, hash, lag.
+    Status {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Committed changes: version, time, author, reason, what changed.
+    History {
+        /// First history entry (sequence number).
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        to: Option<u64>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Raft membership of the directors.
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the committed cluster file (or the one committed as --version N).
+    Show {
+        #[arg(long)]
+        version: Option<u64>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Add director NAME reachable at ADDR (its hanode must be running).
+    Add {
+        name: String,
+        addr: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Remove director NAME.
+    Remove {
+        name: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List the members.
+    Members,
+}
+
+fn remote(spec: &Option<String>) -> anyhow::Result<remote::Remote> {
+    remote::Remote::new(spec.as_deref().unwrap_or(""))
 }
 
 fn main() -> ExitCode {
@@ -77,6 +161,46 @@ fn main() -> ExitCode {
         Cmd::Hash { file } => offline::hash(&file),
         Cmd::Diff { old, new, format } => offline::diff(&old, &new, format),
         Cmd::Fmt { file } => offline::fmt(&file),
+        Cmd::Propose {
+            file,
+            reason,
+            author,
+            dry_run,
+            base_version,
+            allow_no_change,
+        } => remote(&cli.cluster).and_then(|r| {
+            let author = author.unwrap_or_else(cluster_cmds::default_author);
+            cluster_cmds::propose(
+                &r,
+                cluster_cmds::ProposeArgs {
+                    file: &file,
+                    reason: &reason,
+                    author: &author,
+                    dry_run,
+                    base_version,
+                    allow_no_change,
+                },
+            )
+        }),
+        Cmd::Config {
+            cmd: ConfigCmd::Show { version, format },
+        } => remote(&cli.cluster).and_then(|r| cluster_cmds::config_show(&r, version, format)),
+        Cmd::Status { format } => remote(&cli.cluster).and_then(|r| cluster_cmds::status(&r, format)),
+        Cmd::History { from, to, format } => {
+            remote(&cli.cluster).and_then(|r| cluster_cmds::history(&r, from, to, format))
+        }
+        Cmd::Cluster { cmd } => remote(&cli.cluster).and_then(|r| {
+            let author = cluster_cmds::default_author();
+            match cmd {
+                ClusterCmd::Add { name, addr, reason } => {
+                    cluster_cmds::cluster_add(&r, &name, &addr, &author, &reason)
+                }
+                ClusterCmd::Remove { name, reason } => {
+                    cluster_cmds::cluster_remove(&r, &name, &author, &reason)
+                }
+                ClusterCmd::Members => cluster_cmds::cluster_members(&r),
+            }
+        }),
     };
     match result {
         Ok(code) => code,

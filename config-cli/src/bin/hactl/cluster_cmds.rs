@@ -1,0 +1,386 @@
+//! Commands that talk to the cluster: propose, config show, status, history, cluster.
+
+use crate::remote::{Answer, Refused, Remote};
+use crate::Format;
+use anyhow::{anyhow, Result};
+use ha_config::api::*;
+use ha_config::{bundle, canon, diff as semdiff};
+use hyper::Method;
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long a write keeps retrying while there is no leader.
+const WRITE_PATIENCE: Duration = Duration::from_secs(30);
+const READ_PATIENCE: Duration = Duration::from_secs(5);
+
+fn refused(r: &Refused) -> ExitCode {
+    eprintln!(
+        "hactl: refused by {} ({}, {}): {}",
+        r.endpoint, r.status, r.error.kind, r.error.message
+    );
+    for d in &r.error.diagnostics {
+        eprintln!("{d}");
+    }
+    ExitCode::from(1)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// 128 random bits, hex: a proposal id no other client will pick.
+fn random_id() -> String {
+    let mut b = [0u8; 16];
+    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    if ok.is_err() {
+        let t = now_ms() as u128 ^ ((std::process::id() as u128) << 64);
+        b = t.to_be_bytes();
+    }
+    hex::encode(b)
+}
+
+pub fn default_author() -> String {
+    if let Ok(a) = std::env::var("HACTL_AUTHOR") {
+        if !a.is_empty() {
+            return a;
+        }
+    }
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    if host.is_empty() {
+        user
+    } else {
+        format!("{user}@{host}")
+    }
+}
+
+pub struct ProposeArgs<'a> {
+    pub file: &'a Path,
+    pub reason: &'a str,
+    pub author: &'a str,
+    pub dry_run: bool,
+    pub base_version: Option<u64>,
+    pub allow_no_change: bool,
+}
+
+pub fn propose(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
+    let (parsed, loaded, files) = bundle::load_file_recorded(a.file);
+    for d in loaded.diags.clone().sorted().iter() {
+        eprintln!("{}", d.render(&parsed.sources));
+    }
+    if loaded.diags.has_errors() {
+        eprintln!("hactl: {} has errors; nothing was proposed", a.file.display());
+        return Ok(ExitCode::from(1));
+    }
+    let hash = canon::hash(&loaded.cluster);
+    let current: ConfigResponse = match remote.call(Method::GET, "/v1/config", None, READ_PATIENCE)? {
+        (_, Answer::Ok(c)) => c,
+        (_, Answer::Refused(r)) => return Ok(refused(&r)),
+    };
+    let changes = semdiff::diff(&current.config, &loaded.cluster);
+    println!("against version {} ({}):", current.version, short(&current.hash));
+    if changes.is_empty() {
+        println!("  no change");
+    }
+    for c in &changes {
+        println!("  {c}");
+    }
+    if current.version > 0 && hash == current.hash && !a.allow_no_change {
+        println!(
+            "the cluster already runs this configuration (version {}); nothing to commit",
+            current.version
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.dry_run {
+        println!("dry run: nothing committed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let req = ProposeRequest {
+        main: a.file.to_string_lossy().into_owned(),
+        files,
+        hash,
+        author: a.author.to_string(),
+        reason: a.reason.to_string(),
+        base_version: a.base_version,
+        proposal_id: random_id(),
+        client_time_ms: now_ms(),
+    };
+    let body = serde_json::to_vec(&req)?;
+    match remote.call::<ProposeResponse>(Method::POST, "/v1/proposals", Some(body), WRITE_PATIENCE)? {
+        (ep, Answer::Ok(r)) => {
+            println!(
+                "committed: version {} hash {} (log index {}, via {ep}){}",
+                r.version,
+                r.hash,
+                r.log_index,
+                if r.duplicate {
+                    " [already committed by an earlier try]"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        (_, Answer::Refused(r)) => Ok(refused(&r)),
+    }
+}
+
+fn short(hash: &str) -> &str {
+    if hash.is_empty() {
+        "empty"
+    } else {
+        &hash[..hash.len().min(12)]
+    }
+}
+
+pub fn config_show(remote: &Remote, version: Option<u64>, format: Format) -> Result<ExitCode> {
+    let path = match version {
+        Some(v) => format!("/v1/config?version={v}"),
+        None => "/v1/config".into(),
+    };
+    match remote.call::<ConfigResponse>(Method::GET, &path, None, READ_PATIENCE)? {
+        (_, Answer::Ok(c)) => {
+            match format {
+                Format::Text => {
+                    println!("# version {} hash {}", c.version, c.hash);
+                    print!("{}", c.text);
+                }
+                Format::Json => println!("{}", serde_json::to_string_pretty(&c)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        (_, Answer::Refused(r)) => Ok(refused(&r)),
+    }
+}
+
+pub fn status(remote: &Remote, format: Format) -> Result<ExitCode> {
+    // Every endpoint given, plus every member any of them knows.
+    let mut targets: Vec<String> = remote.endpoints.clone();
+    let mut rows: Vec<(String, Result<StatusResponse, String>)> = Vec::new();
+    let mut i = 0;
+    while i < targets.len() {
+        let ep = targets[i].clone();
+        i += 1;
+        let r = remote
+            .send_to(&ep, Method::GET, "/v1/status", None, Duration::from_secs(3))
+            .and_then(|(s, b)| {
+                if s.is_success() {
+                    serde_json::from_slice::<StatusResponse>(&b).map_err(|e| anyhow!("{e}"))
+                } else {
+                    Err(anyhow!("{s}"))
+                }
+            });
+        match r {
+            Ok(st) => {
+                for m in &st.members {
+                    if !targets.contains(&m.addr) {
+                        targets.push(m.addr.clone());
+                    }
+                }
+                rows.push((ep, Ok(st)));
+            }
+            Err(e) => rows.push((ep, Err(e.to_string()))),
+        }
+    }
+    if format == Format::Json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(ep, r)| match r {
+                Ok(s) => serde_json::json!({"endpoint": ep, "status": s}),
+                Err(e) => serde_json::json!({"endpoint": ep, "error": e}),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let leader_applied = rows
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .find(|s| s.role == "leader")
+        .and_then(|s| s.applied_index);
+    println!(
+        "{:<12} {:<22} {:<10} {:>5} {:<12} {:>8} {:>8} {:<12} {:>5}",
+        "NAME", "ADDRESS", "ROLE", "TERM", "LEADER", "APPLIED", "VERSION", "HASH", "LAG"
+    );
+    let mut all_ok = true;
+    for (ep, r) in &rows {
+        match r {
+            Ok(s) => {
+                let lag = match (leader_applied, s.applied_index) {
+                    (Some(l), Some(a)) => l.saturating_sub(a).to_string(),
+                    _ => "-".into(),
+                };
+                println!(
+                    "{:<12} {:<22} {:<10} {:>5} {:<12} {:>8} {:>8} {:<12} {:>5}",
+                    s.name,
+                    ep,
+                    s.role,
+                    s.term,
+                    s.leader.as_deref().unwrap_or("-"),
+                    s.applied_index
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    s.version,
+                    short(&s.hash),
+                    lag
+                );
+            }
+            Err(e) => {
+                all_ok = false;
+                println!("{:<12} {:<22} unreachable: {e}", "?", ep);
+            }
+        }
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+fn fmt_time(ms: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    // UTC, civil-from-days (Howard Hinnant's algorithm).
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+pub fn history(remote: &Remote, from: Option<u64>, to: Option<u64>, format: Format) -> Result<ExitCode> {
+    let mut items: Vec<HistoryItem> = Vec::new();
+    let mut next = from.unwrap_or(1);
+    let end = to.unwrap_or(u64::MAX);
+    loop {
+        let path = format!("/v1/history?from={next}&to={end}&limit=1000");
+        let page: Vec<HistoryItem> = match remote.call(Method::GET, &path, None, READ_PATIENCE)? {
+            (_, Answer::Ok(p)) => p,
+            (_, Answer::Refused(r)) => return Ok(refused(&r)),
+        };
+        let n = page.len();
+        if let Some(last) = page.last() {
+            next = last.seq + 1;
+        }
+        items.extend(page);
+        if n < 1000 || next > end {
+            break;
+        }
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&items)?),
+        Format::Text => {
+            println!(
+                "{:>5} {:>7} {:<20} {:<16} {:<18} {:<24} SUMMARY",
+                "SEQ", "VERSION", "TIME", "AUTHOR", "KIND", "REASON"
+            );
+            for h in &items {
+                println!(
+                    "{:>5} {:>7} {:<20} {:<16} {:<18} {:<24} {}",
+                    h.seq,
+                    h.version,
+                    fmt_time(h.at_ms),
+                    h.author,
+                    h.kind,
+                    if h.reason.is_empty() { "-" } else { &h.reason },
+                    h.summary
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_members(m: &MembersResponse) {
+    for x in &m.members {
+        println!("{:<12} {:<22} {}", x.name, x.addr, x.role);
+    }
+}
+
+pub fn cluster_add(remote: &Remote, name: &str, addr: &str, author: &str, reason: &str) -> Result<ExitCode> {
+    let body = serde_json::to_vec(&AddMemberRequest {
+        name: name.into(),
+        addr: addr.into(),
+        author: author.into(),
+        reason: reason.into(),
+    })?;
+    match remote.call::<MembersResponse>(Method::POST, "/v1/members", Some(body), Duration::from_secs(90))? {
+        (_, Answer::Ok(m)) => {
+            print_members(&m);
+            Ok(ExitCode::SUCCESS)
+        }
+        (_, Answer::Refused(r)) => Ok(refused(&r)),
+    }
+}
+
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn cluster_remove(remote: &Remote, name: &str, author: &str, reason: &str) -> Result<ExitCode> {
+    let path = format!(
+        "/v1/members/{}?author={}&reason={}",
+        query_escape(name),
+        query_escape(author),
+        query_escape(reason)
+    );
+    match remote.call::<MembersResponse>(Method::DELETE, &path, None, WRITE_PATIENCE)? {
+        (_, Answer::Ok(m)) => {
+            print_members(&m);
+            Ok(ExitCode::SUCCESS)
+        }
+        (_, Answer::Refused(r)) => Ok(refused(&r)),
+    }
+}
+
+pub fn cluster_members(remote: &Remote) -> Result<ExitCode> {
+    match remote.call::<MembersResponse>(Method::GET, "/v1/members", None, READ_PATIENCE)? {
+        (_, Answer::Ok(m)) => {
+            print_members(&m);
+            Ok(ExitCode::SUCCESS)
+        }
+        (_, Answer::Refused(r)) => Ok(refused(&r)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_iso8601() {
+        assert_eq!(fmt_time(0), "-");
+        assert_eq!(fmt_time(1_700_000_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(fmt_time(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,155 @@
+//! Talking to the directors: a list of endpoints tried in turn, and retries while the
+//! cluster has no leader (a proposal carries its id, so a retry commits it once).
+
+use anyhow::{anyhow, Result};
+use bytes::Bytes;
+use ha_config::api::{ApiError, ErrorBody};
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use std::time::{Duration, Instant};
+
+pub struct Remote {
+    pub endpoints: Vec<String>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    rt: tokio::runtime::Runtime,
+}
+
+/// A refusal by the cluster (as opposed to not reaching it).
+#[derive(Debug)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub error: ApiError,
+    pub endpoint: String,
+}
+
+pub enum Answer<T> {
+    Ok(T),
+    Refused(Refused),
+}
+
+impl Remote {
+    /// `spec`: comma-separated `HOST:PORT` list (from `--cluster` or `HACTL_CLUSTER`).
+    pub fn new(spec: &str) -> Result<Self> {
+        let endpoints: Vec<String> = spec
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_string()
+            })
+            .filter(|s| !s.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            return Err(anyhow!(
+                "no directors to talk to: pass --cluster HOST:PORT[,HOST:PORT...] or set HACTL_CLUSTER"
+            ));
+        }
+        let mut conn = HttpConnector::new();
+        conn.set_nodelay(true);
+        conn.set_connect_timeout(Some(Duration::from_secs(1)));
+        let client = Client::builder(TokioExecutor::new()).build(conn);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Remote {
+            endpoints,
+            client,
+            rt,
+        })
+    }
+
+    /// One request to one endpoint: status and body.
+    pub fn send_to(
+        &self,
+        endpoint: &str,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes)> {
+        let uri: hyper::Uri = format!("http://{endpoint}{path}")
+            .parse()
+            .map_err(|e| anyhow!("bad endpoint {endpoint:?}: {e}"))?;
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        self.rt.block_on(async {
+            let exchange = async {
+                let resp = self.client.request(req).await.map_err(|e| {
+                    let mut msg = e.to_string();
+                    let mut cur: &dyn std::error::Error = &e;
+                    while let Some(next) = cur.source() {
+                        msg = next.to_string();
+                        cur = next;
+                    }
+                    anyhow!("{endpoint}: {msg}")
+                })?;
+                let status = resp.status();
+                let body = resp.into_body().collect().await?.to_bytes();
+                Ok::<_, anyhow::Error>((status, body))
+            };
+            tokio::time::timeout(timeout, exchange)
+                .await
+                .map_err(|_| anyhow!("{endpoint}: no answer within {timeout:?}"))?
+        })
+    }
+
+    /// Tries the endpoints in turn until one answers something other than "unavailable";
+    /// keeps going round for `patience`. Returns the endpoint that answered.
+    pub fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        patience: Duration,
+    ) -> Result<(String, Answer<T>)> {
+        let start = Instant::now();
+        let mut last_problem = String::new();
+        loop {
+            for ep in &self.endpoints {
+                match self.send_to(ep, method.clone(), path, body.clone(), Duration::from_secs(60)) {
+                    Err(e) => last_problem = e.to_string(),
+                    Ok((status, bytes)) => {
+                        if status.is_success() {
+                            let v = serde_json::from_slice(&bytes)
+                                .map_err(|e| anyhow!("{ep}: unexpected answer to {path}: {e}"))?;
+                            return Ok((ep.clone(), Answer::Ok(v)));
+                        }
+                        let error = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                            Ok(b) => b.error,
+                            Err(_) => ApiError {
+                                kind: "http".into(),
+                                message: format!("{status}: {}", String::from_utf8_lossy(&bytes)),
+                                diagnostics: Vec::new(),
+                                current_version: None,
+                            },
+                        };
+                        if status == StatusCode::SERVICE_UNAVAILABLE {
+                            last_problem = format!("{ep}: {}", error.message);
+                            continue;
+                        }
+                        return Ok((
+                            ep.clone(),
+                            Answer::Refused(Refused {
+                                status,
+                                error,
+                                endpoint: ep.clone(),
+                            }),
+                        ));
+                    }
+                }
+            }
+            if start.elapsed() >= patience {
+                return Err(anyhow!("no director could serve {path}: {last_problem}"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}

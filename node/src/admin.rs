@@ -1,0 +1,844 @@
+//! The HTTP routes of a director: Raft RPC from peers (`/raft/*`, codec-encoded) and the
+//! admin API (`/v1/*`, JSON). Errors are `{"error": {kind, message, ...}}` with a status to
+//! match; a refused request changes nothing.
+
+// Handlers return early with the finished error response; it is the `Err` value.
+#![allow(clippy::result_large_err)]
+
+use crate::director::{now_ms, DirectorNode};
+use crate::settings::check_name;
+use crate::transport::client::Call;
+use crate::transport::raft_network::{APPEND_PATH, CONTENT_TYPE, SNAPSHOT_PATH, VOTE_PATH};
+use crate::transport::server::{BodyError, Req, Routes};
+use bytes::Bytes;
+use ha_config::api::*;
+use ha_config::{bundle, canon};
+use http_body_util::Full;
+use hyper::{Method, Response, StatusCode};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+use raft_store::codec;
+use raft_store::events::{Command, ConfigEvent, Proposal};
+use raft_store::state::{Applied, HistoryEntry};
+use raft_store::types::{node_id, Director, NodeId};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Reply = Response<Full<Bytes>>;
+
+/// Raft messages carry up to `max_payload_entries` configs or one snapshot chunk.
+const RAFT_MAX_BODY: usize = 256 * 1024 * 1024;
+/// Set on a request a follower forwards to the leader (never forwarded twice).
+const FORWARDED: &str = "x-ha-forwarded-by";
+/// How long a new learner may take to catch up before it is taken out again.
+const CATCH_UP: Duration = Duration::from_secs(30);
+const MAX_HISTORY_PAGE: u64 = 10_000;
+
+pub struct Api {
+    node: Arc<DirectorNode>,
+    /// One membership change at a time (Raft allows one; the history credits its author).
+    membership: tokio::sync::Mutex<()>,
+}
+
+impl Api {
+    pub fn new(node: Arc<DirectorNode>) -> Self {
+        Api {
+            node,
+            membership: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+fn json<T: Serialize>(status: StatusCode, v: &T) -> Reply {
+    let body = serde_json::to_vec_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+fn api_error(status: StatusCode, e: ApiError) -> Reply {
+    json(status, &ErrorBody { error: e })
+}
+
+fn err(status: StatusCode, kind: &str, message: impl Into<String>) -> Reply {
+    api_error(
+        status,
+        ApiError {
+            kind: kind.to_string(),
+            message: message.into(),
+            diagnostics: Vec::new(),
+            current_version: None,
+        },
+    )
+}
+
+fn raw(status: StatusCode, content_type: &str, body: Vec<u8>) -> Reply {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+fn query_params(q: &str) -> BTreeMap<String, String> {
+    q.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), percent_decode(v)),
+            None => (kv.to_string(), String::new()),
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A `u64` query parameter, or an error naming it.
+fn u64_param(params: &BTreeMap<String, String>, name: &str) -> Result<Option<u64>, Reply> {
+    match params.get(name) {
+        None => Ok(None),
+        Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+            err(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("query parameter `{name}`: expected a non-negative integer, got {v:?}"),
+            )
+        }),
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes, what: &str) -> Result<T, Reply> {
+    if body.is_empty() {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("empty body: expected a JSON {what}"),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("invalid {what}: {e}"),
+        )
+    })
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Director>>) -> Reply {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "leadership changed before the entry committed; retry (a retry with the same proposal id commits once)",
+        ),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            err(StatusCode::CONFLICT, "conflict", format!("membership change refused: {e}"))
+        }
+        RaftError::Fatal(e) => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("raft stopped: {e}")),
+    }
+}
+
+impl Routes for Api {
+    fn body_limit(&self, _method: &Method, path: &str) -> usize {
+        if path.starts_with("/raft/") {
+            RAFT_MAX_BODY
+        } else {
+            self.node.max_request_bytes
+        }
+    }
+
+    fn body_error(&self, _path: &str, e: BodyError) -> Reply {
+        match e {
+            BodyError::TooLarge { limit } => err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("request body exceeds {limit} bytes"),
+            ),
+            BodyError::Io(m) => err(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("reading the body: {m}"),
+            ),
+        }
+    }
+
+    async fn handle(&self, req: Req) -> Reply {
+        let path = req.path.clone();
+        match (&req.method, path.as_str()) {
+            (&Method::POST, APPEND_PATH) => self.raft_append(&req.body).await,
+            (&Method::POST, VOTE_PATH) => self.raft_vote(&req.body).await,
+            (&Method::POST, SNAPSHOT_PATH) => self.raft_snapshot(&req.body).await,
+            (&Method::POST, "/v1/proposals") => self.propose(&req).await,
+            (&Method::GET, "/v1/config") => self.config(&req).await,
+            (&Method::GET, "/v1/status") => self.status().await,
+            (&Method::GET, "/v1/history") => self.history(&req),
+            (&Method::GET, "/v1/members") => json(
+                StatusCode::OK,
+                &MembersResponse {
+                    members: self.node.members(),
+                },
+            ),
+            (&Method::POST, "/v1/members") => self.add_member(&req).await,
+            (&Method::DELETE, p) if p.starts_with("/v1/members/") => {
+                let name = percent_decode(&p["/v1/members/".len()..]);
+                self.remove_member(&req, &name).await
+            }
+            (_, p) if p.starts_with("/v1/") || p.starts_with("/raft/") => err(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no route {} {p}", req.method),
+            ),
+            _ => err(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no route {} {path}", req.method),
+            ),
+        }
+    }
+}
+
+/// Raft RPC handlers: decode, hand to openraft, encode its `Result`.
+impl Api {
+    async fn raft_append(&self, body: &Bytes) -> Reply {
+        match codec::decode(body) {
+            Ok(rpc) => encoded(&self.node.raft.append_entries(rpc).await),
+            Err(e) => raw(StatusCode::BAD_REQUEST, "text/plain", e.to_string().into_bytes()),
+        }
+    }
+
+    async fn raft_vote(&self, body: &Bytes) -> Reply {
+        match codec::decode(body) {
+            Ok(rpc) => encoded(&self.node.raft.vote(rpc).await),
+            Err(e) => raw(StatusCode::BAD_REQUEST, "text/plain", e.to_string().into_bytes()),
+        }
+    }
+
+    async fn raft_snapshot(&self, body: &Bytes) -> Reply {
+        match codec::decode(body) {
+            Ok(rpc) => encoded(&self.node.raft.install_snapshot(rpc).await),
+            Err(e) => raw(StatusCode::BAD_REQUEST, "text/plain", e.to_string().into_bytes()),
+        }
+    }
+}
+
+fn encoded<T: Serialize>(v: &T) -> Reply {
+    match codec::encode(v) {
+        Ok(b) => raw(StatusCode::OK, CONTENT_TYPE, b),
+        Err(e) => raw(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            e.to_string().into_bytes(),
+        ),
+    }
+}
+
+/// Leader routing for writes.
+impl Api {
+    /// `None`: this director is the leader, handle here. `Some(reply)`: forwarded (or refused).
+    async fn route_to_leader(&self, req: &Req) -> Option<Reply> {
+        if self.node.is_leader() {
+            return None;
+        }
+        if req.headers.contains_key(FORWARDED) {
+            return Some(err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!(
+                    "{} is not the leader (leadership is moving); retry",
+                    self.node.name
+                ),
+            ));
+        }
+        match self.node.wait_leader(Duration::from_secs(3)).await {
+            None => Some(err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "no leader: is a majority of the directors up?",
+            )),
+            Some((id, _)) if id == self.node.id => None,
+            Some((_, leader)) => Some(self.forward(&leader, req).await),
+        }
+    }
+
+    async fn forward(&self, leader: &Director, req: &Req) -> Reply {
+        let path = if req.query.is_empty() {
+            req.path.clone()
+        } else {
+            format!("{}?{}", req.path, req.query)
+        };
+        tracing::debug!(to = %leader, %path, "forwarding to the leader");
+        let r = self
+            .node
+            .client
+            .send(Call {
+                method: req.method.clone(),
+                addr: &leader.addr,
+                path: &path,
+                content_type: "application/json",
+                headers: &[(FORWARDED, &self.node.name)],
+                body: req.body.to_vec(),
+                timeout: Duration::from_secs(120),
+            })
+            .await;
+        match r {
+            Ok((status, body)) => raw(status, "application/json", body.to_vec()),
+            Err(e) => err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("forwarding to the leader {leader}: {e}"),
+            ),
+        }
+    }
+}
+
+/// Proposals.
+impl Api {
+    async fn propose(&self, req: &Req) -> Reply {
+        let p: ProposeRequest = match parse_json(&req.body, "proposal") {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        if let Err(r) = check_proposal_fields(&p) {
+            return r;
+        }
+        // Validate on whichever director receives it (early, located errors); the leader
+        // validates again below, since forwarding sends the same body.
+        let (parsed, loaded) = bundle::load_bundle(&p.main, &p.files);
+        let diagnostics: Vec<String> = loaded
+            .diags
+            .clone()
+            .sorted()
+            .iter()
+            .map(|d| d.render(&parsed.sources))
+            .collect();
+        if loaded.diags.has_errors() {
+            return api_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ApiError {
+                    kind: "invalid_config".into(),
+                    message: format!(
+                        "{} has {} error(s); nothing was committed",
+                        p.main,
+                        loaded.diags.errors().count()
+                    ),
+                    diagnostics,
+                    current_version: None,
+                },
+            );
+        }
+        let hash = canon::hash(&loaded.cluster);
+        if hash != p.hash {
+            return err(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "hash_mismatch",
+                format!(
+                    "field `hash`: the client computed {} but {} computes {hash} for the same files \
+                     (hactl and hanode of different versions?)",
+                    p.hash, self.node.name
+                ),
+            );
+        }
+        if let Some(reply) = self.route_to_leader(req).await {
+            return reply;
+        }
+        let (state, _) = self.node.state.current().await;
+        if let Some(base) = p.base_version {
+            if base != state.version {
+                return stale(base, state.version);
+            }
+        }
+        let proposal = Proposal {
+            config: loaded.cluster,
+            hash,
+            author: p.author,
+            reason: p.reason,
+            client_time_ms: p.client_time_ms,
+            base_version: p.base_version,
+            proposal_id: p.proposal_id,
+        };
+        let cmd = Command {
+            event: ConfigEvent::ConfigProposed(Box::new(proposal)),
+            accepted_at_ms: now_ms(),
+            accepted_by: self.node.name.clone(),
+        };
+        let warnings = diagnostics;
+        match self.node.raft.client_write(cmd).await {
+            Ok(resp) => match resp.data {
+                Applied::Committed { version, hash } => {
+                    tracing::info!(version, %hash, log_index = resp.log_id.index, "proposal committed");
+                    json(
+                        StatusCode::OK,
+                        &ProposeResponse {
+                            version,
+                            hash,
+                            log_index: resp.log_id.index,
+                            duplicate: false,
+                            warnings,
+                        },
+                    )
+                }
+                Applied::Duplicate { version } => {
+                    let hash = self
+                        .node
+                        .state
+                        .committed_version(version)
+                        .ok()
+                        .flatten()
+                        .and_then(|h| match h.event {
+                            ConfigEvent::ConfigProposed(p) => Some(p.hash),
+                            _ => None,
+                        })
+                        .unwrap_or_default();
+                    json(
+                        StatusCode::OK,
+                        &ProposeResponse {
+                            version,
+                            hash,
+                            log_index: resp.log_id.index,
+                            duplicate: true,
+                            warnings,
+                        },
+                    )
+                }
+                Applied::StaleBase { base, current } => stale(base, current),
+                Applied::HashMismatch { claimed, actual } => err(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "hash_mismatch",
+                    format!("hash {claimed} does not match the configuration ({actual})"),
+                ),
+                other => err(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("unexpected apply result {other:?}"),
+                ),
+            },
+            Err(e) => write_error(e),
+        }
+    }
+}
+
+fn stale(base: u64, current: u64) -> Reply {
+    api_error(
+        StatusCode::CONFLICT,
+        ApiError {
+            kind: "stale_base".into(),
+            message: format!(
+                "stale base version: written against version {base}, but the cluster is at version {current}; \
+                 review the changes since, then propose again"
+            ),
+            diagnostics: Vec::new(),
+            current_version: Some(current),
+        },
+    )
+}
+
+fn check_proposal_fields(p: &ProposeRequest) -> Result<(), Reply> {
+    let bad = |field: &str, msg: &str| {
+        Err(err(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("field `{field}`: {msg}"),
+        ))
+    };
+    if p.proposal_id.is_empty() || p.proposal_id.len() > 128 {
+        return bad("proposal_id", "must be 1 to 128 characters");
+    }
+    if p.author.len() > 256 {
+        return bad("author", "longer than 256 bytes");
+    }
+    if p.reason.len() > 4096 {
+        return bad("reason", "longer than 4096 bytes");
+    }
+    if p.main.is_empty() || !p.files.contains_key(&p.main) {
+        return bad("main", "must name one of `files`");
+    }
+    if p.files.len() > 1000 {
+        return bad("files", "more than 1000 files");
+    }
+    Ok(())
+}
+
+/// Reads: config, status, history.
+impl Api {
+    async fn config(&self, req: &Req) -> Reply {
+        let params = query_params(&req.query);
+        let wanted = match u64_param(&params, "version") {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        let (state, _) = self.node.state.current().await;
+        let (version, hash, config) = match wanted {
+            None => (state.version, state.hash, state.config),
+            Some(v) if v == state.version => (state.version, state.hash, state.config),
+            Some(0) => (0, String::new(), Default::default()),
+            Some(v) => match self.node.state.committed_version(v) {
+                Ok(Some(HistoryEntry {
+                    event: ConfigEvent::ConfigProposed(p),
+                    ..
+                })) => (v, p.hash, p.config),
+                Ok(_) => {
+                    return err(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        format!(
+                            "no config version {v} (this director is at version {})",
+                            state.version
+                        ),
+                    )
+                }
+                Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+            },
+        };
+        let text = match config.print() {
+            Ok(t) => t,
+            Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        };
+        json(
+            StatusCode::OK,
+            &ConfigResponse {
+                version,
+                hash,
+                text,
+                config,
+            },
+        )
+    }
+
+    async fn status(&self) -> Reply {
+        let m = self.node.metrics();
+        let committed = self
+            .node
+            .raft
+            .with_raft_state(|s| s.committed.map(|l| l.index))
+            .await
+            .ok()
+            .flatten();
+        let (state, _) = self.node.state.current().await;
+        let leader = m.current_leader.and_then(|id| {
+            m.membership_config
+                .membership()
+                .get_node(&id)
+                .map(|d| d.name.clone())
+        });
+        let role = match m.state {
+            openraft::ServerState::Leader => "leader",
+            openraft::ServerState::Follower => "follower",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Learner => "learner",
+            openraft::ServerState::Shutdown => "shutdown",
+        };
+        json(
+            StatusCode::OK,
+            &StatusResponse {
+                name: self.node.name.clone(),
+                id: self.node.id,
+                role: role.into(),
+                term: m.current_term,
+                leader,
+                committed_index: committed,
+                applied_index: m.last_applied.map(|l| l.index),
+                last_log_index: m.last_log_index,
+                snapshot_index: m.snapshot.map(|l| l.index),
+                purged_index: m.purged.map(|l| l.index),
+                version: state.version,
+                hash: state.hash,
+                history_len: state.history_len,
+                members: self.node.members(),
+            },
+        )
+    }
+
+    fn history(&self, req: &Req) -> Reply {
+        let params = query_params(&req.query);
+        let (from, to, limit) = match (
+            u64_param(&params, "from"),
+            u64_param(&params, "to"),
+            u64_param(&params, "limit"),
+        ) {
+            (Ok(f), Ok(t), Ok(l)) => (
+                f.unwrap_or(1),
+                t.unwrap_or(u64::MAX),
+                l.unwrap_or(1000).min(MAX_HISTORY_PAGE),
+            ),
+            (Err(r), _, _) | (_, Err(r), _) | (_, _, Err(r)) => return r,
+        };
+        let to = to.min(from.saturating_add(limit.saturating_sub(1)));
+        match self.node.state.history(from.max(1), to) {
+            Ok(entries) => json(
+                StatusCode::OK,
+                &entries.iter().map(history_item).collect::<Vec<_>>(),
+            ),
+            Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        }
+    }
+}
+
+pub fn history_item(h: &HistoryEntry) -> HistoryItem {
+    let (kind, hash, proposal_id) = match &h.event {
+        ConfigEvent::ConfigProposed(p) => ("config", Some(p.hash.clone()), Some(p.proposal_id.clone())),
+        ConfigEvent::MembershipRequested { .. } => ("membership_request", None, None),
+        ConfigEvent::MembershipChanged { .. } => ("membership", None, None),
+    };
+    HistoryItem {
+        seq: h.seq,
+        version: h.version,
+        log_index: h.log_index,
+        at_ms: h.at_ms,
+        accepted_by: h.accepted_by.clone(),
+        kind: kind.into(),
+        author: h.event.author().to_string(),
+        reason: h.event.reason().to_string(),
+        summary: h.summary.clone(),
+        hash,
+        proposal_id,
+    }
+}
+
+/// Membership.
+impl Api {
+    async fn record_request(&self, author: &str, reason: &str, action: String) -> Result<(), Reply> {
+        let cmd = Command {
+            event: ConfigEvent::MembershipRequested {
+                author: if author.is_empty() {
+                    "unknown".into()
+                } else {
+                    author.into()
+                },
+                reason: reason.into(),
+                action,
+            },
+            accepted_at_ms: now_ms(),
+            accepted_by: self.node.name.clone(),
+        };
+        self.node
+            .raft
+            .client_write(cmd)
+            .await
+            .map(|_| ())
+            .map_err(write_error)
+    }
+
+    fn members_reply(&self) -> Reply {
+        json(
+            StatusCode::OK,
+            &MembersResponse {
+                members: self.node.members(),
+            },
+        )
+    }
+
+    async fn add_member(&self, req: &Req) -> Reply {
+        let r: AddMemberRequest = match parse_json(&req.body, "member (name, addr)") {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        if let Err(e) = check_name(&r.name) {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("field `name`: {e}"),
+            );
+        }
+        if r.addr.parse::<SocketAddr>().is_err() {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("field `addr`: expected IP:PORT, got {:?}", r.addr),
+            );
+        }
+        if let Some(reply) = self.route_to_leader(req).await {
+            return reply;
+        }
+        let _one_at_a_time = self.membership.lock().await;
+        let id = node_id(&r.name);
+        let m = self.node.metrics();
+        let membership = m.membership_config.membership().clone();
+        let is_voter = membership.voter_ids().any(|v| v == id);
+        if let Some(existing) = membership.get_node(&id) {
+            if existing.name != r.name {
+                return err(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!(
+                        "field `name`: {:?} has the same id as member {:?}; choose another name",
+                        r.name, existing.name
+                    ),
+                );
+            }
+            if existing.addr != r.addr {
+                return err(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!(
+                        "{} is already a member at {}; remove it first to move it",
+                        r.name, existing.addr
+                    ),
+                );
+            }
+            if is_voter {
+                return self.members_reply();
+            }
+        }
+        if let Some((_, other)) = membership
+            .nodes()
+            .find(|(nid, d)| **nid != id && d.addr == r.addr)
+        {
+            return err(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "field `addr`: {} is already the address of {}",
+                    r.addr, other.name
+                ),
+            );
+        }
+        if let Err(reply) = self
+            .record_request(&r.author, &r.reason, format!("add {} at {}", r.name, r.addr))
+            .await
+        {
+            return reply;
+        }
+        let director = Director {
+            name: r.name.clone(),
+            addr: r.addr.clone(),
+        };
+        if let Err(e) = self.node.raft.add_learner(id, director, false).await {
+            return write_error(e);
+        }
+        tracing::info!(member = %r.name, addr = %r.addr, "learner added; waiting for it to catch up");
+        if !self.wait_caught_up(id).await {
+            let _ = self
+                .node
+                .raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await;
+            return err(
+                StatusCode::GATEWAY_TIMEOUT,
+                "unavailable",
+                format!(
+                    "{} at {} did not catch up within {}s (is hanode running there?); it was taken out again",
+                    r.name,
+                    r.addr,
+                    CATCH_UP.as_secs()
+                ),
+            );
+        }
+        match self
+            .node
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(member = %r.name, "promoted to voter");
+                self.members_reply()
+            }
+            Err(e) => write_error(e),
+        }
+    }
+
+    async fn wait_caught_up(&self, id: NodeId) -> bool {
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        while tokio::time::Instant::now() < deadline {
+            let m = self.node.metrics();
+            let target = m.last_log_index;
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .map(|l| l.index);
+            if matched.is_some() && matched >= target.map(|t| t.saturating_sub(1)) {
+                return true;
+            }
+            if m.state != openraft::ServerState::Leader {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    async fn remove_member(&self, req: &Req, name: &str) -> Reply {
+        let params = query_params(&req.query);
+        let m = self.node.metrics();
+        let membership = m.membership_config.membership().clone();
+        let Some((id, _)) = membership
+            .nodes()
+            .find(|(_, d)| d.name == name)
+            .map(|(i, d)| (*i, d.clone()))
+        else {
+            let mut names: Vec<String> = membership.nodes().map(|(_, d)| d.name.clone()).collect();
+            names.sort();
+            return err(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "no director named {name:?} in the cluster (members: {})",
+                    names.join(", ")
+                ),
+            );
+        };
+        if let Some(reply) = self.route_to_leader(req).await {
+            return reply;
+        }
+        let _one_at_a_time = self.membership.lock().await;
+        let m = self.node.metrics();
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if voters.contains(&id) && voters.len() == 1 {
+            return err(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{name} is the last voter; a cluster cannot remove its last voter"),
+            );
+        }
+        let author = params.get("author").cloned().unwrap_or_default();
+        let reason = params.get("reason").cloned().unwrap_or_default();
+        if let Err(reply) = self
+            .record_request(&author, &reason, format!("remove {name}"))
+            .await
+        {
+            return reply;
+        }
+        let change = if voters.contains(&id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        match self.node.raft.change_membership(change, false).await {
+            Ok(_) => {
+                tracing::info!(member = %name, "removed from the cluster");
+                self.members_reply()
+            }
+            Err(e) => write_error(e),
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! One director's control plane: its Raft instance over the sled store, and the operations
+//! the admin API exposes (propose, membership, status). HTTP lives in [`crate::admin`].
+
+use crate::settings::Settings;
+use crate::transport::client::{Call, HttpClient};
+use crate::transport::raft_network::HttpRaftNetwork;
+use anyhow::{Context, Result};
+use ha_config::api::Member;
+use openraft::ServerState;
+use raft_store::types::{node_id, Director, NodeId, Raft, RaftMetrics};
+use raft_store::StateReader;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct DirectorNode {
+    pub name: String,
+    pub id: NodeId,
+    /// Advertised address (Raft RPC and admin API).
+    pub addr: String,
+    pub raft: Raft,
+    pub state: StateReader,
+    pub client: HttpClient,
+    pub max_request_bytes: usize,
+    _db: sled::Db,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl DirectorNode {
+    /// Opens the store and starts Raft. Bootstraps a one-director cluster when asked to and
+    /// the store is pristine; a director that has data never bootstraps again.
+    pub async fn start(settings: &Settings) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("data dir {}", settings.data_dir.display()))?;
+        let (db, mut log, sm) = raft_store::open(&settings.data_dir.join("raft"))
+            .with_context(|| format!("store in {}", settings.data_dir.display()))?;
+        let pristine = log.is_pristine().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let state = sm.reader();
+        let client = HttpClient::new();
+        let config = Arc::new(settings.raft.openraft_config("ha-directors")?);
+        let id = node_id(&settings.name);
+        let raft = Raft::new(id, config, HttpRaftNetwork::new(client.clone()), log, sm)
+            .await
+            .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
+        let node = Arc::new(DirectorNode {
+            name: settings.name.clone(),
+            id,
+            addr: settings.advertise.clone(),
+            raft,
+            state,
+            client,
+            max_request_bytes: settings.max_request_bytes,
+            _db: db,
+        });
+        if settings.bootstrap {
+            if pristine {
+                let members = BTreeMap::from([(id, node.director())]);
+                node.raft
+                    .initialize(members)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
+                tracing::info!(director = %node.name, "bootstrapped a new cluster");
+            } else {
+                tracing::info!(director = %node.name, "store has data: not bootstrapping again");
+            }
+        }
+        Ok(node)
+    }
+
+    pub fn director(&self) -> Director {
+        Director {
+            name: self.name.clone(),
+            addr: self.addr.clone(),
+        }
+    }
+
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// True when this director votes (a learner is still catching up).
+    pub fn is_voter(&self) -> bool {
+        self.metrics()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == self.id)
+    }
+
+    /// The leader as this director knows it.
+    pub fn leader(&self) -> Option<(NodeId, Director)> {
+        let m = self.metrics();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node))
+    }
+
+    /// Waits (up to `within`) until some leader is known.
+    pub async fn wait_leader(&self, within: Duration) -> Option<(NodeId, Director)> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(l) = self.leader() {
+                return Some(l);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let m = self.metrics();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    pub fn members(&self) -> Vec<Member> {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let mut out: Vec<Member> = membership
+            .nodes()
+            .map(|(id, d)| Member {
+                name: d.name.clone(),
+                addr: d.addr.clone(),
+                role: if voters.contains(id) { "voter" } else { "learner" }.to_string(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Keeps asking `targets` (any director of the cluster) to add this one, until it is a
+    /// voter. Safe to run on every start: a voter does nothing.
+    pub fn spawn_join(self: &Arc<Self>, targets: Vec<String>) {
+        if targets.is_empty() {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            let body = serde_json::json!({
+                "name": node.name,
+                "addr": node.addr,
+                "author": node.name,
+                "reason": "joined with --join",
+            })
+            .to_string();
+            let mut attempt = 0u32;
+            loop {
+                if node.is_voter() {
+                    tracing::info!(director = %node.name, "member of the cluster");
+                    return;
+                }
+                for t in &targets {
+                    let r = node
+                        .client
+                        .send(Call {
+                            method: hyper::Method::POST,
+                            addr: t,
+                            path: "/v1/members",
+                            content_type: "application/json",
+                            headers: &[],
+                            body: body.clone().into_bytes(),
+                            timeout: Duration::from_secs(60),
+                        })
+                        .await;
+                    match r {
+                        Ok((s, _)) if s.is_success() => {
+                            tracing::info!(director = %node.name, via = %t, "joined the cluster");
+                            return;
+                        }
+                        Ok((s, b)) => {
+                            if attempt.is_multiple_of(10) {
+                                tracing::warn!(director = %node.name, via = %t, status = %s,
+                                    "join refused: {}", String::from_utf8_lossy(&b));
+                            }
+                        }
+                        Err(e) => {
+                            if attempt.is_multiple_of(10) {
+                                tracing::warn!(director = %node.name, via = %t, "join: {e}");
+                            }
+                        }
+                    }
+                }
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+}

@@ -1,0 +1,14 @@
+//! `hanode`: one director of the cluster.
+//!
+//! - [`settings`]: flags and the TOML file.
+//! - [`director`]: the Raft instance over the sled store, membership, leader tracking.
+//! - [`admin`]: HTTP routes: Raft RPC from peers and the admin API for `hactl`.
+//! - [`transport`]: sockets (HTTP client, accept loop, openraft network).
+//!
+//! Data flow: `hactl propose` -> admin API -> (forward to leader) -> Raft log -> every
+//! director's state machine -> `StateReader::subscribe` (the actors, issue 8).
+
+pub mod admin;
+pub mod director;
+pub mod settings;
+pub mod transport;

@@ -1,0 +1,151 @@
+//! `hanode`: the director daemon.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use hanode::admin::Api;
+use hanode::director::DirectorNode;
+use hanode::settings::{FileSettings, Settings};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hanode",
+    version,
+    about = "A director of the replicated load-balancer cluster"
+)]
+struct Cli {
+    /// Settings file (TOML: name, data_dir, listen, advertise, bootstrap, join, [raft]).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// This director's name (as in the config's `@NAME` lines).
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address for Raft RPC and the admin API, e.g. 127.0.0.1:7101.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Address others use to reach this director (default: --listen).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Start a new cluster with this director as its only member (ignored once it has data).
+    #[arg(long)]
+    bootstrap: bool,
+    /// Ask this director (any member) to add us; repeat for fallbacks.
+    #[arg(long)]
+    join: Vec<String>,
+    /// Log format: text or json (filter with RUST_LOG).
+    #[arg(long)]
+    log_format: Option<String>,
+}
+
+fn settings(cli: Cli) -> Result<(Settings, String)> {
+    let file = match &cli.config {
+        Some(p) => FileSettings::read(p)?,
+        None => FileSettings::default(),
+    };
+    let name = cli
+        .name
+        .or(file.name)
+        .context("--name (or `name` in --config) is required")?;
+    let data_dir = cli
+        .data_dir
+        .or(file.data_dir)
+        .context("--data-dir (or `data_dir` in --config) is required")?;
+    let listen_s = cli
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:7101".into());
+    let listen: SocketAddr = listen_s
+        .parse()
+        .with_context(|| format!("--listen: expected IP:PORT, got {listen_s:?}"))?;
+    let advertise = cli
+        .advertise
+        .or(file.advertise)
+        .unwrap_or_else(|| listen.to_string());
+    let mut join = cli.join;
+    if join.is_empty() {
+        join = file.join;
+    }
+    let s = Settings {
+        name,
+        data_dir,
+        listen,
+        advertise,
+        bootstrap: cli.bootstrap || file.bootstrap,
+        join,
+        max_request_bytes: file
+            .max_request_bytes
+            .unwrap_or(ha_config::api::DEFAULT_MAX_REQUEST_BYTES),
+        raft: file.raft,
+    };
+    s.validate()?;
+    let log_format = cli
+        .log_format
+        .or(file.log_format)
+        .unwrap_or_else(|| "text".into());
+    Ok((s, log_format))
+}
+
+fn init_logging(format: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("--log-format: expected text or json, got {other:?}"),
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let result = (|| -> Result<()> {
+        let (settings, log_format) = settings(Cli::parse())?;
+        init_logging(&log_format)?;
+        // The control plane (Raft, HTTP) runs on its own multi-thread runtime, so a slow
+        // fsync never stalls heartbeats; the actors (issue 8) talk to it through handles.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("hanode-ctl")
+            .enable_all()
+            .build()?;
+        rt.block_on(run(settings))
+    })();
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hanode: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(settings: Settings) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let node = DirectorNode::start(&settings).await?;
+    tracing::info!(director = %node.name, id = node.id, listen = %settings.listen, "hanode started");
+    let server = tokio::spawn(hanode::transport::server::serve(
+        listener,
+        Arc::new(Api::new(node.clone())),
+    ));
+    node.spawn_join(settings.join.clone());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!(director = %node.name, "shutting down");
+    server.abort();
+    if let Err(e) = node.raft.shutdown().await {
+        tracing::warn!("raft shutdown: {e}");
+    }
+    Ok(())
+}

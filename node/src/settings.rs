@@ -1,0 +1,127 @@
+//! How a director is started: command-line flags, optionally over a small TOML file.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Raft timing and log retention. The defaults suit directors on one LAN.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTuning {
+    /// Leader heartbeat; also openraft's deadline for one AppendEntries round trip.
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_logs: u64,
+    /// Log entries kept below a snapshot (for slow followers) before purging.
+    pub keep_logs: u64,
+    /// Entries per AppendEntries message.
+    pub max_payload_entries: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning {
+            heartbeat_ms: 150,
+            election_timeout_min_ms: 750,
+            election_timeout_max_ms: 1500,
+            snapshot_logs: 5000,
+            keep_logs: 1000,
+            max_payload_entries: 64,
+        }
+    }
+}
+
+impl RaftTuning {
+    pub fn openraft_config(&self, cluster: &str) -> Result<openraft::Config> {
+        let c = openraft::Config {
+            cluster_name: cluster.to_string(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            install_snapshot_timeout: 10_000,
+            max_payload_entries: self.max_payload_entries,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
+            max_in_snapshot_log_to_keep: self.keep_logs,
+            replication_lag_threshold: self.snapshot_logs.saturating_add(self.keep_logs).max(5000),
+            purge_batch_size: 1,
+            ..Default::default()
+        };
+        c.validate().context("raft timing")
+    }
+}
+
+/// The TOML file: the same settings as the flags, flags win.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub name: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub advertise: Option<String>,
+    #[serde(default)]
+    pub bootstrap: bool,
+    #[serde(default)]
+    pub join: Vec<String>,
+    pub log_format: Option<String>,
+    pub max_request_bytes: Option<usize>,
+    #[serde(default)]
+    pub raft: RaftTuning,
+}
+
+impl FileSettings {
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start].matches('\n').count() + 1;
+                    let col = s.start - text[..s.start].rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+                    format!("{}:{line}:{col}", path.display())
+                })
+                .unwrap_or_else(|| path.display().to_string());
+            anyhow::anyhow!("{at}: {}", e.message())
+        })
+    }
+}
+
+/// Everything a director needs to start.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// The address peers and `hactl` use to reach this director (default: `listen`).
+    pub advertise: String,
+    pub bootstrap: bool,
+    pub join: Vec<String>,
+    pub max_request_bytes: usize,
+    pub raft: RaftTuning,
+}
+
+/// Director names: what keepalived's `@NAME` accepts and our ids hash.
+pub fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 64 {
+        bail!("director name must be 1 to 64 characters, got {name:?}");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        bail!("director name {name:?} may only contain letters, digits, '-', '_' and '.'");
+    }
+    Ok(())
+}
+
+impl Settings {
+    pub fn validate(&self) -> Result<()> {
+        check_name(&self.name)?;
+        if self.bootstrap && !self.join.is_empty() {
+            bail!("--bootstrap and --join exclude each other: bootstrap the first director, join the others");
+        }
+        Ok(())
+    }
+}
