@@ -24,4 +24,6 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup comp
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The end-to-end tests run the hanode and hactl binaries from the target directory.
+cargo build --workspace --bins
 cargo test --workspace

@@ -1,0 +1,415 @@
+//! Issue 4 acceptance: three (and four) real `hanode` processes on loopback, driven with
+//! `hactl` and the admin API. Each test owns its ports, directories and processes.
+
+use e2e::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// Starts `names` with the first bootstrapping and the others joining it; waits until the
+/// first sees them all as voters.
+fn start_cluster(root: &Path, names: &[&str], extra: &[&str]) -> Vec<Node> {
+    let mut nodes: Vec<Node> = names.iter().map(|n| Node::new(root, n, extra)).collect();
+    nodes[0].start(&["--bootstrap"]);
+    let seed = nodes[0].addr.clone();
+    for n in nodes.iter_mut().skip(1) {
+        n.start(&["--join", &seed]);
+    }
+    let want = names.len();
+    wait_for(SETTLE, "all directors to be voters", || {
+        let s = nodes[0].status()?;
+        (s.members.iter().filter(|m| m.role == "voter").count() == want).then_some(())
+    });
+    nodes
+}
+
+fn spec(nodes: &[Node]) -> String {
+    nodes
+        .iter()
+        .filter(|n| n.running())
+        .map(|n| n.addr.clone())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn leader_index(nodes: &[Node]) -> usize {
+    wait_for(SETTLE, "a leader", || {
+        nodes
+            .iter()
+            .position(|n| n.running() && n.status().is_some_and(|s| s.role == "leader"))
+    })
+}
+
+/// Parses `committed: version N hash H` from `hactl propose`.
+fn committed(out: &std::process::Output) -> (u64, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("committed: version "))
+        .unwrap_or_else(|| panic!("no commit line:\n{}", text(out)));
+    let mut w = line.split_whitespace();
+    let version = w.nth(2).and_then(|v| v.parse().ok()).expect("version");
+    let hash = w.nth(1).expect("hash").to_string();
+    (version, hash)
+}
+
+fn propose(cluster: &str, file: &Path, extra: &[&str]) -> (u64, String) {
+    let mut args = vec!["propose", "-f", file.to_str().expect("path")];
+    args.extend_from_slice(extra);
+    let out = hactl(cluster, &args);
+    assert!(out.status.success(), "{}", text(&out));
+    committed(&out)
+}
+
+fn write_conf(root: &Path, name: &str, generation: u32) -> std::path::PathBuf {
+    let p = root.join(name);
+    std::fs::write(&p, cluster_conf(generation, 2, 2)).expect("write conf");
+    p
+}
+
+/// Waits until every running node reports `version` with `hash`.
+fn converged(nodes: &[Node], version: u64, hash: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    wait_for(within, &format!("all directors at version {version}"), || {
+        nodes
+            .iter()
+            .filter(|n| n.running())
+            .all(|n| n.status().is_some_and(|s| s.version == version && s.hash == hash))
+            .then_some(())
+    });
+    start.elapsed()
+}
+
+#[test]
+fn seed_config_commits_on_three_directors_and_survives_leader_loss() {
+    let root = temp_root("seed");
+    let mut nodes = start_cluster(root.path(), &["lvs01", "lvs02", "lvs03"], &[]);
+
+    // The operator's path: import the two keepalived.conf files of the seed, propose.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config-cli/tests/fixtures");
+    let cluster_file = root.path().join("cluster.conf");
+    let out = hactl(
+        "",
+        &[
+            "import",
+            "--node",
+            &format!(
+                "lvs01={}",
+                fixtures.join("keepalived.lvs01-master.conf").display()
+            ),
+            "--node",
+            &format!(
+                "lvs02={}",
+                fixtures.join("keepalived.lvs02-backup.conf").display()
+            ),
+            "-o",
+            cluster_file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (v1, h1) = propose(&spec(&nodes), &cluster_file, &["--reason", "import of the seed"]);
+    assert_eq!(v1, 1);
+    let took = converged(&nodes, 1, &h1, Duration::from_secs(1));
+    eprintln!("all three at version 1 after {took:?}");
+    let shown = hactl(&spec(&nodes), &["config", "show"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("@lvs02 priority 80"),
+        "{}",
+        text(&shown)
+    );
+
+    // Through a follower only.
+    let leader = leader_index(&nodes);
+    let follower = (leader + 1) % 3;
+    let f2 = write_conf(root.path(), "gen2.conf", 2);
+    let (v2, h2) = propose(&nodes[follower].addr, &f2, &["--reason", "via a follower"]);
+    assert_eq!(v2, 2);
+    converged(&nodes, 2, &h2, Duration::from_secs(2));
+
+    // kill -9 the leader; a new one is elected and commits.
+    nodes[leader].kill9();
+    let new_leader = leader_index(&nodes);
+    assert_ne!(new_leader, leader);
+    let f3 = write_conf(root.path(), "gen3.conf", 3);
+    let (v3, h3) = propose(&spec(&nodes), &f3, &["--reason", "after leader loss"]);
+    assert_eq!(v3, 3);
+
+    // The old leader comes back and catches up.
+    nodes[leader].start(&[]);
+    converged(&nodes, 3, &h3, SETTLE);
+    let histories: Vec<_> = nodes.iter().map(|n| n.history()).collect();
+    assert!(histories.iter().all(|h| *h == histories[0]), "histories differ");
+    let versions: Vec<u64> = histories[0]
+        .iter()
+        .filter(|h| h.kind == "config")
+        .map(|h| h.version)
+        .collect();
+    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(
+        histories[0].iter().find(|h| h.version == 1).unwrap().reason,
+        "import of the seed"
+    );
+}
+
+#[test]
+fn committed_changes_survive_kill_9_of_every_director_20_times() {
+    let root = temp_root("durable");
+    let mut nodes = start_cluster(root.path(), &["lvs01", "lvs02", "lvs03"], &[]);
+    let mut expected = (0u64, String::new());
+    for round in 1..=20u32 {
+        let f = write_conf(root.path(), &format!("r{round}.conf"), round);
+        let (v, h) = propose(&spec(&nodes), &f, &["--reason", &format!("round {round}")]);
+        assert_eq!(v, expected.0 + 1, "round {round}");
+        // Right after `propose` returned: no clean shutdown for anyone.
+        for n in nodes.iter_mut() {
+            n.kill9();
+        }
+        expected = (v, h);
+        for n in nodes.iter_mut() {
+            n.start(&[]);
+        }
+        converged(&nodes, expected.0, &expected.1, SETTLE);
+        eprintln!("round {round}: version {v} on all three after restart");
+    }
+    let h = nodes[0].history();
+    let config_versions: Vec<u64> = h
+        .iter()
+        .filter(|e| e.kind == "config")
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(config_versions, (1..=20).collect::<Vec<_>>());
+}
+
+#[test]
+fn concurrent_proposals_commit_once_each_and_stale_ones_say_so() {
+    let root = temp_root("concurrent");
+    let nodes = start_cluster(root.path(), &["lvs01", "lvs02", "lvs03"], &[]);
+    let cluster = spec(&nodes);
+    let f0 = write_conf(root.path(), "base.conf", 0);
+    let (base, _) = propose(&cluster, &f0, &[]);
+
+    // Round 1: 8 clients, all written against the same base version: one wins.
+    let files: Vec<_> = (1..=8)
+        .map(|i| write_conf(root.path(), &format!("a{i}.conf"), 100 + i))
+        .collect();
+    let outs = run_parallel(&cluster, &files, Some(base));
+    let won: Vec<_> = outs.iter().filter(|o| o.status.success()).collect();
+    assert_eq!(
+        won.len(),
+        1,
+        "exactly one proposal against version {base} commits"
+    );
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("stale base version"), "{}", text(o));
+    }
+
+    // Round 2: 8 clients without a base: every one commits, each exactly once.
+    let files: Vec<_> = (1..=8)
+        .map(|i| write_conf(root.path(), &format!("b{i}.conf"), 200 + i))
+        .collect();
+    let outs = run_parallel(&cluster, &files, None);
+    let mut accepted: Vec<(u64, String)> = won.iter().map(|o| committed(o)).collect();
+    for o in &outs {
+        assert!(o.status.success(), "{}", text(o));
+        accepted.push(committed(o));
+    }
+    let history = nodes[0].history();
+    let configs: Vec<_> = history.iter().filter(|h| h.kind == "config").collect();
+    assert_eq!(configs.len(), 1 + accepted.len(), "base + accepted, nothing else");
+    for (v, h) in &accepted {
+        let hits = configs
+            .iter()
+            .filter(|c| c.version == *v && c.hash.as_deref() == Some(h))
+            .count();
+        assert_eq!(hits, 1, "version {v} appears exactly once");
+    }
+    let ids: std::collections::BTreeSet<_> = configs.iter().map(|c| c.proposal_id.clone()).collect();
+    assert_eq!(ids.len(), configs.len(), "distinct proposal ids");
+}
+
+fn run_parallel(cluster: &str, files: &[std::path::PathBuf], base: Option<u64>) -> Vec<std::process::Output> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .iter()
+            .map(|f| {
+                s.spawn(move || {
+                    let mut args = vec!["propose".to_string(), "-f".into(), f.display().to_string()];
+                    if let Some(b) = base {
+                        args.push("--base-version".into());
+                        args.push(b.to_string());
+                    }
+                    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+                    hactl(cluster, &args)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    })
+}
+
+#[test]
+fn late_joiner_receives_a_snapshot_with_the_whole_history() {
+    let root = temp_root("snapshot");
+    let settings = root.path().join("raft.toml");
+    std::fs::write(&settings, "[raft]\nsnapshot_logs = 5\nkeep_logs = 2\n").unwrap();
+    let s = settings.to_str().unwrap().to_string();
+    let mut nodes = start_cluster(root.path(), &["lvs01", "lvs02", "lvs03"], &["--config", &s]);
+    let cluster = spec(&nodes);
+    let mut last = (0, String::new());
+    for g in 1..=12u32 {
+        let f = write_conf(root.path(), &format!("g{g}.conf"), g);
+        last = propose(&cluster, &f, &["--reason", &format!("generation {g}")]);
+    }
+    let leader = leader_index(&nodes);
+    let purged = wait_for(SETTLE, "log purge on the leader", || {
+        nodes[leader]
+            .status()
+            .and_then(|s| s.purged_index.filter(|p| *p > 5))
+    });
+    eprintln!("leader purged the log up to index {purged}");
+
+    let mut late = Node::new(root.path(), "lvs04", &["--config", &s]);
+    late.start(&["--join", &nodes[leader].addr]);
+    nodes.push(late);
+    converged(&nodes, last.0, &last.1, SETTLE);
+    wait_for(SETTLE, "lvs04 to be a voter", || {
+        nodes[leader]
+            .status()?
+            .members
+            .iter()
+            .any(|m| m.name == "lvs04" && m.role == "voter")
+            .then_some(())
+    });
+    let late = nodes.last().unwrap();
+    assert!(
+        late.log_text().contains("snapshot installed"),
+        "lvs04 got a snapshot"
+    );
+    let full = nodes[leader].history();
+    let got = late.history();
+    // lvs04's own join is recorded on both after the snapshot; compare the common prefix.
+    assert_eq!(
+        got[..full.len().min(got.len())],
+        full[..full.len().min(got.len())]
+    );
+    let versions: Vec<u64> = got
+        .iter()
+        .filter(|h| h.kind == "config")
+        .map(|h| h.version)
+        .collect();
+    assert_eq!(versions, (1..=12).collect::<Vec<_>>());
+    let (code, body) = http(&late.addr, "GET", "/v1/config?version=1", b"").unwrap();
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let v1: ha_config::api::ConfigResponse = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v1.version, 1);
+    assert!(
+        v1.text.contains("weight 2"),
+        "version 1 as committed:\n{}",
+        v1.text
+    );
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_changes_nothing() {
+    let root = temp_root("bad");
+    let nodes = start_cluster(root.path(), &["lvs01", "lvs02", "lvs03"], &[]);
+    let cluster = spec(&nodes);
+    let f = write_conf(root.path(), "good.conf", 1);
+    let (v, h) = propose(&cluster, &f, &[]);
+    let before: BTreeMap<String, (u64, u64)> = nodes
+        .iter()
+        .map(|n| {
+            let s = n.status().unwrap();
+            (n.name.clone(), (s.version, s.history_len))
+        })
+        .collect();
+    let follower = &nodes[(leader_index(&nodes) + 1) % 3];
+
+    // An invalid config sent straight to the API (bypassing hactl's own check): the
+    // located diagnostics come back, as `hactl check` prints them.
+    let bad = "vrrp_instance VI_1 {\n    interface ens33\n    virtual_router_id 300\n    priority 100\n}\n";
+    let body = serde_json::json!({
+        "main": "bad.conf", "files": {"bad.conf": bad}, "hash": "x", "author": "mallory",
+        "proposal_id": "p-bad-1"
+    });
+    let (code, resp) = http(
+        &follower.addr,
+        "POST",
+        "/v1/proposals",
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    let resp = String::from_utf8_lossy(&resp);
+    assert_eq!(code, 422, "{resp}");
+    assert!(
+        resp.contains("bad.conf:3:23: error: `virtual_router_id` 300 is outside the range 1..255"),
+        "{resp}"
+    );
+
+    // hactl refuses it before sending, with the same lines.
+    let badf = root.path().join("bad.conf");
+    std::fs::write(&badf, bad).unwrap();
+    let out = hactl(&cluster, &["propose", "-f", badf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(":3:23: error: `virtual_router_id` 300"));
+
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("empty body", Vec::new(), 400, "empty body"),
+        ("garbage", b"\x00\xff garbage {".to_vec(), 400, "invalid proposal"),
+        (
+            "wrong field type",
+            br#"{"main": 7}"#.to_vec(),
+            400,
+            "invalid proposal",
+        ),
+        (
+            "missing field",
+            br#"{"main": "a.conf", "files": {}}"#.to_vec(),
+            400,
+            "missing field",
+        ),
+        ("oversized", vec![b' '; 5 * 1024 * 1024], 413, "exceeds"),
+    ];
+    for (what, body, want, says) in cases {
+        for n in [&nodes[0], follower] {
+            let (code, resp) = http(&n.addr, "POST", "/v1/proposals", &body).unwrap();
+            let resp = String::from_utf8_lossy(&resp);
+            assert_eq!(code, want, "{what} on {}: {resp}", n.name);
+            assert!(resp.contains(says), "{what}: {resp}");
+        }
+    }
+    let out = hactl(&cluster, &["cluster", "remove", "lvs09"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no director named \"lvs09\""),
+        "{}",
+        text(&out)
+    );
+    let (code, _) = http(
+        &nodes[0].addr,
+        "POST",
+        "/v1/members",
+        br#"{"name": "bad name!", "addr": "x"}"#,
+    )
+    .unwrap();
+    assert_eq!(code, 400);
+
+    std::thread::sleep(Duration::from_millis(500));
+    for n in &nodes {
+        let s = n.status().unwrap();
+        assert_eq!(
+            (s.version, s.history_len),
+            before[&n.name],
+            "{} unchanged",
+            n.name
+        );
+        assert_eq!(s.hash, h);
+        assert_eq!(s.version, v);
+    }
+}
