@@ -16,11 +16,10 @@ use std::time::{Duration, Instant};
 /// `target/debug` (or release) of the running test.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .to_path_buf();
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
     for b in ["hanode", "hactl"] {
         assert!(
             dir.join(b).exists(),

@@ -1,0 +1,113 @@
+//! Benchmark (issue 4): three `hanode` processes on loopback, fsync on, N sequential
+//! proposals of a realistic cluster config (10 virtual servers x 4 real servers); latency
+//! from the propose call until all three directors have applied it.
+//!
+//! `cargo build --release --workspace --bins && cargo run --release -p e2e --bin raft-bench [-- N]`
+
+use e2e::*;
+use ha_config::{canon, cluster};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let n: u32 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1000);
+    let root = temp_root("bench");
+    let names = ["lvs01", "lvs02", "lvs03"];
+    let mut nodes: Vec<Node> = names.iter().map(|x| Node::new(root.path(), x, &[])).collect();
+    nodes[0].start(&["--bootstrap"]);
+    let seed = nodes[0].addr.clone();
+    for node in nodes.iter_mut().skip(1) {
+        node.start(&["--join", &seed]);
+    }
+    wait_for(Duration::from_secs(30), "three voters", || {
+        let s = nodes[0].status()?;
+        (s.members.iter().filter(|m| m.role == "voter").count() == 3).then_some(())
+    });
+    let leader = wait_for(Duration::from_secs(10), "leader", || {
+        nodes
+            .iter()
+            .position(|x| x.status().is_some_and(|s| s.role == "leader"))
+    });
+
+    let sample = cluster_conf(0, 10, 4);
+    println!(
+        "config: 10 virtual servers x 4 real servers, {} bytes of keepalived.conf",
+        sample.len()
+    );
+    let mut lat = Vec::with_capacity(n as usize);
+    let mut commit_lat = Vec::with_capacity(n as usize);
+    let t0 = Instant::now();
+    for g in 1..=n {
+        let text = cluster_conf(g, 10, 4);
+        let (_, loaded) = cluster::load_str("cluster.conf", &text, &[]);
+        let body = serde_json::json!({
+            "main": "cluster.conf",
+            "files": {"cluster.conf": text},
+            "hash": canon::hash(&loaded.cluster),
+            "author": "bench",
+            "reason": format!("generation {g}"),
+            "proposal_id": format!("bench-{g}"),
+        })
+        .to_string();
+        let start = Instant::now();
+        let (code, resp) =
+            http(&nodes[leader].addr, "POST", "/v1/proposals", body.as_bytes()).expect("propose");
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&resp));
+        commit_lat.push(start.elapsed());
+        let want = g as u64;
+        loop {
+            if nodes
+                .iter()
+                .all(|x| x.status().is_some_and(|s| s.version >= want))
+            {
+                break;
+            }
+        }
+        lat.push(start.elapsed());
+    }
+    let total = t0.elapsed();
+    let report = |name: &str, v: &mut Vec<Duration>| {
+        v.sort();
+        let pct = |p: f64| {
+            v[((v.len() as f64 * p).ceil() as usize)
+                .saturating_sub(1)
+                .min(v.len() - 1)]
+        };
+        println!(
+            "{name}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            pct(0.50).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3,
+            v[v.len() - 1].as_secs_f64() * 1e3
+        );
+    };
+    println!(
+        "{n} sequential proposals in {:.2} s: {:.1} proposals/s",
+        total.as_secs_f64(),
+        n as f64 / total.as_secs_f64()
+    );
+    report("propose -> committed (leader applied, reply)", &mut commit_lat);
+    report("propose -> applied on all three", &mut lat);
+    let s = nodes[leader].status().expect("status");
+    println!(
+        "leader: version {}, last log index {:?}, snapshot {:?}, purged {:?}",
+        s.version, s.last_log_index, s.snapshot_index, s.purged_index
+    );
+    let data: u64 = walk(&root.path().join("lvs01"));
+    println!("lvs01 data dir: {:.1} MiB", data as f64 / (1024.0 * 1024.0));
+}
+
+fn walk(p: &std::path::Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let m = match e.metadata() {
+                Ok(m) => m,
+                Err(_) => continue,
+            };
+            total += if m.is_dir() { walk(&e.path()) } else { m.len() };
+        }
+    }
+    total
+}
