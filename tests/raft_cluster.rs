@@ -384,6 +384,16 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
             assert!(resp.contains(says), "{what}: {resp}");
         }
     }
+    // --dry-run shows the change and commits nothing.
+    let next = write_conf(root.path(), "next.conf", 2);
+    let out = hactl(&cluster, &["propose", "-f", next.to_str().unwrap(), "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("weight 2 -> 3") && shown.contains("dry run: nothing committed"),
+        "{shown}"
+    );
+
     let out = hactl(&cluster, &["cluster", "remove", "lvs09"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(

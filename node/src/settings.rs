@@ -125,3 +125,48 @@ impl Settings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_file_parses_and_its_raft_timing_is_valid() {
+        let text = include_str!("../../deploy/hanode.toml.example");
+        let f: FileSettings = toml::from_str(text).expect("deploy/hanode.toml.example");
+        assert_eq!(f.name.as_deref(), Some("lvs01"));
+        assert!(f.bootstrap);
+        assert_eq!(f.raft, RaftTuning::default());
+        f.raft.openraft_config("t").expect("valid timing");
+    }
+
+    #[test]
+    fn a_bad_settings_file_is_reported_with_its_position() {
+        let dir = std::env::temp_dir().join(format!("hanode-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("bad.toml");
+        std::fs::write(&p, "name = \"lvs01\"\n[raft]\nheartbeat_msec = 100\n").unwrap();
+        let e = FileSettings::read(&p).unwrap_err().to_string();
+        assert!(e.contains("bad.toml:3:1"), "{e}");
+        assert!(e.contains("heartbeat_msec"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn names_and_modes_are_checked() {
+        assert!(check_name("lvs01").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("lvs 01").is_err());
+        let s = Settings {
+            name: "lvs01".into(),
+            data_dir: "/tmp/x".into(),
+            listen: "127.0.0.1:1".parse().unwrap(),
+            advertise: "127.0.0.1:1".into(),
+            bootstrap: true,
+            join: vec!["127.0.0.1:2".into()],
+            max_request_bytes: 1,
+            raft: RaftTuning::default(),
+        };
+        assert!(s.validate().is_err(), "bootstrap and join together");
+    }
+}
