@@ -1,0 +1,604 @@
+//! One VRRP instance as a pure state machine (RFC 3768 6.4 / RFC 5798 6.4, with keepalived's
+//! behaviour where it differs). No sockets and no clock: every input carries `now` (time
+//! since an arbitrary origin), and [`Instance::deadline`] says when to feed [`Input::Timer`].
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    Init,
+    Backup,
+    Master,
+    Fault,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Init => "INIT",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+            State::Fault => "FAULT",
+        })
+    }
+}
+
+/// Why a transition happened (kept in the event history).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Startup,
+    /// No advert from a master within Master_Down_Interval.
+    MasterDown,
+    /// The master sent priority 0 (it is stopping): taken over after skew time.
+    MasterStopped,
+    /// An advert with a higher priority (or equal and a higher address) arrived.
+    HigherPriority {
+        from: IpAddr,
+        priority: u8,
+    },
+    /// A tracked interface or script put the instance in FAULT, or cleared it.
+    Fault,
+    FaultCleared,
+    /// Its sync group moved it.
+    SyncGroup,
+    Shutdown,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Startup => f.write_str("startup"),
+            Reason::MasterDown => f.write_str("master down"),
+            Reason::MasterStopped => f.write_str("master sent priority 0"),
+            Reason::HigherPriority { from, priority } => write!(f, "higher priority {priority} from {from}"),
+            Reason::Fault => f.write_str("fault"),
+            Reason::FaultCleared => f.write_str("fault cleared"),
+            Reason::SyncGroup => f.write_str("sync group"),
+            Reason::Shutdown => f.write_str("shutdown"),
+        }
+    }
+}
+
+/// How the instance is configured (from `vrrp_instance`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Params {
+    pub vrid: u8,
+    /// VRRP version 3 computes skew from the master's interval.
+    pub v3: bool,
+    /// Configured priority (1..255; 255 = address owner).
+    pub priority: u8,
+    pub advert_int: Duration,
+    /// `state MASTER` in the config (only the address owner starts as master at once).
+    pub want_master: bool,
+    /// False with `nopreempt`.
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    /// Our primary address on the interface (tie-break at equal priority).
+    pub primary: IpAddr,
+    /// Adverts missed before the master is declared down (keepalived `down_timer_adverts`, 3).
+    pub down_timer_adverts: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Begin: `fault` when a tracked interface is down or a script failing at start.
+    Start { fault: bool },
+    /// An advert that passed the receive checks.
+    Advert {
+        from: IpAddr,
+        priority: u8,
+        interval: Duration,
+    },
+    /// The deadline passed.
+    Timer,
+    /// The result of tracking changed: effective priority, and whether it means FAULT.
+    Tracking { priority: u8, fault: bool },
+    /// The sync group wants this state (keepalived moves members together).
+    Force(State),
+    /// Graceful stop.
+    Shutdown,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send an advert with this priority (0 = "I am stopping").
+    Send {
+        priority: u8,
+    },
+    AddVips,
+    DelVips,
+    /// Gratuitous ARP / unsolicited NA for the VIPs (the shell repeats per garp settings).
+    Garp,
+    Transition {
+        from: State,
+        to: State,
+        reason: Reason,
+        priority: u8,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Instance {
+    p: Params,
+    state: State,
+    /// Priority in effect (base adjusted by tracking).
+    priority: u8,
+    fault: bool,
+    /// The master's advert interval (v3 backups learn it from adverts).
+    master_adver_int: Duration,
+    deadline: Option<Duration>,
+    /// With `preempt_delay`: until when a lower-priority master is still tolerated.
+    preempt_at: Option<Duration>,
+    last_master: Option<IpAddr>,
+}
+
+impl Instance {
+    pub fn new(p: Params) -> Self {
+        Instance {
+            priority: p.priority,
+            master_adver_int: p.advert_int,
+            state: State::Init,
+            fault: false,
+            deadline: None,
+            preempt_at: None,
+            last_master: None,
+            p,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    pub fn deadline(&self) -> Option<Duration> {
+        self.deadline
+    }
+
+    /// Source of the last advert accepted from another router.
+    pub fn last_master(&self) -> Option<IpAddr> {
+        self.last_master
+    }
+
+    /// Skew_Time: lower priorities wait longer.
+    pub fn skew(&self) -> Duration {
+        let weight = 256 - u32::from(self.priority);
+        if self.p.v3 {
+            self.master_adver_int * weight / 256
+        } else {
+            Duration::from_secs(1) * weight / 256
+        }
+    }
+
+    /// Master_Down_Interval.
+    pub fn master_down_interval(&self) -> Duration {
+        self.master_adver_int * self.p.down_timer_adverts + self.skew()
+    }
+
+    pub fn handle(&mut self, now: Duration, input: Input) -> Vec<Action> {
+        let mut out = Vec::new();
+        match input {
+            Input::Start { fault } => self.start(now, fault, &mut out),
+            Input::Timer => self.timer(now, &mut out),
+            Input::Advert {
+                from,
+                priority,
+                interval,
+            } => self.advert(now, from, priority, interval, &mut out),
+            Input::Tracking { priority, fault } => self.tracking(now, priority, fault, &mut out),
+            Input::Force(s) => self.force(now, s, &mut out),
+            Input::Shutdown => self.shutdown(&mut out),
+        }
+        out
+    }
+
+    fn go(&mut self, to: State, reason: Reason, out: &mut Vec<Action>) {
+        let from = self.state;
+        self.state = to;
+        out.push(Action::Transition {
+            from,
+            to,
+            reason,
+            priority: self.priority,
+        });
+    }
+
+    fn become_master(&mut self, now: Duration, reason: Reason, out: &mut Vec<Action>) {
+        self.go(State::Master, reason, out);
+        out.push(Action::Send {
+            priority: self.priority,
+        });
+        out.push(Action::AddVips);
+        out.push(Action::Garp);
+        self.master_adver_int = self.p.advert_int;
+        self.deadline = Some(now + self.p.advert_int);
+        self.preempt_at = None;
+    }
+
+    fn become_backup(&mut self, now: Duration, reason: Reason, out: &mut Vec<Action>) {
+        let was_master = self.state == State::Master;
+        self.go(State::Backup, reason, out);
+        if was_master {
+            out.push(Action::DelVips);
+        }
+        self.deadline = Some(now + self.master_down_interval());
+    }
+
+    fn start(&mut self, now: Duration, fault: bool, out: &mut Vec<Action>) {
+        if self.state != State::Init {
+            return;
+        }
+        self.fault = fault;
+        if fault {
+            self.go(State::Fault, Reason::Startup, out);
+            self.deadline = None;
+        } else if self.p.priority == 255 && self.p.want_master {
+            self.become_master(now, Reason::Startup, out);
+        } else {
+            self.become_backup(now, Reason::Startup, out);
+        }
+    }
+
+    fn timer(&mut self, now: Duration, out: &mut Vec<Action>) {
+        match self.deadline {
+            Some(d) if now >= d => {}
+            _ => return,
+        }
+        match self.state {
+            State::Backup => self.become_master(now, Reason::MasterDown, out),
+            State::Master => {
+                out.push(Action::Send {
+                    priority: self.priority,
+                });
+                self.deadline = Some(now + self.p.advert_int);
+            }
+            State::Init | State::Fault => self.deadline = None,
+        }
+    }
+
+    fn advert(
+        &mut self,
+        now: Duration,
+        from: IpAddr,
+        priority: u8,
+        interval: Duration,
+        out: &mut Vec<Action>,
+    ) {
+        if from == self.p.primary {
+            return; // our own advert looped back
+        }
+        match self.state {
+            State::Backup => {
+                self.last_master = Some(from);
+                if priority == 0 {
+                    self.deadline = Some(now + self.skew());
+                    return;
+                }
+                let tolerate = !self.p.preempt || priority >= self.priority || self.within_preempt_delay(now);
+                if tolerate {
+                    if self.p.v3 && !interval.is_zero() {
+                        self.master_adver_int = interval;
+                    }
+                    self.deadline = Some(now + self.master_down_interval());
+                }
+                // Otherwise: a lower-priority master and we preempt; let the timer run out.
+            }
+            State::Master => {
+                if priority == 0 {
+                    out.push(Action::Send {
+                        priority: self.priority,
+                    });
+                    self.deadline = Some(now + self.p.advert_int);
+                } else if priority > self.priority || (priority == self.priority && from > self.p.primary) {
+                    self.last_master = Some(from);
+                    if self.p.v3 && !interval.is_zero() {
+                        self.master_adver_int = interval;
+                    }
+                    self.become_backup(now, Reason::HigherPriority { from, priority }, out);
+                } else {
+                    // A lower-priority master: assert ourselves at once (keepalived does
+                    // the same), so a split brain ends within one round trip.
+                    out.push(Action::Send {
+                        priority: self.priority,
+                    });
+                    out.push(Action::Garp);
+                    self.deadline = Some(now + self.p.advert_int);
+                }
+            }
+            State::Init | State::Fault => self.last_master = Some(from),
+        }
+    }
+
+    /// With `preempt_delay`, a lower-priority master is tolerated until the delay, counted
+    /// from the first such advert, has passed.
+    fn within_preempt_delay(&mut self, now: Duration) -> bool {
+        if self.p.preempt_delay.is_zero() {
+            return false;
+        }
+        let until = *self.preempt_at.get_or_insert(now + self.p.preempt_delay);
+        now < until
+    }
+
+    fn tracking(&mut self, now: Duration, priority: u8, fault: bool, out: &mut Vec<Action>) {
+        self.priority = priority.max(1);
+        let was = self.fault;
+        self.fault = fault;
+        match (was, fault, self.state) {
+            (false, true, State::Master) => {
+                out.push(Action::Send { priority: 0 });
+                out.push(Action::DelVips);
+                self.go(State::Fault, Reason::Fault, out);
+                self.deadline = None;
+            }
+            (false, true, State::Backup) => {
+                self.go(State::Fault, Reason::Fault, out);
+                self.deadline = None;
+            }
+            (true, false, State::Fault) => {
+                if self.p.priority == 255 && self.p.want_master {
+                    self.become_master(now, Reason::FaultCleared, out);
+                } else {
+                    self.become_backup(now, Reason::FaultCleared, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn force(&mut self, now: Duration, to: State, out: &mut Vec<Action>) {
+        if self.fault || to == self.state {
+            return;
+        }
+        match to {
+            State::Master if self.state == State::Backup => self.become_master(now, Reason::SyncGroup, out),
+            State::Backup if matches!(self.state, State::Master | State::Fault) => {
+                self.become_backup(now, Reason::SyncGroup, out)
+            }
+            State::Fault => {
+                if self.state == State::Master {
+                    out.push(Action::Send { priority: 0 });
+                    out.push(Action::DelVips);
+                }
+                self.go(State::Fault, Reason::SyncGroup, out);
+                self.deadline = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn shutdown(&mut self, out: &mut Vec<Action>) {
+        if self.state == State::Master {
+            out.push(Action::Send { priority: 0 });
+            out.push(Action::DelVips);
+        }
+        if self.state != State::Init {
+            self.go(State::Init, Reason::Shutdown, out);
+        }
+        self.deadline = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sim::{params, Sim};
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn higher_priority_becomes_master_after_master_down_interval() {
+        let mut sim = Sim::new(vec![params(100, "198.18.116.130"), params(90, "198.18.116.135")]);
+        sim.start_all();
+        sim.run_until(secs(10.0));
+        assert_eq!(sim.masters(), vec![0]);
+        assert_eq!(sim.vip_holders(), vec![0]);
+        // 3 * 1 s + (256-100)/256 s, to the microsecond.
+        let t = sim.routers[0]
+            .transitions
+            .iter()
+            .find(|x| x.2 == State::Master)
+            .unwrap()
+            .0;
+        assert_eq!(t, Duration::from_secs(3) + Duration::from_secs(156) / 256);
+        assert_eq!(sim.routers[1].inst.state(), State::Backup);
+        assert!(sim.routers[0].garps.len() == 1);
+    }
+
+    #[test]
+    fn master_killed_backup_takes_over_within_the_rfc_bound_and_master_preempts_back() {
+        let mut sim = Sim::new(vec![params(100, "198.18.116.130"), params(90, "198.18.116.135")]);
+        sim.start_all();
+        sim.run_until(secs(10.0));
+        sim.kill(0);
+        sim.run_until(secs(20.0));
+        assert_eq!(sim.masters(), vec![1]);
+        let took = sim.routers[1]
+            .transitions
+            .iter()
+            .find(|x| x.2 == State::Master)
+            .unwrap()
+            .0
+            - secs(10.0);
+        let bound = Duration::from_secs(3) + Duration::from_secs(166) / 256;
+        assert!(
+            took <= bound && took > Duration::from_secs(2),
+            "takeover in {took:?} (bound {bound:?})"
+        );
+        // The old master comes back (fresh process): it preempts because 100 > 90.
+        sim.routers[0].alive = true;
+        sim.routers[0].inst = Instance::new(params(100, "198.18.116.130"));
+        sim.input(0, Input::Start { fault: false });
+        sim.run_until(secs(30.0));
+        assert_eq!(sim.masters(), vec![0]);
+        assert_eq!(sim.vip_holders(), vec![0]);
+        assert_eq!(sim.routers[1].inst.state(), State::Backup);
+    }
+
+    #[test]
+    fn nopreempt_keeps_the_current_master() {
+        let mut p0 = params(100, "198.18.116.130");
+        p0.preempt = false;
+        let mut p1 = params(90, "198.18.116.135");
+        p1.preempt = false;
+        let mut sim = Sim::new(vec![p0.clone(), p1]);
+        sim.input(1, Input::Start { fault: false });
+        sim.run_until(secs(5.0));
+        assert_eq!(sim.masters(), vec![1]);
+        sim.routers[0].inst = Instance::new(p0);
+        sim.input(0, Input::Start { fault: false });
+        sim.run_until(secs(30.0));
+        assert_eq!(
+            sim.masters(),
+            vec![1],
+            "a higher priority backup does not preempt with nopreempt"
+        );
+    }
+
+    #[test]
+    fn preempt_delay_postpones_preemption() {
+        let p0 = Params {
+            preempt_delay: Duration::from_secs(10),
+            ..params(100, "198.18.116.130")
+        };
+        let mut sim = Sim::new(vec![p0.clone(), params(90, "198.18.116.135")]);
+        sim.input(1, Input::Start { fault: false });
+        sim.run_until(secs(5.0));
+        sim.input(0, Input::Start { fault: false });
+        sim.run_until(secs(14.0));
+        assert_eq!(sim.masters(), vec![1], "still tolerated within the delay");
+        sim.run_until(secs(25.0));
+        assert_eq!(sim.masters(), vec![0], "preempted after the delay");
+        let t = sim.routers[0]
+            .transitions
+            .iter()
+            .find(|x| x.2 == State::Master)
+            .unwrap()
+            .0;
+        assert!(t >= secs(15.0) && t < secs(19.0), "{t:?}");
+    }
+
+    #[test]
+    fn priority_zero_on_graceful_stop_hands_over_after_skew_time() {
+        let mut sim = Sim::new(vec![params(100, "198.18.116.130"), params(90, "198.18.116.135")]);
+        sim.start_all();
+        sim.run_until(secs(10.0));
+        sim.input(0, Input::Shutdown);
+        assert!(!sim.routers[0].holds_vip);
+        assert_eq!(sim.routers[0].sent.last().unwrap().1, 0);
+        sim.kill(0);
+        sim.run_until(secs(12.0));
+        let took = sim.routers[1]
+            .transitions
+            .iter()
+            .find(|x| x.2 == State::Master)
+            .unwrap()
+            .0
+            - secs(10.0);
+        let skew = Duration::from_secs(166) / 256;
+        assert!(
+            took <= skew + Duration::from_millis(1),
+            "took {took:?}, skew {skew:?}"
+        );
+    }
+
+    #[test]
+    fn equal_priority_higher_address_wins() {
+        let mut sim = Sim::new(vec![params(100, "198.18.116.130"), params(100, "198.18.116.135")]);
+        // Both start at once: both become master at the same instant, then resolve.
+        sim.start_all();
+        sim.run_until(secs(10.0));
+        assert_eq!(sim.masters(), vec![1]);
+        assert_eq!(sim.vip_holders(), vec![1]);
+    }
+
+    #[test]
+    fn split_brain_ends_when_the_wire_heals() {
+        let mut sim = Sim::new(vec![params(100, "198.18.116.130"), params(90, "198.18.116.135")]);
+        sim.start_all();
+        sim.run_until(secs(10.0));
+        sim.cut[0] = true;
+        sim.run_until(secs(20.0));
+        assert_eq!(sim.masters(), vec![0, 1], "both master while cut");
+        sim.cut[0] = false;
+        sim.run_until(secs(22.0));
+        assert_eq!(sim.masters(), vec![0]);
+        assert_eq!(sim.vip_holders(), vec![0]);
+    }
+
+    #[test]
+    fn tracking_fault_and_priority_changes() {
+        let mut sim = Sim::new(vec![params(100, "198.18.116.130"), params(90, "198.18.116.135")]);
+        sim.start_all();
+        sim.run_until(secs(10.0));
+        // A tracked interface goes down on the master: FAULT, priority 0 sent, VIP released.
+        sim.input(
+            0,
+            Input::Tracking {
+                priority: 100,
+                fault: true,
+            },
+        );
+        assert_eq!(sim.routers[0].inst.state(), State::Fault);
+        assert!(!sim.routers[0].holds_vip);
+        sim.run_until(secs(12.0));
+        assert_eq!(sim.masters(), vec![1]);
+        // Back up: BACKUP, then it preempts (100 > 90).
+        sim.input(
+            0,
+            Input::Tracking {
+                priority: 100,
+                fault: false,
+            },
+        );
+        sim.run_until(secs(20.0));
+        assert_eq!(sim.masters(), vec![0]);
+        // A failing weighted script lowers it below the backup: the backup preempts.
+        sim.input(
+            0,
+            Input::Tracking {
+                priority: 80,
+                fault: false,
+            },
+        );
+        sim.run_until(secs(30.0));
+        assert_eq!(sim.masters(), vec![1]);
+        assert_eq!(sim.vip_holders(), vec![1]);
+    }
+
+    #[test]
+    fn address_owner_starts_as_master_at_once() {
+        let mut p = params(255, "198.18.116.130");
+        p.want_master = true;
+        let mut sim = Sim::new(vec![p, params(90, "198.18.116.135")]);
+        sim.start_all();
+        assert_eq!(sim.masters(), vec![0]);
+        assert_eq!(sim.routers[0].transitions[0].0, Duration::ZERO);
+    }
+
+    #[test]
+    fn v3_backup_learns_the_master_interval() {
+        let mut p = params(90, "198.18.116.135");
+        p.v3 = true;
+        p.advert_int = Duration::from_millis(100);
+        let mut i = Instance::new(p);
+        i.handle(Duration::ZERO, Input::Start { fault: false });
+        i.handle(
+            Duration::from_millis(50),
+            Input::Advert {
+                from: "198.18.116.130".parse().unwrap(),
+                priority: 100,
+                interval: Duration::from_millis(200),
+            },
+        );
+        // 3 * 200 ms + (256-90)*200/256 ms.
+        let want = Duration::from_millis(50 + 600) + Duration::from_millis(200) * 166 / 256;
+        assert_eq!(i.deadline(), Some(want));
+    }
+}
