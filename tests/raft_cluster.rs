@@ -17,12 +17,29 @@ fn start_cluster(root: &Path, names: &[&str], extra: &[&str]) -> Vec<Node> {
     for n in nodes.iter_mut().skip(1) {
         n.start(&["--join", &seed]);
     }
-    let want = names.len();
-    wait_for(SETTLE, "all directors to be voters", || {
-        let s = nodes[0].status()?;
-        (s.members.iter().filter(|m| m.role == "voter").count() == want).then_some(())
-    });
+    wait_settled(&nodes);
     nodes
+}
+
+/// Waits until every director sees all of them as voters and has applied its whole log
+/// (membership changes committed, not merely appended).
+fn wait_settled(nodes: &[Node]) {
+    let want = nodes.len();
+    wait_for(
+        SETTLE,
+        "all directors to be voters with the membership applied",
+        || {
+            let all: Vec<_> = nodes.iter().map(|n| n.status()).collect::<Option<Vec<_>>>()?;
+            let first = &all[0];
+            all.iter()
+                .all(|s| {
+                    s.members.iter().filter(|m| m.role == "voter").count() == want
+                        && s.applied_index == s.last_log_index
+                        && s.applied_index == first.applied_index
+                })
+                .then_some(())
+        },
+    );
 }
 
 fn spec(nodes: &[Node]) -> String {
@@ -316,6 +333,66 @@ fn late_joiner_receives_a_snapshot_with_the_whole_history() {
 }
 
 #[test]
+fn a_retried_proposal_commits_once_even_with_a_base_version() {
+    let root = temp_root("retry");
+    let nodes = start_cluster(root.path(), &["lvs01", "lvs02", "lvs03"], &[]);
+    let text = cluster_conf(1, 2, 2);
+    let (_, loaded) = ha_config::cluster::load_str("c.conf", &text, &[]);
+    let body = serde_json::json!({
+        "main": "c.conf", "files": {"c.conf": text}, "hash": ha_config::canon::hash(&loaded.cluster),
+        "author": "e2e", "proposal_id": "retry-1", "base_version": 0
+    })
+    .to_string();
+    let follower = &nodes[(leader_index(&nodes) + 1) % 3];
+    for (i, n) in [&nodes[0], follower, &nodes[2]].iter().enumerate() {
+        let (code, resp) = http(&n.addr, "POST", "/v1/proposals", body.as_bytes()).unwrap();
+        let r: ha_config::api::ProposeResponse = serde_json::from_slice(&resp)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&resp)));
+        assert_eq!((code, r.version, r.duplicate), (200, 1, i > 0), "try {i}");
+    }
+    let configs = nodes[1]
+        .history()
+        .into_iter()
+        .filter(|h| h.kind == "config")
+        .count();
+    assert_eq!(configs, 1);
+}
+
+#[test]
+fn a_voter_that_lost_its_data_cannot_rejoin_silently() {
+    let root = temp_root("wiped");
+    let mut nodes = start_cluster(root.path(), &["lvs01", "lvs02", "lvs03"], &[]);
+    nodes[2].kill9();
+    std::fs::remove_dir_all(&nodes[2].data_dir).unwrap();
+    let seed = nodes[0].addr.clone();
+    nodes[2].start(&["--join", &seed]);
+    wait_for(SETTLE, "the refusal in lvs03's log", || {
+        nodes[2]
+            .log_text()
+            .contains("not the one that joined")
+            .then_some(())
+    });
+    // The cluster is unharmed: the two intact directors still commit.
+    let f = write_conf(root.path(), "during.conf", 5);
+    let (v, _) = propose(&format!("{},{}", nodes[0].addr, nodes[1].addr), &f, &[]);
+    assert_eq!(v, 1);
+    // Removing it and letting it join again works.
+    let out = hactl(
+        &nodes[0].addr,
+        &["cluster", "remove", "lvs03", "--reason", "wiped disk"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for(Duration::from_secs(40), "lvs03 to be a voter again", || {
+        nodes[0]
+            .status()?
+            .members
+            .iter()
+            .any(|m| m.name == "lvs03" && m.role == "voter")
+            .then_some(())
+    });
+}
+
+#[test]
 fn bad_input_is_refused_clearly_and_changes_nothing() {
     let root = temp_root("bad");
     let nodes = start_cluster(root.path(), &["lvs01", "lvs02", "lvs03"], &[]);
@@ -409,6 +486,16 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     )
     .unwrap();
     assert_eq!(code, 400);
+
+    // Adding a director nobody runs: refused before anything is recorded.
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let out = hactl(&cluster, &["cluster", "add", "lvs09", &nowhere]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach lvs09"),
+        "{}",
+        text(&out)
+    );
 
     std::thread::sleep(Duration::from_millis(500));
     for n in &nodes {

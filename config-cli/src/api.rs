@@ -89,6 +89,8 @@ pub struct Member {
 pub struct StatusResponse {
     pub name: String,
     pub id: u64,
+    /// Identity of this director's store; changes if its data directory is wiped.
+    pub incarnation: String,
     /// `leader`, `follower`, `candidate`, `learner`, `shutdown`.
     pub role: String,
     pub term: u64,

@@ -8,7 +8,9 @@
 use crate::director::{now_ms, DirectorNode};
 use crate::settings::check_name;
 use crate::transport::client::Call;
-use crate::transport::raft_network::{APPEND_PATH, CONTENT_TYPE, SNAPSHOT_PATH, VOTE_PATH};
+use crate::transport::raft_network::{
+    APPEND_PATH, CONTENT_TYPE, INCARNATION_HEADER, SNAPSHOT_PATH, VOTE_PATH,
+};
 use crate::transport::server::{BodyError, Req, Routes};
 use bytes::Bytes;
 use ha_config::api::*;
@@ -193,6 +195,15 @@ impl Routes for Api {
     async fn handle(&self, req: Req) -> Reply {
         let path = req.path.clone();
         match (&req.method, path.as_str()) {
+            (&Method::POST, p) if p.starts_with("/raft/") && !self.incarnation_matches(&req) => raw(
+                StatusCode::CONFLICT,
+                "text/plain",
+                format!(
+                    "{} has incarnation {}; not the member the sender knows (store wiped?)",
+                    self.node.name, self.node.incarnation
+                )
+                .into_bytes(),
+            ),
             (&Method::POST, APPEND_PATH) => self.raft_append(&req.body).await,
             (&Method::POST, VOTE_PATH) => self.raft_vote(&req.body).await,
             (&Method::POST, SNAPSHOT_PATH) => self.raft_snapshot(&req.body).await,
@@ -227,6 +238,13 @@ impl Routes for Api {
 
 /// Raft RPC handlers: decode, hand to openraft, encode its `Result`.
 impl Api {
+    fn incarnation_matches(&self, req: &Req) -> bool {
+        req.headers
+            .get(INCARNATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == self.node.incarnation)
+    }
+
     async fn raft_append(&self, body: &Bytes) -> Reply {
         match codec::decode(body) {
             Ok(rpc) => encoded(&self.node.raft.append_entries(rpc).await),
@@ -369,6 +387,12 @@ impl Api {
         if let Some(reply) = self.route_to_leader(req).await {
             return reply;
         }
+        // A retry of a proposal that already committed gets its result, whatever the base.
+        match self.node.state.committed_as(&p.proposal_id) {
+            Ok(Some(version)) => return self.duplicate(version, 0, diagnostics),
+            Ok(None) => {}
+            Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        }
         let (state, _) = self.node.state.current().await;
         if let Some(base) = p.base_version {
             if base != state.version {
@@ -405,29 +429,7 @@ impl Api {
                         },
                     )
                 }
-                Applied::Duplicate { version } => {
-                    let hash = self
-                        .node
-                        .state
-                        .committed_version(version)
-                        .ok()
-                        .flatten()
-                        .and_then(|h| match h.event {
-                            ConfigEvent::ConfigProposed(p) => Some(p.hash),
-                            _ => None,
-                        })
-                        .unwrap_or_default();
-                    json(
-                        StatusCode::OK,
-                        &ProposeResponse {
-                            version,
-                            hash,
-                            log_index: resp.log_id.index,
-                            duplicate: true,
-                            warnings,
-                        },
-                    )
-                }
+                Applied::Duplicate { version } => self.duplicate(version, resp.log_id.index, warnings),
                 Applied::StaleBase { base, current } => stale(base, current),
                 Applied::HashMismatch { claimed, actual } => err(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -442,6 +444,32 @@ impl Api {
             },
             Err(e) => write_error(e),
         }
+    }
+}
+
+impl Api {
+    fn duplicate(&self, version: u64, log_index: u64, warnings: Vec<String>) -> Reply {
+        let hash = self
+            .node
+            .state
+            .committed_version(version)
+            .ok()
+            .flatten()
+            .and_then(|h| match h.event {
+                ConfigEvent::ConfigProposed(p) => Some(p.hash),
+                _ => None,
+            })
+            .unwrap_or_default();
+        json(
+            StatusCode::OK,
+            &ProposeResponse {
+                version,
+                hash,
+                log_index,
+                duplicate: true,
+                warnings,
+            },
+        )
     }
 }
 
@@ -560,6 +588,7 @@ impl Api {
             &StatusResponse {
                 name: self.node.name.clone(),
                 id: self.node.id,
+                incarnation: self.node.incarnation.clone(),
                 role: role.into(),
                 term: m.current_term,
                 leader,
@@ -599,6 +628,12 @@ impl Api {
             Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         }
     }
+}
+
+enum CatchUp {
+    Done,
+    LostLeadership,
+    TimedOut,
 }
 
 pub fn history_item(h: &HistoryEntry) -> HistoryItem {
@@ -678,6 +713,11 @@ impl Api {
             return reply;
         }
         let _one_at_a_time = self.membership.lock().await;
+        // Nothing is recorded unless the new director answers, under the name it was given.
+        let incarnation = match self.probe(&r.name, &r.addr).await {
+            Ok(i) => i,
+            Err(reply) => return reply,
+        };
         let id = node_id(&r.name);
         let m = self.node.metrics();
         let membership = m.membership_config.membership().clone();
@@ -700,6 +740,18 @@ impl Api {
                     format!(
                         "{} is already a member at {}; remove it first to move it",
                         r.name, existing.addr
+                    ),
+                );
+            }
+            if existing.incarnation != incarnation {
+                return err(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!(
+                        "{} is a member, but its store is not the one that joined (data directory \
+                         wiped?); a member without its log could undo committed changes: run \
+                         `hactl cluster remove {}` first, then let it join again",
+                        r.name, r.name
                     ),
                 );
             }
@@ -729,27 +781,45 @@ impl Api {
         let director = Director {
             name: r.name.clone(),
             addr: r.addr.clone(),
+            incarnation,
         };
         if let Err(e) = self.node.raft.add_learner(id, director, false).await {
             return write_error(e);
         }
         tracing::info!(member = %r.name, addr = %r.addr, "learner added; waiting for it to catch up");
-        if !self.wait_caught_up(id).await {
-            let _ = self
-                .node
-                .raft
-                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                .await;
-            return err(
-                StatusCode::GATEWAY_TIMEOUT,
-                "unavailable",
-                format!(
-                    "{} at {} did not catch up within {}s (is hanode running there?); it was taken out again",
-                    r.name,
-                    r.addr,
-                    CATCH_UP.as_secs()
-                ),
-            );
+        match self.wait_caught_up(id).await {
+            CatchUp::Done => {}
+            CatchUp::LostLeadership => {
+                return err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!(
+                        "leadership moved while {} was catching up; it is a learner now: retry to promote it",
+                        r.name
+                    ),
+                )
+            }
+            CatchUp::TimedOut => {
+                let removed = self
+                    .node
+                    .raft
+                    .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                    .await;
+                let what = match removed {
+                    Ok(_) => "it was taken out again".to_string(),
+                    Err(e) => format!("it is still a learner (taking it out failed: {e})"),
+                };
+                return err(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "unavailable",
+                    format!(
+                        "{} at {} did not catch up within {}s; {what}",
+                        r.name,
+                        r.addr,
+                        CATCH_UP.as_secs()
+                    ),
+                );
+            }
         }
         match self
             .node
@@ -765,10 +835,13 @@ impl Api {
         }
     }
 
-    async fn wait_caught_up(&self, id: NodeId) -> bool {
+    async fn wait_caught_up(&self, id: NodeId) -> CatchUp {
         let deadline = tokio::time::Instant::now() + CATCH_UP;
         while tokio::time::Instant::now() < deadline {
             let m = self.node.metrics();
+            if m.state != openraft::ServerState::Leader {
+                return CatchUp::LostLeadership;
+            }
             let target = m.last_log_index;
             let matched = m
                 .replication
@@ -776,14 +849,54 @@ impl Api {
                 .and_then(|r| r.get(&id).cloned().flatten())
                 .map(|l| l.index);
             if matched.is_some() && matched >= target.map(|t| t.saturating_sub(1)) {
-                return true;
-            }
-            if m.state != openraft::ServerState::Leader {
-                return false;
+                return CatchUp::Done;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        false
+        CatchUp::TimedOut
+    }
+
+    /// Asks `addr` who it is: it must answer `/v1/status` as `name`. Returns its incarnation.
+    async fn probe(&self, name: &str, addr: &str) -> Result<String, Reply> {
+        let answer = self
+            .node
+            .client
+            .send(Call {
+                method: Method::GET,
+                addr,
+                path: "/v1/status",
+                content_type: "application/json",
+                headers: &[],
+                body: Vec::new(),
+                timeout: Duration::from_secs(3),
+            })
+            .await;
+        // 502, not 503: retrying elsewhere does not help, the target is what is down.
+        let unreachable = |why: String| {
+            err(
+                StatusCode::BAD_GATEWAY,
+                "unreachable",
+                format!("the leader cannot reach {name} at {addr}: {why}; nothing was changed"),
+            )
+        };
+        match answer {
+            Err(e) => Err(unreachable(e.to_string())),
+            Ok((status, body)) if status.is_success() => {
+                match serde_json::from_slice::<StatusResponse>(&body) {
+                    Ok(st) if st.name == name => Ok(st.incarnation),
+                    Ok(st) => Err(err(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        format!(
+                            "{addr} is director {:?}, not {name:?}; nothing was changed",
+                            st.name
+                        ),
+                    )),
+                    Err(e) => Err(unreachable(format!("unexpected answer ({e})"))),
+                }
+            }
+            Ok((status, _)) => Err(unreachable(format!("answered {status}"))),
+        }
     }
 
     async fn remove_member(&self, req: &Req, name: &str) -> Reply {

@@ -22,6 +22,8 @@ pub struct DirectorNode {
     pub state: StateReader,
     pub client: HttpClient,
     pub max_request_bytes: usize,
+    /// The incarnation of this director's store (see `Director::incarnation`).
+    pub incarnation: String,
     _db: sled::Db,
 }
 
@@ -41,6 +43,7 @@ impl DirectorNode {
         let (db, mut log, sm) = raft_store::open(&settings.data_dir.join("raft"))
             .with_context(|| format!("store in {}", settings.data_dir.display()))?;
         let pristine = log.is_pristine().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let incarnation = log.incarnation().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let state = sm.reader();
         let client = HttpClient::new();
         let config = Arc::new(settings.raft.openraft_config("ha-directors")?);
@@ -56,6 +59,7 @@ impl DirectorNode {
             state,
             client,
             max_request_bytes: settings.max_request_bytes,
+            incarnation,
             _db: db,
         });
         if settings.bootstrap {
@@ -77,6 +81,7 @@ impl DirectorNode {
         Director {
             name: self.name.clone(),
             addr: self.addr.clone(),
+            incarnation: self.incarnation.clone(),
         }
     }
 
@@ -152,6 +157,7 @@ impl DirectorNode {
             })
             .to_string();
             let mut attempt = 0u32;
+            let mut pause = Duration::from_millis(500);
             loop {
                 if node.is_voter() {
                     tracing::info!(director = %node.name, "member of the cluster");
@@ -189,7 +195,8 @@ impl DirectorNode {
                     }
                 }
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(10));
             }
         });
     }

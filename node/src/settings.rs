@@ -24,9 +24,9 @@ pub struct RaftTuning {
 impl Default for RaftTuning {
     fn default() -> Self {
         RaftTuning {
-            heartbeat_ms: 150,
-            election_timeout_min_ms: 750,
-            election_timeout_max_ms: 1500,
+            heartbeat_ms: 250,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
             snapshot_logs: 5000,
             keep_logs: 1000,
             max_payload_entries: 64,
@@ -119,6 +119,17 @@ pub fn check_name(name: &str) -> Result<()> {
 impl Settings {
     pub fn validate(&self) -> Result<()> {
         check_name(&self.name)?;
+        if self.advertise.parse::<std::net::SocketAddr>().is_err() {
+            bail!(
+                "--advertise: expected IP:PORT, got {:?} (peers are addressed by IP)",
+                self.advertise
+            );
+        }
+        for j in &self.join {
+            if j.parse::<std::net::SocketAddr>().is_err() {
+                bail!("--join: expected IP:PORT, got {j:?}");
+            }
+        }
         if self.bootstrap && !self.join.is_empty() {
             bail!("--bootstrap and --join exclude each other: bootstrap the first director, join the others");
         }

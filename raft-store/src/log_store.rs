@@ -67,6 +67,21 @@ impl LogStore {
         }
     }
 
+    /// This store's incarnation (see `Director::incarnation`), made on first use.
+    pub async fn incarnation(&mut self) -> Result<String, StorageError> {
+        if let Some(i) = self.get_meta::<String>("incarnation")? {
+            return Ok(i);
+        }
+        let mut b = [0u8; 8];
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut b))
+            .map_err(|e| StorageIOError::read(&e))?;
+        let i: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        self.put_meta("incarnation", &i).await?;
+        Ok(i)
+    }
+
     /// True when nothing was ever written: no vote, no log (a node that may bootstrap).
     pub async fn is_pristine(&mut self) -> Result<bool, StorageError> {
         Ok(self.get_meta::<Vote>("vote")?.is_none()
@@ -123,8 +138,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta("vote")
     }
 
+    /// Not flushed: the committed index is a hint (openraft re-applies up to it at start);
+    /// the state machine persists what it applied. The next log flush carries it.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.put_meta("committed", &committed).await
+        let bytes = codec::encode(&committed).map_err(|e| StorageIOError::write(&e))?;
+        self.meta
+            .insert("committed", bytes)
+            .map_err(|e| StorageIOError::write(&e))?;
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

@@ -5,10 +5,12 @@
 //! - `state`: the applied log id, the Raft membership and the [`ClusterState`];
 //! - `h` + seq (big-endian): a [`HistoryEntry`];
 //! - `v` + version: the history seq that committed this config version;
-//! - `p` + proposal id: the version it committed as (retries are applied once).
+//! - `p` + proposal id: the version it committed as (retries are applied once);
+//! - `snapshot`: the current snapshot (meta + bytes). Installing one writes it in the same
+//!   batch as the state it replaces, so a crash leaves either both or neither.
 //!
-//! Tree `snapshot` holds the current snapshot (`current`). A snapshot carries the state
-//! and the whole history, so the history survives log purge and reaches late joiners.
+//! A snapshot carries the state and the whole history, so the history survives log purge
+//! and reaches late joiners.
 
 use crate::codec;
 use crate::events::ConfigEvent;
@@ -48,7 +50,6 @@ struct StoredSnapshot {
 
 struct Shared {
     tree: sled::Tree,
-    snapshots: sled::Tree,
     applied: RwLock<AppliedState>,
     published: watch::Sender<Arc<ClusterState>>,
     snapshot_seq: AtomicU64,
@@ -67,6 +68,7 @@ pub struct StateReader {
 }
 
 const STATE_KEY: &[u8] = b"state";
+const SNAPSHOT_KEY: &[u8] = b"snapshot";
 
 fn hkey(seq: u64) -> Vec<u8> {
     prefixed(b'h', &seq.to_be_bytes())
@@ -111,7 +113,6 @@ pub fn member_names(m: &Membership<NodeId, Director>) -> (Vec<String>, Vec<Strin
 impl StateMachine {
     pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
         let tree = db.open_tree("state_machine").map_err(sm_read)?;
-        let snapshots = db.open_tree("snapshot").map_err(sm_read)?;
         let applied: AppliedState = match tree.get(STATE_KEY).map_err(sm_read)? {
             Some(v) => codec::decode(&v).map_err(sm_read)?,
             None => AppliedState::default(),
@@ -120,7 +121,6 @@ impl StateMachine {
         Ok(StateMachine {
             shared: Arc::new(Shared {
                 tree,
-                snapshots,
                 applied: RwLock::new(applied),
                 published,
                 snapshot_seq: AtomicU64::new(0),
@@ -135,12 +135,17 @@ impl StateMachine {
     }
 
     fn committed_as(&self, proposal_id: &str) -> Result<Option<u64>, StorageError> {
-        Ok(self
-            .shared
-            .tree
-            .get(pkey(proposal_id))
-            .map_err(sm_read)?
-            .and_then(|v| be_u64(&v)))
+        self.reader().committed_as(proposal_id)
+    }
+
+    fn stored_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
+        let read_err = |e: &dyn std::error::Error| -> StorageError {
+            StorageIOError::read_snapshot(None, &std::io::Error::other(e.to_string())).into()
+        };
+        match self.shared.tree.get(SNAPSHOT_KEY).map_err(|e| read_err(&e))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(codec::decode(&v).map_err(|e| read_err(&e))?)),
+        }
     }
 
     fn history_all(&self) -> Result<Vec<HistoryEntry>, StorageError> {
@@ -157,7 +162,6 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             applied: applied.clone(),
             history,
         };
-        drop(applied);
         let data = codec::encode(&body).map_err(|e| StorageIOError::read_state_machine(&e))?;
         let n = self.shared.snapshot_seq.fetch_add(1, Ordering::SeqCst);
         let now = std::time::SystemTime::now()
@@ -173,7 +177,17 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             last_membership: body.applied.membership.clone(),
             snapshot_id,
         };
-        store_snapshot(&self.shared.snapshots, &meta, &data).await?;
+        // Still under the read guard: an install cannot interleave, and a snapshot never
+        // replaces a newer one.
+        let newer_stored = self
+            .stored_snapshot()?
+            .is_some_and(|s| s.meta.last_log_id > meta.last_log_id);
+        if !newer_stored {
+            let bytes = encode_snapshot(&meta, &data)?;
+            self.shared.tree.insert(SNAPSHOT_KEY, bytes).map_err(sm_write)?;
+            self.shared.tree.flush_async().await.map_err(sm_write)?;
+        }
+        drop(applied);
         tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "snapshot built");
         Ok(Snapshot {
             meta,
@@ -182,18 +196,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     }
 }
 
-async fn store_snapshot(tree: &sled::Tree, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+fn encode_snapshot(meta: &SnapshotMeta, data: &[u8]) -> Result<Vec<u8>, StorageError> {
     let stored = StoredSnapshot {
         meta: meta.clone(),
         data: data.to_vec(),
     };
-    let err = |e: &dyn std::error::Error| -> StorageError {
-        StorageIOError::write_snapshot(Some(meta.signature()), &std::io::Error::other(e.to_string())).into()
-    };
-    let bytes = codec::encode(&stored).map_err(|e| err(&e))?;
-    tree.insert("current", bytes).map_err(|e| err(&e))?;
-    tree.flush_async().await.map_err(|e| err(&e))?;
-    Ok(())
+    codec::encode(&stored).map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -311,9 +319,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         new_applied.last_applied = meta.last_log_id;
         new_applied.membership = meta.last_membership.clone();
         batch.insert(STATE_KEY, codec::encode(&new_applied).map_err(sm_write)?);
+        batch.insert(SNAPSHOT_KEY, encode_snapshot(meta, &data)?);
         self.shared.tree.apply_batch(batch).map_err(sm_write)?;
         self.shared.tree.flush_async().await.map_err(sm_write)?;
-        store_snapshot(&self.shared.snapshots, meta, &data).await?;
         *applied = new_applied;
         tracing::info!(
             snapshot = %meta.snapshot_id,
@@ -328,19 +336,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let read_err = |e: &dyn std::error::Error| -> StorageError {
-            StorageIOError::read_snapshot(None, &std::io::Error::other(e.to_string())).into()
-        };
-        match self.shared.snapshots.get("current").map_err(|e| read_err(&e))? {
-            None => Ok(None),
-            Some(v) => {
-                let s: StoredSnapshot = codec::decode(&v).map_err(|e| read_err(&e))?;
-                Ok(Some(Snapshot {
-                    meta: s.meta,
-                    snapshot: Box::new(Cursor::new(s.data)),
-                }))
-            }
-        }
+        Ok(self.stored_snapshot()?.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
     }
 }
 
@@ -362,6 +361,16 @@ impl StateReader {
             out.push(codec::decode(&v).map_err(sm_read)?);
         }
         Ok(out)
+    }
+
+    /// The config version a proposal id committed as, if it did.
+    pub fn committed_as(&self, proposal_id: &str) -> Result<Option<u64>, StorageError> {
+        Ok(self
+            .shared
+            .tree
+            .get(pkey(proposal_id))
+            .map_err(sm_read)?
+            .and_then(|v| be_u64(&v)))
     }
 
     /// The history entry that committed config `version`.

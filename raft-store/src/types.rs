@@ -9,11 +9,15 @@ use sha2::{Digest, Sha256};
 /// the same id for `lvs01` without a registry.
 pub type NodeId = u64;
 
-/// A director as Raft knows it: its name and the address of its API (Raft RPC and admin).
+/// A director as Raft knows it: its name, the address of its API (Raft RPC and admin), and
+/// the incarnation of its store (random, made when the store is created). A director whose
+/// data was wiped comes back with another incarnation; its peers then refuse to treat it as
+/// the member they knew (a voter that forgot its log and vote would break Raft's safety).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Director {
     pub name: String,
     pub addr: String,
+    pub incarnation: String,
 }
 
 impl std::fmt::Display for Director {

@@ -130,6 +130,18 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            // The test failed: show what this director said (the directory goes away).
+            let log = self.log_text();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(400)..];
+            eprintln!(
+                "--- last lines of {} ({}):\n{}",
+                self.name,
+                self.log.display(),
+                tail.join("\n")
+            );
+        }
     }
 }
 

@@ -178,7 +178,10 @@ impl Advert {
                 if v6 {
                     return Err(EmitError::V2Ipv6);
                 }
-                if self.interval_cs == 0 || !self.interval_cs.is_multiple_of(100) || self.interval_cs / 100 > 255 {
+                if self.interval_cs == 0
+                    || !self.interval_cs.is_multiple_of(100)
+                    || self.interval_cs / 100 > 255
+                {
                     return Err(EmitError::BadV2Interval(self.interval_cs));
                 }
                 out.push(self.auth.type_number());

@@ -19,6 +19,9 @@ pub const APPEND_PATH: &str = "/raft/append";
 pub const VOTE_PATH: &str = "/raft/vote";
 pub const SNAPSHOT_PATH: &str = "/raft/snapshot";
 pub const CONTENT_TYPE: &str = "application/x-ha-raft";
+/// The incarnation the sender believes the target has; the target refuses (409) if it
+/// has another (its store was wiped since it joined).
+pub const INCARNATION_HEADER: &str = "x-ha-target-incarnation";
 
 /// Makes one [`PeerConnection`] per target; all share the pool of [`HttpClient`].
 #[derive(Clone)]
@@ -69,7 +72,7 @@ impl PeerConnection {
                 addr: &self.node.addr,
                 path,
                 content_type: CONTENT_TYPE,
-                headers: &[],
+                headers: &[(INCARNATION_HEADER, &self.node.incarnation)],
                 body,
                 timeout,
             })
@@ -78,6 +81,11 @@ impl PeerConnection {
                 e @ ClientError::Connect { .. } => RPCError::Unreachable(Unreachable::new(&e)),
                 e => RPCError::Network(NetworkError::new(&e)),
             })?;
+        if status == StatusCode::CONFLICT {
+            // Not the member we knew: treat it as down (back off) until it is re-added.
+            let e = std::io::Error::other(format!("{} has another incarnation", self.node));
+            return Err(RPCError::Unreachable(Unreachable::new(&e)));
+        }
         if status != StatusCode::OK {
             let msg = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
             let e = std::io::Error::other(format!("{} answered {status}: {msg}", self.node));

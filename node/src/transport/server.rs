@@ -12,6 +12,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// A client that has not sent its request headers by then is disconnected.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A body not received completely by then is refused.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A request with its body already read.
 pub struct Req {
     pub method: hyper::Method,
@@ -54,6 +59,8 @@ pub async fn serve<R: Routes>(listener: TcpListener, routes: Arc<R>) {
                 async move { Ok::<_, std::convert::Infallible>(dispatch(&*routes, req, peer).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await
             {
@@ -76,7 +83,11 @@ async fn dispatch<R: Routes>(routes: &R, req: Request<Incoming>, _peer: SocketAd
     if declared.is_some_and(|n| n > limit as u64) {
         return routes.body_error(&path, BodyError::TooLarge { limit });
     }
-    let body = match Limited::new(body, limit).collect().await {
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await;
+    let Ok(read) = read else {
+        return routes.body_error(&path, BodyError::Io("body not received within 60 s".into()));
+    };
+    let body = match read {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             let err = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {

@@ -354,9 +354,27 @@ pub fn cluster_remove(remote: &Remote, name: &str, author: &str, reason: &str) -
         query_escape(author),
         query_escape(reason)
     );
+    // Unknown names are refused before anything is sent, so a 404 on the DELETE below can
+    // only mean the director left meanwhile (for instance by an earlier try of ours).
+    let before: MembersResponse = match remote.call(Method::GET, "/v1/members", None, READ_PATIENCE)? {
+        (_, Answer::Ok(m)) => m,
+        (_, Answer::Refused(r)) => return Ok(refused(&r)),
+    };
+    if !before.members.iter().any(|m| m.name == name) {
+        let names: Vec<&str> = before.members.iter().map(|m| m.name.as_str()).collect();
+        eprintln!(
+            "hactl: no director named {name:?} in the cluster (members: {})",
+            names.join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
     match remote.call::<MembersResponse>(Method::DELETE, &path, None, WRITE_PATIENCE)? {
         (_, Answer::Ok(m)) => {
             print_members(&m);
+            Ok(ExitCode::SUCCESS)
+        }
+        (_, Answer::Refused(r)) if r.status == hyper::StatusCode::NOT_FOUND => {
+            println!("{name} is no longer a member");
             Ok(ExitCode::SUCCESS)
         }
         (_, Answer::Refused(r)) => Ok(refused(&r)),
