@@ -67,6 +67,25 @@ impl LogStore {
         }
     }
 
+    /// Deletes the log entries whose keys fall in `range`, in one batch, then flushes.
+    async fn remove_and_flush<R: std::ops::RangeBounds<[u8; 8]>>(
+        &self,
+        range: R,
+    ) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for kv in self.log.range(range) {
+            batch.remove(kv.map_err(|e| StorageIOError::write_logs(&e))?.0);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.log
+            .flush_async()
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        Ok(())
+    }
+
     /// This store's incarnation (see `Director::incarnation`), made on first use.
     pub async fn incarnation(&mut self) -> Result<String, StorageError> {
         if let Some(i) = self.get_meta::<String>("incarnation")? {
@@ -176,34 +195,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        for kv in self.log.range(key(log_id.index)..) {
-            batch.remove(kv.map_err(|e| StorageIOError::write_logs(&e))?.0);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
-        self.log
-            .flush_async()
-            .await
-            .map_err(|e| StorageIOError::write_logs(&e))?;
-        Ok(())
+        self.remove_and_flush(key(log_id.index)..).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // The purge point is durable before anything is deleted.
         self.put_meta("last_purged", &log_id).await?;
-        let mut batch = sled::Batch::default();
-        for kv in self.log.range(..=key(log_id.index)) {
-            batch.remove(kv.map_err(|e| StorageIOError::write_logs(&e))?.0);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
-        self.log
-            .flush_async()
-            .await
-            .map_err(|e| StorageIOError::write_logs(&e))?;
-        Ok(())
+        self.remove_and_flush(..=key(log_id.index)).await
     }
 }

@@ -392,6 +392,10 @@ mod tests {
         Duration::from_secs_f64(s)
     }
 
+    fn track(sim: &mut Sim, i: usize, priority: u8, fault: bool) {
+        sim.input(i, Input::Tracking { priority, fault });
+    }
+
     #[test]
     fn higher_priority_becomes_master_after_master_down_interval() {
         let mut sim = Sim::new(vec![params(100, "198.18.116.130"), params(90, "198.18.116.135")]);
@@ -538,35 +542,17 @@ mod tests {
         sim.start_all();
         sim.run_until(secs(10.0));
         // A tracked interface goes down on the master: FAULT, priority 0 sent, VIP released.
-        sim.input(
-            0,
-            Input::Tracking {
-                priority: 100,
-                fault: true,
-            },
-        );
+        track(&mut sim, 0, 100, true);
         assert_eq!(sim.routers[0].inst.state(), State::Fault);
         assert!(!sim.routers[0].holds_vip);
         sim.run_until(secs(12.0));
         assert_eq!(sim.masters(), vec![1]);
         // Back up: BACKUP, then it preempts (100 > 90).
-        sim.input(
-            0,
-            Input::Tracking {
-                priority: 100,
-                fault: false,
-            },
-        );
+        track(&mut sim, 0, 100, false);
         sim.run_until(secs(20.0));
         assert_eq!(sim.masters(), vec![0]);
         // A failing weighted script lowers it below the backup: the backup preempts.
-        sim.input(
-            0,
-            Input::Tracking {
-                priority: 80,
-                fault: false,
-            },
-        );
+        track(&mut sim, 0, 80, false);
         sim.run_until(secs(30.0));
         assert_eq!(sim.masters(), vec![1]);
         assert_eq!(sim.vip_holders(), vec![1]);
