@@ -16,6 +16,8 @@ use std::sync::Arc;
     about = "A director of the replicated load-balancer cluster"
 )]
 struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
     /// Settings file (TOML: name, data_dir, listen, advertise, bootstrap, join, [raft]).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -39,6 +41,47 @@ struct Cli {
     /// Log format: text or json (filter with RUST_LOG).
     #[arg(long)]
     log_format: Option<String>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Mode {
+    /// Run only the VRRP instances of one director from a cluster file (no Raft): the
+    /// standalone engine, for testing and for migrating one box at a time.
+    Vrrp {
+        /// The cluster file (keepalived.conf, `@NAME` lines allowed).
+        #[arg(long = "config")]
+        file: PathBuf,
+        /// Which director's view to run.
+        #[arg(long)]
+        node: String,
+        #[arg(long, default_value = "text")]
+        log_format: String,
+    },
+}
+
+fn run_vrrp(file: &std::path::Path, node: &str) -> Result<()> {
+    let (parsed, loaded) = ha_config::cluster::load_file(file, &[node.to_string()]);
+    for d in loaded.diags.iter() {
+        eprintln!("{}", d.render(&parsed.sources));
+    }
+    if loaded.diags.has_errors() {
+        anyhow::bail!("{} has errors", file.display());
+    }
+    let config = loaded.cluster.view(node).clone();
+    if config.instances.is_empty() {
+        anyhow::bail!("{}: no vrrp_instance for {node}", file.display());
+    }
+    actix_rt::System::new().block_on(async move {
+        let actors = actors::vrrp::runner::start(&config)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!(director = %node, "stopping VRRP instances");
+        actors::vrrp::runner::stop(&actors).await;
+        Ok(())
+    })
 }
 
 fn settings(cli: Cli) -> Result<(Settings, String)> {
@@ -106,7 +149,17 @@ fn init_logging(format: &str) -> Result<()> {
 
 fn main() -> std::process::ExitCode {
     let result = (|| -> Result<()> {
-        let (settings, log_format) = settings(Cli::parse())?;
+        let mut cli = Cli::parse();
+        if let Some(Mode::Vrrp {
+            file,
+            node,
+            log_format,
+        }) = cli.mode.take()
+        {
+            init_logging(&log_format)?;
+            return run_vrrp(&file, &node);
+        }
+        let (settings, log_format) = settings(cli)?;
         init_logging(&log_format)?;
         // The control plane (Raft, HTTP) runs on its own multi-thread runtime, so a slow
         // fsync never stalls heartbeats; the actors (issue 8) talk to it through handles.

@@ -1,9 +1,16 @@
 //! VRRP: packet codec ([`packet`]), IPv4 header handling for raw sockets ([`ipv4`]),
-//! receive checks ([`check`]) and the per-instance state machine ([`instance`]).
+//! receive checks ([`check`]), the per-instance state machine ([`instance`]), gratuitous
+//! ARP frames ([`garp`]); and the shell: config to spec ([`setup`]), kernel I/O ([`io`]),
+//! the actix actor ([`actor`]) and the runner ([`runner`]).
 
+pub mod actor;
 pub mod check;
+pub mod garp;
 pub mod instance;
+pub mod io;
 pub mod ipv4;
 pub mod packet;
+pub mod runner;
+pub mod setup;
 #[cfg(test)]
 mod sim;

@@ -1,0 +1,361 @@
+//! One actix actor per VRRP instance: the I/O shell around [`Instance`]. It reads the raw
+//! socket, arms one timer at the core's deadline, and carries out the core's actions
+//! (adverts, VIPs, gratuitous ARP), reporting each transition as a [`VrrpEvent`].
+
+use super::check::{check, RxMeta};
+use super::instance::{Action, Input, Instance, Reason, State};
+use super::io::{Addresses, GarpSender, Iface, VrrpSocket};
+use super::ipv4;
+use super::packet::{Advert, IPPROTO_VRRP};
+use super::setup::InstanceSpec;
+use actix::prelude::*;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A state change of an instance, for the event history and notify scripts.
+#[derive(Clone, Debug, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct VrrpEvent {
+    pub instance: String,
+    pub from: State,
+    pub to: State,
+    pub reason: String,
+    pub priority: u8,
+    pub at: SystemTime,
+}
+
+/// Graceful stop: priority-0 advert if MASTER, VIPs removed, then the actor stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// The instance's state for status displays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub state: State,
+    pub priority: u8,
+    pub last_master: Option<IpAddr>,
+    /// Rejected adverts by cause.
+    pub rejected: BTreeMap<String, u64>,
+    pub adverts_received: u64,
+    pub adverts_sent: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "InstanceStatus")]
+pub struct GetStatus;
+
+struct Datagram(std::io::Result<Vec<u8>>);
+
+/// The instance's interface went up (`true`) or down.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LinkState(bool);
+
+pub struct InstanceActor {
+    spec: InstanceSpec,
+    core: Instance,
+    origin: Instant,
+    iface: Iface,
+    socket: Arc<VrrpSocket>,
+    addrs: Addresses,
+    garp: GarpSender,
+    timer: Option<SpawnHandle>,
+    rejected: BTreeMap<String, u64>,
+    received: u64,
+    sent: u64,
+    events: Option<Recipient<VrrpEvent>>,
+}
+
+impl InstanceActor {
+    pub fn new(
+        spec: InstanceSpec,
+        iface: Iface,
+        socket: Arc<VrrpSocket>,
+        addrs: Addresses,
+        garp: GarpSender,
+        events: Option<Recipient<VrrpEvent>>,
+    ) -> Self {
+        InstanceActor {
+            core: Instance::new(spec.params.clone()),
+            spec,
+            origin: Instant::now(),
+            iface,
+            socket,
+            addrs,
+            garp,
+            timer: None,
+            rejected: BTreeMap::new(),
+            received: 0,
+            sent: 0,
+            events,
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn feed(&mut self, input: Input, ctx: &mut Context<Self>) {
+        let actions = self.core.handle(self.now(), input);
+        self.carry_out(actions, ctx);
+        self.rearm(ctx);
+    }
+
+    fn rearm(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(deadline) = self.core.deadline() {
+            let delay = deadline.saturating_sub(self.now());
+            self.timer = Some(ctx.run_later(delay, |act, ctx| {
+                act.timer = None;
+                act.feed(Input::Timer, ctx);
+            }));
+        }
+    }
+
+    fn carry_out(&mut self, actions: Vec<Action>, ctx: &mut Context<Self>) {
+        let mut garp_follows_add = false;
+        for a in actions {
+            match a {
+                Action::Send { priority } => self.send_advert(priority),
+                Action::AddVips => {
+                    garp_follows_add = true;
+                    self.add_vips_then_garp(ctx);
+                }
+                Action::Garp if garp_follows_add => {}
+                Action::Garp => self.send_garp(),
+                Action::DelVips => self.del_vips(ctx),
+                Action::Transition {
+                    from,
+                    to,
+                    reason,
+                    priority,
+                } => self.transition(from, to, reason, priority),
+            }
+        }
+    }
+
+    fn send_advert(&mut self, priority: u8) {
+        let advert = Advert {
+            version: self.spec.version,
+            vrid: self.spec.params.vrid,
+            priority,
+            interval_cs: self.spec.policy.interval_cs,
+            auth: self.spec.auth,
+            addrs: self.spec.vips.iter().map(|v| v.0).collect(),
+            checksum: 0,
+        };
+        for dst in &self.spec.destinations {
+            let bytes = match advert.emit(IpAddr::V4(self.spec.src), IpAddr::V4(*dst)) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(instance = %self.spec.name, "cannot encode advert: {e}");
+                    return;
+                }
+            };
+            match self.socket.send_to(&bytes, *dst) {
+                Ok(()) => self.sent += 1,
+                Err(e) => tracing::warn!(instance = %self.spec.name, %dst, "sending advert: {e}"),
+            }
+        }
+    }
+
+    fn add_vips_then_garp(&mut self, ctx: &mut Context<Self>) {
+        let addrs = self.addrs.clone();
+        let vips = self.spec.vips.clone();
+        let index = self.iface.index;
+        let name = self.spec.name.clone();
+        let fut = async move {
+            for (ip, prefix, label) in &vips {
+                if let Err(e) = addrs.add(index, *ip, *prefix, label.as_deref()).await {
+                    tracing::error!(instance = %name, vip = %ip, "adding VIP: {e}");
+                }
+            }
+        };
+        // `wait`: VIP changes apply in the order the core asked for them.
+        ctx.wait(fut.into_actor(self).map(|_, act, ctx| {
+            if act.core.state() == State::Master {
+                act.send_garp();
+                if !act.spec.garp_delay.is_zero() {
+                    ctx.run_later(act.spec.garp_delay, |act, _| {
+                        if act.core.state() == State::Master {
+                            act.send_garp();
+                        }
+                    });
+                }
+            }
+        }));
+    }
+
+    fn del_vips(&mut self, ctx: &mut Context<Self>) {
+        let addrs = self.addrs.clone();
+        let vips = self.spec.vips.clone();
+        let index = self.iface.index;
+        let name = self.spec.name.clone();
+        let fut = async move {
+            for (ip, prefix, _) in &vips {
+                if let Err(e) = addrs.del(index, *ip, *prefix).await {
+                    tracing::error!(instance = %name, vip = %ip, "removing VIP: {e}");
+                }
+            }
+        };
+        ctx.wait(fut.into_actor(self));
+    }
+
+    fn send_garp(&mut self) {
+        for (ip, _, _) in &self.spec.vips {
+            if let IpAddr::V4(v4) = ip {
+                if let Err(e) = self.garp.send(*v4, self.spec.garp_repeat) {
+                    tracing::warn!(instance = %self.spec.name, vip = %v4, "gratuitous ARP: {e}");
+                }
+            }
+        }
+    }
+
+    fn transition(&mut self, from: State, to: State, reason: Reason, priority: u8) {
+        tracing::info!(instance = %self.spec.name, %from, %to, %reason, priority, "VRRP transition");
+        if let Some(r) = &self.events {
+            r.do_send(VrrpEvent {
+                instance: self.spec.name.clone(),
+                from,
+                to,
+                reason: reason.to_string(),
+                priority,
+                at: SystemTime::now(),
+            });
+        }
+    }
+
+    fn reject(&mut self, cause: String, from: IpAddr) {
+        let n = self.rejected.entry(cause.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            // Once per cause; the counters keep the totals.
+            tracing::warn!(instance = %self.spec.name, %from, %cause, "advert rejected");
+        }
+    }
+
+    fn on_datagram(&mut self, d: &[u8], ctx: &mut Context<Self>) {
+        let (h, payload) = match ipv4::split(d) {
+            Ok(x) => x,
+            Err(e) => return self.reject(format!("ip: {e}"), IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        };
+        let src = IpAddr::V4(h.src);
+        if h.protocol != IPPROTO_VRRP || h.src == self.spec.src {
+            return;
+        }
+        let advert = match Advert::parse(payload, src, IpAddr::V4(h.dst)) {
+            Ok(a) => a,
+            Err(e) => return self.reject(e.to_string(), src),
+        };
+        if advert.vrid != self.spec.params.vrid {
+            return; // another virtual router on this link
+        }
+        let meta = RxMeta {
+            src,
+            ttl: Some(h.ttl),
+            dst_multicast: h.dst.is_multicast(),
+        };
+        if let Err(r) = check(&self.spec.policy, &advert, &meta, self.core.last_master()) {
+            return self.reject(r.to_string(), src);
+        }
+        self.received += 1;
+        let interval = Duration::from_millis(u64::from(advert.interval_cs) * 10);
+        self.feed(
+            Input::Advert {
+                from: src,
+                priority: advert.priority,
+                interval,
+            },
+            ctx,
+        );
+    }
+}
+
+impl Actor for InstanceActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let socket = self.socket.clone();
+        let stream = futures::stream::unfold(socket, |s| async move {
+            let r = s.recv().await;
+            Some((Datagram(r), s))
+        });
+        ctx.add_stream(stream);
+        match super::io::link_states(self.iface.index) {
+            Ok(links) => {
+                ctx.add_message_stream(futures::StreamExt::map(links, LinkState));
+            }
+            Err(e) => tracing::error!(instance = %self.spec.name, "cannot watch {}: {e}", self.iface.name),
+        }
+        tracing::info!(
+            instance = %self.spec.name,
+            interface = %self.iface.name,
+            vrid = self.spec.params.vrid,
+            priority = self.spec.params.priority,
+            "VRRP instance started"
+        );
+        // Read the link state after subscribing, so no change falls between the two.
+        if let Ok(now) = super::io::iface(&self.iface.name) {
+            self.iface.up = now.up;
+        }
+        let fault = !self.iface.up;
+        self.feed(Input::Start { fault }, ctx);
+    }
+}
+
+impl StreamHandler<Datagram> for InstanceActor {
+    fn handle(&mut self, item: Datagram, ctx: &mut Context<Self>) {
+        match item.0 {
+            Ok(d) => self.on_datagram(&d, ctx),
+            Err(e) => tracing::warn!(instance = %self.spec.name, "receiving: {e}"),
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+impl Handler<LinkState> for InstanceActor {
+    type Result = ();
+
+    fn handle(&mut self, LinkState(up): LinkState, ctx: &mut Context<Self>) {
+        if up == self.iface.up {
+            return;
+        }
+        self.iface.up = up;
+        tracing::info!(instance = %self.spec.name, interface = %self.iface.name, up, "link state");
+        let priority = self.core.priority();
+        self.feed(Input::Tracking { priority, fault: !up }, ctx);
+    }
+}
+
+impl Handler<Stop> for InstanceActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        self.feed(Input::Shutdown, ctx);
+        // After the VIP removal queued by the shutdown (waits run in order).
+        ctx.wait(async {}.into_actor(self).map(|_, _, ctx| ctx.stop()));
+    }
+}
+
+impl Handler<GetStatus> for InstanceActor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(InstanceStatus {
+            name: self.spec.name.clone(),
+            state: self.core.state(),
+            priority: self.core.priority(),
+            last_master: self.core.last_master(),
+            rejected: self.rejected.clone(),
+            adverts_received: self.received,
+            adverts_sent: self.sent,
+        })
+    }
+}

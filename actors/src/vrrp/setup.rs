@@ -1,0 +1,161 @@
+//! From the configuration model to what an instance runs with: the state-machine
+//! parameters, the receive policy, where adverts go. Pure; the interface facts (primary
+//! address) are passed in.
+
+use super::check::RxPolicy;
+use super::instance::Params;
+use super::packet::{Auth, Version, MCAST_V4};
+use ha_config::model::{Auth as CfgAuth, GlobalDefs, InitialState, VrrpInstance};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+/// One instance, ready to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceSpec {
+    pub name: String,
+    pub interface: String,
+    pub params: Params,
+    pub policy: RxPolicy,
+    pub version: Version,
+    pub auth: Auth,
+    /// Source address of our adverts.
+    pub src: Ipv4Addr,
+    /// Where adverts go: 224.0.0.18, or each unicast peer.
+    pub destinations: Vec<Ipv4Addr>,
+    pub multicast: bool,
+    /// VIPs: address, prefix length, label.
+    pub vips: Vec<(IpAddr, u8, Option<String>)>,
+    pub garp_repeat: u32,
+    pub garp_delay: Duration,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    #[error("vrrp_instance {0}: IPv6 instances are not supported by this runner yet")]
+    Ipv6(String),
+    #[error("vrrp_instance {0}: no IPv4 source address (interface has none and no unicast_src_ip)")]
+    NoSource(String),
+}
+
+/// Builds the spec of `inst`; `primary` is the interface's first IPv4 address.
+pub fn spec(
+    g: &GlobalDefs,
+    inst: &VrrpInstance,
+    primary: Option<Ipv4Addr>,
+) -> Result<InstanceSpec, SetupError> {
+    let v4 = |a: &IpAddr| match a {
+        IpAddr::V4(x) => Some(*x),
+        IpAddr::V6(_) => None,
+    };
+    if inst.virtual_ipaddress.iter().any(|v| v.addr.is_ipv6()) {
+        return Err(SetupError::Ipv6(inst.name.clone()));
+    }
+    let src = inst
+        .unicast_src_ip
+        .as_ref()
+        .or(inst.mcast_src_ip.as_ref())
+        .and_then(v4)
+        .or(primary)
+        .ok_or_else(|| SetupError::NoSource(inst.name.clone()))?;
+    let version = if inst.version == 3 {
+        Version::V3
+    } else {
+        Version::V2
+    };
+    let auth = match (&inst.auth, version) {
+        (Some(CfgAuth::Pass(p)), Version::V2) => Auth::pass(p),
+        (Some(CfgAuth::Ah(_)), Version::V2) => Auth::Ah,
+        _ => Auth::None,
+    };
+    let advert_int = Duration::from_micros(inst.advert_int.0);
+    let interval_cs = match version {
+        // v2 carries whole seconds; keepalived rounds sub-second v2 intervals up to 1 s.
+        Version::V2 => (advert_int.as_secs().clamp(1, 255) * 100) as u16,
+        Version::V3 => (advert_int.as_millis() / 10).clamp(1, 4095) as u16,
+    };
+    let advert_int = Duration::from_millis(u64::from(interval_cs) * 10);
+    let unicast = !inst.unicast_peer.is_empty();
+    let destinations: Vec<Ipv4Addr> = if unicast {
+        inst.unicast_peer.iter().filter_map(|p| v4(&p.addr)).collect()
+    } else {
+        vec![MCAST_V4]
+    };
+    let vips: Vec<(IpAddr, u8, Option<String>)> = inst
+        .virtual_ipaddress
+        .iter()
+        .map(|v| (v.addr, v.prefix.unwrap_or(32), v.label.clone()))
+        .collect();
+    let want_master = inst.state == InitialState::Master;
+    let params = Params {
+        vrid: inst.virtual_router_id,
+        v3: version == Version::V3,
+        priority: inst.priority,
+        advert_int,
+        want_master,
+        // keepalived clears nopreempt and preempt_delay for `state MASTER`.
+        preempt: !inst.nopreempt || want_master,
+        preempt_delay: if want_master {
+            Duration::ZERO
+        } else {
+            inst.preempt_delay
+                .map(|d| Duration::from_micros(d.0))
+                .unwrap_or_default()
+        },
+        primary: IpAddr::V4(src),
+        down_timer_adverts: 3,
+    };
+    let policy = RxPolicy {
+        version,
+        auth,
+        interval_cs,
+        vips: vips.iter().map(|v| v.0).collect(),
+        skip_check_adv_addr: g.vrrp_skip_check_adv_addr,
+        unicast,
+        unicast_peers: inst.unicast_peer.iter().map(|p| p.addr).collect(),
+        check_unicast_src: g.vrrp_check_unicast_src,
+    };
+    Ok(InstanceSpec {
+        name: inst.name.clone(),
+        interface: inst.interface.clone(),
+        params,
+        policy,
+        version,
+        auth,
+        src,
+        destinations,
+        multicast: !unicast,
+        vips,
+        garp_repeat: inst.garp.master_repeat.max(1),
+        garp_delay: Duration::from_secs(u64::from(inst.garp.master_delay)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ha_config::cluster;
+
+    #[test]
+    fn the_seed_instance() {
+        let text = "global_defs {\n vrrp_skip_check_adv_addr\n}\nvrrp_instance VI_1 {\n @lvs01 state MASTER\n @lvs02 state BACKUP\n interface ens33\n virtual_router_id 51\n @lvs01 priority 100\n @lvs02 priority 80\n advert_int 1\n authentication {\n  auth_type PASS\n  auth_pass 1111\n }\n virtual_ipaddress {\n  198.18.116.134\n }\n}\n";
+        let (_, l) = cluster::load_str("c.conf", text, &[]);
+        let c = l.cluster.view("lvs02");
+        let s = spec(&c.global, &c.instances[0], Some(Ipv4Addr::new(198, 18, 116, 135))).unwrap();
+        assert_eq!(s.params.priority, 80);
+        assert!(!s.params.want_master && s.params.preempt);
+        assert_eq!(s.params.advert_int, Duration::from_secs(1));
+        assert_eq!(s.auth, Auth::pass("1111"));
+        assert_eq!(s.destinations, vec![MCAST_V4]);
+        assert!(s.policy.skip_check_adv_addr);
+        assert_eq!(s.vips, vec![("198.18.116.134".parse().unwrap(), 32, None)]);
+        let c1 = l.cluster.view("lvs01");
+        let s1 = spec(
+            &c1.global,
+            &c1.instances[0],
+            Some(Ipv4Addr::new(198, 18, 116, 130)),
+        )
+        .unwrap();
+        assert!(s1.params.want_master);
+        assert_eq!(s1.params.priority, 100);
+    }
+}
