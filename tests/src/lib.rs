@@ -38,7 +38,9 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn die_with_parent(cmd: &mut Command) {
+pub mod netns;
+
+pub(crate) fn die_with_parent(cmd: &mut Command) {
     // SAFETY: prctl is async-signal-safe; the closure runs in the child before exec.
     unsafe {
         cmd.pre_exec(|| {

@@ -193,18 +193,23 @@ impl InstanceActor {
     }
 
     fn del_vips(&mut self, ctx: &mut Context<Self>) {
+        let fut = self.removal();
+        ctx.wait(fut.into_actor(self));
+    }
+
+    /// Removes every VIP of the instance (absent ones are fine).
+    fn removal(&self) -> impl std::future::Future<Output = ()> + 'static {
         let addrs = self.addrs.clone();
         let vips = self.spec.vips.clone();
         let index = self.iface.index;
         let name = self.spec.name.clone();
-        let fut = async move {
+        async move {
             for (ip, prefix, _) in &vips {
                 if let Err(e) = addrs.del(index, *ip, *prefix).await {
                     tracing::error!(instance = %name, vip = %ip, "removing VIP: {e}");
                 }
             }
-        };
-        ctx.wait(fut.into_actor(self));
+        }
     }
 
     fn send_garp(&mut self) {
@@ -335,12 +340,28 @@ impl Handler<LinkState> for InstanceActor {
 }
 
 impl Handler<Stop> for InstanceActor {
-    type Result = ();
+    /// Answered once the VIPs are gone, so the caller may exit right after.
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        self.feed(Input::Shutdown, ctx);
-        // After the VIP removal queued by the shutdown (waits run in order).
-        ctx.wait(async {}.into_actor(self).map(|_, _, ctx| ctx.stop()));
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(h) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        let actions = self.core.handle(self.now(), Input::Shutdown);
+        for a in actions {
+            match a {
+                Action::Send { priority } => self.send_advert(priority),
+                Action::Transition {
+                    from,
+                    to,
+                    reason,
+                    priority,
+                } => self.transition(from, to, reason, priority),
+                // VIPs are removed below whatever the state (a crash may have left them).
+                Action::DelVips | Action::AddVips | Action::Garp => {}
+            }
+        }
+        Box::pin(self.removal().into_actor(self).map(|_, _, ctx| ctx.stop()))
     }
 }
 

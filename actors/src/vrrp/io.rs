@@ -210,9 +210,9 @@ impl Addresses {
             let has = msg.attributes.iter().any(
                 |a| matches!(a, rtnetlink::packet_route::address::AddressAttribute::Address(x) if *x == addr),
             );
-            if has && msg.header.prefix_len == prefix {
+            // Read the dump to its end (leaving it would orphan the rest of the reply).
+            if has && msg.header.prefix_len == prefix && found.is_none() {
                 found = Some(msg);
-                break;
             }
         }
         match found {

@@ -46,6 +46,6 @@ pub async fn stop(actors: &[Addr<InstanceActor>]) {
     for a in actors {
         let _ = a.send(Stop).await;
     }
-    // Let the last adverts and netlink requests leave.
-    actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Each answer came after its VIPs were removed; give the last adverts a moment.
+    actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
 }

@@ -1,0 +1,173 @@
+//! Network namespaces for end-to-end tests. Every namespace a test creates is deleted (and
+//! every process in it killed) when its handle drops, even if the test panics. Names carry
+//! the test's pid and a tag, so parallel tests never collide; nothing touches the host's
+//! own interfaces.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn ip(args: &[&str]) -> Output {
+    Command::new("ip").args(args).output().expect("run ip")
+}
+
+fn must(args: &[&str]) {
+    let o = ip(args);
+    assert!(
+        o.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!(
+            "e2e{}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst),
+            tag
+        );
+        must(&["netns", "add", &name]);
+        must(&["-n", &name, "link", "set", "lo", "up"]);
+        Netns { name }
+    }
+
+    /// `ip -n NS ARGS`.
+    pub fn ip(&self, args: &[&str]) -> Output {
+        let mut a = vec!["-n", self.name.as_str()];
+        a.extend_from_slice(args);
+        ip(&a)
+    }
+
+    pub fn must(&self, args: &[&str]) {
+        let mut a = vec!["-n", self.name.as_str()];
+        a.extend_from_slice(args);
+        must(&a);
+    }
+
+    /// A command to run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Whether `addr` is configured on any interface of the namespace.
+    pub fn has_addr(&self, addr: &str) -> bool {
+        let o = self.ip(&["-o", "addr", "show"]);
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .any(|w| w.split('/').next() == Some(addr))
+    }
+
+    /// Kills every process in the namespace.
+    pub fn kill_all(&self) {
+        let o = Command::new("ip").args(["netns", "pids", &self.name]).output();
+        if let Ok(o) = o {
+            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                if let Ok(p) = pid.parse::<i32>() {
+                    // SAFETY: kill(2) with a pid read from `ip netns pids`.
+                    unsafe {
+                        libc::kill(p, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        self.kill_all();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// Connects `a` and `b` with a veth pair named `ifname` on both sides and gives them
+/// `a_addr`/`b_addr` (CIDR).
+pub fn link(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str, ifname: &str) {
+    must(&[
+        "link", "add", ifname, "netns", &a.name, "type", "veth", "peer", "name", ifname, "netns", &b.name,
+    ]);
+    a.must(&["addr", "add", a_addr, "dev", ifname]);
+    b.must(&["addr", "add", b_addr, "dev", ifname]);
+    a.must(&["link", "set", ifname, "up"]);
+    b.must(&["link", "set", ifname, "up"]);
+}
+
+/// A switch: a namespace holding bridge `br0`. Directors attach to it with [`attach`], so
+/// a link going down on one of them leaves the others' carrier up (as on a real LAN).
+pub fn switch(tag: &str) -> Netns {
+    let sw = Netns::new(tag);
+    sw.must(&["link", "add", "br0", "type", "bridge"]);
+    sw.must(&["link", "set", "br0", "up"]);
+    sw
+}
+
+/// Connects `ns` to the switch `sw`: interface `ifname` with `addr` (CIDR) in `ns`, port
+/// `port` on `br0` in `sw`.
+pub fn attach(sw: &Netns, port: &str, ns: &Netns, ifname: &str, addr: &str) {
+    must(&[
+        "link", "add", ifname, "netns", &ns.name, "type", "veth", "peer", "name", port, "netns", &sw.name,
+    ]);
+    sw.must(&["link", "set", port, "master", "br0"]);
+    sw.must(&["link", "set", port, "up"]);
+    ns.must(&["addr", "add", addr, "dev", ifname]);
+    ns.must(&["link", "set", ifname, "up"]);
+}
+
+/// A process started in a namespace; killed on drop.
+pub struct NsProcess {
+    pub child: Child,
+    pub log: std::path::PathBuf,
+}
+
+impl NsProcess {
+    pub fn spawn(mut cmd: Command, log: std::path::PathBuf) -> NsProcess {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log");
+        let f2 = f.try_clone().expect("log");
+        cmd.stdout(f).stderr(f2);
+        crate::die_with_parent(&mut cmd);
+        NsProcess {
+            child: cmd.spawn().expect("spawn"),
+            log,
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait (graceful stop).
+    pub fn term(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NsProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,242 @@
+//! Issue 5 acceptance (part): our VRRP engine against real keepalived 2.2.7, and against
+//! itself, in network namespaces on 198.18.116.0/24 (the seed's lab addresses): one VIP
+//! holder, failover when the master dies, preemption when it returns, the seed's
+//! link-down test. Needs root (namespaces, raw sockets) and keepalived (tests/run.sh).
+
+use e2e::netns::{attach, switch, Netns, NsProcess};
+use e2e::{bin_dir, temp_root};
+use std::cell::Cell;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const VIP: &str = "198.18.116.134";
+const LVS01: &str = "198.18.116.130/24";
+const LVS02: &str = "198.18.116.135/24";
+
+fn cluster_conf(extra_global: &str) -> String {
+    format!(
+        "global_defs {{\n    router_id LVS_DEVEL\n{extra_global}}}\n\nvrrp_instance VI_1 {{\n    @lvs01 state MASTER\n    @lvs02 state BACKUP\n    interface ens33\n    virtual_router_id 51\n    @lvs01 priority 100\n    @lvs02 priority 80\n    advert_int 1\n    authentication {{\n        auth_type PASS\n        auth_pass 1111\n    }}\n    virtual_ipaddress {{\n        {VIP}\n    }}\n}}\n"
+    )
+}
+
+/// Two directors on a switch (bridge), the cluster file on disk.
+struct Lab {
+    root: tempfile::TempDir,
+    lvs01: Netns,
+    lvs02: Netns,
+    _switch: Netns,
+    starts: Cell<u32>,
+}
+
+impl Lab {
+    fn new(tag: &str, conf: &str) -> Lab {
+        let root = temp_root(tag);
+        let sw = switch(&format!("{tag}s"));
+        let lvs01 = Netns::new(&format!("{tag}1"));
+        let lvs02 = Netns::new(&format!("{tag}2"));
+        attach(&sw, "p1", &lvs01, "ens33", LVS01);
+        attach(&sw, "p2", &lvs02, "ens33", LVS02);
+        std::fs::write(root.path().join("cluster.conf"), conf).unwrap();
+        Lab {
+            root,
+            lvs01,
+            lvs02,
+            _switch: sw,
+            starts: Cell::new(0),
+        }
+    }
+
+    fn ours(&self, node: &str) -> NsProcess {
+        let ns = if node == "lvs01" { &self.lvs01 } else { &self.lvs02 };
+        let mut c = ns.command(bin_dir().join("hanode").to_str().unwrap());
+        c.args(["vrrp", "--config"])
+            .arg(self.root.path().join("cluster.conf"))
+            .args(["--node", node])
+            .env("RUST_LOG", "info");
+        NsProcess::spawn(c, self.root.path().join(format!("ours-{node}.log")))
+    }
+
+    fn keepalived(&self, node: &str) -> NsProcess {
+        let ns = if node == "lvs01" { &self.lvs01 } else { &self.lvs02 };
+        let dir = self.root.path();
+        let conf = dir.join(format!("ka-{node}.conf"));
+        let out = std::process::Command::new(bin_dir().join("hactl"))
+            .args(["export", "--node", node])
+            .arg(dir.join("cluster.conf"))
+            .arg("-o")
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // Fresh pid files per start: a killed keepalived's zombie would block the next.
+        let n = self.starts.get() + 1;
+        self.starts.set(n);
+        let mut c = ns.command("keepalived");
+        c.args(["-n", "-l", "-D", "-f"])
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.join(format!("ka-{node}-{n}.pid")))
+            .arg("-r")
+            .arg(dir.join(format!("ka-{node}-{n}-vrrp.pid")));
+        NsProcess::spawn(c, dir.join(format!("ka-{node}.log")))
+    }
+
+    fn holders(&self) -> (bool, bool) {
+        (self.lvs01.has_addr(VIP), self.lvs02.has_addr(VIP))
+    }
+
+    fn wait_holder(&self, want: (bool, bool), within: Duration, what: &str) -> Duration {
+        let start = Instant::now();
+        while self.holders() != want {
+            if start.elapsed() > within {
+                panic!(
+                    "timed out after {within:?} waiting for {what}; holders (lvs01, lvs02) = {:?}\n{}",
+                    self.holders(),
+                    dump(self)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        start.elapsed()
+    }
+
+    /// The VIP stays where it is for `d` (exactly one holder throughout).
+    fn stays(&self, want: (bool, bool), d: Duration) {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            assert_eq!(self.holders(), want, "VIP holder changed");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn ka_complaints(log: &str) -> Vec<String> {
+    let needles = [
+        "invalid",
+        "mismatch",
+        "bad ",
+        "wrong",
+        "Invalid",
+        "unexpected",
+        "received a ",
+        "checksum",
+    ];
+    log.lines()
+        .filter(|l| needles.iter().any(|n| l.contains(n)))
+        .map(str::to_string)
+        .collect()
+}
+
+fn dump(lab: &Lab) -> String {
+    let mut s = String::new();
+    for entry in std::fs::read_dir(lab.root.path()).unwrap().flatten() {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "log") {
+            s += &format!(
+                "--- {}\n{}\n",
+                p.display(),
+                std::fs::read_to_string(&p).unwrap_or_default()
+            );
+        }
+    }
+    s
+}
+
+#[test]
+fn keepalived_master_and_our_backup() {
+    let lab = Lab::new("kaM", &cluster_conf(""));
+    let mut ka = lab.keepalived("lvs01");
+    let ours = lab.ours("lvs02");
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(10),
+        "keepalived (lvs01) to hold the VIP",
+    );
+    lab.stays((true, false), Duration::from_secs(3));
+    assert!(ours.log_text().contains("to=BACKUP"), "{}", dump(&lab));
+
+    // The master dies: our backup takes over within 3 x advert + skew (3.7 s) plus slack.
+    ka.kill9();
+    lab.lvs01.kill_all();
+    let took = lab.wait_holder((false, true), Duration::from_secs(6), "our lvs02 to take the VIP");
+    assert!(
+        took < Duration::from_millis(4500),
+        "took {took:?}\n{}",
+        dump(&lab)
+    );
+
+    // keepalived comes back with the higher priority and preempts.
+    let ka = lab.keepalived("lvs01");
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(10),
+        "keepalived to take the VIP back",
+    );
+    let complaints = ka_complaints(&ka.log_text());
+    assert!(
+        complaints.is_empty(),
+        "keepalived complained about our adverts: {complaints:?}"
+    );
+}
+
+#[test]
+fn our_master_and_keepalived_backup() {
+    let lab = Lab::new("ourM", &cluster_conf(""));
+    let mut ours = lab.ours("lvs01");
+    let ka = lab.keepalived("lvs02");
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(10),
+        "our lvs01 to hold the VIP",
+    );
+    lab.stays((true, false), Duration::from_secs(3));
+    let complaints = ka_complaints(&ka.log_text());
+    assert!(
+        complaints.is_empty(),
+        "keepalived complained: {complaints:?}\n{}",
+        dump(&lab)
+    );
+    assert!(ka.log_text().contains("Entering BACKUP STATE"), "{}", dump(&lab));
+
+    // Graceful stop: priority 0, keepalived takes over after skew time, not 3 adverts.
+    ours.term();
+    let took = lab.wait_holder((false, true), Duration::from_secs(5), "keepalived to take over");
+    assert!(
+        took < Duration::from_millis(1500),
+        "graceful takeover took {took:?}\n{}",
+        dump(&lab)
+    );
+    assert!(!lab.lvs01.has_addr(VIP), "our stopped master removed the VIP");
+
+    // Back, with the higher priority: preempts keepalived.
+    let _ours = lab.ours("lvs01");
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(10),
+        "our lvs01 to take the VIP back",
+    );
+    let complaints = ka_complaints(&ka.log_text());
+    assert!(complaints.is_empty(), "keepalived complained: {complaints:?}");
+}
+
+#[test]
+fn seed_link_down_moves_the_vip_and_link_up_brings_it_back() {
+    let lab = Lab::new("seed", &cluster_conf("    vrrp_skip_check_adv_addr\n"));
+    let _a = lab.ours("lvs01");
+    let _b = lab.ours("lvs02");
+    lab.wait_holder((true, false), Duration::from_secs(10), "lvs01 to hold the VIP");
+    lab.stays((true, false), Duration::from_secs(2));
+    // The seed's test: `ip link set ens33 down` on the master.
+    lab.lvs01.must(&["link", "set", "ens33", "down"]);
+    let took = lab.wait_holder((false, true), Duration::from_secs(6), "lvs02 to take the VIP");
+    eprintln!("link down -> VIP on lvs02 after {took:?}");
+    lab.lvs01.must(&["link", "set", "ens33", "up"]);
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(10),
+        "the VIP to return to lvs01",
+    );
+    let log = std::fs::read_to_string(lab.root.path().join("ours-lvs01.log")).unwrap();
+    assert!(log.contains("to=FAULT") && log.contains("fault cleared"), "{log}");
+    let _ = Path::new("");
+}
