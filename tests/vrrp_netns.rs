@@ -3,10 +3,9 @@
 //! holder, failover when the master dies, preemption when it returns, the seed's
 //! link-down test. Needs root (namespaces, raw sockets) and keepalived (tests/run.sh).
 
-use e2e::netns::{attach, switch, Netns, NsProcess};
+use e2e::netns::{attach, capture_arp, switch, Netns, NsProcess};
 use e2e::{bin_dir, temp_root};
 use std::cell::Cell;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const VIP: &str = "198.18.116.134";
@@ -24,7 +23,7 @@ struct Lab {
     root: tempfile::TempDir,
     lvs01: Netns,
     lvs02: Netns,
-    _switch: Netns,
+    switch: Netns,
     starts: Cell<u32>,
 }
 
@@ -41,7 +40,7 @@ impl Lab {
             root,
             lvs01,
             lvs02,
-            _switch: sw,
+            switch: sw,
             starts: Cell::new(0),
         }
     }
@@ -227,9 +226,31 @@ fn seed_link_down_moves_the_vip_and_link_up_brings_it_back() {
     lab.wait_holder((true, false), Duration::from_secs(10), "lvs01 to hold the VIP");
     lab.stays((true, false), Duration::from_secs(2));
     // The seed's test: `ip link set ens33 down` on the master.
+    let arp = capture_arp(&lab.switch, "br0", Duration::from_secs(6));
     lab.lvs01.must(&["link", "set", "ens33", "down"]);
     let took = lab.wait_holder((false, true), Duration::from_secs(6), "lvs02 to take the VIP");
     eprintln!("link down -> VIP on lvs02 after {took:?}");
+    // The new master announced the VIP with gratuitous ARP, from its own MAC.
+    let lvs02_mac = lab.lvs02.ip(&["-br", "link", "show", "ens33"]);
+    let lvs02_mac = String::from_utf8_lossy(&lvs02_mac.stdout)
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or("")
+        .to_string();
+    let garps: Vec<_> = arp
+        .join()
+        .unwrap()
+        .iter()
+        .filter_map(|f| actors::vrrp::garp::parse(f))
+        .collect();
+    let vip: std::net::Ipv4Addr = VIP.parse().unwrap();
+    let mac_text = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    assert!(
+        garps
+            .iter()
+            .any(|(mac, ip)| *ip == vip && mac_text(*mac) == lvs02_mac),
+        "no gratuitous ARP for {VIP} from lvs02 ({lvs02_mac}) seen on the switch: {garps:?}"
+    );
     lab.lvs01.must(&["link", "set", "ens33", "up"]);
     lab.wait_holder(
         (true, false),
@@ -238,5 +259,4 @@ fn seed_link_down_moves_the_vip_and_link_up_brings_it_back() {
     );
     let log = std::fs::read_to_string(lab.root.path().join("ours-lvs01.log")).unwrap();
     assert!(log.contains("to=FAULT") && log.contains("fault cleared"), "{log}");
-    let _ = Path::new("");
 }

@@ -171,3 +171,61 @@ impl Drop for NsProcess {
         self.kill9();
     }
 }
+
+/// Captures ARP frames on `ifname` inside `ns` for `dur` (AF_PACKET from a thread that
+/// entered the namespace; the test's own threads stay where they are).
+pub fn capture_arp(
+    ns: &Netns,
+    ifname: &str,
+    dur: std::time::Duration,
+) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    let path = format!("/var/run/netns/{}", ns.name);
+    let ifname = std::ffi::CString::new(ifname).expect("ifname");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let mut frames = Vec::new();
+        let f = std::fs::File::open(&path).expect("netns file");
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain syscalls on descriptors this thread owns; setns moves only this thread.
+        unsafe {
+            assert_eq!(libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET), 0, "setns");
+            let proto = (libc::ETH_P_ARP as u16).to_be() as i32;
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto);
+            assert!(fd >= 0, "AF_PACKET socket");
+            let idx = libc::if_nametoindex(ifname.as_ptr());
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto as u16;
+            sll.sll_ifindex = idx as i32;
+            libc::bind(
+                fd,
+                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 100_000,
+            };
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const libc::timeval as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            let _ = ready_tx.send(());
+            let end = std::time::Instant::now() + dur;
+            let mut buf = [0u8; 2048];
+            while std::time::Instant::now() < end {
+                let n = libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0);
+                if n > 0 {
+                    frames.push(buf[..n as usize].to_vec());
+                }
+            }
+            libc::close(fd);
+        }
+        frames
+    });
+    let _ = ready_rx.recv_timeout(std::time::Duration::from_secs(2));
+    h
+}
