@@ -14,3 +14,4 @@ pub mod runner;
 pub mod setup;
 #[cfg(test)]
 mod sim;
+pub mod tracking;
