@@ -3,4 +3,5 @@
 //!
 //! - [`vrrp`]: VRRP v2/v3 (RFC 3768 / 5798), wire-compatible with keepalived.
 
+pub mod script;
 pub mod vrrp;
