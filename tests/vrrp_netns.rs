@@ -260,3 +260,70 @@ fn seed_link_down_moves_the_vip_and_link_up_brings_it_back() {
     let log = std::fs::read_to_string(lab.root.path().join("ours-lvs01.log")).unwrap();
     assert!(log.contains("to=FAULT") && log.contains("fault cleared"), "{log}");
 }
+
+#[test]
+fn track_script_weight_fault_and_notify_in_order() {
+    let root_flag = temp_root("flags");
+    let flag = root_flag.path().join("lvs01-down");
+    let fault_flag = root_flag.path().join("lvs01-fault");
+    let notify_log = root_flag.path().join("notify.log");
+    let notify = root_flag.path().join("notify.sh");
+    std::fs::write(
+        &notify,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", notify_log.display()),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("755")
+        .arg(&notify)
+        .status()
+        .unwrap();
+    // lvs01 (100) loses 30 while `chk` fails: 70 < 80, lvs02 takes over; `hard` has no
+    // weight: lvs01 goes FAULT while it fails.
+    let conf = format!(
+        "global_defs {{\n    router_id LVS_DEVEL\n    script_user root\n}}\n\
+         vrrp_script chk {{\n    script \"/usr/bin/test ! -e {flag}\"\n    interval 1\n    weight -30\n    rise 1\n    fall 1\n}}\n\
+         vrrp_script hard {{\n    script \"/usr/bin/test ! -e {fault}\"\n    interval 1\n    rise 1\n    fall 1\n}}\n\
+         vrrp_instance VI_1 {{\n    @lvs01 state MASTER\n    @lvs02 state BACKUP\n    interface ens33\n    virtual_router_id 51\n    @lvs01 priority 100\n    @lvs02 priority 80\n    advert_int 1\n    virtual_ipaddress {{\n        {VIP}\n    }}\n    track_script {{\n        @lvs01 chk\n        @lvs01 hard\n    }}\n    @lvs01 notify {notify}\n}}\n",
+        flag = flag.display(),
+        fault = fault_flag.display(),
+        notify = notify.display(),
+    );
+    let lab = Lab::new("track", &conf);
+    let _a = lab.ours("lvs01");
+    let _b = lab.ours("lvs02");
+    lab.wait_holder((true, false), Duration::from_secs(10), "lvs01 to hold the VIP");
+
+    std::fs::write(&flag, "").unwrap();
+    lab.wait_holder(
+        (false, true),
+        Duration::from_secs(8),
+        "lvs02 to preempt the weakened lvs01",
+    );
+    std::fs::remove_file(&flag).unwrap();
+    lab.wait_holder((true, false), Duration::from_secs(8), "lvs01 to preempt back");
+
+    std::fs::write(&fault_flag, "").unwrap();
+    lab.wait_holder(
+        (false, true),
+        Duration::from_secs(8),
+        "lvs02 to take over from the FAULTed lvs01",
+    );
+    let log = std::fs::read_to_string(lab.root.path().join("ours-lvs01.log")).unwrap();
+    assert!(log.contains("to=FAULT"), "{log}");
+    std::fs::remove_file(&fault_flag).unwrap();
+    lab.wait_holder((true, false), Duration::from_secs(10), "lvs01 back from FAULT");
+
+    std::thread::sleep(Duration::from_millis(300));
+    let calls = std::fs::read_to_string(&notify_log).unwrap_or_default();
+    let states: Vec<&str> = calls
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(
+        states,
+        ["BACKUP", "MASTER", "BACKUP", "MASTER", "FAULT", "BACKUP", "MASTER"],
+        "notify calls in transition order:\n{calls}"
+    );
+    assert!(calls.lines().all(|l| l.starts_with("INSTANCE VI_1 ")), "{calls}");
+}

@@ -6,8 +6,12 @@ use super::check::{check, RxMeta};
 use super::instance::{Action, Input, Instance, Reason, State};
 use super::io::{Addresses, GarpSender, Iface, VrrpSocket};
 use super::ipv4;
+use super::notify::{self, NotifyQueue};
 use super::packet::{Advert, IPPROTO_VRRP};
+use super::scripts::ScriptVerdict;
 use super::setup::InstanceSpec;
+use super::tracking::{effective, Weight};
+use crate::script::{lookup_user, RunAs};
 use actix::prelude::*;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -50,10 +54,18 @@ pub struct GetStatus;
 
 struct Datagram(std::io::Result<Vec<u8>>);
 
-/// The instance's interface went up (`true`) or down.
+/// A tracked interface (by index) went up (`true`) or down.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct LinkState(bool);
+struct LinkState(u32, bool);
+
+/// A tracked interface and its state.
+struct TrackedIface {
+    name: String,
+    index: u32,
+    weight: Weight,
+    up: bool,
+}
 
 pub struct InstanceActor {
     spec: InstanceSpec,
@@ -68,6 +80,15 @@ pub struct InstanceActor {
     received: u64,
     sent: u64,
     events: Option<Recipient<VrrpEvent>>,
+    /// Tracked scripts: weight, verdict (None until known).
+    scripts: BTreeMap<String, (Weight, Option<bool>)>,
+    ifaces: Vec<TrackedIface>,
+    /// Started (tracking allowed it: no FAULT-tracked script still unknown).
+    running: bool,
+    tracking: (u8, bool),
+    notify: Option<NotifyQueue>,
+    /// Scripts run as this user unless they name one (global `script_user`).
+    default_user: Option<RunAs>,
 }
 
 impl InstanceActor {
@@ -78,8 +99,21 @@ impl InstanceActor {
         addrs: Addresses,
         garp: GarpSender,
         events: Option<Recipient<VrrpEvent>>,
+        default_user: Option<RunAs>,
     ) -> Self {
+        let scripts = spec
+            .track_scripts
+            .iter()
+            .map(|(n, w)| (n.clone(), (*w, None)))
+            .collect();
+        let base = spec.params.priority;
         InstanceActor {
+            scripts,
+            ifaces: Vec::new(),
+            running: false,
+            tracking: (base, false),
+            notify: None,
+            default_user,
             core: Instance::new(spec.params.clone()),
             spec,
             origin: Instant::now(),
@@ -222,8 +256,32 @@ impl InstanceActor {
         }
     }
 
+    fn script_user(&self, s: &ha_config::model::Script) -> Option<RunAs> {
+        match &s.user {
+            Some(u) => match lookup_user(&u.user, u.group.as_deref()) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!(instance = %self.spec.name, "script user: {e}");
+                    None
+                }
+            },
+            None => self.default_user,
+        }
+    }
+
+    fn notify_commands(&self, state: Option<State>, priority: u8) -> Vec<(Vec<String>, Option<RunAs>)> {
+        notify::commands(&self.spec.notify, &self.spec.name, state, priority, &|s| {
+            self.script_user(s)
+        })
+    }
+
     fn transition(&mut self, from: State, to: State, reason: Reason, priority: u8) {
         tracing::info!(instance = %self.spec.name, %from, %to, %reason, priority, "VRRP transition");
+        if to != State::Init {
+            if let Some(q) = &self.notify {
+                q.push(self.notify_commands(Some(to), priority));
+            }
+        }
         if let Some(r) = &self.events {
             r.do_send(VrrpEvent {
                 instance: self.spec.name.clone(),
@@ -292,11 +350,33 @@ impl Actor for InstanceActor {
             Some((Datagram(r), s))
         });
         ctx.add_stream(stream);
-        match super::io::link_states(self.iface.index) {
-            Ok(links) => {
-                ctx.add_message_stream(futures::StreamExt::map(links, LinkState));
+        self.notify = Some(NotifyQueue::start(self.spec.name.clone()));
+        for (name, weight) in self.spec.track_interfaces.clone() {
+            let index = if name == self.iface.name {
+                self.iface.index
+            } else {
+                match super::io::iface(&name) {
+                    Ok(i) => i.index,
+                    Err(e) => {
+                        tracing::error!(instance = %self.spec.name, "track_interface {name}: {e}");
+                        continue;
+                    }
+                }
+            };
+            match super::io::link_states(index) {
+                Ok(links) => {
+                    ctx.add_message_stream(futures::StreamExt::map(links, move |up| LinkState(index, up)));
+                }
+                Err(e) => tracing::error!(instance = %self.spec.name, "cannot watch {name}: {e}"),
             }
-            Err(e) => tracing::error!(instance = %self.spec.name, "cannot watch {}: {e}", self.iface.name),
+            // Read the state after subscribing, so no change falls between the two.
+            let up = super::io::iface(&name).map(|i| i.up).unwrap_or(false);
+            self.ifaces.push(TrackedIface {
+                name,
+                index,
+                weight,
+                up,
+            });
         }
         tracing::info!(
             instance = %self.spec.name,
@@ -305,12 +385,39 @@ impl Actor for InstanceActor {
             priority = self.spec.params.priority,
             "VRRP instance started"
         );
-        // Read the link state after subscribing, so no change falls between the two.
-        if let Ok(now) = super::io::iface(&self.iface.name) {
-            self.iface.up = now.up;
+        self.retrack(ctx);
+    }
+}
+
+impl InstanceActor {
+    /// Recomputes priority and fault from everything tracked; starts the instance once
+    /// every FAULT-tracked script has a verdict.
+    fn retrack(&mut self, ctx: &mut Context<Self>) {
+        let waiting = self
+            .scripts
+            .values()
+            .any(|(w, v)| v.is_none() && w.weight.unwrap_or(0) == 0);
+        let items = self.ifaces.iter().map(|i| (i.weight, i.up)).chain(
+            self.scripts
+                .values()
+                .filter_map(|(w, v)| v.map(|good| (*w, good))),
+        );
+        let (priority, fault) = effective(self.spec.params.priority, items);
+        if !self.running {
+            if waiting {
+                return;
+            }
+            self.running = true;
+            self.tracking = (priority, fault);
+            self.feed(Input::Start { fault }, ctx);
+            if priority != self.spec.params.priority {
+                self.feed(Input::Tracking { priority, fault }, ctx);
+            }
+        } else if (priority, fault) != self.tracking {
+            tracing::info!(instance = %self.spec.name, priority, fault, "tracking changed");
+            self.tracking = (priority, fault);
+            self.feed(Input::Tracking { priority, fault }, ctx);
         }
-        let fault = !self.iface.up;
-        self.feed(Input::Start { fault }, ctx);
     }
 }
 
@@ -328,14 +435,30 @@ impl StreamHandler<Datagram> for InstanceActor {
 impl Handler<LinkState> for InstanceActor {
     type Result = ();
 
-    fn handle(&mut self, LinkState(up): LinkState, ctx: &mut Context<Self>) {
-        if up == self.iface.up {
-            return;
+    fn handle(&mut self, LinkState(index, up): LinkState, ctx: &mut Context<Self>) {
+        let mut changed = false;
+        for i in self.ifaces.iter_mut().filter(|i| i.index == index && i.up != up) {
+            i.up = up;
+            changed = true;
+            tracing::info!(instance = %self.spec.name, interface = %i.name, up, "link state");
         }
-        self.iface.up = up;
-        tracing::info!(instance = %self.spec.name, interface = %self.iface.name, up, "link state");
-        let priority = self.core.priority();
-        self.feed(Input::Tracking { priority, fault: !up }, ctx);
+        if index == self.iface.index {
+            self.iface.up = up;
+        }
+        if changed {
+            self.retrack(ctx);
+        }
+    }
+}
+
+impl Handler<ScriptVerdict> for InstanceActor {
+    type Result = ();
+
+    fn handle(&mut self, v: ScriptVerdict, ctx: &mut Context<Self>) {
+        if let Some(entry) = self.scripts.get_mut(&v.script) {
+            entry.1 = Some(v.good);
+            self.retrack(ctx);
+        }
     }
 }
 
@@ -361,7 +484,15 @@ impl Handler<Stop> for InstanceActor {
                 Action::DelVips | Action::AddVips | Action::Garp => {}
             }
         }
-        Box::pin(self.removal().into_actor(self).map(|_, _, ctx| ctx.stop()))
+        let stop_scripts = self.notify_commands(None, self.core.priority());
+        let removal = self.removal();
+        let fut = async move {
+            removal.await;
+            for (argv, run_as) in stop_scripts {
+                let _ = crate::script::run(&argv, run_as, std::time::Duration::from_secs(10)).await;
+            }
+        };
+        Box::pin(fut.into_actor(self).map(|_, _, ctx| ctx.stop()))
     }
 }
 

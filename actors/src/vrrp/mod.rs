@@ -9,8 +9,10 @@ pub mod garp;
 pub mod instance;
 pub mod io;
 pub mod ipv4;
+pub mod notify;
 pub mod packet;
 pub mod runner;
+pub mod scripts;
 pub mod setup;
 #[cfg(test)]
 mod sim;

@@ -1,11 +1,17 @@
-//! Runs the VRRP instances of one director's configuration until SIGTERM/SIGINT, then
-//! stops them gracefully (priority-0 adverts, VIPs removed). Used by `hanode vrrp`.
+//! Runs the VRRP instances (and the `vrrp_script`s they track) of one director's
+//! configuration; stops them gracefully (priority-0 adverts, VIPs removed, notify_stop).
+//! Used by `hanode vrrp`.
 
 use super::actor::{InstanceActor, Stop};
 use super::io::{self, Addresses, GarpSender, VrrpSocket};
+use super::scripts::{ScriptVerdict, VrrpScriptActor};
 use super::setup;
+use super::tracking::ScriptHealth;
+use crate::script::{self, lookup_user, RunAs};
 use actix::prelude::*;
 use ha_config::Config;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -17,35 +23,91 @@ pub enum RunError {
         #[source]
         source: io::IoError,
     },
+    #[error("vrrp_script {script}: {message}")]
+    Script { script: String, message: String },
 }
 
-/// Starts one actor per instance of `config` (must run inside an actix System).
-pub fn start(config: &Config) -> Result<Vec<Addr<InstanceActor>>, RunError> {
+/// The running VRRP part of a director.
+pub struct Running {
+    pub instances: Vec<Addr<InstanceActor>>,
+    pub scripts: Vec<Addr<VrrpScriptActor>>,
+}
+
+/// keepalived's default: `script_user`, else the `keepalived_script` user if it exists,
+/// else root (no change of user).
+fn default_user(config: &Config) -> Result<Option<RunAs>, RunError> {
+    match &config.global.script_user {
+        Some(u) => lookup_user(&u.user, u.group.as_deref())
+            .map(Some)
+            .map_err(|message| RunError::Script {
+                script: "(script_user)".into(),
+                message,
+            }),
+        None => Ok(lookup_user("keepalived_script", None).ok()),
+    }
+}
+
+/// Starts one actor per instance and per tracked script (inside an actix System).
+pub fn start(config: &Config) -> Result<Running, RunError> {
     let addrs = Addresses::open().map_err(|source| RunError::Io {
         instance: "(netlink)".into(),
         source,
     })?;
-    let mut started = Vec::new();
-    for inst in &config.instances {
+    let user = default_user(config)?;
+    let specs = setup::specs(config, |ifname| io::iface(ifname).ok().and_then(|i| i.primary_v4))?;
+    let mut instances = Vec::new();
+    let mut subscribers: BTreeMap<String, Vec<Recipient<ScriptVerdict>>> = BTreeMap::new();
+    for spec in specs {
         let io_err = |source| RunError::Io {
-            instance: inst.name.clone(),
+            instance: spec.name.clone(),
             source,
         };
-        let ifc = io::iface(&inst.interface).map_err(io_err)?;
-        let spec = setup::spec(&config.global, inst, ifc.primary_v4)?;
+        let ifc = io::iface(&spec.interface).map_err(io_err)?;
         let socket = VrrpSocket::open(&ifc, spec.src, spec.multicast).map_err(io_err)?;
         let garp = GarpSender::open(&ifc).map_err(io_err)?;
-        let actor = InstanceActor::new(spec, ifc, socket, addrs.clone(), garp, None);
-        started.push(actor.start());
+        let tracked: Vec<String> = spec.track_scripts.iter().map(|(n, _)| n.clone()).collect();
+        let addr = InstanceActor::new(spec, ifc, socket, addrs.clone(), garp, None, user).start();
+        for name in tracked {
+            subscribers
+                .entry(name)
+                .or_default()
+                .push(addr.clone().recipient());
+        }
+        instances.push(addr);
     }
-    Ok(started)
+    let mut scripts = Vec::new();
+    for (name, subs) in subscribers {
+        let Some(s) = config.vrrp_script(&name) else {
+            continue;
+        };
+        let argv = script::split_argv(&s.script).map_err(|message| RunError::Script {
+            script: name.clone(),
+            message,
+        })?;
+        let run_as = match &s.user {
+            Some(u) => {
+                Some(
+                    lookup_user(&u.user, u.group.as_deref()).map_err(|message| RunError::Script {
+                        script: name.clone(),
+                        message,
+                    })?,
+                )
+            }
+            None => user,
+        };
+        let interval = Duration::from_micros(s.interval.0).max(Duration::from_millis(10));
+        let timeout = s.timeout.map(|t| Duration::from_micros(t.0)).unwrap_or(interval);
+        let health = ScriptHealth::new(s.rise, s.fall, s.init_fail);
+        scripts.push(VrrpScriptActor::new(name, argv, run_as, interval, timeout, health, subs).start());
+    }
+    Ok(Running { instances, scripts })
 }
 
 /// Stops every instance gracefully and waits for them.
-pub async fn stop(actors: &[Addr<InstanceActor>]) {
-    for a in actors {
+pub async fn stop(running: &Running) {
+    for a in &running.instances {
         let _ = a.send(Stop).await;
     }
     // Each answer came after its VIPs were removed; give the last adverts a moment.
-    actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    actix_rt::time::sleep(Duration::from_millis(20)).await;
 }

@@ -5,7 +5,8 @@
 use super::check::RxPolicy;
 use super::instance::Params;
 use super::packet::{Auth, Version, MCAST_V4};
-use ha_config::model::{Auth as CfgAuth, GlobalDefs, InitialState, VrrpInstance};
+use super::tracking::Weight;
+use ha_config::model::{Auth as CfgAuth, Config, GlobalDefs, InitialState, Notify, VrrpInstance};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -27,6 +28,12 @@ pub struct InstanceSpec {
     pub vips: Vec<(IpAddr, u8, Option<String>)>,
     pub garp_repeat: u32,
     pub garp_delay: Duration,
+    /// Tracked `vrrp_script`s by name, with the weight in effect for this instance.
+    pub track_scripts: Vec<(String, Weight)>,
+    /// Tracked interfaces (the instance's own interface first, FAULT while down, unless
+    /// `dont_track_primary`).
+    pub track_interfaces: Vec<(String, Weight)>,
+    pub notify: Notify,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +42,36 @@ pub enum SetupError {
     Ipv6(String),
     #[error("vrrp_instance {0}: no IPv4 source address (interface has none and no unicast_src_ip)")]
     NoSource(String),
+    #[error("vrrp_instance {0}: track_script {1} names no vrrp_script")]
+    NoScript(String, String),
+}
+
+/// Every instance of `config` (`primary`: the first IPv4 address of an interface).
+pub fn specs(
+    config: &Config,
+    primary: impl Fn(&str) -> Option<Ipv4Addr>,
+) -> Result<Vec<InstanceSpec>, SetupError> {
+    config
+        .instances
+        .iter()
+        .map(|i| {
+            let mut s = spec(&config.global, i, primary(&i.interface))?;
+            for t in &i.track_script {
+                let script = config
+                    .vrrp_script(&t.name)
+                    .ok_or_else(|| SetupError::NoScript(i.name.clone(), t.name.clone()))?;
+                let weight = t.weight.or((script.weight != 0).then_some(script.weight));
+                s.track_scripts.push((
+                    t.name.clone(),
+                    Weight {
+                        weight,
+                        reverse: t.weight_reverse || (t.weight.is_none() && script.weight_reverse),
+                    },
+                ));
+            }
+            Ok(s)
+        })
+        .collect()
 }
 
 /// Builds the spec of `inst`; `primary` is the interface's first IPv4 address.
@@ -127,6 +164,37 @@ pub fn spec(
         vips,
         garp_repeat: inst.garp.master_repeat.max(1),
         garp_delay: Duration::from_secs(u64::from(inst.garp.master_delay)),
+        track_scripts: Vec::new(),
+        track_interfaces: {
+            let mut t = Vec::new();
+            if !inst.dont_track_primary {
+                t.push((
+                    inst.interface.clone(),
+                    Weight {
+                        weight: None,
+                        reverse: false,
+                    },
+                ));
+            }
+            for ti in &inst.track_interface {
+                if ti.name == inst.interface && !inst.dont_track_primary {
+                    t[0].1 = Weight {
+                        weight: ti.weight,
+                        reverse: ti.weight_reverse,
+                    };
+                    continue;
+                }
+                t.push((
+                    ti.name.clone(),
+                    Weight {
+                        weight: ti.weight,
+                        reverse: ti.weight_reverse,
+                    },
+                ));
+            }
+            t
+        },
+        notify: inst.notify.clone(),
     })
 }
 
