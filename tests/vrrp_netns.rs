@@ -327,3 +327,81 @@ fn track_script_weight_fault_and_notify_in_order() {
     );
     assert!(calls.lines().all(|l| l.starts_with("INSTANCE VI_1 ")), "{calls}");
 }
+
+/// The seed's instance with `body` replacing the lines after `advert_int`.
+fn conf_with(global: &str, body: &str) -> String {
+    format!(
+        "global_defs {{\n    router_id LVS_DEVEL\n{global}}}\n\nvrrp_instance VI_1 {{\n    interface ens33\n    virtual_router_id 51\n    @lvs01 priority 100\n    @lvs02 priority 80\n    advert_int 1\n{body}    virtual_ipaddress {{\n        {VIP}\n    }}\n}}\n"
+    )
+}
+
+#[test]
+fn auth_mismatch_is_ignored_and_counted_on_both_sides() {
+    let body = "    @lvs01 state MASTER\n    @lvs02 state BACKUP\n    authentication {\n        auth_type PASS\n        @lvs01 auth_pass 1111\n        @lvs02 auth_pass 2222\n    }\n";
+    let lab = Lab::new("auth", &conf_with("", body));
+    let ours = lab.ours("lvs01");
+    let ka = lab.keepalived("lvs02");
+    // Neither accepts the other's adverts: both end up MASTER (a split brain the operator
+    // sees in both logs), and nothing panics or flaps.
+    lab.wait_holder((true, true), Duration::from_secs(10), "both to hold the VIP");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(ours.log_text().contains("cause=wrong password"), "{}", dump(&lab));
+    assert!(ka.log_text().contains("invalid passwd"), "{}", dump(&lab));
+    let rejections = ours.log_text().matches("advert rejected").count();
+    assert_eq!(rejections, 1, "logged once per cause, counted after that");
+}
+
+#[test]
+fn vrrp_v3_keepalived_master_and_our_backup() {
+    let body = "    @lvs01 state MASTER\n    @lvs02 state BACKUP\n";
+    let lab = Lab::new("v3", &conf_with("    vrrp_version 3\n", body));
+    let mut ka = lab.keepalived("lvs01");
+    let ours = lab.ours("lvs02");
+    lab.wait_holder((true, false), Duration::from_secs(10), "keepalived v3 master");
+    lab.stays((true, false), Duration::from_secs(2));
+    ka.kill9();
+    lab.lvs01.kill_all();
+    lab.wait_holder(
+        (false, true),
+        Duration::from_secs(6),
+        "our v3 backup to take over",
+    );
+    let ka = lab.keepalived("lvs01");
+    lab.wait_holder((true, false), Duration::from_secs(10), "keepalived v3 to preempt");
+    let complaints = ka_complaints(&ka.log_text());
+    assert!(complaints.is_empty(), "keepalived complained: {complaints:?}");
+    assert!(!ours.log_text().contains("advert rejected"), "{}", dump(&lab));
+}
+
+#[test]
+fn unicast_peers_fail_over() {
+    let body = "    @lvs01 state MASTER\n    @lvs02 state BACKUP\n    @lvs01 unicast_src_ip 198.18.116.130\n    @lvs02 unicast_src_ip 198.18.116.135\n    unicast_peer {\n        @lvs01 198.18.116.135\n        @lvs02 198.18.116.130\n    }\n";
+    let lab = Lab::new("ucast", &conf_with("", body));
+    let mut a = lab.ours("lvs01");
+    let _b = lab.ours("lvs02");
+    lab.wait_holder((true, false), Duration::from_secs(10), "lvs01 to hold the VIP");
+    lab.stays((true, false), Duration::from_secs(2));
+    a.kill9();
+    lab.lvs01
+        .must(&["addr", "del", &format!("{VIP}/32"), "dev", "ens33"]);
+    lab.wait_holder(
+        (false, true),
+        Duration::from_secs(6),
+        "lvs02 to take over over unicast",
+    );
+}
+
+#[test]
+fn nopreempt_keeps_the_running_master() {
+    let body = "    state BACKUP\n    nopreempt\n";
+    let lab = Lab::new("nopre", &conf_with("", body));
+    let _b = lab.ours("lvs02");
+    lab.wait_holder(
+        (false, true),
+        Duration::from_secs(10),
+        "lvs02 (alone) to become master",
+    );
+    let _a = lab.ours("lvs01");
+    // lvs01 has the higher priority, but nopreempt: the VIP stays on lvs02.
+    lab.stays((false, true), Duration::from_secs(6));
+}
