@@ -45,6 +45,14 @@ impl Lab {
         }
     }
 
+    /// A second LAN (`ens34`, 198.18.117.0/24) on its own switch.
+    fn second_lan(&self, tag: &str) -> Netns {
+        let sw = switch(&format!("{tag}t"));
+        attach(&sw, "q1", &self.lvs01, "ens34", "198.18.117.130/24");
+        attach(&sw, "q2", &self.lvs02, "ens34", "198.18.117.135/24");
+        sw
+    }
+
     fn ours(&self, node: &str) -> NsProcess {
         let ns = if node == "lvs01" { &self.lvs01 } else { &self.lvs02 };
         let mut c = ns.command(bin_dir().join("hanode").to_str().unwrap());
@@ -404,4 +412,51 @@ fn nopreempt_keeps_the_running_master() {
     let _a = lab.ours("lvs01");
     // lvs01 has the higher priority, but nopreempt: the VIP stays on lvs02.
     lab.stays((false, true), Duration::from_secs(6));
+}
+
+#[test]
+fn sync_group_members_move_together() {
+    let inst = |name: &str, ifname: &str, vrid: u8, vip: &str| {
+        format!(
+            "vrrp_instance {name} {{\n    @lvs01 state MASTER\n    @lvs02 state BACKUP\n    interface {ifname}\n    virtual_router_id {vrid}\n    @lvs01 priority 100\n    @lvs02 priority 80\n    advert_int 1\n    virtual_ipaddress {{\n        {vip}\n    }}\n}}\n"
+        )
+    };
+    let conf = format!(
+        "global_defs {{\n    router_id LVS_DEVEL\n}}\nvrrp_sync_group G1 {{\n    group {{\n        VI_1\n        VI_2\n    }}\n}}\n{}{}",
+        inst("VI_1", "ens33", 51, VIP),
+        inst("VI_2", "ens34", 52, "198.18.117.134")
+    );
+    let lab = Lab::new("sync", &conf);
+    let _lan2 = lab.second_lan("sync");
+    let _a = lab.ours("lvs01");
+    let _b = lab.ours("lvs02");
+    let both = |ns: &Netns| ns.has_addr(VIP) && ns.has_addr("198.18.117.134");
+    let none = |ns: &Netns| !ns.has_addr(VIP) && !ns.has_addr("198.18.117.134");
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !f() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "timed out: {what}\n{}",
+                dump(&lab)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait("lvs01 to hold both VIPs", &|| {
+        both(&lab.lvs01) && none(&lab.lvs02)
+    });
+    // Only ens34 goes down on lvs01: VI_2 faults, and its group takes VI_1 along.
+    lab.lvs01.must(&["link", "set", "ens34", "down"]);
+    wait("both VIPs on lvs02", &|| both(&lab.lvs02) && none(&lab.lvs01));
+    let log = std::fs::read_to_string(lab.root.path().join("ours-lvs01.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("instance=VI_1") && l.contains("to=FAULT") && l.contains("sync group")),
+        "VI_1 followed its group into FAULT:\n{log}"
+    );
+    lab.lvs01.must(&["link", "set", "ens34", "up"]);
+    wait("both VIPs back on lvs01", &|| {
+        both(&lab.lvs01) && none(&lab.lvs02)
+    });
 }

@@ -30,6 +30,16 @@ pub struct VrrpEvent {
     pub at: SystemTime,
 }
 
+/// Its sync group wants this state.
+#[derive(Clone, Copy, Debug, Message)]
+#[rtype(result = "()")]
+pub struct ForceState(pub State);
+
+/// Joins the instance to its sync group (sent once, at start).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JoinGroup(pub Recipient<super::sync_group::MemberTransition>);
+
 /// Graceful stop: priority-0 advert if MASTER, VIPs removed, then the actor stops.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -89,6 +99,7 @@ pub struct InstanceActor {
     notify: Option<NotifyQueue>,
     /// Scripts run as this user unless they name one (global `script_user`).
     default_user: Option<RunAs>,
+    group: Option<Recipient<super::sync_group::MemberTransition>>,
 }
 
 impl InstanceActor {
@@ -113,6 +124,7 @@ impl InstanceActor {
             running: false,
             tracking: (base, false),
             notify: None,
+            group: None,
             default_user,
             core: Instance::new(spec.params.clone()),
             spec,
@@ -282,6 +294,15 @@ impl InstanceActor {
                 q.push(self.notify_commands(Some(to), priority));
             }
         }
+        if reason != Reason::SyncGroup {
+            if let Some(g) = &self.group {
+                g.do_send(super::sync_group::MemberTransition {
+                    member: self.spec.name.clone(),
+                    to,
+                    priority,
+                });
+            }
+        }
         if let Some(r) = &self.events {
             r.do_send(VrrpEvent {
                 instance: self.spec.name.clone(),
@@ -448,6 +469,24 @@ impl Handler<LinkState> for InstanceActor {
         if changed {
             self.retrack(ctx);
         }
+    }
+}
+
+impl Handler<ForceState> for InstanceActor {
+    type Result = ();
+
+    fn handle(&mut self, ForceState(to): ForceState, ctx: &mut Context<Self>) {
+        if self.running {
+            self.feed(Input::Force(to), ctx);
+        }
+    }
+}
+
+impl Handler<JoinGroup> for InstanceActor {
+    type Result = ();
+
+    fn handle(&mut self, JoinGroup(g): JoinGroup, _ctx: &mut Context<Self>) {
+        self.group = Some(g);
     }
 }
 

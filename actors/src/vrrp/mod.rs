@@ -16,4 +16,5 @@ pub mod scripts;
 pub mod setup;
 #[cfg(test)]
 mod sim;
+pub mod sync_group;
 pub mod tracking;

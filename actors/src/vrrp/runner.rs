@@ -2,10 +2,12 @@
 //! configuration; stops them gracefully (priority-0 adverts, VIPs removed, notify_stop).
 //! Used by `hanode vrrp`.
 
+use super::actor::JoinGroup;
 use super::actor::{InstanceActor, Stop};
 use super::io::{self, Addresses, GarpSender, VrrpSocket};
 use super::scripts::{ScriptVerdict, VrrpScriptActor};
 use super::setup;
+use super::sync_group::SyncGroupActor;
 use super::tracking::ScriptHealth;
 use crate::script::{self, lookup_user, RunAs};
 use actix::prelude::*;
@@ -31,6 +33,7 @@ pub enum RunError {
 pub struct Running {
     pub instances: Vec<Addr<InstanceActor>>,
     pub scripts: Vec<Addr<VrrpScriptActor>>,
+    pub groups: Vec<Addr<SyncGroupActor>>,
 }
 
 /// keepalived's default: `script_user`, else the `keepalived_script` user if it exists,
@@ -56,6 +59,7 @@ pub fn start(config: &Config) -> Result<Running, RunError> {
     let user = default_user(config)?;
     let specs = setup::specs(config, |ifname| io::iface(ifname).ok().and_then(|i| i.primary_v4))?;
     let mut instances = Vec::new();
+    let mut by_name: BTreeMap<String, Addr<InstanceActor>> = BTreeMap::new();
     let mut subscribers: BTreeMap<String, Vec<Recipient<ScriptVerdict>>> = BTreeMap::new();
     for spec in specs {
         let io_err = |source| RunError::Io {
@@ -66,6 +70,7 @@ pub fn start(config: &Config) -> Result<Running, RunError> {
         let socket = VrrpSocket::open(&ifc, spec.src, spec.multicast).map_err(io_err)?;
         let garp = GarpSender::open(&ifc).map_err(io_err)?;
         let tracked: Vec<String> = spec.track_scripts.iter().map(|(n, _)| n.clone()).collect();
+        let name = spec.name.clone();
         let addr = InstanceActor::new(spec, ifc, socket, addrs.clone(), garp, None, user).start();
         for name in tracked {
             subscribers
@@ -73,7 +78,23 @@ pub fn start(config: &Config) -> Result<Running, RunError> {
                 .or_default()
                 .push(addr.clone().recipient());
         }
+        by_name.insert(name, addr.clone());
         instances.push(addr);
+    }
+    let mut groups = Vec::new();
+    for g in &config.sync_groups {
+        let members: Vec<_> = g
+            .members
+            .iter()
+            .filter_map(|m| by_name.get(m).map(|a| (m.clone(), a.clone().recipient())))
+            .collect();
+        let group = SyncGroupActor::new(g.name.clone(), members, g.notify.clone(), user).start();
+        for m in &g.members {
+            if let Some(a) = by_name.get(m) {
+                a.do_send(JoinGroup(group.clone().recipient()));
+            }
+        }
+        groups.push(group);
     }
     let mut scripts = Vec::new();
     for (name, subs) in subscribers {
@@ -100,7 +121,11 @@ pub fn start(config: &Config) -> Result<Running, RunError> {
         let health = ScriptHealth::new(s.rise, s.fall, s.init_fail);
         scripts.push(VrrpScriptActor::new(name, argv, run_as, interval, timeout, health, subs).start());
     }
-    Ok(Running { instances, scripts })
+    Ok(Running {
+        instances,
+        scripts,
+        groups,
+    })
 }
 
 /// Stops every instance gracefully and waits for them.
