@@ -39,6 +39,7 @@ pub fn free_port() -> u16 {
 }
 
 pub mod netns;
+pub mod vrrp_lab;
 
 pub(crate) fn die_with_parent(cmd: &mut Command) {
     // SAFETY: prctl is async-signal-safe; the closure runs in the child before exec.

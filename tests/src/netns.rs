@@ -179,6 +179,16 @@ pub fn capture_arp(
     ifname: &str,
     dur: std::time::Duration,
 ) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    let h = capture_arp_timed(ns, ifname, dur);
+    std::thread::spawn(move || h.join().unwrap_or_default().into_iter().map(|(_, f)| f).collect())
+}
+
+/// [`capture_arp`] with the time each frame was read.
+pub fn capture_arp_timed(
+    ns: &Netns,
+    ifname: &str,
+    dur: std::time::Duration,
+) -> std::thread::JoinHandle<Vec<(std::time::Instant, Vec<u8>)>> {
     let path = format!("/var/run/netns/{}", ns.name);
     let ifname = std::ffi::CString::new(ifname).expect("ifname");
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -219,7 +229,7 @@ pub fn capture_arp(
             while std::time::Instant::now() < end {
                 let n = libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0);
                 if n > 0 {
-                    frames.push(buf[..n as usize].to_vec());
+                    frames.push((std::time::Instant::now(), buf[..n as usize].to_vec()));
                 }
             }
             libc::close(fd);
