@@ -319,3 +319,27 @@ fn sync_group_members_move_together() {
         both(&lab.lvs01) && none(&lab.lvs02)
     });
 }
+
+#[test]
+fn preempt_delay_postpones_the_return_and_labels_are_applied() {
+    let body = "    state BACKUP\n    preempt_delay 5\n";
+    let conf = conf_with("", body).replace(
+        &format!("        {VIP}\n"),
+        &format!("        {VIP}/32 dev ens33 label ens33:9\n"),
+    );
+    let lab = Lab::new("pdelay", &conf);
+    let _b = lab.ours("lvs02");
+    lab.wait_holder((false, true), Duration::from_secs(10), "lvs02 (alone) to become master");
+    let labels = lab.lvs02.ip(&["-o", "addr", "show", "label", "ens33:9"]);
+    assert!(
+        String::from_utf8_lossy(&labels.stdout).contains(VIP),
+        "VIP carries its label: {}",
+        String::from_utf8_lossy(&labels.stdout)
+    );
+    let started = Instant::now();
+    let _a = lab.ours("lvs01");
+    // lvs01 (100) would preempt after 3 x 1 s + skew; preempt_delay 5 holds it back.
+    lab.stays((false, true), Duration::from_secs(5));
+    lab.wait_holder((true, false), Duration::from_secs(6), "lvs01 to preempt after the delay");
+    assert!(started.elapsed() >= Duration::from_secs(5), "{:?}", started.elapsed());
+}
