@@ -329,7 +329,11 @@ fn preempt_delay_postpones_the_return_and_labels_are_applied() {
     );
     let lab = Lab::new("pdelay", &conf);
     let _b = lab.ours("lvs02");
-    lab.wait_holder((false, true), Duration::from_secs(10), "lvs02 (alone) to become master");
+    lab.wait_holder(
+        (false, true),
+        Duration::from_secs(10),
+        "lvs02 (alone) to become master",
+    );
     let labels = lab.lvs02.ip(&["-o", "addr", "show", "label", "ens33:9"]);
     assert!(
         String::from_utf8_lossy(&labels.stdout).contains(VIP),
@@ -340,6 +344,33 @@ fn preempt_delay_postpones_the_return_and_labels_are_applied() {
     let _a = lab.ours("lvs01");
     // lvs01 (100) would preempt after 3 x 1 s + skew; preempt_delay 5 holds it back.
     lab.stays((false, true), Duration::from_secs(5));
-    lab.wait_holder((true, false), Duration::from_secs(6), "lvs01 to preempt after the delay");
-    assert!(started.elapsed() >= Duration::from_secs(5), "{:?}", started.elapsed());
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(6),
+        "lvs01 to preempt after the delay",
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn garp_master_refresh_repeats_while_master() {
+    let body = "    state MASTER\n    garp_master_delay 0\n    garp_master_refresh 1\n    garp_master_refresh_repeat 2\n";
+    let lab = Lab::new("refresh", &conf_with("", body));
+    let _a = lab.ours("lvs01");
+    lab.wait_holder((true, false), Duration::from_secs(10), "lvs01 to hold the VIP");
+    let arp = capture_arp(&lab.switch, "br0", Duration::from_millis(3500));
+    let vip: std::net::Ipv4Addr = VIP.parse().unwrap();
+    let n = arp
+        .join()
+        .unwrap()
+        .iter()
+        .filter_map(|f| actors::vrrp::garp::parse(f))
+        .filter(|(_, ip)| *ip == vip)
+        .count();
+    // 3.5 s of refreshes every second, 2 each: 6 (or 8 at the edges).
+    assert!((6..=8).contains(&n), "{n} refresh GARPs in 3.5 s");
 }

@@ -259,9 +259,14 @@ impl InstanceActor {
     }
 
     fn send_garp(&mut self) {
+        let n = self.spec.garp_repeat;
+        self.send_garp_n(n);
+    }
+
+    fn send_garp_n(&mut self, n: u32) {
         for (ip, _, _) in &self.spec.vips {
             if let IpAddr::V4(v4) = ip {
-                if let Err(e) = self.garp.send(*v4, self.spec.garp_repeat) {
+                if let Err(e) = self.garp.send(*v4, n) {
                     tracing::warn!(instance = %self.spec.name, vip = %v4, "gratuitous ARP: {e}");
                 }
             }
@@ -372,6 +377,15 @@ impl Actor for InstanceActor {
         });
         ctx.add_stream(stream);
         self.notify = Some(NotifyQueue::start(self.spec.name.clone()));
+        if !self.spec.garp_refresh.is_zero() {
+            // `garp_master_refresh`: periodic GARPs while MASTER (switch caches age out).
+            ctx.run_interval(self.spec.garp_refresh, |act, _| {
+                if act.core.state() == State::Master {
+                    let n = act.spec.garp_refresh_repeat;
+                    act.send_garp_n(n);
+                }
+            });
+        }
         for (name, weight) in self.spec.track_interfaces.clone() {
             let index = if name == self.iface.name {
                 self.iface.index

@@ -28,6 +28,9 @@ pub struct InstanceSpec {
     pub vips: Vec<(IpAddr, u8, Option<String>)>,
     pub garp_repeat: u32,
     pub garp_delay: Duration,
+    /// While MASTER, every `garp_refresh` (zero: never) send `garp_refresh_repeat` GARPs.
+    pub garp_refresh: Duration,
+    pub garp_refresh_repeat: u32,
     /// Tracked `vrrp_script`s by name, with the weight in effect for this instance.
     pub track_scripts: Vec<(String, Weight)>,
     /// Tracked interfaces (the instance's own interface first, FAULT while down, unless
@@ -164,6 +167,8 @@ pub fn spec(
         vips,
         garp_repeat: inst.garp.master_repeat.max(1),
         garp_delay: Duration::from_secs(u64::from(inst.garp.master_delay)),
+        garp_refresh: Duration::from_secs(u64::from(inst.garp.master_refresh)),
+        garp_refresh_repeat: inst.garp.master_refresh_repeat.max(1),
         track_scripts: Vec::new(),
         track_interfaces: {
             let mut t = Vec::new();
