@@ -1,0 +1,146 @@
+//! The probes: one attempt each, bounded by the checker's `connect_timeout` (as in
+//! keepalived, the timeout covers connecting and the answer). TCP_CHECK connects;
+//! HTTP_GET sends `GET path` with the `virtualhost` as Host and checks the status and the
+//! md5 digest of the body; MISC_CHECK runs a program (exit 0 up, 1 down, with
+//! `misc_dynamic` 2..255 up with weight exit-2).
+
+use super::schedule::ProbeResult;
+use crate::script::{self, Outcome, RunAs};
+use bytes::Bytes;
+use ha_config::model::UrlCheck;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use md5::{Digest, Md5};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Where to probe (`connect_ip`/`connect_port` applied) and from where (`bindto`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub bind: Option<SocketAddr>,
+}
+
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
+async fn connect(t: &Target) -> std::io::Result<TcpStream> {
+    let sock = if t.addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(b) = t.bind {
+        sock.bind(b)?;
+    }
+    sock.set_nodelay(true)?;
+    sock.connect(t.addr).await
+}
+
+fn connect_failure(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        _ => format!("connect: {e}"),
+    }
+}
+
+/// TCP_CHECK: the connection opens within the timeout.
+pub async fn tcp(t: &Target, timeout: Duration) -> ProbeResult {
+    match tokio::time::timeout(timeout, connect(t)).await {
+        Err(_) => ProbeResult::down(format!("connect timeout after {}", secs(timeout))),
+        Ok(Err(e)) => ProbeResult::down(connect_failure(&e)),
+        Ok(Ok(_)) => ProbeResult::up("connected"),
+    }
+}
+
+/// HTTP_GET: every `url` must answer an accepted status (and digest, when given).
+pub async fn http(
+    t: &Target,
+    urls: &[UrlCheck],
+    virtualhost: Option<&str>,
+    timeout: Duration,
+) -> ProbeResult {
+    let attempt = async {
+        for u in urls {
+            let r = http_one(t, u, u.virtualhost.as_deref().or(virtualhost)).await;
+            if !r.ok {
+                return r;
+            }
+        }
+        ProbeResult::up("HTTP ok")
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => ProbeResult::down(format!("no answer within {}", secs(timeout))),
+    }
+}
+
+async fn http_one(t: &Target, u: &UrlCheck, host: Option<&str>) -> ProbeResult {
+    let stream = match connect(t).await {
+        Ok(s) => s,
+        Err(e) => return ProbeResult::down(connect_failure(&e)),
+    };
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+        Ok(x) => x,
+        Err(e) => return ProbeResult::down(format!("HTTP: {e}")),
+    };
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let host = host.map(str::to_string).unwrap_or_else(|| t.addr.to_string());
+    let req = match hyper::Request::get(u.path.as_str())
+        .header("Host", host)
+        .header("User-Agent", "KeepAliveClient")
+        .header("Connection", "close")
+        .body(Empty::<Bytes>::new())
+    {
+        Ok(r) => r,
+        Err(e) => return ProbeResult::down(format!("bad url {}: {e}", u.path)),
+    };
+    let resp = match sender.send_request(req).await {
+        Ok(r) => r,
+        Err(e) => return ProbeResult::down(format!("HTTP: {e}")),
+    };
+    let status = resp.status().as_u16();
+    if !u.accepts(status) {
+        return ProbeResult::down(format!("HTTP {status} for {}", u.path));
+    }
+    if let Some(want) = &u.digest {
+        let body = match resp.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return ProbeResult::down(format!("reading the body: {e}")),
+        };
+        let got = hex_lower(&Md5::digest(&body));
+        if !got.eq_ignore_ascii_case(want) {
+            return ProbeResult::down(format!("digest mismatch for {} (got {got})", u.path));
+        }
+    }
+    ProbeResult::up(format!("HTTP {status}"))
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// MISC_CHECK: exit 0 up, 1 down; with `dynamic`, 2..=255 up with weight exit-2.
+pub async fn misc(argv: &[String], run_as: Option<RunAs>, timeout: Duration, dynamic: bool) -> ProbeResult {
+    match script::run(argv, run_as, timeout).await {
+        Outcome::Success => ProbeResult::up("exit 0"),
+        Outcome::Failed(c) if dynamic && (2..=255).contains(&c) => ProbeResult {
+            ok: true,
+            reason: format!("exit {c}"),
+            weight: Some((c - 2) as u32),
+        },
+        Outcome::Failed(c) => ProbeResult::down(format!("exit {c}")),
+        Outcome::Signaled(s) => ProbeResult::down(format!("killed by signal {s}")),
+        Outcome::TimedOut => ProbeResult::down(format!("timed out after {}; killed", secs(timeout))),
+        Outcome::NotStarted(e) => ProbeResult::down(format!("not started: {e}")),
+    }
+}

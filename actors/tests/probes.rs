@@ -1,0 +1,130 @@
+//! The probes against real servers on loopback.
+
+use actors::check::probe::{self, Target};
+use ha_config::model::{StatusRange, UrlCheck};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A one-line-response HTTP server; remembers the requests it got.
+async fn server(status: u16, body: &'static str, hang: bool) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                if hang {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    return;
+                }
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn url(path: &str) -> UrlCheck {
+    UrlCheck {
+        path: path.into(),
+        digest: None,
+        status_code: vec![],
+        virtualhost: None,
+        extra: vec![],
+    }
+}
+
+fn target(addr: SocketAddr) -> Target {
+    Target { addr, bind: None }
+}
+
+const T: Duration = Duration::from_secs(2);
+
+#[tokio::test]
+async fn http_status_digest_and_virtualhost() {
+    let (ok, seen) = server(200, "hello", false).await;
+    let r = probe::http(&target(ok), &[url("/")], Some("www.example.test"), T).await;
+    assert!(r.ok, "{r:?}");
+    let req = seen.lock().unwrap()[0].clone();
+    assert!(req.starts_with("GET / HTTP/1.1\r\n"), "{req}");
+    assert!(
+        req.to_ascii_lowercase().contains("host: www.example.test\r\n"),
+        "{req}"
+    );
+
+    let (bad, _) = server(503, "busy", false).await;
+    let r = probe::http(&target(bad), &[url("/")], None, T).await;
+    assert!(!r.ok);
+    assert_eq!(r.reason, "HTTP 503 for /");
+
+    // md5("hello") = 5d41402abc4b2a76b9719d911017c592
+    let mut u = url("/");
+    u.digest = Some("5d41402abc4b2a76b9719d911017c592".into());
+    assert!(probe::http(&target(ok), &[u.clone()], None, T).await.ok);
+    u.digest = Some("00000000000000000000000000000000".into());
+    let r = probe::http(&target(ok), &[u], None, T).await;
+    assert!(!r.ok && r.reason.starts_with("digest mismatch"), "{r:?}");
+
+    // status_code 200-299,302
+    let (moved, _) = server(302, "", false).await;
+    let mut u = url("/");
+    u.status_code = vec![StatusRange { lo: 200, hi: 299 }, StatusRange { lo: 302, hi: 302 }];
+    assert!(probe::http(&target(moved), &[u.clone()], None, T).await.ok);
+    assert!(
+        !probe::http(&target(moved), &[url("/")], None, T).await.ok,
+        "302 is not 2xx"
+    );
+}
+
+#[tokio::test]
+async fn timeouts_and_refusals_are_down_with_their_reason() {
+    let (hung, _) = server(200, "", true).await;
+    let start = Instant::now();
+    let r = probe::http(&target(hung), &[url("/")], None, Duration::from_millis(300)).await;
+    assert!(!r.ok);
+    assert_eq!(r.reason, "no answer within 0.3 s");
+    assert!(start.elapsed() < Duration::from_secs(2));
+
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let r = probe::http(&target(closed), &[url("/")], None, T).await;
+    assert_eq!((r.ok, r.reason.as_str()), (false, "connection refused"));
+    let r = probe::tcp(&target(closed), T).await;
+    assert_eq!((r.ok, r.reason.as_str()), (false, "connection refused"));
+    assert!(probe::tcp(&target(hung), T).await.ok);
+}
+
+#[tokio::test]
+async fn misc_check_dynamic_weight_and_timeout() {
+    let argv = |s: &str| actors::script::split_argv(s).unwrap();
+    let r = probe::misc(&argv("/bin/true"), None, T, true).await;
+    assert_eq!((r.ok, r.weight), (true, None));
+    let r = probe::misc(&argv("/bin/false"), None, T, true).await;
+    assert!(!r.ok, "exit 1 is down");
+    // exit 7 with misc_dynamic: up with weight 5.
+    let r = probe::misc(&argv("/usr/bin/env sh -c 'exit 7'"), None, T, true).await;
+    assert_eq!((r.ok, r.weight), (true, Some(5)));
+    let r = probe::misc(&argv("/usr/bin/env sh -c 'exit 7'"), None, T, false).await;
+    assert!(!r.ok, "without misc_dynamic any non-zero exit is down");
+    let start = Instant::now();
+    let r = probe::misc(&argv("/bin/sleep 30"), None, Duration::from_millis(200), false).await;
+    assert_eq!(r.reason, "timed out after 0.2 s; killed");
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
