@@ -1,7 +1,11 @@
 //! Health checks of real servers (keepalived's checker semantics): the per-checker
-//! retry/transition core ([`schedule`]) and the desired virtual-server table as a pure
-//! function of the config and the checkers' verdicts ([`table`]).
+//! retry/transition core ([`schedule`]), the probes ([`probe`]), the desired table as a
+//! pure function ([`table`]); one actor per checker ([`actor`]) feeding the [`hub`],
+//! which publishes each virtual server's desired table; [`runner`] starts them.
 
+pub mod actor;
+pub mod hub;
 pub mod probe;
+pub mod runner;
 pub mod schedule;
 pub mod table;

@@ -1,0 +1,130 @@
+//! One actix actor per (virtual server, real server, checker): probes on the core's
+//! schedule, reports every verdict change as a [`CheckEvent`] to the [`super::hub`].
+
+use super::probe::{self, Target};
+use super::schedule::{CheckerCore, Health, Timing};
+use crate::script::RunAs;
+use actix::prelude::*;
+use ha_config::model::UrlCheck;
+use std::time::{Duration, SystemTime};
+
+/// What to probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeSpec {
+    Tcp(Target),
+    Http {
+        target: Target,
+        urls: Vec<UrlCheck>,
+        virtualhost: Option<String>,
+    },
+    Misc {
+        argv: Vec<String>,
+        run_as: Option<RunAs>,
+        timeout: Duration,
+        dynamic: bool,
+    },
+}
+
+/// Identifies a checker: its virtual server, real server and kind (with its index among
+/// the real server's checkers).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CheckerId {
+    pub vs: String,
+    pub rs: String,
+    pub checker: String,
+}
+
+impl std::fmt::Display for CheckerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.vs, self.rs, self.checker)
+    }
+}
+
+/// A checker's verdict changed (or its dynamic weight did).
+#[derive(Clone, Debug, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct CheckEvent {
+    pub id: CheckerId,
+    pub from: Health,
+    pub to: Health,
+    pub weight: Option<u32>,
+    pub reason: String,
+    pub at: SystemTime,
+}
+
+pub struct CheckerActor {
+    id: CheckerId,
+    core: CheckerCore,
+    probe: ProbeSpec,
+    sink: Recipient<CheckEvent>,
+    unit: f64,
+}
+
+impl CheckerActor {
+    /// `unit`: a random number in [0, 1) for the warmup delay.
+    pub fn new(
+        id: CheckerId,
+        timing: Timing,
+        probe: ProbeSpec,
+        sink: Recipient<CheckEvent>,
+        unit: f64,
+    ) -> Self {
+        CheckerActor {
+            id,
+            core: CheckerCore::new(timing),
+            probe,
+            sink,
+            unit,
+        }
+    }
+
+    fn schedule(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        ctx.run_later(delay, |act, ctx| act.run_probe(ctx));
+    }
+
+    fn run_probe(&mut self, ctx: &mut Context<Self>) {
+        let timeout = self.core.timing().connect_timeout;
+        let spec = self.probe.clone();
+        let fut = async move {
+            match &spec {
+                ProbeSpec::Tcp(t) => probe::tcp(t, timeout).await,
+                ProbeSpec::Http {
+                    target,
+                    urls,
+                    virtualhost,
+                } => probe::http(target, urls, virtualhost.as_deref(), timeout).await,
+                ProbeSpec::Misc {
+                    argv,
+                    run_as,
+                    timeout,
+                    dynamic,
+                } => probe::misc(argv, *run_as, *timeout, *dynamic).await,
+            }
+        };
+        // `wait`: one probe at a time per checker.
+        ctx.wait(fut.into_actor(self).map(|r, act, ctx| {
+            let (t, next) = act.core.on_result(&r);
+            if let Some(t) = t {
+                tracing::info!(checker = %act.id, from = %t.from, to = %t.to, reason = %t.reason, "check transition");
+                act.sink.do_send(CheckEvent {
+                    id: act.id.clone(),
+                    from: t.from,
+                    to: t.to,
+                    weight: act.core.weight(),
+                    reason: t.reason,
+                    at: SystemTime::now(),
+                });
+            }
+            act.schedule(next, ctx);
+        }));
+    }
+}
+
+impl Actor for CheckerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let first = self.core.first_delay(self.unit);
+        self.schedule(first, ctx);
+    }
+}

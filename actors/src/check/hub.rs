@@ -1,0 +1,112 @@
+//! Keeps every checker's verdict and the resulting desired table of each virtual server;
+//! publishes a virtual server's table whenever it changes (to the data plane).
+
+use super::actor::{CheckEvent, CheckerId};
+use super::schedule::Health;
+use super::table::{desired, rs_verdict, VsOutcome};
+use actix::prelude::*;
+use ha_config::model::VirtualServer;
+use std::collections::BTreeMap;
+
+/// The desired table of one virtual server changed.
+#[derive(Clone, Debug, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct DesiredChanged {
+    pub vs: String,
+    pub outcome: VsOutcome,
+}
+
+/// The current desired tables (for status and tests).
+#[derive(Message)]
+#[rtype(result = "BTreeMap<String, VsOutcome>")]
+pub struct GetTables;
+
+pub struct CheckHub {
+    /// Virtual servers by display name, with their checkers' ids per real server.
+    services: Vec<(String, VirtualServer)>,
+    verdicts: BTreeMap<CheckerId, (Health, Option<u32>)>,
+    tables: BTreeMap<String, VsOutcome>,
+    subscribers: Vec<Recipient<DesiredChanged>>,
+}
+
+/// The name a real server has in checker ids and events (`IP:PORT`).
+pub fn rs_name(rs: &ha_config::model::RealServer) -> String {
+    match rs.port {
+        Some(p) if rs.ip.is_ipv6() => format!("[{}]:{p}", rs.ip),
+        Some(p) => format!("{}:{p}", rs.ip),
+        None => rs.ip.to_string(),
+    }
+}
+
+impl CheckHub {
+    /// `initial`: the verdict each checker starts with (up, or down with `alpha`).
+    pub fn new(
+        services: Vec<(String, VirtualServer)>,
+        initial: BTreeMap<CheckerId, Health>,
+        subscribers: Vec<Recipient<DesiredChanged>>,
+    ) -> Self {
+        let verdicts = initial.into_iter().map(|(k, h)| (k, (h, None))).collect();
+        let mut hub = CheckHub {
+            services,
+            verdicts,
+            tables: BTreeMap::new(),
+            subscribers,
+        };
+        for i in 0..hub.services.len() {
+            hub.recompute(i);
+        }
+        hub
+    }
+
+    fn recompute(&mut self, i: usize) {
+        let (name, vs) = &self.services[i];
+        let was_up = self.tables.get(name).map(|t| t.quorum_up).unwrap_or(true);
+        let outcome = desired(
+            vs,
+            |rs| {
+                let rname = rs_name(rs);
+                rs_verdict(
+                    self.verdicts
+                        .iter()
+                        .filter(|(id, _)| id.vs == *name && id.rs == rname)
+                        .map(|(_, v)| *v),
+                )
+            },
+            was_up,
+        );
+        if self.tables.get(name) != Some(&outcome) {
+            tracing::info!(vs = %name, dests = outcome.dests.len(), quorum_up = outcome.quorum_up,
+                sorry = outcome.sorry_active, "desired table changed");
+            for s in &self.subscribers {
+                s.do_send(DesiredChanged {
+                    vs: name.clone(),
+                    outcome: outcome.clone(),
+                });
+            }
+            self.tables.insert(name.clone(), outcome);
+        }
+    }
+}
+
+impl Actor for CheckHub {
+    type Context = Context<Self>;
+}
+
+impl Handler<CheckEvent> for CheckHub {
+    type Result = ();
+
+    fn handle(&mut self, e: CheckEvent, _ctx: &mut Context<Self>) {
+        self.verdicts.insert(e.id.clone(), (e.to, e.weight));
+        if let Some(i) = self.services.iter().position(|(n, _)| *n == e.id.vs) {
+            self.recompute(i);
+        }
+    }
+}
+
+impl Handler<GetTables> for CheckHub {
+    type Result = MessageResult<GetTables>;
+
+    fn handle(&mut self, _: GetTables, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.tables.clone())
+    }
+}

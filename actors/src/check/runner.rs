@@ -1,0 +1,99 @@
+//! Starts the checkers of one director's configuration and the hub that turns their
+//! verdicts into desired tables.
+
+use super::actor::{CheckerActor, CheckerId, ProbeSpec};
+use super::hub::{rs_name, CheckHub, DesiredChanged};
+use super::probe::Target;
+use super::schedule::{CheckerCore, Timing};
+use crate::script::{self, lookup_user};
+use actix::prelude::*;
+use ha_config::model::{CheckKind, Config};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub struct Checks {
+    pub hub: Addr<CheckHub>,
+    pub checkers: Vec<Addr<CheckerActor>>,
+}
+
+/// A random number in [0, 1) from the clock and a counter (warmup spreading only).
+fn unit(i: usize) -> f64 {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0) as u64;
+    let x = (n ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+pub fn start(config: &Config, subscribers: Vec<Recipient<DesiredChanged>>) -> Checks {
+    let mut specs = Vec::new();
+    let mut services = Vec::new();
+    for vs in &config.virtual_servers {
+        let vname = vs.key.to_string();
+        services.push((vname.clone(), vs.clone()));
+        for rs in &vs.real_servers {
+            for (n, c) in rs.checkers.iter().enumerate() {
+                let port = c.common.connect_port.or(rs.port).unwrap_or(0);
+                let ip = c.common.connect_ip.unwrap_or(rs.ip);
+                let target = Target {
+                    addr: SocketAddr::new(ip, port),
+                    bind: c
+                        .common
+                        .bindto
+                        .map(|b| SocketAddr::new(b, c.common.bind_port.unwrap_or(0))),
+                };
+                let probe = match &c.kind {
+                    CheckKind::Tcp => ProbeSpec::Tcp(target),
+                    CheckKind::Http(h) | CheckKind::Ssl(h) => ProbeSpec::Http {
+                        target,
+                        urls: h.urls.clone(),
+                        virtualhost: h.virtualhost.clone(),
+                    },
+                    CheckKind::Misc(m) => {
+                        let Ok(argv) = script::split_argv(&m.misc_path) else {
+                            tracing::error!(vs = %vname, rs = %rs_name(rs), "MISC_CHECK: bad misc_path");
+                            continue;
+                        };
+                        let run_as = m
+                            .user
+                            .as_ref()
+                            .and_then(|u| lookup_user(&u.user, u.group.as_deref()).ok());
+                        let timing = Timing::from(&c.common);
+                        ProbeSpec::Misc {
+                            argv,
+                            run_as,
+                            timeout: m
+                                .misc_timeout
+                                .map(|t| Duration::from_micros(t.0))
+                                .unwrap_or(timing.delay_loop),
+                            dynamic: m.misc_dynamic,
+                        }
+                    }
+                    CheckKind::Other(k) => {
+                        tracing::warn!(vs = %vname, rs = %rs_name(rs), "{k} is not supported; checker ignored");
+                        continue;
+                    }
+                };
+                let id = CheckerId {
+                    vs: vname.clone(),
+                    rs: rs_name(rs),
+                    checker: format!("{}#{n}", c.kind.keyword()),
+                };
+                specs.push((id, Timing::from(&c.common), probe));
+            }
+        }
+    }
+    let initial = specs
+        .iter()
+        .map(|(id, t, _)| (id.clone(), CheckerCore::new(*t).health()))
+        .collect::<BTreeMap<_, _>>();
+    let hub = CheckHub::new(services, initial, subscribers).start();
+    let checkers = specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, t, p))| CheckerActor::new(id, t, p, hub.clone().recipient(), unit(i)).start())
+        .collect();
+    Checks { hub, checkers }
+}

@@ -1,0 +1,88 @@
+//! Checkers end to end on loopback: real HTTP servers, the seed's kind of checker block,
+//! a server stopped and started again; the desired table follows.
+
+use ::actors::check::hub::GetTables;
+use ::actors::check::runner;
+use actix::prelude::*;
+use ha_config::cluster;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+async fn web(l: TcpListener) {
+    loop {
+        let Ok((mut s, _)) = l.accept().await else { return };
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .await;
+        });
+    }
+}
+
+async fn table_ports(hub: &Addr<::actors::check::hub::CheckHub>) -> Vec<u16> {
+    let t = hub.send(GetTables).await.unwrap();
+    t.values()
+        .flat_map(|o| o.dests.iter().filter(|d| d.weight > 0).filter_map(|d| d.port))
+        .collect()
+}
+
+#[actix_rt::test]
+async fn a_stopped_web_server_leaves_the_table_and_comes_back() {
+    let l1 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let l2 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (p1, p2) = (l1.local_addr().unwrap().port(), l2.local_addr().unwrap().port());
+    let s1 = tokio::spawn(web(l1));
+    let _s2 = tokio::spawn(web(l2));
+    let rs = |p: u16| {
+        format!(
+            " real_server 127.0.0.1 {p} {{\n  weight 1\n  HTTP_GET {{\n   url {{\n    path /\n    status_code 200\n   }}\n   connect_timeout 1\n   retry 1\n   delay_before_retry 1\n  }}\n }}\n"
+        )
+    };
+    let text = format!(
+        "virtual_server 198.18.116.134 80 {{\n delay_loop 1\n lb_algo rr\n lb_kind NAT\n protocol TCP\n{}{}}}\n",
+        rs(p1),
+        rs(p2)
+    );
+    let (_, loaded) = cluster::load_str("c.conf", &text, &[]);
+    assert!(!loaded.diags.has_errors(), "{:?}", loaded.diags);
+    let config = loaded.cluster.default.clone();
+    let checks = runner::start(&config, vec![]);
+    let hub = checks.hub.clone();
+
+    let wait = |want: Vec<u16>, within: Duration| {
+        let hub = hub.clone();
+        async move {
+            let start = Instant::now();
+            loop {
+                let mut got = table_ports(&hub).await;
+                got.sort();
+                if got == want {
+                    return start.elapsed();
+                }
+                assert!(start.elapsed() < within, "table {got:?}, want {want:?}");
+                actix_rt::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let mut both = vec![p1, p2];
+    both.sort();
+    wait(both.clone(), Duration::from_secs(3)).await;
+
+    // Stop rs01's web server (connections refused from now on).
+    s1.abort();
+    let _ = s1.await;
+    let took = wait(vec![p2], Duration::from_secs(6)).await;
+    // keepalived, refused at once: at most delay_loop + retry x delay_before_retry = 2 s
+    // (plus the probes themselves).
+    eprintln!("rs01 down after {took:?} (keepalived bound for refusals: 2 s)");
+    assert!(took <= Duration::from_millis(2600), "{took:?}");
+
+    // Start it again: back at the next probe.
+    let l1 = TcpListener::bind(("127.0.0.1", p1)).await.unwrap();
+    let _s1 = tokio::spawn(web(l1));
+    let took = wait(both, Duration::from_secs(3)).await;
+    eprintln!("rs01 back after {took:?}");
+}
