@@ -128,3 +128,78 @@ async fn misc_check_dynamic_weight_and_timeout() {
     assert_eq!(r.reason, "timed out after 0.2 s; killed");
     assert!(start.elapsed() < Duration::from_secs(3));
 }
+
+/// An HTTPS server with a self-signed certificate for `name`; records the SNI it saw.
+async fn tls_server(name: &str) -> (SocketAddr, Arc<Mutex<Vec<String>>>, Vec<u8>) {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ck = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+    let cert_der = ck.cert.der().clone();
+    let cert_pem = ck.cert.pem().into_bytes();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let sni = Arc::new(Mutex::new(Vec::new()));
+    let seen = sni.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let acceptor = acceptor.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let name = tls.get_ref().1.server_name().unwrap_or("").to_string();
+                seen.lock().unwrap().push(name);
+                let mut buf = vec![0u8; 4096];
+                let _ = tls.read(&mut buf).await;
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, sni, cert_pem)
+}
+
+#[tokio::test]
+async fn ssl_get_accepts_a_self_signed_certificate_like_keepalived_and_sends_sni() {
+    let (addr, sni, pem) = tls_server("rs01.example.test").await;
+    let any = actors::check::tls::client_accept_any();
+    let r = probe::https(
+        &target(addr),
+        &[url("/")],
+        Some("rs01.example.test"),
+        T,
+        any.clone(),
+    )
+    .await;
+    assert!(r.ok, "{r:?}");
+    assert_eq!(sni.lock().unwrap().as_slice(), ["rs01.example.test"]);
+    // Opt-in verification: the right CA passes, a wrong name fails.
+    let ca = actors::check::tls::client_with_ca(&pem).unwrap();
+    assert!(
+        probe::https(
+            &target(addr),
+            &[url("/")],
+            Some("rs01.example.test"),
+            T,
+            ca.clone()
+        )
+        .await
+        .ok
+    );
+    let r = probe::https(&target(addr), &[url("/")], Some("other.example.test"), T, ca).await;
+    assert!(!r.ok && r.reason.starts_with("TLS:"), "{r:?}");
+    // Plain HTTP against it is refused as a protocol error, not a hang.
+    let r = probe::http(&target(addr), &[url("/")], None, T).await;
+    assert!(!r.ok);
+}

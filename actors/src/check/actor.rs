@@ -9,13 +9,19 @@ use ha_config::model::UrlCheck;
 use std::time::{Duration, SystemTime};
 
 /// What to probe.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum ProbeSpec {
     Tcp(Target),
     Http {
         target: Target,
         urls: Vec<UrlCheck>,
         virtualhost: Option<String>,
+    },
+    Https {
+        target: Target,
+        urls: Vec<UrlCheck>,
+        virtualhost: Option<String>,
+        tls: std::sync::Arc<rustls::ClientConfig>,
     },
     Misc {
         argv: Vec<String>,
@@ -93,6 +99,12 @@ impl CheckerActor {
                     urls,
                     virtualhost,
                 } => probe::http(target, urls, virtualhost.as_deref(), timeout).await,
+                ProbeSpec::Https {
+                    target,
+                    urls,
+                    virtualhost,
+                    tls,
+                } => probe::https(target, urls, virtualhost.as_deref(), timeout, tls.clone()).await,
                 ProbeSpec::Misc {
                     argv,
                     run_as,

@@ -9,3 +9,4 @@ pub mod probe;
 pub mod runner;
 pub mod schedule;
 pub mod table;
+pub mod tls;

@@ -87,7 +87,53 @@ async fn http_one(t: &Target, u: &UrlCheck, host: Option<&str>) -> ProbeResult {
         Ok(s) => s,
         Err(e) => return ProbeResult::down(connect_failure(&e)),
     };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+    get(stream, t, u, host).await
+}
+
+/// SSL_GET: as HTTP_GET over TLS (`tls`: see [`super::tls`]); the `virtualhost` is also
+/// the SNI name.
+pub async fn https(
+    t: &Target,
+    urls: &[UrlCheck],
+    virtualhost: Option<&str>,
+    timeout: Duration,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+) -> ProbeResult {
+    let attempt = async {
+        for u in urls {
+            let host = u.virtualhost.as_deref().or(virtualhost);
+            let stream = match connect(t).await {
+                Ok(s) => s,
+                Err(e) => return ProbeResult::down(connect_failure(&e)),
+            };
+            let name = host
+                .and_then(|h| rustls::pki_types::ServerName::try_from(h.to_string()).ok())
+                .unwrap_or_else(|| rustls::pki_types::ServerName::IpAddress(t.addr.ip().into()));
+            let tls_stream = match tokio_rustls::TlsConnector::from(tls.clone())
+                .connect(name, stream)
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => return ProbeResult::down(format!("TLS: {e}")),
+            };
+            let r = get(tls_stream, t, u, host).await;
+            if !r.ok {
+                return r;
+            }
+        }
+        ProbeResult::up("HTTPS ok")
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => ProbeResult::down(format!("no answer within {}", secs(timeout))),
+    }
+}
+
+async fn get<IO>(io: IO, t: &Target, u: &UrlCheck, host: Option<&str>) -> ProbeResult
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(io)).await {
         Ok(x) => x,
         Err(e) => return ProbeResult::down(format!("HTTP: {e}")),
     };

@@ -28,6 +28,8 @@ fn unit(i: usize) -> f64 {
 }
 
 pub fn start(config: &Config, subscribers: Vec<Recipient<DesiredChanged>>) -> Checks {
+    // keepalived's SSL_GET does not verify certificates (see `tls`).
+    let tls = super::tls::client_accept_any();
     let mut specs = Vec::new();
     let mut services = Vec::new();
     for vs in &config.virtual_servers {
@@ -46,10 +48,16 @@ pub fn start(config: &Config, subscribers: Vec<Recipient<DesiredChanged>>) -> Ch
                 };
                 let probe = match &c.kind {
                     CheckKind::Tcp => ProbeSpec::Tcp(target),
-                    CheckKind::Http(h) | CheckKind::Ssl(h) => ProbeSpec::Http {
+                    CheckKind::Http(h) => ProbeSpec::Http {
                         target,
                         urls: h.urls.clone(),
                         virtualhost: h.virtualhost.clone(),
+                    },
+                    CheckKind::Ssl(h) => ProbeSpec::Https {
+                        target,
+                        urls: h.urls.clone(),
+                        virtualhost: h.virtualhost.clone(),
+                        tls: tls.clone(),
                     },
                     CheckKind::Misc(m) => {
                         let Ok(argv) = script::split_argv(&m.misc_path) else {
