@@ -86,3 +86,39 @@ async fn a_stopped_web_server_leaves_the_table_and_comes_back() {
     let took = wait(both, Duration::from_secs(3)).await;
     eprintln!("rs01 back after {took:?}");
 }
+
+#[actix_rt::test]
+async fn a_real_server_shared_by_two_virtual_servers_is_probed_once() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+            });
+        }
+    });
+    let vs = |vport: u16| {
+        format!(
+            "virtual_server 198.18.116.134 {vport} {{\n delay_loop 1\n lb_kind NAT\n real_server 127.0.0.1 {port} {{\n  HTTP_GET {{\n   url {{\n    path /\n   }}\n   connect_timeout 1\n  }}\n }}\n}}\n"
+        )
+    };
+    let (_, loaded) = cluster::load_str("c.conf", &(vs(80) + &vs(8080)), &[]);
+    let checks = runner::start(&loaded.cluster.default, vec![]);
+    assert_eq!(checks.checkers.len(), 1, "one probe for both virtual servers");
+    actix_rt::time::sleep(Duration::from_millis(2500)).await;
+    let n = hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (2..=4).contains(&n),
+        "{n} probes in 2.5 s at delay_loop 1 (not twice that)"
+    );
+    let tables = checks.hub.send(GetTables).await.unwrap();
+    assert_eq!(tables.len(), 2);
+    assert!(tables.values().all(|t| t.dests.len() == 1));
+}

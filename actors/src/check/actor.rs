@@ -59,7 +59,9 @@ pub struct CheckEvent {
 }
 
 pub struct CheckerActor {
-    id: CheckerId,
+    /// Every (virtual server, real server, checker) this probe stands for: identical
+    /// checks of one real server in several virtual servers are probed once.
+    ids: Vec<CheckerId>,
     core: CheckerCore,
     probe: ProbeSpec,
     sink: Recipient<CheckEvent>,
@@ -69,14 +71,14 @@ pub struct CheckerActor {
 impl CheckerActor {
     /// `unit`: a random number in [0, 1) for the warmup delay.
     pub fn new(
-        id: CheckerId,
+        ids: Vec<CheckerId>,
         timing: Timing,
         probe: ProbeSpec,
         sink: Recipient<CheckEvent>,
         unit: f64,
     ) -> Self {
         CheckerActor {
-            id,
+            ids,
             core: CheckerCore::new(timing),
             probe,
             sink,
@@ -117,15 +119,18 @@ impl CheckerActor {
         ctx.wait(fut.into_actor(self).map(|r, act, ctx| {
             let (t, next) = act.core.on_result(&r);
             if let Some(t) = t {
-                tracing::info!(checker = %act.id, from = %t.from, to = %t.to, reason = %t.reason, "check transition");
-                act.sink.do_send(CheckEvent {
-                    id: act.id.clone(),
-                    from: t.from,
-                    to: t.to,
-                    weight: act.core.weight(),
-                    reason: t.reason,
-                    at: SystemTime::now(),
-                });
+                let at = SystemTime::now();
+                for id in &act.ids {
+                    tracing::info!(checker = %id, from = %t.from, to = %t.to, reason = %t.reason, "check transition");
+                    act.sink.do_send(CheckEvent {
+                        id: id.clone(),
+                        from: t.from,
+                        to: t.to,
+                        weight: act.core.weight(),
+                        reason: t.reason.clone(),
+                        at,
+                    });
+                }
             }
             act.schedule(next, ctx);
         }));

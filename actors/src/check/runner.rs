@@ -98,10 +98,45 @@ pub fn start(config: &Config, subscribers: Vec<Recipient<DesiredChanged>>) -> Ch
         .map(|(id, t, _)| (id.clone(), CheckerCore::new(*t).health()))
         .collect::<BTreeMap<_, _>>();
     let hub = CheckHub::new(services, initial, subscribers).start();
-    let checkers = specs
-        .into_iter()
+    // One probe per distinct (target, probe, timing): keepalived probes a real server
+    // once per virtual server; we probe it once and tell every virtual server.
+    let mut distinct: BTreeMap<String, (Vec<CheckerId>, Timing, ProbeSpec)> = BTreeMap::new();
+    for (id, t, p) in specs {
+        let key = probe_key(&t, &p);
+        distinct
+            .entry(key)
+            .or_insert_with(|| (Vec::new(), t, p))
+            .0
+            .push(id);
+    }
+    let checkers = distinct
+        .into_values()
         .enumerate()
-        .map(|(i, (id, t, p))| CheckerActor::new(id, t, p, hub.clone().recipient(), unit(i)).start())
+        .map(|(i, (ids, t, p))| CheckerActor::new(ids, t, p, hub.clone().recipient(), unit(i)).start())
         .collect();
     Checks { hub, checkers }
+}
+
+/// What makes two checks the same probe.
+fn probe_key(t: &Timing, p: &ProbeSpec) -> String {
+    match p {
+        ProbeSpec::Tcp(target) => format!("tcp {target:?} {t:?}"),
+        ProbeSpec::Http {
+            target,
+            urls,
+            virtualhost,
+        } => format!("http {target:?} {urls:?} {virtualhost:?} {t:?}"),
+        ProbeSpec::Https {
+            target,
+            urls,
+            virtualhost,
+            ..
+        } => format!("https {target:?} {urls:?} {virtualhost:?} {t:?}"),
+        ProbeSpec::Misc {
+            argv,
+            run_as,
+            timeout,
+            dynamic,
+        } => format!("misc {argv:?} {run_as:?} {timeout:?} {dynamic} {t:?}"),
+    }
 }
