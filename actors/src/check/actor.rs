@@ -66,6 +66,8 @@ pub struct CheckerActor {
     probe: ProbeSpec,
     sink: Recipient<CheckEvent>,
     unit: f64,
+    /// When the next probe is due (for the lateness statistics).
+    due: std::time::Instant,
 }
 
 impl CheckerActor {
@@ -83,14 +85,17 @@ impl CheckerActor {
             probe,
             sink,
             unit,
+            due: std::time::Instant::now(),
         }
     }
 
     fn schedule(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        self.due = std::time::Instant::now() + delay;
         ctx.run_later(delay, |act, ctx| act.run_probe(ctx));
     }
 
     fn run_probe(&mut self, ctx: &mut Context<Self>) {
+        super::stats::STATS.record(self.due.elapsed());
         let timeout = self.core.timing().connect_timeout;
         let spec = self.probe.clone();
         let fut = async move {

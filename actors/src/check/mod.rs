@@ -8,5 +8,6 @@ pub mod hub;
 pub mod probe;
 pub mod runner;
 pub mod schedule;
+pub mod stats;
 pub mod table;
 pub mod tls;

@@ -1,0 +1,207 @@
+//! Benchmark (issue 6): N HTTP_GET and N TCP_CHECK checkers at delay_loop 1 s against
+//! loopback targets (a few server processes), all inside a fresh network namespace (only
+//! `lo`, addresses 127.0.x.y). Prints checks/s, the checker process's CPU and RSS, and the
+//! p50/p99 lateness of probes against their schedule.
+//!
+//! `cargo build --release -p e2e --bin check-bench && target/release/check-bench [N] [SECS]`
+
+use actix::prelude::*;
+use e2e::netns::Netns;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+const HTTP_PORTS: [u16; 2] = [8001, 8002];
+const TCP_PORT: u16 = 9001;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("--serve") => serve(&args[2..]),
+        Some("--inner") => inner(&args[2..]),
+        _ => outer(&args[1..]),
+    }
+}
+
+/// Creates the namespace and runs the measurement inside it.
+fn outer(args: &[String]) {
+    let n = args.first().cloned().unwrap_or_else(|| "10000".into());
+    let secs = args.get(1).cloned().unwrap_or_else(|| "20".into());
+    let ns = Netns::new("chkbench");
+    let exe = std::env::current_exe().expect("exe");
+    let status = ns
+        .command(exe.to_str().expect("path"))
+        .args(["--inner", &n, &secs])
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        .status()
+        .expect("run inner");
+    drop(ns);
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+/// A target process: answers HTTP on the given ports (any 127.x.y.z).
+fn serve(ports: &[String]) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        for p in ports {
+            let port: u16 = p.parse().expect("port");
+            let l = tokio::net::TcpListener::bind(("0.0.0.0", port))
+                .await
+                .expect("bind");
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                loop {
+                    let Ok((mut s, _)) = l.accept().await else {
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 1024];
+                        let _ = s.read(&mut buf).await;
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                            .await;
+                    });
+                }
+            });
+        }
+        std::future::pending::<()>().await;
+    });
+}
+
+fn cpu_ticks() -> u64 {
+    let mut s = String::new();
+    if std::fs::File::open("/proc/self/stat")
+        .and_then(|mut f| f.read_to_string(&mut s))
+        .is_err()
+    {
+        return 0;
+    }
+    // Fields after the command name in parentheses: utime is 14th, stime 15th overall.
+    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<f64>().ok())
+        .map(|k| k / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn config_text(n: usize) -> String {
+    let mut s = String::new();
+    let per_vs = 100;
+    let addr = |i: usize| format!("127.{}.{}.{}", 1 + i / 65536, (i / 256) % 256, i % 256);
+    for (kind, offset) in [("HTTP_GET", 0usize), ("TCP_CHECK", n)] {
+        for v in 0..n.div_ceil(per_vs) {
+            let vs_index = offset / per_vs + v;
+            s.push_str(&format!(
+                "virtual_server 198.18.{}.{} 80 {{\n  delay_loop 1\n  lb_kind NAT\n  protocol TCP\n",
+                100 + vs_index / 250,
+                1 + vs_index % 250
+            ));
+            for r in 0..per_vs.min(n - v * per_vs) {
+                let i = offset + v * per_vs + r;
+                let port = if kind == "HTTP_GET" {
+                    HTTP_PORTS[i % 2]
+                } else {
+                    TCP_PORT
+                };
+                let check = if kind == "HTTP_GET" {
+                    "HTTP_GET {\n      url {\n        path /\n      }\n      connect_timeout 2\n      retry 1\n      delay_before_retry 1\n      warmup 1\n    }"
+                } else {
+                    "TCP_CHECK {\n      connect_timeout 2\n      retry 1\n      delay_before_retry 1\n      warmup 1\n    }"
+                };
+                s.push_str(&format!(
+                    "  real_server {} {port} {{\n    {check}\n  }}\n",
+                    addr(i)
+                ));
+            }
+            s.push_str("}\n");
+        }
+    }
+    s
+}
+
+fn inner(args: &[String]) {
+    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let secs: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let exe = std::env::current_exe().expect("exe");
+    let mut targets = Vec::new();
+    for p in HTTP_PORTS {
+        targets.push(
+            std::process::Command::new(&exe)
+                .args(["--serve", &p.to_string()])
+                .spawn()
+                .expect("target"),
+        );
+    }
+    targets.push(
+        std::process::Command::new(&exe)
+            .args(["--serve", &TCP_PORT.to_string()])
+            .spawn()
+            .expect("target"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let text = config_text(n);
+    let t = Instant::now();
+    let (_, loaded) = ha_config::cluster::load_str("bench.conf", &text, &[]);
+    println!(
+        "config: {n} HTTP_GET + {n} TCP_CHECK real servers in {} virtual servers ({} KiB), parsed in {:.2} s",
+        loaded.cluster.default.virtual_servers.len(),
+        text.len() / 1024,
+        t.elapsed().as_secs_f64()
+    );
+    let config = loaded.cluster.default.clone();
+    let sys = actix_rt::System::new();
+    sys.block_on(async move {
+        let checks = ::actors::check::runner::start(&config, vec![]);
+        println!("{} checker actors", checks.checkers.len());
+        // Warm up (warmup 1 s spreads the first probes), then measure.
+        actix_rt::time::sleep(Duration::from_secs(5)).await;
+        let stats = &::actors::check::stats::STATS;
+        stats.reset();
+        let (c0, t0) = (cpu_ticks(), Instant::now());
+        actix_rt::time::sleep(Duration::from_secs(secs)).await;
+        let wall = t0.elapsed().as_secs_f64();
+        let ticks = cpu_ticks() - c0;
+        // SAFETY: sysconf is a plain query.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let tables = checks
+            .hub
+            .send(::actors::check::hub::GetTables)
+            .await
+            .unwrap_or_default();
+        let up: usize = tables.values().map(|t| t.dests.len()).sum();
+        println!(
+            "{:.0} checks/s over {wall:.0} s (schedule: {}/s); CPU {:.0}% of one core; RSS {:.0} MiB",
+            stats.probes() as f64 / wall,
+            2 * n,
+            100.0 * ticks as f64 / hz / wall,
+            rss_mib()
+        );
+        println!(
+            "lateness against the schedule: p50 {} ms, p99 {} ms, max bucket {} ms; {} of {} real servers up",
+            stats.lateness_quantile_ms(0.50),
+            stats.lateness_quantile_ms(0.99),
+            stats.lateness_quantile_ms(1.0),
+            up,
+            2 * n
+        );
+        System::current().stop();
+    });
+    for mut t in targets {
+        let _ = t.kill();
+        let _ = t.wait();
+    }
+    let _ = std::io::stdout().flush();
+}
