@@ -122,3 +122,37 @@ async fn a_real_server_shared_by_two_virtual_servers_is_probed_once() {
     assert_eq!(tables.len(), 2);
     assert!(tables.values().all(|t| t.dests.len() == 1));
 }
+
+#[actix_rt::test]
+async fn reconfiguring_one_checker_leaves_the_others_state_alone() {
+    let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_port = up.local_addr().unwrap().port();
+    tokio::spawn(web(up));
+    let down_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = |path: &str| {
+        format!(
+            "virtual_server 198.18.116.134 80 {{\n delay_loop 1\n lb_kind NAT\n real_server 127.0.0.1 {up_port} {{\n  HTTP_GET {{\n   url {{\n    path {path}\n   }}\n   connect_timeout 1\n  }}\n }}\n real_server 127.0.0.1 {down_port} {{\n  TCP_CHECK {{\n   connect_timeout 1\n   retry 1\n   delay_before_retry 1\n  }}\n }}\n}}\n"
+        )
+    };
+    let (_, l) = cluster::load_str("c.conf", &conf("/"), &[]);
+    let mut checks = runner::start(&l.cluster.default, vec![]);
+    let hub = checks.hub.clone();
+    let ports = || async { table_ports(&hub).await };
+    // Refused, retried once a second later: down after ~1 s.
+    actix_rt::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(ports().await, vec![up_port], "the closed port is down");
+    // Retune only the HTTP check (another path): it restarts; the TCP check keeps its
+    // DOWN verdict instead of starting UP again.
+    let (_, l2) = cluster::load_str("c.conf", &conf("/health"), &[]);
+    assert_eq!(checks.reconfigure(&l2.cluster.default), (1, 1, 1));
+    actix_rt::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        ports().await,
+        vec![up_port],
+        "no state reset for the unchanged checker"
+    );
+}

@@ -142,6 +142,52 @@ impl CheckerActor {
     }
 }
 
+/// The (virtual server, real server, checker) ids this probe now stands for.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetIds(pub Vec<CheckerId>);
+
+/// Stop probing (the checker left the configuration).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopChecker;
+
+impl Handler<SetIds> for CheckerActor {
+    type Result = ();
+
+    fn handle(&mut self, SetIds(ids): SetIds, _ctx: &mut Context<Self>) {
+        // Virtual servers that start sharing this probe learn its verdict now, not at its
+        // next change (which may never come).
+        let h = self.core.health();
+        for id in ids.iter().filter(|id| !self.ids.contains(id)) {
+            self.sink.do_send(CheckEvent {
+                id: id.clone(),
+                from: h,
+                to: h,
+                weight: self.core.weight(),
+                reason: "reconfigured".into(),
+                at: SystemTime::now(),
+            });
+        }
+        self.ids = ids;
+    }
+}
+
+impl Handler<StopChecker> for CheckerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopChecker, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl CheckerActor {
+    /// The current verdict (for a hub that learns of this probe after a reconfiguration).
+    pub fn health(&self) -> super::schedule::Health {
+        self.core.health()
+    }
+}
+
 impl Actor for CheckerActor {
     type Context = Context<Self>;
 

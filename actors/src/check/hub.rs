@@ -103,6 +103,32 @@ impl Handler<CheckEvent> for CheckHub {
     }
 }
 
+/// A new configuration: these services, and the verdict of every checker id that is new
+/// (ids that remain keep theirs; ids that left are forgotten).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure {
+    pub services: Vec<(String, VirtualServer)>,
+    pub ids: BTreeMap<CheckerId, Health>,
+}
+
+impl Handler<Reconfigure> for CheckHub {
+    type Result = ();
+
+    fn handle(&mut self, r: Reconfigure, _ctx: &mut Context<Self>) {
+        self.verdicts.retain(|id, _| r.ids.contains_key(id));
+        for (id, h) in r.ids {
+            self.verdicts.entry(id).or_insert((h, None));
+        }
+        let names: Vec<String> = r.services.iter().map(|(n, _)| n.clone()).collect();
+        self.tables.retain(|n, _| names.contains(n));
+        self.services = r.services;
+        for i in 0..self.services.len() {
+            self.recompute(i);
+        }
+    }
+}
+
 impl Handler<GetTables> for CheckHub {
     type Result = MessageResult<GetTables>;
 

@@ -1,8 +1,8 @@
 //! Starts the checkers of one director's configuration and the hub that turns their
 //! verdicts into desired tables.
 
-use super::actor::{CheckerActor, CheckerId, ProbeSpec};
-use super::hub::{rs_name, CheckHub, DesiredChanged};
+use super::actor::{CheckerActor, CheckerId, ProbeSpec, SetIds, StopChecker};
+use super::hub::{rs_name, CheckHub, DesiredChanged, Reconfigure};
 use super::probe::Target;
 use super::schedule::{CheckerCore, Timing};
 use crate::script::{self, lookup_user};
@@ -14,7 +14,15 @@ use std::time::Duration;
 
 pub struct Checks {
     pub hub: Addr<CheckHub>,
-    pub checkers: Vec<Addr<CheckerActor>>,
+    /// One actor per distinct probe, by its key.
+    pub checkers: BTreeMap<String, Addr<CheckerActor>>,
+}
+
+/// Every checker of a configuration: services, and per distinct probe its ids, timing
+/// and probe.
+struct Plan {
+    services: Vec<(String, ha_config::model::VirtualServer)>,
+    probes: BTreeMap<String, (Vec<CheckerId>, Timing, ProbeSpec)>,
 }
 
 /// A random number in [0, 1) from the clock and a counter (warmup spreading only).
@@ -27,7 +35,7 @@ fn unit(i: usize) -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-pub fn start(config: &Config, subscribers: Vec<Recipient<DesiredChanged>>) -> Checks {
+fn plan(config: &Config) -> Plan {
     // keepalived's SSL_GET does not verify certificates (see `tls`).
     let tls = super::tls::client_accept_any();
     let mut specs = Vec::new();
@@ -93,28 +101,75 @@ pub fn start(config: &Config, subscribers: Vec<Recipient<DesiredChanged>>) -> Ch
             }
         }
     }
-    let initial = specs
-        .iter()
-        .map(|(id, t, _)| (id.clone(), CheckerCore::new(*t).health()))
-        .collect::<BTreeMap<_, _>>();
-    let hub = CheckHub::new(services, initial, subscribers).start();
     // One probe per distinct (target, probe, timing): keepalived probes a real server
     // once per virtual server; we probe it once and tell every virtual server.
-    let mut distinct: BTreeMap<String, (Vec<CheckerId>, Timing, ProbeSpec)> = BTreeMap::new();
+    let mut probes: BTreeMap<String, (Vec<CheckerId>, Timing, ProbeSpec)> = BTreeMap::new();
     for (id, t, p) in specs {
         let key = probe_key(&t, &p);
-        distinct
-            .entry(key)
-            .or_insert_with(|| (Vec::new(), t, p))
-            .0
-            .push(id);
+        probes.entry(key).or_insert_with(|| (Vec::new(), t, p)).0.push(id);
     }
-    let checkers = distinct
-        .into_values()
+    Plan { services, probes }
+}
+
+pub fn start(config: &Config, subscribers: Vec<Recipient<DesiredChanged>>) -> Checks {
+    let plan = plan(config);
+    let initial = plan
+        .probes
+        .values()
+        .flat_map(|(ids, t, _)| ids.iter().map(|id| (id.clone(), CheckerCore::new(*t).health())))
+        .collect::<BTreeMap<_, _>>();
+    let hub = CheckHub::new(plan.services, initial, subscribers).start();
+    let checkers = plan
+        .probes
+        .into_iter()
         .enumerate()
-        .map(|(i, (ids, t, p))| CheckerActor::new(ids, t, p, hub.clone().recipient(), unit(i)).start())
+        .map(|(i, (key, (ids, t, p)))| {
+            (
+                key,
+                CheckerActor::new(ids, t, p, hub.clone().recipient(), unit(i)).start(),
+            )
+        })
         .collect();
     Checks { hub, checkers }
+}
+
+impl Checks {
+    /// Applies a new configuration: unchanged probes keep running with their state and
+    /// timers; removed ones stop; new or retuned ones start. Returns (kept, started, stopped).
+    pub fn reconfigure(&mut self, config: &Config) -> (usize, usize, usize) {
+        let plan = plan(config);
+        let mut ids = BTreeMap::new();
+        let (mut kept, mut started) = (0, 0);
+        let old = std::mem::take(&mut self.checkers);
+        let mut old = old;
+        for (i, (key, (pids, t, p))) in plan.probes.into_iter().enumerate() {
+            let initial = CheckerCore::new(t).health();
+            for id in &pids {
+                ids.insert(id.clone(), initial);
+            }
+            let addr = match old.remove(&key) {
+                Some(a) => {
+                    kept += 1;
+                    a.do_send(SetIds(pids));
+                    a
+                }
+                None => {
+                    started += 1;
+                    CheckerActor::new(pids, t, p, self.hub.clone().recipient(), unit(i)).start()
+                }
+            };
+            self.checkers.insert(key, addr);
+        }
+        let stopped = old.len();
+        for a in old.values() {
+            a.do_send(StopChecker);
+        }
+        self.hub.do_send(Reconfigure {
+            services: plan.services,
+            ids,
+        });
+        (kept, started, stopped)
+    }
 }
 
 /// What makes two checks the same probe.
