@@ -156,3 +156,37 @@ async fn reconfiguring_one_checker_leaves_the_others_state_alone() {
         "no state reset for the unchanged checker"
     );
 }
+
+/// The seed's checker block (`connect_timeout 3`, `nb_get_retry 3`, `delay_before_retry 3`,
+/// `delay_loop 6`): a stopped web server (connections refused) is down within what
+/// keepalived takes: at most delay_loop + retry x delay_before_retry = 15 s (27 s when
+/// every attempt hangs to its timeout).
+#[actix_rt::test]
+async fn the_seed_checker_block_detects_within_keepalived_time() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = tokio::spawn(web(l));
+    let text = format!(
+        "virtual_server 198.18.116.134 80 {{\n delay_loop 6\n lb_algo rr\n lb_kind DR\n persistence_timeout 50\n protocol TCP\n real_server 127.0.0.1 {port} {{\n  weight 1\n  HTTP_GET {{\n   url {{\n    path /\n    status_code 200\n   }}\n   connect_timeout 3\n   nb_get_retry 3\n   delay_before_retry 3\n  }}\n }}\n}}\n"
+    );
+    let (_, l) = cluster::load_str("seed.conf", &text, &[]);
+    let vs = &l.cluster.default.virtual_servers[0];
+    let timing = ::actors::check::schedule::Timing::from(&vs.real_servers[0].checkers[0].common);
+    let checks = runner::start(&l.cluster.default, vec![]);
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(table_ports(&checks.hub).await, vec![port]);
+    server.abort();
+    let _ = server.await;
+    let start = Instant::now();
+    while !table_ports(&checks.hub).await.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(20), "not down after 20 s");
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = start.elapsed();
+    let refused_bound = timing.delay_loop + timing.delay_before_retry * timing.retry;
+    eprintln!(
+        "seed checker: down after {took:?}; keepalived: at most {refused_bound:?} for refusals, {:?} worst case",
+        timing.worst_case_detection()
+    );
+    assert!(took <= refused_bound + Duration::from_millis(500), "{took:?}");
+}
