@@ -374,3 +374,86 @@ fn garp_master_refresh_repeats_while_master() {
     // 3.5 s of refreshes every second, 2 each: 6 (or 8 at the edges).
     assert!((6..=8).contains(&n), "{n} refresh GARPs in 3.5 s");
 }
+
+/// IPv6 (VRRPv3 over the link-local source, ff02::12). The VIP is link-local too, so no
+/// test traffic can have anywhere to go beyond the namespaces' own link.
+#[test]
+fn ipv6_instances_fail_over_with_unsolicited_na() {
+    const VIP6: &str = "fe80::134";
+    let conf = format!(
+        "global_defs {{\n    router_id LVS_DEVEL\n    vrrp_version 3\n}}\nvrrp_instance VI_6 {{\n    @lvs01 state MASTER\n    @lvs02 state BACKUP\n    interface ens33\n    virtual_router_id 61\n    @lvs01 priority 100\n    @lvs02 priority 80\n    advert_int 1\n    virtual_ipaddress {{\n        {VIP6}/128\n    }}\n}}\n"
+    );
+    let lab = Lab::new("six", &conf);
+    let mut a = lab.ours("lvs01");
+    let mut ka = lab.keepalived("lvs02");
+    let holders = || (lab.lvs01.has_addr(VIP6), lab.lvs02.has_addr(VIP6));
+    let wait = |want: (bool, bool), what: &str| {
+        let start = Instant::now();
+        while holders() != want {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "timed out: {what}\n{}",
+                dump(&lab)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait(
+        (true, false),
+        "our lvs01 to hold the IPv6 VIP (keepalived backup)",
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        holders(),
+        (true, false),
+        "keepalived accepts our v6 adverts\n{}",
+        dump(&lab)
+    );
+    let complaints = ka_complaints(&ka.log_text());
+    assert!(complaints.is_empty(), "keepalived complained: {complaints:?}");
+    // Ours dies: keepalived takes over; ours comes back, preempts and announces the VIP
+    // with an unsolicited neighbour advertisement.
+    a.kill9();
+    lab.lvs01
+        .must(&["addr", "del", &format!("{VIP6}/128"), "dev", "ens33"]);
+    wait((false, true), "keepalived to take the IPv6 VIP");
+    let frames = e2e::netns::capture_ipv6(&lab.switch, "br0", Duration::from_secs(8));
+    let _a = lab.ours("lvs01");
+    wait((true, false), "our lvs01 to preempt back");
+    let mac = {
+        let o = lab.lvs01.ip(&["-br", "link", "show", "ens33"]);
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or("")
+            .to_string()
+    };
+    let vip6: std::net::Ipv6Addr = VIP6.parse().unwrap();
+    let nas: Vec<_> = frames
+        .join()
+        .unwrap()
+        .iter()
+        .filter_map(|f| actors::vrrp::garp::parse_na(f))
+        .map(|(m, t)| {
+            (
+                m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
+                t,
+            )
+        })
+        .collect();
+    assert!(
+        nas.contains(&(mac.clone(), vip6)),
+        "no NA for {VIP6} from {mac}: {nas:?}"
+    );
+    ka.kill9();
+    lab.lvs02.kill_all();
+    // Now ours as the backup side: a second director of ours takes over from ours.
+    let _b = lab.ours("lvs02");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(holders(), (true, false));
+    let log = std::fs::read_to_string(lab.root.path().join("ours-lvs02.log")).unwrap_or_default();
+    assert!(
+        log.contains("to=BACKUP") && !log.contains("advert rejected"),
+        "{log}"
+    );
+}

@@ -183,11 +183,30 @@ pub fn capture_arp(
     std::thread::spawn(move || h.join().unwrap_or_default().into_iter().map(|(_, f)| f).collect())
 }
 
+/// Captures IPv6 frames on `ifname` inside `ns` for `dur`.
+pub fn capture_ipv6(
+    ns: &Netns,
+    ifname: &str,
+    dur: std::time::Duration,
+) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    let h = capture_ethertype(ns, ifname, dur, libc::ETH_P_IPV6 as u16);
+    std::thread::spawn(move || h.join().unwrap_or_default().into_iter().map(|(_, f)| f).collect())
+}
+
 /// [`capture_arp`] with the time each frame was read.
 pub fn capture_arp_timed(
     ns: &Netns,
     ifname: &str,
     dur: std::time::Duration,
+) -> std::thread::JoinHandle<Vec<(std::time::Instant, Vec<u8>)>> {
+    capture_ethertype(ns, ifname, dur, libc::ETH_P_ARP as u16)
+}
+
+fn capture_ethertype(
+    ns: &Netns,
+    ifname: &str,
+    dur: std::time::Duration,
+    ethertype: u16,
 ) -> std::thread::JoinHandle<Vec<(std::time::Instant, Vec<u8>)>> {
     let path = format!("/var/run/netns/{}", ns.name);
     let ifname = std::ffi::CString::new(ifname).expect("ifname");
@@ -199,7 +218,7 @@ pub fn capture_arp_timed(
         // SAFETY: plain syscalls on descriptors this thread owns; setns moves only this thread.
         unsafe {
             assert_eq!(libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET), 0, "setns");
-            let proto = (libc::ETH_P_ARP as u16).to_be() as i32;
+            let proto = ethertype.to_be() as i32;
             let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto);
             assert!(fd >= 0, "AF_PACKET socket");
             let idx = libc::if_nametoindex(ifname.as_ptr());

@@ -5,9 +5,8 @@
 use super::check::{check, RxMeta};
 use super::instance::{Action, Input, Instance, Reason, State};
 use super::io::{Addresses, GarpSender, Iface, VrrpSocket};
-use super::ipv4;
 use super::notify::{self, NotifyQueue};
-use super::packet::{Advert, IPPROTO_VRRP};
+use super::packet::Advert;
 use super::scripts::ScriptVerdict;
 use super::setup::InstanceSpec;
 use super::tracking::{effective, Weight};
@@ -62,7 +61,7 @@ pub struct InstanceStatus {
 #[rtype(result = "InstanceStatus")]
 pub struct GetStatus;
 
-struct Datagram(std::io::Result<Vec<u8>>);
+struct Datagram(std::io::Result<Result<super::io::Received, super::ipv4::Ipv4Error>>);
 
 /// A tracked interface (by index) went up (`true`) or down.
 #[derive(Message)]
@@ -197,7 +196,7 @@ impl InstanceActor {
             checksum: 0,
         };
         for dst in &self.spec.destinations {
-            let bytes = match advert.emit(IpAddr::V4(self.spec.src), IpAddr::V4(*dst)) {
+            let bytes = match advert.emit(self.spec.src, *dst) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(instance = %self.spec.name, "cannot encode advert: {e}");
@@ -265,10 +264,8 @@ impl InstanceActor {
 
     fn send_garp_n(&mut self, n: u32) {
         for (ip, _, _) in &self.spec.vips {
-            if let IpAddr::V4(v4) = ip {
-                if let Err(e) = self.garp.send(*v4, n) {
-                    tracing::warn!(instance = %self.spec.name, vip = %v4, "gratuitous ARP: {e}");
-                }
+            if let Err(e) = self.garp.send(*ip, n) {
+                tracing::warn!(instance = %self.spec.name, vip = %ip, "gratuitous ARP / NA: {e}");
             }
         }
     }
@@ -329,16 +326,12 @@ impl InstanceActor {
         }
     }
 
-    fn on_datagram(&mut self, d: &[u8], ctx: &mut Context<Self>) {
-        let (h, payload) = match ipv4::split(d) {
-            Ok(x) => x,
-            Err(e) => return self.reject(format!("ip: {e}"), IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-        };
-        let src = IpAddr::V4(h.src);
-        if h.protocol != IPPROTO_VRRP || h.src == self.spec.src {
-            return;
+    fn on_datagram(&mut self, d: super::io::Received, ctx: &mut Context<Self>) {
+        let src = d.src;
+        if src == self.spec.src {
+            return; // our own advert
         }
-        let advert = match Advert::parse(payload, src, IpAddr::V4(h.dst)) {
+        let advert = match Advert::parse(&d.payload, src, d.dst) {
             Ok(a) => a,
             Err(e) => return self.reject(e.to_string(), src),
         };
@@ -347,8 +340,8 @@ impl InstanceActor {
         }
         let meta = RxMeta {
             src,
-            ttl: Some(h.ttl),
-            dst_multicast: h.dst.is_multicast(),
+            ttl: d.ttl,
+            dst_multicast: d.dst.is_multicast(),
         };
         if let Err(r) = check(&self.spec.policy, &advert, &meta, self.core.last_master()) {
             return self.reject(r.to_string(), src);
@@ -459,7 +452,8 @@ impl InstanceActor {
 impl StreamHandler<Datagram> for InstanceActor {
     fn handle(&mut self, item: Datagram, ctx: &mut Context<Self>) {
         match item.0 {
-            Ok(d) => self.on_datagram(&d, ctx),
+            Ok(Ok(d)) => self.on_datagram(d, ctx),
+            Ok(Err(e)) => self.reject(format!("ip: {e}"), IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
             Err(e) => tracing::warn!(instance = %self.spec.name, "receiving: {e}"),
         }
     }

@@ -2,7 +2,7 @@
 //! (index, MAC, primary address), VIPs through rtnetlink, and gratuitous ARP through an
 //! AF_PACKET socket. Nothing here decides anything; [`super::actor`] drives it.
 
-use super::packet::{IPPROTO_VRRP, MCAST_V4, TTL};
+use super::packet::{IPPROTO_VRRP, MCAST_V4, MCAST_V6, TTL};
 use futures::TryStreamExt;
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
 use std::io::Read;
@@ -18,6 +18,8 @@ pub struct Iface {
     pub mac: [u8; 6],
     /// The first IPv4 address (source of adverts unless `unicast_src_ip`/`mcast_src_ip`).
     pub primary_v4: Option<Ipv4Addr>,
+    /// The link-local IPv6 address (source of IPv6 adverts).
+    pub link_local_v6: Option<std::net::Ipv6Addr>,
     pub up: bool,
 }
 
@@ -28,11 +30,7 @@ pub enum IoError {
     #[error("interface {0} has no IPv4 address to send adverts from")]
     NoAddress(String),
     #[error("{what}: {source}")]
-    Os {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    Os { what: String, source: std::io::Error },
     #[error("netlink: {0}")]
     Netlink(String),
 }
@@ -52,51 +50,132 @@ pub fn iface(name: &str) -> Result<Iface, IoError> {
         IpAddr::V4(a) => Some(a),
         IpAddr::V6(_) => None,
     });
+    let link_local_v6 = i.ips.iter().find_map(|n| match n.ip() {
+        IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80 => Some(a),
+        _ => None,
+    });
     Ok(Iface {
         name: i.name.clone(),
         index: i.index,
         mac: i.mac.map(|m| m.octets()).unwrap_or_default(),
         primary_v4,
+        link_local_v6,
         up: i.is_up() && i.is_running(),
     })
 }
 
-/// Raw VRRP sockets on one interface: one to receive (joined to 224.0.0.18 in multicast
-/// mode; not bound to an address, which would filter by destination), one to send, bound
-/// to the source address, with TTL 255 and TOS 0xc0 as keepalived sends.
+/// One received VRRP message with what the IP layer said about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// TTL (IPv4) or hop limit (IPv6), when known.
+    pub ttl: Option<u8>,
+    /// The VRRP message (IPv4: after the IP header).
+    pub payload: Vec<u8>,
+}
+
+/// Raw VRRP sockets on one interface: one to receive (joined to 224.0.0.18 / ff02::12 in
+/// multicast mode; not bound to an address, which would filter by destination), one to
+/// send, bound to the source address, with TTL/hop limit 255 (and TOS 0xc0 for IPv4, as
+/// keepalived sends).
 pub struct VrrpSocket {
     rx: AsyncFd<Socket>,
     tx: Socket,
+    v6: bool,
+    ifindex: u32,
 }
 
-fn raw_socket(ifc: &Iface) -> Result<Socket, IoError> {
-    let s = Socket::new(
-        Domain::IPV4,
-        Type::RAW,
-        Some(Protocol::from(i32::from(IPPROTO_VRRP))),
-    )
-    .map_err(os("raw socket (needs CAP_NET_RAW)"))?;
+fn raw_socket(ifc: &Iface, v6: bool) -> Result<Socket, IoError> {
+    let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+    let s = Socket::new(domain, Type::RAW, Some(Protocol::from(i32::from(IPPROTO_VRRP))))
+        .map_err(os("raw socket (needs CAP_NET_RAW)"))?;
     s.set_nonblocking(true).map_err(os("nonblocking"))?;
     s.bind_device(Some(ifc.name.as_bytes()))
         .map_err(os(format!("bind to {}", ifc.name)))?;
     Ok(s)
 }
 
+fn setsockopt_int(s: &Socket, level: i32, name: i32, value: i32, what: &str) -> Result<(), IoError> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt with a pointer to a live i32 and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            &value as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(os(what)(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 impl VrrpSocket {
-    pub fn open(ifc: &Iface, src: Ipv4Addr, multicast: bool) -> Result<Arc<Self>, IoError> {
-        let rx = raw_socket(ifc)?;
-        let tx = raw_socket(ifc)?;
-        tx.bind(&SockAddr::from(SocketAddr::new(IpAddr::V4(src), 0)))
-            .map_err(os(format!("bind to {src}")))?;
-        tx.set_ttl_v4(u32::from(TTL)).map_err(os("ttl"))?;
-        tx.set_tos_v4(0xc0).map_err(os("tos"))?;
-        if multicast {
-            rx.join_multicast_v4_n(&MCAST_V4, &InterfaceIndexOrAddress::Index(ifc.index))
-                .map_err(os(format!("join 224.0.0.18 on {}", ifc.name)))?;
-            tx.set_multicast_if_v4(&src).map_err(os("multicast interface"))?;
-            tx.set_multicast_ttl_v4(u32::from(TTL))
-                .map_err(os("multicast ttl"))?;
-            tx.set_multicast_loop_v4(false).map_err(os("multicast loop"))?;
+    pub fn open(ifc: &Iface, src: IpAddr, multicast: bool) -> Result<Arc<Self>, IoError> {
+        let v6 = src.is_ipv6();
+        let rx = raw_socket(ifc, v6)?;
+        let tx = raw_socket(ifc, v6)?;
+        match src {
+            IpAddr::V4(src4) => {
+                tx.bind(&SockAddr::from(SocketAddr::new(src, 0)))
+                    .map_err(os(format!("bind to {src}")))?;
+                tx.set_ttl_v4(u32::from(TTL)).map_err(os("ttl"))?;
+                tx.set_tos_v4(0xc0).map_err(os("tos"))?;
+                if multicast {
+                    rx.join_multicast_v4_n(&MCAST_V4, &InterfaceIndexOrAddress::Index(ifc.index))
+                        .map_err(os(format!("join 224.0.0.18 on {}", ifc.name)))?;
+                    tx.set_multicast_if_v4(&src4).map_err(os("multicast interface"))?;
+                    tx.set_multicast_ttl_v4(u32::from(TTL))
+                        .map_err(os("multicast ttl"))?;
+                    tx.set_multicast_loop_v4(false).map_err(os("multicast loop"))?;
+                }
+            }
+            IpAddr::V6(src6) => {
+                let sa = SockAddr::from(std::net::SocketAddrV6::new(src6, 0, 0, ifc.index));
+                // A link-local address is unusable while duplicate address detection runs
+                // (about a second after the link comes up): wait for it, up to 10 s.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                loop {
+                    match tx.bind(&sa) {
+                        Ok(()) => break,
+                        Err(e)
+                            if e.raw_os_error() == Some(libc::EADDRNOTAVAIL)
+                                && std::time::Instant::now() < deadline =>
+                        {
+                            std::thread::sleep(std::time::Duration::from_millis(100));
+                        }
+                        Err(e) => return Err(os(format!("bind to {src6}"))(e)),
+                    }
+                }
+                tx.set_unicast_hops_v6(u32::from(TTL)).map_err(os("hop limit"))?;
+                setsockopt_int(
+                    &rx,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_RECVHOPLIMIT,
+                    1,
+                    "IPV6_RECVHOPLIMIT",
+                )?;
+                setsockopt_int(
+                    &rx,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_RECVPKTINFO,
+                    1,
+                    "IPV6_RECVPKTINFO",
+                )?;
+                if multicast {
+                    rx.join_multicast_v6(&MCAST_V6, ifc.index)
+                        .map_err(os(format!("join ff02::12 on {}", ifc.name)))?;
+                    tx.set_multicast_if_v6(ifc.index)
+                        .map_err(os("multicast interface"))?;
+                    tx.set_multicast_hops_v6(u32::from(TTL))
+                        .map_err(os("multicast hops"))?;
+                    tx.set_multicast_loop_v6(false).map_err(os("multicast loop"))?;
+                }
+            }
         }
         // SAFETY: `Socket` owns its descriptor and always returns it from `as_raw_fd`; the
         // `AsyncFd` owns the `Socket`, so the descriptor stays open while registered.
@@ -104,30 +183,102 @@ impl VrrpSocket {
             what: "register socket".into(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        Ok(Arc::new(VrrpSocket { rx, tx }))
+        Ok(Arc::new(VrrpSocket {
+            rx,
+            tx,
+            v6,
+            ifindex: ifc.index,
+        }))
     }
 
-    /// The next datagram (IPv4 header included).
-    pub async fn recv(&self) -> std::io::Result<Vec<u8>> {
+    /// The next VRRP message, or why an IPv4 datagram's header was refused.
+    pub async fn recv(&self) -> std::io::Result<Result<Received, super::ipv4::Ipv4Error>> {
         let mut buf = vec![0u8; 65536];
         loop {
             let mut guard = self.rx.readable().await?;
-            match guard.try_io(|s| (&mut s.get_ref()).read(&mut buf)) {
-                Ok(Ok(n)) => {
-                    buf.truncate(n);
-                    return Ok(buf);
-                }
+            let r = if self.v6 {
+                guard.try_io(|s| recv_v6(s.get_ref(), &mut buf))
+            } else {
+                guard.try_io(|s| (&mut s.get_ref()).read(&mut buf).map(|n| split_v4(&buf[..n])))
+            };
+            match r {
+                Ok(Ok(rcv)) => return Ok(rcv),
                 Ok(Err(e)) => return Err(e),
                 Err(_would_block) => continue,
             }
         }
     }
 
-    pub fn send_to(&self, payload: &[u8], dst: Ipv4Addr) -> std::io::Result<()> {
-        self.tx
-            .send_to(payload, &SockAddr::from(SocketAddr::new(IpAddr::V4(dst), 0)))
-            .map(|_| ())
+    pub fn send_to(&self, payload: &[u8], dst: IpAddr) -> std::io::Result<()> {
+        let addr = match dst {
+            IpAddr::V4(_) => SockAddr::from(SocketAddr::new(dst, 0)),
+            IpAddr::V6(d) => SockAddr::from(std::net::SocketAddrV6::new(d, 0, 0, self.ifindex)),
+        };
+        self.tx.send_to(payload, &addr).map(|_| ())
     }
+}
+
+fn split_v4(d: &[u8]) -> Result<Received, super::ipv4::Ipv4Error> {
+    let (h, payload) = super::ipv4::split(d)?;
+    if h.protocol != IPPROTO_VRRP {
+        return Err(super::ipv4::Ipv4Error::NotV4);
+    }
+    Ok(Received {
+        src: IpAddr::V4(h.src),
+        dst: IpAddr::V4(h.dst),
+        ttl: Some(h.ttl),
+        payload: payload.to_vec(),
+    })
+}
+
+/// recvmsg on an IPv6 raw socket: the payload, the source (msg_name), the hop limit and
+/// destination from the control messages.
+fn recv_v6(s: &Socket, buf: &mut [u8]) -> std::io::Result<Result<Received, super::ipv4::Ipv4Error>> {
+    use std::os::fd::AsRawFd;
+    let mut name: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let mut cbuf = [0u8; 256];
+    // SAFETY: msghdr points at live buffers sized as declared; recvmsg fills them.
+    let (n, msg) = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = &mut name as *mut libc::sockaddr_in6 as *mut libc::c_void;
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = cbuf.len();
+        let n = libc::recvmsg(s.as_raw_fd(), &mut msg, 0);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        (n as usize, msg)
+    };
+    let mut ttl = None;
+    let mut dst = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+    // SAFETY: walking the control messages recvmsg wrote, with the libc macros.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let data = libc::CMSG_DATA(c);
+            if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_HOPLIMIT {
+                let v = std::ptr::read_unaligned(data as *const i32);
+                ttl = u8::try_from(v).ok();
+            } else if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_PKTINFO {
+                let info = std::ptr::read_unaligned(data as *const libc::in6_pktinfo);
+                dst = IpAddr::V6(std::net::Ipv6Addr::from(info.ipi6_addr.s6_addr));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok(Ok(Received {
+        src: IpAddr::V6(std::net::Ipv6Addr::from(name.sin6_addr.s6_addr)),
+        dst,
+        ttl,
+        payload: buf[..n].to_vec(),
+    }))
 }
 
 /// Sends gratuitous ARP frames on one interface.
@@ -156,8 +307,12 @@ impl GarpSender {
         }
     }
 
-    pub fn send(&mut self, vip: Ipv4Addr, count: u32) -> std::io::Result<()> {
-        let f = super::garp::frame(self.mac, vip);
+    /// Gratuitous ARP (IPv4) or unsolicited neighbour advertisement (IPv6), `count` times.
+    pub fn send(&mut self, vip: IpAddr, count: u32) -> std::io::Result<()> {
+        let f = match vip {
+            IpAddr::V4(v4) => super::garp::frame(self.mac, v4).to_vec(),
+            IpAddr::V6(v6) => super::garp::na_frame(self.mac, v6),
+        };
         for _ in 0..count {
             if let Some(r) = self.tx.send_to(&f, None) {
                 r?;
@@ -189,6 +344,14 @@ impl Addresses {
         label: Option<&str>,
     ) -> Result<(), IoError> {
         let mut req = self.handle.address().add(index, addr, prefix).replace();
+        if addr.is_ipv6() {
+            // A VIP moves between directors: no duplicate address detection delay.
+            req.message_mut()
+                .attributes
+                .push(rtnetlink::packet_route::address::AddressAttribute::Flags(
+                    rtnetlink::packet_route::address::AddressFlags::Nodad,
+                ));
+        }
         if let Some(l) = label {
             req.message_mut()
                 .attributes

@@ -57,7 +57,14 @@ pub fn start(config: &Config) -> Result<Running, RunError> {
         source,
     })?;
     let user = default_user(config)?;
-    let specs = setup::specs(config, |ifname| io::iface(ifname).ok().and_then(|i| i.primary_v4))?;
+    let specs = setup::specs(config, |ifname| {
+        io::iface(ifname)
+            .map(|i| setup::IfAddrs {
+                v4: i.primary_v4,
+                link_local_v6: i.link_local_v6,
+            })
+            .unwrap_or_default()
+    })?;
     let mut instances = Vec::new();
     let mut by_name: BTreeMap<String, Addr<InstanceActor>> = BTreeMap::new();
     let mut subscribers: BTreeMap<String, Vec<Recipient<ScriptVerdict>>> = BTreeMap::new();

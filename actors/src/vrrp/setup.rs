@@ -4,10 +4,10 @@
 
 use super::check::RxPolicy;
 use super::instance::Params;
-use super::packet::{Auth, Version, MCAST_V4};
+use super::packet::{Auth, Version, MCAST_V4, MCAST_V6};
 use super::tracking::Weight;
 use ha_config::model::{Auth as CfgAuth, Config, GlobalDefs, InitialState, Notify, VrrpInstance};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 /// One instance, ready to run.
@@ -19,10 +19,10 @@ pub struct InstanceSpec {
     pub policy: RxPolicy,
     pub version: Version,
     pub auth: Auth,
-    /// Source address of our adverts.
-    pub src: Ipv4Addr,
-    /// Where adverts go: 224.0.0.18, or each unicast peer.
-    pub destinations: Vec<Ipv4Addr>,
+    /// Source of our adverts (IPv6: the interface's link-local address, RFC 5798 5.1.2.1).
+    pub src: IpAddr,
+    /// Where adverts go: 224.0.0.18 / ff02::12, or each unicast peer.
+    pub destinations: Vec<IpAddr>,
     pub multicast: bool,
     /// VIPs: address, prefix length, label.
     pub vips: Vec<(IpAddr, u8, Option<String>)>,
@@ -41,24 +41,23 @@ pub struct InstanceSpec {
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SetupError {
-    #[error("vrrp_instance {0}: IPv6 instances are not supported by this runner yet")]
-    Ipv6(String),
+    #[error("vrrp_instance {0}: IPv6 addresses need VRRP version 3")]
+    Ipv6NeedsV3(String),
+    #[error("vrrp_instance {0}: IPv4 and IPv6 virtual addresses mixed in one instance")]
+    MixedFamilies(String),
     #[error("vrrp_instance {0}: no IPv4 source address (interface has none and no unicast_src_ip)")]
     NoSource(String),
     #[error("vrrp_instance {0}: track_script {1} names no vrrp_script")]
     NoScript(String, String),
 }
 
-/// Every instance of `config` (`primary`: the first IPv4 address of an interface).
-pub fn specs(
-    config: &Config,
-    primary: impl Fn(&str) -> Option<Ipv4Addr>,
-) -> Result<Vec<InstanceSpec>, SetupError> {
+/// Every instance of `config` (`addrs`: the addresses of an interface, by name).
+pub fn specs(config: &Config, addrs: impl Fn(&str) -> IfAddrs) -> Result<Vec<InstanceSpec>, SetupError> {
     config
         .instances
         .iter()
         .map(|i| {
-            let mut s = spec(&config.global, i, primary(&i.interface))?;
+            let mut s = spec(&config.global, i, addrs(&i.interface))?;
             for t in &i.track_script {
                 let script = config
                     .vrrp_script(&t.name)
@@ -77,31 +76,41 @@ pub fn specs(
         .collect()
 }
 
-/// Builds the spec of `inst`; `primary` is the interface's first IPv4 address.
-pub fn spec(
-    g: &GlobalDefs,
-    inst: &VrrpInstance,
-    primary: Option<Ipv4Addr>,
-) -> Result<InstanceSpec, SetupError> {
-    let v4 = |a: &IpAddr| match a {
-        IpAddr::V4(x) => Some(*x),
-        IpAddr::V6(_) => None,
-    };
-    if inst.virtual_ipaddress.iter().any(|v| v.addr.is_ipv6()) {
-        return Err(SetupError::Ipv6(inst.name.clone()));
-    }
-    let src = inst
-        .unicast_src_ip
-        .as_ref()
-        .or(inst.mcast_src_ip.as_ref())
-        .and_then(v4)
-        .or(primary)
-        .ok_or_else(|| SetupError::NoSource(inst.name.clone()))?;
+/// The addresses of an interface an instance may send from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfAddrs {
+    pub v4: Option<Ipv4Addr>,
+    pub link_local_v6: Option<Ipv6Addr>,
+}
+
+/// Builds the spec of `inst` on an interface with addresses `ifaddrs`.
+pub fn spec(g: &GlobalDefs, inst: &VrrpInstance, ifaddrs: IfAddrs) -> Result<InstanceSpec, SetupError> {
     let version = if inst.version == 3 {
         Version::V3
     } else {
         Version::V2
     };
+    let v6 = inst.virtual_ipaddress.first().is_some_and(|v| v.addr.is_ipv6());
+    if inst.virtual_ipaddress.iter().any(|v| v.addr.is_ipv6() != v6) {
+        return Err(SetupError::MixedFamilies(inst.name.clone()));
+    }
+    if v6 && version == Version::V2 {
+        return Err(SetupError::Ipv6NeedsV3(inst.name.clone()));
+    }
+    let same_family = |a: &IpAddr| a.is_ipv6() == v6;
+    let configured_src = inst
+        .unicast_src_ip
+        .as_ref()
+        .or(inst.mcast_src_ip.as_ref())
+        .filter(|a| same_family(a))
+        .copied();
+    let src = configured_src
+        .or(if v6 {
+            ifaddrs.link_local_v6.map(IpAddr::V6)
+        } else {
+            ifaddrs.v4.map(IpAddr::V4)
+        })
+        .ok_or_else(|| SetupError::NoSource(inst.name.clone()))?;
     let auth = match (&inst.auth, version) {
         (Some(CfgAuth::Pass(p)), Version::V2) => Auth::pass(p),
         (Some(CfgAuth::Ah(_)), Version::V2) => Auth::Ah,
@@ -115,15 +124,27 @@ pub fn spec(
     };
     let advert_int = Duration::from_millis(u64::from(interval_cs) * 10);
     let unicast = !inst.unicast_peer.is_empty();
-    let destinations: Vec<Ipv4Addr> = if unicast {
-        inst.unicast_peer.iter().filter_map(|p| v4(&p.addr)).collect()
+    let destinations: Vec<IpAddr> = if unicast {
+        inst.unicast_peer
+            .iter()
+            .map(|p| p.addr)
+            .filter(same_family)
+            .collect()
+    } else if v6 {
+        vec![IpAddr::V6(MCAST_V6)]
     } else {
-        vec![MCAST_V4]
+        vec![IpAddr::V4(MCAST_V4)]
     };
     let vips: Vec<(IpAddr, u8, Option<String>)> = inst
         .virtual_ipaddress
         .iter()
-        .map(|v| (v.addr, v.prefix.unwrap_or(32), v.label.clone()))
+        .map(|v| {
+            (
+                v.addr,
+                v.prefix.unwrap_or(if v6 { 128 } else { 32 }),
+                v.label.clone(),
+            )
+        })
         .collect();
     let want_master = inst.state == InitialState::Master;
     let params = Params {
@@ -141,7 +162,7 @@ pub fn spec(
                 .map(|d| Duration::from_micros(d.0))
                 .unwrap_or_default()
         },
-        primary: IpAddr::V4(src),
+        primary: src,
         down_timer_adverts: 3,
     };
     let policy = RxPolicy {
@@ -213,21 +234,20 @@ mod tests {
         let text = "global_defs {\n vrrp_skip_check_adv_addr\n}\nvrrp_instance VI_1 {\n @lvs01 state MASTER\n @lvs02 state BACKUP\n interface ens33\n virtual_router_id 51\n @lvs01 priority 100\n @lvs02 priority 80\n advert_int 1\n authentication {\n  auth_type PASS\n  auth_pass 1111\n }\n virtual_ipaddress {\n  198.18.116.134\n }\n}\n";
         let (_, l) = cluster::load_str("c.conf", text, &[]);
         let c = l.cluster.view("lvs02");
-        let s = spec(&c.global, &c.instances[0], Some(Ipv4Addr::new(198, 18, 116, 135))).unwrap();
+        let a = |v4| IfAddrs {
+            v4: Some(v4),
+            link_local_v6: None,
+        };
+        let s = spec(&c.global, &c.instances[0], a(Ipv4Addr::new(198, 18, 116, 135))).unwrap();
         assert_eq!(s.params.priority, 80);
         assert!(!s.params.want_master && s.params.preempt);
         assert_eq!(s.params.advert_int, Duration::from_secs(1));
         assert_eq!(s.auth, Auth::pass("1111"));
-        assert_eq!(s.destinations, vec![MCAST_V4]);
+        assert_eq!(s.destinations, vec![IpAddr::V4(MCAST_V4)]);
         assert!(s.policy.skip_check_adv_addr);
         assert_eq!(s.vips, vec![("198.18.116.134".parse().unwrap(), 32, None)]);
         let c1 = l.cluster.view("lvs01");
-        let s1 = spec(
-            &c1.global,
-            &c1.instances[0],
-            Some(Ipv4Addr::new(198, 18, 116, 130)),
-        )
-        .unwrap();
+        let s1 = spec(&c1.global, &c1.instances[0], a(Ipv4Addr::new(198, 18, 116, 130))).unwrap();
         assert!(s1.params.want_master);
         assert_eq!(s1.params.priority, 100);
     }
