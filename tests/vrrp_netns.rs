@@ -457,3 +457,36 @@ fn ipv6_instances_fail_over_with_unsolicited_na() {
         "{log}"
     );
 }
+
+#[test]
+fn track_script_positive_weight_raises_the_backup_above_the_master() {
+    let flags = temp_root("raise");
+    let ok_flag = flags.path().join("lvs02-strong");
+    // lvs02 (80) gains 30 while `boost` succeeds: 110 > 100, it preempts lvs01.
+    let conf = format!(
+        "global_defs {{\n    router_id LVS_DEVEL\n    script_user root\n}}\n\
+         vrrp_script boost {{\n    script \"/usr/bin/test -e {flag}\"\n    interval 1\n    weight 30\n}}\n\
+         vrrp_instance VI_1 {{\n    @lvs01 state MASTER\n    @lvs02 state BACKUP\n    interface ens33\n    virtual_router_id 51\n    @lvs01 priority 100\n    @lvs02 priority 80\n    advert_int 1\n    virtual_ipaddress {{\n        {VIP}\n    }}\n    track_script {{\n        @lvs02 boost\n    }}\n}}\n",
+        flag = ok_flag.display()
+    );
+    let lab = Lab::new("raise", &conf);
+    let _a = lab.ours("lvs01");
+    let _b = lab.ours("lvs02");
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(10),
+        "lvs01 (100 > 80) to hold the VIP",
+    );
+    std::fs::write(&ok_flag, "").unwrap();
+    lab.wait_holder(
+        (false, true),
+        Duration::from_secs(8),
+        "lvs02 (80 + 30) to preempt",
+    );
+    std::fs::remove_file(&ok_flag).unwrap();
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(8),
+        "lvs01 back when the boost ends",
+    );
+}
