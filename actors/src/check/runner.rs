@@ -36,8 +36,8 @@ fn unit(i: usize) -> f64 {
 }
 
 fn plan(config: &Config) -> Plan {
-    // keepalived's SSL_GET does not verify certificates (see `tls`).
-    let tls = super::tls::client_accept_any();
+    // keepalived's SSL_GET does not verify certificates (see `tls`) unless `SSL { ca }`.
+    let tls = tls_config(config);
     let mut specs = Vec::new();
     let mut services = Vec::new();
     for vs in &config.virtual_servers {
@@ -172,6 +172,35 @@ impl Checks {
     }
 }
 
+/// The top-level `SSL { ca FILE }`, if any.
+pub fn ssl_ca(config: &Config) -> Option<String> {
+    config
+        .extra
+        .iter()
+        .filter(|r| r.words.first().map(String::as_str) == Some("SSL"))
+        .flat_map(|r| r.block.iter().flatten())
+        .find(|r| r.words.first().map(String::as_str) == Some("ca"))
+        .and_then(|r| r.words.get(1).cloned())
+}
+
+/// TLS for SSL_GET: keepalived's accept-anything, or verification against `SSL { ca }`.
+/// A CA that cannot be read fails every SSL_GET (never silently accept-anything).
+fn tls_config(config: &Config) -> std::sync::Arc<rustls::ClientConfig> {
+    let Some(path) = ssl_ca(config) else {
+        return super::tls::client_accept_any();
+    };
+    let loaded = std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|pem| super::tls::client_with_ca(&pem));
+    match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(ca = %path, "SSL ca: {e}; every SSL_GET check will fail");
+            super::tls::client_verify_nothing_trusted()
+        }
+    }
+}
+
 /// What makes two checks the same probe.
 fn probe_key(t: &Timing, p: &ProbeSpec) -> String {
     match p {
@@ -193,5 +222,35 @@ fn probe_key(t: &Timing, p: &ProbeSpec) -> String {
             timeout,
             dynamic,
         } => format!("misc {argv:?} {run_as:?} {timeout:?} {dynamic} {t:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ssl_ca_comes_from_the_top_level_ssl_block() {
+        let text =
+            "SSL {\n  ca /etc/keepalived/ca.pem\n}\nvirtual_server 198.18.116.134 443 {\n lb_kind NAT\n}\n";
+        let (parsed, l) = ha_config::cluster::load_str("c.conf", text, &[]);
+        assert_eq!(
+            ssl_ca(&l.cluster.default).as_deref(),
+            Some("/etc/keepalived/ca.pem")
+        );
+        let text = l.diags.render(&parsed.sources);
+        assert!(
+            !text.contains("SSL"),
+            "a `ca`-only SSL block is fully used: {text}"
+        );
+        let (_, l) = ha_config::cluster::load_str("c.conf", "virtual_server 198.18.116.134 443 {\n}\n", &[]);
+        assert_eq!(ssl_ca(&l.cluster.default), None);
+        let with_key = "SSL {\n  ca /x.pem\n  key /k.pem\n}\n";
+        let (parsed, l) = ha_config::cluster::load_str("c.conf", with_key, &[]);
+        let text = l.diags.render(&parsed.sources);
+        assert!(
+            text.contains("hanode uses `ca` only") && text.contains("key"),
+            "{text}"
+        );
     }
 }

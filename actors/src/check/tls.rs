@@ -1,6 +1,7 @@
 //! TLS for SSL_GET. keepalived (2.2.7, check_ssl.c) never asks OpenSSL to verify the
 //! server's certificate, so a migrated SSL_GET accepts any certificate: that is our
-//! default too. Giving a CA file turns verification on (chain and name).
+//! default too. A CA file (`SSL { ca FILE }` at the top level of the config) turns
+//! verification on (chain and name).
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -61,14 +62,23 @@ pub fn client_accept_any() -> Arc<ClientConfig> {
                 .with_custom_certificate_verifier(Arc::new(AcceptAny(p)))
                 .with_no_client_auth()
         });
-    Arc::new(cfg.unwrap_or_else(|_| {
-        // The ring provider supports the default versions; this cannot fail.
+    match cfg {
+        Ok(c) => Arc::new(c),
+        // The ring provider supports the default versions; if it ever did not, fail closed.
+        Err(_) => client_verify_nothing_trusted(),
+    }
+}
+
+/// Verification with no trusted root: every handshake fails (a configured CA that could
+/// not be loaded must not fall back to trusting anything).
+pub fn client_verify_nothing_trusted() -> Arc<ClientConfig> {
+    Arc::new(
         ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(rustls::DEFAULT_VERSIONS)
-            .expect("TLS versions")
+            .expect("ring supports the default TLS versions")
             .with_root_certificates(RootCertStore::empty())
-            .with_no_client_auth()
-    }))
+            .with_no_client_auth(),
+    )
 }
 
 /// Verification against the CA certificates in `pem` (opt-in).

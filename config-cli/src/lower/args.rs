@@ -65,6 +65,26 @@ impl Ctx {
         if let Some(dep) = keywords::deprecated(section, kw) {
             self.warning(s.span(), format!("`{kw}` is deprecated; use `{dep}`"));
         }
+        if section == Section::Root && kw == "SSL" {
+            // hanode uses `ca` (it verifies SSL_GET servers against it); say what it ignores.
+            let unused: Vec<String> = s
+                .block
+                .iter()
+                .flat_map(|b| b.stmts.iter())
+                .map(|x| x.keyword().to_string())
+                .filter(|k| k != "ca")
+                .collect();
+            if !unused.is_empty() {
+                self.warning(
+                    s.span(),
+                    format!(
+                        "`SSL`: hanode uses `ca` only (to verify SSL_GET servers); {} kept for export, not acted on",
+                        unused.join(", ")
+                    ),
+                );
+            }
+            return Some(self.raw(s));
+        }
         if keywords::is_known(section, kw) {
             self.warning(
                 s.span(),
