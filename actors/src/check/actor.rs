@@ -63,7 +63,7 @@ pub struct CheckerActor {
     /// checks of one real server in several virtual servers are probed once.
     ids: Vec<CheckerId>,
     core: CheckerCore,
-    probe: ProbeSpec,
+    probe: std::sync::Arc<ProbeSpec>,
     sink: Recipient<CheckEvent>,
     unit: f64,
     /// When the next probe is due (for the lateness statistics).
@@ -82,7 +82,7 @@ impl CheckerActor {
         CheckerActor {
             ids,
             core: CheckerCore::new(timing),
-            probe,
+            probe: std::sync::Arc::new(probe),
             sink,
             unit,
             due: std::time::Instant::now(),
@@ -99,7 +99,7 @@ impl CheckerActor {
         let timeout = self.core.timing().connect_timeout;
         let spec = self.probe.clone();
         let fut = async move {
-            match &spec {
+            match &*spec {
                 ProbeSpec::Tcp(t) => probe::tcp(t, timeout).await,
                 ProbeSpec::Http {
                     target,

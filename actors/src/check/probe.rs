@@ -6,10 +6,7 @@
 
 use super::schedule::ProbeResult;
 use crate::script::{self, Outcome, RunAs};
-use bytes::Bytes;
 use ha_config::model::UrlCheck;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use md5::{Digest, Md5};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -129,46 +126,79 @@ pub async fn https(
     }
 }
 
-async fn get<IO>(io: IO, t: &Target, u: &UrlCheck, host: Option<&str>) -> ProbeResult
+/// Largest response read (status line, headers and body) before giving up.
+const MAX_RESPONSE: usize = 4 * 1024 * 1024;
+
+/// One GET as keepalived sends it (HTTP/1.0, `Connection: close`, `User-Agent:
+/// KeepAliveClient`), the whole response read until the server closes: status from the
+/// status line, md5 over the body.
+async fn get<IO>(mut io: IO, t: &Target, u: &UrlCheck, host: Option<&str>) -> ProbeResult
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(io)).await {
-        Ok(x) => x,
-        Err(e) => return ProbeResult::down(format!("HTTP: {e}")),
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if u.path.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        return ProbeResult::down(format!("bad url path {:?}", u.path));
+    }
+    let host = match host {
+        Some(h) => h.to_string(),
+        None => t.addr.to_string(),
     };
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let host = host.map(str::to_string).unwrap_or_else(|| t.addr.to_string());
-    let req = match hyper::Request::get(u.path.as_str())
-        .header("Host", host)
-        .header("User-Agent", "KeepAliveClient")
-        .header("Connection", "close")
-        .body(Empty::<Bytes>::new())
-    {
-        Ok(r) => r,
-        Err(e) => return ProbeResult::down(format!("bad url {}: {e}", u.path)),
+    let req = format!(
+        "GET {} HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+        u.path
+    );
+    if let Err(e) = io.write_all(req.as_bytes()).await {
+        return ProbeResult::down(format!("sending the request: {e}"));
+    }
+    let mut resp = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 8192];
+    loop {
+        match io.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(n) => {
+                resp.extend_from_slice(&chunk[..n]);
+                if resp.len() > MAX_RESPONSE {
+                    return ProbeResult::down(format!("response larger than {MAX_RESPONSE} bytes"));
+                }
+                // Without a digest the status line is all we need.
+                if u.digest.is_none() && resp.contains(&b'\n') {
+                    break;
+                }
+            }
+            // Some servers reset after answering; what was read still counts.
+            Err(_) if !resp.is_empty() => break,
+            Err(e) => return ProbeResult::down(format!("reading the response: {e}")),
+        }
+    }
+    let Some(status) = status_code(&resp) else {
+        return ProbeResult::down("not an HTTP response".to_string());
     };
-    let resp = match sender.send_request(req).await {
-        Ok(r) => r,
-        Err(e) => return ProbeResult::down(format!("HTTP: {e}")),
-    };
-    let status = resp.status().as_u16();
     if !u.accepts(status) {
         return ProbeResult::down(format!("HTTP {status} for {}", u.path));
     }
     if let Some(want) = &u.digest {
-        let body = match resp.into_body().collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => return ProbeResult::down(format!("reading the body: {e}")),
+        let body = match resp.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(p) => &resp[p + 4..],
+            None => return ProbeResult::down("response without a body".to_string()),
         };
-        let got = hex_lower(&Md5::digest(&body));
+        let got = hex_lower(&Md5::digest(body));
         if !got.eq_ignore_ascii_case(want) {
             return ProbeResult::down(format!("digest mismatch for {} (got {got})", u.path));
         }
     }
     ProbeResult::up(format!("HTTP {status}"))
+}
+
+/// `HTTP/1.x NNN ...` -> NNN.
+fn status_code(resp: &[u8]) -> Option<u16> {
+    let line_end = resp.iter().position(|&b| b == b'\n').unwrap_or(resp.len());
+    let line = std::str::from_utf8(&resp[..line_end]).ok()?;
+    let mut w = line.split_whitespace();
+    if !w.next()?.starts_with("HTTP/") {
+        return None;
+    }
+    w.next()?.parse().ok()
 }
 
 fn hex_lower(b: &[u8]) -> String {

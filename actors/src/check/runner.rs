@@ -16,6 +16,23 @@ pub struct Checks {
     pub hub: Addr<CheckHub>,
     /// One actor per distinct probe, by its key.
     pub checkers: BTreeMap<String, Addr<CheckerActor>>,
+    /// Checker threads (one per core): probes spread over them so one busy thread does
+    /// not make the others' probes late.
+    arbiters: Vec<actix_rt::Arbiter>,
+    next: usize,
+}
+
+impl Drop for Checks {
+    fn drop(&mut self) {
+        for a in &self.arbiters {
+            a.stop();
+        }
+    }
+}
+
+fn checker_threads() -> Vec<actix_rt::Arbiter> {
+    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
+    (0..n).map(|_| actix_rt::Arbiter::new()).collect()
 }
 
 /// Every checker of a configuration: services, and per distinct probe its ids, timing
@@ -119,21 +136,27 @@ pub fn start(config: &Config, subscribers: Vec<Recipient<DesiredChanged>>) -> Ch
         .flat_map(|(ids, t, _)| ids.iter().map(|id| (id.clone(), CheckerCore::new(*t).health())))
         .collect::<BTreeMap<_, _>>();
     let hub = CheckHub::new(plan.services, initial, subscribers).start();
-    let checkers = plan
-        .probes
-        .into_iter()
-        .enumerate()
-        .map(|(i, (key, (ids, t, p)))| {
-            (
-                key,
-                CheckerActor::new(ids, t, p, hub.clone().recipient(), unit(i)).start(),
-            )
-        })
-        .collect();
-    Checks { hub, checkers }
+    let mut checks = Checks {
+        hub,
+        checkers: BTreeMap::new(),
+        arbiters: checker_threads(),
+        next: 0,
+    };
+    for (i, (key, (ids, t, p))) in plan.probes.into_iter().enumerate() {
+        let actor = CheckerActor::new(ids, t, p, checks.hub.clone().recipient(), unit(i));
+        let addr = checks.spawn(actor);
+        checks.checkers.insert(key, addr);
+    }
+    checks
 }
 
 impl Checks {
+    fn spawn(&mut self, actor: CheckerActor) -> Addr<CheckerActor> {
+        let arbiter = &self.arbiters[self.next % self.arbiters.len()];
+        self.next += 1;
+        CheckerActor::start_in_arbiter(&arbiter.handle(), move |_| actor)
+    }
+
     /// Applies a new configuration: unchanged probes keep running with their state and
     /// timers; removed ones stop; new or retuned ones start. Returns (kept, started, stopped).
     pub fn reconfigure(&mut self, config: &Config) -> (usize, usize, usize) {
@@ -155,7 +178,8 @@ impl Checks {
                 }
                 None => {
                     started += 1;
-                    CheckerActor::new(pids, t, p, self.hub.clone().recipient(), unit(i)).start()
+                    let actor = CheckerActor::new(pids, t, p, self.hub.clone().recipient(), unit(i));
+                    self.spawn(actor)
                 }
             };
             self.checkers.insert(key, addr);
