@@ -61,7 +61,10 @@ async fn http_status_digest_and_virtualhost() {
     let r = probe::http(&target(ok), &[url("/")], Some("www.example.test"), T).await;
     assert!(r.ok, "{r:?}");
     let req = seen.lock().unwrap()[0].clone();
-    assert!(req.starts_with("GET / HTTP/1.0\r\n"), "keepalived sends HTTP/1.0: {req}");
+    assert!(
+        req.starts_with("GET / HTTP/1.0\r\n"),
+        "keepalived sends HTTP/1.0: {req}"
+    );
     assert!(req.contains("User-Agent: KeepAliveClient\r\n"), "{req}");
     assert!(
         req.to_ascii_lowercase().contains("host: www.example.test\r\n"),

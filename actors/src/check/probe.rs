@@ -137,7 +137,10 @@ where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    if u.path.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+    if u.path
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
         return ProbeResult::down(format!("bad url path {:?}", u.path));
     }
     let host = match host {

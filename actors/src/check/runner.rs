@@ -31,7 +31,10 @@ impl Drop for Checks {
 }
 
 fn checker_threads() -> Vec<actix_rt::Arbiter> {
-    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
     (0..n).map(|_| actix_rt::Arbiter::new()).collect()
 }
 
