@@ -3,7 +3,7 @@
 //! holder, failover when the master dies, preemption when it returns, the seed's
 //! link-down test. Needs root (namespaces, raw sockets) and keepalived (tests/run.sh).
 
-use e2e::netns::{capture_arp, Netns};
+use e2e::netns::{capture_arp, mac_text, Netns};
 use e2e::temp_root;
 use e2e::vrrp_lab::*;
 use std::time::{Duration, Instant};
@@ -98,12 +98,7 @@ fn seed_link_down_moves_the_vip_and_link_up_brings_it_back() {
     let took = lab.wait_holder((false, true), Duration::from_secs(6), "lvs02 to take the VIP");
     eprintln!("link down -> VIP on lvs02 after {took:?}");
     // The new master announced the VIP with gratuitous ARP, from its own MAC.
-    let lvs02_mac = lab.lvs02.ip(&["-br", "link", "show", "ens33"]);
-    let lvs02_mac = String::from_utf8_lossy(&lvs02_mac.stdout)
-        .split_whitespace()
-        .nth(2)
-        .unwrap_or("")
-        .to_string();
+    let lvs02_mac = lab.lvs02.mac("ens33");
     let garps: Vec<_> = arp
         .join()
         .unwrap()
@@ -111,11 +106,10 @@ fn seed_link_down_moves_the_vip_and_link_up_brings_it_back() {
         .filter_map(|f| actors::vrrp::garp::parse(f))
         .collect();
     let vip: std::net::Ipv4Addr = VIP.parse().unwrap();
-    let mac_text = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
     assert!(
         garps
             .iter()
-            .any(|(mac, ip)| *ip == vip && mac_text(*mac) == lvs02_mac),
+            .any(|(mac, ip)| *ip == vip && mac_text(mac) == lvs02_mac),
         "no gratuitous ARP for {VIP} from lvs02 ({lvs02_mac}) seen on the switch: {garps:?}"
     );
     lab.lvs01.must(&["link", "set", "ens33", "up"]);
@@ -420,26 +414,14 @@ fn ipv6_instances_fail_over_with_unsolicited_na() {
     let frames = e2e::netns::capture_ipv6(&lab.switch, "br0", Duration::from_secs(8));
     let _a = lab.ours("lvs01");
     wait((true, false), "our lvs01 to preempt back");
-    let mac = {
-        let o = lab.lvs01.ip(&["-br", "link", "show", "ens33"]);
-        String::from_utf8_lossy(&o.stdout)
-            .split_whitespace()
-            .nth(2)
-            .unwrap_or("")
-            .to_string()
-    };
+    let mac = lab.lvs01.mac("ens33");
     let vip6: std::net::Ipv6Addr = VIP6.parse().unwrap();
     let nas: Vec<_> = frames
         .join()
         .unwrap()
         .iter()
         .filter_map(|f| actors::vrrp::garp::parse_na(f))
-        .map(|(m, t)| {
-            (
-                m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
-                t,
-            )
-        })
+        .map(|(m, t)| (mac_text(&m), t))
         .collect();
     assert!(
         nas.contains(&(mac.clone(), vip6)),

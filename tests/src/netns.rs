@@ -68,6 +68,16 @@ impl Netns {
             .any(|w| w.split('/').next() == Some(addr))
     }
 
+    /// The MAC address of `ifname` (`aa:bb:...`), or empty if unknown.
+    pub fn mac(&self, ifname: &str) -> String {
+        let o = self.ip(&["-br", "link", "show", ifname]);
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or("")
+            .to_string()
+    }
+
     /// Kills every process in the namespace.
     pub fn kill_all(&self) {
         let o = Command::new("ip").args(["netns", "pids", &self.name]).output();
@@ -257,4 +267,9 @@ fn capture_ethertype(
     });
     let _ = ready_rx.recv_timeout(std::time::Duration::from_secs(2));
     h
+}
+
+/// `aa:bb:cc:dd:ee:ff` for a MAC address.
+pub fn mac_text(m: &[u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }

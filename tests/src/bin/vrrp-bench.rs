@@ -97,22 +97,11 @@ fn one_run(master: Impl, backup: Impl, v3: bool, event: Event, tag: &str) -> Opt
     let _ = mon.kill();
     let _ = mon.wait();
     let frames = arp.join().unwrap_or_default();
-    let backup_mac = {
-        let o = lab.lvs02.ip(&["-br", "link", "show", "ens33"]);
-        String::from_utf8_lossy(&o.stdout)
-            .split_whitespace()
-            .nth(2)
-            .unwrap_or("")
-            .to_string()
-    };
+    let backup_mac = lab.lvs02.mac("ens33");
     let vip: std::net::Ipv4Addr = VIP.parse().ok()?;
     let garp = frames.iter().find_map(|(t, f)| {
         let (mac, ip) = actors::vrrp::garp::parse(f)?;
-        let mac = mac
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
+        let mac = e2e::netns::mac_text(&mac);
         (ip == vip && mac == backup_mac && *t > t0).then(|| *t - t0)
     });
     Some(Sample {
