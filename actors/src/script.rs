@@ -178,6 +178,49 @@ pub async fn run(argv: &[String], run_as: Option<RunAs>, timeout: Duration) -> O
     }
 }
 
+/// keepalived's default user for scripts: `script_user`, else the `keepalived_script` user
+/// if it exists, else root (no change of user).
+pub fn default_user(g: &ha_config::model::GlobalDefs) -> Result<Option<RunAs>, String> {
+    match &g.script_user {
+        Some(u) => lookup_user(&u.user, u.group.as_deref()).map(Some),
+        None => Ok(lookup_user("keepalived_script", None).ok()),
+    }
+}
+
+/// Longest a notify-style script (state changes, quorum, real server up/down) may run.
+pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs batches of commands one at a time, in the order they were pushed (notify scripts
+/// must not overtake each other).
+#[derive(Clone)]
+pub struct ScriptQueue {
+    tx: tokio::sync::mpsc::UnboundedSender<Vec<(Vec<String>, Option<RunAs>)>>,
+}
+
+impl ScriptQueue {
+    /// Starts the runner task (on the current runtime); `owner` names it in logs.
+    pub fn start(owner: String) -> ScriptQueue {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<(Vec<String>, Option<RunAs>)>>();
+        tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                for (argv, run_as) in batch {
+                    let outcome = run(&argv, run_as, NOTIFY_TIMEOUT).await;
+                    if !outcome.success() {
+                        tracing::warn!(owner = %owner, script = ?argv, ?outcome, "notify script");
+                    }
+                }
+            }
+        });
+        ScriptQueue { tx }
+    }
+
+    pub fn push(&self, batch: Vec<(Vec<String>, Option<RunAs>)>) {
+        if !batch.is_empty() {
+            let _ = self.tx.send(batch);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,3 +190,47 @@ async fn the_seed_checker_block_detects_within_keepalived_time() {
     );
     assert!(took <= refused_bound + Duration::from_millis(500), "{took:?}");
 }
+
+#[actix_rt::test]
+async fn notify_and_quorum_scripts_run_on_transitions() {
+    let dir = std::env::temp_dir().join(format!("ha-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = |n: &str| dir.join(n).display().to_string();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = tokio::spawn(web(l));
+    let text = format!(
+        "virtual_server 198.18.116.134 80 {{\n delay_loop 1\n lb_kind NAT\n quorum 1\n quorum_up \"/usr/bin/touch {qup}\"\n quorum_down \"/usr/bin/touch {qdown}\"\n real_server 127.0.0.1 {port} {{\n  notify_up \"/usr/bin/touch {up}\"\n  notify_down \"/usr/bin/touch {down}\"\n  TCP_CHECK {{\n   connect_timeout 1\n   retry 1\n   delay_before_retry 1\n  }}\n }}\n}}\n",
+        qup = f("quorum-up"),
+        qdown = f("quorum-down"),
+        up = f("rs-up"),
+        down = f("rs-down"),
+    );
+    let (parsed, l) = cluster::load_str("c.conf", &text, &[]);
+    assert!(!l.diags.has_errors(), "{}", l.diags.render(&parsed.sources));
+    let _checks = runner::start(&l.cluster.default, vec![]);
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    server.abort();
+    let _ = server.await;
+    let exists = |n: &str| dir.join(n).exists();
+    let start = Instant::now();
+    while !(exists("rs-down") && exists("quorum-down")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "notify_down / quorum_down not run"
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!exists("rs-up") && !exists("quorum-up"), "nothing runs at start");
+    let l = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let _server = tokio::spawn(web(l));
+    let start = Instant::now();
+    while !(exists("rs-up") && exists("quorum-up")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "notify_up / quorum_up not run"
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

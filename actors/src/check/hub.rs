@@ -27,6 +27,12 @@ pub struct CheckHub {
     verdicts: BTreeMap<CheckerId, (Health, Option<u32>)>,
     tables: BTreeMap<String, VsOutcome>,
     subscribers: Vec<Recipient<DesiredChanged>>,
+    /// Whether each (virtual server, real server) was alive, for notify_up/notify_down.
+    alive: BTreeMap<(String, String), bool>,
+    /// Runs notify_up/down and quorum_up/down, in order.
+    scripts: Option<crate::script::ScriptQueue>,
+    default_user: Option<crate::script::RunAs>,
+    scripts_enabled: bool,
 }
 
 /// The name a real server has in checker ids and events (`IP:PORT`).
@@ -51,6 +57,10 @@ impl CheckHub {
             verdicts,
             tables: BTreeMap::new(),
             subscribers,
+            alive: BTreeMap::new(),
+            scripts: None,
+            default_user: None,
+            scripts_enabled: true,
         };
         for i in 0..hub.services.len() {
             hub.recompute(i);
@@ -58,22 +68,72 @@ impl CheckHub {
         hub
     }
 
+    /// Runs no notify/quorum scripts (their user could not be resolved).
+    pub fn without_scripts(mut self) -> Self {
+        self.scripts_enabled = false;
+        self
+    }
+
+    /// Scripts run as this user unless they name one.
+    pub fn with_default_user(mut self, user: Option<crate::script::RunAs>) -> Self {
+        self.default_user = user;
+        self
+    }
+
+    fn script(
+        &self,
+        s: &Option<ha_config::model::Script>,
+        extra: &[&str],
+    ) -> Vec<(Vec<String>, Option<crate::script::RunAs>)> {
+        let Some(s) = s else { return Vec::new() };
+        let Ok(mut argv) = crate::script::split_argv(&s.cmd) else {
+            return Vec::new();
+        };
+        argv.extend(extra.iter().map(|x| x.to_string()));
+        let user = match &s.user {
+            Some(u) => crate::script::lookup_user(&u.user, u.group.as_deref()).ok(),
+            None => self.default_user,
+        };
+        vec![(argv, user)]
+    }
+
     fn recompute(&mut self, i: usize) {
         let (name, vs) = &self.services[i];
         let was_up = self.tables.get(name).map(|t| t.quorum_up).unwrap_or(true);
-        let outcome = desired(
-            vs,
-            |rs| {
-                let rname = rs_name(rs);
-                rs_verdict(
-                    self.verdicts
-                        .iter()
-                        .filter(|(id, _)| id.vs == *name && id.rs == rname)
-                        .map(|(_, v)| *v),
-                )
-            },
-            was_up,
-        );
+        let verdict_of = |rs: &ha_config::model::RealServer| {
+            let rname = rs_name(rs);
+            rs_verdict(
+                self.verdicts
+                    .iter()
+                    .filter(|(id, _)| id.vs == *name && id.rs == rname)
+                    .map(|(_, v)| *v),
+            )
+        };
+        let outcome = desired(vs, verdict_of, was_up);
+        // keepalived's notify_up / notify_down (per real server) and quorum_up / quorum_down.
+        let mut batch = Vec::new();
+        for rs in &vs.real_servers {
+            let alive = verdict_of(rs).alive;
+            let key = (name.clone(), rs_name(rs));
+            if let Some(prev) = self.alive.insert(key, alive) {
+                if prev != alive {
+                    let s = if alive { &rs.notify_up } else { &rs.notify_down };
+                    batch.extend(self.script(s, &[]));
+                }
+            }
+        }
+        if self.tables.contains_key(name) && outcome.quorum_up != was_up {
+            let s = if outcome.quorum_up {
+                &vs.quorum_up
+            } else {
+                &vs.quorum_down
+            };
+            batch.extend(self.script(s, &[]));
+        }
+        if let Some(q) = &self.scripts {
+            q.push(batch);
+        }
+        let (name, _) = &self.services[i];
         if self.tables.get(name) != Some(&outcome) {
             tracing::info!(vs = %name, dests = outcome.dests.len(), quorum_up = outcome.quorum_up,
                 sorry = outcome.sorry_active, "desired table changed");
@@ -90,6 +150,12 @@ impl CheckHub {
 
 impl Actor for CheckHub {
     type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Context<Self>) {
+        if self.scripts_enabled {
+            self.scripts = Some(crate::script::ScriptQueue::start("check hub".into()));
+        }
+    }
 }
 
 impl Handler<CheckEvent> for CheckHub {

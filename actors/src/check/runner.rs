@@ -138,7 +138,16 @@ pub fn start(config: &Config, subscribers: Vec<Recipient<DesiredChanged>>) -> Ch
         .values()
         .flat_map(|(ids, t, _)| ids.iter().map(|id| (id.clone(), CheckerCore::new(*t).health())))
         .collect::<BTreeMap<_, _>>();
-    let hub = CheckHub::new(plan.services, initial, subscribers).start();
+    let hub = CheckHub::new(plan.services, initial, subscribers);
+    let hub = match script::default_user(&config.global) {
+        Ok(user) => hub.with_default_user(user),
+        Err(e) => {
+            // Never fall back to root for scripts meant to run as someone else.
+            tracing::error!("script_user: {e}; notify and quorum scripts will not run");
+            hub.without_scripts()
+        }
+    }
+    .start();
     let mut checks = Checks {
         hub,
         checkers: BTreeMap::new(),

@@ -4,16 +4,8 @@
 use super::instance::State;
 use crate::script::{self, RunAs};
 use ha_config::model::{Notify, Script};
-use std::time::Duration;
-use tokio::sync::mpsc;
 
-/// Longest a notify script may run before it is killed.
-pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
-
-#[derive(Clone)]
-pub struct NotifyQueue {
-    tx: mpsc::UnboundedSender<Vec<(Vec<String>, Option<RunAs>)>>,
-}
+pub use crate::script::ScriptQueue as NotifyQueue;
 
 /// The commands to run for `instance` entering `state` (`None`: stopping).
 pub fn commands(
@@ -55,30 +47,6 @@ pub fn commands(
         }
     }
     out
-}
-
-impl NotifyQueue {
-    /// Starts the runner task (on the current runtime).
-    pub fn start(instance: String) -> NotifyQueue {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<(Vec<String>, Option<RunAs>)>>();
-        tokio::spawn(async move {
-            while let Some(batch) = rx.recv().await {
-                for (argv, run_as) in batch {
-                    let outcome = script::run(&argv, run_as, NOTIFY_TIMEOUT).await;
-                    if !outcome.success() {
-                        tracing::warn!(instance = %instance, script = ?argv, ?outcome, "notify script");
-                    }
-                }
-            }
-        });
-        NotifyQueue { tx }
-    }
-
-    pub fn push(&self, batch: Vec<(Vec<String>, Option<RunAs>)>) {
-        if !batch.is_empty() {
-            let _ = self.tx.send(batch);
-        }
-    }
 }
 
 #[cfg(test)]

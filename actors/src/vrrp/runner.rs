@@ -36,18 +36,11 @@ pub struct Running {
     pub groups: Vec<Addr<SyncGroupActor>>,
 }
 
-/// keepalived's default: `script_user`, else the `keepalived_script` user if it exists,
-/// else root (no change of user).
 fn default_user(config: &Config) -> Result<Option<RunAs>, RunError> {
-    match &config.global.script_user {
-        Some(u) => lookup_user(&u.user, u.group.as_deref())
-            .map(Some)
-            .map_err(|message| RunError::Script {
-                script: "(script_user)".into(),
-                message,
-            }),
-        None => Ok(lookup_user("keepalived_script", None).ok()),
-    }
+    script::default_user(&config.global).map_err(|message| RunError::Script {
+        script: "(script_user)".into(),
+        message,
+    })
 }
 
 /// Starts one actor per instance and per tracked script (inside an actix System).
