@@ -68,6 +68,9 @@ pub struct CheckerActor {
     unit: f64,
     /// When the next probe is due (for the lateness statistics).
     due: std::time::Instant,
+    /// Whether a verdict was sent yet: the first result is always reported (a hub that kept
+    /// an older verdict across a reconfiguration must learn the current one).
+    reported: bool,
 }
 
 impl CheckerActor {
@@ -86,6 +89,7 @@ impl CheckerActor {
             sink,
             unit,
             due: std::time::Instant::now(),
+            reported: false,
         }
     }
 
@@ -123,7 +127,15 @@ impl CheckerActor {
         // `wait`: one probe at a time per checker.
         ctx.wait(fut.into_actor(self).map(|r, act, ctx| {
             let (t, next) = act.core.on_result(&r);
+            let t = t.or_else(|| {
+                (!act.reported).then(|| super::schedule::Transition {
+                    from: act.core.health(),
+                    to: act.core.health(),
+                    reason: r.reason.clone(),
+                })
+            });
             if let Some(t) = t {
+                act.reported = true;
                 let at = SystemTime::now();
                 for id in &act.ids {
                     tracing::info!(checker = %id, from = %t.from, to = %t.to, reason = %t.reason, "check transition");

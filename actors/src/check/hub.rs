@@ -91,7 +91,13 @@ impl CheckHub {
         };
         argv.extend(extra.iter().map(|x| x.to_string()));
         let user = match &s.user {
-            Some(u) => crate::script::lookup_user(&u.user, u.group.as_deref()).ok(),
+            Some(u) => match crate::script::lookup_user(&u.user, u.group.as_deref()) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!(script = %s.cmd, "script user: {e}; not run");
+                    return Vec::new();
+                }
+            },
             None => self.default_user,
         };
         vec![(argv, user)]
@@ -162,6 +168,10 @@ impl Handler<CheckEvent> for CheckHub {
     type Result = ();
 
     fn handle(&mut self, e: CheckEvent, _ctx: &mut Context<Self>) {
+        // A probe stopped by a reconfiguration may still report once: ignore ids we dropped.
+        if !self.verdicts.contains_key(&e.id) {
+            return;
+        }
         self.verdicts.insert(e.id.clone(), (e.to, e.weight));
         if let Some(i) = self.services.iter().position(|(n, _)| *n == e.id.vs) {
             self.recompute(i);

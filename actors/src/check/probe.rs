@@ -35,6 +35,10 @@ async fn connect(t: &Target) -> std::io::Result<TcpStream> {
         TcpSocket::new_v6()?
     };
     if let Some(b) = t.bind {
+        if b.port() != 0 {
+            // A fixed source port is reused while the previous connection is in TIME_WAIT.
+            sock.set_reuseaddr(true)?;
+        }
         sock.bind(b)?;
     }
     sock.set_nodelay(true)?;
@@ -64,19 +68,18 @@ pub async fn http(
     virtualhost: Option<&str>,
     timeout: Duration,
 ) -> ProbeResult {
-    let attempt = async {
-        for u in urls {
-            let r = http_one(t, u, u.virtualhost.as_deref().or(virtualhost)).await;
-            if !r.ok {
-                return r;
-            }
+    // As keepalived: each url gets its own `connect_timeout`.
+    for u in urls {
+        let one = http_one(t, u, u.virtualhost.as_deref().or(virtualhost));
+        let r = match tokio::time::timeout(timeout, one).await {
+            Ok(r) => r,
+            Err(_) => ProbeResult::down(format!("no answer within {}", secs(timeout))),
+        };
+        if !r.ok {
+            return r;
         }
-        ProbeResult::up("HTTP ok")
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(r) => r,
-        Err(_) => ProbeResult::down(format!("no answer within {}", secs(timeout))),
     }
+    ProbeResult::up("HTTP ok")
 }
 
 async fn http_one(t: &Target, u: &UrlCheck, host: Option<&str>) -> ProbeResult {
@@ -183,7 +186,10 @@ where
     if let Some(want) = &u.digest {
         let body = match resp.windows(4).position(|w| w == b"\r\n\r\n") {
             Some(p) => &resp[p + 4..],
-            None => return ProbeResult::down("response without a body".to_string()),
+            None => match resp.windows(2).position(|w| w == b"\n\n") {
+                Some(p) => &resp[p + 2..],
+                None => return ProbeResult::down("response without a body".to_string()),
+            },
         };
         let got = hex_lower(&Md5::digest(body));
         if !got.eq_ignore_ascii_case(want) {

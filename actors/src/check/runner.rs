@@ -58,6 +58,7 @@ fn unit(i: usize) -> f64 {
 fn plan(config: &Config) -> Plan {
     // keepalived's SSL_GET does not verify certificates (see `tls`) unless `SSL { ca }`.
     let tls = tls_config(config);
+    let ca = ssl_ca(config);
     let mut specs = Vec::new();
     let mut services = Vec::new();
     for vs in &config.virtual_servers {
@@ -92,10 +93,18 @@ fn plan(config: &Config) -> Plan {
                             tracing::error!(vs = %vname, rs = %rs_name(rs), "MISC_CHECK: bad misc_path");
                             continue;
                         };
-                        let run_as = m
-                            .user
-                            .as_ref()
-                            .and_then(|u| lookup_user(&u.user, u.group.as_deref()).ok());
+                        // The script's own user, else script_user; never root by accident.
+                        let run_as = match &m.user {
+                            Some(u) => lookup_user(&u.user, u.group.as_deref()).map(Some),
+                            None => script::default_user(&config.global),
+                        };
+                        let run_as = match run_as {
+                            Ok(r) => r,
+                            Err(e) => {
+                                tracing::error!(vs = %vname, rs = %rs_name(rs), "MISC_CHECK user: {e}; checker not started");
+                                continue;
+                            }
+                        };
                         let timing = Timing::from(&c.common);
                         ProbeSpec::Misc {
                             argv,
@@ -125,7 +134,7 @@ fn plan(config: &Config) -> Plan {
     // once per virtual server; we probe it once and tell every virtual server.
     let mut probes: BTreeMap<String, (Vec<CheckerId>, Timing, ProbeSpec)> = BTreeMap::new();
     for (id, t, p) in specs {
-        let key = probe_key(&t, &p);
+        let key = probe_key(&t, &p, &ca);
         probes.entry(key).or_insert_with(|| (Vec::new(), t, p)).0.push(id);
     }
     Plan { services, probes }
@@ -173,15 +182,19 @@ impl Checks {
     /// timers; removed ones stop; new or retuned ones start. Returns (kept, started, stopped).
     pub fn reconfigure(&mut self, config: &Config) -> (usize, usize, usize) {
         let plan = plan(config);
-        let mut ids = BTreeMap::new();
+        // The hub learns the new ids first, so no event of a new probe arrives before it.
+        let ids: BTreeMap<CheckerId, _> = plan
+            .probes
+            .values()
+            .flat_map(|(pids, t, _)| pids.iter().map(|id| (id.clone(), CheckerCore::new(*t).health())))
+            .collect();
+        self.hub.do_send(Reconfigure {
+            services: plan.services,
+            ids,
+        });
         let (mut kept, mut started) = (0, 0);
-        let old = std::mem::take(&mut self.checkers);
-        let mut old = old;
+        let mut old = std::mem::take(&mut self.checkers);
         for (i, (key, (pids, t, p))) in plan.probes.into_iter().enumerate() {
-            let initial = CheckerCore::new(t).health();
-            for id in &pids {
-                ids.insert(id.clone(), initial);
-            }
             let addr = match old.remove(&key) {
                 Some(a) => {
                     kept += 1;
@@ -200,10 +213,6 @@ impl Checks {
         for a in old.values() {
             a.do_send(StopChecker);
         }
-        self.hub.do_send(Reconfigure {
-            services: plan.services,
-            ids,
-        });
         (kept, started, stopped)
     }
 }
@@ -238,7 +247,7 @@ fn tls_config(config: &Config) -> std::sync::Arc<rustls::ClientConfig> {
 }
 
 /// What makes two checks the same probe.
-fn probe_key(t: &Timing, p: &ProbeSpec) -> String {
+fn probe_key(t: &Timing, p: &ProbeSpec, ca: &Option<String>) -> String {
     match p {
         ProbeSpec::Tcp(target) => format!("tcp {target:?} {t:?}"),
         ProbeSpec::Http {
@@ -251,7 +260,7 @@ fn probe_key(t: &Timing, p: &ProbeSpec) -> String {
             urls,
             virtualhost,
             ..
-        } => format!("https {target:?} {urls:?} {virtualhost:?} {t:?}"),
+        } => format!("https {target:?} {urls:?} {virtualhost:?} {t:?} ca={ca:?}"),
         ProbeSpec::Misc {
             argv,
             run_as,

@@ -150,7 +150,8 @@ impl CheckerCore {
             self.health = Health::Up;
             return (t, self.t.delay_loop);
         }
-        if self.failures < self.t.retry {
+        // keepalived retries only while the server is up; a down one is probed each loop.
+        if self.health == Health::Up && self.failures < self.t.retry {
             self.failures += 1;
             return (None, self.t.delay_before_retry);
         }
@@ -198,8 +199,8 @@ mod tests {
             })
         );
         assert_eq!(next, Duration::from_secs(6));
-        // Still failing: no new transition, no retries while down.
-        assert_eq!(c.on_result(&fail).0, None);
+        // Still failing: no new transition, and no retries while down.
+        assert_eq!(c.on_result(&fail), (None, Duration::from_secs(6)));
         let (t, next) = c.on_result(&ProbeResult::up("HTTP 200"));
         assert_eq!(t.map(|t| t.to), Some(Health::Up));
         assert_eq!(next, Duration::from_secs(6));

@@ -99,6 +99,10 @@ pub struct InstanceActor {
     /// Scripts run as this user unless they name one (global `script_user`).
     default_user: Option<RunAs>,
     group: Option<Recipient<super::sync_group::MemberTransition>>,
+    /// notify for MASTER waits until the VIPs are added (as keepalived orders them).
+    master_notify: Option<u8>,
+    /// Stop received: no more inputs are acted on.
+    stopping: bool,
 }
 
 impl InstanceActor {
@@ -124,6 +128,8 @@ impl InstanceActor {
             tracking: (base, false),
             notify: None,
             group: None,
+            master_notify: None,
+            stopping: false,
             default_user,
             core: Instance::new(spec.params.clone()),
             spec,
@@ -145,6 +151,9 @@ impl InstanceActor {
     }
 
     fn feed(&mut self, input: Input, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
         let actions = self.core.handle(self.now(), input);
         self.carry_out(actions, ctx);
         self.rearm(ctx);
@@ -224,6 +233,11 @@ impl InstanceActor {
         };
         // `wait`: VIP changes apply in the order the core asked for them.
         ctx.wait(fut.into_actor(self).map(|_, act, ctx| {
+            if let Some(priority) = act.master_notify.take() {
+                if let Some(q) = &act.notify {
+                    q.push(act.notify_commands(Some(State::Master), priority));
+                }
+            }
             if act.core.state() == State::Master {
                 act.send_garp();
                 if !act.spec.garp_delay.is_zero() {
@@ -270,16 +284,18 @@ impl InstanceActor {
         }
     }
 
-    fn script_user(&self, s: &ha_config::model::Script) -> Option<RunAs> {
+    /// The user a script runs as (`Some(None)`: root); `None` when its user does not
+    /// exist: the script is not run (never as root instead).
+    fn script_user(&self, s: &ha_config::model::Script) -> Option<Option<RunAs>> {
         match &s.user {
             Some(u) => match lookup_user(&u.user, u.group.as_deref()) {
-                Ok(r) => Some(r),
+                Ok(r) => Some(Some(r)),
                 Err(e) => {
-                    tracing::error!(instance = %self.spec.name, "script user: {e}");
+                    tracing::error!(instance = %self.spec.name, script = %s.cmd, "script user: {e}; not run");
                     None
                 }
             },
-            None => self.default_user,
+            None => Some(self.default_user),
         }
     }
 
@@ -291,7 +307,9 @@ impl InstanceActor {
 
     fn transition(&mut self, from: State, to: State, reason: Reason, priority: u8) {
         tracing::info!(instance = %self.spec.name, %from, %to, %reason, priority, "VRRP transition");
-        if to != State::Init {
+        if to == State::Master {
+            self.master_notify = Some(priority);
+        } else if to != State::Init {
             if let Some(q) = &self.notify {
                 q.push(self.notify_commands(Some(to), priority));
             }
@@ -494,6 +512,14 @@ impl Handler<JoinGroup> for InstanceActor {
     type Result = ();
 
     fn handle(&mut self, JoinGroup(g): JoinGroup, _ctx: &mut Context<Self>) {
+        // The start happened before joining: a member already in FAULT tells the group now.
+        if self.core.state() == State::Fault {
+            g.do_send(super::sync_group::MemberTransition {
+                member: self.spec.name.clone(),
+                to: State::Fault,
+                priority: self.core.priority(),
+            });
+        }
         self.group = Some(g);
     }
 }
@@ -514,6 +540,7 @@ impl Handler<Stop> for InstanceActor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) -> Self::Result {
+        self.stopping = true;
         if let Some(h) = self.timer.take() {
             ctx.cancel_future(h);
         }

@@ -132,6 +132,8 @@ pub struct Instance {
     /// With `preempt_delay`: until when a lower-priority master is still tolerated.
     preempt_at: Option<Duration>,
     last_master: Option<IpAddr>,
+    /// When an advert from a master we defer to was last accepted (BACKUP).
+    master_heard_at: Option<Duration>,
 }
 
 impl Instance {
@@ -144,6 +146,7 @@ impl Instance {
             deadline: None,
             preempt_at: None,
             last_master: None,
+            master_heard_at: None,
             p,
         }
     }
@@ -237,10 +240,13 @@ impl Instance {
         if fault {
             self.go(State::Fault, Reason::Startup, out);
             self.deadline = None;
+            // A crash may have left our VIPs configured: not ours to hold now.
+            out.push(Action::DelVips);
         } else if self.p.priority == 255 && self.p.want_master {
             self.become_master(now, Reason::Startup, out);
         } else {
             self.become_backup(now, Reason::Startup, out);
+            out.push(Action::DelVips);
         }
     }
 
@@ -284,6 +290,7 @@ impl Instance {
                     if self.p.v3 && !interval.is_zero() {
                         self.master_adver_int = interval;
                     }
+                    self.master_heard_at = Some(now);
                     self.deadline = Some(now + self.master_down_interval());
                 }
                 // Otherwise: a lower-priority master and we preempt; let the timer run out.
@@ -351,8 +358,17 @@ impl Instance {
     }
 
     fn force(&mut self, now: Duration, to: State, out: &mut Vec<Action>) {
-        if self.fault || to == self.state {
+        if self.fault || to == self.state || self.state == State::Init {
             return;
+        }
+        // keepalived moves a member to MASTER only when it could go there itself: not while
+        // a master of its own virtual router is still being heard.
+        if to == State::Master {
+            if let Some(heard) = self.master_heard_at {
+                if now.saturating_sub(heard) < self.master_down_interval() {
+                    return;
+                }
+            }
         }
         match to {
             State::Master if self.state == State::Backup => self.become_master(now, Reason::SyncGroup, out),
@@ -566,6 +582,28 @@ mod tests {
         sim.start_all();
         assert_eq!(sim.masters(), vec![0]);
         assert_eq!(sim.routers[0].transitions[0].0, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_sync_group_cannot_force_master_while_a_master_is_heard() {
+        let mut i = Instance::new(params(90, "198.18.116.135"));
+        let start = i.handle(Duration::ZERO, Input::Start { fault: false });
+        assert!(
+            start.contains(&Action::DelVips),
+            "leftover VIPs are cleared at start"
+        );
+        let from = "198.18.116.130".parse().unwrap();
+        let advert = Input::Advert {
+            from,
+            priority: 100,
+            interval: Duration::from_secs(1),
+        };
+        i.handle(secs(1.0), advert);
+        assert!(i.handle(secs(1.5), Input::Force(State::Master)).is_empty());
+        assert_eq!(i.state(), State::Backup);
+        // Once that master has been silent for the down interval, the force is obeyed.
+        let later = i.handle(secs(5.0), Input::Force(State::Master));
+        assert!(later.contains(&Action::AddVips), "{later:?}");
     }
 
     #[test]

@@ -240,7 +240,8 @@ fn recv_v6(s: &Socket, buf: &mut [u8]) -> std::io::Result<Result<Received, super
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
     };
-    let mut cbuf = [0u8; 256];
+    // u64 elements: control messages must be read from a cmsghdr-aligned buffer.
+    let mut cbuf = [0u64; 32];
     // SAFETY: msghdr points at live buffers sized as declared; recvmsg fills them.
     let (n, msg) = unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
@@ -249,7 +250,7 @@ fn recv_v6(s: &Socket, buf: &mut [u8]) -> std::io::Result<Result<Received, super
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = cbuf.len();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf);
         let n = libc::recvmsg(s.as_raw_fd(), &mut msg, 0);
         if n < 0 {
             return Err(std::io::Error::last_os_error());

@@ -13,7 +13,7 @@ pub fn commands(
     instance: &str,
     state: Option<State>,
     priority: u8,
-    user: &dyn Fn(&Script) -> Option<RunAs>,
+    user: &dyn Fn(&Script) -> Option<Option<RunAs>>,
 ) -> Vec<(Vec<String>, Option<RunAs>)> {
     let mut out = Vec::new();
     let specific = match state {
@@ -30,20 +30,21 @@ pub fn commands(
         None => "STOP",
         Some(State::Init) => return out,
     };
+    // `user` answers None when the script's user cannot be resolved: it is not run.
     if let Some(s) = specific {
-        if let Ok(argv) = script::split_argv(&s.cmd) {
-            out.push((argv, user(s)));
+        if let (Ok(argv), Some(u)) = (script::split_argv(&s.cmd), user(s)) {
+            out.push((argv, u));
         }
     }
     if let Some(s) = &n.any {
-        if let Ok(mut argv) = script::split_argv(&s.cmd) {
+        if let (Ok(mut argv), Some(u)) = (script::split_argv(&s.cmd), user(s)) {
             argv.extend([
                 "INSTANCE".to_string(),
                 instance.to_string(),
                 word.to_string(),
                 priority.to_string(),
             ]);
-            out.push((argv, user(s)));
+            out.push((argv, u));
         }
     }
     out
@@ -60,14 +61,14 @@ mod tests {
             any: Some(Script::new("/etc/ka/notify.sh")),
             ..Default::default()
         };
-        let c = commands(&n, "VI_1", Some(State::Master), 100, &|_| None);
+        let c = commands(&n, "VI_1", Some(State::Master), 100, &|_| Some(None));
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].0, vec!["/etc/ka/master.sh", "arg"]);
         assert_eq!(
             c[1].0,
             vec!["/etc/ka/notify.sh", "INSTANCE", "VI_1", "MASTER", "100"]
         );
-        let c = commands(&n, "VI_1", None, 100, &|_| None);
+        let c = commands(&n, "VI_1", None, 100, &|_| Some(None));
         assert_eq!(c[0].0[3], "STOP");
     }
 }

@@ -130,8 +130,10 @@ pub fn start(config: &Config) -> Result<Running, RunError> {
 
 /// Stops every instance gracefully and waits for them.
 pub async fn stop(running: &Running) {
-    for a in &running.instances {
-        let _ = a.send(Stop).await;
+    // All at once: stopping them one by one would make the peers' sync groups flap.
+    let stops: Vec<_> = running.instances.iter().map(|a| a.send(Stop)).collect();
+    for s in stops {
+        let _ = s.await;
     }
     // Each answer came after its VIPs were removed; give the last adverts a moment.
     actix_rt::time::sleep(Duration::from_millis(20)).await;

@@ -33,6 +33,8 @@ pub struct SyncGroupActor {
     user: Option<RunAs>,
     queue: Option<NotifyQueue>,
     state: Option<State>,
+    /// Members in FAULT on their own account: the group stays in FAULT until none is.
+    faulty: std::collections::BTreeSet<String>,
 }
 
 impl SyncGroupActor {
@@ -49,6 +51,7 @@ impl SyncGroupActor {
             user,
             queue: None,
             state: None,
+            faulty: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -66,6 +69,18 @@ impl Handler<MemberTransition> for SyncGroupActor {
 
     fn handle(&mut self, t: MemberTransition, _ctx: &mut Context<Self>) {
         let Some(to) = follow(t.to) else { return };
+        if to == State::Fault {
+            self.faulty.insert(t.member.clone());
+        } else {
+            self.faulty.remove(&t.member);
+            if !self.faulty.is_empty() {
+                // Another member is still faulty: this one stays in FAULT with the group.
+                if let Some((_, r)) = self.members.iter().find(|(n, _)| *n == t.member) {
+                    r.do_send(ForceState(State::Fault));
+                }
+                return;
+            }
+        }
         tracing::info!(group = %self.name, member = %t.member, state = %to, "sync group follows");
         for (name, r) in &self.members {
             if *name != t.member {
@@ -76,10 +91,11 @@ impl Handler<MemberTransition> for SyncGroupActor {
             self.state = Some(to);
             if let Some(q) = &self.queue {
                 let user = self.user;
-                let mut cmds = notify::commands(&self.notify, &self.name, Some(to), t.priority, &|_| user);
+                let mut cmds =
+                    notify::commands(&self.notify, &self.name, Some(to), t.priority, &|_| Some(user));
                 for c in cmds.iter_mut() {
                     // The generic `notify` of a group says GROUP, not INSTANCE.
-                    if let Some(w) = c.0.iter_mut().rev().nth(2) {
+                    if let Some(w) = c.0.iter_mut().rev().nth(3) {
                         if w == "INSTANCE" {
                             *w = "GROUP".into();
                         }
