@@ -545,19 +545,12 @@ impl Handler<Stop> for InstanceActor {
             ctx.cancel_future(h);
         }
         let actions = self.core.handle(self.now(), Input::Shutdown);
-        for a in actions {
-            match a {
-                Action::Send { priority } => self.send_advert(priority),
-                Action::Transition {
-                    from,
-                    to,
-                    reason,
-                    priority,
-                } => self.transition(from, to, reason, priority),
-                // VIPs are removed below whatever the state (a crash may have left them).
-                Action::DelVips | Action::AddVips | Action::Garp => {}
-            }
-        }
+        // VIPs are removed below whatever the state (a crash may have left them).
+        let actions = actions
+            .into_iter()
+            .filter(|a| matches!(a, Action::Send { .. } | Action::Transition { .. }))
+            .collect();
+        self.carry_out(actions, ctx);
         let stop_scripts = self.notify_commands(None, self.core.priority());
         let removal = self.removal();
         let fut = async move {

@@ -408,15 +408,21 @@ mod tests {
         Duration::from_secs_f64(s)
     }
 
+    /// The seed's two directors (100 and 90), started and settled with 0 as MASTER.
+    fn seed_pair_settled() -> Sim {
+        let mut sim = Sim::new(vec![params(100, "198.18.116.130"), params(90, "198.18.116.135")]);
+        sim.start_all();
+        sim.run_until(secs(10.0));
+        sim
+    }
+
     fn track(sim: &mut Sim, i: usize, priority: u8, fault: bool) {
         sim.input(i, Input::Tracking { priority, fault });
     }
 
     #[test]
     fn higher_priority_becomes_master_after_master_down_interval() {
-        let mut sim = Sim::new(vec![params(100, "198.18.116.130"), params(90, "198.18.116.135")]);
-        sim.start_all();
-        sim.run_until(secs(10.0));
+        let sim = seed_pair_settled();
         assert_eq!(sim.masters(), vec![0]);
         assert_eq!(sim.vip_holders(), vec![0]);
         // 3 * 1 s + (256-100)/256 s, to the microsecond.
@@ -433,9 +439,7 @@ mod tests {
 
     #[test]
     fn master_killed_backup_takes_over_within_the_rfc_bound_and_master_preempts_back() {
-        let mut sim = Sim::new(vec![params(100, "198.18.116.130"), params(90, "198.18.116.135")]);
-        sim.start_all();
-        sim.run_until(secs(10.0));
+        let mut sim = seed_pair_settled();
         sim.kill(0);
         sim.run_until(secs(20.0));
         assert_eq!(sim.masters(), vec![1]);
@@ -506,9 +510,7 @@ mod tests {
 
     #[test]
     fn priority_zero_on_graceful_stop_hands_over_after_skew_time() {
-        let mut sim = Sim::new(vec![params(100, "198.18.116.130"), params(90, "198.18.116.135")]);
-        sim.start_all();
-        sim.run_until(secs(10.0));
+        let mut sim = seed_pair_settled();
         sim.input(0, Input::Shutdown);
         assert!(!sim.routers[0].holds_vip);
         assert_eq!(sim.routers[0].sent.last().unwrap().1, 0);
@@ -540,9 +542,7 @@ mod tests {
 
     #[test]
     fn split_brain_ends_when_the_wire_heals() {
-        let mut sim = Sim::new(vec![params(100, "198.18.116.130"), params(90, "198.18.116.135")]);
-        sim.start_all();
-        sim.run_until(secs(10.0));
+        let mut sim = seed_pair_settled();
         sim.cut[0] = true;
         sim.run_until(secs(20.0));
         assert_eq!(sim.masters(), vec![0, 1], "both master while cut");
@@ -554,9 +554,7 @@ mod tests {
 
     #[test]
     fn tracking_fault_and_priority_changes() {
-        let mut sim = Sim::new(vec![params(100, "198.18.116.130"), params(90, "198.18.116.135")]);
-        sim.start_all();
-        sim.run_until(secs(10.0));
+        let mut sim = seed_pair_settled();
         // A tracked interface goes down on the master: FAULT, priority 0 sent, VIP released.
         track(&mut sim, 0, 100, true);
         assert_eq!(sim.routers[0].inst.state(), State::Fault);
