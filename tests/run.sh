@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 
 # keepalived: interop peer and `keepalived -t` reference; its package also ships the
 # sample configurations the parser is tested on. nftables/iproute2/curl: namespace tests.
-packages=(keepalived nftables iproute2 curl)
+# qemu-system-x86/linux-image-amd64/busybox-static/ipvsadm: the IPVS test boots Debian's
+# kernel (this machine's has no IPVS) and checks our table with ipvsadm; binutils: strip.
+packages=(keepalived nftables iproute2 curl qemu-system-x86 linux-image-amd64 busybox-static ipvsadm binutils xz-utils)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

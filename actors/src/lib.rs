@@ -4,5 +4,6 @@
 //! - [`vrrp`]: VRRP v2/v3 (RFC 3768 / 5798), wire-compatible with keepalived.
 
 pub mod check;
+pub mod lb;
 pub mod script;
 pub mod vrrp;

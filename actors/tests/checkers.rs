@@ -49,7 +49,7 @@ async fn a_stopped_web_server_leaves_the_table_and_comes_back() {
     let (_, loaded) = cluster::load_str("c.conf", &text, &[]);
     assert!(!loaded.diags.has_errors(), "{:?}", loaded.diags);
     let config = loaded.cluster.default.clone();
-    let checks = runner::start(&config, vec![]);
+    let checks = runner::start(&config, 1, vec![]);
     let hub = checks.hub.clone();
 
     let wait = |want: Vec<u16>, within: Duration| {
@@ -110,7 +110,7 @@ async fn a_real_server_shared_by_two_virtual_servers_is_probed_once() {
         )
     };
     let (_, loaded) = cluster::load_str("c.conf", &(vs(80) + &vs(8080)), &[]);
-    let checks = runner::start(&loaded.cluster.default, vec![]);
+    let checks = runner::start(&loaded.cluster.default, 1, vec![]);
     assert_eq!(checks.checkers.len(), 1, "one probe for both virtual servers");
     actix_rt::time::sleep(Duration::from_millis(2500)).await;
     let n = hits.load(std::sync::atomic::Ordering::SeqCst);
@@ -139,7 +139,7 @@ async fn reconfiguring_one_checker_leaves_the_others_state_alone() {
         )
     };
     let (_, l) = cluster::load_str("c.conf", &conf("/"), &[]);
-    let mut checks = runner::start(&l.cluster.default, vec![]);
+    let mut checks = runner::start(&l.cluster.default, 1, vec![]);
     let hub = checks.hub.clone();
     let ports = || async { table_ports(&hub).await };
     // Refused, retried once a second later: down after ~1 s.
@@ -148,7 +148,7 @@ async fn reconfiguring_one_checker_leaves_the_others_state_alone() {
     // Retune only the HTTP check (another path): it restarts; the TCP check keeps its
     // DOWN verdict instead of starting UP again.
     let (_, l2) = cluster::load_str("c.conf", &conf("/health"), &[]);
-    assert_eq!(checks.reconfigure(&l2.cluster.default), (1, 1, 1));
+    assert_eq!(checks.reconfigure(&l2.cluster.default, 2), (1, 1, 1));
     actix_rt::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         ports().await,
@@ -172,7 +172,7 @@ async fn the_seed_checker_block_detects_within_keepalived_time() {
     let (_, l) = cluster::load_str("seed.conf", &text, &[]);
     let vs = &l.cluster.default.virtual_servers[0];
     let timing = ::actors::check::schedule::Timing::from(&vs.real_servers[0].checkers[0].common);
-    let checks = runner::start(&l.cluster.default, vec![]);
+    let checks = runner::start(&l.cluster.default, 1, vec![]);
     actix_rt::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(table_ports(&checks.hub).await, vec![port]);
     server.abort();
@@ -208,7 +208,7 @@ async fn notify_and_quorum_scripts_run_on_transitions() {
     );
     let (parsed, l) = cluster::load_str("c.conf", &text, &[]);
     assert!(!l.diags.has_errors(), "{}", l.diags.render(&parsed.sources));
-    let _checks = runner::start(&l.cluster.default, vec![]);
+    let _checks = runner::start(&l.cluster.default, 1, vec![]);
     actix_rt::time::sleep(Duration::from_millis(500)).await;
     server.abort();
     let _ = server.await;

@@ -39,6 +39,8 @@ pub fn free_port() -> u16 {
 }
 
 pub mod netns;
+pub mod seed_lab;
+pub mod vm;
 pub mod vrrp_lab;
 
 pub(crate) fn die_with_parent(cmd: &mut Command) {

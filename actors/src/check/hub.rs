@@ -1,20 +1,15 @@
 //! Keeps every checker's verdict and the resulting desired table of each virtual server;
-//! publishes a virtual server's table whenever it changes (to the data plane).
+//! publishes a virtual server's kernel services whenever they change (to the data plane),
+//! and after each configuration that every service of that version has been sent.
 
 use super::actor::{CheckEvent, CheckerId};
 use super::schedule::Health;
 use super::table::{desired, rs_verdict, VsOutcome};
+use crate::lb::model::{Service, SvcKey};
+use crate::lb::sync::Desired;
 use actix::prelude::*;
-use ha_config::model::VirtualServer;
+use ha_config::model::{VirtualServer, VirtualServerGroup};
 use std::collections::BTreeMap;
-
-/// The desired table of one virtual server changed.
-#[derive(Clone, Debug, PartialEq, Eq, Message)]
-#[rtype(result = "()")]
-pub struct DesiredChanged {
-    pub vs: String,
-    pub outcome: VsOutcome,
-}
 
 /// The current desired tables (for status and tests).
 #[derive(Message)]
@@ -24,9 +19,13 @@ pub struct GetTables;
 pub struct CheckHub {
     /// Virtual servers by display name, with their checkers' ids per real server.
     services: Vec<(String, VirtualServer)>,
+    groups: Vec<VirtualServerGroup>,
     verdicts: BTreeMap<CheckerId, (Health, Option<u32>)>,
     tables: BTreeMap<String, VsOutcome>,
-    subscribers: Vec<Recipient<DesiredChanged>>,
+    /// The kernel services last published per virtual server.
+    published: BTreeMap<String, Vec<(SvcKey, Service)>>,
+    version: u64,
+    subscribers: Vec<Recipient<Desired>>,
     /// Whether each (virtual server, real server) was alive, for notify_up/notify_down.
     alive: BTreeMap<(String, String), bool>,
     /// Runs notify_up/down and quorum_up/down, in order.
@@ -46,16 +45,22 @@ pub fn rs_name(rs: &ha_config::model::RealServer) -> String {
 
 impl CheckHub {
     /// `initial`: the verdict each checker starts with (up, or down with `alpha`).
+    /// `version`: the config version `services` and `groups` come from.
     pub fn new(
         services: Vec<(String, VirtualServer)>,
+        groups: Vec<VirtualServerGroup>,
+        version: u64,
         initial: BTreeMap<CheckerId, Health>,
-        subscribers: Vec<Recipient<DesiredChanged>>,
+        subscribers: Vec<Recipient<Desired>>,
     ) -> Self {
         let verdicts = initial.into_iter().map(|(k, h)| (k, (h, None))).collect();
         let mut hub = CheckHub {
             services,
+            groups,
             verdicts,
             tables: BTreeMap::new(),
+            published: BTreeMap::new(),
+            version,
             subscribers,
             alive: BTreeMap::new(),
             scripts: None,
@@ -65,7 +70,33 @@ impl CheckHub {
         for i in 0..hub.services.len() {
             hub.recompute(i);
         }
+        hub.settled();
         hub
+    }
+
+    fn settled(&self) {
+        for s in &self.subscribers {
+            s.do_send(Desired::Settled {
+                version: self.version,
+            });
+        }
+    }
+
+    fn publish(&mut self, vs: &str, services: Vec<(SvcKey, Service)>) {
+        if self.published.get(vs) == Some(&services) {
+            return;
+        }
+        for s in &self.subscribers {
+            s.do_send(Desired::Changed {
+                vs: vs.to_string(),
+                services: services.clone(),
+            });
+        }
+        if services.is_empty() {
+            self.published.remove(vs);
+        } else {
+            self.published.insert(vs.to_string(), services);
+        }
     }
 
     /// Runs no notify/quorum scripts (their user could not be resolved).
@@ -139,18 +170,15 @@ impl CheckHub {
         if let Some(q) = &self.scripts {
             q.push(batch);
         }
-        let (name, _) = &self.services[i];
-        if self.tables.get(name) != Some(&outcome) {
+        let (name, vs) = &self.services[i];
+        let services = crate::lb::desired::services(vs, &self.groups, &outcome);
+        let name = name.clone();
+        if self.tables.get(&name) != Some(&outcome) {
             tracing::info!(vs = %name, dests = outcome.dests.len(), quorum_up = outcome.quorum_up,
                 sorry = outcome.sorry_active, "desired table changed");
-            for s in &self.subscribers {
-                s.do_send(DesiredChanged {
-                    vs: name.clone(),
-                    outcome: outcome.clone(),
-                });
-            }
             self.tables.insert(name.clone(), outcome);
         }
+        self.publish(&name, services);
     }
 }
 
@@ -185,6 +213,8 @@ impl Handler<CheckEvent> for CheckHub {
 #[rtype(result = "()")]
 pub struct Reconfigure {
     pub services: Vec<(String, VirtualServer)>,
+    pub groups: Vec<VirtualServerGroup>,
+    pub version: u64,
     pub ids: BTreeMap<CheckerId, Health>,
 }
 
@@ -198,10 +228,22 @@ impl Handler<Reconfigure> for CheckHub {
         }
         let names: Vec<String> = r.services.iter().map(|(n, _)| n.clone()).collect();
         self.tables.retain(|n, _| names.contains(n));
+        let gone: Vec<String> = self
+            .published
+            .keys()
+            .filter(|n| !names.contains(n))
+            .cloned()
+            .collect();
+        for n in gone {
+            self.publish(&n, Vec::new());
+        }
         self.services = r.services;
+        self.groups = r.groups;
+        self.version = r.version;
         for i in 0..self.services.len() {
             self.recompute(i);
         }
+        self.settled();
     }
 }
 

@@ -2,9 +2,10 @@
 //! verdicts into desired tables.
 
 use super::actor::{CheckerActor, CheckerId, ProbeSpec, SetIds, StopChecker};
-use super::hub::{rs_name, CheckHub, DesiredChanged, Reconfigure};
+use super::hub::{rs_name, CheckHub, Reconfigure};
 use super::probe::Target;
 use super::schedule::{CheckerCore, Timing};
+use crate::lb::sync::Desired;
 use crate::script::{self, lookup_user};
 use actix::prelude::*;
 use ha_config::model::{CheckKind, Config};
@@ -140,14 +141,21 @@ fn plan(config: &Config) -> Plan {
     Plan { services, probes }
 }
 
-pub fn start(config: &Config, subscribers: Vec<Recipient<DesiredChanged>>) -> Checks {
+/// `version`: the config version of `config`; `subscribers` get the kernel services.
+pub fn start(config: &Config, version: u64, subscribers: Vec<Recipient<Desired>>) -> Checks {
     let plan = plan(config);
     let initial = plan
         .probes
         .values()
         .flat_map(|(ids, t, _)| ids.iter().map(|id| (id.clone(), CheckerCore::new(*t).health())))
         .collect::<BTreeMap<_, _>>();
-    let hub = CheckHub::new(plan.services, initial, subscribers);
+    let hub = CheckHub::new(
+        plan.services,
+        config.vs_groups.clone(),
+        version,
+        initial,
+        subscribers,
+    );
     let hub = match script::default_user(&config.global) {
         Ok(user) => hub.with_default_user(user),
         Err(e) => {
@@ -180,7 +188,7 @@ impl Checks {
 
     /// Applies a new configuration: unchanged probes keep running with their state and
     /// timers; removed ones stop; new or retuned ones start. Returns (kept, started, stopped).
-    pub fn reconfigure(&mut self, config: &Config) -> (usize, usize, usize) {
+    pub fn reconfigure(&mut self, config: &Config, version: u64) -> (usize, usize, usize) {
         let plan = plan(config);
         // The hub learns the new ids first, so no event of a new probe arrives before it.
         let ids: BTreeMap<CheckerId, _> = plan
@@ -190,6 +198,8 @@ impl Checks {
             .collect();
         self.hub.do_send(Reconfigure {
             services: plan.services,
+            groups: config.vs_groups.clone(),
+            version,
             ids,
         });
         let (mut kept, mut started) = (0, 0);

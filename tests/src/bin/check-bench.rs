@@ -169,7 +169,7 @@ fn inner(args: &[String]) {
     let config_checkers: usize = config.virtual_servers.iter().map(|v| v.real_servers.len()).sum();
     let sys = actix_rt::System::new();
     sys.block_on(async move {
-        let checks = ::actors::check::runner::start(&config, vec![]);
+        let checks = ::actors::check::runner::start(&config, 1, vec![]);
         println!("{} checker actors", checks.checkers.len());
         // Warm up (warmup 1 s spreads the first probes), then measure.
         actix_rt::time::sleep(Duration::from_secs(5)).await;

@@ -1,0 +1,140 @@
+//! The kernel behind a trait: the sync actor talks to [`KernelLb`]; IPVS, nftables and
+//! the in-memory [`FakeKernel`] implement it.
+
+use super::diff::Op;
+use super::model::{Service, Table};
+use std::fmt;
+
+/// An operation the kernel refused, or a failure to talk to it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KernelError {
+    /// The errno the kernel answered, if it answered with one.
+    pub errno: Option<i32>,
+    pub message: String,
+}
+
+impl KernelError {
+    pub fn errno(errno: i32, context: &str) -> Self {
+        let text = std::io::Error::from_raw_os_error(errno).to_string();
+        KernelError {
+            errno: Some(errno),
+            message: format!("{context}: {text}"),
+        }
+    }
+
+    pub fn other(message: impl Into<String>) -> Self {
+        KernelError {
+            errno: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+pub trait KernelLb: Send {
+    /// `ipvs`, `nftables`, `fake`.
+    fn backend(&self) -> &'static str;
+    /// The table as the kernel has it now.
+    fn dump(&mut self) -> Result<Table, KernelError>;
+    /// Applies `ops` in order and answers one result per op: a refused op does not stop
+    /// the ones after it.
+    fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), KernelError>>;
+}
+
+/// An in-memory kernel with IPVS's rules: adding what exists fails with EEXIST, touching
+/// a service that does not exist with ESRCH, a destination that does not exist with
+/// ENOENT, and schedulers it was told to refuse with ENOENT (module not found).
+#[derive(Default)]
+pub struct FakeKernel {
+    pub table: Table,
+    pub refused_schedulers: Vec<String>,
+    /// Every op it was asked to apply, in order.
+    pub log: Vec<Op>,
+    /// Fail every dump (the kernel unreachable).
+    pub dump_fails: bool,
+}
+
+impl FakeKernel {
+    fn one(&mut self, op: &Op) -> Result<(), KernelError> {
+        const EEXIST: i32 = 17;
+        const ESRCH: i32 = 3;
+        const ENOENT: i32 = 2;
+        match op {
+            Op::AddService(k, s) | Op::EditService(k, s) => {
+                if self.refused_schedulers.contains(&s.sched) {
+                    return Err(KernelError::errno(ENOENT, &format!("scheduler {}", s.sched)));
+                }
+                let exists = self.table.contains_key(k);
+                match (op, exists) {
+                    (Op::AddService(..), true) => return Err(KernelError::errno(EEXIST, "service")),
+                    (Op::EditService(..), false) => return Err(KernelError::errno(ESRCH, "service")),
+                    _ => {}
+                }
+                self.table
+                    .entry(*k)
+                    .or_insert_with(|| Service {
+                        spec: s.clone(),
+                        dests: Default::default(),
+                    })
+                    .spec = s.clone();
+            }
+            Op::DelService(k) => {
+                self.table
+                    .remove(k)
+                    .ok_or_else(|| KernelError::errno(ESRCH, "service"))?;
+            }
+            Op::AddDest(k, d, s) | Op::EditDest(k, d, s) => {
+                let svc = self
+                    .table
+                    .get_mut(k)
+                    .ok_or_else(|| KernelError::errno(ESRCH, "service"))?;
+                let exists = svc.dests.contains_key(d);
+                match (op, exists) {
+                    (Op::AddDest(..), true) => return Err(KernelError::errno(EEXIST, "destination")),
+                    (Op::EditDest(..), false) => return Err(KernelError::errno(ENOENT, "destination")),
+                    _ => {}
+                }
+                svc.dests.insert(*d, *s);
+            }
+            Op::DelDest(k, d) => {
+                let svc = self
+                    .table
+                    .get_mut(k)
+                    .ok_or_else(|| KernelError::errno(ESRCH, "service"))?;
+                svc.dests
+                    .remove(d)
+                    .ok_or_else(|| KernelError::errno(ENOENT, "destination"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl KernelLb for FakeKernel {
+    fn backend(&self) -> &'static str {
+        "fake"
+    }
+
+    fn dump(&mut self) -> Result<Table, KernelError> {
+        if self.dump_fails {
+            return Err(KernelError::other("fake kernel: dump refused"));
+        }
+        Ok(self.table.clone())
+    }
+
+    fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), KernelError>> {
+        ops.iter()
+            .map(|op| {
+                self.log.push(op.clone());
+                self.one(op)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,434 @@
+//! The nftables backend, for kernels without IPVS: direct routing with netdev `fwd`
+//! (the VIP unchanged, the real server's MAC as destination, no conntrack involved),
+//! NAT with `dnat` in prerouting. It keeps its own two tables (see [`render`]) and
+//! never touches any other table. Each `apply` is one `nft -f` transaction; when that
+//! transaction is refused, services are retried one by one so that one bad service
+//! does not keep the others out.
+
+pub mod dump;
+pub mod render;
+pub mod route;
+pub mod slots;
+
+use super::diff::Op;
+use super::kernel::{KernelError, KernelLb};
+use super::model::{Service, SvcKey, Table};
+use render::{Slot, SvcState};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+
+/// Finds the egress device of a real server (and whether it is on-link).
+pub type DeviceLookup = Box<dyn Fn(IpAddr) -> Result<(String, bool), KernelError> + Send>;
+
+/// For one service: the indexes of its ops, and its state after them (None: deleted) or
+/// why they cannot be applied.
+type Planned = (Vec<usize>, Result<Option<SvcState>, KernelError>);
+
+pub struct NftKernel {
+    nft: String,
+    /// What the kernel has, as of our last dump or successful apply.
+    state: BTreeMap<SvcKey, SvcState>,
+    broken: BTreeMap<SvcKey, u32>,
+    orphans: BTreeSet<(bool, u32)>,
+    ingress: Option<BTreeSet<String>>,
+    /// Devices DR traffic also arrives on, besides those leading to real servers.
+    extra_ingress: BTreeSet<String>,
+    devices: BTreeMap<IpAddr, String>,
+    lookup: DeviceLookup,
+    clock: fn() -> u64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Whether `nft` can be run here.
+pub fn available() -> bool {
+    Command::new("nft")
+        .args(["list", "tables"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+impl NftKernel {
+    pub fn new(extra_ingress: BTreeSet<String>) -> Self {
+        NftKernel {
+            nft: "nft".into(),
+            state: BTreeMap::new(),
+            broken: BTreeMap::new(),
+            orphans: BTreeSet::new(),
+            ingress: None,
+            extra_ingress,
+            devices: BTreeMap::new(),
+            lookup: Box::new(route::egress_device),
+            clock: unix_now,
+        }
+    }
+
+    pub fn with_lookup(mut self, lookup: DeviceLookup) -> Self {
+        self.lookup = lookup;
+        self
+    }
+
+    /// Removes both of our tables.
+    pub fn teardown(&mut self) -> Result<(), KernelError> {
+        self.state.clear();
+        self.ingress = None;
+        run_nft(&self.nft, &render::teardown())
+    }
+
+    fn list(&self, table: &str) -> Result<Option<String>, KernelError> {
+        let mut args = vec!["-j", "list", "table"];
+        args.extend(table.split_whitespace());
+        let out = Command::new(&self.nft)
+            .args(&args)
+            .output()
+            .map_err(|e| KernelError::other(format!("nft: {e}")))?;
+        if out.status.success() {
+            return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("No such file or directory") {
+            return Ok(None);
+        }
+        Err(KernelError::other(format!(
+            "nft list table {table}: {}",
+            err.trim()
+        )))
+    }
+
+    fn device(&mut self, addr: IpAddr) -> Result<String, KernelError> {
+        if let Some(d) = self.devices.get(&addr) {
+            return Ok(d.clone());
+        }
+        let (dev, onlink) = (self.lookup)(addr)?;
+        if !onlink {
+            return Err(KernelError::other(format!(
+                "real server {addr} is behind a gateway: direct routing needs it on-link"
+            )));
+        }
+        self.devices.insert(addr, dev.clone());
+        Ok(dev)
+    }
+
+    /// The new state of each touched service, or why its ops cannot be applied.
+    fn plan(&self, ops: &[Op]) -> BTreeMap<SvcKey, Planned> {
+        let now = (self.clock)();
+        let mut out: BTreeMap<SvcKey, Planned> = BTreeMap::new();
+        let used: BTreeSet<u32> = self
+            .state
+            .values()
+            .map(|s| s.id)
+            .chain(self.broken.values().copied())
+            .chain(self.orphans.iter().map(|(_, id)| *id))
+            .collect();
+        let mut next_ids = (1u32..).filter(|i| !used.contains(i));
+        for (i, op) in ops.iter().enumerate() {
+            let key = *op.service();
+            let entry = out.entry(key).or_insert_with(|| {
+                let cur = self.state.get(&key).cloned();
+                (Vec::new(), Ok(cur))
+            });
+            entry.0.push(i);
+            let Ok(cur) = &mut entry.1 else { continue };
+            let r = step(cur, op, now, &mut next_ids, self.broken.get(&key).copied());
+            if let Err(e) = r {
+                entry.1 = Err(e);
+            }
+        }
+        // What nftables cannot express, and draining destinations whose flows are gone.
+        for (key, (_, r)) in out.iter_mut() {
+            if let Ok(Some(st)) = r {
+                let specs: Vec<_> = st.active().iter().map(|(_, s)| *s).collect();
+                if let Some(why) = render::unsupported(key, &st.spec, &specs) {
+                    *r = Err(KernelError::other(format!("nftables backend: {why}")));
+                    continue;
+                }
+                let timeout = u64::from(st.flow_timeout());
+                st.dests.retain(|_, s| match s.draining_since {
+                    Some(t) => now.saturating_sub(t) <= timeout,
+                    None => true,
+                });
+            }
+        }
+        out
+    }
+
+    fn transaction(
+        &mut self,
+        services: &[(SvcKey, Option<SvcState>)],
+        ingress: &BTreeSet<String>,
+    ) -> Result<String, KernelError> {
+        let recreate = self.ingress.as_ref() != Some(ingress);
+        let mut script = render::skeleton(Some(ingress), recreate);
+        for (nat, id) in &self.orphans {
+            let t = if *nat { render::NAT_TABLE } else { render::DR_TABLE };
+            script.push_str(&format!(
+                "delete chain {t} svc_{id}\nadd map {t} slots_{id} {{ typeof numgen inc mod 2 : meta mark; }}\ndelete map {t} slots_{id}\n"
+            ));
+        }
+        for (key, new) in services {
+            let old = self.state.get(key);
+            match new {
+                None => {
+                    if let Some(o) = old {
+                        script.push_str(&render::delete_service(o));
+                    }
+                }
+                Some(st) => {
+                    let mut devices = BTreeMap::new();
+                    if !st.is_nat() {
+                        for d in st.dests.keys() {
+                            let dev = self
+                                .devices
+                                .get(&d.addr)
+                                .cloned()
+                                .ok_or_else(|| KernelError::other(format!("no device for {}", d.addr)))?;
+                            devices.insert(d.addr, dev);
+                        }
+                    }
+                    let text = render::render_service(st, old, &devices).map_err(KernelError::other)?;
+                    script.push_str(&text);
+                }
+            }
+        }
+        Ok(script)
+    }
+
+    /// The devices the ingress chain must hook, given the services after this apply.
+    fn ingress_for(&mut self, after: &BTreeMap<SvcKey, SvcState>) -> BTreeSet<String> {
+        let mut set = self.extra_ingress.clone();
+        for st in after.values().filter(|s| !s.is_nat()) {
+            for d in st.dests.keys() {
+                if let Some(dev) = self.devices.get(&d.addr) {
+                    set.insert(dev.clone());
+                }
+            }
+        }
+        set
+    }
+
+    fn commit(&mut self, services: &[(SvcKey, Option<SvcState>)], ingress: BTreeSet<String>) {
+        for (k, st) in services {
+            self.broken.remove(k);
+            match st {
+                Some(s) => self.state.insert(*k, s.clone()),
+                None => self.state.remove(k),
+            };
+        }
+        self.orphans.clear();
+        self.ingress = Some(ingress);
+    }
+
+    /// Renders and runs `services` in one transaction.
+    fn run(&mut self, services: &[(SvcKey, Option<SvcState>)]) -> Result<(), KernelError> {
+        // Resolve devices first: the ingress chain depends on them.
+        for (_, st) in services {
+            if let Some(st) = st.as_ref().filter(|s| !s.is_nat()) {
+                for d in st.dests.keys() {
+                    self.device(d.addr)?;
+                }
+            }
+        }
+        let mut after = self.state.clone();
+        for (k, st) in services {
+            match st {
+                Some(s) => after.insert(*k, s.clone()),
+                None => after.remove(k),
+            };
+        }
+        let ingress = self.ingress_for(&after);
+        let script = self.transaction(services, &ingress)?;
+        run_nft(&self.nft, &script)?;
+        self.commit(services, ingress);
+        Ok(())
+    }
+}
+
+/// Applies one op to a service's rendered state.
+fn step(
+    cur: &mut Option<SvcState>,
+    op: &Op,
+    now: u64,
+    next_ids: &mut impl Iterator<Item = u32>,
+    broken_id: Option<u32>,
+) -> Result<(), KernelError> {
+    const EEXIST: i32 = 17;
+    const ESRCH: i32 = 3;
+    const ENOENT: i32 = 2;
+    let ctx = op.to_string();
+    match op {
+        Op::AddService(k, spec) => {
+            if cur.is_some() {
+                return Err(KernelError::errno(EEXIST, &ctx));
+            }
+            let id = broken_id
+                .or_else(|| next_ids.next())
+                .ok_or_else(|| KernelError::other("out of service ids"))?;
+            *cur = Some(SvcState {
+                key: *k,
+                id,
+                spec: spec.clone(),
+                dests: BTreeMap::new(),
+            });
+        }
+        Op::EditService(_, spec) => {
+            cur.as_mut().ok_or_else(|| KernelError::errno(ESRCH, &ctx))?.spec = spec.clone();
+        }
+        Op::DelService(_) => {
+            cur.take().ok_or_else(|| KernelError::errno(ESRCH, &ctx))?;
+        }
+        Op::AddDest(_, d, spec) | Op::EditDest(_, d, spec) => {
+            let st = cur.as_mut().ok_or_else(|| KernelError::errno(ESRCH, &ctx))?;
+            let live = st.dests.get(d).filter(|s| s.draining_since.is_none());
+            match (op, live) {
+                (Op::AddDest(..), Some(_)) => return Err(KernelError::errno(EEXIST, &ctx)),
+                (Op::EditDest(..), None) => return Err(KernelError::errno(ENOENT, &ctx)),
+                _ => {}
+            }
+            // A draining destination that comes back keeps its mark (and its flows).
+            let mark = match st.dests.get(d) {
+                Some(s) => s.mark,
+                None => {
+                    let used: BTreeSet<u32> = st.dests.values().map(|s| s.mark).collect();
+                    (1u32..).find(|m| !used.contains(m)).unwrap_or(u32::MAX)
+                }
+            };
+            st.dests.insert(
+                *d,
+                Slot {
+                    mark,
+                    spec: *spec,
+                    draining_since: None,
+                },
+            );
+        }
+        Op::DelDest(_, d) => {
+            let st = cur.as_mut().ok_or_else(|| KernelError::errno(ESRCH, &ctx))?;
+            let slot = st
+                .dests
+                .get_mut(d)
+                .filter(|s| s.draining_since.is_none())
+                .ok_or_else(|| KernelError::errno(ENOENT, &ctx))?;
+            slot.draining_since = Some(now);
+        }
+    }
+    Ok(())
+}
+
+fn run_nft(nft: &str, script: &str) -> Result<(), KernelError> {
+    let mut child = Command::new(nft)
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| KernelError::other(format!("nft: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| KernelError::other(format!("nft stdin: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| KernelError::other(format!("nft: {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    // nft names the line: keep the first error line and the offending text.
+    let first: Vec<&str> = err.lines().take(2).collect();
+    Err(KernelError::other(format!("nft refused: {}", first.join(" | "))))
+}
+
+impl KernelLb for NftKernel {
+    fn backend(&self) -> &'static str {
+        "nftables"
+    }
+
+    fn dump(&mut self) -> Result<Table, KernelError> {
+        let mut state = BTreeMap::new();
+        let mut broken = BTreeMap::new();
+        let mut orphans = BTreeSet::new();
+        let mut ingress = None;
+        for (nat, table) in [(false, render::DR_TABLE), (true, render::NAT_TABLE)] {
+            let Some(json) = self.list(table)? else {
+                continue;
+            };
+            let p = dump::parse(&json).map_err(KernelError::other)?;
+            state.extend(p.services);
+            broken.extend(p.broken);
+            orphans.extend(p.orphans.into_iter().map(|id| (nat, id)));
+            if !nat {
+                ingress = Some(p.ingress);
+            }
+        }
+        self.state = state;
+        self.broken = broken;
+        self.orphans = orphans;
+        self.ingress = ingress;
+        Ok(self
+            .state
+            .iter()
+            .map(|(k, st)| {
+                (
+                    *k,
+                    Service {
+                        spec: st.spec.clone(),
+                        dests: st.active().into_iter().collect(),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), KernelError>> {
+        let mut results: Vec<Result<(), KernelError>> = vec![Ok(()); ops.len()];
+        let mut good = Vec::new();
+        let mut members = BTreeMap::new();
+        for (key, (idx, r)) in self.plan(ops) {
+            match r {
+                Ok(st) => {
+                    members.insert(key, idx);
+                    good.push((key, st));
+                }
+                Err(e) => {
+                    for i in idx {
+                        results[i] = Err(e.clone());
+                    }
+                }
+            }
+        }
+        if good.is_empty() && self.ingress.is_some() {
+            return results;
+        }
+        if let Err(e) = self.run(&good) {
+            if good.len() <= 1 {
+                for (key, _) in &good {
+                    for &i in &members[key] {
+                        results[i] = Err(e.clone());
+                    }
+                }
+                return results;
+            }
+            // Isolate the refused service(s).
+            for svc in good {
+                let key = svc.0;
+                if let Err(e) = self.run(std::slice::from_ref(&svc)) {
+                    for &i in &members[&key] {
+                        results[i] = Err(e.clone());
+                    }
+                }
+            }
+        }
+        results
+    }
+}

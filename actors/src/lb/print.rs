@@ -1,0 +1,51 @@
+//! A table in `ipvsadm -Ln` layout, so operators read it the way they always have.
+
+use super::model::Table;
+use std::fmt::Write;
+
+pub fn ipvsadm_ln(table: &Table) -> String {
+    let mut s = String::new();
+    s.push_str("Prot LocalAddress:Port Scheduler Flags\n");
+    s.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
+    for (key, svc) in table {
+        let mut line = format!("{key}");
+        // ipvsadm separates protocol and address by two spaces.
+        if let Some((proto, rest)) = line.split_once(' ') {
+            line = format!("{proto}  {rest}");
+        }
+        let _ = write!(s, "{line} {}", svc.spec.sched);
+        if let Some(p) = svc.spec.persistence {
+            let _ = write!(s, " persistent {}", p.timeout);
+            let full = if key.is_v6() { 128 } else { 32 };
+            if p.prefix != full {
+                if key.is_v6() {
+                    let _ = write!(s, " mask {}", p.prefix);
+                } else {
+                    let bits = u32::MAX.checked_shl(32 - u32::from(p.prefix)).unwrap_or(0);
+                    let _ = write!(s, " mask {}", std::net::Ipv4Addr::from(bits));
+                }
+            }
+        }
+        if svc.spec.ops {
+            s.push_str(" ops");
+        }
+        s.push('\n');
+        for (d, spec) in &svc.dests {
+            let fwd = match spec.fwd {
+                ha_config::model::Forwarding::Nat => "Masq",
+                ha_config::model::Forwarding::Dr => "Route",
+                ha_config::model::Forwarding::Tun => "Tunnel",
+            };
+            let _ = writeln!(
+                s,
+                "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
+                d.to_string(),
+                fwd,
+                spec.weight,
+                0,
+                0
+            );
+        }
+    }
+    s
+}

@@ -1,0 +1,356 @@
+//! The data-plane actor: owns the kernel's load-balancing table. It receives the desired
+//! services of each virtual server (from the check hub), diffs them against what the
+//! kernel holds and applies the ops, one sync at a time (changes that arrive meanwhile
+//! are folded into the next sync). Periodically it re-reads the kernel and repairs drift.
+//! Failed ops are retried with backoff; the applied config version only advances when a
+//! sync of that version's table succeeded completely.
+
+use super::diff::{self, Op};
+use super::kernel::{KernelError, KernelLb};
+use super::model::{Service, SvcKey, Table};
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// News from the check hub.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "()")]
+pub enum Desired {
+    /// The services of one virtual server (empty: it has none, or it was removed).
+    Changed {
+        vs: String,
+        services: Vec<(SvcKey, Service)>,
+    },
+    /// Every virtual server of config `version` has been sent.
+    Settled { version: u64 },
+}
+
+/// One sync, as an event for the node's journal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
+pub struct SyncEvent {
+    pub backend: String,
+    /// The config version whose table this sync applied.
+    pub version: Option<u64>,
+    pub ops: usize,
+    pub duration_us: u64,
+    /// Ops the kernel refused, with its error.
+    pub errors: Vec<(String, String)>,
+    /// Differences found when re-reading the kernel (someone changed it behind us).
+    pub repaired: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DataPlaneStatus {
+    pub backend: String,
+    /// The last config version whose table was applied without errors.
+    pub applied_version: Option<u64>,
+    /// The version whose table is wanted now.
+    pub desired_version: Option<u64>,
+    /// Whether the kernel equals the desired table (as of the last sync).
+    pub in_sync: bool,
+    /// Ops still refused by the kernel.
+    pub gaps: Vec<(String, String)>,
+    pub last: Option<SyncEvent>,
+}
+
+#[derive(Message)]
+#[rtype(result = "DataPlaneStatus")]
+pub struct GetStatus;
+
+/// The desired table, and the kernel's own (read now).
+#[derive(Message)]
+#[rtype(result = "Result<(Table, Table), KernelError>")]
+pub struct GetTables;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SyncDone {
+    report: Result<Outcome, KernelError>,
+}
+
+struct Outcome {
+    after: Table,
+    event: SyncEvent,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct SyncTiming {
+    pub reconcile_every: Duration,
+    pub retry_first: Duration,
+    pub retry_max: Duration,
+}
+
+impl Default for SyncTiming {
+    fn default() -> Self {
+        SyncTiming {
+            reconcile_every: Duration::from_secs(30),
+            retry_first: Duration::from_millis(500),
+            retry_max: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct DataPlane {
+    kernel: Arc<Mutex<Box<dyn KernelLb>>>,
+    backend: String,
+    timing: SyncTiming,
+    by_vs: BTreeMap<String, Vec<(SvcKey, Service)>>,
+    desired_version: Option<u64>,
+    /// Version of the table being applied by the sync in flight.
+    syncing_version: Option<u64>,
+    applied_version: Option<u64>,
+    /// What the kernel holds as far as we know (None: read it first).
+    believed: Option<Table>,
+    busy: bool,
+    dirty: bool,
+    reconcile_due: bool,
+    retry: Option<Duration>,
+    retry_handle: Option<SpawnHandle>,
+    gaps: Vec<(String, String)>,
+    last: Option<SyncEvent>,
+    subscribers: Vec<Recipient<SyncEvent>>,
+}
+
+impl DataPlane {
+    pub fn new(kernel: Box<dyn KernelLb>, subscribers: Vec<Recipient<SyncEvent>>) -> Self {
+        let backend = kernel.backend().to_string();
+        DataPlane {
+            kernel: Arc::new(Mutex::new(kernel)),
+            backend,
+            timing: SyncTiming::default(),
+            by_vs: BTreeMap::new(),
+            desired_version: None,
+            syncing_version: None,
+            applied_version: None,
+            believed: None,
+            busy: false,
+            dirty: false,
+            reconcile_due: false,
+            retry: None,
+            retry_handle: None,
+            gaps: Vec::new(),
+            last: None,
+            subscribers,
+        }
+    }
+
+    pub fn with_timing(mut self, timing: SyncTiming) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    fn desired(&self) -> Table {
+        let mut t = Table::new();
+        for services in self.by_vs.values() {
+            for (k, s) in services {
+                t.insert(*k, s.clone());
+            }
+        }
+        t
+    }
+
+    fn kick(&mut self, ctx: &mut Context<Self>) {
+        if self.busy || !(self.dirty || self.reconcile_due) {
+            return;
+        }
+        self.busy = true;
+        let reconcile = self.reconcile_due || self.believed.is_none();
+        self.dirty = false;
+        self.reconcile_due = false;
+        let desired = self.desired();
+        let believed = self.believed.clone();
+        let kernel = self.kernel.clone();
+        let backend = self.backend.clone();
+        let version = self.desired_version;
+        self.syncing_version = version;
+        let addr = ctx.address();
+        tokio::task::spawn_blocking(move || {
+            let report = sync_once(&kernel, &backend, version, &desired, believed, reconcile);
+            addr.do_send(SyncDone { report });
+        });
+    }
+}
+
+/// Diffs and applies. With `reconcile` (or nothing known yet) the kernel is read first,
+/// and what differs from what we last knew it held is reported as repaired.
+fn sync_once(
+    kernel: &Mutex<Box<dyn KernelLb>>,
+    backend: &str,
+    version: Option<u64>,
+    desired: &Table,
+    believed: Option<Table>,
+    reconcile: bool,
+) -> Result<Outcome, KernelError> {
+    let started = Instant::now();
+    let mut k = kernel
+        .lock()
+        .map_err(|_| KernelError::other("kernel handle poisoned"))?;
+    let (mut actual, repaired) = match believed {
+        Some(t) if !reconcile => (t, Vec::new()),
+        previous => {
+            let t = k.dump()?;
+            // The ops that would turn the kernel back into what we knew it held.
+            let repaired = previous
+                .map(|p| diff::diff(&p, &t).iter().map(Op::to_string).collect())
+                .unwrap_or_default();
+            (t, repaired)
+        }
+    };
+    let ops = diff::diff(desired, &actual);
+    let results = k.apply(&ops);
+    let mut errors = Vec::new();
+    for (op, r) in ops.iter().zip(&results) {
+        match r {
+            Ok(()) => diff::apply(&mut actual, op),
+            Err(e) => errors.push((op.to_string(), e.to_string())),
+        }
+    }
+    Ok(Outcome {
+        after: actual,
+        event: SyncEvent {
+            backend: backend.to_string(),
+            version,
+            ops: ops.len(),
+            duration_us: started.elapsed().as_micros() as u64,
+            errors,
+            repaired,
+        },
+    })
+}
+
+impl Actor for DataPlane {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        tracing::info!(backend = %self.backend, "data plane started");
+        self.reconcile_due = true;
+        self.kick(ctx);
+        ctx.run_interval(self.timing.reconcile_every, |act, ctx| {
+            act.reconcile_due = true;
+            act.kick(ctx);
+        });
+    }
+}
+
+impl Handler<Desired> for DataPlane {
+    type Result = ();
+
+    fn handle(&mut self, msg: Desired, ctx: &mut Context<Self>) {
+        match msg {
+            Desired::Changed { vs, services } => {
+                if services.is_empty() {
+                    self.by_vs.remove(&vs);
+                } else {
+                    self.by_vs.insert(vs, services);
+                }
+            }
+            Desired::Settled { version } => self.desired_version = Some(version),
+        }
+        self.dirty = true;
+        self.kick(ctx);
+    }
+}
+
+impl Handler<SyncDone> for DataPlane {
+    type Result = ();
+
+    fn handle(&mut self, done: SyncDone, ctx: &mut Context<Self>) {
+        self.busy = false;
+        match done.report {
+            Ok(out) => {
+                let ok = out.event.errors.is_empty();
+                if ok {
+                    self.applied_version = self.syncing_version.or(self.applied_version);
+                    self.retry = None;
+                } else {
+                    let next = self
+                        .retry
+                        .map(|d| (d * 2).min(self.timing.retry_max))
+                        .unwrap_or(self.timing.retry_first);
+                    self.retry = Some(next);
+                    if let Some(h) = self.retry_handle.take() {
+                        ctx.cancel_future(h);
+                    }
+                    self.retry_handle = Some(ctx.run_later(next, |act, ctx| {
+                        act.retry_handle = None;
+                        act.dirty = true;
+                        act.kick(ctx);
+                    }));
+                }
+                let e = &out.event;
+                let new_version = self.last.as_ref().map(|l| l.version) != Some(e.version);
+                if e.ops > 0 || !e.errors.is_empty() || !e.repaired.is_empty() || new_version {
+                    tracing::info!(backend = %e.backend, version = ?e.version, ops = e.ops,
+                        errors = e.errors.len(), repaired = e.repaired.len(),
+                        us = e.duration_us, "table synced");
+                    for (op, err) in &e.errors {
+                        tracing::warn!(backend = %e.backend, %op, "kernel refused: {err}");
+                    }
+                    for r in &e.repaired {
+                        tracing::warn!(backend = %e.backend, "drift repaired: {r}");
+                    }
+                    for s in &self.subscribers {
+                        s.do_send(e.clone());
+                    }
+                }
+                self.gaps = e.errors.clone();
+                self.last = Some(out.event.clone());
+                self.believed = Some(out.after);
+            }
+            Err(e) => {
+                tracing::error!(backend = %self.backend, "sync failed: {e}");
+                self.believed = None;
+                self.dirty = true;
+                let next = self
+                    .retry
+                    .map(|d| (d * 2).min(self.timing.retry_max))
+                    .unwrap_or(self.timing.retry_first);
+                self.retry = Some(next);
+                ctx.run_later(next, |act, ctx| act.kick(ctx));
+            }
+        }
+        self.kick(ctx);
+    }
+}
+
+impl Handler<GetStatus> for DataPlane {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
+        let in_sync = !self.busy
+            && !self.dirty
+            && self.gaps.is_empty()
+            && self.believed.as_ref() == Some(&self.desired());
+        MessageResult(DataPlaneStatus {
+            backend: self.backend.clone(),
+            applied_version: self.applied_version,
+            desired_version: self.desired_version,
+            in_sync,
+            gaps: self.gaps.clone(),
+            last: self.last.clone(),
+        })
+    }
+}
+
+impl Handler<GetTables> for DataPlane {
+    type Result = ResponseFuture<Result<(Table, Table), KernelError>>;
+
+    fn handle(&mut self, _: GetTables, _ctx: &mut Context<Self>) -> Self::Result {
+        let desired = self.desired();
+        let kernel = self.kernel.clone();
+        Box::pin(async move {
+            let actual = tokio::task::spawn_blocking(move || {
+                kernel
+                    .lock()
+                    .map_err(|_| KernelError::other("kernel handle poisoned"))?
+                    .dump()
+            })
+            .await
+            .map_err(|e| KernelError::other(format!("dump task: {e}")))??;
+            Ok((desired, actual))
+        })
+    }
+}

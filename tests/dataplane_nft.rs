@@ -1,0 +1,268 @@
+//! The nftables data plane in the seed's topology (namespaces): LVS-DR without IPVS.
+//! `lb-sync` runs inside the director's namespace and makes its kernel table equal to a
+//! desired table, as the data-plane actor does.
+
+use e2e::netns::Netns;
+use e2e::seed_lab::{in_netns, SeedLab, RS_ADDRS, VIP};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Output;
+use std::time::Duration;
+
+fn lb_sync(ns: &Netns, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut c = ns.command(&e2e::bin_dir().join("lb-sync").to_string_lossy());
+    c.args(["--backend", "nftables"]).args(args);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("lb-sync");
+    if let Some(text) = stdin {
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    child.wait_with_output().expect("lb-sync output")
+}
+
+/// Applies the seed's service (VIP:80, rr, DR) with these real servers; returns the
+/// report line.
+fn apply(ns: &Netns, service: &str, rs: &[(&str, &str, u32)]) -> serde_json::Value {
+    let dests: Vec<String> = rs
+        .iter()
+        .map(|(addr, fwd, w)| {
+            format!(
+                r#"[{{"addr":"{addr}","port":80}},{{"fwd":"{fwd}","weight":{w},"u_thresh":0,"l_thresh":0}}]"#
+            )
+        })
+        .collect();
+    let table = format!(
+        r#"[[{{"Inet":{{"proto":"Tcp","addr":"{VIP}","port":80}}}},{{"spec":{service},"dests":[{}]}}]]"#,
+        dests.join(",")
+    );
+    apply_json(ns, &table)
+}
+
+fn apply_json(ns: &Netns, table: &str) -> serde_json::Value {
+    let o = lb_sync(ns, &["apply", "-"], Some(table));
+    assert!(
+        o.status.success(),
+        "lb-sync apply: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("report json")
+}
+
+const RR: &str = r#"{"sched":"rr","persistence":null,"ops":false}"#;
+
+fn curls(lab: &SeedLab, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| lab.curl().unwrap_or_else(|| "(no answer)".into()))
+        .collect()
+}
+
+fn alternates(answers: &[String]) -> bool {
+    answers.windows(2).all(|w| w[0] != w[1])
+        && answers.iter().all(|a| a == "this is RS01" || a == "this is RS02")
+}
+
+/// An HTTP/1.1 keep-alive connection opened from the client namespace.
+struct Conn(BufReader<TcpStream>);
+
+impl Conn {
+    fn get(&mut self) -> std::io::Result<String> {
+        self.0
+            .get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")?;
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            if self.0.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        self.0.read_exact(&mut body)?;
+        Ok(String::from_utf8_lossy(&body).trim().to_string())
+    }
+}
+
+fn connect(lab: &SeedLab) -> Conn {
+    let s = in_netns(&lab.client, || {
+        TcpStream::connect_timeout(&format!("{VIP}:80").parse().unwrap(), Duration::from_secs(2))
+    })
+    .expect("connect to VIP");
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    Conn(BufReader::new(s))
+}
+
+fn nft_tables(ns: &Netns) -> String {
+    let o = ns.command("nft").args(["list", "tables"]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn seed_dr_alternates_drains_a_removed_server_and_takes_it_back() {
+    let lab = SeedLab::new(1);
+    let d = &lab.directors[0];
+    d.must(&[
+        "addr",
+        "add",
+        &format!("{VIP}/24"),
+        "dev",
+        "ens33",
+        "label",
+        "ens33:9",
+    ]);
+    // Something of the operator's own that we must leave alone.
+    let o = d
+        .command("nft")
+        .args(["add", "table", "inet", "operator"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+
+    let both = [(RS_ADDRS[0], "Dr", 1), (RS_ADDRS[1], "Dr", 1)];
+    let r = apply(d, RR, &both);
+    assert_eq!(r["ops"], 3, "{r}");
+    assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "{r}");
+    let a = curls(&lab, 6);
+    assert!(
+        alternates(&a),
+        "curl should alternate RS01/RS02 like the seed: {a:?}"
+    );
+
+    // The kernel table reads back as applied: a second apply has nothing to do.
+    let r = apply(d, RR, &both);
+    assert_eq!(r["ops"], 0, "{r}");
+    let o = lb_sync(d, &["dump"], None);
+    let dump = String::from_utf8_lossy(&o.stdout);
+    assert!(dump.contains("TCP  198.18.116.134:80 rr"), "{dump}");
+    assert!(dump.contains("198.18.116.131:80"), "{dump}");
+
+    // A connection held on RS01 across its removal.
+    let mut held = None;
+    for _ in 0..4 {
+        let mut c = connect(&lab);
+        if c.get().expect("first request") == "this is RS01" {
+            held = Some(c);
+            break;
+        }
+    }
+    let mut held = held.expect("a connection on RS01");
+
+    let r = apply(d, RR, &both[1..]);
+    assert_eq!(r["ops"], 1, "removing one server is one op: {r}");
+    let a = curls(&lab, 4);
+    assert!(
+        a.iter().all(|x| x == "this is RS02"),
+        "only RS02 after removal: {a:?}"
+    );
+    assert_eq!(
+        held.get().expect("the established connection still works"),
+        "this is RS01",
+        "an established connection finishes on its server"
+    );
+
+    let r = apply(d, RR, &both);
+    assert_eq!(r["ops"], 1, "{r}");
+    let a = curls(&lab, 6);
+    assert!(alternates(&a), "alternation again after re-adding RS01: {a:?}");
+
+    // Weights: wrr 2:1 gives RS01 twice as many new connections.
+    let wrr = r#"{"sched":"wrr","persistence":null,"ops":false}"#;
+    let r = apply(d, wrr, &[(RS_ADDRS[0], "Dr", 2), (RS_ADDRS[1], "Dr", 1)]);
+    assert_eq!(r["ops"], 2, "{r}");
+    let a = curls(&lab, 9);
+    let rs01 = a.iter().filter(|x| *x == "this is RS01").count();
+    assert_eq!(rs01, 6, "wrr 2:1 over 9 connections: {a:?}");
+
+    // Persistence: one client sticks to one server.
+    let sticky = r#"{"sched":"rr","persistence":{"timeout":300,"prefix":32},"ops":false}"#;
+    let r = apply(d, sticky, &both);
+    assert!(r["errors"].as_array().map(Vec::is_empty).unwrap_or(false), "{r}");
+    let a = curls(&lab, 4);
+    assert!(a.windows(2).all(|w| w[0] == w[1]), "persistent: {a:?}");
+
+    let o = lb_sync(d, &["teardown"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = d
+        .command("nft")
+        .args(["delete", "table", "netdev", "hanode"])
+        .output()
+        .unwrap();
+    drop(o);
+    let tables = nft_tables(d);
+    assert!(
+        tables.contains("table inet operator"),
+        "operator's table untouched: {tables}"
+    );
+}
+
+#[test]
+fn what_nftables_cannot_do_fails_alone_and_drift_is_repaired() {
+    let lab = SeedLab::new(1);
+    let d = &lab.directors[0];
+    d.must(&[
+        "addr",
+        "add",
+        &format!("{VIP}/24"),
+        "dev",
+        "ens33",
+        "label",
+        "ens33:9",
+    ]);
+    let table = format!(
+        r#"[[{{"Inet":{{"proto":"Tcp","addr":"{VIP}","port":80}}}},{{"spec":{RR},"dests":[[{{"addr":"{a}","port":80}},{{"fwd":"Dr","weight":1,"u_thresh":0,"l_thresh":0}}]]}}],
+            [{{"Inet":{{"proto":"Tcp","addr":"{VIP}","port":443}}}},{{"spec":{RR},"dests":[[{{"addr":"{a}","port":443}},{{"fwd":"Tun","weight":1,"u_thresh":0,"l_thresh":0}}]]}}],
+            [{{"Inet":{{"proto":"Tcp","addr":"{VIP}","port":8080}}}},{{"spec":{{"sched":"nosuch","persistence":null,"ops":false}},"dests":[]}}]]"#,
+        a = RS_ADDRS[0]
+    );
+    let r = apply_json(d, &table);
+    let errors = r["errors"].as_array().cloned().unwrap_or_default();
+    let text = serde_json::to_string(&errors).unwrap();
+    assert!(text.contains("TUN forwarding needs IPVS"), "{text}");
+    assert!(text.contains("unknown scheduler"), "{text}");
+    assert_eq!(
+        errors.len(),
+        3,
+        "the TUN service (2 ops) and the bad scheduler (1): {text}"
+    );
+    let o = lb_sync(d, &["dump"], None);
+    let dump = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        dump.contains("198.18.116.134:80 rr"),
+        "the good service is applied: {dump}"
+    );
+    assert!(!dump.contains(":443") && !dump.contains(":8080"), "{dump}");
+    assert_eq!(lab.curl().as_deref(), Some("this is RS01"));
+
+    // Someone flushes our slots map: the service reads back broken and is rendered again.
+    let o = d
+        .command("nft")
+        .args(["flush", "map", "netdev", "hanode", "slots_1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(lab.curl().is_none(), "without slots new flows are dropped");
+    let r = apply_json(d, &table);
+    assert!(r["kinds"]["add_service"].as_u64() >= Some(1), "{r}");
+    assert_eq!(lab.curl().as_deref(), Some("this is RS01"), "repaired");
+    // And someone deletes our whole table.
+    let o = d
+        .command("nft")
+        .args(["delete", "table", "netdev", "hanode"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let r = apply_json(d, &table);
+    assert_eq!(r["ops"], 5, "every service and destination again: {r}");
+    assert_eq!(lab.curl().as_deref(), Some("this is RS01"));
+    let o = lb_sync(d, &["teardown"], None);
+    assert!(o.status.success());
+}

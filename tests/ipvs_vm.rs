@@ -1,0 +1,300 @@
+//! IPVS for real: Debian's kernel under qemu (see `e2e::vm`), `lb-sync` applies tables
+//! through our generic netlink module and `ipvsadm -Ln` (the independent checker) must
+//! show exactly the desired table; single changes cost the ops expected; `ipvsadm -C`
+//! is repaired; a scheduler the kernel lacks fails alone.
+
+use actors::lb::model::{DestKey, DestSpec, Persistence, Service, SvcKey, SvcSpec, Table};
+use actors::lb::print::ipvsadm_ln;
+use ha_config::model::{Forwarding, Protocol};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn svc(
+    sched: &str,
+    persistence: Option<(u32, u8)>,
+    ops: bool,
+    dests: &[(&str, u16, Forwarding, u32)],
+) -> Service {
+    Service {
+        spec: SvcSpec {
+            sched: sched.into(),
+            persistence: persistence.map(|(timeout, prefix)| Persistence { timeout, prefix }),
+            ops,
+        },
+        dests: dests
+            .iter()
+            .map(|(a, port, fwd, weight)| {
+                (
+                    DestKey {
+                        addr: ip(a),
+                        port: *port,
+                    },
+                    DestSpec {
+                        fwd: *fwd,
+                        weight: *weight,
+                        u_thresh: 0,
+                        l_thresh: 0,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+fn inet(proto: Protocol, a: &str, port: u16) -> SvcKey {
+    SvcKey::Inet {
+        proto,
+        addr: ip(a),
+        port,
+    }
+}
+
+/// NAT, DR and TUN; rr, wrr, sh; persistence with a netmask; fwmark; IPv6 (addresses
+/// inside the VM only, which has no network card).
+fn base() -> Table {
+    use Forwarding::*;
+    let mut t = Table::new();
+    t.insert(
+        inet(Protocol::Tcp, "198.18.0.1", 80),
+        svc(
+            "wrr",
+            None,
+            false,
+            &[("198.18.1.1", 8080, Nat, 3), ("198.18.1.2", 8080, Nat, 1)],
+        ),
+    );
+    t.insert(
+        inet(Protocol::Tcp, "198.18.0.2", 443),
+        svc(
+            "rr",
+            Some((300, 24)),
+            false,
+            &[("198.18.1.3", 443, Dr, 1), ("198.18.1.4", 443, Dr, 2)],
+        ),
+    );
+    t.insert(
+        inet(Protocol::Udp, "198.18.0.3", 53),
+        svc("sh", None, true, &[("198.18.1.5", 53, Tun, 1)]),
+    );
+    t.insert(
+        SvcKey::Fwmark { v6: false, mark: 7 },
+        svc("rr", Some((60, 32)), false, &[("198.18.1.6", 0, Dr, 1)]),
+    );
+    t.insert(
+        inet(Protocol::Tcp, "64:ff9b::c612:1", 80),
+        svc(
+            "wlc",
+            None,
+            false,
+            &[
+                ("64:ff9b::c612:101", 80, Nat, 5),
+                ("64:ff9b::c612:102", 80, Dr, 1),
+            ],
+        ),
+    );
+    t
+}
+
+fn json(t: &Table) -> Vec<u8> {
+    let list: Vec<(&SvcKey, &Service)> = t.iter().collect();
+    serde_json::to_vec(&list).unwrap()
+}
+
+/// `ipvsadm -Ln` reduced to service line -> its destination lines (whitespace
+/// normalised, connection counters dropped), order-independent.
+fn blocks(text: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut cur = None;
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.first() {
+            Some(&"->") if words.get(1) != Some(&"RemoteAddress:Port") => {
+                if let Some(c) = &cur {
+                    out.get_mut(c)
+                        .unwrap()
+                        .insert(words[..4.min(words.len())].join(" "));
+                }
+            }
+            Some(&("TCP" | "UDP" | "SCTP" | "FWM")) => {
+                let s = words.join(" ");
+                out.insert(s.clone(), BTreeSet::new());
+                cur = Some(s);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn section<'a>(out: &'a str, step: &str) -> &'a str {
+    let marker = format!("@@STEP {step}\n");
+    let start = out
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no step {step} in:\n{out}"))
+        + marker.len();
+    let rest = &out[start..];
+    &rest[..rest.find("@@STEP ").unwrap_or(rest.len())]
+}
+
+fn report(sec: &str) -> serde_json::Value {
+    let line = sec
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no lb-sync report in:\n{sec}"));
+    serde_json::from_str(line).unwrap()
+}
+
+fn ipvsadm_part(sec: &str) -> &str {
+    let start = sec
+        .find("@@IPVSADM")
+        .unwrap_or_else(|| panic!("no ipvsadm output in:\n{sec}"));
+    let rest = &sec[start..];
+    &rest[..rest.find("@@PCONN").unwrap_or(rest.len())]
+}
+
+#[test]
+fn ipvs_table_matches_ipvsadm_and_changes_cost_single_ops() {
+    if let Some(why) = e2e::vm::unavailable() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let t1 = base();
+    // One weight change.
+    let mut t2 = t1.clone();
+    t2.get_mut(&inet(Protocol::Tcp, "198.18.0.1", 80))
+        .unwrap()
+        .dests
+        .values_mut()
+        .next()
+        .unwrap()
+        .weight = 2;
+    // One destination removed.
+    let mut t3 = t2.clone();
+    t3.get_mut(&inet(Protocol::Tcp, "198.18.0.2", 443))
+        .unwrap()
+        .dests
+        .remove(&DestKey {
+            addr: ip("198.18.1.3"),
+            port: 443,
+        });
+    // One service added.
+    let mut t4 = t3.clone();
+    t4.insert(
+        inet(Protocol::Tcp, "198.18.0.4", 80),
+        svc("rr", None, false, &[("198.18.1.7", 80, Forwarding::Dr, 1)]),
+    );
+    // A scheduler the VM's kernel lacks (ip_vs_mh is not loaded, nothing can load it).
+    let mut t5 = t4.clone();
+    t5.insert(
+        inet(Protocol::Tcp, "198.18.0.5", 80),
+        svc("mh", None, false, &[("198.18.1.8", 80, Forwarding::Dr, 1)]),
+    );
+    t5.get_mut(&inet(Protocol::Tcp, "198.18.0.4", 80))
+        .unwrap()
+        .spec
+        .sched = "wrr".into();
+
+    let script = r#"
+show() { echo "@@IPVSADM"; ipvsadm -Ln; echo "@@PCONN"; ipvsadm -Ln --persistent-conn | head -4; }
+echo "@@STEP t1"; lb-sync --backend ipvs apply t1.json; show
+echo "@@STEP again"; lb-sync --backend ipvs apply t1.json
+echo "@@STEP t2"; lb-sync --backend ipvs apply t2.json; show
+echo "@@STEP t3"; lb-sync --backend ipvs apply t3.json; show
+echo "@@STEP t4"; lb-sync --backend ipvs apply t4.json; show
+echo "@@STEP cleared"; ipvsadm -C; lb-sync --backend ipvs apply t4.json; show
+echo "@@STEP deldest"; ipvsadm -d -t 198.18.0.1:80 -r 198.18.1.2:8080; lb-sync --backend ipvs apply t4.json; show
+echo "@@STEP t5"; lb-sync --backend ipvs apply t5.json; show
+echo "@@STEP dump"; lb-sync --backend auto dump
+"#;
+    let files = vec![
+        ("t1.json", json(&t1)),
+        ("t2.json", json(&t2)),
+        ("t3.json", json(&t3)),
+        ("t4.json", json(&t4)),
+        ("t5.json", json(&t5)),
+    ];
+    let out = e2e::vm::run(script, &files, Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"));
+
+    let check = |step: &str, want: &Table| {
+        let sec = section(&out, step);
+        let have = blocks(ipvsadm_part(sec));
+        let expected = blocks(&ipvsadm_ln(want));
+        assert_eq!(
+            have, expected,
+            "step {step}: ipvsadm -Ln differs from the desired table:\n{sec}"
+        );
+    };
+
+    let r = report(section(&out, "t1"));
+    assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "{r}");
+    assert_eq!(r["ops"], 5 + 8, "5 services, 8 destinations: {r}");
+    check("t1", &t1);
+    let pconn = section(&out, "t1");
+    assert!(
+        pconn.contains("PersistConn"),
+        "ipvsadm --persistent-conn: {pconn}"
+    );
+    assert!(pconn.contains("persistent 300 mask 255.255.255.0"), "{pconn}");
+
+    assert_eq!(
+        report(section(&out, "again"))["ops"],
+        0,
+        "a table read back needs no ops"
+    );
+
+    let r = report(section(&out, "t2"));
+    assert_eq!(
+        (r["ops"].clone(), r["kinds"]["edit_dest"].clone()),
+        (1.into(), 1.into()),
+        "{r}"
+    );
+    check("t2", &t2);
+    let r = report(section(&out, "t3"));
+    assert_eq!(
+        (r["ops"].clone(), r["kinds"]["del_dest"].clone()),
+        (1.into(), 1.into()),
+        "{r}"
+    );
+    check("t3", &t3);
+    let r = report(section(&out, "t4"));
+    assert_eq!(r["ops"], 2, "one service with one destination: {r}");
+    check("t4", &t4);
+
+    let r = report(section(&out, "cleared"));
+    assert_eq!(r["ops"], 6 + 8, "ipvsadm -C: everything put back: {r}");
+    check("cleared", &t4);
+    let r = report(section(&out, "deldest"));
+    assert_eq!(
+        (r["ops"].clone(), r["kinds"]["add_dest"].clone()),
+        (1.into(), 1.into()),
+        "{r}"
+    );
+    check("deldest", &t4);
+
+    // The refused scheduler: its service and destination fail with the kernel's error,
+    // the edit of the other service is applied.
+    let sec = section(&out, "t5");
+    let r = report(sec);
+    let errors = r["errors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(errors.len(), 2, "{r}");
+    let text = serde_json::to_string(&errors).unwrap();
+    assert!(text.contains("198.18.0.5:80"), "{text}");
+    assert!(
+        text.contains("No such file or directory") || text.contains("No such process"),
+        "the kernel's error: {text}"
+    );
+    let mut applied = t5.clone();
+    applied.remove(&inet(Protocol::Tcp, "198.18.0.5", 80));
+    check("t5", &applied);
+
+    let dump = section(&out, "dump");
+    assert!(
+        dump.contains("TCP  198.18.0.4:80 wrr"),
+        "auto picks IPVS here: {dump}"
+    );
+}

@@ -1,0 +1,192 @@
+//! Drives a data-plane backend from the command line: used by the namespace and qemu
+//! tests (inside the VM it is the "sync test binary") and by the data-plane benchmark.
+//!
+//! lb-sync [--backend auto|ipvs|nftables] [--ingress DEV]... COMMAND
+//!   apply FILE      make the kernel equal to the table in FILE (JSON, `-` for stdin);
+//!                   prints one JSON line: ops (by kind), errors, microseconds
+//!   dump [--json]   the kernel's table (`ipvsadm -Ln` layout, or JSON)
+//!   teardown        remove everything of ours (nftables tables / all IPVS services)
+//!   bench N D       full sync of N services x D destinations from empty, one weight
+//!                   change, one service add; prints the figures
+
+use actors::lb::backend::{self, Choice};
+use actors::lb::diff::{diff, Op};
+use actors::lb::kernel::KernelLb;
+use actors::lb::model::{DestKey, DestSpec, Service, SvcKey, SvcSpec, Table};
+use ha_config::model::{Forwarding, Protocol};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("lb-sync: {msg}");
+    std::process::exit(2)
+}
+
+fn kind(op: &Op) -> &'static str {
+    match op {
+        Op::AddService(..) => "add_service",
+        Op::EditService(..) => "edit_service",
+        Op::DelService(..) => "del_service",
+        Op::AddDest(..) => "add_dest",
+        Op::EditDest(..) => "edit_dest",
+        Op::DelDest(..) => "del_dest",
+    }
+}
+
+/// Makes the kernel equal to `want`; returns (ops by kind, errors, microseconds).
+fn sync(k: &mut dyn KernelLb, want: &Table) -> (BTreeMap<&'static str, usize>, Vec<(String, String)>, u128) {
+    let t0 = Instant::now();
+    let have = k.dump().unwrap_or_else(|e| fail(e));
+    let ops = diff(want, &have);
+    let results = k.apply(&ops);
+    let us = t0.elapsed().as_micros();
+    let mut kinds = BTreeMap::new();
+    for op in &ops {
+        *kinds.entry(kind(op)).or_default() += 1;
+    }
+    let errors = ops
+        .iter()
+        .zip(results)
+        .filter_map(|(op, r)| r.err().map(|e| (op.to_string(), e.to_string())))
+        .collect();
+    (kinds, errors, us)
+}
+
+fn read_table(path: &str) -> Table {
+    let mut text = String::new();
+    if path == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .unwrap_or_else(|e| fail(e));
+    } else {
+        text = std::fs::read_to_string(path).unwrap_or_else(|e| fail(format!("{path}: {e}")));
+    }
+    let list: Vec<(SvcKey, Service)> =
+        serde_json::from_str(&text).unwrap_or_else(|e| fail(format!("{path}: {e}")));
+    list.into_iter().collect()
+}
+
+fn synthetic(n: u32, d: u32) -> Table {
+    (0..n)
+        .map(|i| {
+            let addr = IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i));
+            let dests = (0..d)
+                .map(|j| {
+                    (
+                        DestKey {
+                            addr: IpAddr::V4(Ipv4Addr::new(198, 19, 0, 10 + j as u8)),
+                            port: 80,
+                        },
+                        DestSpec {
+                            fwd: Forwarding::Dr,
+                            weight: 1,
+                            u_thresh: 0,
+                            l_thresh: 0,
+                        },
+                    )
+                })
+                .collect();
+            (
+                SvcKey::Inet {
+                    proto: Protocol::Tcp,
+                    addr,
+                    port: 80,
+                },
+                Service {
+                    spec: SvcSpec {
+                        sched: "wrr".into(),
+                        persistence: None,
+                        ops: false,
+                    },
+                    dests,
+                },
+            )
+        })
+        .collect()
+}
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut choice = Choice::Auto;
+    let mut ingress = BTreeSet::new();
+    loop {
+        match args.first().map(String::as_str) {
+            Some("--backend") if args.len() > 1 => {
+                choice = args[1].parse().unwrap_or_else(|e: String| fail(e));
+                args.drain(..2);
+            }
+            Some("--ingress") if args.len() > 1 => {
+                ingress.insert(args[1].clone());
+                args.drain(..2);
+            }
+            _ => break,
+        }
+    }
+    let mut k = backend::open(choice, ingress).unwrap_or_else(|e| fail(e));
+    let cmd: Vec<&str> = args.iter().map(String::as_str).collect();
+    match cmd.as_slice() {
+        ["apply", path] => {
+            let want = read_table(path);
+            let (kinds, errors, us) = sync(k.as_mut(), &want);
+            let total: usize = kinds.values().sum();
+            println!(
+                "{}",
+                serde_json::json!({"backend": k.backend(), "ops": total, "kinds": kinds, "errors": errors, "us": us})
+            );
+        }
+        ["dump"] => {
+            let t = k.dump().unwrap_or_else(|e| fail(e));
+            print!("{}", actors::lb::print::ipvsadm_ln(&t));
+        }
+        ["dump", "--json"] => {
+            let t = k.dump().unwrap_or_else(|e| fail(e));
+            let list: Vec<(SvcKey, Service)> = t.into_iter().collect();
+            println!("{}", serde_json::to_string(&list).unwrap_or_else(|e| fail(e)));
+        }
+        ["teardown"] => {
+            let t = k.dump().unwrap_or_else(|e| fail(e));
+            let (_, errors, _) = sync(k.as_mut(), &Table::new());
+            if !errors.is_empty() {
+                fail(format!("teardown of {} services: {errors:?}", t.len()));
+            }
+        }
+        ["bench", n, d] => {
+            let n: u32 = n.parse().unwrap_or_else(|e| fail(e));
+            let d: u32 = d.parse().unwrap_or_else(|e| fail(e));
+            let mut want = synthetic(n, d);
+            let (_, errors, _) = sync(k.as_mut(), &Table::new());
+            if !errors.is_empty() {
+                fail(format!("clearing: {errors:?}"));
+            }
+            let report = |what: &str, k: &mut dyn KernelLb, want: &Table| {
+                let (kinds, errors, us) = sync(k, want);
+                let total: usize = kinds.values().sum();
+                println!(
+                    "BENCH backend={} case={what} ops={total} ms={:.2} errors={}",
+                    k.backend(),
+                    us as f64 / 1000.0,
+                    errors.len()
+                );
+            };
+            report(&format!("full_sync_{n}x{d}"), k.as_mut(), &want);
+            if let Some(svc) = want.values_mut().nth(n as usize / 2) {
+                if let Some(dest) = svc.dests.values_mut().next() {
+                    dest.weight = 3;
+                }
+            }
+            report("one_weight_change", k.as_mut(), &want);
+            let extra = synthetic(n + 1, d);
+            if let Some((key, svc)) = extra.into_iter().next_back() {
+                want.insert(key, svc);
+            }
+            report("one_service_add", k.as_mut(), &want);
+            let (_, errors, _) = sync(k.as_mut(), &Table::new());
+            if !errors.is_empty() {
+                fail(format!("clearing: {errors:?}"));
+            }
+        }
+        _ => fail("usage: lb-sync [--backend auto|ipvs|nftables] [--ingress DEV]... apply FILE | dump [--json] | teardown | bench N D"),
+    }
+}

@@ -1,0 +1,397 @@
+//! A throwaway VM with a real IPVS kernel: Debian's kernel under `qemu -accel tcg`
+//! (this machine's own kernel has no IPVS), booted from an initramfs built here from
+//! installed packages: static busybox, `ipvsadm` and its libraries, our `lb-sync`, and
+//! the ip_vs modules loaded in dependency order (from `modules.dep`). The VM has no
+//! network card (`-nic none`): nothing leaves it. Results come back on the serial
+//! console between marker lines.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Modules the VM loads (their dependencies come first, from `modules.dep`).
+pub const MODULES: &[&str] = &[
+    "crc32c_generic",
+    "ip_vs",
+    "ip_vs_rr",
+    "ip_vs_wrr",
+    "ip_vs_sh",
+    "ip_vs_wlc",
+    "ip_vs_lc",
+    "dummy",
+];
+
+/// Why the VM cannot run here (the test then skips, saying so).
+pub fn unavailable() -> Option<String> {
+    if Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        return Some("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)".into());
+    }
+    None
+}
+
+/// The newest Debian kernel with IPVS modules: (vmlinuz, modules dir).
+fn kernel() -> Result<(PathBuf, PathBuf), String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/boot")
+        .map_err(|e| format!("/boot: {e}"))?
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(ver) = name.strip_prefix("vmlinuz-") {
+            let mods = PathBuf::from(format!("/lib/modules/{ver}"));
+            if mods.join("modules.dep").exists() {
+                found.push((e.path(), mods));
+            }
+        }
+    }
+    found.sort();
+    found
+        .pop()
+        .ok_or_else(|| "no /boot/vmlinuz-* with /lib/modules (apt-get install linux-image-amd64)".into())
+}
+
+/// Module file paths (relative to the modules dir) in load order.
+fn module_order(mods: &Path) -> Result<Vec<String>, String> {
+    let dep = std::fs::read_to_string(mods.join("modules.dep")).map_err(|e| format!("modules.dep: {e}"))?;
+    let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+    for line in dep.lines() {
+        let Some((m, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let name = Path::new(m)
+            .file_name()
+            .map(|f| {
+                f.to_string_lossy()
+                    .split('.')
+                    .next()
+                    .unwrap_or("")
+                    .replace('-', "_")
+            })
+            .unwrap_or_default();
+        by_name.insert(name, m.to_string());
+        deps.insert(
+            m.to_string(),
+            rest.split_whitespace().map(str::to_string).collect(),
+        );
+    }
+    let mut order = Vec::new();
+    let mut seen = BTreeSet::new();
+    fn visit(
+        m: &str,
+        deps: &BTreeMap<String, Vec<String>>,
+        seen: &mut BTreeSet<String>,
+        order: &mut Vec<String>,
+    ) {
+        if !seen.insert(m.to_string()) {
+            return;
+        }
+        // modules.dep lists every dependency (transitively); load the deepest first.
+        let mut ds = deps.get(m).cloned().unwrap_or_default();
+        ds.reverse();
+        for d in ds {
+            visit(&d, deps, seen, order);
+        }
+        order.push(m.to_string());
+    }
+    for want in MODULES {
+        let m = by_name
+            .get(*want)
+            .ok_or_else(|| format!("module {want} not in {}", mods.display()))?;
+        visit(m, &deps, &mut seen, &mut order);
+    }
+    Ok(order)
+}
+
+/// The shared libraries `ldd` names for a binary.
+fn libraries(bin: &Path) -> Result<Vec<PathBuf>, String> {
+    let o = Command::new("ldd")
+        .arg(bin)
+        .output()
+        .map_err(|e| format!("ldd: {e}"))?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let path = match line.split_once("=>") {
+            Some((_, r)) => r.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            out.push(PathBuf::from(p));
+        }
+    }
+    Ok(out)
+}
+
+/// A minimal `newc` cpio archive writer (what the kernel unpacks as initramfs).
+struct Cpio {
+    out: Vec<u8>,
+    ino: u32,
+    dirs: BTreeSet<String>,
+}
+
+impl Cpio {
+    fn new() -> Cpio {
+        Cpio {
+            out: Vec::new(),
+            ino: 1,
+            dirs: BTreeSet::new(),
+        }
+    }
+
+    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
+        let name = name.trim_start_matches('/');
+        let header = format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            name.len() + 1,
+            0
+        );
+        self.ino += 1;
+        self.out.extend_from_slice(header.as_bytes());
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        while !self.out.len().is_multiple_of(4) {
+            self.out.push(0);
+        }
+        self.out.extend_from_slice(data);
+        while !self.out.len().is_multiple_of(4) {
+            self.out.push(0);
+        }
+    }
+
+    fn dir(&mut self, path: &str) {
+        let mut cur = String::new();
+        for part in path.trim_matches('/').split('/').filter(|p| !p.is_empty()) {
+            cur.push('/');
+            cur.push_str(part);
+            if self.dirs.insert(cur.clone()) {
+                let c = cur.clone();
+                self.entry(&c, 0o040755, &[]);
+            }
+        }
+    }
+
+    fn file(&mut self, path: &str, mode: u32, data: &[u8]) {
+        if let Some(parent) = Path::new(path).parent() {
+            self.dir(&parent.to_string_lossy());
+        }
+        self.entry(path, 0o100000 | mode, data);
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, &[]);
+        self.out
+    }
+}
+
+fn read(p: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// A stripped copy of `bin`, cached by its size and mtime.
+fn stripped(bin: &Path, cache: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(bin).map_err(|e| format!("{}: {e}", bin.display()))?;
+    let stamp = format!(
+        "{}-{}-{:?}",
+        bin.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        meta.len(),
+        meta.modified().ok()
+    );
+    let key = format!(
+        "{:x}",
+        stamp
+            .bytes()
+            .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b))
+                .wrapping_mul(0x100000001b3))
+    );
+    let out = cache.join(format!("stripped-{key}"));
+    if !out.exists() {
+        let tmp = cache.join(format!("stripped-{key}.tmp"));
+        let o = Command::new("strip")
+            .arg("-o")
+            .arg(&tmp)
+            .arg(bin)
+            .output()
+            .map_err(|e| format!("strip: {e}"))?;
+        if !o.status.success() {
+            std::fs::copy(bin, &tmp).map_err(|e| format!("copy: {e}"))?;
+        }
+        std::fs::rename(&tmp, &out).map_err(|e| format!("rename: {e}"))?;
+    }
+    read(&out)
+}
+
+/// Loaded module contents, cached (decompressed when the kernel ships them as .xz).
+fn module_bytes(mods: &Path, rel: &str, cache: &Path) -> Result<Vec<u8>, String> {
+    let src = mods.join(rel);
+    if let Some(stem) = rel.strip_suffix(".xz") {
+        let out = cache.join(stem.replace('/', "_"));
+        if !out.exists() {
+            let o = Command::new("xz")
+                .arg("-dc")
+                .arg(&src)
+                .output()
+                .map_err(|e| format!("xz: {e}"))?;
+            if !o.status.success() {
+                return Err(format!(
+                    "xz -dc {}: {}",
+                    src.display(),
+                    String::from_utf8_lossy(&o.stderr)
+                ));
+            }
+            std::fs::write(&out, &o.stdout).map_err(|e| format!("{}: {e}", out.display()))?;
+        }
+        return read(&out);
+    }
+    read(&src)
+}
+
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+for m in $(cat /modules.order); do
+  insmod /lib/modules/$m.ko || echo "@@INSMOD-FAILED $m"
+done
+ip link set lo up
+ip link set dummy0 up 2>/dev/null || echo "@@NO-DUMMY"
+ip addr add 198.18.0.250/15 dev dummy0
+ip -6 addr add 64:ff9b::c612:fa/96 dev dummy0 nodad 2>/dev/null || ip -6 addr add 64:ff9b::c612:fa/96 dev dummy0
+echo "@@READY"
+cd /t
+. /t/test.sh
+echo "@@END"
+poweroff -f
+"#;
+
+/// Builds the initramfs (with `script` as /t/test.sh and `files` under /t) and boots it;
+/// returns the console output between `@@READY` and `@@END`.
+pub fn run(script: &str, files: &[(&str, Vec<u8>)], timeout: Duration) -> Result<String, String> {
+    let (vmlinuz, mods) = kernel()?;
+    let cache = crate::bin_dir().join("vm-cache");
+    std::fs::create_dir_all(&cache).map_err(|e| format!("{}: {e}", cache.display()))?;
+    let mut cpio = Cpio::new();
+    for d in ["/proc", "/sys", "/dev", "/tmp", "/sbin", "/t"] {
+        cpio.dir(d);
+    }
+    cpio.file("/init", 0o755, INIT.as_bytes());
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .ok_or("busybox not installed (apt-get install busybox-static)")?;
+    cpio.file("/bin/busybox", 0o755, &read(busybox)?);
+    let ipvsadm = ["/usr/sbin/ipvsadm", "/sbin/ipvsadm"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .ok_or("ipvsadm not installed (apt-get install ipvsadm)")?;
+    let lb_sync = crate::bin_dir().join("lb-sync");
+    let mut libs = BTreeSet::new();
+    for bin in [ipvsadm, lb_sync.as_path()] {
+        libs.extend(libraries(bin)?);
+    }
+    for lib in libs {
+        cpio.file(&lib.to_string_lossy(), 0o755, &read(&lib)?);
+    }
+    cpio.file("/sbin/ipvsadm", 0o755, &read(ipvsadm)?);
+    cpio.file("/bin/lb-sync", 0o755, &stripped(&lb_sync, &cache)?);
+    let order = module_order(&mods)?;
+    let mut names = Vec::new();
+    for rel in &order {
+        let base = Path::new(rel)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stem = base.split(".ko").next().unwrap_or(&base).to_string();
+        cpio.file(
+            &format!("/lib/modules/{stem}.ko"),
+            0o644,
+            &module_bytes(&mods, rel, &cache)?,
+        );
+        names.push(stem);
+    }
+    cpio.file("/modules.order", 0o644, names.join("\n").as_bytes());
+    cpio.file("/t/test.sh", 0o755, script.as_bytes());
+    for (name, data) in files {
+        cpio.file(&format!("/t/{name}"), 0o644, data);
+    }
+    let initrd = cache.join(format!("initrd-{}.cpio", std::process::id()));
+    std::fs::write(&initrd, cpio.finish()).map_err(|e| format!("{}: {e}", initrd.display()))?;
+    let started = Instant::now();
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1"])
+        .arg("-kernel")
+        .arg(&vmlinuz)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 loglevel=3 quiet",
+            "-nographic",
+            "-no-reboot",
+            "-nic",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("qemu: {e}"))?;
+    // Read the console on a thread; kill qemu at the deadline.
+    let mut stdout = child.stdout.take().ok_or("qemu stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut buf);
+        buf
+    });
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_file(&initrd);
+    let out = String::from_utf8_lossy(&reader.join().unwrap_or_default()).replace('\r', "");
+    let Some(start) = out.find("@@READY\n") else {
+        return Err(format!("the VM did not get ready within {timeout:?}:\n{out}"));
+    };
+    if let Some(line) = out.lines().find(|l| l.starts_with("@@INSMOD-FAILED")) {
+        return Err(format!("{line}\n{out}"));
+    }
+    let body = &out[start + "@@READY\n".len()..];
+    match body.find("@@END") {
+        Some(end) => Ok(body[..end].to_string()),
+        None => Err(format!("the VM test did not finish within {timeout:?}:\n{out}")),
+    }
+}
