@@ -104,6 +104,73 @@ pub struct StatusResponse {
     pub hash: String,
     pub history_len: u64,
     pub members: Vec<Member>,
+    /// The director's actors (absent on a control-plane-only node).
+    #[serde(default)]
+    pub runtime: Option<RuntimeStatus>,
+}
+
+/// What a director runs from the committed configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeStatus {
+    /// The committed config version the actors were given.
+    pub config_version: Option<u64>,
+    pub dataplane: DataPlaneInfo,
+    /// `open`, `held (table at N, config at M)`, or `stale-config (version N, cluster
+    /// unknown)` when cut off from the Raft majority.
+    pub fence: String,
+    pub instances: Vec<InstanceInfo>,
+    pub services: Vec<ServiceInfo>,
+    /// Why the actors could not start, if they could not.
+    pub errors: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPlaneInfo {
+    pub backend: String,
+    /// The last config version whose table was applied without errors.
+    pub applied_version: Option<u64>,
+    pub in_sync: bool,
+    /// Ops the kernel refused: (op, error).
+    pub gaps: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    pub name: String,
+    pub state: String,
+    /// Effective priority (after tracking).
+    pub priority: u8,
+    pub held_by_fence: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub name: String,
+    pub quorum_up: bool,
+    pub real_servers: Vec<RealServerInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealServerInfo {
+    pub name: String,
+    pub up: bool,
+    /// The last checker result's reason.
+    pub reason: String,
+}
+
+/// `GET /v1/table`: the kernel table and the desired one, in `ipvsadm -Ln` layout and
+/// as differences.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableResponse {
+    pub name: String,
+    pub backend: String,
+    pub applied_version: Option<u64>,
+    pub kernel: String,
+    /// What would have to change in the kernel to reach the desired table.
+    pub differences: Vec<String>,
+    /// Both tables as JSON (services with their destinations).
+    pub kernel_json: serde_json::Value,
+    pub desired_json: serde_json::Value,
 }
 
 /// One entry of `GET /v1/history?from=&to=` (by history sequence number).

@@ -43,6 +43,10 @@ pub struct Api {
     node: Arc<DirectorNode>,
     /// One membership change at a time (Raft allows one; the history credits its author).
     membership: tokio::sync::Mutex<()>,
+    /// The director's actors (None: control plane only).
+    runtime: Option<crate::runtime::Runtime>,
+    /// Whether test hooks (`/v1/debug/*`) are served.
+    test_hooks: bool,
 }
 
 impl Api {
@@ -50,7 +54,15 @@ impl Api {
         Api {
             node,
             membership: tokio::sync::Mutex::new(()),
+            runtime: None,
+            test_hooks: false,
         }
+    }
+
+    pub fn with_runtime(mut self, runtime: Option<crate::runtime::Runtime>, test_hooks: bool) -> Self {
+        self.runtime = runtime;
+        self.test_hooks = test_hooks;
+        self
     }
 }
 
@@ -211,6 +223,8 @@ impl Routes for Api {
             (&Method::GET, "/v1/config") => self.config(&req).await,
             (&Method::GET, "/v1/status") => self.status().await,
             (&Method::GET, "/v1/history") => self.history(&req),
+            (&Method::GET, "/v1/table") => self.table().await,
+            (&Method::POST, "/v1/debug/hold-table") if self.test_hooks => self.hold_table(&req),
             (&Method::GET, "/v1/members") => json(
                 StatusCode::OK,
                 &MembersResponse {
@@ -570,6 +584,10 @@ impl Api {
             .ok()
             .flatten();
         let (state, _) = self.node.state.current().await;
+        let runtime = match &self.runtime {
+            Some(r) => r.status().await,
+            None => None,
+        };
         let leader = m.current_leader.and_then(|id| {
             m.membership_config
                 .membership()
@@ -601,8 +619,75 @@ impl Api {
                 hash: state.hash,
                 history_len: state.history_len,
                 members: self.node.members(),
+                runtime,
             },
         )
+    }
+
+    /// `GET /v1/table`: the kernel's table, the desired one and their differences.
+    async fn table(&self) -> Reply {
+        let Some(rt) = &self.runtime else {
+            return err(
+                StatusCode::NOT_FOUND,
+                "no_runtime",
+                format!("{} runs the control plane only (no data plane)", self.node.name),
+            );
+        };
+        let Some((backend, applied, tables)) = rt.tables().await else {
+            return err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the actors are not running",
+            );
+        };
+        match tables {
+            Err(e) => err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "kernel",
+                format!("reading the kernel table: {e}"),
+            ),
+            Ok((desired, kernel)) => {
+                let differences = ::actors::lb::diff::diff(&desired, &kernel)
+                    .iter()
+                    .map(|op| op.to_string())
+                    .collect();
+                let as_list = |t: &::actors::lb::model::Table| {
+                    serde_json::to_value(t.iter().collect::<Vec<_>>()).unwrap_or_default()
+                };
+                json(
+                    StatusCode::OK,
+                    &ha_config::api::TableResponse {
+                        name: self.node.name.clone(),
+                        backend,
+                        applied_version: applied,
+                        kernel: ::actors::lb::print::ipvsadm_ln(&kernel),
+                        differences,
+                        kernel_json: as_list(&kernel),
+                        desired_json: as_list(&desired),
+                    },
+                )
+            }
+        }
+    }
+
+    /// Test hook: `{"version": N}` keeps the data plane at version N, `{"version": null}`
+    /// releases it.
+    fn hold_table(&self, req: &Req) -> Reply {
+        #[derive(serde::Deserialize)]
+        struct Hold {
+            version: Option<u64>,
+        }
+        let hold: Hold = match serde_json::from_slice(&req.body) {
+            Ok(h) => h,
+            Err(e) => return err(StatusCode::BAD_REQUEST, "bad_request", format!("body: {e}")),
+        };
+        match &self.runtime {
+            Some(rt) => {
+                rt.hold_table(hold.version);
+                json(StatusCode::OK, &serde_json::json!({"hold": hold.version}))
+            }
+            None => err(StatusCode::NOT_FOUND, "no_runtime", "no data plane here"),
+        }
     }
 
     fn history(&self, req: &Req) -> Reply {

@@ -10,5 +10,6 @@
 
 pub mod admin;
 pub mod director;
+pub mod runtime;
 pub mod settings;
 pub mod transport;

@@ -41,6 +41,18 @@ struct Cli {
     /// Log format: text or json (filter with RUST_LOG).
     #[arg(long)]
     log_format: Option<String>,
+    /// Raft and the admin API only: no VRRP, checkers or kernel table (a witness).
+    #[arg(long)]
+    control_plane_only: bool,
+    /// Kernel table backend: auto (IPVS when available, else nftables), ipvs, nftables.
+    #[arg(long)]
+    dataplane: Option<String>,
+    /// A device DR traffic arrives on (nftables); repeat for more.
+    #[arg(long)]
+    ingress: Vec<String>,
+    /// Serve test hooks under /v1/debug (never in production).
+    #[arg(long, hide = true)]
+    test_hooks: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -112,6 +124,23 @@ fn settings(cli: Cli) -> Result<(Settings, String)> {
     if join.is_empty() {
         join = file.join;
     }
+    let runtime = if cli.control_plane_only || file.control_plane_only {
+        None
+    } else {
+        let backend = cli
+            .dataplane
+            .or(file.dataplane)
+            .unwrap_or_else(|| "auto".into())
+            .parse::<actors::lb::backend::Choice>()
+            .map_err(|e| anyhow::anyhow!("--dataplane: {e}"))?;
+        let mut ingress: std::collections::BTreeSet<String> = file.ingress.into_iter().collect();
+        ingress.extend(cli.ingress);
+        Some(hanode::runtime::RuntimeOptions {
+            backend,
+            ingress,
+            ..Default::default()
+        })
+    };
     let s = Settings {
         name,
         data_dir,
@@ -123,6 +152,8 @@ fn settings(cli: Cli) -> Result<(Settings, String)> {
             .max_request_bytes
             .unwrap_or(ha_config::api::DEFAULT_MAX_REQUEST_BYTES),
         raft: file.raft,
+        runtime,
+        test_hooks: cli.test_hooks,
     };
     s.validate()?;
     let log_format = cli
@@ -185,10 +216,12 @@ async fn run(settings: Settings) -> Result<()> {
         .with_context(|| format!("listening on {}", settings.listen))?;
     let node = DirectorNode::start(&settings).await?;
     tracing::info!(director = %node.name, id = node.id, listen = %settings.listen, "hanode started");
-    let server = tokio::spawn(hanode::transport::server::serve(
-        listener,
-        Arc::new(Api::new(node.clone())),
-    ));
+    let runtime = match &settings.runtime {
+        Some(opts) => Some(hanode::runtime::Runtime::start(&node, opts.clone())?),
+        None => None,
+    };
+    let api = Api::new(node.clone()).with_runtime(runtime.clone(), settings.test_hooks);
+    let server = tokio::spawn(hanode::transport::server::serve(listener, Arc::new(api)));
     node.spawn_join(settings.join.clone());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -196,6 +229,9 @@ async fn run(settings: Settings) -> Result<()> {
         _ = term.recv() => {}
     }
     tracing::info!(director = %node.name, "shutting down");
+    if let Some(rt) = &runtime {
+        rt.shutdown().await;
+    }
     server.abort();
     if let Err(e) = node.raft.shutdown().await {
         tracing::warn!("raft shutdown: {e}");

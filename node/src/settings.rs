@@ -69,6 +69,14 @@ pub struct FileSettings {
     pub max_request_bytes: Option<usize>,
     #[serde(default)]
     pub raft: RaftTuning,
+    /// Raft and the admin API only: no VRRP, checkers or kernel table (a witness).
+    #[serde(default)]
+    pub control_plane_only: bool,
+    /// `auto` (IPVS when the kernel has it, else nftables), `ipvs` or `nftables`.
+    pub dataplane: Option<String>,
+    /// Devices DR traffic arrives on (nftables), besides those toward the real servers.
+    #[serde(default)]
+    pub ingress: Vec<String>,
 }
 
 impl FileSettings {
@@ -100,6 +108,10 @@ pub struct Settings {
     pub join: Vec<String>,
     pub max_request_bytes: usize,
     pub raft: RaftTuning,
+    /// None: control plane only.
+    pub runtime: Option<crate::runtime::RuntimeOptions>,
+    /// Serve `/v1/debug/*` (tests only).
+    pub test_hooks: bool,
 }
 
 /// Director names: what keepalived's `@NAME` accepts and our ids hash.
@@ -177,6 +189,8 @@ mod tests {
             join: vec!["127.0.0.1:2".into()],
             max_request_bytes: 1,
             raft: RaftTuning::default(),
+            runtime: None,
+            test_hooks: false,
         };
         assert!(s.validate().is_err(), "bootstrap and join together");
     }

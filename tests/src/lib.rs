@@ -91,6 +91,8 @@ impl Node {
             .arg(&self.data_dir)
             .arg("--listen")
             .arg(&self.addr)
+            // On the host's own network: Raft and the API only, never its kernel.
+            .arg("--control-plane-only")
             .args(&self.extra)
             .args(args)
             .env("RUST_LOG", "info,openraft=warn")

@@ -26,6 +26,10 @@ pub struct CheckHub {
     published: BTreeMap<String, Vec<(SvcKey, Service)>>,
     version: u64,
     subscribers: Vec<Recipient<Desired>>,
+    /// The reason of each checker's last result.
+    reasons: BTreeMap<CheckerId, String>,
+    /// Every checker transition, for the node's event journal.
+    events: Option<Recipient<CheckEvent>>,
     /// Whether each (virtual server, real server) was alive, for notify_up/notify_down.
     alive: BTreeMap<(String, String), bool>,
     /// Runs notify_up/down and quorum_up/down, in order.
@@ -62,6 +66,8 @@ impl CheckHub {
             published: BTreeMap::new(),
             version,
             subscribers,
+            reasons: BTreeMap::new(),
+            events: None,
             alive: BTreeMap::new(),
             scripts: None,
             default_user: None,
@@ -97,6 +103,12 @@ impl CheckHub {
         } else {
             self.published.insert(vs.to_string(), services);
         }
+    }
+
+    /// Forwards every checker transition to `events`.
+    pub fn with_events(mut self, events: Option<Recipient<CheckEvent>>) -> Self {
+        self.events = events;
+        self
     }
 
     /// Runs no notify/quorum scripts (their user could not be resolved).
@@ -201,6 +213,10 @@ impl Handler<CheckEvent> for CheckHub {
             return;
         }
         self.verdicts.insert(e.id.clone(), (e.to, e.weight));
+        self.reasons.insert(e.id.clone(), e.reason.clone());
+        if let Some(r) = &self.events {
+            r.do_send(e.clone());
+        }
         if let Some(i) = self.services.iter().position(|(n, _)| *n == e.id.vs) {
             self.recompute(i);
         }
@@ -223,6 +239,7 @@ impl Handler<Reconfigure> for CheckHub {
 
     fn handle(&mut self, r: Reconfigure, _ctx: &mut Context<Self>) {
         self.verdicts.retain(|id, _| r.ids.contains_key(id));
+        self.reasons.retain(|id, _| r.ids.contains_key(id));
         for (id, h) in r.ids {
             self.verdicts.entry(id).or_insert((h, None));
         }
@@ -252,5 +269,60 @@ impl Handler<GetTables> for CheckHub {
 
     fn handle(&mut self, _: GetTables, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.tables.clone())
+    }
+}
+
+/// Every real server of every virtual server: whether it is alive, and the reason of
+/// its checkers' last results.
+#[derive(Message)]
+#[rtype(result = "Vec<ServiceHealth>")]
+pub struct GetRealServers;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceHealth {
+    pub vs: String,
+    pub quorum_up: bool,
+    /// (real server, alive, reason)
+    pub real_servers: Vec<(String, bool, String)>,
+}
+
+impl Handler<GetRealServers> for CheckHub {
+    type Result = MessageResult<GetRealServers>;
+
+    fn handle(&mut self, _: GetRealServers, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut out = Vec::new();
+        for (name, vs) in &self.services {
+            let mut rss = Vec::new();
+            for rs in &vs.real_servers {
+                let rname = rs_name(rs);
+                let mine: Vec<(&CheckerId, &(Health, Option<u32>))> = self
+                    .verdicts
+                    .iter()
+                    .filter(|(id, _)| id.vs == *name && id.rs == rname)
+                    .collect();
+                let alive = rs_verdict(mine.iter().map(|(_, v)| **v)).alive;
+                let reason = mine
+                    .iter()
+                    .filter_map(|(id, _)| self.reasons.get(*id).map(|r| format!("{}: {r}", id.checker)))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let reason = if reason.is_empty() {
+                    if mine.is_empty() {
+                        "no checker".to_string()
+                    } else {
+                        "not checked yet".to_string()
+                    }
+                } else {
+                    reason
+                };
+                rss.push((rname, alive, reason));
+            }
+            out.push(ServiceHealth {
+                vs: name.clone(),
+                quorum_up: self.tables.get(name).map(|t| t.quorum_up).unwrap_or(true),
+                real_servers: rss,
+            });
+        }
+        MessageResult(out)
     }
 }

@@ -143,6 +143,16 @@ fn plan(config: &Config) -> Plan {
 
 /// `version`: the config version of `config`; `subscribers` get the kernel services.
 pub fn start(config: &Config, version: u64, subscribers: Vec<Recipient<Desired>>) -> Checks {
+    start_with(config, version, subscribers, None)
+}
+
+/// As [`start`], with every checker transition also sent to `events`.
+pub fn start_with(
+    config: &Config,
+    version: u64,
+    subscribers: Vec<Recipient<Desired>>,
+    events: Option<Recipient<super::actor::CheckEvent>>,
+) -> Checks {
     let plan = plan(config);
     let initial = plan
         .probes
@@ -155,7 +165,8 @@ pub fn start(config: &Config, version: u64, subscribers: Vec<Recipient<Desired>>
         version,
         initial,
         subscribers,
-    );
+    )
+    .with_events(events);
     let hub = match script::default_user(&config.global) {
         Ok(user) => hub.with_default_user(user),
         Err(e) => {

@@ -76,13 +76,17 @@ pub fn spec(vs: &VirtualServer, v6: bool) -> SvcSpec {
     let full = if v6 { 128 } else { 32 };
     SvcSpec {
         sched: vs.lb_algo.name().to_string(),
-        persistence: vs.persistence_timeout.map(|timeout| Persistence {
-            timeout,
-            prefix: vs
-                .persistence_granularity
-                .map(|m| prefix_of(m).unwrap_or(full))
-                .unwrap_or(full),
-        }),
+        // keepalived: `persistence_timeout 0` means no persistence.
+        persistence: vs
+            .persistence_timeout
+            .filter(|t| *t > 0)
+            .map(|timeout| Persistence {
+                timeout,
+                prefix: vs
+                    .persistence_granularity
+                    .map(|m| prefix_of(m).unwrap_or(full))
+                    .unwrap_or(full),
+            }),
         ops: vs.ops,
     }
 }

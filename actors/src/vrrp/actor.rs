@@ -55,7 +55,14 @@ pub struct InstanceStatus {
     pub rejected: BTreeMap<String, u64>,
     pub adverts_received: u64,
     pub adverts_sent: u64,
+    /// A claim of MASTER waits for the config fence.
+    pub held_by_fence: bool,
 }
+
+/// Holds (`true`) or lifts the config fence (see `Input::Fence`).
+#[derive(Clone, Copy, Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetFence(pub bool);
 
 #[derive(Message)]
 #[rtype(result = "InstanceStatus")]
@@ -106,6 +113,12 @@ pub struct InstanceActor {
 }
 
 impl InstanceActor {
+    /// Starts with the config fence held (no claim of MASTER until it is lifted).
+    pub fn fenced(mut self, held: bool) -> Self {
+        let _ = self.core.handle(Duration::ZERO, Input::Fence(held));
+        self
+    }
+
     pub fn new(
         spec: InstanceSpec,
         iface: Iface,
@@ -575,6 +588,15 @@ impl Handler<GetStatus> for InstanceActor {
             rejected: self.rejected.clone(),
             adverts_received: self.received,
             adverts_sent: self.sent,
+            held_by_fence: self.core.held_by_fence(),
         })
+    }
+}
+
+impl Handler<SetFence> for InstanceActor {
+    type Result = ();
+
+    fn handle(&mut self, SetFence(held): SetFence, ctx: &mut Context<Self>) {
+        self.feed(Input::Fence(held), ctx);
     }
 }

@@ -99,6 +99,10 @@ pub enum Input {
     Force(State),
     /// Graceful stop.
     Shutdown,
+    /// The config fence: while held, the instance may not leave BACKUP for MASTER (its
+    /// kernel table is not yet at the committed config version). A claim it would have
+    /// made waits and is made when the fence is lifted, unless a master is heard first.
+    Fence(bool),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +138,9 @@ pub struct Instance {
     last_master: Option<IpAddr>,
     /// When an advert from a master we defer to was last accepted (BACKUP).
     master_heard_at: Option<Duration>,
+    fenced: bool,
+    /// A claim of MASTER held back by the fence.
+    pending: Option<Reason>,
 }
 
 impl Instance {
@@ -147,6 +154,8 @@ impl Instance {
             preempt_at: None,
             last_master: None,
             master_heard_at: None,
+            fenced: false,
+            pending: None,
             p,
         }
     }
@@ -157,6 +166,11 @@ impl Instance {
 
     pub fn priority(&self) -> u8 {
         self.priority
+    }
+
+    /// Whether a claim of MASTER is waiting for the config fence.
+    pub fn held_by_fence(&self) -> bool {
+        self.pending.is_some()
     }
 
     pub fn deadline(&self) -> Option<Duration> {
@@ -196,8 +210,34 @@ impl Instance {
             Input::Tracking { priority, fault } => self.tracking(now, priority, fault, &mut out),
             Input::Force(s) => self.force(now, s, &mut out),
             Input::Shutdown => self.shutdown(&mut out),
+            Input::Fence(held) => self.fence(now, held, &mut out),
         }
         out
+    }
+
+    /// Becomes MASTER, or (fence held) waits in BACKUP until the fence is lifted.
+    fn claim(&mut self, now: Duration, reason: Reason, out: &mut Vec<Action>) {
+        if !self.fenced {
+            self.become_master(now, reason, out);
+            return;
+        }
+        if self.state != State::Backup {
+            self.become_backup(now, reason.clone(), out);
+        }
+        self.pending = Some(reason);
+        self.deadline = None;
+    }
+
+    fn fence(&mut self, now: Duration, held: bool, out: &mut Vec<Action>) {
+        self.fenced = held;
+        if held {
+            return;
+        }
+        if let Some(reason) = self.pending.take() {
+            if self.state == State::Backup && !self.fault {
+                self.become_master(now, reason, out);
+            }
+        }
     }
 
     fn go(&mut self, to: State, reason: Reason, out: &mut Vec<Action>) {
@@ -243,7 +283,7 @@ impl Instance {
             // A crash may have left our VIPs configured: not ours to hold now.
             out.push(Action::DelVips);
         } else if self.p.priority == 255 && self.p.want_master {
-            self.become_master(now, Reason::Startup, out);
+            self.claim(now, Reason::Startup, out);
         } else {
             self.become_backup(now, Reason::Startup, out);
             out.push(Action::DelVips);
@@ -256,7 +296,7 @@ impl Instance {
             _ => return,
         }
         match self.state {
-            State::Backup => self.become_master(now, Reason::MasterDown, out),
+            State::Backup => self.claim(now, Reason::MasterDown, out),
             State::Master => {
                 out.push(Action::Send {
                     priority: self.priority,
@@ -287,6 +327,7 @@ impl Instance {
                 }
                 let tolerate = !self.p.preempt || priority >= self.priority || self.within_preempt_delay(now);
                 if tolerate {
+                    self.pending = None;
                     if self.p.v3 && !interval.is_zero() {
                         self.master_adver_int = interval;
                     }
@@ -348,7 +389,7 @@ impl Instance {
             }
             (true, false, State::Fault) => {
                 if self.p.priority == 255 && self.p.want_master {
-                    self.become_master(now, Reason::FaultCleared, out);
+                    self.claim(now, Reason::FaultCleared, out);
                 } else {
                     self.become_backup(now, Reason::FaultCleared, out);
                 }
@@ -371,7 +412,7 @@ impl Instance {
             }
         }
         match to {
-            State::Master if self.state == State::Backup => self.become_master(now, Reason::SyncGroup, out),
+            State::Master if self.state == State::Backup => self.claim(now, Reason::SyncGroup, out),
             State::Backup if matches!(self.state, State::Master | State::Fault) => {
                 self.become_backup(now, Reason::SyncGroup, out)
             }
@@ -463,6 +504,50 @@ mod tests {
         assert_eq!(sim.masters(), vec![0]);
         assert_eq!(sim.vip_holders(), vec![0]);
         assert_eq!(sim.routers[1].inst.state(), State::Backup);
+    }
+
+    #[test]
+    fn the_config_fence_holds_preemption_until_lifted() {
+        let mut sim = seed_pair_settled();
+        sim.kill(0);
+        sim.run_until(secs(20.0));
+        assert_eq!(sim.masters(), vec![1]);
+        // The old master comes back with a stale table: it may not preempt.
+        sim.routers[0].alive = true;
+        sim.routers[0].inst = Instance::new(params(100, "198.18.116.130"));
+        sim.input(0, Input::Fence(true));
+        sim.input(0, Input::Start { fault: false });
+        sim.run_until(secs(40.0));
+        assert_eq!(sim.masters(), vec![1], "fenced: no preemption");
+        assert!(sim.routers[0].inst.held_by_fence());
+        assert_eq!(sim.routers[0].inst.state(), State::Backup);
+        // Its table catches up: the claim is made at once.
+        sim.input(0, Input::Fence(false));
+        assert_eq!(sim.routers[0].inst.state(), State::Master);
+        sim.run_until(secs(45.0));
+        assert_eq!(sim.masters(), vec![0]);
+        assert_eq!(sim.vip_holders(), vec![0]);
+    }
+
+    #[test]
+    fn a_fenced_backup_waiting_to_claim_defers_to_a_master_it_hears() {
+        let mut sim = seed_pair_settled();
+        // 1 (priority 90) is fenced when 0 stops: it would take over but waits.
+        sim.input(1, Input::Fence(true));
+        sim.kill(0);
+        sim.run_until(secs(20.0));
+        assert!(sim.masters().is_empty(), "nobody may claim: {:?}", sim.masters());
+        assert!(sim.routers[1].inst.held_by_fence());
+        // 0 comes back and becomes master; 1's pending claim is dropped.
+        sim.routers[0].alive = true;
+        sim.routers[0].inst = Instance::new(params(100, "198.18.116.130"));
+        sim.input(0, Input::Start { fault: false });
+        sim.run_until(secs(30.0));
+        assert_eq!(sim.masters(), vec![0]);
+        assert!(!sim.routers[1].inst.held_by_fence());
+        sim.input(1, Input::Fence(false));
+        sim.run_until(secs(35.0));
+        assert_eq!(sim.masters(), vec![0]);
     }
 
     #[test]

@@ -45,6 +45,16 @@ fn default_user(config: &Config) -> Result<Option<RunAs>, RunError> {
 
 /// Starts one actor per instance and per tracked script (inside an actix System).
 pub fn start(config: &Config) -> Result<Running, RunError> {
+    start_with(config, None, false)
+}
+
+/// As [`start`], with each transition reported to `events`, and the config fence
+/// held from the start when `fenced`.
+pub fn start_with(
+    config: &Config,
+    events: Option<Recipient<super::actor::VrrpEvent>>,
+    fenced: bool,
+) -> Result<Running, RunError> {
     let addrs = Addresses::open().map_err(|source| RunError::Io {
         instance: "(netlink)".into(),
         source,
@@ -71,7 +81,9 @@ pub fn start(config: &Config) -> Result<Running, RunError> {
         let garp = GarpSender::open(&ifc).map_err(io_err)?;
         let tracked: Vec<String> = spec.track_scripts.iter().map(|(n, _)| n.clone()).collect();
         let name = spec.name.clone();
-        let addr = InstanceActor::new(spec, ifc, socket, addrs.clone(), garp, None, user).start();
+        let addr = InstanceActor::new(spec, ifc, socket, addrs.clone(), garp, events.clone(), user)
+            .fenced(fenced)
+            .start();
         for name in tracked {
             subscribers
                 .entry(name)

@@ -155,33 +155,48 @@ fn main() {
         ["bench", n, d] => {
             let n: u32 = n.parse().unwrap_or_else(|e| fail(e));
             let d: u32 = d.parse().unwrap_or_else(|e| fail(e));
-            let mut want = synthetic(n, d);
             let (_, errors, _) = sync(k.as_mut(), &Table::new());
             if !errors.is_empty() {
                 fail(format!("clearing: {errors:?}"));
             }
-            let report = |what: &str, k: &mut dyn KernelLb, want: &Table| {
-                let (kinds, errors, us) = sync(k, want);
-                let total: usize = kinds.values().sum();
+            // As the sync actor works: diff against what it knows the kernel holds,
+            // apply; re-reading the kernel is the periodic reconcile, timed apart.
+            let mut known = k.dump().unwrap_or_else(|e| fail(e));
+            let mut step = |what: &str, k: &mut dyn KernelLb, want: &Table| {
+                let t0 = Instant::now();
+                let ops = diff(want, &known);
+                let results = k.apply(&ops);
+                let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                let errors = results.iter().filter(|r| r.is_err()).count();
                 println!(
-                    "BENCH backend={} case={what} ops={total} ms={:.2} errors={}",
+                    "BENCH backend={} case={what} ops={} ms={ms:.2} errors={errors}",
                     k.backend(),
-                    us as f64 / 1000.0,
-                    errors.len()
+                    ops.len()
                 );
+                known = want.clone();
             };
-            report(&format!("full_sync_{n}x{d}"), k.as_mut(), &want);
+            let mut want = synthetic(n, d);
+            step(&format!("full_sync_{n}x{d}"), k.as_mut(), &want);
             if let Some(svc) = want.values_mut().nth(n as usize / 2) {
                 if let Some(dest) = svc.dests.values_mut().next() {
                     dest.weight = 3;
                 }
             }
-            report("one_weight_change", k.as_mut(), &want);
+            step("one_weight_change", k.as_mut(), &want);
             let extra = synthetic(n + 1, d);
             if let Some((key, svc)) = extra.into_iter().next_back() {
                 want.insert(key, svc);
             }
-            report("one_service_add", k.as_mut(), &want);
+            step("one_service_add", k.as_mut(), &want);
+            let t0 = Instant::now();
+            let read = k.dump().unwrap_or_else(|e| fail(e));
+            println!(
+                "BENCH backend={} case=reread_{}_services ops=0 ms={:.2} errors={}",
+                k.backend(),
+                read.len(),
+                t0.elapsed().as_secs_f64() * 1000.0,
+                usize::from(read != want)
+            );
             let (_, errors, _) = sync(k.as_mut(), &Table::new());
             if !errors.is_empty() {
                 fail(format!("clearing: {errors:?}"));

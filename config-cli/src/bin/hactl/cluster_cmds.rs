@@ -241,10 +241,130 @@ pub fn status(remote: &Remote, format: Format) -> Result<ExitCode> {
             }
         }
     }
+    for s in rows.iter().filter_map(|(_, r)| r.as_ref().ok()) {
+        if let Some(rt) = &s.runtime {
+            print_runtime(&s.name, s.version, &s.hash, rt);
+        }
+    }
     Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
+    })
+}
+
+fn print_runtime(name: &str, version: u64, hash: &str, rt: &ha_config::api::RuntimeStatus) {
+    println!();
+    let dp = &rt.dataplane;
+    let applied = dp
+        .applied_version
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "-".into());
+    println!(
+        "{name}: config version {version} ({}), data plane {} at version {applied}{}, fence {}",
+        short(hash),
+        if dp.backend.is_empty() { "-" } else { &dp.backend },
+        if dp.in_sync {
+            " (in sync)"
+        } else {
+            " (not in sync)"
+        },
+        rt.fence
+    );
+    for (op, e) in &dp.gaps {
+        println!("  kernel refused: {op}: {e}");
+    }
+    for e in &rt.errors {
+        println!("  error: {e}");
+    }
+    for i in &rt.instances {
+        println!(
+            "  vrrp {:<16} {:<7} priority {:>3}{}",
+            i.name,
+            i.state,
+            i.priority,
+            if i.held_by_fence {
+                "  (claim held by the config fence)"
+            } else {
+                ""
+            }
+        );
+    }
+    for svc in &rt.services {
+        let up = svc.real_servers.iter().filter(|r| r.up).count();
+        println!(
+            "  virtual server {}: {up}/{} real servers up{}",
+            svc.name,
+            svc.real_servers.len(),
+            if svc.quorum_up { "" } else { ", QUORUM LOST" }
+        );
+        for r in &svc.real_servers {
+            println!(
+                "    {:<24} {:<5} {}",
+                r.name,
+                if r.up { "UP" } else { "DOWN" },
+                r.reason
+            );
+        }
+    }
+}
+
+/// `hactl table`: the kernel table of one director (or each), `ipvsadm -Ln` layout.
+pub fn table(remote: &Remote, node: Option<&str>, format: Format) -> Result<ExitCode> {
+    let mut targets = remote.endpoints.clone();
+    if let Some(n) = node {
+        // Find the director's address among the members.
+        let (_, a): (String, Answer<ha_config::api::MembersResponse>) =
+            remote.call(Method::GET, "/v1/members", None, Duration::from_secs(10))?;
+        let members = match a {
+            Answer::Ok(m) => m.members,
+            Answer::Refused(r) => return Err(anyhow!("{}: {}", r.endpoint, r.error.message)),
+        };
+        let m = members
+            .iter()
+            .find(|m| m.name == n)
+            .ok_or_else(|| anyhow!("no director named {n:?} in the cluster"))?;
+        targets = vec![m.addr.clone()];
+    } else {
+        targets.truncate(1);
+    }
+    let mut all_equal = true;
+    for ep in targets {
+        let (status, body) = remote.send_to(&ep, Method::GET, "/v1/table", None, Duration::from_secs(30))?;
+        if !status.is_success() {
+            let msg = serde_json::from_slice::<ha_config::api::ErrorBody>(&body)
+                .map(|b| b.error.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+            return Err(anyhow!("{ep}: {msg}"));
+        }
+        let t: ha_config::api::TableResponse = serde_json::from_slice(&body)?;
+        if format == Format::Json {
+            println!("{}", serde_json::to_string_pretty(&t)?);
+        } else {
+            println!(
+                "{} ({} backend, table at config version {}):",
+                t.name,
+                t.backend,
+                t.applied_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into())
+            );
+            print!("{}", t.kernel);
+            if t.differences.is_empty() {
+                println!("(equal to the desired table)");
+            } else {
+                println!("differences from the desired table (what a sync would do):");
+                for d in &t.differences {
+                    println!("  {d}");
+                }
+            }
+        }
+        all_equal &= t.differences.is_empty();
+    }
+    Ok(if all_equal {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(4)
     })
 }
 

@@ -101,6 +101,15 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// The live kernel table of a director in `ipvsadm -Ln` layout, and how it differs
+    /// from the desired one (exit 4 if it does).
+    Table {
+        /// Which director (default: the first --cluster endpoint).
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Committed changes: version, time, author, reason, what changed.
     History {
         /// First history entry (sequence number).
@@ -186,6 +195,9 @@ fn main() -> ExitCode {
             cmd: ConfigCmd::Show { version, format },
         } => remote(&cli.cluster).and_then(|r| cluster_cmds::config_show(&r, version, format)),
         Cmd::Status { format } => remote(&cli.cluster).and_then(|r| cluster_cmds::status(&r, format)),
+        Cmd::Table { node, format } => {
+            remote(&cli.cluster).and_then(|r| cluster_cmds::table(&r, node.as_deref(), format))
+        }
         Cmd::History { from, to, format } => {
             remote(&cli.cluster).and_then(|r| cluster_cmds::history(&r, from, to, format))
         }

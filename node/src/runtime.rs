@@ -1,0 +1,500 @@
+//! The director's actors, driven by the committed configuration. The flow is one way:
+//! Raft state machine -> this director's view of the config -> VRRP instances, checkers,
+//! data plane -> kernel. They run in their own actix System on a dedicated thread; the
+//! control plane (tokio) hands each newly applied config version over.
+//!
+//! The config fence: an instance may leave BACKUP for MASTER only while the data plane
+//! has applied the committed version this director knows, so the VIP never lands on a
+//! box whose table is stale. Cut off from the Raft majority, a director cannot know
+//! whether its version is current: it lifts the fence (the VIP must not be lost) and
+//! says so in its status (`stale-config`).
+
+use crate::director::DirectorNode;
+use ::actors::check::actor::CheckEvent;
+use ::actors::check::hub::GetRealServers;
+use ::actors::check::runner::Checks;
+use ::actors::lb::backend::Choice;
+use ::actors::lb::sync::{DataPlane, DataPlaneStatus, SyncEvent};
+use ::actors::vrrp::actor::{SetFence, VrrpEvent};
+use ::actors::vrrp::runner::Running;
+use actix::prelude::*;
+use ha_config::api::{DataPlaneInfo, InstanceInfo, RealServerInfo, RuntimeStatus, ServiceInfo};
+use ha_config::model::Config;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    pub backend: Choice,
+    /// Devices DR traffic arrives on (nftables), besides those toward real servers.
+    pub ingress: BTreeSet<String>,
+    /// Without a Raft leader for this long, the fence no longer holds (stale-config).
+    pub cutoff_after: Duration,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            backend: Choice::Auto,
+            ingress: BTreeSet::new(),
+            cutoff_after: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A handle on the running actors (cheap to clone, usable from any thread).
+#[derive(Clone)]
+pub struct Runtime {
+    addr: Addr<Director>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ApplyConfig {
+    version: u64,
+    config: Box<Config>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RaftHealth {
+    has_leader: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "RuntimeStatus")]
+struct GetRuntimeStatus;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct HoldTable(Option<u64>);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Shutdown;
+
+type Tables = Result<(::actors::lb::model::Table, ::actors::lb::model::Table), String>;
+
+#[derive(Message)]
+#[rtype(result = "(String, Option<u64>, Tables)")]
+struct GetTables;
+
+struct Director {
+    name: String,
+    options: RuntimeOptions,
+    dataplane: Option<Addr<DataPlane>>,
+    backend: String,
+    checks: Option<Checks>,
+    vrrp: Option<Running>,
+    /// The VRRP part of the config the instances run.
+    vrrp_config: Option<Config>,
+    /// The latest committed version and config this director knows.
+    committed: Option<(u64, Config)>,
+    /// The version handed to the checkers (and so to the data plane).
+    fed: Option<u64>,
+    /// Test hook: do not feed versions above this one.
+    hold: Option<u64>,
+    applied: Option<u64>,
+    dp_status: Option<DataPlaneStatus>,
+    leaderless_since: Option<Instant>,
+    fence_held: bool,
+    errors: Vec<String>,
+}
+
+impl Director {
+    fn fence_state(&self) -> (bool, String) {
+        let Some((committed, _)) = &self.committed else {
+            return (false, "open".into());
+        };
+        let cut_off = self
+            .leaderless_since
+            .map(|t| t.elapsed() >= self.options.cutoff_after)
+            .unwrap_or(false);
+        if self.applied == Some(*committed) {
+            return (false, "open".into());
+        }
+        let table = self
+            .applied
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "none".into());
+        if cut_off {
+            (false, format!("stale-config (version {table}, cluster unknown)"))
+        } else {
+            (true, format!("held (table at {table}, config at {committed})"))
+        }
+    }
+
+    fn update_fence(&mut self) {
+        let (held, text) = self.fence_state();
+        if held != self.fence_held {
+            tracing::info!(director = %self.name, fence = %text, "config fence {}", if held { "held" } else { "lifted" });
+            self.fence_held = held;
+            if let Some(v) = &self.vrrp {
+                for i in &v.instances {
+                    i.do_send(SetFence(held));
+                }
+            }
+        }
+    }
+
+    fn vrrp_part(c: &Config) -> Config {
+        Config {
+            global: c.global.clone(),
+            vrrp_scripts: c.vrrp_scripts.clone(),
+            sync_groups: c.sync_groups.clone(),
+            instances: c.instances.clone(),
+            ..Config::default()
+        }
+    }
+
+    /// Feeds the checkers (and through them the data plane) the committed version,
+    /// unless held by the test hook.
+    fn feed(&mut self, ctx: &mut Context<Self>) {
+        let Some((version, config)) = self.committed.clone() else {
+            return;
+        };
+        if self.hold.map(|h| version > h).unwrap_or(false) || self.fed == Some(version) {
+            return;
+        }
+        let Some(dp) = &self.dataplane else { return };
+        match &mut self.checks {
+            Some(c) => {
+                let (kept, started, stopped) = c.reconfigure(&config, version);
+                tracing::info!(director = %self.name, version, kept, started, stopped, "checkers reconfigured");
+            }
+            None => {
+                self.checks = Some(::actors::check::runner::start_with(
+                    &config,
+                    version,
+                    vec![dp.clone().recipient()],
+                    Some(ctx.address().recipient()),
+                ));
+            }
+        }
+        self.fed = Some(version);
+    }
+
+    fn start_vrrp(&mut self, ctx: &mut Context<Self>, config: &Config) {
+        let part = Self::vrrp_part(config);
+        if self.vrrp_config.as_ref() == Some(&part) {
+            return;
+        }
+        let old = self.vrrp.take();
+        self.vrrp_config = Some(part.clone());
+        let events = ctx.address().recipient();
+        let name = self.name.clone();
+        let fence = self.fence_state().0;
+        self.fence_held = fence;
+        let fut = async move {
+            if let Some(old) = old {
+                ::actors::vrrp::runner::stop(&old).await;
+            }
+            if part.instances.is_empty() {
+                return Ok(None);
+            }
+            ::actors::vrrp::runner::start_with(&part, Some(events), fence).map(Some)
+        };
+        ctx.wait(fut.into_actor(self).map(move |r, act, _| match r {
+            Ok(running) => {
+                if let Some(r) = &running {
+                    tracing::info!(director = %name, instances = r.instances.len(), "VRRP instances started");
+                }
+                act.vrrp = running;
+            }
+            Err(e) => {
+                tracing::error!(director = %name, "VRRP: {e}");
+                act.errors.push(format!("VRRP: {e}"));
+                act.vrrp_config = None;
+            }
+        }));
+    }
+}
+
+impl Actor for Director {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        match ::actors::lb::backend::open(self.options.backend, self.options.ingress.clone()) {
+            Ok(kernel) => {
+                self.backend = kernel.backend().to_string();
+                self.dataplane = Some(DataPlane::new(kernel, vec![ctx.address().recipient()]).start());
+            }
+            Err(e) => {
+                tracing::error!(director = %self.name, "data plane: {e}");
+                self.errors.push(format!("data plane: {e}"));
+            }
+        }
+        ctx.run_interval(Duration::from_millis(500), |act, _| act.update_fence());
+    }
+}
+
+impl Handler<ApplyConfig> for Director {
+    type Result = ();
+
+    fn handle(&mut self, m: ApplyConfig, ctx: &mut Context<Self>) {
+        tracing::info!(director = %self.name, version = m.version, "applying committed config");
+        self.committed = Some((m.version, (*m.config).clone()));
+        // Hold the fence before anything can claim MASTER on the new version.
+        self.update_fence();
+        self.feed(ctx);
+        self.start_vrrp(ctx, &m.config);
+    }
+}
+
+impl Handler<SyncEvent> for Director {
+    type Result = ();
+
+    fn handle(&mut self, e: SyncEvent, ctx: &mut Context<Self>) {
+        if e.errors.is_empty() {
+            if let Some(v) = e.version {
+                self.applied = Some(v);
+            }
+        }
+        self.update_fence();
+        if let Some(dp) = &self.dataplane {
+            dp.send(::actors::lb::sync::GetStatus)
+                .into_actor(self)
+                .map(|r, act, _| {
+                    if let Ok(s) = r {
+                        act.applied = s.applied_version;
+                        act.dp_status = Some(s);
+                        act.update_fence();
+                    }
+                })
+                .spawn(ctx);
+        }
+    }
+}
+
+impl Handler<VrrpEvent> for Director {
+    type Result = ();
+
+    fn handle(&mut self, e: VrrpEvent, _ctx: &mut Context<Self>) {
+        tracing::debug!(director = %self.name, instance = %e.instance, to = %e.to, "vrrp event");
+    }
+}
+
+impl Handler<CheckEvent> for Director {
+    type Result = ();
+
+    fn handle(&mut self, e: CheckEvent, _ctx: &mut Context<Self>) {
+        tracing::debug!(director = %self.name, checker = %e.id, "check event");
+    }
+}
+
+impl Handler<RaftHealth> for Director {
+    type Result = ();
+
+    fn handle(&mut self, m: RaftHealth, _ctx: &mut Context<Self>) {
+        match (m.has_leader, self.leaderless_since) {
+            (true, Some(_)) => self.leaderless_since = None,
+            (false, None) => self.leaderless_since = Some(Instant::now()),
+            _ => {}
+        }
+        self.update_fence();
+    }
+}
+
+impl Handler<HoldTable> for Director {
+    type Result = ();
+
+    fn handle(&mut self, HoldTable(v): HoldTable, ctx: &mut Context<Self>) {
+        tracing::warn!(director = %self.name, hold = ?v, "test hook: data plane held");
+        self.hold = v;
+        self.feed(ctx);
+    }
+}
+
+impl Handler<GetRuntimeStatus> for Director {
+    type Result = ResponseActFuture<Self, RuntimeStatus>;
+
+    fn handle(&mut self, _: GetRuntimeStatus, _ctx: &mut Context<Self>) -> Self::Result {
+        let instances: Vec<_> = self
+            .vrrp
+            .as_ref()
+            .map(|v| v.instances.clone())
+            .unwrap_or_default();
+        let hub = self.checks.as_ref().map(|c| c.hub.clone());
+        let dp = self.dataplane.clone();
+        let fut = async move {
+            let mut infos = Vec::new();
+            for i in instances {
+                if let Ok(s) = i.send(::actors::vrrp::actor::GetStatus).await {
+                    infos.push(InstanceInfo {
+                        name: s.name,
+                        state: s.state.to_string(),
+                        priority: s.priority,
+                        held_by_fence: s.held_by_fence,
+                    });
+                }
+            }
+            let services = match hub {
+                Some(h) => h.send(GetRealServers).await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let dps = match dp {
+                Some(d) => d.send(::actors::lb::sync::GetStatus).await.ok(),
+                None => None,
+            };
+            (infos, services, dps)
+        };
+        Box::pin(fut.into_actor(self).map(|(instances, services, dps), act, _| {
+            if let Some(s) = &dps {
+                act.applied = s.applied_version;
+                act.dp_status = Some(s.clone());
+            }
+            let dp = act.dp_status.clone();
+            RuntimeStatus {
+                config_version: act.committed.as_ref().map(|(v, _)| *v),
+                dataplane: DataPlaneInfo {
+                    backend: act.backend.clone(),
+                    applied_version: dp.as_ref().and_then(|d| d.applied_version),
+                    in_sync: dp.as_ref().map(|d| d.in_sync).unwrap_or(false),
+                    gaps: dp.map(|d| d.gaps).unwrap_or_default(),
+                },
+                fence: act.fence_state().1,
+                instances,
+                services: services
+                    .into_iter()
+                    .map(|s| ServiceInfo {
+                        name: s.vs,
+                        quorum_up: s.quorum_up,
+                        real_servers: s
+                            .real_servers
+                            .into_iter()
+                            .map(|(name, up, reason)| RealServerInfo { name, up, reason })
+                            .collect(),
+                    })
+                    .collect(),
+                errors: act.errors.clone(),
+            }
+        }))
+    }
+}
+
+impl Handler<GetTables> for Director {
+    type Result = ResponseFuture<(String, Option<u64>, Tables)>;
+
+    fn handle(&mut self, _: GetTables, _ctx: &mut Context<Self>) -> Self::Result {
+        let dp = self.dataplane.clone();
+        let backend = self.backend.clone();
+        let applied = self.applied;
+        Box::pin(async move {
+            let Some(dp) = dp else {
+                return (backend, applied, Err("no data plane".to_string()));
+            };
+            let r = match dp.send(::actors::lb::sync::GetTables).await {
+                Ok(Ok(t)) => Ok(t),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            (backend, applied, r)
+        })
+    }
+}
+
+impl Handler<Shutdown> for Director {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
+        let vrrp = self.vrrp.take();
+        Box::pin(
+            async move {
+                if let Some(v) = vrrp {
+                    ::actors::vrrp::runner::stop(&v).await;
+                }
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Runtime {
+    /// Starts the actors on their own thread and feeds them every committed version.
+    pub fn start(node: &Arc<DirectorNode>, options: RuntimeOptions) -> anyhow::Result<Runtime> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let name = node.name.clone();
+        let cutoff = options.cutoff_after;
+        std::thread::Builder::new()
+            .name("hanode-actors".into())
+            .spawn(move || {
+                let sys = actix_rt::System::new();
+                sys.block_on(async move {
+                    let addr = Director {
+                        name,
+                        options,
+                        dataplane: None,
+                        backend: String::new(),
+                        checks: None,
+                        vrrp: None,
+                        vrrp_config: None,
+                        committed: None,
+                        fed: None,
+                        hold: None,
+                        applied: None,
+                        dp_status: None,
+                        leaderless_since: None,
+                        fence_held: false,
+                        errors: Vec::new(),
+                    }
+                    .start();
+                    let _ = tx.send(addr);
+                });
+                sys.run()
+            })?;
+        let addr = rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the actor thread did not start"))?;
+        let rt = Runtime { addr };
+        // Committed versions -> the actors.
+        let mut watch = node.state.subscribe();
+        let me = node.name.clone();
+        let a = rt.addr.clone();
+        tokio::spawn(async move {
+            loop {
+                let state = watch.borrow_and_update().clone();
+                if state.version > 0 {
+                    let config = state.config.view(&me).clone();
+                    a.do_send(ApplyConfig {
+                        version: state.version,
+                        config: Box::new(config),
+                    });
+                }
+                if watch.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        // Whether the cluster is reachable (a leader is known).
+        let raft = node.raft.clone();
+        let a = rt.addr.clone();
+        tokio::spawn(async move {
+            let period = (cutoff / 4).max(Duration::from_millis(100));
+            loop {
+                let has_leader = raft.metrics().borrow().current_leader.is_some();
+                a.do_send(RaftHealth { has_leader });
+                tokio::time::sleep(period).await;
+            }
+        });
+        Ok(rt)
+    }
+
+    pub async fn status(&self) -> Option<RuntimeStatus> {
+        self.addr.send(GetRuntimeStatus).await.ok()
+    }
+
+    pub async fn tables(&self) -> Option<(String, Option<u64>, Tables)> {
+        self.addr.send(GetTables).await.ok()
+    }
+
+    /// Test hook: keep the data plane at `version` (None: release).
+    pub fn hold_table(&self, version: Option<u64>) {
+        self.addr.do_send(HoldTable(version));
+    }
+
+    /// Stops the VRRP instances gracefully (priority 0, VIPs removed).
+    pub async fn shutdown(&self) {
+        let _ = self.addr.send(Shutdown).await;
+    }
+}
