@@ -6,18 +6,22 @@
 # step (PASS/FAIL, measured time) and tears everything down on exit, even on failure or
 # Ctrl-C.
 #
-#   deploy/lab/run.sh [--bin-dir DIR] [--keep-going]
+#   deploy/lab/run.sh [--bin-dir DIR] [--acceptance]
 #
-# Without --bin-dir it builds the project (release) first. Needs root, iproute2, nftables,
-# curl. Exit status: 0 when every step passes.
+# Without --bin-dir it builds the project (release) first. --acceptance adds the steps
+# the end-to-end test checks beyond the seed's (removing a real server through Raft, kill -9
+# of the director holding the VIP, the config fence). Needs root, iproute2, nftables, curl.
+# Exit status: 0 when every step passes.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 BIN=""
+ACCEPTANCE=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin-dir) BIN=$(cd "$2" && pwd); shift 2 ;;
-        *) echo "usage: $0 [--bin-dir DIR]" >&2; exit 2 ;;
+        --acceptance) ACCEPTANCE=1; shift ;;
+        *) echo "usage: $0 [--bin-dir DIR] [--acceptance]" >&2; exit 2 ;;
     esac
 done
 if [ -z "$BIN" ]; then
@@ -88,9 +92,11 @@ start_node() {  # name extra-args...
     in_ns "$n" env RUST_LOG=info,openraft=warn "$BIN/hanode" --name "$n" --data-dir "$WORK/$n" \
         --listen "$NET.${ADDR[$n]}:7101" "$@" >"$WORK/$n.log" 2>&1 &
 }
-start_node lvs01 --bootstrap --dataplane "${DATAPLANE:-auto}"
+HOOKS=()
+[ -n "$ACCEPTANCE" ] && HOOKS=(--test-hooks)
+start_node lvs01 --bootstrap --dataplane "${DATAPLANE:-auto}" "${HOOKS[@]}"
 sleep 1
-start_node lvs02 --join "$NET.130:7101" --dataplane "${DATAPLANE:-auto}"
+start_node lvs02 --join "$NET.130:7101" --dataplane "${DATAPLANE:-auto}" "${HOOKS[@]}"
 start_node witness --join "$NET.130:7101" --control-plane-only
 CLUSTER="$NET.130:7101,$NET.135:7101,$NET.137:7101"
 hactl() { in_ns witness "$BIN/hactl" --cluster "$CLUSTER" "$@"; }
@@ -189,6 +195,68 @@ if wait_until 20 both; then
     row 6 "propose rs01 weight 2 -> both tables, version $VERSION" PASS $(( $(now_ms) - t0 )) "$(hactl table --node lvs02 | grep 131:80 | tr -s ' ')"
 else
     row 6 "propose rs01 weight 2 -> both tables, version $VERSION" FAIL $(( $(now_ms) - t0 )) "$(cat "$WORK/propose2.log" | tail -2 | tr '\n' ' ')"
+fi
+
+# How long the fence was held on lvs01 for that proposal (its table catching up): the
+# delay a takeover at that moment would have had.
+ts() { date -d "$(echo "$1" | awk '{print $1}')" +%s%3N 2>/dev/null; }
+held=$(grep "config fence held" "$WORK/lvs01.log" | tail -1)
+lifted=$(grep "config fence lifted" "$WORK/lvs01.log" | tail -1)
+if [ -n "$held" ] && [ -n "$lifted" ]; then
+    echo "     (config fence on lvs01 for version $VERSION: held $(( $(ts "$lifted") - $(ts "$held") )) ms while its table caught up)"
+fi
+
+if [ -n "$ACCEPTANCE" ]; then
+    # 7: a proposal removing RS01 while the VIP is on lvs01.
+    t0=$(now_ms)
+    awk -v rs="real_server $NET.131 80" '
+        index($0, rs) { skip = 1; depth = 0 }
+        skip { n = gsub(/\{/, "{"); m = gsub(/\}/, "}"); depth += n - m; if (depth <= 0 && (n + m) > 0) skip = 0; next }
+        { print }' "$WORK/cluster2.conf" >"$WORK/cluster3.conf"
+    hactl propose -f "$WORK/cluster3.conf" --reason "remove rs01" --author lab >"$WORK/propose3.log" 2>&1
+    V7=$(hactl status --format json 2>/dev/null | grep -o '"version": [0-9]*' | head -1 | grep -o '[0-9]*$')
+    gone() {
+        for n in lvs01 lvs02; do
+            local t; t=$(hactl table --node $n 2>/dev/null) || return 1
+            echo "$t" | grep -q "$NET\.131:80" && return 1
+            echo "$t" | grep -q "table at config version $V7)" || return 1
+        done
+    }
+    if vip_on lvs01 && wait_until 20 gone && wait_until 5 only_rs02; then
+        row 7 "propose without rs01 -> both tables lose it, version $V7" PASS $(( $(now_ms) - t0 )) "$(answers 2 | tr '\n' ' ')"
+    else
+        row 7 "propose without rs01 -> both tables lose it, version $V7" FAIL $(( $(now_ms) - t0 )) "$(tail -2 "$WORK/propose3.log" | tr '\n' ' ')"
+    fi
+
+    # 8: kill -9 of the hanode holding the VIP.
+    t0=$(now_ms)
+    for pid in $(ip netns pids "$P-lvs01"); do kill -9 "$pid"; done
+    equal_table() { hactl table --node lvs02 2>/dev/null | grep -q "(equal to the desired table)" &&
+        hactl table --node lvs02 2>/dev/null | grep -q "table at config version $V7)"; }
+    if wait_until 15 vip_on lvs02 && wait_until 10 equal_table && wait_until 5 only_rs02; then
+        row 8 "kill -9 hanode on lvs01 -> VIP on lvs02, table = committed" PASS $(( $(now_ms) - t0 )) "version $V7"
+    else
+        row 8 "kill -9 hanode on lvs01 -> VIP on lvs02, table = committed" FAIL $(( $(now_ms) - t0 )) "VIP on lvs02: $(vip_on lvs02 && echo yes || echo no)"
+    fi
+
+    # 9: the fence. RS01 comes back while lvs01 is down; lvs01 restarts with its data
+    # plane held at the old version: it must not preempt until its table has caught up.
+    hactl propose -f "$WORK/cluster2.conf" --reason "rs01 back" --author lab >"$WORK/propose4.log" 2>&1
+    start_node lvs01 --dataplane "${DATAPLANE:-auto}" --test-hooks --test-hold-table "$V7"
+    fenced() { hactl status --format json 2>/dev/null | grep -q '"held_by_fence": true'; }
+    t0=$(now_ms)
+    ok=1
+    wait_until 20 fenced || ok=0
+    # Well past lvs01's preemption time (3 x advert + skew): still not master.
+    sleep 5
+    { vip_on lvs02 && ! vip_on lvs01; } || ok=0
+    t1=$(now_ms)
+    in_ns witness curl -s -X POST -d '{"version": null}' "http://$NET.130:7101/v1/debug/hold-table" >/dev/null
+    if [ $ok = 1 ] && wait_until 15 back && wait_until 10 alternates; then
+        row 9 "fence: lvs01 table held -> no preempt; released -> VIP" PASS $(( $(now_ms) - t1 )) "held $(( t1 - t0 )) ms without preempting"
+    else
+        row 9 "fence: lvs01 table held -> no preempt; released -> VIP" FAIL $(( $(now_ms) - t1 )) "fenced=$ok VIP on lvs01: $(vip_on lvs01 && echo yes || echo no)"
+    fi
 fi
 
 echo

@@ -53,6 +53,9 @@ struct Cli {
     /// Serve test hooks under /v1/debug (never in production).
     #[arg(long, hide = true)]
     test_hooks: bool,
+    /// Test hook: start with the data plane held at this config version.
+    #[arg(long, hide = true, requires = "test_hooks")]
+    test_hold_table: Option<u64>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -138,6 +141,7 @@ fn settings(cli: Cli) -> Result<(Settings, String)> {
         Some(hanode::runtime::RuntimeOptions {
             backend,
             ingress,
+            hold: cli.test_hold_table,
             ..Default::default()
         })
     };

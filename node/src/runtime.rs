@@ -31,6 +31,8 @@ pub struct RuntimeOptions {
     pub ingress: BTreeSet<String>,
     /// Without a Raft leader for this long, the fence no longer holds (stale-config).
     pub cutoff_after: Duration,
+    /// Test hook: start with the data plane held at this version.
+    pub hold: Option<u64>,
 }
 
 impl Default for RuntimeOptions {
@@ -39,6 +41,7 @@ impl Default for RuntimeOptions {
             backend: Choice::Auto,
             ingress: BTreeSet::new(),
             cutoff_after: Duration::from_secs(3),
+            hold: None,
         }
     }
 }
@@ -416,6 +419,7 @@ impl Runtime {
         let (tx, rx) = std::sync::mpsc::channel();
         let name = node.name.clone();
         let cutoff = options.cutoff_after;
+        let hold = options.hold;
         std::thread::Builder::new()
             .name("hanode-actors".into())
             .spawn(move || {
@@ -431,7 +435,7 @@ impl Runtime {
                         vrrp_config: None,
                         committed: None,
                         fed: None,
-                        hold: None,
+                        hold,
                         applied: None,
                         dp_status: None,
                         leaderless_since: None,
