@@ -65,6 +65,11 @@ fn seed_lab_passes_every_step_and_leaves_nothing() {
     }
     assert!(o.status.success(), "{out}\n{err}");
     assert!(out.contains("ALL STEPS PASS"));
+    // The event journal, merged with the config history, tells the story.
+    let events = &out[out.find("events (hactl events").expect("events printed")..];
+    for needle in ["cluster    config", "vrrp", "-> MASTER", "sync", "fence"] {
+        assert!(events.contains(needle), "no {needle:?} in the events:\n{events}");
+    }
     assert!(
         lab_namespaces().is_empty(),
         "namespaces left: {:?}",

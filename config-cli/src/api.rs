@@ -158,6 +158,20 @@ pub struct RealServerInfo {
     pub reason: String,
 }
 
+/// One runtime event of a director (`GET /v1/events`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventItem {
+    /// Per director, from 1.
+    pub seq: u64,
+    pub at_ms: u64,
+    pub node: String,
+    /// `vrrp`, `check`, `sync`, `fence`.
+    pub kind: String,
+    /// The instance, checker or backend concerned.
+    pub subject: String,
+    pub summary: String,
+}
+
 /// `GET /v1/table`: the kernel table and the desired one, in `ipvsadm -Ln` layout and
 /// as differences.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

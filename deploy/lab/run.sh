@@ -262,5 +262,8 @@ fi
 echo
 hactl status || true
 echo
+echo "events (hactl events, last 30):"
+hactl events 2>/dev/null | tail -30 || true
+echo
 if [ "$FAILED" = 0 ]; then echo "ALL STEPS PASS"; else echo "SOME STEPS FAILED (logs kept)"; KEEP_LOGS=1; fi
 exit "$FAILED"

@@ -224,6 +224,7 @@ impl Routes for Api {
             (&Method::GET, "/v1/status") => self.status().await,
             (&Method::GET, "/v1/history") => self.history(&req),
             (&Method::GET, "/v1/table") => self.table().await,
+            (&Method::GET, "/v1/events") => self.events(&req),
             (&Method::POST, "/v1/debug/hold-table") if self.test_hooks => self.hold_table(&req),
             (&Method::GET, "/v1/members") => json(
                 StatusCode::OK,
@@ -622,6 +623,19 @@ impl Api {
                 runtime,
             },
         )
+    }
+
+    /// `GET /v1/events?from=&limit=`: this director's runtime events.
+    fn events(&self, req: &Req) -> Reply {
+        let params = query_params(&req.query);
+        let (from, limit) = match (u64_param(&params, "from"), u64_param(&params, "limit")) {
+            (Ok(f), Ok(l)) => (f.unwrap_or(1), l.unwrap_or(1000).min(MAX_HISTORY_PAGE)),
+            (Err(e), _) | (_, Err(e)) => return e,
+        };
+        match self.node.journal.list(from, limit as usize) {
+            Ok(items) => json(StatusCode::OK, &items),
+            Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, "journal", e.to_string()),
+        }
     }
 
     /// `GET /v1/table`: the kernel's table, the desired one and their differences.

@@ -24,6 +24,8 @@ pub struct DirectorNode {
     pub max_request_bytes: usize,
     /// The incarnation of this director's store (see `Director::incarnation`).
     pub incarnation: String,
+    /// Runtime events of this director.
+    pub journal: Arc<crate::journal::Journal>,
     _db: sled::Db,
 }
 
@@ -51,6 +53,7 @@ impl DirectorNode {
         let raft = Raft::new(id, config, HttpRaftNetwork::new(client.clone()), log, sm)
             .await
             .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
+        let journal = Arc::new(crate::journal::Journal::open(&db, &settings.name)?);
         let node = Arc::new(DirectorNode {
             name: settings.name.clone(),
             id,
@@ -60,6 +63,7 @@ impl DirectorNode {
             client,
             max_request_bytes: settings.max_request_bytes,
             incarnation,
+            journal,
             _db: db,
         });
         if settings.bootstrap {

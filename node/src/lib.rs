@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod director;
+pub mod journal;
 pub mod runtime;
 pub mod settings;
 pub mod transport;

@@ -85,6 +85,7 @@ struct GetTables;
 
 struct Director {
     name: String,
+    journal: Arc<crate::journal::Journal>,
     options: RuntimeOptions,
     dataplane: Option<Addr<DataPlane>>,
     backend: String,
@@ -106,6 +107,12 @@ struct Director {
 }
 
 impl Director {
+    fn record(&self, kind: &str, subject: &str, summary: &str) {
+        if let Err(e) = self.journal.append(kind, subject, summary) {
+            tracing::error!(director = %self.name, "event journal: {e}");
+        }
+    }
+
     fn fence_state(&self) -> (bool, String) {
         let Some((committed, _)) = &self.committed else {
             return (false, "open".into());
@@ -132,6 +139,7 @@ impl Director {
         let (held, text) = self.fence_state();
         if held != self.fence_held {
             tracing::info!(director = %self.name, fence = %text, "config fence {}", if held { "held" } else { "lifted" });
+            self.record("fence", "config fence", &text);
             self.fence_held = held;
             if let Some(v) = &self.vrrp {
                 for i in &v.instances {
@@ -249,6 +257,20 @@ impl Handler<SyncEvent> for Director {
     type Result = ();
 
     fn handle(&mut self, e: SyncEvent, ctx: &mut Context<Self>) {
+        let mut summary = format!(
+            "version {}: {} ops in {} us",
+            e.version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            e.ops,
+            e.duration_us
+        );
+        if !e.errors.is_empty() {
+            let list: Vec<String> = e.errors.iter().map(|(op, err)| format!("{op}: {err}")).collect();
+            summary.push_str(&format!("; {} refused: {}", e.errors.len(), list.join("; ")));
+        }
+        if !e.repaired.is_empty() {
+            summary.push_str(&format!("; drift repaired: {}", e.repaired.join("; ")));
+        }
+        self.record("sync", &e.backend, &summary);
         if e.errors.is_empty() {
             if let Some(v) = e.version {
                 self.applied = Some(v);
@@ -274,7 +296,11 @@ impl Handler<VrrpEvent> for Director {
     type Result = ();
 
     fn handle(&mut self, e: VrrpEvent, _ctx: &mut Context<Self>) {
-        tracing::debug!(director = %self.name, instance = %e.instance, to = %e.to, "vrrp event");
+        self.record(
+            "vrrp",
+            &e.instance,
+            &format!("{} -> {} ({}), priority {}", e.from, e.to, e.reason, e.priority),
+        );
     }
 }
 
@@ -282,7 +308,11 @@ impl Handler<CheckEvent> for Director {
     type Result = ();
 
     fn handle(&mut self, e: CheckEvent, _ctx: &mut Context<Self>) {
-        tracing::debug!(director = %self.name, checker = %e.id, "check event");
+        self.record(
+            "check",
+            &e.id.to_string(),
+            &format!("{:?} -> {:?}: {}", e.from, e.to, e.reason),
+        );
     }
 }
 
@@ -419,6 +449,7 @@ impl Runtime {
         let (tx, rx) = std::sync::mpsc::channel();
         let name = node.name.clone();
         let cutoff = options.cutoff_after;
+        let journal = node.journal.clone();
         let hold = options.hold;
         std::thread::Builder::new()
             .name("hanode-actors".into())
@@ -427,6 +458,7 @@ impl Runtime {
                 sys.block_on(async move {
                     let addr = Director {
                         name,
+                        journal,
                         options,
                         dataplane: None,
                         backend: String::new(),

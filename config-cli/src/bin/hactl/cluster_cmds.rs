@@ -6,6 +6,7 @@ use anyhow::{anyhow, Result};
 use ha_config::api::*;
 use ha_config::{bundle, canon, diff as semdiff};
 use hyper::Method;
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
@@ -366,6 +367,97 @@ pub fn table(remote: &Remote, node: Option<&str>, format: Format) -> Result<Exit
     } else {
         ExitCode::from(4)
     })
+}
+
+/// `hactl events`: every director's runtime events merged with the committed config
+/// history, by time; `--follow` keeps printing new ones.
+pub fn events(remote: &Remote, node: Option<&str>, follow: bool, format: Format) -> Result<ExitCode> {
+    use ha_config::api::EventItem;
+    let members = match remote.call::<MembersResponse>(Method::GET, "/v1/members", None, READ_PATIENCE)? {
+        (_, Answer::Ok(m)) => m.members,
+        (_, Answer::Refused(r)) => return Ok(refused(&r)),
+    };
+    let targets: Vec<(String, String)> = members
+        .iter()
+        .filter(|m| node.map(|n| n == m.name).unwrap_or(true))
+        .map(|m| (m.name.clone(), m.addr.clone()))
+        .collect();
+    if let Some(n) = node {
+        if targets.is_empty() {
+            return Err(anyhow!("no director named {n:?} in the cluster"));
+        }
+    }
+    let mut next_event: BTreeMap<String, u64> = BTreeMap::new();
+    let mut next_history = 1u64;
+    if format == Format::Text {
+        println!(
+            "{:<24} {:<10} {:<7} {:<40} SUMMARY",
+            "TIME (UTC)", "NODE", "KIND", "SUBJECT"
+        );
+    }
+    loop {
+        // (at_ms, node, kind, subject, summary)
+        let mut rows: Vec<(u64, String, String, String, String)> = Vec::new();
+        for (name, addr) in &targets {
+            let from = *next_event.get(name).unwrap_or(&1);
+            let path = format!("/v1/events?from={from}&limit=1000");
+            match remote.send_to(addr, Method::GET, &path, None, Duration::from_secs(5)) {
+                Ok((st, body)) if st.is_success() => {
+                    let items: Vec<EventItem> = serde_json::from_slice(&body)?;
+                    if let Some(last) = items.last() {
+                        next_event.insert(name.clone(), last.seq + 1);
+                    }
+                    rows.extend(
+                        items
+                            .into_iter()
+                            .map(|e| (e.at_ms, e.node, e.kind, e.subject, e.summary)),
+                    );
+                }
+                Ok((st, _)) => eprintln!("{name} ({addr}): {st}"),
+                Err(e) => eprintln!("{name} ({addr}): {e}"),
+            }
+        }
+        if node.is_none() || !follow {
+            let path = format!("/v1/history?from={next_history}&limit=1000");
+            if let (_, Answer::Ok(page)) =
+                remote.call::<Vec<HistoryItem>>(Method::GET, &path, None, READ_PATIENCE)?
+            {
+                if let Some(last) = page.last() {
+                    next_history = last.seq + 1;
+                }
+                rows.extend(page.into_iter().map(|h| {
+                    let subject = format!("version {} by {}", h.version, h.author);
+                    let summary = if h.reason.is_empty() {
+                        h.summary
+                    } else {
+                        format!("{} ({})", h.summary, h.reason)
+                    };
+                    (h.at_ms, "cluster".to_string(), h.kind, subject, summary)
+                }));
+            }
+        }
+        rows.sort_by_key(|r| r.0);
+        for (at, node, kind, subject, summary) in rows {
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::json!({"at_ms": at, "node": node, "kind": kind, "subject": subject, "summary": summary})
+                ),
+                Format::Text => println!(
+                    "{:<24} {:<10} {:<7} {:<40} {}",
+                    format!("{}.{:03}", fmt_time(at), at % 1000),
+                    node,
+                    kind,
+                    subject,
+                    summary
+                ),
+            }
+        }
+        if !follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 fn fmt_time(ms: u64) -> String {

@@ -110,6 +110,18 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Runtime events of the directors (VRRP, checkers, table syncs, config fence), merged
+    /// by time with the committed config history.
+    Events {
+        /// Only this director's events.
+        #[arg(long)]
+        node: Option<String>,
+        /// Keep printing new events.
+        #[arg(long)]
+        follow: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Committed changes: version, time, author, reason, what changed.
     History {
         /// First history entry (sequence number).
@@ -195,6 +207,9 @@ fn main() -> ExitCode {
             cmd: ConfigCmd::Show { version, format },
         } => remote(&cli.cluster).and_then(|r| cluster_cmds::config_show(&r, version, format)),
         Cmd::Status { format } => remote(&cli.cluster).and_then(|r| cluster_cmds::status(&r, format)),
+        Cmd::Events { node, follow, format } => {
+            remote(&cli.cluster).and_then(|r| cluster_cmds::events(&r, node.as_deref(), follow, format))
+        }
         Cmd::Table { node, format } => {
             remote(&cli.cluster).and_then(|r| cluster_cmds::table(&r, node.as_deref(), format))
         }
