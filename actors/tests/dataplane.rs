@@ -193,10 +193,11 @@ async fn status_until(
     );
 }
 
-fn changed(vs: &str, t: &Table) -> Desired {
+fn changed(vs: &str, t: &Table, version: u64) -> Desired {
     Desired::Changed {
         vs: vs.into(),
         services: t.iter().map(|(k, s)| (*k, s.clone())).collect(),
+        version,
     }
 }
 
@@ -209,7 +210,7 @@ async fn sync_converges_and_reports_the_applied_version() {
         .with_timing(fast())
         .start();
     let want = table(3);
-    dp.do_send(changed("web", &want));
+    dp.do_send(changed("web", &want, 4));
     dp.do_send(Desired::Settled { version: 4 });
     until(|| fake.0.lock().unwrap().table == want).await;
     let st = status_until(&dp, |s| s.applied_version == Some(4)).await;
@@ -222,6 +223,7 @@ async fn sync_converges_and_reports_the_applied_version() {
     dp.do_send(Desired::Changed {
         vs: "web".into(),
         services: vec![],
+        version: 5,
     });
     dp.do_send(Desired::Settled { version: 5 });
     let before = log.lock().unwrap().len();
@@ -229,6 +231,8 @@ async fn sync_converges_and_reports_the_applied_version() {
     until(|| log.lock().unwrap().iter().any(|e| e.version == Some(5))).await;
     let ops: usize = log.lock().unwrap()[before..].iter().map(|e| e.ops).sum();
     assert_eq!(ops, 3);
+    // A new version's changes are applied in one sync, labelled with that version.
+    assert!(log.lock().unwrap()[before..].iter().all(|e| e.version == Some(5)));
     status_until(&dp, |s| s.applied_version == Some(5)).await;
 }
 
@@ -243,7 +247,7 @@ async fn a_refused_service_leaves_the_rest_applied_and_holds_the_version() {
         .start();
     let mut want = table(2);
     want.insert(key(3), service("mh", &[(1, 1)]));
-    dp.do_send(changed("web", &want));
+    dp.do_send(changed("web", &want, 1));
     dp.do_send(Desired::Settled { version: 1 });
     until(|| fake.0.lock().unwrap().table.len() == 2).await;
     let st = dp.send(GetStatus).await.unwrap();
@@ -281,7 +285,7 @@ async fn drift_is_repaired_and_named() {
         .with_timing(fast())
         .start();
     let want = table(2);
-    dp.do_send(changed("web", &want));
+    dp.do_send(changed("web", &want, 1));
     dp.do_send(Desired::Settled { version: 1 });
     until(|| fake.0.lock().unwrap().table == want).await;
     // Someone runs `ipvsadm -d -t 198.18.1.2:80 -r 198.18.2.3:80`.
@@ -313,4 +317,28 @@ async fn drift_is_repaired_and_named() {
             >= 2
     })
     .await;
+}
+
+#[actix_rt::test]
+async fn a_restarted_director_keeps_the_kernel_table_until_it_knows_the_config() {
+    let fake = Shared::default();
+    fake.0.lock().unwrap().table = table(2);
+    let dp = DataPlane::new(Box::new(fake.clone()), vec![])
+        .with_timing(fast())
+        .start();
+    // Reconcile ticks pass; without a complete desired table nothing is touched.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(fake.0.lock().unwrap().table, table(2));
+    assert!(fake.0.lock().unwrap().log.is_empty());
+    // Half a version (its Settled not yet in): still nothing.
+    dp.do_send(changed("web", &table(1), 3));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fake.0.lock().unwrap().log.is_empty());
+    dp.do_send(Desired::Settled { version: 3 });
+    until(|| fake.0.lock().unwrap().table == table(1)).await;
+    assert_eq!(
+        fake.0.lock().unwrap().log.len(),
+        1,
+        "only the service that left is deleted"
+    );
 }

@@ -96,6 +96,7 @@ impl CheckHub {
             s.do_send(Desired::Changed {
                 vs: vs.to_string(),
                 services: services.clone(),
+                version: self.version,
             });
         }
         if services.is_empty() {

@@ -18,10 +18,12 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug, Message)]
 #[rtype(result = "()")]
 pub enum Desired {
-    /// The services of one virtual server (empty: it has none, or it was removed).
+    /// The services of one virtual server (empty: it has none, or it was removed), as of
+    /// config `version`.
     Changed {
         vs: String,
         services: Vec<(SvcKey, Service)>,
+        version: u64,
     },
     /// Every virtual server of config `version` has been sent.
     Settled { version: u64 },
@@ -99,6 +101,8 @@ pub struct DataPlane {
     timing: SyncTiming,
     by_vs: BTreeMap<String, Vec<(SvcKey, Service)>>,
     desired_version: Option<u64>,
+    /// A newer version whose changes are arriving (until its `Settled`).
+    pending_version: Option<u64>,
     /// Version of the table being applied by the sync in flight.
     syncing_version: Option<u64>,
     applied_version: Option<u64>,
@@ -123,6 +127,7 @@ impl DataPlane {
             timing: SyncTiming::default(),
             by_vs: BTreeMap::new(),
             desired_version: None,
+            pending_version: None,
             syncing_version: None,
             applied_version: None,
             believed: None,
@@ -154,6 +159,12 @@ impl DataPlane {
 
     fn kick(&mut self, ctx: &mut Context<Self>) {
         if self.busy || !(self.dirty || self.reconcile_due) {
+            return;
+        }
+        // Nothing is known before the first complete table (a restarted director keeps the
+        // kernel's table until then), and a new version's changes are applied together,
+        // once all of them have arrived.
+        if self.desired_version.is_none() || self.pending_version.is_some() {
             return;
         }
         self.busy = true;
@@ -240,14 +251,26 @@ impl Handler<Desired> for DataPlane {
 
     fn handle(&mut self, msg: Desired, ctx: &mut Context<Self>) {
         match msg {
-            Desired::Changed { vs, services } => {
+            Desired::Changed {
+                vs,
+                services,
+                version,
+            } => {
+                if self.desired_version.map(|d| version > d).unwrap_or(true) {
+                    self.pending_version = Some(version);
+                }
                 if services.is_empty() {
                     self.by_vs.remove(&vs);
                 } else {
                     self.by_vs.insert(vs, services);
                 }
             }
-            Desired::Settled { version } => self.desired_version = Some(version),
+            Desired::Settled { version } => {
+                self.desired_version = Some(version);
+                if self.pending_version.map(|p| p <= version).unwrap_or(false) {
+                    self.pending_version = None;
+                }
+            }
         }
         self.dirty = true;
         self.kick(ctx);

@@ -445,7 +445,7 @@ pub fn events(remote: &Remote, node: Option<&str>, follow: bool, format: Format)
                 ),
                 Format::Text => println!(
                     "{:<24} {:<10} {:<7} {:<40} {}",
-                    format!("{}.{:03}", fmt_time(at), at % 1000),
+                    format!("{}.{:03}Z", fmt_time(at).trim_end_matches('Z'), at % 1000),
                     node,
                     kind,
                     subject,
