@@ -106,19 +106,18 @@ fn nft_tables(ns: &Netns) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The seed's topology with one director holding the VIP as keepalived puts it.
+fn lab_with_vip() -> SeedLab {
+    let lab = SeedLab::new(1);
+    let vip = format!("{VIP}/24");
+    lab.directors[0].must(&["addr", "add", &vip, "dev", "ens33", "label", "ens33:9"]);
+    lab
+}
+
 #[test]
 fn seed_dr_alternates_drains_a_removed_server_and_takes_it_back() {
-    let lab = SeedLab::new(1);
+    let lab = lab_with_vip();
     let d = &lab.directors[0];
-    d.must(&[
-        "addr",
-        "add",
-        &format!("{VIP}/24"),
-        "dev",
-        "ens33",
-        "label",
-        "ens33:9",
-    ]);
     // Something of the operator's own that we must leave alone.
     let o = d
         .command("nft")
@@ -206,17 +205,8 @@ fn seed_dr_alternates_drains_a_removed_server_and_takes_it_back() {
 
 #[test]
 fn what_nftables_cannot_do_fails_alone_and_drift_is_repaired() {
-    let lab = SeedLab::new(1);
+    let lab = lab_with_vip();
     let d = &lab.directors[0];
-    d.must(&[
-        "addr",
-        "add",
-        &format!("{VIP}/24"),
-        "dev",
-        "ens33",
-        "label",
-        "ens33:9",
-    ]);
     let table = format!(
         r#"[[{{"Inet":{{"proto":"Tcp","addr":"{VIP}","port":80}}}},{{"spec":{RR},"dests":[[{{"addr":"{a}","port":80}},{{"fwd":"Dr","weight":1,"u_thresh":0,"l_thresh":0}}]]}}],
             [{{"Inet":{{"proto":"Tcp","addr":"{VIP}","port":443}}}},{{"spec":{RR},"dests":[[{{"addr":"{a}","port":443}},{{"fwd":"Tun","weight":1,"u_thresh":0,"l_thresh":0}}]]}}],

@@ -158,6 +158,18 @@ impl Handler<SyncEvent> for Events {
     }
 }
 
+type Log = Arc<Mutex<Vec<SyncEvent>>>;
+
+/// A data plane on `fake`, its events collected.
+fn started(fake: Shared) -> (Shared, Log, Addr<DataPlane>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let events = Events(log.clone()).start();
+    let dp = DataPlane::new(Box::new(fake.clone()), vec![events.recipient()])
+        .with_timing(fast())
+        .start();
+    (fake, log, dp)
+}
+
 fn fast() -> SyncTiming {
     SyncTiming {
         reconcile_every: Duration::from_millis(200),
@@ -203,12 +215,7 @@ fn changed(vs: &str, t: &Table, version: u64) -> Desired {
 
 #[actix_rt::test]
 async fn sync_converges_and_reports_the_applied_version() {
-    let fake = Shared::default();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let events = Events(log.clone()).start();
-    let dp = DataPlane::new(Box::new(fake.clone()), vec![events.recipient()])
-        .with_timing(fast())
-        .start();
+    let (fake, log, dp) = started(Shared::default());
     let want = table(3);
     dp.do_send(changed("web", &want, 4));
     dp.do_send(Desired::Settled { version: 4 });
@@ -240,11 +247,7 @@ async fn sync_converges_and_reports_the_applied_version() {
 async fn a_refused_service_leaves_the_rest_applied_and_holds_the_version() {
     let fake = Shared::default();
     fake.0.lock().unwrap().refused_schedulers = vec!["mh".into()];
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let events = Events(log.clone()).start();
-    let dp = DataPlane::new(Box::new(fake.clone()), vec![events.recipient()])
-        .with_timing(fast())
-        .start();
+    let (fake, log, dp) = started(fake);
     let mut want = table(2);
     want.insert(key(3), service("mh", &[(1, 1)]));
     dp.do_send(changed("web", &want, 1));
@@ -278,12 +281,7 @@ async fn a_refused_service_leaves_the_rest_applied_and_holds_the_version() {
 
 #[actix_rt::test]
 async fn drift_is_repaired_and_named() {
-    let fake = Shared::default();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let events = Events(log.clone()).start();
-    let dp = DataPlane::new(Box::new(fake.clone()), vec![events.recipient()])
-        .with_timing(fast())
-        .start();
+    let (fake, log, dp) = started(Shared::default());
     let want = table(2);
     dp.do_send(changed("web", &want, 1));
     dp.do_send(Desired::Settled { version: 1 });
