@@ -169,7 +169,7 @@ mod tests {
     fn del_service() -> IpvsMsg {
         IpvsMsg::from(&Op::DelService(SvcKey::Inet {
             proto: Protocol::Tcp,
-            addr: "10.0.0.1".parse().unwrap(),
+            addr: "198.18.0.1".parse().unwrap(),
             port: 80,
         }))
     }

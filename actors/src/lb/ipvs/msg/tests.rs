@@ -61,7 +61,7 @@ fn encode(op: &Op) -> Vec<u8> {
 
 // ---- requests -------------------------------------------------------------------------
 
-/// `ipvsadm -A -t 10.0.0.1:80 -s rr`.
+/// `ipvsadm -A -t 198.18.0.1:80 -s rr`.
 #[rustfmt::skip]
 const ADD_TCP4_RR: [u8; 88] = [
     0x01, 0x01, 0x00, 0x00,                         // genl: cmd NEW_SERVICE, version 1, reserved
@@ -69,7 +69,7 @@ const ADD_TCP4_RR: [u8; 88] = [
     0x06, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, //   AF = AF_INET (u16 + 2 pad)
     0x06, 0x00, 0x02, 0x00, 0x06, 0x00, 0x00, 0x00, //   PROTOCOL = 6 (TCP)
     0x14, 0x00, 0x03, 0x00,                         //   ADDR, 16 bytes:
-    10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, //     10.0.0.1 in the first four
+    198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, //     198.18.0.1 in the first four
     0x06, 0x00, 0x04, 0x00, 0x00, 0x50, 0x00, 0x00, //   PORT = 80, big-endian
     0x07, 0x00, 0x06, 0x00, b'r', b'r', 0x00, 0x00, //   SCHED_NAME = "rr\0" + 1 pad
     0x0c, 0x00, 0x07, 0x00,                         //   FLAGS:
@@ -78,7 +78,7 @@ const ADD_TCP4_RR: [u8; 88] = [
     0x08, 0x00, 0x09, 0x00, 0xff, 0xff, 0xff, 0xff, //   NETMASK = 255.255.255.255
 ];
 
-/// `ipvsadm -A -t 192.168.1.10:443 -s wlc -p 300 -M 255.255.255.0`.
+/// `ipvsadm -A -t 198.18.1.10:443 -s wlc -p 300 -M 255.255.255.0`.
 #[rustfmt::skip]
 const ADD_PERSIST_24: [u8; 88] = [
     0x01, 0x01, 0x00, 0x00,                         // genl: NEW_SERVICE, version 1
@@ -86,7 +86,7 @@ const ADD_PERSIST_24: [u8; 88] = [
     0x06, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, //   AF = AF_INET
     0x06, 0x00, 0x02, 0x00, 0x06, 0x00, 0x00, 0x00, //   PROTOCOL = TCP
     0x14, 0x00, 0x03, 0x00,                         //   ADDR:
-    192, 168, 1, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    198, 18, 1, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0x06, 0x00, 0x04, 0x00, 0x01, 0xbb, 0x00, 0x00, //   PORT = 443
     0x08, 0x00, 0x06, 0x00, b'w', b'l', b'c', 0x00, //   SCHED_NAME = "wlc\0"
     0x0c, 0x00, 0x07, 0x00,                         //   FLAGS:
@@ -109,14 +109,14 @@ const ADD_FWMARK_V6: [u8; 60] = [
     0x08, 0x00, 0x09, 0x00, 0x40, 0x00, 0x00, 0x00, //   NETMASK = prefix length 64, host order
 ];
 
-/// The SERVICE nest that names TCP 10.0.0.1:80 in destination commands (no full entry).
+/// The SERVICE nest that names TCP 198.18.0.1:80 in destination commands (no full entry).
 #[rustfmt::skip]
 const SVC_TCP4_ID: [u8; 48] = [
     0x30, 0x00, 0x01, 0x00,                         // SERVICE nest, 48 bytes
     0x06, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, //   AF = AF_INET
     0x06, 0x00, 0x02, 0x00, 0x06, 0x00, 0x00, 0x00, //   PROTOCOL = TCP
-    0x14, 0x00, 0x03, 0x00,                         //   ADDR = 10.0.0.1
-    10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0x14, 0x00, 0x03, 0x00,                         //   ADDR = 198.18.0.1
+    198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0x06, 0x00, 0x04, 0x00, 0x00, 0x50, 0x00, 0x00, //   PORT = 80
 ];
 
@@ -124,7 +124,7 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
 }
 
-/// `ipvsadm -a -t 10.0.0.1:80 -r 10.0.0.2:80 -g -w 1`.
+/// `ipvsadm -a -t 198.18.0.1:80 -r 198.18.0.2:80 -g -w 1`.
 #[rustfmt::skip]
 fn add_dr_dest() -> Vec<u8> {
     cat(&[
@@ -132,8 +132,8 @@ fn add_dr_dest() -> Vec<u8> {
         &SVC_TCP4_ID,
         &[
             0x48, 0x00, 0x02, 0x00,                         // DEST nest, 72 bytes
-            0x14, 0x00, 0x01, 0x00,                         //   ADDR = 10.0.0.2
-            10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0x14, 0x00, 0x01, 0x00,                         //   ADDR = 198.18.0.2
+            198, 18, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
             0x06, 0x00, 0x02, 0x00, 0x00, 0x50, 0x00, 0x00, //   PORT = 80
             0x08, 0x00, 0x03, 0x00, 0x03, 0x00, 0x00, 0x00, //   FWD_METHOD = DROUTE (3)
             0x08, 0x00, 0x04, 0x00, 0x01, 0x00, 0x00, 0x00, //   WEIGHT = 1
@@ -144,7 +144,7 @@ fn add_dr_dest() -> Vec<u8> {
     ])
 }
 
-/// `ipvsadm -e -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 5 -x 1000`.
+/// `ipvsadm -e -t 198.18.0.1:80 -r 198.18.0.2:80 -m -w 5 -x 1000`.
 #[rustfmt::skip]
 fn edit_dest() -> Vec<u8> {
     cat(&[
@@ -152,8 +152,8 @@ fn edit_dest() -> Vec<u8> {
         &SVC_TCP4_ID,
         &[
             0x48, 0x00, 0x02, 0x00,                         // DEST nest, 72 bytes
-            0x14, 0x00, 0x01, 0x00,                         //   ADDR = 10.0.0.2
-            10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0x14, 0x00, 0x01, 0x00,                         //   ADDR = 198.18.0.2
+            198, 18, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
             0x06, 0x00, 0x02, 0x00, 0x00, 0x50, 0x00, 0x00, //   PORT = 80
             0x08, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, //   FWD_METHOD = MASQ (0)
             0x08, 0x00, 0x04, 0x00, 0x05, 0x00, 0x00, 0x00, //   WEIGHT = 5
@@ -191,14 +191,14 @@ fn udp6_svc() -> SvcKey {
 
 #[test]
 fn add_tcp4_service_rr_without_persistence() {
-    let op = Op::AddService(tcp("10.0.0.1", 80), spec("rr", None));
+    let op = Op::AddService(tcp("198.18.0.1", 80), spec("rr", None));
     assert_eq!(encode(&op), ADD_TCP4_RR);
     assert_eq!(parse(&ADD_TCP4_RR).unwrap().to_op().unwrap(), op);
 }
 
 #[test]
 fn add_service_with_persistence_300_and_netmask_24() {
-    let op = Op::AddService(tcp("192.168.1.10", 443), spec("wlc", Some((300, 24))));
+    let op = Op::AddService(tcp("198.18.1.10", 443), spec("wlc", Some((300, 24))));
     assert_eq!(encode(&op), ADD_PERSIST_24);
     assert_eq!(parse(&ADD_PERSIST_24).unwrap().to_op().unwrap(), op);
 }
@@ -213,8 +213,8 @@ fn add_fwmark_ipv6_service() {
 #[test]
 fn add_dr_dest_weight_1() {
     let op = Op::AddDest(
-        tcp("10.0.0.1", 80),
-        dest("10.0.0.2", 80),
+        tcp("198.18.0.1", 80),
+        dest("198.18.0.2", 80),
         dspec(Forwarding::Dr, 1),
     );
     assert_eq!(encode(&op), add_dr_dest());
@@ -225,7 +225,7 @@ fn add_dr_dest_weight_1() {
 fn edit_dest_weight() {
     let mut s = dspec(Forwarding::Nat, 5);
     s.u_thresh = 1000;
-    let op = Op::EditDest(tcp("10.0.0.1", 80), dest("10.0.0.2", 80), s);
+    let op = Op::EditDest(tcp("198.18.0.1", 80), dest("198.18.0.2", 80), s);
     assert_eq!(encode(&op), edit_dest());
     assert_eq!(parse(&edit_dest()).unwrap().to_op().unwrap(), op);
 }
@@ -239,9 +239,9 @@ fn delete_dest_carries_identity_only() {
 
 #[test]
 fn delete_service_and_dumps_carry_identity_only() {
-    let del = encode(&Op::DelService(tcp("10.0.0.1", 80)));
+    let del = encode(&Op::DelService(tcp("198.18.0.1", 80)));
     assert_eq!(del, cat(&[&[0x03, 0x01, 0x00, 0x00], &SVC_TCP4_ID]));
-    let get_dests = emit(IpvsMsg::get_dests(&tcp("10.0.0.1", 80)));
+    let get_dests = emit(IpvsMsg::get_dests(&tcp("198.18.0.1", 80)));
     assert_eq!(get_dests, cat(&[&[0x08, 0x01, 0x00, 0x00], &SVC_TCP4_ID]));
     // GET_SERVICE and FLUSH: the genl header alone.
     assert_eq!(emit(IpvsMsg::get_services()), [0x04, 0x01, 0x00, 0x00]);
@@ -263,7 +263,7 @@ fn netmask_without_persistence_is_all_ones_and_v6_is_128() {
 fn one_packet_scheduling_sets_the_flag() {
     let mut s = spec("rr", Some((60, 32)));
     s.ops = true;
-    let attrs = svc_full(&tcp("10.0.0.1", 53), &s);
+    let attrs = svc_full(&tcp("198.18.0.1", 53), &s);
     assert!(attrs.contains(&SvcAttr::Flags {
         flags: SVC_F_PERSISTENT | SVC_F_ONEPACKET,
         mask: u32::MAX
@@ -273,15 +273,15 @@ fn one_packet_scheduling_sets_the_flag() {
 // ---- replies --------------------------------------------------------------------------
 
 /// One GET_SERVICE dump message as the kernel fills it for
-/// `ipvsadm -A -t 10.0.0.1:80 -s wrr -p 300 -M 255.255.255.0` (stats trimmed to one counter).
+/// `ipvsadm -A -t 198.18.0.1:80 -s wrr -p 300 -M 255.255.255.0` (stats trimmed to one counter).
 #[rustfmt::skip]
 const SERVICE_REPLY: [u8; 116] = [
     0x01, 0x01, 0x00, 0x00,                         // genl: cmd NEW_SERVICE (dumps reuse it), version 1
     0x70, 0x00, 0x01, 0x00,                         // SERVICE nest, 112 bytes (no NLA_F_NESTED)
     0x06, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, //   AF = AF_INET
     0x06, 0x00, 0x02, 0x00, 0x06, 0x00, 0x00, 0x00, //   PROTOCOL = TCP
-    0x14, 0x00, 0x03, 0x00,                         //   ADDR = 10.0.0.1
-    10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0x14, 0x00, 0x03, 0x00,                         //   ADDR = 198.18.0.1
+    198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0x06, 0x00, 0x04, 0x00, 0x00, 0x50, 0x00, 0x00, //   PORT = 80
     0x08, 0x00, 0x06, 0x00, b'w', b'r', b'r', 0x00, //   SCHED_NAME = "wrr\0"
     0x0c, 0x00, 0x07, 0x00,                         //   FLAGS:
@@ -295,14 +295,14 @@ const SERVICE_REPLY: [u8; 116] = [
     0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
 ];
 
-/// One GET_DEST dump message as the kernel fills it: 10.0.0.2:80 DR weight 1 with
+/// One GET_DEST dump message as the kernel fills it: 198.18.0.2:80 DR weight 1 with
 /// 2 active and 7 inactive connections.
 #[rustfmt::skip]
 const DEST_REPLY: [u8; 136] = [
     0x05, 0x01, 0x00, 0x00,                         // genl: cmd NEW_DEST, version 1
     0x84, 0x00, 0x02, 0x00,                         // DEST nest, 132 bytes
-    0x14, 0x00, 0x01, 0x00,                         //   ADDR = 10.0.0.2
-    10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0x14, 0x00, 0x01, 0x00,                         //   ADDR = 198.18.0.2
+    198, 18, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0x06, 0x00, 0x02, 0x00, 0x00, 0x50, 0x00, 0x00, //   PORT = 80
     0x08, 0x00, 0x03, 0x00, 0x03, 0x00, 0x00, 0x00, //   FWD_METHOD = DROUTE
     0x08, 0x00, 0x04, 0x00, 0x01, 0x00, 0x00, 0x00, //   WEIGHT = 1
@@ -325,7 +325,7 @@ fn service_reply_decodes_and_re_emits_identically() {
     assert_eq!(msg.cmd, Cmd::NewService);
     assert_eq!(
         msg.service().unwrap(),
-        (tcp("10.0.0.1", 80), spec("wrr", Some((300, 24))))
+        (tcp("198.18.0.1", 80), spec("wrr", Some((300, 24))))
     );
     assert_eq!(emit(msg), SERVICE_REPLY);
 }
@@ -334,10 +334,10 @@ fn service_reply_decodes_and_re_emits_identically() {
 fn dest_reply_decodes_and_re_emits_identically() {
     let msg = parse(&DEST_REPLY).unwrap();
     assert_eq!(msg.cmd, Cmd::NewDest);
-    let svc = tcp("10.0.0.1", 80);
+    let svc = tcp("198.18.0.1", 80);
     assert_eq!(
         msg.dest(&svc).unwrap(),
-        (dest("10.0.0.2", 80), dspec(Forwarding::Dr, 1))
+        (dest("198.18.0.2", 80), dspec(Forwarding::Dr, 1))
     );
     let nest = msg.dest_attrs().unwrap();
     assert!(nest.contains(&DestAttr::ActiveConns(2)));
@@ -361,10 +361,10 @@ fn unknown_af_protocol_and_forwarding_are_errors() {
     assert_eq!(esp.service(), Err(MsgError::UnknownProtocol(50)));
     // FWD_METHOD at 36 in DEST_REPLY: LOCALNODE (1) is not something we configure.
     let local = parse(&patched(&DEST_REPLY, 36, [1, 0, 0, 0])).unwrap();
-    assert_eq!(local.dest(&tcp("10.0.0.1", 80)), Err(MsgError::UnknownFwd(1)));
+    assert_eq!(local.dest(&tcp("198.18.0.1", 80)), Err(MsgError::UnknownFwd(1)));
     // ADDR_FAMILY at 116.
     let bad_daf = parse(&patched(&DEST_REPLY, 116, [3, 0, 0, 0])).unwrap();
-    assert_eq!(bad_daf.dest(&tcp("10.0.0.1", 80)), Err(MsgError::UnknownAf(3)));
+    assert_eq!(bad_daf.dest(&tcp("198.18.0.1", 80)), Err(MsgError::UnknownAf(3)));
 }
 
 #[test]
@@ -386,7 +386,7 @@ fn v6_netmask_over_128_is_an_error() {
 fn missing_attributes_are_errors() {
     let msg = IpvsMsg {
         cmd: Cmd::NewService,
-        attrs: vec![CmdAttr::Service(svc_id(&tcp("10.0.0.1", 80)))],
+        attrs: vec![CmdAttr::Service(svc_id(&tcp("198.18.0.1", 80)))],
     };
     assert_eq!(msg.service(), Err(MsgError::Missing("service SCHED_NAME")));
     assert_eq!(
@@ -449,7 +449,7 @@ fn truncated_fixtures_never_panic() {
         for n in 0..bytes.len() {
             if let Ok(m) = parse(&bytes[..n]) {
                 let _ = m.service();
-                let _ = m.dest(&tcp("10.0.0.1", 80));
+                let _ = m.dest(&tcp("198.18.0.1", 80));
                 let _ = m.to_op();
             }
         }
@@ -471,7 +471,7 @@ proptest! {
 
 fn every_op_kind() -> Vec<Op> {
     let keys = [
-        tcp("10.0.0.1", 80),
+        tcp("198.18.0.1", 80),
         udp6_svc(),
         SvcKey::Inet {
             proto: Protocol::Sctp,
