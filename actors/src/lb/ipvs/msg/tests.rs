@@ -490,7 +490,7 @@ fn every_op_kind() -> Vec<Op> {
         let d = if v6 {
             dest("2001:db8::7", 8080)
         } else {
-            dest("10.1.2.3", 0)
+            dest("198.18.2.3", 0)
         };
         let mut s = spec("wlc", Some((3600, if v6 { 48 } else { 16 })));
         s.ops = true;
@@ -513,7 +513,7 @@ fn every_op_kind() -> Vec<Op> {
     // A v4 real server behind a v6 service (tunnelling allows it).
     ops.push(Op::AddDest(
         SvcKey::Fwmark { v6: true, mark: 3 },
-        dest("10.9.9.9", 0),
+        dest("198.18.9.9", 0),
         dspec(Forwarding::Tun, 2),
     ));
     ops
