@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The seed's lab, for real: two directors (lvs01, lvs02) and a Raft witness, two real
 # servers and a client in network namespaces on 198.18.116.0/24 (the seed's
-# 192.168.116.0/24), configured from the seed's own keepalived files through
+# 192.168.116/24, mapped), configured from the seed's own keepalived files through
 # `hactl import` + `hactl propose`, then the seed's tests with curl. Prints one row per
 # step (PASS/FAIL, measured time) and tears everything down on exit, even on failure or
 # Ctrl-C.
