@@ -46,6 +46,13 @@ pub trait KernelLb: Send {
     /// Applies `ops` in order and answers one result per op: a refused op does not stop
     /// the ones after it.
     fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), KernelError>>;
+
+    /// Removes everything of ours from the kernel (by default: every service).
+    fn remove_all(&mut self) -> Result<(), KernelError> {
+        let table = self.dump()?;
+        let ops: Vec<Op> = table.keys().map(|k| Op::DelService(*k)).collect();
+        self.apply(&ops).into_iter().collect()
+    }
 }
 
 /// An in-memory kernel with IPVS's rules: adding what exists fails with EEXIST, touching

@@ -457,6 +457,12 @@ mod tests {
         sim
     }
 
+    /// lvs01 (router 0) comes back as a fresh process, not started yet.
+    fn revive_lvs01(sim: &mut Sim) {
+        sim.routers[0].alive = true;
+        sim.routers[0].inst = Instance::new(params(100, "198.18.116.130"));
+    }
+
     fn track(sim: &mut Sim, i: usize, priority: u8, fault: bool) {
         sim.input(i, Input::Tracking { priority, fault });
     }
@@ -497,8 +503,7 @@ mod tests {
             "takeover in {took:?} (bound {bound:?})"
         );
         // The old master comes back (fresh process): it preempts because 100 > 90.
-        sim.routers[0].alive = true;
-        sim.routers[0].inst = Instance::new(params(100, "198.18.116.130"));
+        revive_lvs01(&mut sim);
         sim.input(0, Input::Start { fault: false });
         sim.run_until(secs(30.0));
         assert_eq!(sim.masters(), vec![0]);
@@ -513,8 +518,7 @@ mod tests {
         sim.run_until(secs(20.0));
         assert_eq!(sim.masters(), vec![1]);
         // The old master comes back with a stale table: it may not preempt.
-        sim.routers[0].alive = true;
-        sim.routers[0].inst = Instance::new(params(100, "198.18.116.130"));
+        revive_lvs01(&mut sim);
         sim.input(0, Input::Fence(true));
         sim.input(0, Input::Start { fault: false });
         sim.run_until(secs(40.0));
@@ -539,8 +543,7 @@ mod tests {
         assert!(sim.masters().is_empty(), "nobody may claim: {:?}", sim.masters());
         assert!(sim.routers[1].inst.held_by_fence());
         // 0 comes back and becomes master; 1's pending claim is dropped.
-        sim.routers[0].alive = true;
-        sim.routers[0].inst = Instance::new(params(100, "198.18.116.130"));
+        revive_lvs01(&mut sim);
         sim.input(0, Input::Start { fault: false });
         sim.run_until(secs(30.0));
         assert_eq!(sim.masters(), vec![0]);

@@ -78,13 +78,6 @@ impl NftKernel {
         self
     }
 
-    /// Removes both of our tables.
-    pub fn teardown(&mut self) -> Result<(), KernelError> {
-        self.state.clear();
-        self.ingress = None;
-        run_nft(&self.nft, &render::teardown())
-    }
-
     fn list(&self, table: &str) -> Result<Option<String>, KernelError> {
         let mut args = vec!["-j", "list", "table"];
         args.extend(table.split_whitespace());
@@ -388,6 +381,15 @@ impl KernelLb for NftKernel {
                 )
             })
             .collect())
+    }
+
+    /// Removes both of our tables (flows included).
+    fn remove_all(&mut self) -> Result<(), KernelError> {
+        self.state.clear();
+        self.broken.clear();
+        self.orphans.clear();
+        self.ingress = None;
+        run_nft(&self.nft, &render::teardown())
     }
 
     fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), KernelError>> {
