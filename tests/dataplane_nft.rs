@@ -230,7 +230,7 @@ fn what_nftables_cannot_do_fails_alone_and_drift_is_repaired() {
     // Someone flushes our slots map: the service reads back broken and is rendered again.
     let o = d
         .command("nft")
-        .args(["flush", "map", "netdev", "hanode", "slots_1"])
+        .args(["flush", "map", "netdev", "hanode", "slots"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

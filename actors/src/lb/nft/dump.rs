@@ -1,11 +1,12 @@
 //! Reads our tables back from `nft -j list table` output (pure): every service, its spec
-//! (the comment of its vmap element) and its destinations (the comments of `dst_N`),
-//! and checks that the rest of what we rendered (slots, rules) is still there. A service
-//! whose parts were changed behind our back is reported broken, so that the next sync
-//! renders it again.
+//! (the comment of its `svcN` element) and its destinations (the comments of `dstN`,
+//! grouped by the service id in the upper half of their marks), and checks that the rest
+//! of what we rendered (the chain's rules, the slots, the device sets) is still there. A
+//! service whose parts were changed behind our back, and anything of ours no service
+//! leads to, is listed for removal, so that the next sync renders it again cleanly.
 
 use super::super::model::{DestKey, DestSpec, Persistence, SvcKey, SvcSpec};
-use super::render::{self, Slot, SvcState};
+use super::render::{self, Fingerprint, Slot, SvcState};
 use ha_config::model::{Forwarding, Protocol};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,16 +15,15 @@ use std::net::IpAddr;
 /// What one of our tables holds.
 #[derive(Debug, Default, PartialEq)]
 pub struct Parsed {
+    /// The services found whole.
     pub services: BTreeMap<SvcKey, SvcState>,
-    /// Services present but damaged (their id, to render them again in place).
-    pub broken: BTreeMap<SvcKey, u32>,
-    /// Service chains no vmap entry leads to.
-    pub orphans: BTreeSet<u32>,
+    /// Commands that remove what is ours but no longer makes a whole service: damaged
+    /// services (added again by the next sync), chains and elements nothing leads to.
+    pub cleanup: Vec<String>,
     /// Devices of the ingress chain (DR table).
     pub ingress: BTreeSet<String>,
-    /// Rules per service chain, and slots per service.
-    rules: BTreeMap<u32, usize>,
-    slots: BTreeMap<u32, Vec<(u64, u32)>>,
+    /// The shared chains there are.
+    pub shared: BTreeMap<String, Fingerprint>,
 }
 
 pub fn parse_spec(comment: &str) -> Result<SvcSpec, String> {
@@ -109,19 +109,31 @@ fn id_of(chain: &str) -> Option<u32> {
     chain.strip_prefix("svc_")?.parse().ok()
 }
 
+fn u32_of(v: &Value) -> Option<u32> {
+    v.as_u64().and_then(|n| u32::try_from(n).ok())
+}
+
+/// A service entry of `svc4`/`svc6`: (map, key, chain id, spec).
+type Entry = (String, Option<SvcKey>, u32, Result<SvcSpec, String>);
+
 /// Parses the output of `nft -j list table T` for one of our tables.
-pub fn parse(json: &str) -> Result<Parsed, String> {
+pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
     let root: Value = serde_json::from_str(json).map_err(|e| format!("nft -j output: {e}"))?;
     let items = root
         .get("nftables")
         .and_then(Value::as_array)
         .ok_or("nft -j output without \"nftables\"")?;
+    let t = render::table_name(nat);
     let mut p = Parsed::default();
-    let mut entries: Vec<(SvcKey, u32, Result<SvcSpec, String>)> = Vec::new();
-    let mut dsts: BTreeMap<u32, Vec<DstElem>> = BTreeMap::new();
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut dsts: BTreeMap<u32, Vec<(String, DstElem)>> = BTreeMap::new();
+    let mut slots: BTreeMap<u32, BTreeMap<u32, u32>> = BTreeMap::new();
+    // destination mark -> device sets holding it
+    let mut fwd: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
     let mut chains = BTreeSet::new();
+    let mut rules: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for item in items {
-        if let Some(m) = item.get("map") {
+        if let Some(m) = item.get("map").or_else(|| item.get("set")) {
             let name = m.get("name").and_then(Value::as_str).unwrap_or("");
             let elems = m
                 .get("elem")
@@ -133,39 +145,45 @@ pub fn parse(json: &str) -> Result<Parsed, String> {
                     let Some((k, target, comment)) = vmap_elem(e) else {
                         continue;
                     };
-                    match (k, id_of(&target)) {
-                        (Some(k), Some(id)) => entries.push((
-                            k,
-                            id,
-                            comment
-                                .ok_or_else(|| "no spec comment".to_string())
-                                .and_then(|c| parse_spec(&c)),
-                        )),
-                        _ => continue,
+                    if let Some(id) = id_of(&target) {
+                        let spec = comment
+                            .ok_or_else(|| "no spec comment".to_string())
+                            .and_then(|c| parse_spec(&c));
+                        entries.push((name.to_string(), k, id, spec));
                     }
                 }
-            } else if let Some(id) = name.strip_prefix("dst_").and_then(|n| n.parse().ok()) {
-                let list = dsts.entry(id).or_default();
+            } else if name == "dst4" || name == "dst6" {
                 for e in &elems {
-                    list.push(dst_elem(e));
+                    let el = dst_elem(e);
+                    let mark = e
+                        .as_array()
+                        .and_then(|pair| pair.first())
+                        .and_then(|k| k.get("elem").and_then(|el| el.get("val")).or(Some(k)))
+                        .and_then(u32_of);
+                    if let Some(mark) = mark {
+                        dsts.entry(mark >> 16).or_default().push((name.to_string(), el));
+                    }
                 }
-            } else if let Some(id) = name.strip_prefix("slots_").and_then(|n| n.parse().ok()) {
-                let mut v: Vec<(u64, u32)> = elems
-                    .iter()
-                    .filter_map(|e| {
-                        let pair = e.as_array()?;
-                        Some((pair.first()?.as_u64()?, pair.get(1)?.as_u64()? as u32))
-                    })
-                    .collect();
-                v.sort();
-                p.slots.insert(id, v);
+            } else if name == "slots" {
+                for e in &elems {
+                    let pair = e.as_array();
+                    let kv = pair.and_then(|p| Some((u32_of(p.first()?)?, u32_of(p.get(1)?)?)));
+                    if let Some((k, v)) = kv {
+                        slots.entry(k >> 16).or_default().insert(k, v);
+                    }
+                }
+            } else if let Some((_, dev)) = render::fwd_set_device(name) {
+                for e in &elems {
+                    if let Some(mark) = u32_of(e) {
+                        fwd.entry(mark).or_default().push((name.to_string(), dev.clone()));
+                    }
+                }
             }
         } else if let Some(c) = item.get("chain") {
             let name = c.get("name").and_then(Value::as_str).unwrap_or("");
             if let Some(id) = id_of(name) {
                 chains.insert(id);
-            }
-            if name == "ingress" {
+            } else if name == "ingress" {
                 match c.get("dev") {
                     Some(Value::String(d)) => {
                         p.ingress.insert(d.clone());
@@ -176,86 +194,123 @@ pub fn parse(json: &str) -> Result<Parsed, String> {
                     }
                     _ => {}
                 }
+            } else if name != "prerouting" {
+                p.shared.insert(name.to_string(), Fingerprint::default());
             }
         } else if let Some(r) = item.get("rule") {
-            if let Some(id) = r.get("chain").and_then(Value::as_str).and_then(id_of) {
-                *p.rules.entry(id).or_default() += 1;
+            if let Some(chain) = r.get("chain").and_then(Value::as_str) {
+                rules.entry(chain.to_string()).or_default().push(r);
             }
         }
     }
-    let mut referenced = BTreeSet::new();
-    for (key, id, spec) in entries {
-        referenced.insert(id);
+    for (name, fp) in p.shared.iter_mut() {
+        let list = rules.get(name).map(Vec::as_slice).unwrap_or_default();
+        fp.rules = list.len();
+        fp.devices = list
+            .iter()
+            .filter_map(|r| {
+                let exprs = r.get("expr")?.as_array()?;
+                exprs
+                    .iter()
+                    .find_map(|e| e.get("fwd")?.get("dev")?.as_str().map(str::to_string))
+            })
+            .collect();
+    }
+    let mut live = BTreeSet::new();
+    for (vm, key, id, spec) in entries {
+        let Some(key) = key else { continue };
         let dests = dsts.remove(&id).unwrap_or_default();
-        let spec = match spec {
-            Ok(s) => s,
-            Err(_) => {
-                p.broken.insert(key, id);
-                continue;
-            }
-        };
+        let have_slots = slots.remove(&id).unwrap_or_default();
         let mut st = SvcState {
             key,
             id,
-            spec,
+            spec: spec.clone().unwrap_or(SvcSpec {
+                sched: String::new(),
+                persistence: None,
+                ops: false,
+            }),
             dests: BTreeMap::new(),
         };
-        let mut ok = chains.contains(&id);
-        for d in dests {
+        let mut ok = spec.is_ok() && chains.contains(&id) && !live.contains(&id);
+        let mut damaged = Vec::new();
+        for (map, d) in dests {
             match d {
-                Ok((_, k, slot)) => {
-                    st.dests.insert(k, slot);
+                Ok((mark, k, mut slot)) => {
+                    let sets = fwd.remove(&mark).unwrap_or_default();
+                    slot.dev = sets.first().map(|(_, dev)| dev.clone());
+                    for (set, _) in sets {
+                        damaged.push(format!("delete element {t} {set} {{ {mark} }}"));
+                    }
+                    damaged.push(format!("delete element {t} {map} {{ {mark} }}"));
+                    if st.dests.insert(k, slot).is_some() {
+                        ok = false;
+                    }
                 }
-                Err(_) => ok = false,
+                Err((mark, _)) => {
+                    ok = false;
+                    damaged.push(format!("delete element {t} {map} {{ {mark} }}"));
+                }
             }
         }
-        if ok && intact(&st, &p) {
+        if !have_slots.is_empty() {
+            let keys: Vec<String> = have_slots.keys().map(u32::to_string).collect();
+            damaged.push(format!("delete element {t} slots {{ {} }}", keys.join(", ")));
+        }
+        let chain_rules = rules.get(&format!("svc_{id}")).map(Vec::len).unwrap_or(0);
+        ok = ok && intact(&st, chain_rules, &have_slots);
+        if ok {
+            live.insert(id);
             p.services.insert(key, st);
         } else {
-            p.broken.insert(key, id);
+            // Damaged behind our back: remove what is left of it; the sync adds it again.
+            if let Some(k) = render::vmap_key(&key) {
+                p.cleanup.push(format!("delete element {t} {vm} {{ {k} }}"));
+            }
+            if chains.remove(&id) {
+                p.cleanup.push(format!("delete chain {t} svc_{id}"));
+            }
+            p.cleanup.extend(damaged);
         }
     }
-    p.orphans = chains.difference(&referenced).copied().collect();
+    // What no service entry leads to.
+    for id in chains.difference(&live) {
+        p.cleanup.push(format!("delete chain {t} svc_{id}"));
+    }
+    for (id, s) in slots {
+        if !live.contains(&id) {
+            let keys: Vec<String> = s.keys().map(u32::to_string).collect();
+            p.cleanup
+                .push(format!("delete element {t} slots {{ {} }}", keys.join(", ")));
+        }
+    }
+    for (id, list) in dsts {
+        if !live.contains(&id) {
+            for (map, d) in list {
+                let mark = match d {
+                    Ok((m, ..)) => m,
+                    Err((m, _)) => m,
+                };
+                p.cleanup.push(format!("delete element {t} {map} {{ {mark} }}"));
+            }
+        }
+    }
+    for (mark, sets) in fwd {
+        for (set, _) in sets {
+            p.cleanup.push(format!("delete element {t} {set} {{ {mark} }}"));
+        }
+    }
     Ok(p)
 }
 
-/// Whether the slots and rules of `st` are what rendering it gives.
-fn intact(st: &SvcState, p: &Parsed) -> bool {
-    let devices: BTreeMap<IpAddr, String> = st.dests.keys().map(|d| (d.addr, "dev".to_string())).collect();
-    let Ok(text) = render::render_service(st, Some(st), &devices) else {
+/// Whether the chain and slots of `st` are what rendering it gives (and every DR
+/// destination sits in a device set).
+fn intact(st: &SvcState, chain_rules: usize, have_slots: &BTreeMap<u32, u32>) -> bool {
+    let Ok(want_rules) = render::service_rules(st) else {
         return false;
     };
-    let prefix = format!("add rule {} svc_{} ", table_of(st), st.id);
-    let mut want_rules = text.lines().filter(|l| l.starts_with(&prefix)).count();
-    // One fwd rule per device: the dump cannot tell devices apart, count what is there.
-    let fwd_rules = text.lines().filter(|l| l.contains(" fwd ")).count();
-    let have_rules = p.rules.get(&st.id).copied().unwrap_or(0);
-    if fwd_rules > 0 && have_rules >= want_rules {
-        want_rules = have_rules;
-    }
-    let slot_line = format!("add element {} slots_{} {{ ", table_of(st), st.id);
-    let want_slots: Vec<(u64, u32)> = text
-        .lines()
-        .find_map(|l| l.strip_prefix(&slot_line))
-        .map(|rest| {
-            rest.trim_end_matches(" }")
-                .split(", ")
-                .filter_map(|kv| {
-                    let (k, v) = kv.split_once(" : ")?;
-                    Some((k.parse().ok()?, v.parse().ok()?))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    have_rules == want_rules && p.slots.get(&st.id).cloned().unwrap_or_default() == want_slots
-}
-
-fn table_of(st: &SvcState) -> &'static str {
-    if st.is_nat() {
-        render::NAT_TABLE
-    } else {
-        render::DR_TABLE
-    }
+    let want = render::elements(st);
+    let devices_known = st.is_nat() || st.dests.values().all(|s| s.dev.is_some());
+    want_rules.len() == chain_rules && &want.slots == have_slots && devices_known
 }
 
 /// `[{"elem": {"val": {"concat": [addr, proto, port]}, "comment": c}}, {"jump": {"target": t}}]`
@@ -281,31 +336,31 @@ fn vmap_elem(e: &Value) -> Option<(Option<SvcKey>, String, Option<String>)> {
     Some((k, target, comment))
 }
 
-/// A `dst_N` element: (mark, destination, slot), or why it cannot be read.
-type DstElem = Result<(u32, DestKey, Slot), String>;
+/// A `dstN` element: (mark, destination, slot), or its mark and why it cannot be read.
+type DstElem = Result<(u32, DestKey, Slot), (u32, String)>;
 
 fn dst_elem(e: &Value) -> DstElem {
-    let pair = e.as_array().ok_or("dst element is not a pair")?;
-    let el = pair
-        .first()
-        .and_then(|k| k.get("elem"))
-        .ok_or("dst element without comment")?;
+    let pair = e.as_array().ok_or((0, "dst element is not a pair".to_string()))?;
+    let key = pair.first().ok_or((0, "dst element without key".to_string()))?;
+    let el = key.get("elem");
     let mark = el
-        .get("val")
-        .and_then(Value::as_u64)
-        .ok_or("dst element without mark")? as u32;
+        .and_then(|el| el.get("val"))
+        .or(Some(key))
+        .and_then(u32_of)
+        .ok_or((0, "dst element without mark".to_string()))?;
     let comment = el
-        .get("comment")
+        .and_then(|el| el.get("comment"))
         .and_then(Value::as_str)
-        .ok_or("dst element without comment")?;
-    let (key, draining_since, spec) = parse_dest(comment)?;
+        .ok_or((mark, "dst element without comment".to_string()))?;
+    let (key, draining_since, spec) = parse_dest(comment).map_err(|e| (mark, e))?;
     Ok((
         mark,
         key,
         Slot {
-            mark,
+            mark: mark & 0xffff,
             spec,
             draining_since,
+            dev: None,
         },
     ))
 }
@@ -338,10 +393,65 @@ mod tests {
                 l_thresh: 2,
             },
             draining_since: Some(42),
+            dev: None,
         };
         let (k, d, s) = parse_dest(&render::dest_comment(&key, &slot)).unwrap();
         assert_eq!((k, d, s), (key, Some(42), slot.spec));
         assert!(parse_dest("198.18.116.131:80 XX w=1 u=0 l=0").is_err());
         assert!(parse_spec("rr p=5").is_err());
+    }
+
+    const DR_JSON: &str = include_str!("fixtures/dr_table.json");
+    const NAT_JSON: &str = include_str!("fixtures/nat_table.json");
+
+    #[test]
+    fn a_table_we_rendered_reads_back_whole_with_nothing_to_clean() {
+        // Captured with `nft -j list table` after `lb-sync apply` of a wrr DR service,
+        // a persistent sh DR service and a NAT service.
+        let dr = parse(DR_JSON, false).unwrap();
+        assert_eq!(dr.cleanup, Vec::<String>::new());
+        assert_eq!(dr.services.len(), 2);
+        let web = dr.services.values().find(|s| s.spec.sched == "wrr").unwrap();
+        let weights: Vec<u32> = web.dests.values().map(|s| s.spec.weight).collect();
+        assert_eq!(weights, vec![2, 1]);
+        assert!(web.dests.values().all(|s| s.dev.is_some()));
+        let dns = dr.services.values().find(|s| s.spec.sched == "sh").unwrap();
+        assert_eq!(
+            dns.spec.persistence,
+            Some(Persistence {
+                timeout: 300,
+                prefix: 24
+            })
+        );
+        assert!(dr.shared.contains_key("pers4_24") && dr.shared["fwd4"].rules == 1);
+        let nat = parse(NAT_JSON, true).unwrap();
+        assert_eq!(nat.cleanup, Vec::<String>::new());
+        assert_eq!(nat.services.len(), 1);
+        assert!(nat.services.values().all(SvcState::is_nat));
+    }
+
+    #[test]
+    fn a_service_damaged_behind_our_back_is_removed_for_rendering_again() {
+        // Someone deletes the slots of the wrr service (id 1: marks 0x18000..).
+        let mut root: Value = serde_json::from_str(DR_JSON).unwrap();
+        for item in root["nftables"].as_array_mut().unwrap() {
+            if item.pointer("/map/name").and_then(Value::as_str) == Some("slots") {
+                let elems = item["map"]["elem"].as_array_mut().unwrap();
+                elems.retain(|e| e[0].as_u64().map(|k| k >> 16) != Some(1));
+            }
+        }
+        let p = parse(&root.to_string(), false).unwrap();
+        assert_eq!(p.services.len(), 1, "the other service is whole");
+        let text = p.cleanup.join("\n");
+        assert!(
+            text.contains("delete element netdev hanode svc4 { 198.18.116.134 . tcp . 80 }"),
+            "{text}"
+        );
+        assert!(text.contains("delete chain netdev hanode svc_1"), "{text}");
+        assert!(
+            text.contains("delete element netdev hanode dst4 { 65537 }"),
+            "{text}"
+        );
+        assert!(text.contains("delete element netdev hanode fwd4_"), "{text}");
     }
 }

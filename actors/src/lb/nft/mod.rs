@@ -13,7 +13,7 @@ pub mod slots;
 use super::diff::Op;
 use super::kernel::{KernelError, KernelLb};
 use super::model::{Service, SvcKey, Table};
-use render::{Slot, SvcState};
+use render::{Fingerprint, Slot, SvcState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::IpAddr;
@@ -30,14 +30,19 @@ pub struct NftKernel {
     nft: String,
     /// What the kernel has, as of our last dump or successful apply.
     state: BTreeMap<SvcKey, SvcState>,
-    broken: BTreeMap<SvcKey, u32>,
-    orphans: BTreeSet<(bool, u32)>,
+    /// Commands that remove damaged or unreferenced parts found by the last dump.
+    cleanup: Vec<String>,
+    /// The shared chains of each table (index: is NAT) as the kernel has them.
+    shared: [BTreeMap<String, Fingerprint>; 2],
     ingress: Option<BTreeSet<String>>,
     /// Devices DR traffic also arrives on, besides those leading to real servers.
     extra_ingress: BTreeSet<String>,
     devices: BTreeMap<IpAddr, String>,
     lookup: DeviceLookup,
     clock: fn() -> u64,
+    /// The id given last: new services take the next free one, so that an id (and the
+    /// flows remembered under it) is not reused soon.
+    last_id: u32,
 }
 
 fn unix_now() -> u64 {
@@ -47,10 +52,11 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Whether `nft` can be run here.
+/// Whether `nft` can be run here and may change the ruleset (a checked, never committed
+/// transaction: cheap even when our tables are large).
 pub fn available() -> bool {
     Command::new("nft")
-        .args(["list", "tables"])
+        .args(["-c", "add", "table", "inet", "hanode_probe"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -63,13 +69,14 @@ impl NftKernel {
         NftKernel {
             nft: "nft".into(),
             state: BTreeMap::new(),
-            broken: BTreeMap::new(),
-            orphans: BTreeSet::new(),
+            cleanup: Vec::new(),
+            shared: Default::default(),
             ingress: None,
             extra_ingress,
             devices: BTreeMap::new(),
             lookup: Box::new(route::egress_device),
             clock: unix_now,
+            last_id: 0,
         }
     }
 
@@ -94,7 +101,11 @@ impl NftKernel {
         }
         Err(KernelError::other(format!(
             "nft list table {table}: {}",
-            err.trim()
+            err.lines()
+                .filter(|l| !l.starts_with("warning:"))
+                .collect::<Vec<_>>()
+                .join(" ")
+                .trim()
         )))
     }
 
@@ -116,14 +127,11 @@ impl NftKernel {
     fn plan(&self, ops: &[Op]) -> BTreeMap<SvcKey, Planned> {
         let now = (self.clock)();
         let mut out: BTreeMap<SvcKey, Planned> = BTreeMap::new();
-        let used: BTreeSet<u32> = self
-            .state
-            .values()
-            .map(|s| s.id)
-            .chain(self.broken.values().copied())
-            .chain(self.orphans.iter().map(|(_, id)| *id))
-            .collect();
-        let mut next_ids = (1u32..).filter(|i| !used.contains(i));
+        let used: BTreeSet<u32> = self.state.values().map(|s| s.id).collect();
+        let start = self.last_id.min(render::MAX_SERVICES);
+        let mut next_ids = (start + 1..=render::MAX_SERVICES)
+            .chain(1..=start)
+            .filter(|i| !used.contains(i));
         for (i, op) in ops.iter().enumerate() {
             let key = *op.service();
             let entry = out.entry(key).or_insert_with(|| {
@@ -132,7 +140,7 @@ impl NftKernel {
             });
             entry.0.push(i);
             let Ok(cur) = &mut entry.1 else { continue };
-            let r = step(cur, op, now, &mut next_ids, self.broken.get(&key).copied());
+            let r = step(cur, op, now, &mut next_ids);
             if let Err(e) = r {
                 entry.1 = Err(e);
             }
@@ -155,18 +163,36 @@ impl NftKernel {
         out
     }
 
+    /// The shared chains each table needs after this apply, where they differ from what
+    /// the kernel has.
+    fn shared_changes(&self, after: &BTreeMap<SvcKey, SvcState>) -> Vec<(bool, String, Vec<String>)> {
+        let mut out = Vec::new();
+        for nat in [false, true] {
+            let want = render::shared_chains(nat, after.values().filter(|s| s.is_nat() == nat));
+            for (chain, rules) in want {
+                let have = self.shared[usize::from(nat)].get(&chain);
+                if have != Some(&render::fingerprint(&rules)) {
+                    out.push((nat, chain, rules));
+                }
+            }
+        }
+        out
+    }
+
     fn transaction(
-        &mut self,
+        &self,
         services: &[(SvcKey, Option<SvcState>)],
         ingress: &BTreeSet<String>,
+        shared: &[(bool, String, Vec<String>)],
     ) -> Result<String, KernelError> {
         let recreate = self.ingress.as_ref() != Some(ingress);
         let mut script = render::skeleton(Some(ingress), recreate);
-        for (nat, id) in &self.orphans {
-            let t = if *nat { render::NAT_TABLE } else { render::DR_TABLE };
-            script.push_str(&format!(
-                "delete chain {t} svc_{id}\nadd map {t} slots_{id} {{ typeof numgen inc mod 2 : meta mark; }}\ndelete map {t} slots_{id}\n"
-            ));
+        for c in &self.cleanup {
+            script.push_str(c);
+            script.push('\n');
+        }
+        for (nat, chain, rules) in shared {
+            script.push_str(&render::render_shared(*nat, chain, rules));
         }
         for (key, new) in services {
             let old = self.state.get(key);
@@ -177,18 +203,7 @@ impl NftKernel {
                     }
                 }
                 Some(st) => {
-                    let mut devices = BTreeMap::new();
-                    if !st.is_nat() {
-                        for d in st.dests.keys() {
-                            let dev = self
-                                .devices
-                                .get(&d.addr)
-                                .cloned()
-                                .ok_or_else(|| KernelError::other(format!("no device for {}", d.addr)))?;
-                            devices.insert(d.addr, dev);
-                        }
-                    }
-                    let text = render::render_service(st, old, &devices).map_err(KernelError::other)?;
+                    let text = render::render_service(st, old).map_err(KernelError::other)?;
                     script.push_str(&text);
                 }
             }
@@ -197,51 +212,63 @@ impl NftKernel {
     }
 
     /// The devices the ingress chain must hook, given the services after this apply.
-    fn ingress_for(&mut self, after: &BTreeMap<SvcKey, SvcState>) -> BTreeSet<String> {
+    fn ingress_for(&self, after: &BTreeMap<SvcKey, SvcState>) -> BTreeSet<String> {
         let mut set = self.extra_ingress.clone();
         for st in after.values().filter(|s| !s.is_nat()) {
-            for d in st.dests.keys() {
-                if let Some(dev) = self.devices.get(&d.addr) {
-                    set.insert(dev.clone());
-                }
-            }
+            set.extend(st.dests.values().filter_map(|s| s.dev.clone()));
         }
         set
     }
 
-    fn commit(&mut self, services: &[(SvcKey, Option<SvcState>)], ingress: BTreeSet<String>) {
+    fn commit(
+        &mut self,
+        services: &[(SvcKey, Option<SvcState>)],
+        ingress: BTreeSet<String>,
+        shared: Vec<(bool, String, Vec<String>)>,
+    ) {
         for (k, st) in services {
-            self.broken.remove(k);
             match st {
-                Some(s) => self.state.insert(*k, s.clone()),
+                Some(s) => {
+                    if self.state.get(k).map(|o| o.id) != Some(s.id) {
+                        self.last_id = s.id;
+                    }
+                    self.state.insert(*k, s.clone())
+                }
                 None => self.state.remove(k),
             };
         }
-        self.orphans.clear();
+        for (nat, chain, rules) in shared {
+            self.shared[usize::from(nat)].insert(chain, render::fingerprint(&rules));
+        }
+        self.cleanup.clear();
         self.ingress = Some(ingress);
     }
 
     /// Renders and runs `services` in one transaction.
     fn run(&mut self, services: &[(SvcKey, Option<SvcState>)]) -> Result<(), KernelError> {
-        // Resolve devices first: the ingress chain depends on them.
-        for (_, st) in services {
-            if let Some(st) = st.as_ref().filter(|s| !s.is_nat()) {
-                for d in st.dests.keys() {
-                    self.device(d.addr)?;
+        // Resolve devices first: the device sets and the ingress chain depend on them.
+        let mut services = services.to_vec();
+        for (_, st) in services.iter_mut() {
+            if let Some(st) = st.as_mut().filter(|s| !s.is_nat()) {
+                for (d, slot) in st.dests.iter_mut() {
+                    if slot.dev.is_none() {
+                        slot.dev = Some(self.device(d.addr)?);
+                    }
                 }
             }
         }
         let mut after = self.state.clone();
-        for (k, st) in services {
+        for (k, st) in &services {
             match st {
                 Some(s) => after.insert(*k, s.clone()),
                 None => after.remove(k),
             };
         }
         let ingress = self.ingress_for(&after);
-        let script = self.transaction(services, &ingress)?;
+        let shared = self.shared_changes(&after);
+        let script = self.transaction(&services, &ingress, &shared)?;
         run_nft(&self.nft, &script)?;
-        self.commit(services, ingress);
+        self.commit(&services, ingress, shared);
         Ok(())
     }
 }
@@ -252,7 +279,6 @@ fn step(
     op: &Op,
     now: u64,
     next_ids: &mut impl Iterator<Item = u32>,
-    broken_id: Option<u32>,
 ) -> Result<(), KernelError> {
     const EEXIST: i32 = 17;
     const ESRCH: i32 = 3;
@@ -263,9 +289,12 @@ fn step(
             if cur.is_some() {
                 return Err(KernelError::errno(EEXIST, &ctx));
             }
-            let id = broken_id
-                .or_else(|| next_ids.next())
-                .ok_or_else(|| KernelError::other("out of service ids"))?;
+            let id = next_ids.next().ok_or_else(|| {
+                KernelError::other(format!(
+                    "{ctx}: the nftables backend holds at most {} services",
+                    render::MAX_SERVICES
+                ))
+            })?;
             *cur = Some(SvcState {
                 key: *k,
                 id,
@@ -288,11 +317,18 @@ fn step(
                 _ => {}
             }
             // A draining destination that comes back keeps its mark (and its flows).
-            let mark = match st.dests.get(d) {
-                Some(s) => s.mark,
+            let (mark, dev) = match st.dests.get(d) {
+                Some(s) => (s.mark, s.dev.clone()),
                 None => {
                     let used: BTreeSet<u32> = st.dests.values().map(|s| s.mark).collect();
-                    (1u32..).find(|m| !used.contains(m)).unwrap_or(u32::MAX)
+                    let free = (1..=render::MAX_DESTS).find(|m| !used.contains(m));
+                    let mark = free.ok_or_else(|| {
+                        KernelError::other(format!(
+                            "{ctx}: the nftables backend holds at most {} destinations per service",
+                            render::MAX_DESTS
+                        ))
+                    })?;
+                    (mark, None)
                 }
             };
             st.dests.insert(
@@ -301,6 +337,7 @@ fn step(
                     mark,
                     spec: *spec,
                     draining_since: None,
+                    dev,
                 },
             );
         }
@@ -349,24 +386,27 @@ impl KernelLb for NftKernel {
 
     fn dump(&mut self) -> Result<Table, KernelError> {
         let mut state = BTreeMap::new();
-        let mut broken = BTreeMap::new();
-        let mut orphans = BTreeSet::new();
+        let mut cleanup = Vec::new();
+        let mut shared: [BTreeMap<String, Fingerprint>; 2] = Default::default();
         let mut ingress = None;
-        for (nat, table) in [(false, render::DR_TABLE), (true, render::NAT_TABLE)] {
-            let Some(json) = self.list(table)? else {
+        for nat in [false, true] {
+            let Some(json) = self.list(render::table_name(nat))? else {
                 continue;
             };
-            let p = dump::parse(&json).map_err(KernelError::other)?;
+            let p = dump::parse(&json, nat).map_err(KernelError::other)?;
             state.extend(p.services);
-            broken.extend(p.broken);
-            orphans.extend(p.orphans.into_iter().map(|id| (nat, id)));
+            cleanup.extend(p.cleanup);
+            shared[usize::from(nat)] = p.shared;
             if !nat {
                 ingress = Some(p.ingress);
             }
         }
+        if let Some(max) = state.values().map(|s| s.id).max() {
+            self.last_id = self.last_id.max(max);
+        }
         self.state = state;
-        self.broken = broken;
-        self.orphans = orphans;
+        self.cleanup = cleanup;
+        self.shared = shared;
         self.ingress = ingress;
         Ok(self
             .state
@@ -386,8 +426,8 @@ impl KernelLb for NftKernel {
     /// Removes both of our tables (flows included).
     fn remove_all(&mut self) -> Result<(), KernelError> {
         self.state.clear();
-        self.broken.clear();
-        self.orphans.clear();
+        self.cleanup.clear();
+        self.shared = Default::default();
         self.ingress = None;
         run_nft(&self.nft, &render::teardown())
     }
@@ -409,7 +449,7 @@ impl KernelLb for NftKernel {
                 }
             }
         }
-        if good.is_empty() && self.ingress.is_some() {
+        if good.is_empty() && self.ingress.is_some() && self.cleanup.is_empty() {
             return results;
         }
         if let Err(e) = self.run(&good) {

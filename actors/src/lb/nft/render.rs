@@ -1,37 +1,66 @@
 //! nft script text for our two tables (pure): `netdev hanode` forwards direct-routing
 //! services at ingress (`fwd` to the real server's MAC, the VIP unchanged: LVS-DR),
-//! `inet hanode_nat` DNATs masquerading services in prerouting (LVS-NAT, affinity held
-//! by conntrack). Nothing outside these two tables is ever touched.
+//! `inet hanode_nat` DNATs masquerading services in prerouting (LVS-NAT). Nothing
+//! outside these two tables is ever touched.
 //!
-//! Per service N: chain `svc_N`, map `slots_N` (slot -> destination mark), map `dst_N`
-//! (mark -> real server; element comments carry port, weight and forwarding so that the
-//! table reads back exactly), map `flows_N` (client -> mark, dynamic, with timeout: the
-//! affinity of DR flows, which bypass conntrack). A destination that leaves keeps its
-//! mark in `dst_N` as *draining* until its flows have expired, so established
-//! connections finish, as with IPVS.
+//! The layout is built so that the kernel's cost of a change does not grow with the
+//! table. nf_tables looks sets up by walking a table's list of sets, and every element
+//! added to a map is checked against every rule that reads the map; so there is no set
+//! per service and no per-service rule reads a shared map. Instead:
 //!
-//! Every service change re-renders that one service (flush + refill, one transaction):
-//! the cost of a change does not depend on the size of the table.
+//! - marks: a service has an id N (1..=65535); its *tag* is `N << 16`, its destinations
+//!   are `tag | d` (d in 1..=0x7fff) and its scheduling slots `tag | 0x8000 | s`.
+//! - shared maps, one set of them per table: `svc4`/`svc6` (VIP . proto . port -> jump
+//!   to the service chain; the element comment carries the service spec), `slots`
+//!   (slot mark -> destination mark), `dst4`/`dst6` (destination mark -> real server;
+//!   the comment carries port, weight, forwarding and a draining time), `flows4`/
+//!   `flows6` (client address . port . tag -> destination, dynamic, per-element
+//!   timeout: the affinity of DR flows, which bypass conntrack) and `pflows4`/`pflows6`
+//!   (client network . tag, for persistence); per egress device, a set `fwd4_<hex>` of
+//!   the destination marks behind it.
+//! - shared chains, each the only reader of its map: `conn4`/`conn6` and `pers4_<P>`
+//!   (look a flow up), `pick` (slot -> destination), `fwd4`/`fwd6` (DR: one `fwd` rule
+//!   per device) or `dnat4`/`dnat6` (NAT).
+//! - per service, chain `svc_N`: set the tag, jump to the flow lookup, else pick a slot
+//!   with its own `numgen inc mod S` (rr keeps its own rotation) or `jhash`, remember the
+//!   flow with the service's timeout, jump to the output chain; drop what is left.
+//!
+//! A destination that leaves keeps its mark in `dst` (and its device set) as *draining*
+//! until its flows have expired, so established connections finish, as with IPVS.
 
 use super::super::model::{DestKey, DestSpec, SvcKey, SvcSpec};
 use super::slots::{self, Pick};
 use ha_config::model::{Forwarding, Protocol};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
-use std::net::IpAddr;
 
 pub const DR_TABLE: &str = "netdev hanode";
 pub const NAT_TABLE: &str = "inet hanode_nat";
-/// Room for flows per service map (the kernel default of 65535 is too small for a VIP).
-pub const FLOWS_SIZE: u32 = 1 << 20;
+/// Room for flows in each flow map (the kernel default of 65535 is too small).
+pub const FLOWS_SIZE: u32 = 1 << 24;
+/// Service ids fit in the upper half of a mark.
+pub const MAX_SERVICES: u32 = 0xffff;
+/// Destination numbers fit below the slot bit.
+pub const MAX_DESTS: u32 = 0x7fff;
+const SLOT_BIT: u32 = 0x8000;
+const HASH_SEED: &str = "0x48414e44";
+
+/// The tag of service `id`: its marks share these upper 16 bits.
+pub fn tag(id: u32) -> u32 {
+    id << 16
+}
 
 /// A destination as the table holds it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Slot {
+    /// The destination's number within its service (1..=0x7fff); its mark is
+    /// `tag | mark`.
     pub mark: u32,
     pub spec: DestSpec,
     /// Unix seconds when it left the service; None while it is part of it.
     pub draining_since: Option<u64>,
+    /// DR: the device the real server is reached on (None for NAT, or not yet known).
+    pub dev: Option<String>,
 }
 
 /// One service as rendered in the kernel.
@@ -41,6 +70,17 @@ pub struct SvcState {
     pub id: u32,
     pub spec: SvcSpec,
     pub dests: BTreeMap<DestKey, Slot>,
+}
+
+/// How a service remembers where a client went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Affinity {
+    /// One-packet scheduling: nothing remembered.
+    None,
+    /// Per connection (client address and port).
+    Conn,
+    /// Per client network of this prefix length (persistence).
+    Client(u8),
 }
 
 impl SvcState {
@@ -75,17 +115,52 @@ impl SvcState {
         }
     }
 
-    fn table(&self) -> &'static str {
-        if self.is_nat() {
-            NAT_TABLE
-        } else {
-            DR_TABLE
+    pub fn affinity(&self) -> Affinity {
+        let full = if self.key.is_v6() { 128 } else { 32 };
+        match self.spec.persistence {
+            Some(p) => Affinity::Client(p.prefix.min(full)),
+            None if self.spec.ops => Affinity::None,
+            None => Affinity::Conn,
         }
+    }
+
+    pub fn table(&self) -> &'static str {
+        table_name(self.is_nat())
+    }
+}
+
+pub fn table_name(nat: bool) -> &'static str {
+    if nat {
+        NAT_TABLE
+    } else {
+        DR_TABLE
+    }
+}
+
+fn mark_expr(nat: bool) -> &'static str {
+    if nat {
+        "ct mark"
+    } else {
+        "meta mark"
+    }
+}
+
+fn fam(v6: bool) -> char {
+    if v6 {
+        '6'
+    } else {
+        '4'
     }
 }
 
 /// Why the nftables backend cannot express a service.
 pub fn unsupported(key: &SvcKey, spec: &SvcSpec, dests: &[DestSpec]) -> Option<String> {
+    if dests.len() > MAX_DESTS as usize {
+        return Some(format!(
+            "{} destinations in one service: the nftables backend holds at most {MAX_DESTS}",
+            dests.len()
+        ));
+    }
     if let SvcKey::Fwmark { .. } = key {
         return Some("fwmark services need IPVS (the nftables backend matches addresses)".into());
     }
@@ -168,34 +243,60 @@ fn v4_mask(prefix: u8) -> String {
     std::net::Ipv4Addr::from(bits).to_string()
 }
 
-/// The flow key expression and its `typeof`.
-fn flow_key(st: &SvcState) -> (String, String) {
-    let v6 = st.key.is_v6();
-    let f = ipf(v6);
-    match st.spec.persistence {
-        Some(p) if (v6 && p.prefix < 128) || (!v6 && p.prefix < 32) => {
-            let mask = if v6 { v6_mask(p.prefix) } else { v4_mask(p.prefix) };
-            (format!("{f} saddr & {mask}"), format!("{f} saddr"))
-        }
-        Some(_) => (format!("{f} saddr"), format!("{f} saddr")),
-        None => (format!("{f} saddr . th sport"), format!("{f} saddr . th sport")),
-    }
+/// The set of destination marks behind egress device `dev` (hex keeps any device name
+/// a valid set name).
+pub fn fwd_set(v6: bool, dev: &str) -> String {
+    let hex: String = dev.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("fwd{}_{hex}", fam(v6))
 }
 
-/// Creates the tables, service vmaps and hook chains if they do not exist (idempotent).
-/// `ingress`: the devices DR traffic arrives on (None: leave the chain as it is).
+/// The device behind a `fwd_set` name.
+pub fn fwd_set_device(name: &str) -> Option<(bool, String)> {
+    let (v6, hex) = if let Some(h) = name.strip_prefix("fwd4_") {
+        (false, h)
+    } else {
+        (true, name.strip_prefix("fwd6_")?)
+    };
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    Some((v6, String::from_utf8(bytes?).ok()?))
+}
+
+/// Creates the tables, shared maps and hook chains if they do not exist (idempotent,
+/// and cheap: nothing here reads a map). `ingress`: the devices DR traffic arrives on.
 pub fn skeleton(ingress: Option<&BTreeSet<String>>, recreate_ingress: bool) -> String {
     let mut s = String::new();
-    for t in [DR_TABLE, NAT_TABLE] {
+    for nat in [false, true] {
+        let t = table_name(nat);
+        let m = mark_expr(nat);
         let _ = writeln!(s, "add table {t}");
-        let _ = writeln!(
-            s,
-            "add map {t} svc4 {{ typeof ip daddr . meta l4proto . th dport : verdict; }}"
-        );
-        let _ = writeln!(
-            s,
-            "add map {t} svc6 {{ typeof ip6 daddr . meta l4proto . th dport : verdict; }}"
-        );
+        for v6 in [false, true] {
+            let (f, ip) = (fam(v6), ipf(v6));
+            let _ = writeln!(
+                s,
+                "add map {t} svc{f} {{ typeof {ip} daddr . meta l4proto . th dport : verdict; }}"
+            );
+            let value = if nat {
+                format!("{ip} daddr . th dport")
+            } else {
+                format!("{ip} daddr")
+            };
+            let _ = writeln!(s, "add map {t} dst{f} {{ typeof {m} : {value}; }}");
+            let _ = writeln!(
+                s,
+                "add map {t} flows{f} {{ typeof {ip} saddr . th sport . {m} : {m}; flags dynamic,timeout; timeout 900s; size {FLOWS_SIZE}; }}"
+            );
+            let _ = writeln!(
+                s,
+                "add map {t} pflows{f} {{ typeof {ip} saddr . {m} : {m}; flags dynamic,timeout; timeout 900s; size {FLOWS_SIZE}; }}"
+            );
+        }
+        let _ = writeln!(s, "add map {t} slots {{ typeof {m} : {m}; }}");
     }
     let _ = writeln!(
         s,
@@ -203,14 +304,12 @@ pub fn skeleton(ingress: Option<&BTreeSet<String>>, recreate_ingress: bool) -> S
     );
     if recreate_ingress {
         let _ = writeln!(s, "flush chain {NAT_TABLE} prerouting");
-        let _ = writeln!(
-            s,
-            "add rule {NAT_TABLE} prerouting ip daddr . meta l4proto . th dport vmap @svc4"
-        );
-        let _ = writeln!(
-            s,
-            "add rule {NAT_TABLE} prerouting ip6 daddr . meta l4proto . th dport vmap @svc6"
-        );
+        for (ip, f) in [("ip", '4'), ("ip6", '6')] {
+            let _ = writeln!(
+                s,
+                "add rule {NAT_TABLE} prerouting {ip} daddr . meta l4proto . th dport vmap @svc{f}"
+            );
+        }
     }
     if let Some(devs) = ingress {
         if recreate_ingress {
@@ -225,14 +324,12 @@ pub fn skeleton(ingress: Option<&BTreeSet<String>>, recreate_ingress: bool) -> S
                     "add chain {DR_TABLE} ingress {{ type filter hook ingress devices = {{ {} }} priority -500; policy accept; }}",
                     list.join(", ")
                 );
-                let _ = writeln!(
-                    s,
-                    "add rule {DR_TABLE} ingress ip daddr . meta l4proto . th dport vmap @svc4"
-                );
-                let _ = writeln!(
-                    s,
-                    "add rule {DR_TABLE} ingress ip6 daddr . meta l4proto . th dport vmap @svc6"
-                );
+                for (ip, f) in [("ip", '4'), ("ip6", '6')] {
+                    let _ = writeln!(
+                        s,
+                        "add rule {DR_TABLE} ingress {ip} daddr . meta l4proto . th dport vmap @svc{f}"
+                    );
+                }
             }
         }
     }
@@ -246,6 +343,215 @@ pub fn teardown() -> String {
     )
 }
 
+fn conn_chain(v6: bool) -> String {
+    format!("conn{}", fam(v6))
+}
+
+fn pers_chain(v6: bool, prefix: u8) -> String {
+    format!("pers{}_{prefix}", fam(v6))
+}
+
+fn out_chain(nat: bool, v6: bool) -> String {
+    format!("{}{}", if nat { "dnat" } else { "fwd" }, fam(v6))
+}
+
+/// The client part of a persistence key.
+fn client_net(v6: bool, prefix: u8) -> String {
+    let ip = ipf(v6);
+    let full = if v6 { 128 } else { 32 };
+    if prefix >= full {
+        format!("{ip} saddr")
+    } else {
+        let mask = if v6 { v6_mask(prefix) } else { v4_mask(prefix) };
+        format!("( {ip} saddr & {mask} )")
+    }
+}
+
+/// What one table's shared chains are made of, given its services: chain -> rules.
+pub fn shared_chains<'a>(
+    nat: bool,
+    services: impl Iterator<Item = &'a SvcState>,
+) -> BTreeMap<String, Vec<String>> {
+    let m = mark_expr(nat);
+    let mut out = BTreeMap::new();
+    let mut devices: [BTreeSet<String>; 2] = Default::default();
+    let mut prefixes = BTreeSet::new();
+    for st in services {
+        let v6 = st.key.is_v6();
+        if let Affinity::Client(p) = st.affinity() {
+            prefixes.insert((v6, p));
+        }
+        for slot in st.dests.values() {
+            if let Some(d) = &slot.dev {
+                devices[usize::from(v6)].insert(d.clone());
+            }
+        }
+    }
+    out.insert(
+        "pick".to_string(),
+        vec![format!("{m} & {SLOT_BIT:#x} != 0 {m} set {m} map @slots")],
+    );
+    for v6 in [false, true] {
+        let (f, ip) = (fam(v6), ipf(v6));
+        out.insert(
+            conn_chain(v6),
+            vec![format!("{m} set {ip} saddr . th sport . {m} map @flows{f}")],
+        );
+        let rules = if nat {
+            vec![format!(
+                "ct mark & {MAX_DESTS:#x} != 0 meta l4proto {{ tcp, udp, sctp }} dnat {ip} addr . port to ct mark map @dst{f}"
+            )]
+        } else {
+            devices[usize::from(v6)]
+                .iter()
+                .map(|d| {
+                    format!(
+                        "meta mark @{} fwd {ip} to meta mark map @dst{f} device \"{d}\"",
+                        fwd_set(v6, d)
+                    )
+                })
+                .collect()
+        };
+        out.insert(out_chain(nat, v6), rules);
+    }
+    for (v6, p) in prefixes {
+        out.insert(
+            pers_chain(v6, p),
+            vec![format!(
+                "{m} set {} . {m} map @pflows{}",
+                client_net(v6, p),
+                fam(v6)
+            )],
+        );
+    }
+    out
+}
+
+/// What the dump can tell of a shared chain: its rule count and the devices it forwards
+/// to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub rules: usize,
+    pub devices: BTreeSet<String>,
+}
+
+pub fn fingerprint(rules: &[String]) -> Fingerprint {
+    Fingerprint {
+        rules: rules.len(),
+        devices: rules
+            .iter()
+            .filter_map(|r| {
+                let rest = r.split_once(" device \"")?.1;
+                Some(rest.trim_end_matches('"').to_string())
+            })
+            .collect(),
+    }
+}
+
+/// (Re)creates one shared chain, and the device sets its rules read.
+pub fn render_shared(nat: bool, chain: &str, rules: &[String]) -> String {
+    let t = table_name(nat);
+    let mut s = String::new();
+    for r in rules {
+        if let Some(set) = r.strip_prefix("meta mark @").and_then(|x| x.split(' ').next()) {
+            let _ = writeln!(s, "add set {t} {set} {{ typeof meta mark; }}");
+        }
+    }
+    let _ = writeln!(s, "add chain {t} {chain}");
+    let _ = writeln!(s, "flush chain {t} {chain}");
+    for r in rules {
+        let _ = writeln!(s, "add rule {t} {chain} {r}");
+    }
+    s
+}
+
+/// The rules of chain `svc_N`.
+pub fn service_rules(st: &SvcState) -> Result<Vec<String>, String> {
+    let nat = st.is_nat();
+    let v6 = st.key.is_v6();
+    let m = mark_expr(nat);
+    let tag = tag(st.id);
+    let (f, ip) = (fam(v6), ipf(v6));
+    let plan = slots::plan(&st.spec.sched).ok_or_else(|| format!("unknown scheduler {:?}", st.spec.sched))?;
+    let n = slots::slots(&plan, &st.active()).len();
+    // Four rules: tag the packet and look its flow up; if none, pick a slot and map it to
+    // a destination; remember the flow and go out; drop what has no destination.
+    let affinity = st.affinity();
+    let mut r = vec![match affinity {
+        Affinity::None => format!("{m} set {tag}"),
+        Affinity::Conn => format!("{m} set {tag} jump {}", conn_chain(v6)),
+        Affinity::Client(p) => format!("{m} set {tag} jump {}", pers_chain(v6, p)),
+    }];
+    if n > 0 {
+        let offset = tag | SLOT_BIT;
+        let pick = match plan.pick {
+            Pick::Rotate => format!("numgen inc mod {n} offset {offset}"),
+            Pick::HashSource => format!("jhash {ip} saddr mod {n} seed {HASH_SEED} offset {offset}"),
+            Pick::HashDest => format!("jhash {ip} daddr mod {n} seed {HASH_SEED} offset {offset}"),
+        };
+        r.push(format!("{m} {tag} {m} set {pick} jump pick"));
+    }
+    let timeout = st.flow_timeout();
+    let out = out_chain(nat, v6);
+    r.push(match affinity {
+        Affinity::None => format!("{m} != {tag} jump {out}"),
+        Affinity::Conn => format!(
+            "{m} != {tag} update @flows{f} {{ {ip} saddr . th sport . ( {m} & 0xffff0000 ) timeout {timeout}s : {m} }} jump {out}"
+        ),
+        Affinity::Client(p) => format!(
+            "{m} != {tag} update @pflows{f} {{ {} . ( {m} & 0xffff0000 ) timeout {timeout}s : {m} }} jump {out}",
+            client_net(v6, p)
+        ),
+    });
+    r.push("drop".to_string());
+    Ok(r)
+}
+
+/// A service's elements in the shared maps and sets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Elements {
+    /// The `svcN` entry: key and comment.
+    pub vmap: Option<(String, String)>,
+    /// Slot mark -> destination mark.
+    pub slots: BTreeMap<u32, u32>,
+    /// Destination mark -> (value, comment).
+    pub dst: BTreeMap<u32, (String, String)>,
+    /// (device set, destination mark).
+    pub fwd: BTreeSet<(String, u32)>,
+}
+
+/// The elements a service puts in the shared maps. A DR destination whose device is not
+/// known yet has no device-set entry.
+pub fn elements(st: &SvcState) -> Elements {
+    let tag = tag(st.id);
+    let v6 = st.key.is_v6();
+    let nat = st.is_nat();
+    let mut e = Elements {
+        vmap: vmap_key(&st.key).map(|k| (k, spec_comment(&st.spec))),
+        ..Elements::default()
+    };
+    if let Some(plan) = slots::plan(&st.spec.sched) {
+        let active = st.active();
+        for (i, d) in slots::slots(&plan, &active).into_iter().enumerate() {
+            if let Some(slot) = active.get(d).and_then(|(k, _)| st.dests.get(k)) {
+                e.slots.insert(tag | SLOT_BIT | i as u32, tag | slot.mark);
+            }
+        }
+    }
+    for (d, slot) in &st.dests {
+        let value = if nat {
+            format!("{} . {}", d.addr, d.port)
+        } else {
+            d.addr.to_string()
+        };
+        e.dst.insert(tag | slot.mark, (value, dest_comment(d, slot)));
+        if let (false, Some(dev)) = (nat, &slot.dev) {
+            e.fwd.insert((fwd_set(v6, dev), tag | slot.mark));
+        }
+    }
+    e
+}
+
 fn vmap_name(key: &SvcKey) -> &'static str {
     if key.is_v6() {
         "svc6"
@@ -254,173 +560,150 @@ fn vmap_name(key: &SvcKey) -> &'static str {
     }
 }
 
-/// Removes a service from the table it is in.
-pub fn delete_service(st: &SvcState) -> String {
-    let t = st.table();
-    let n = st.id;
+fn join<T>(items: impl Iterator<Item = T>, f: impl Fn(T) -> String) -> String {
+    items.map(f).collect::<Vec<_>>().join(", ")
+}
+
+/// Commands that remove `gone` and add `new` elements (`gone` first).
+fn element_commands(t: &str, vm: &str, gone: &Elements, new: &Elements) -> String {
     let mut s = String::new();
-    if let Some(k) = vmap_key(&st.key) {
-        let _ = writeln!(s, "delete element {t} {} {{ {k} }}", vmap_name(&st.key));
+    if let Some((k, _)) = &gone.vmap {
+        let _ = writeln!(s, "delete element {t} {vm} {{ {k} }}");
     }
-    let _ = writeln!(s, "delete chain {t} svc_{n}");
-    for m in ["slots", "dst", "flows"] {
-        let _ = writeln!(s, "delete map {t} {m}_{n}");
+    if !gone.slots.is_empty() {
+        let _ = writeln!(
+            s,
+            "delete element {t} slots {{ {} }}",
+            join(gone.slots.keys(), |k| k.to_string())
+        );
+    }
+    let dmap = if vm == "svc6" { "dst6" } else { "dst4" };
+    if !gone.dst.is_empty() {
+        let _ = writeln!(
+            s,
+            "delete element {t} {dmap} {{ {} }}",
+            join(gone.dst.keys(), |k| k.to_string())
+        );
+    }
+    for (set, marks) in by_set(&gone.fwd) {
+        let _ = writeln!(
+            s,
+            "delete element {t} {set} {{ {} }}",
+            join(marks.iter(), |m| m.to_string())
+        );
+    }
+    if !new.slots.is_empty() {
+        let _ = writeln!(
+            s,
+            "add element {t} slots {{ {} }}",
+            join(new.slots.iter(), |(k, v)| format!("{k} : {v}"))
+        );
+    }
+    if !new.dst.is_empty() {
+        let _ = writeln!(
+            s,
+            "add element {t} {dmap} {{ {} }}",
+            join(new.dst.iter(), |(k, (v, c))| format!("{k} comment \"{c}\" : {v}"))
+        );
+    }
+    for (set, marks) in by_set(&new.fwd) {
+        let _ = writeln!(
+            s,
+            "add element {t} {set} {{ {} }}",
+            join(marks.iter(), |m| m.to_string())
+        );
     }
     s
 }
 
-/// (Re)renders one service. `existed`: the service as the kernel has it (None: new).
-/// `device`: the egress device towards each DR destination.
-pub fn render_service(
-    st: &SvcState,
-    existed: Option<&SvcState>,
-    device: &BTreeMap<IpAddr, String>,
-) -> Result<String, String> {
+fn by_set(fwd: &BTreeSet<(String, u32)>) -> BTreeMap<&str, Vec<u32>> {
+    let mut out: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (set, m) in fwd {
+        out.entry(set.as_str()).or_default().push(*m);
+    }
+    out
+}
+
+/// What is in `a` and not (the same) in `b`.
+fn minus(a: &Elements, b: &Elements) -> Elements {
+    Elements {
+        vmap: a.vmap.clone().filter(|v| b.vmap.as_ref() != Some(v)),
+        slots: a
+            .slots
+            .iter()
+            .filter(|(k, v)| b.slots.get(k) != Some(v))
+            .map(|(k, v)| (*k, *v))
+            .collect(),
+        dst: a
+            .dst
+            .iter()
+            .filter(|(k, v)| b.dst.get(k) != Some(v))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect(),
+        fwd: a.fwd.difference(&b.fwd).cloned().collect(),
+    }
+}
+
+/// Removes a service: its entry, its chain and its elements.
+pub fn delete_service(st: &SvcState) -> String {
+    let t = st.table();
+    let gone = elements(st);
+    let vm = vmap_name(&st.key);
     let mut s = String::new();
+    if let Some((k, _)) = &gone.vmap {
+        let _ = writeln!(s, "delete element {t} {vm} {{ {k} }}");
+    }
+    let _ = writeln!(s, "delete chain {t} svc_{}", st.id);
+    let rest = Elements { vmap: None, ..gone };
+    s.push_str(&element_commands(t, vm, &rest, &Elements::default()));
+    s
+}
+
+/// (Re)renders one service. `existed`: the service as the kernel has it (None: new).
+/// Only what differs is sent: a weight change touches that service's slots and one
+/// destination element; its chain is rewritten only when its rules change.
+pub fn render_service(st: &SvcState, existed: Option<&SvcState>) -> Result<String, String> {
     if let Some(old) = existed {
         if old.is_nat() != st.is_nat() || old.id != st.id {
-            s.push_str(&delete_service(old));
-            return Ok(s + &render_service(st, None, device)?);
+            return Ok(delete_service(old) + &render_service(st, None)?);
         }
+    }
+    if st.id == 0 || st.id > MAX_SERVICES {
+        return Err(format!("service id {} out of range", st.id));
     }
     let t = st.table();
     let n = st.id;
-    let v6 = st.key.is_v6();
-    let f = ipf(v6);
-    let nat = st.is_nat();
-    let plan = slots::plan(&st.spec.sched).ok_or_else(|| format!("unknown scheduler {:?}", st.spec.sched))?;
-    let active = st.active();
-    let layout = slots::slots(&plan, &active);
-    let addr_type = if v6 { "ip6 daddr" } else { "ip daddr" };
-    let mark_expr = if nat { "ct mark" } else { "meta mark" };
-    let (key_expr, key_type) = flow_key(st);
-
-    let _ = writeln!(s, "add chain {t} svc_{n}");
-    let _ = writeln!(s, "flush chain {t} svc_{n}");
-    // Slots.
-    let _ = writeln!(
-        s,
-        "add map {t} slots_{n} {{ typeof numgen inc mod 2 : meta mark; }}"
-    );
-    let _ = writeln!(s, "flush map {t} slots_{n}");
-    if !layout.is_empty() {
-        let elems: Vec<String> = layout
-            .iter()
-            .filter_map(|d| active.get(*d).and_then(|(k, _)| st.dests.get(k)))
-            .enumerate()
-            .map(|(i, slot)| format!("{i} : {}", slot.mark))
-            .collect();
-        let _ = writeln!(s, "add element {t} slots_{n} {{ {} }}", elems.join(", "));
-    }
-    // Destinations, draining ones included.
-    let dst_type = if nat {
-        format!("{addr_type} . th dport")
-    } else {
-        addr_type.to_string()
+    let vm = vmap_name(&st.key);
+    let rules = service_rules(st)?;
+    let new = elements(st);
+    let mut s = String::new();
+    let (gone, added, old_rules) = match existed {
+        None => (Elements::default(), new.clone(), None),
+        Some(old) => {
+            let old_el = elements(old);
+            (
+                minus(&old_el, &new),
+                minus(&new, &old_el),
+                service_rules(old).ok(),
+            )
+        }
     };
-    let _ = writeln!(s, "add map {t} dst_{n} {{ typeof meta mark : {dst_type}; }}");
-    let _ = writeln!(s, "flush map {t} dst_{n}");
-    if !st.dests.is_empty() {
-        let elems: Vec<String> = st
-            .dests
-            .iter()
-            .map(|(d, slot)| {
-                let value = if nat {
-                    format!("{} . {}", d.addr, d.port)
-                } else {
-                    d.addr.to_string()
-                };
-                format!("{} comment \"{}\" : {value}", slot.mark, dest_comment(d, slot))
-            })
-            .collect();
-        let _ = writeln!(s, "add element {t} dst_{n} {{ {} }}", elems.join(", "));
-    }
-    // Flows: recreated when their key or timeout changes.
-    let flows_changed = existed
-        .map(|o| flow_key(o) != flow_key(st) || o.flow_timeout() != st.flow_timeout())
-        .unwrap_or(false);
-    if flows_changed {
-        let _ = writeln!(s, "delete map {t} flows_{n}");
-    }
-    let _ = writeln!(
-        s,
-        "add map {t} flows_{n} {{ typeof {key_type} : meta mark; flags dynamic,timeout; timeout {}s; size {FLOWS_SIZE}; }}",
-        st.flow_timeout()
-    );
-    // Rules.
-    let pick = match plan.pick {
-        Pick::Rotate => format!("numgen inc mod {}", layout.len().max(1)),
-        Pick::HashSource => format!("jhash {f} saddr mod {} seed 0x48414e44", layout.len().max(1)),
-        Pick::HashDest => format!("jhash {f} daddr mod {} seed 0x48414e44", layout.len().max(1)),
-    };
-    let rule = |s: &mut String, r: &str| {
-        let _ = writeln!(s, "add rule {t} svc_{n} {r}");
-    };
-    if nat {
-        rule(&mut s, "ct mark set 0");
-    }
-    if st.spec.ops {
-        if !layout.is_empty() {
-            rule(&mut s, &format!("{mark_expr} set {pick} map @slots_{n}"));
+    // The service entry goes last (it jumps to the chain), so hold it back.
+    let entry = added.vmap.clone();
+    let added = Elements { vmap: None, ..added };
+    s.push_str(&element_commands(t, vm, &gone, &Elements::default()));
+    if old_rules.as_ref() != Some(&rules) {
+        let _ = writeln!(s, "add chain {t} svc_{n}");
+        if existed.is_some() {
+            let _ = writeln!(s, "flush chain {t} svc_{n}");
         }
-    } else {
-        rule(&mut s, &format!("{mark_expr} set {key_expr} map @flows_{n}"));
-        if !layout.is_empty() {
-            rule(
-                &mut s,
-                &format!("{mark_expr} 0 {mark_expr} set {pick} map @slots_{n}"),
-            );
-        }
-        rule(
-            &mut s,
-            &format!("{mark_expr} != 0 update @flows_{n} {{ {key_expr} : {mark_expr} }}"),
-        );
-    }
-    if nat {
-        let family = if v6 { "ip6" } else { "ip" };
-        rule(
-            &mut s,
-            &format!("{mark_expr} != 0 dnat {family} addr . port to {mark_expr} map @dst_{n}"),
-        );
-    } else {
-        // One fwd rule per egress device, guarded by the marks behind it.
-        let mut by_dev: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-        for (d, slot) in &st.dests {
-            let dev = device
-                .get(&d.addr)
-                .ok_or_else(|| format!("no route to real server {}", d.addr))?;
-            by_dev.entry(dev.as_str()).or_default().push(slot.mark);
-        }
-        let single = by_dev.len() == 1;
-        for (dev, marks) in by_dev {
-            let guard = if single {
-                "meta mark != 0".to_string()
-            } else {
-                let m: Vec<String> = marks.iter().map(u32::to_string).collect();
-                format!("meta mark {{ {} }}", m.join(", "))
-            };
-            rule(
-                &mut s,
-                &format!("{guard} fwd {f} to meta mark map @dst_{n} device \"{dev}\""),
-            );
+        for r in &rules {
+            let _ = writeln!(s, "add rule {t} svc_{n} {r}");
         }
     }
-    rule(&mut s, "drop");
-    // The service entry, with its spec in the comment.
-    if let Some(k) = vmap_key(&st.key) {
-        let vm = vmap_name(&st.key);
-        if let Some(old) = existed {
-            if old.spec != st.spec {
-                let _ = writeln!(s, "delete element {t} {vm} {{ {k} }}");
-            }
-        }
-        if existed.map(|o| o.spec != st.spec).unwrap_or(true) {
-            let _ = writeln!(
-                s,
-                "add element {t} {vm} {{ {k} comment \"{}\" : jump svc_{n} }}",
-                spec_comment(&st.spec)
-            );
-        }
+    s.push_str(&element_commands(t, vm, &Elements::default(), &added));
+    if let Some((k, c)) = entry {
+        let _ = writeln!(s, "add element {t} {vm} {{ {k} comment \"{c}\" : jump svc_{n} }}");
     }
     Ok(s)
 }
@@ -429,6 +712,7 @@ pub fn render_service(
 mod tests {
     use super::super::super::model::Persistence;
     use super::*;
+    use std::net::IpAddr;
 
     fn dr_service(weights: &[u32]) -> SvcState {
         let mut dests = BTreeMap::new();
@@ -447,6 +731,7 @@ mod tests {
                         l_thresh: 0,
                     },
                     draining_since: None,
+                    dev: Some("ens33".into()),
                 },
             );
         }
@@ -466,65 +751,123 @@ mod tests {
         }
     }
 
-    fn ens33() -> BTreeMap<IpAddr, String> {
-        (131..=140)
-            .map(|i| (IpAddr::from([198, 18, 116, i]), "ens33".to_string()))
-            .collect()
-    }
-
     #[test]
     fn seed_service_renders_the_dr_recipe() {
         let st = dr_service(&[1, 1]);
-        let text = render_service(&st, None, &ens33()).unwrap();
+        let text = render_service(&st, None).unwrap();
         let expected = "\
 add chain netdev hanode svc_1
-flush chain netdev hanode svc_1
-add map netdev hanode slots_1 { typeof numgen inc mod 2 : meta mark; }
-flush map netdev hanode slots_1
-add element netdev hanode slots_1 { 0 : 1, 1 : 2 }
-add map netdev hanode dst_1 { typeof meta mark : ip daddr; }
-flush map netdev hanode dst_1
-add element netdev hanode dst_1 { 1 comment \"198.18.116.131:80 DR w=1 u=0 l=0\" : 198.18.116.131, 2 comment \"198.18.116.132:80 DR w=1 u=0 l=0\" : 198.18.116.132 }
-add map netdev hanode flows_1 { typeof ip saddr . th sport : meta mark; flags dynamic,timeout; timeout 900s; size 1048576; }
-add rule netdev hanode svc_1 meta mark set ip saddr . th sport map @flows_1
-add rule netdev hanode svc_1 meta mark 0 meta mark set numgen inc mod 2 map @slots_1
-add rule netdev hanode svc_1 meta mark != 0 update @flows_1 { ip saddr . th sport : meta mark }
-add rule netdev hanode svc_1 meta mark != 0 fwd ip to meta mark map @dst_1 device \"ens33\"
+add rule netdev hanode svc_1 meta mark set 65536 jump conn4
+add rule netdev hanode svc_1 meta mark 65536 meta mark set numgen inc mod 2 offset 98304 jump pick
+add rule netdev hanode svc_1 meta mark != 65536 update @flows4 { ip saddr . th sport . ( meta mark & 0xffff0000 ) timeout 900s : meta mark } jump fwd4
 add rule netdev hanode svc_1 drop
+add element netdev hanode slots { 98304 : 65537, 98305 : 65538 }
+add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=1 u=0 l=0\" : 198.18.116.131, 65538 comment \"198.18.116.132:80 DR w=1 u=0 l=0\" : 198.18.116.132 }
+add element netdev hanode fwd4_656e733333 { 65537, 65538 }
 add element netdev hanode svc4 { 198.18.116.134 . tcp . 80 comment \"rr\" : jump svc_1 }
 ";
         assert_eq!(text, expected);
+        let shared = shared_chains(false, [&st].into_iter());
+        assert_eq!(
+            shared["fwd4"],
+            vec!["meta mark @fwd4_656e733333 fwd ip to meta mark map @dst4 device \"ens33\""]
+        );
+        assert_eq!(
+            shared["conn4"],
+            vec!["meta mark set ip saddr . th sport . meta mark map @flows4"]
+        );
+        assert_eq!(
+            shared["pick"],
+            vec!["meta mark & 0x8000 != 0 meta mark set meta mark map @slots"]
+        );
+        assert!(shared["fwd6"].is_empty());
+        assert_eq!(fingerprint(&shared["fwd4"]).devices.len(), 1);
     }
 
     #[test]
-    fn draining_destination_keeps_its_mark_but_no_slot() {
-        let mut st = dr_service(&[1, 1]);
+    fn a_weight_change_touches_only_that_service_s_slots_and_destination() {
+        let mut old = dr_service(&[1, 1]);
+        old.spec.sched = "wrr".into();
+        let mut st = old.clone();
+        let first = *st.dests.keys().next().unwrap();
+        st.dests.get_mut(&first).unwrap().spec.weight = 2;
+        let text = render_service(&st, Some(&old)).unwrap();
+        // 2:1 is laid out A B A: the two slots there are stay, one is added.
+        let expected = "\
+delete element netdev hanode dst4 { 65537 }
+add chain netdev hanode svc_1
+flush chain netdev hanode svc_1
+add rule netdev hanode svc_1 meta mark set 65536 jump conn4
+add rule netdev hanode svc_1 meta mark 65536 meta mark set numgen inc mod 3 offset 98304 jump pick
+add rule netdev hanode svc_1 meta mark != 65536 update @flows4 { ip saddr . th sport . ( meta mark & 0xffff0000 ) timeout 900s : meta mark } jump fwd4
+add rule netdev hanode svc_1 drop
+add element netdev hanode slots { 98306 : 65537 }
+add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=0\" : 198.18.116.131 }
+";
+        assert_eq!(text, expected);
+        // Same proportions (4:2 is 2:1): the slots and the chain stay, only the
+        // destinations' comments change.
+        let mut doubled = st.clone();
+        for s in doubled.dests.values_mut() {
+            s.spec.weight *= 2;
+        }
+        let text = render_service(&doubled, Some(&st)).unwrap();
+        assert!(!text.contains("slots") && !text.contains("rule"), "{text}");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        // Nothing changed: nothing sent.
+        assert_eq!(render_service(&st, Some(&st)).unwrap(), "");
+    }
+
+    #[test]
+    fn draining_destination_keeps_its_mark_and_device_but_no_slot() {
+        let old = dr_service(&[1, 1]);
+        let mut st = old.clone();
         let first = *st.dests.keys().next().unwrap();
         st.dests.get_mut(&first).unwrap().draining_since = Some(1_764_000_000);
-        let old = dr_service(&[1, 1]);
-        let text = render_service(&st, Some(&old), &ens33()).unwrap();
-        assert!(text.contains("slots_1 { 0 : 2 }"), "{text}");
-        assert!(text.contains("1 comment \"drain=1764000000 198.18.116.131:80 DR"));
-        assert!(text.contains("numgen inc mod 1 "));
-        // Same spec: the service entry is left alone, flows are kept.
+        let text = render_service(&st, Some(&old)).unwrap();
+        assert!(
+            text.contains("delete element netdev hanode slots { 98304, 98305 }"),
+            "{text}"
+        );
+        assert!(
+            text.contains("add element netdev hanode slots { 98304 : 65538 }"),
+            "{text}"
+        );
+        assert!(text.contains("65537 comment \"drain=1764000000 198.18.116.131:80 DR"));
+        assert!(text.contains("numgen inc mod 1 offset 98304"));
+        assert!(!text.contains("fwd4_"), "still forwarded: {text}");
+        // Same spec: the service entry is left alone.
         assert!(!text.contains("svc4"));
-        assert!(!text.contains("delete map"));
     }
 
     #[test]
-    fn persistence_keys_flows_by_client_network_and_recreates_the_flow_map() {
+    fn persistence_keys_flows_by_client_network_in_a_shared_chain() {
         let old = dr_service(&[1, 1]);
         let mut st = old.clone();
         st.spec.persistence = Some(Persistence {
             timeout: 300,
             prefix: 24,
         });
-        let text = render_service(&st, Some(&old), &ens33()).unwrap();
-        assert!(text.contains("delete map netdev hanode flows_1\n"));
-        assert!(text.contains("typeof ip saddr : meta mark; flags dynamic,timeout; timeout 300s"));
-        assert!(text.contains("meta mark set ip saddr & 255.255.255.0 map @flows_1"));
+        let text = render_service(&st, Some(&old)).unwrap();
+        assert!(
+            text.contains("svc_1 meta mark set 65536 jump pers4_24\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "update @pflows4 { ( ip saddr & 255.255.255.0 ) . ( meta mark & 0xffff0000 ) timeout 300s : meta mark } jump fwd4"
+        ));
         assert!(text.contains("delete element netdev hanode svc4 { 198.18.116.134 . tcp . 80 }"));
         assert!(text.contains("comment \"rr p=300/24\""));
+        let shared = shared_chains(false, [&st].into_iter());
+        assert_eq!(
+            shared["pers4_24"],
+            vec!["meta mark set ( ip saddr & 255.255.255.0 ) . meta mark map @pflows4"]
+        );
+        // One-packet scheduling remembers nothing.
+        st.spec.persistence = None;
+        st.spec.ops = true;
+        let rules = service_rules(&st).unwrap();
+        assert!(!rules.iter().any(|r| r.contains("flows")), "{rules:?}");
     }
 
     #[test]
@@ -533,13 +876,42 @@ add element netdev hanode svc4 { 198.18.116.134 . tcp . 80 comment \"rr\" : jump
         st.spec.sched = "wrr".into();
         for s in st.dests.values_mut() {
             s.spec.fwd = Forwarding::Nat;
+            s.dev = None;
         }
-        let text = render_service(&st, None, &BTreeMap::new()).unwrap();
+        let text = render_service(&st, None).unwrap();
         assert!(text.contains("add chain inet hanode_nat svc_1"));
-        assert!(text.contains("typeof meta mark : ip daddr . th dport;"));
+        assert!(text.contains("svc_1 ct mark set 65536 jump conn4\n"));
+        assert!(text.contains("} jump dnat4\n"));
         assert!(text.contains(": 198.18.116.131 . 80"));
-        assert!(text.contains("ct mark != 0 dnat ip addr . port to ct mark map @dst_1"));
-        assert!(text.contains("slots_1 { 0 : 1, 1 : 2, 2 : 1 }"));
+        assert!(text.contains("slots { 98304 : 65537, 98305 : 65538, 98306 : 65537 }"));
+        let shared = shared_chains(true, [&st].into_iter());
+        assert_eq!(
+            shared["dnat4"],
+            vec!["ct mark & 0x7fff != 0 meta l4proto { tcp, udp, sctp } dnat ip addr . port to ct mark map @dst4"]
+        );
+    }
+
+    #[test]
+    fn deleting_a_service_removes_its_entry_chain_and_elements() {
+        let st = dr_service(&[1, 1]);
+        let text = delete_service(&st);
+        let expected = "\
+delete element netdev hanode svc4 { 198.18.116.134 . tcp . 80 }
+delete chain netdev hanode svc_1
+delete element netdev hanode slots { 98304, 98305 }
+delete element netdev hanode dst4 { 65537, 65538 }
+delete element netdev hanode fwd4_656e733333 { 65537, 65538 }
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn device_set_names_round_trip() {
+        for dev in ["ens33", "veth-a.100", "br0@x"] {
+            assert_eq!(fwd_set_device(&fwd_set(true, dev)), Some((true, dev.to_string())));
+        }
+        assert_eq!(fwd_set_device("fwd4_6"), None);
+        assert_eq!(fwd_set_device("slots"), None);
     }
 
     #[test]
@@ -569,5 +941,7 @@ add element netdev hanode svc4 { 198.18.116.134 . tcp . 80 comment \"rr\" : jump
             .unwrap()
             .contains("mixed"));
         assert!(unsupported(&st.key, &st.spec, &[dr, dr]).is_none());
+        let many = vec![dr; MAX_DESTS as usize + 1];
+        assert!(unsupported(&st.key, &st.spec, &many).unwrap().contains("at most"));
     }
 }
