@@ -56,7 +56,7 @@ fn seed_lab_passes_every_step_and_leaves_nothing() {
         .expect("run the lab");
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
-    for step in 1..=9 {
+    for step in 1..=10 {
         let row = out
             .lines()
             .find(|l| l.starts_with(&format!("{step:<4} ")))

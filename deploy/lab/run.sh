@@ -257,6 +257,34 @@ if [ -n "$ACCEPTANCE" ]; then
     else
         row 9 "fence: lvs01 table held -> no preempt; released -> VIP" FAIL $(( $(now_ms) - t1 )) "fenced=$ok VIP on lvs01: $(vip_on lvs01 && echo yes || echo no)"
     fi
+
+    # 10: a VRRP change through Raft is applied per instance: a new instance starts,
+    # VI_1 (unchanged) keeps running as MASTER, without a transition.
+    t0=$(now_ms)
+    vi1_before=$(grep "VRRP transition" "$WORK/lvs01.log" | grep -c "VI_1")
+    { cat "$WORK/cluster2.conf"; cat <<EOF2
+vrrp_instance VI_2 {
+    state BACKUP
+    interface ens33
+    virtual_router_id 52
+    @lvs01 priority 100
+    @lvs02 priority 90
+    advert_int 1
+    virtual_ipaddress {
+        $NET.140/24 dev ens33
+    }
+}
+EOF2
+    } >"$WORK/cluster5.conf"
+    hactl propose -f "$WORK/cluster5.conf" --reason "second VRRP instance" --author lab >"$WORK/propose5.log" 2>&1
+    vi2_up() { ip -n "$P-lvs01" -o addr show dev ens33 | grep -q " $NET.140/"; }
+    reconfigured() { grep "VRRP reconfigured" "$WORK/lvs01.log" | grep -q "kept VI_1, started VI_2"; }
+    if wait_until 15 vi2_up && reconfigured && vip_on lvs01 && ! vip_on lvs02 \
+        && [ "$(grep "VRRP transition" "$WORK/lvs01.log" | grep -c "VI_1")" = "$vi1_before" ]; then
+        row 10 "propose VI_2 -> VI_2 starts, VI_1 stays MASTER untouched" PASS $(( $(now_ms) - t0 )) "$(grep "VRRP reconfigured" "$WORK/lvs01.log" | tail -1 | sed 's/.*VRRP reconfigured: //')"
+    else
+        row 10 "propose VI_2 -> VI_2 starts, VI_1 stays MASTER untouched" FAIL $(( $(now_ms) - t0 )) "VI_2 up: $(vi2_up && echo yes || echo no); $(tail -2 "$WORK/propose5.log" | tr '\n' ' ')"
+    fi
 fi
 
 echo

@@ -186,39 +186,71 @@ impl Director {
         self.fed = Some(version);
     }
 
-    fn start_vrrp(&mut self, ctx: &mut Context<Self>, config: &Config) {
+    /// Brings the VRRP instances to the committed config: instances whose configuration
+    /// changed or went are stopped (gracefully), new and changed ones started; the others
+    /// keep running with their state.
+    fn reconfigure_vrrp(&mut self, ctx: &mut Context<Self>, config: &Config) {
         let part = Self::vrrp_part(config);
         if self.vrrp_config.as_ref() == Some(&part) {
             return;
         }
-        let old = self.vrrp.take();
         self.vrrp_config = Some(part.clone());
-        let events = ctx.address().recipient();
-        let name = self.name.clone();
-        let fence = self.fence_state().0;
-        self.fence_held = fence;
-        let fut = async move {
-            if let Some(old) = old {
-                ::actors::vrrp::runner::stop(&old).await;
-            }
-            if part.instances.is_empty() {
-                return Ok(None);
-            }
-            ::actors::vrrp::runner::start_with(&part, Some(events), fence).map(Some)
-        };
-        ctx.wait(fut.into_actor(self).map(move |r, act, _| match r {
-            Ok(running) => {
-                if let Some(r) = &running {
-                    tracing::info!(director = %name, instances = r.instances.len(), "VRRP instances started");
-                }
-                act.vrrp = running;
-            }
+        let mut running = self.vrrp.take().unwrap_or_default();
+        let stale = match running.take_stale(&part) {
+            Ok(s) => s,
             Err(e) => {
-                tracing::error!(director = %name, "VRRP: {e}");
+                // The new config cannot run here: keep what runs.
+                tracing::error!(director = %self.name, "VRRP: {e}");
+                self.errors.push(format!("VRRP: {e}"));
+                self.record("vrrp", "VRRP reconfiguration refused", &e.to_string());
+                self.vrrp = Some(running);
+                return;
+            }
+        };
+        let (stopped, addrs): (Vec<String>, Vec<_>) = stale.into_iter().unzip();
+        let fut = async move {
+            ::actors::vrrp::runner::stop_instances(&addrs).await;
+            running
+        };
+        ctx.wait(fut.into_actor(self).map(move |mut running, act, ctx| {
+            let events = ctx.address().recipient();
+            let fence = act.fence_state().0;
+            act.fence_held = fence;
+            let kept: Vec<String> = running.names();
+            // The fence applies to the instances kept as well.
+            for i in &running.instances {
+                i.do_send(SetFence(fence));
+            }
+            let result = running.start_missing(&part, Some(events), fence);
+            let started = match &result {
+                Ok(s) => s.clone(),
+                Err(_) => Vec::new(),
+            };
+            let text = format!(
+                "kept {}, started {}, stopped {}",
+                list(&kept),
+                list(&started),
+                list(&stopped)
+            );
+            tracing::info!(director = %act.name, kept = kept.len(), started = started.len(), stopped = stopped.len(), "VRRP reconfigured: {text}");
+            act.record("vrrp", "VRRP reconfigured", &text);
+            if let Err(e) = result {
+                tracing::error!(director = %act.name, "VRRP: {e}");
                 act.errors.push(format!("VRRP: {e}"));
+                act.record("vrrp", "VRRP instance failed to start", &e.to_string());
+                // Try again with the next config change.
                 act.vrrp_config = None;
             }
+            act.vrrp = Some(running);
         }));
+    }
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(" ")
     }
 }
 
@@ -249,7 +281,7 @@ impl Handler<ApplyConfig> for Director {
         // Hold the fence before anything can claim MASTER on the new version.
         self.update_fence();
         self.feed(ctx);
-        self.start_vrrp(ctx, &m.config);
+        self.reconfigure_vrrp(ctx, &m.config);
     }
 }
 

@@ -14,6 +14,16 @@ pub struct ScriptVerdict {
     pub good: bool,
 }
 
+/// One more instance tracks the script: it is told the current verdict at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub Recipient<ScriptVerdict>);
+
+/// The script is no longer tracked (or its definition changed): stop running it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
 pub struct VrrpScriptActor {
     name: String,
     argv: Vec<String>,
@@ -71,6 +81,8 @@ impl VrrpScriptActor {
             } else {
                 tracing::info!(script = %self.name, outcome = ?outcome, "VRRP script failed");
             }
+            // Instances that were stopped by a reconfiguration drop out here.
+            self.subscribers.retain(|s| s.connected());
             for s in &self.subscribers {
                 s.do_send(ScriptVerdict {
                     script: self.name.clone(),
@@ -78,6 +90,29 @@ impl VrrpScriptActor {
                 });
             }
         }
+    }
+}
+
+impl Handler<Subscribe> for VrrpScriptActor {
+    type Result = ();
+
+    fn handle(&mut self, Subscribe(s): Subscribe, _ctx: &mut Context<Self>) {
+        if self.health.known() {
+            s.do_send(ScriptVerdict {
+                script: self.name.clone(),
+                good: self.health.good(),
+            });
+        }
+        self.subscribers.push(s);
+    }
+}
+
+impl Handler<Retire> for VrrpScriptActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        tracing::debug!(script = %self.name, "VRRP script retired");
+        ctx.stop();
     }
 }
 

@@ -24,6 +24,8 @@ pub struct Parsed {
     pub ingress: BTreeSet<String>,
     /// The shared chains there are.
     pub shared: BTreeMap<String, Fingerprint>,
+    /// Names of the maps, sets and base chains there are.
+    pub objects: BTreeSet<String>,
 }
 
 pub fn parse_spec(comment: &str) -> Result<SvcSpec, String> {
@@ -135,6 +137,7 @@ pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
     for item in items {
         if let Some(m) = item.get("map").or_else(|| item.get("set")) {
             let name = m.get("name").and_then(Value::as_str).unwrap_or("");
+            p.objects.insert(name.to_string());
             let elems = m
                 .get("elem")
                 .and_then(Value::as_array)
@@ -184,6 +187,7 @@ pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
             if let Some(id) = id_of(name) {
                 chains.insert(id);
             } else if name == "ingress" {
+                p.objects.insert(name.to_string());
                 match c.get("dev") {
                     Some(Value::String(d)) => {
                         p.ingress.insert(d.clone());
@@ -194,7 +198,9 @@ pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
                     }
                     _ => {}
                 }
-            } else if name != "prerouting" {
+            } else if name == "prerouting" {
+                p.objects.insert(name.to_string());
+            } else {
                 p.shared.insert(name.to_string(), Fingerprint::default());
             }
         } else if let Some(r) = item.get("rule") {

@@ -35,6 +35,9 @@ pub struct NftKernel {
     /// The shared chains of each table (index: is NAT) as the kernel has them.
     shared: [BTreeMap<String, Fingerprint>; 2],
     ingress: Option<BTreeSet<String>>,
+    /// Whether both tables have all their shared maps and hook chains (the skeleton is
+    /// only sent when not, keeping a small change small).
+    tables_ok: bool,
     /// Devices DR traffic also arrives on, besides those leading to real servers.
     extra_ingress: BTreeSet<String>,
     devices: BTreeMap<IpAddr, String>,
@@ -72,6 +75,7 @@ impl NftKernel {
             cleanup: Vec::new(),
             shared: Default::default(),
             ingress: None,
+            tables_ok: false,
             extra_ingress,
             devices: BTreeMap::new(),
             lookup: Box::new(route::egress_device),
@@ -186,7 +190,11 @@ impl NftKernel {
         shared: &[(bool, String, Vec<String>)],
     ) -> Result<String, KernelError> {
         let recreate = self.ingress.as_ref() != Some(ingress);
-        let mut script = render::skeleton(Some(ingress), recreate);
+        let mut script = if recreate || !self.tables_ok {
+            render::skeleton(Some(ingress), recreate)
+        } else {
+            String::new()
+        };
         for c in &self.cleanup {
             script.push_str(c);
             script.push('\n');
@@ -242,6 +250,7 @@ impl NftKernel {
         }
         self.cleanup.clear();
         self.ingress = Some(ingress);
+        self.tables_ok = true;
     }
 
     /// Renders and runs `services` in one transaction.
@@ -267,7 +276,11 @@ impl NftKernel {
         let ingress = self.ingress_for(&after);
         let shared = self.shared_changes(&after);
         let script = self.transaction(&services, &ingress, &shared)?;
-        run_nft(&self.nft, &script)?;
+        if let Err(e) = run_nft(&self.nft, &script) {
+            // Perhaps our tables went: the next attempt sends the skeleton again.
+            self.tables_ok = false;
+            return Err(e);
+        }
         self.commit(&services, ingress, shared);
         Ok(())
     }
@@ -389,11 +402,16 @@ impl KernelLb for NftKernel {
         let mut cleanup = Vec::new();
         let mut shared: [BTreeMap<String, Fingerprint>; 2] = Default::default();
         let mut ingress = None;
+        let mut tables_ok = true;
         for nat in [false, true] {
             let Some(json) = self.list(render::table_name(nat))? else {
+                tables_ok = false;
                 continue;
             };
             let p = dump::parse(&json, nat).map_err(KernelError::other)?;
+            tables_ok &= render::skeleton_objects(nat)
+                .iter()
+                .all(|o| p.objects.contains(*o));
             state.extend(p.services);
             cleanup.extend(p.cleanup);
             shared[usize::from(nat)] = p.shared;
@@ -408,6 +426,7 @@ impl KernelLb for NftKernel {
         self.cleanup = cleanup;
         self.shared = shared;
         self.ingress = ingress;
+        self.tables_ok = tables_ok;
         Ok(self
             .state
             .iter()
@@ -429,6 +448,7 @@ impl KernelLb for NftKernel {
         self.cleanup.clear();
         self.shared = Default::default();
         self.ingress = None;
+        self.tables_ok = false;
         run_nft(&self.nft, &render::teardown())
     }
 

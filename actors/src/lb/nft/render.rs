@@ -267,6 +267,17 @@ pub fn fwd_set_device(name: &str) -> Option<(bool, String)> {
     Some((v6, String::from_utf8(bytes?).ok()?))
 }
 
+/// The maps and base chains [`skeleton`] creates in a table.
+pub fn skeleton_objects(nat: bool) -> Vec<&'static str> {
+    let mut v = vec![
+        "svc4", "svc6", "dst4", "dst6", "flows4", "flows6", "pflows4", "pflows6", "slots",
+    ];
+    if nat {
+        v.push("prerouting");
+    }
+    v
+}
+
 /// Creates the tables, shared maps and hook chains if they do not exist (idempotent,
 /// and cheap: nothing here reads a map). `ingress`: the devices DR traffic arrives on.
 pub fn skeleton(ingress: Option<&BTreeSet<String>>, recreate_ingress: bool) -> String {
