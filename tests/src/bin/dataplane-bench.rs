@@ -3,7 +3,7 @@
 //! throwaway namespace on this host; IPVS inside the qemu VM (TCG: much slower than a
 //! real CPU, so the nftables run inside the same VM is printed too, for the ratio).
 //!
-//! cargo build --release -p e2e --bins && target/release/dataplane-bench [N] [D]
+//! cargo build --release --workspace --bins && target/release/dataplane-bench [N] [D]
 
 use e2e::netns::Netns;
 use std::time::Duration;

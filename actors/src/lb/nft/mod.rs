@@ -6,6 +6,7 @@
 //! does not keep the others out.
 
 pub mod dump;
+pub mod exec;
 pub mod render;
 pub mod route;
 pub mod slots;
@@ -15,7 +16,6 @@ use super::kernel::{KernelError, KernelLb};
 use super::model::{Service, SvcKey, Table};
 use render::{Fingerprint, Slot, SvcState};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
@@ -27,7 +27,7 @@ pub type DeviceLookup = Box<dyn Fn(IpAddr) -> Result<(String, bool), KernelError
 type Planned = (Vec<usize>, Result<Option<SvcState>, KernelError>);
 
 pub struct NftKernel {
-    nft: String,
+    nft: exec::Nft,
     /// What the kernel has, as of our last dump or successful apply.
     state: BTreeMap<SvcKey, SvcState>,
     /// Commands that remove damaged or unreferenced parts found by the last dump.
@@ -69,8 +69,10 @@ pub fn available() -> bool {
 
 impl NftKernel {
     pub fn new(extra_ingress: BTreeSet<String>) -> Self {
+        let nft = exec::Nft::open();
+        tracing::info!(runner = nft.kind(), "nftables backend");
         NftKernel {
-            nft: "nft".into(),
+            nft,
             state: BTreeMap::new(),
             cleanup: Vec::new(),
             shared: Default::default(),
@@ -89,28 +91,10 @@ impl NftKernel {
         self
     }
 
-    fn list(&self, table: &str) -> Result<Option<String>, KernelError> {
-        let mut args = vec!["-j", "list", "table"];
-        args.extend(table.split_whitespace());
-        let out = Command::new(&self.nft)
-            .args(&args)
-            .output()
-            .map_err(|e| KernelError::other(format!("nft: {e}")))?;
-        if out.status.success() {
-            return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
-        }
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("No such file or directory") {
-            return Ok(None);
-        }
-        Err(KernelError::other(format!(
-            "nft list table {table}: {}",
-            err.lines()
-                .filter(|l| !l.starts_with("warning:"))
-                .collect::<Vec<_>>()
-                .join(" ")
-                .trim()
-        )))
+    fn list(&mut self, table: &str) -> Result<Option<String>, KernelError> {
+        self.nft
+            .list_json(table)
+            .map_err(|e| KernelError::other(format!("nft list table {table}: {e}")))
     }
 
     fn device(&mut self, addr: IpAddr) -> Result<String, KernelError> {
@@ -276,7 +260,7 @@ impl NftKernel {
         let ingress = self.ingress_for(&after);
         let shared = self.shared_changes(&after);
         let script = self.transaction(&services, &ingress, &shared)?;
-        if let Err(e) = run_nft(&self.nft, &script) {
+        if let Err(e) = run_nft(&mut self.nft, &script) {
             // Perhaps our tables went: the next attempt sends the skeleton again.
             self.tables_ok = false;
             return Err(e);
@@ -367,29 +351,9 @@ fn step(
     Ok(())
 }
 
-fn run_nft(nft: &str, script: &str) -> Result<(), KernelError> {
-    let mut child = Command::new(nft)
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| KernelError::other(format!("nft: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .map_err(|e| KernelError::other(format!("nft stdin: {e}")))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| KernelError::other(format!("nft: {e}")))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    // nft names the line: keep the first error line and the offending text.
-    let first: Vec<&str> = err.lines().take(2).collect();
-    Err(KernelError::other(format!("nft refused: {}", first.join(" | "))))
+fn run_nft(nft: &mut exec::Nft, script: &str) -> Result<(), KernelError> {
+    nft.run(script)
+        .map_err(|e| KernelError::other(format!("nft refused: {e}")))
 }
 
 impl KernelLb for NftKernel {
@@ -449,7 +413,7 @@ impl KernelLb for NftKernel {
         self.shared = Default::default();
         self.ingress = None;
         self.tables_ok = false;
-        run_nft(&self.nft, &render::teardown())
+        run_nft(&mut self.nft, &render::teardown())
     }
 
     fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), KernelError>> {
