@@ -122,6 +122,26 @@ pub struct RuntimeStatus {
     pub services: Vec<ServiceInfo>,
     /// Why the actors could not start, if they could not.
     pub errors: Vec<String>,
+    /// What the cluster transport says of the other directors' processes.
+    #[serde(default)]
+    pub peers: Vec<PeerInfo>,
+}
+
+/// One other director, as this one's peer-liveness watch sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub name: String,
+    /// Its transport address.
+    pub addr: String,
+    /// `alive` (holds our connection), `process gone` (its host refused a connection),
+    /// or `unknown` (no answer: frozen, partitioned or down; not a death signal).
+    pub liveness: String,
+    /// Unix milliseconds of the last change.
+    pub since_ms: u64,
+    /// Takeovers of an instance mastered by it, by path: `fast` (death signal) or
+    /// `timer` (VRRP's master-down timer), as seen by this director.
+    #[serde(default)]
+    pub fast_takeovers: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

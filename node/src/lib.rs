@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod director;
 pub mod journal;
+pub mod liveness;
 pub mod runtime;
 pub mod settings;
 pub mod transport;

@@ -18,9 +18,10 @@ use ::actors::lb::sync::{DataPlane, DataPlaneStatus, SyncEvent};
 use ::actors::vrrp::actor::{SetFence, VrrpEvent};
 use ::actors::vrrp::runner::Running;
 use actix::prelude::*;
-use ha_config::api::{DataPlaneInfo, InstanceInfo, RealServerInfo, RuntimeStatus, ServiceInfo};
+use ha_config::api::{DataPlaneInfo, InstanceInfo, PeerInfo, RealServerInfo, RuntimeStatus, ServiceInfo};
 use ha_config::model::Config;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,22 @@ struct GetRuntimeStatus;
 #[rtype(result = "()")]
 struct HoldTable(Option<u64>);
 
+/// What the peer-liveness watch learnt of another director.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct PeerLiveness {
+    name: String,
+    addr: String,
+    change: crate::liveness::Change,
+    /// Its VRRP addresses (from the committed config and membership), for a death.
+    vrrp_addrs: Vec<IpAddr>,
+}
+
+/// The peers being watched now (members left are dropped from status).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Watched(BTreeSet<String>);
+
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Shutdown;
@@ -104,6 +121,8 @@ struct Director {
     leaderless_since: Option<Instant>,
     fence_held: bool,
     errors: Vec<String>,
+    /// The other directors' liveness, by name.
+    peers: BTreeMap<String, PeerInfo>,
 }
 
 impl Director {
@@ -328,6 +347,16 @@ impl Handler<VrrpEvent> for Director {
     type Result = ();
 
     fn handle(&mut self, e: VrrpEvent, _ctx: &mut Context<Self>) {
+        if let Some(master) = &e.fast_path_from {
+            let master = master.to_string();
+            if let Some(p) = self
+                .peers
+                .values_mut()
+                .find(|p| p.addr.split(':').next() == Some(&master))
+            {
+                p.fast_takeovers += 1;
+            }
+        }
         self.record(
             "vrrp",
             &e.instance,
@@ -358,6 +387,55 @@ impl Handler<RaftHealth> for Director {
             _ => {}
         }
         self.update_fence();
+    }
+}
+
+impl Handler<PeerLiveness> for Director {
+    type Result = ();
+
+    fn handle(&mut self, m: PeerLiveness, _ctx: &mut Context<Self>) {
+        let liveness = m.change.now.as_str();
+        let entry = self.peers.entry(m.name.clone()).or_insert_with(|| PeerInfo {
+            name: m.name.clone(),
+            addr: m.addr.clone(),
+            liveness: String::new(),
+            since_ms: 0,
+            fast_takeovers: 0,
+        });
+        entry.addr = m.addr.clone();
+        entry.liveness = liveness.to_string();
+        entry.since_ms = crate::director::now_ms();
+        tracing::info!(director = %self.name, peer = %m.name, addr = %m.addr, "peer {liveness}");
+        if !m.change.death {
+            self.record("peer", &m.name, liveness);
+            return;
+        }
+        let instances: Vec<_> = self
+            .vrrp
+            .as_ref()
+            .map(|v| v.instances.clone())
+            .unwrap_or_default();
+        let addrs: Vec<String> = m.vrrp_addrs.iter().map(IpAddr::to_string).collect();
+        self.record(
+            "peer",
+            &m.name,
+            &format!(
+                "process gone (connection refused by its host): death signal for VRRP masters {} to {} instance(s)",
+                addrs.join(" "),
+                instances.len()
+            ),
+        );
+        for i in instances {
+            i.do_send(::actors::vrrp::actor::PeerGone(m.vrrp_addrs.clone()));
+        }
+    }
+}
+
+impl Handler<Watched> for Director {
+    type Result = ();
+
+    fn handle(&mut self, Watched(names): Watched, _ctx: &mut Context<Self>) {
+        self.peers.retain(|n, _| names.contains(n));
     }
 }
 
@@ -433,6 +511,7 @@ impl Handler<GetRuntimeStatus> for Director {
                     })
                     .collect(),
                 errors: act.errors.clone(),
+                peers: act.peers.values().cloned().collect(),
             }
         }))
     }
@@ -505,6 +584,7 @@ impl Runtime {
                         leaderless_since: None,
                         fence_held: false,
                         errors: Vec::new(),
+                        peers: BTreeMap::new(),
                     }
                     .start();
                     let _ = tx.send(addr);
@@ -534,6 +614,8 @@ impl Runtime {
                 }
             }
         });
+        // The other directors' processes, over the cluster transport.
+        spawn_liveness(node.clone(), rt.addr.clone());
         // Whether the cluster is reachable (a leader is known).
         let raft = node.raft.clone();
         let a = rt.addr.clone();
@@ -565,4 +647,70 @@ impl Runtime {
     pub async fn shutdown(&self) {
         let _ = self.addr.send(Shutdown).await;
     }
+}
+
+/// Keeps one [`crate::liveness::watch_peer`] task per other member of the cluster (by
+/// name and transport address), following membership changes.
+fn spawn_liveness(node: Arc<DirectorNode>, director: Addr<Director>) {
+    tokio::spawn(async move {
+        let mut tasks: BTreeMap<(String, String), tokio::task::JoinHandle<()>> = BTreeMap::new();
+        loop {
+            let members: BTreeSet<(String, String)> = node
+                .members()
+                .into_iter()
+                .filter(|m| m.name != node.name)
+                .map(|m| (m.name, m.addr))
+                .collect();
+            tasks.retain(|k, t| {
+                let keep = members.contains(k);
+                if !keep {
+                    t.abort();
+                }
+                keep
+            });
+            for (name, addr) in &members {
+                if tasks.contains_key(&(name.clone(), addr.clone())) {
+                    continue;
+                }
+                let Ok(sock) = addr.parse::<std::net::SocketAddr>() else {
+                    tracing::warn!(peer = %name, addr = %addr, "peer liveness: not an IP:port address; not watched");
+                    continue;
+                };
+                let (n, a, d, reader) = (name.clone(), addr.clone(), director.clone(), node.state.clone());
+                let task = tokio::spawn(crate::liveness::watch_peer(sock, move |change| {
+                    let vrrp_addrs = if change.death {
+                        vrrp_addresses(&reader.subscribe().borrow().config, &n, sock.ip())
+                    } else {
+                        Vec::new()
+                    };
+                    d.do_send(PeerLiveness {
+                        name: n.clone(),
+                        addr: a.clone(),
+                        change,
+                        vrrp_addrs,
+                    });
+                }));
+                tasks.insert((name.clone(), addr.clone()), task);
+            }
+            director.do_send(Watched(members.into_iter().map(|(n, _)| n).collect()));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+/// The addresses director `name` sends VRRP adverts from, as far as the committed config
+/// and membership tell: its transport address's IP, and the `unicast_src_ip` of each
+/// instance in its view of the cluster config.
+pub fn vrrp_addresses(
+    cluster: &ha_config::cluster::ClusterConfig,
+    name: &str,
+    transport: IpAddr,
+) -> Vec<IpAddr> {
+    let mut out = BTreeSet::from([transport]);
+    for i in &cluster.view(name).instances {
+        if let Some(a) = i.unicast_src_ip {
+            out.insert(a);
+        }
+    }
+    out.into_iter().collect()
 }

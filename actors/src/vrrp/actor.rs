@@ -27,6 +27,8 @@ pub struct VrrpEvent {
     pub reason: String,
     pub priority: u8,
     pub at: SystemTime,
+    /// A takeover by the fast path: the master whose director process was gone.
+    pub fast_path_from: Option<IpAddr>,
 }
 
 /// Its sync group wants this state.
@@ -63,6 +65,12 @@ pub struct InstanceStatus {
 #[derive(Clone, Copy, Debug, Message)]
 #[rtype(result = "()")]
 pub struct SetFence(pub bool);
+
+/// The cluster transport's death signal: the director with these VRRP addresses has lost
+/// its process (see `Input::PeerGone`).
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "()")]
+pub struct PeerGone(pub Vec<std::net::IpAddr>);
 
 #[derive(Message)]
 #[rtype(result = "InstanceStatus")]
@@ -344,6 +352,10 @@ impl InstanceActor {
                 reason: reason.to_string(),
                 priority,
                 at: SystemTime::now(),
+                fast_path_from: match reason {
+                    Reason::MasterProcessGone { master } => Some(master),
+                    _ => None,
+                },
             });
         }
     }
@@ -590,6 +602,16 @@ impl Handler<GetStatus> for InstanceActor {
             adverts_sent: self.sent,
             held_by_fence: self.core.held_by_fence(),
         })
+    }
+}
+
+impl Handler<PeerGone> for InstanceActor {
+    type Result = ();
+
+    fn handle(&mut self, PeerGone(addrs): PeerGone, ctx: &mut Context<Self>) {
+        for a in addrs {
+            self.feed(Input::PeerGone(a), ctx);
+        }
     }
 }
 

@@ -33,6 +33,11 @@ pub enum Reason {
     MasterDown,
     /// The master sent priority 0 (it is stopping): taken over after skew time.
     MasterStopped,
+    /// The cluster transport says the master's director process is gone (its host
+    /// refused our connection): taken over after skew time, as if it had sent priority 0.
+    MasterProcessGone {
+        master: IpAddr,
+    },
     /// An advert with a higher priority (or equal and a higher address) arrived.
     HigherPriority {
         from: IpAddr,
@@ -52,6 +57,9 @@ impl fmt::Display for Reason {
             Reason::Startup => f.write_str("startup"),
             Reason::MasterDown => f.write_str("master down"),
             Reason::MasterStopped => f.write_str("master sent priority 0"),
+            Reason::MasterProcessGone { master } => {
+                write!(f, "master {master}: its director process is gone (fast path)")
+            }
             Reason::HigherPriority { from, priority } => write!(f, "higher priority {priority} from {from}"),
             Reason::Fault => f.write_str("fault"),
             Reason::FaultCleared => f.write_str("fault cleared"),
@@ -103,6 +111,11 @@ pub enum Input {
     /// kernel table is not yet at the committed config version). A claim it would have
     /// made waits and is made when the fence is lifted, unless a master is heard first.
     Fence(bool),
+    /// The director whose VRRP address this is has lost its process (the cluster
+    /// transport's connection was refused by its host). If it is the master this backup
+    /// defers to, it is treated as an advert of priority 0: takeover after Skew_Time, so
+    /// that of several backups the highest priority still wins. Anything else: ignored.
+    PeerGone(IpAddr),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,6 +154,9 @@ pub struct Instance {
     fenced: bool,
     /// A claim of MASTER held back by the fence.
     pending: Option<Reason>,
+    /// Why the master-down deadline was shortened to Skew_Time (priority 0, or its
+    /// process gone); cleared by the next advert accepted from a master.
+    stopping_master: Option<Reason>,
 }
 
 impl Instance {
@@ -156,6 +172,7 @@ impl Instance {
             master_heard_at: None,
             fenced: false,
             pending: None,
+            stopping_master: None,
             p,
         }
     }
@@ -211,6 +228,7 @@ impl Instance {
             Input::Force(s) => self.force(now, s, &mut out),
             Input::Shutdown => self.shutdown(&mut out),
             Input::Fence(held) => self.fence(now, held, &mut out),
+            Input::PeerGone(addr) => self.peer_gone(now, addr),
         }
         out
     }
@@ -296,7 +314,10 @@ impl Instance {
             _ => return,
         }
         match self.state {
-            State::Backup => self.claim(now, Reason::MasterDown, out),
+            State::Backup => {
+                let reason = self.stopping_master.take().unwrap_or(Reason::MasterDown);
+                self.claim(now, reason, out)
+            }
             State::Master => {
                 out.push(Action::Send {
                     priority: self.priority,
@@ -323,11 +344,13 @@ impl Instance {
                 self.last_master = Some(from);
                 if priority == 0 {
                     self.deadline = Some(now + self.skew());
+                    self.stopping_master = Some(Reason::MasterStopped);
                     return;
                 }
                 let tolerate = !self.p.preempt || priority >= self.priority || self.within_preempt_delay(now);
                 if tolerate {
                     self.pending = None;
+                    self.stopping_master = None;
                     if self.p.v3 && !interval.is_zero() {
                         self.master_adver_int = interval;
                     }
@@ -359,6 +382,24 @@ impl Instance {
                 }
             }
             State::Init | State::Fault => self.last_master = Some(from),
+        }
+    }
+
+    fn peer_gone(&mut self, now: Duration, addr: IpAddr) {
+        if self.state != State::Backup || self.last_master != Some(addr) || self.pending.is_some() {
+            return;
+        }
+        // Only a master still being heard: one already declared down is being handled.
+        let heard = self
+            .master_heard_at
+            .is_some_and(|t| now.saturating_sub(t) < self.master_down_interval());
+        if !heard || self.stopping_master.is_some() {
+            return;
+        }
+        let at = now + self.skew();
+        if self.deadline.is_none_or(|d| at < d) {
+            self.deadline = Some(at);
+            self.stopping_master = Some(Reason::MasterProcessGone { master: addr });
         }
     }
 
@@ -616,6 +657,101 @@ mod tests {
             took <= skew + Duration::from_millis(1),
             "took {took:?}, skew {skew:?}"
         );
+    }
+
+    fn lvs01() -> IpAddr {
+        "198.18.116.130".parse().unwrap()
+    }
+
+    fn took_over_at(sim: &Sim, i: usize) -> Duration {
+        sim.routers[i]
+            .transitions
+            .iter()
+            .find(|x| x.2 == State::Master)
+            .expect("took over")
+            .0
+    }
+
+    #[test]
+    fn the_fast_path_names_itself_as_the_reason() {
+        let mut i = Instance::new(params(90, "198.18.116.135"));
+        let _ = i.handle(secs(0.0), Input::Start { fault: false });
+        let _ = i.handle(
+            secs(1.0),
+            Input::Advert {
+                from: lvs01(),
+                priority: 100,
+                interval: Duration::from_secs(1),
+            },
+        );
+        let _ = i.handle(secs(1.5), Input::PeerGone(lvs01()));
+        assert_eq!(i.deadline(), Some(secs(1.5) + i.skew()));
+        let out = i.handle(secs(3.0), Input::Timer);
+        assert!(out.contains(&Action::Transition {
+            from: State::Backup,
+            to: State::Master,
+            reason: Reason::MasterProcessGone { master: lvs01() },
+            priority: 90,
+        }));
+    }
+
+    #[test]
+    fn a_dead_masters_process_means_takeover_after_skew_time() {
+        let mut sim = seed_pair_settled();
+        sim.kill(0);
+        sim.input(1, Input::PeerGone(lvs01()));
+        sim.run_until(secs(12.0));
+        assert_eq!(sim.masters(), vec![1]);
+        let skew = Duration::from_secs(166) / 256;
+        let took = took_over_at(&sim, 1) - secs(10.0);
+        assert!(
+            took <= skew + Duration::from_millis(1),
+            "took {took:?}, skew {skew:?}"
+        );
+    }
+
+    #[test]
+    fn with_three_directors_the_highest_priority_backup_wins_the_fast_path() {
+        let mut sim = Sim::new(vec![
+            params(100, "198.18.116.130"),
+            params(90, "198.18.116.135"),
+            params(80, "198.18.116.136"),
+        ]);
+        sim.start_all();
+        sim.run_until(secs(10.0));
+        assert_eq!(sim.masters(), vec![0]);
+        sim.kill(0);
+        sim.input(1, Input::PeerGone(lvs01()));
+        sim.input(2, Input::PeerGone(lvs01()));
+        sim.run_until(secs(15.0));
+        assert_eq!(sim.masters(), vec![1]);
+        assert!(sim.routers[2].transitions.iter().all(|x| x.2 != State::Master));
+        assert!(took_over_at(&sim, 1) - secs(10.0) < secs(1.0));
+    }
+
+    #[test]
+    fn a_death_signal_about_another_director_or_while_master_changes_nothing() {
+        let mut sim = seed_pair_settled();
+        // lvs02 is not the master lvs01 defers to; and lvs01 is master anyway.
+        sim.input(0, Input::PeerGone("198.18.116.135".parse().unwrap()));
+        // lvs02 hears of a director that is not its master.
+        sim.input(1, Input::PeerGone("198.18.116.140".parse().unwrap()));
+        sim.run_until(secs(30.0));
+        assert_eq!(sim.masters(), vec![0]);
+        assert!(sim.routers[1].transitions.iter().all(|x| x.2 != State::Master));
+    }
+
+    #[test]
+    fn a_false_death_signal_is_corrected_by_the_masters_next_advert() {
+        // A signal although the master lives (cannot come from a refused connection, as
+        // VRRP runs in the process that listens; guarded against anyway): at worst the
+        // backup claims after Skew_Time and yields at the master's next advert.
+        let mut sim = seed_pair_settled();
+        sim.input(1, Input::PeerGone(lvs01()));
+        sim.run_until(secs(20.0));
+        assert_eq!(sim.masters(), vec![0]);
+        assert_eq!(sim.vip_holders(), vec![0]);
+        assert_eq!(sim.routers[1].inst.state(), State::Backup);
     }
 
     #[test]

@@ -291,6 +291,20 @@ fn print_runtime(name: &str, version: u64, hash: &str, rt: &ha_config::api::Runt
             }
         );
     }
+    for p in &rt.peers {
+        println!(
+            "  peer {:<16} {:<12} since {} (transport {}){}",
+            p.name,
+            p.liveness,
+            fmt_time(p.since_ms),
+            p.addr,
+            if p.fast_takeovers > 0 {
+                format!(", {} fast takeover(s) from it", p.fast_takeovers)
+            } else {
+                String::new()
+            }
+        );
+    }
     for svc in &rt.services {
         let up = svc.real_servers.iter().filter(|r| r.up).count();
         println!(
