@@ -225,6 +225,34 @@ pub struct HistoryItem {
     pub hash: Option<String>,
     #[serde(default)]
     pub proposal_id: Option<String>,
+    /// The entry's link in the history's hash chain, and its own hash.
+    #[serde(default)]
+    pub prev_entry_hash: String,
+    #[serde(default)]
+    pub entry_hash: String,
+}
+
+/// `GET /v1/verify`: this director's stored history checked as a hash chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyResponse {
+    pub node: String,
+    pub ok: bool,
+    /// Entries that verified (all of them when `ok`).
+    pub entries: u64,
+    /// Config version after the last verified entry.
+    pub version: u64,
+    /// Hash of the last verified entry.
+    pub head: String,
+    /// Where the chain first fails.
+    #[serde(default)]
+    pub first_bad: Option<BadEntryInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadEntryInfo {
+    pub seq: u64,
+    pub version: Option<u64>,
+    pub reason: String,
 }
 
 /// `POST /v1/members`.

@@ -223,6 +223,7 @@ impl Routes for Api {
             (&Method::GET, "/v1/config") => self.config(&req).await,
             (&Method::GET, "/v1/status") => self.status().await,
             (&Method::GET, "/v1/history") => self.history(&req),
+            (&Method::GET, "/v1/verify") => self.verify().await,
             (&Method::GET, "/v1/table") => self.table().await,
             (&Method::GET, "/v1/events") => self.events(&req),
             (&Method::POST, "/v1/debug/hold-table") if self.test_hooks => self.hold_table(&req),
@@ -704,6 +705,35 @@ impl Api {
         }
     }
 
+    async fn verify(&self) -> Reply {
+        let r = match self.node.state.verify_history().await {
+            Ok(v) => VerifyResponse {
+                node: self.node.name.clone(),
+                ok: true,
+                entries: v.entries,
+                version: v.version,
+                head: v.head,
+                first_bad: None,
+            },
+            Err(bad) => {
+                tracing::error!(director = %self.node.name, seq = bad.seq, version = ?bad.version, "history verification failed: {}", bad.reason);
+                VerifyResponse {
+                    node: self.node.name.clone(),
+                    ok: false,
+                    entries: bad.seq.saturating_sub(1),
+                    version: bad.version.unwrap_or(0),
+                    head: String::new(),
+                    first_bad: Some(BadEntryInfo {
+                        seq: bad.seq,
+                        version: bad.version,
+                        reason: bad.reason,
+                    }),
+                }
+            }
+        };
+        json(StatusCode::OK, &r)
+    }
+
     fn history(&self, req: &Req) -> Reply {
         let params = query_params(&req.query);
         let (from, to, limit) = match (
@@ -753,6 +783,8 @@ pub fn history_item(h: &HistoryEntry) -> HistoryItem {
         summary: h.summary.clone(),
         hash,
         proposal_id,
+        prev_entry_hash: h.prev_hash.clone(),
+        entry_hash: h.hash.clone(),
     }
 }
 

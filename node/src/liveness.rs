@@ -127,10 +127,15 @@ impl Tracker {
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
 /// Between attempts while a peer does not hold a connection.
 pub const RETRY: Duration = Duration::from_millis(100);
+/// Right after the peer closed our connection (within [`DEATH_WINDOW`]): attempts are
+/// short and close together. A process being killed may close our connection while its
+/// listening socket still exists for a moment; a SYN that reaches it then goes unanswered.
+pub const FAST_CONNECT_TIMEOUT: Duration = Duration::from_millis(20);
+pub const FAST_RETRY: Duration = Duration::from_millis(5);
 
 /// One connection attempt, classified.
-pub async fn connect(addr: SocketAddr) -> (Probe, Option<TcpStream>) {
-    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> (Probe, Option<TcpStream>) {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => (Probe::Connected, Some(s)),
         Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused => (Probe::Refused, None),
         Ok(Err(_)) | Err(_) => (Probe::NoAnswer, None),
@@ -156,8 +161,20 @@ where
 {
     let mut tracker = Tracker::new();
     let origin = tokio::time::Instant::now();
+    let mut closed_at: Option<tokio::time::Instant> = None;
     loop {
-        let (probe, stream) = connect(addr).await;
+        let fast = closed_at.is_some_and(|c| c.elapsed() < DEATH_WINDOW);
+        let timeout = if fast {
+            FAST_CONNECT_TIMEOUT
+        } else {
+            CONNECT_TIMEOUT
+        };
+        let (probe, stream) = connect(addr, timeout).await;
+        if probe != Probe::NoAnswer {
+            closed_at = None;
+        } else if fast {
+            tracing::debug!(peer = %addr, "no answer right after the peer closed our connection; trying again");
+        }
         if let Some(c) = tracker.observe(origin.elapsed(), probe) {
             report(c);
         }
@@ -165,9 +182,10 @@ where
             Some(s) => {
                 held_until_closed(s).await;
                 let _ = tracker.observe(origin.elapsed(), Probe::Closed);
+                closed_at = Some(tokio::time::Instant::now());
                 // Reconnect at once: this is the fast path.
             }
-            None => tokio::time::sleep(RETRY).await,
+            None => tokio::time::sleep(if fast { FAST_RETRY } else { RETRY }).await,
         }
     }
 }
@@ -260,7 +278,7 @@ mod tests {
         // A listener: connected. Dropped listener and connection: closed, then refused.
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        let (p, s) = connect(addr).await;
+        let (p, s) = connect(addr, CONNECT_TIMEOUT).await;
         assert_eq!(p, Probe::Connected);
         let (srv, _) = l.accept().await.unwrap();
         drop(l);
@@ -268,6 +286,6 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), held_until_closed(s.unwrap()))
             .await
             .expect("the close is seen at once");
-        assert_eq!(connect(addr).await.0, Probe::Refused);
+        assert_eq!(connect(addr, CONNECT_TIMEOUT).await.0, Probe::Refused);
     }
 }

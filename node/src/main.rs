@@ -72,6 +72,15 @@ enum Mode {
         #[arg(long, default_value = "text")]
         log_format: String,
     },
+    /// Test tooling: flip one byte of a stored history entry of a stopped director, to
+    /// show that `hactl verify` names it.
+    #[command(hide = true)]
+    TamperHistory {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        seq: u64,
+    },
 }
 
 fn run_vrrp(file: &std::path::Path, node: &str) -> Result<()> {
@@ -185,6 +194,13 @@ fn init_logging(format: &str) -> Result<()> {
 fn main() -> std::process::ExitCode {
     let result = (|| -> Result<()> {
         let mut cli = Cli::parse();
+        if let Some(Mode::TamperHistory { data_dir, seq }) = &cli.mode {
+            let (db, _, _) = raft_store::open(&data_dir.join("raft"))?;
+            let version =
+                raft_store::state_machine::flip_history_byte(&db, *seq).map_err(|e| anyhow::anyhow!(e))?;
+            println!("flipped one byte of history entry {seq} (config version {version})");
+            return Ok(());
+        }
         if let Some(Mode::Vrrp {
             file,
             node,

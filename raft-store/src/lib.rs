@@ -4,6 +4,7 @@
 //!   format-version byte so the encoding can change without a flag day).
 //! - [`events`]: what the Raft log carries ([`events::Command`] with a [`events::ConfigEvent`]).
 //! - [`state`]: the event-sourced state machine as a pure fold, tested without Raft.
+//! - [`chain`]: the history as a hash chain, and its verification.
 //! - [`types`]: the openraft type configuration ([`types::TypeConfig`]).
 //! - [`log_store`]: the Raft log, vote and committed index on sled.
 //! - [`state_machine`]: applies entries, keeps the history, snapshots; [`StateReader`] reads it.
@@ -12,6 +13,7 @@
 // return the same type so `?` carries it through unchanged.
 #![allow(clippy::result_large_err)]
 
+pub mod chain;
 pub mod codec;
 pub mod events;
 pub mod log_store;

@@ -21,6 +21,10 @@ pub struct HistoryEntry {
     pub event: ConfigEvent,
     /// One line: what changed (semantic diff summary for configurations).
     pub summary: String,
+    /// The previous entry's `hash` ([`crate::chain::GENESIS`] for the first).
+    pub prev_hash: String,
+    /// [`crate::chain::entry_hash`] of this entry: the history is a hash chain.
+    pub hash: String,
 }
 
 /// The current configuration, its version and the membership, as every replica holds it.
@@ -34,6 +38,8 @@ pub struct ClusterState {
     pub learners: Vec<String>,
     /// Number of history entries so far.
     pub history_len: u64,
+    /// The last history entry's hash (empty before the first: read as the genesis link).
+    pub history_head: String,
     /// Author and time of the last membership request, credited to the changes that follow
     /// it (a request causes one or two: learner added, then promoted).
     pending_membership: Option<(String, u64)>,
@@ -156,7 +162,12 @@ impl ClusterState {
 
     fn record(&mut self, cmd: &Command, log_index: u64, summary: String) -> HistoryEntry {
         self.history_len += 1;
-        HistoryEntry {
+        let prev_hash = if self.history_head.is_empty() {
+            crate::chain::GENESIS.to_string()
+        } else {
+            self.history_head.clone()
+        };
+        let mut e = HistoryEntry {
             seq: self.history_len,
             version: self.version,
             log_index,
@@ -164,7 +175,12 @@ impl ClusterState {
             accepted_by: cmd.accepted_by.clone(),
             event: cmd.event.clone(),
             summary,
-        }
+            prev_hash,
+            hash: String::new(),
+        };
+        e.hash = crate::chain::entry_hash(&e);
+        self.history_head = e.hash.clone();
+        e
     }
 }
 

@@ -343,11 +343,72 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+/// Test tooling for `hactl verify`: flips one byte of the stored history entry `seq` in
+/// the middle of its encoding (the director must be stopped). Returns the entry's version.
+pub fn flip_history_byte(db: &sled::Db, seq: u64) -> Result<u64, String> {
+    let tree = db.open_tree("state_machine").map_err(|e| e.to_string())?;
+    let v = tree
+        .get(hkey(seq))
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no history entry {seq}"))?;
+    let entry: HistoryEntry = codec::decode(&v).map_err(|e| e.to_string())?;
+    // A byte of the summary text: the entry still decodes, its content no longer matches.
+    let needle = entry.summary.as_bytes();
+    let at = v
+        .windows(needle.len().max(1))
+        .position(|w| !needle.is_empty() && w == needle)
+        .map(|p| p + needle.len() / 2)
+        .unwrap_or(v.len() / 2);
+    let mut bytes = v.to_vec();
+    bytes[at] ^= 0x01;
+    tree.insert(hkey(seq), bytes).map_err(|e| e.to_string())?;
+    tree.flush().map_err(|e| e.to_string())?;
+    Ok(entry.version)
+}
+
 impl StateReader {
     /// The current state and the last applied log id.
     pub async fn current(&self) -> (ClusterState, Option<LogId>) {
         let a = self.shared.applied.read().await;
         (a.state.clone(), a.last_applied)
+    }
+
+    /// Verifies the stored history as a hash chain ([`crate::chain::verify`]), reading each
+    /// entry as stored (one that does not decode is named by its seq), and checks that it
+    /// ends where the applied state says it does.
+    pub async fn verify_history(&self) -> Result<crate::chain::Verified, crate::chain::BadEntry> {
+        // Hold the read lock: no apply in between, the history and the state agree.
+        let a = self.shared.applied.read().await;
+        let items = self.shared.tree.scan_prefix([b'h']).enumerate().map(|(i, kv)| {
+            let fallback = i as u64 + 1;
+            let (k, v) = kv.map_err(|e| (fallback, e.to_string()))?;
+            let seq = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(fallback);
+            codec::decode::<HistoryEntry>(&v).map_err(|e| (seq, e.to_string()))
+        });
+        let v = crate::chain::verify(items)?;
+        let state = &a.state;
+        if v.entries != state.history_len {
+            return Err(crate::chain::BadEntry {
+                seq: v.entries + 1,
+                version: None,
+                reason: format!(
+                    "the stored history has {} entries, the applied state counts {}",
+                    v.entries, state.history_len
+                ),
+            });
+        }
+        if v.entries > 0 && v.head != state.history_head {
+            return Err(crate::chain::BadEntry {
+                seq: v.entries,
+                version: Some(v.version),
+                reason: "the last entry's hash is not the head the applied state recorded".into(),
+            });
+        }
+        Ok(v)
     }
 
     /// History entries with `from <= seq <= to`, in order.

@@ -324,6 +324,131 @@ fn print_runtime(name: &str, version: u64, hash: &str, rt: &ha_config::api::Runt
     }
 }
 
+/// `hactl verify`: each director's history chain, then the chains against each other.
+pub fn verify(remote: &Remote, format: Format) -> Result<ExitCode> {
+    use ha_config::api::{HistoryItem, MembersResponse, VerifyResponse};
+    let (_, a): (String, Answer<MembersResponse>) =
+        remote.call(Method::GET, "/v1/members", None, Duration::from_secs(10))?;
+    let members = match a {
+        Answer::Ok(m) => m.members,
+        Answer::Refused(r) => return Err(anyhow!("{}: {}", r.endpoint, r.error.message)),
+    };
+    let mut results: Vec<(String, String, Result<VerifyResponse, String>)> = Vec::new();
+    for m in &members {
+        let r = remote
+            .send_to(&m.addr, Method::GET, "/v1/verify", None, Duration::from_secs(60))
+            .map_err(|e| format!("cannot ask it: {e}"))
+            .and_then(|(status, body)| {
+                if status.is_success() {
+                    serde_json::from_slice::<VerifyResponse>(&body).map_err(|e| format!("bad answer: {e}"))
+                } else {
+                    Err(format!("answered {status}"))
+                }
+            });
+        results.push((m.name.clone(), m.addr.clone(), r));
+    }
+    let mut problems: Vec<String> = Vec::new();
+    for (name, _, r) in &results {
+        match r {
+            Err(e) => problems.push(format!("{name}: not verified ({e})")),
+            Ok(v) if !v.ok => {
+                let b = v.first_bad.as_ref();
+                problems.push(format!(
+                    "{name}: history broken at entry {}{}: {}",
+                    b.map(|b| b.seq).unwrap_or(0),
+                    b.and_then(|b| b.version)
+                        .map(|v| format!(" (config version {v})"))
+                        .unwrap_or_default(),
+                    b.map(|b| b.reason.as_str()).unwrap_or("")
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    // Good chains must agree: the longest ones have one head; a shorter one (a director
+    // catching up) must end on the entry the longest chain has at its length.
+    let good: Vec<(&String, &String, &VerifyResponse)> = results
+        .iter()
+        .filter_map(|(n, a, r)| r.as_ref().ok().filter(|v| v.ok).map(|v| (n, a, v)))
+        .collect();
+    if let Some(longest) = good.iter().max_by_key(|(_, _, v)| v.entries) {
+        for (name, _, v) in &good {
+            if v.entries == longest.2.entries {
+                if v.head != longest.2.head {
+                    problems.push(format!(
+                        "{name}: its chain ends on {} but {}'s ends on {} at the same length {}",
+                        short(&v.head),
+                        longest.0,
+                        short(&longest.2.head),
+                        v.entries
+                    ));
+                }
+            } else if v.entries > 0 {
+                let path = format!("/v1/history?from={}&to={}", v.entries, v.entries);
+                let theirs = remote
+                    .send_to(longest.1, Method::GET, &path, None, Duration::from_secs(30))
+                    .ok()
+                    .and_then(|(_, body)| serde_json::from_slice::<Vec<HistoryItem>>(&body).ok())
+                    .and_then(|h| h.into_iter().next());
+                match theirs {
+                    Some(h) if h.entry_hash == v.head => {}
+                    Some(h) => problems.push(format!(
+                        "{name}: entry {} is {} there but {} on {}",
+                        v.entries,
+                        short(&v.head),
+                        short(&h.entry_hash),
+                        longest.0
+                    )),
+                    None => problems.push(format!("{name}: could not compare with {}", longest.0)),
+                }
+            }
+        }
+    }
+    if format == Format::Json {
+        let rows: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(n, a, r)| match r {
+                Ok(v) => serde_json::json!({"node": n, "addr": a, "result": v}),
+                Err(e) => serde_json::json!({"node": n, "addr": a, "error": e}),
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"ok": problems.is_empty(), "nodes": rows, "problems": problems})
+            )?
+        );
+    } else {
+        for (name, _, r) in &results {
+            match r {
+                Ok(v) if v.ok => println!(
+                    "{name:<16} ok       {} entries, config version {}, head {}",
+                    v.entries,
+                    v.version,
+                    short(&v.head)
+                ),
+                Ok(_) => println!("{name:<16} BROKEN"),
+                Err(e) => println!("{name:<16} UNKNOWN  {e}"),
+            }
+        }
+        if problems.is_empty() {
+            println!(
+                "history verified on {} directors: every chain holds and they agree",
+                results.len()
+            );
+        } else {
+            for p in &problems {
+                println!("FAIL {p}");
+            }
+        }
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(5)
+    })
+}
+
 /// `hactl table`: the kernel table of one director (or each), `ipvsadm -Ln` layout.
 pub fn table(remote: &Remote, node: Option<&str>, format: Format) -> Result<ExitCode> {
     let mut targets = remote.endpoints.clone();

@@ -110,6 +110,13 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Checks every director's stored history as a hash chain (each entry linked to the
+    /// previous one's hash, config hashes re-checked) and compares the chains across
+    /// directors; names the first bad entry (exit 5 on any failure).
+    Verify {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Runtime events of the directors (VRRP, checkers, table syncs, config fence), merged
     /// by time with the committed config history.
     Events {
@@ -210,6 +217,7 @@ fn main() -> ExitCode {
         Cmd::Events { node, follow, format } => {
             remote(&cli.cluster).and_then(|r| cluster_cmds::events(&r, node.as_deref(), follow, format))
         }
+        Cmd::Verify { format } => remote(&cli.cluster).and_then(|r| cluster_cmds::verify(&r, format)),
         Cmd::Table { node, format } => {
             remote(&cli.cluster).and_then(|r| cluster_cmds::table(&r, node.as_deref(), format))
         }
