@@ -200,22 +200,31 @@ impl Cluster {
     }
 }
 
-fn freeze_then_kill(ns: &Netns) {
-    let o = std::process::Command::new("ip")
-        .args(["netns", "pids", &ns.name])
+/// `GET /metrics` of a director (from the witness namespace), parsed as Prometheus text.
+fn scrape(c: &Cluster, addr: &str) -> prometheus_parse::Scrape {
+    let o = c
+        .witness
+        .command("curl")
+        .args(["-sf", "-m", "5", &format!("http://{addr}:7101/metrics")])
         .output()
-        .expect("ip netns pids");
-    let pids: Vec<i32> = String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    for sig in [libc::SIGSTOP, libc::SIGKILL] {
-        for &p in &pids {
-            // SAFETY: kill(2) on pids of the test's own namespace.
-            unsafe {
-                libc::kill(p, sig);
-            }
-        }
+        .expect("curl");
+    assert!(o.status.success(), "metrics of {addr}");
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format")
+}
+
+/// The value of `name` with `label=value` (the first such sample).
+fn metric(s: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
+    let sample = s
+        .samples
+        .iter()
+        .find(|x| x.metric == name && label.is_none_or(|(k, v)| x.labels.get(k) == Some(v)))
+        .unwrap_or_else(|| panic!("{name} {label:?} missing"));
+    match sample.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("{name}: {other:?}"),
     }
 }
 
@@ -232,6 +241,24 @@ fn ms(d: Duration) -> String {
 fn fast_takeover_on_process_death_and_none_on_freeze_or_transport_block() {
     let mut c = Cluster::start();
     let bound = skew() + Duration::from_millis(50);
+    let before = scrape(&c, LVS[1]);
+    assert_eq!(
+        metric(&before, "hanode_vrrp_state", Some(("state", "BACKUP"))),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &before,
+            "hanode_vrrp_fast_takeovers_total",
+            Some(("instance", "VI_1"))
+        ),
+        0.0
+    );
+    let transitions0 = metric(
+        &before,
+        "hanode_vrrp_transitions_total",
+        Some(("instance", "VI_1")),
+    );
 
     // 1. kill -9 of the master's hanode, RUNS times: the VIP is on lvs02 within
     //    Skew_Time + 50 ms, curl keeps answering; lvs01 restarted removes its stale VIP
@@ -300,6 +327,45 @@ fn fast_takeover_on_process_death_and_none_on_freeze_or_transport_block() {
         status.contains("fast takeover"),
         "status counts fast takeovers:\n{status}"
     );
+    // The counters moved with the scenario.
+    let after = scrape(&c, LVS[1]);
+    assert_eq!(
+        metric(
+            &after,
+            "hanode_vrrp_fast_takeovers_total",
+            Some(("instance", "VI_1"))
+        ),
+        RUNS as f64
+    );
+    assert!(
+        metric(
+            &after,
+            "hanode_vrrp_transitions_total",
+            Some(("instance", "VI_1"))
+        ) >= transitions0 + 2.0 * RUNS as f64
+    );
+    assert!(metric(&after, "hanode_peer_death_signals_total", None) >= RUNS as f64);
+    assert!(
+        metric(
+            &after,
+            "hanode_vrrp_adverts_received_total",
+            Some(("instance", "VI_1"))
+        ) > metric(
+            &before,
+            "hanode_vrrp_adverts_received_total",
+            Some(("instance", "VI_1"))
+        )
+    );
+    assert_eq!(
+        metric(
+            &after,
+            "hanode_real_server_up",
+            Some(("real_server", "198.18.116.131:80"))
+        ),
+        1.0
+    );
+    assert!(metric(&after, "hanode_dataplane_syncs_total", None) >= 1.0);
+    assert_eq!(metric(&after, "hanode_raft_apply_lag", None), 0.0);
     let events = String::from_utf8_lossy(&c.hactl(&["events", "--node", "lvs02"]).stdout).to_string();
     assert!(
         events.contains("death signal"),
@@ -396,7 +462,7 @@ fn fast_takeover_on_process_death_and_none_on_freeze_or_transport_block() {
         // SIGTERM from its parent's death (PR_SET_PDEATHSIG) and stop gracefully
         // (priority 0), which is not the crash being compared. Stopped first, so that
         // none can act on a signal, then killed.
-        freeze_then_kill(&c.lab.directors[0]);
+        c.lab.directors[0].crash_all();
         ka1.kill9();
         c.wait_backup_takes_over(Duration::from_secs(8));
         ka_took.push(t0.elapsed());

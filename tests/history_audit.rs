@@ -25,17 +25,25 @@ fn verify_passes_everywhere_and_names_a_tampered_entry() {
     });
     let file = root.path().join("c.conf");
     for g in 1..=20 {
-        std::fs::write(&file, cluster_conf(g, 2, 2)).unwrap();
-        let o = hactl(
-            &spec,
-            &[
-                "propose",
-                "-f",
-                file.to_str().unwrap(),
-                "--reason",
-                &format!("change {g}"),
-            ],
-        );
+        // 1..=18 change weights everywhere; 19 adds virtual server :82, 20 removes it.
+        let conf = match g {
+            19 => cluster_conf(18, 3, 2),
+            20 => cluster_conf(18, 2, 2),
+            _ => cluster_conf(g, 2, 2),
+        };
+        std::fs::write(&file, conf).unwrap();
+        let author = if g % 2 == 1 { "alice" } else { "bob" };
+        let reason = format!("change {g}");
+        let args = [
+            "propose",
+            "-f",
+            file.to_str().unwrap(),
+            "--reason",
+            &reason,
+            "--author",
+            author,
+        ];
+        let o = hactl(&spec, &args);
         assert!(o.status.success(), "{}", text(&o));
     }
     wait_for(Duration::from_secs(20), "all at version 20", || {
@@ -62,6 +70,62 @@ fn verify_passes_everywhere_and_names_a_tampered_entry() {
     let out = text(&o);
     assert_eq!(out.matches(" ok ").count(), 3, "{out}");
     assert!(out.contains("every chain holds and they agree"), "{out}");
+
+    // Filters: by author, by virtual server (with its changes), by time.
+    let rows = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut a = vec!["history", "--format", "json"];
+        a.extend_from_slice(args);
+        let o = hactl(&spec, &a);
+        assert!(o.status.success(), "{}", text(&o));
+        serde_json::from_slice(&o.stdout).expect("json")
+    };
+    let alice = rows(&["--author", "alice"]);
+    assert_eq!(alice.len(), 10, "{alice:?}");
+    assert!(alice.iter().all(|r| r["author"] == "alice"));
+    let vs = rows(&["--vs", "198.18.116.134:82"]);
+    let versions: Vec<u64> = vs.iter().map(|r| r["version"].as_u64().unwrap()).collect();
+    assert_eq!(
+        versions,
+        vec![19, 20],
+        "only the versions that touched :82: {vs:?}"
+    );
+    assert!(rows(&["--since", "2999-01-01"]).is_empty());
+    // (Entries with no leader time, such as the bootstrap membership, carry 0.)
+    let timed = h.iter().filter(|e| e.at_ms > 0).count();
+    assert_eq!(rows(&["--since", "1h"]).len(), timed);
+    let o = hactl(&spec, &["history", "--vs", "198.18.116.134:82"]);
+    let t = text(&o);
+    assert!(
+        t.contains("+ virtual_server 198.18.116.134:82") && t.contains("- virtual_server 198.18.116.134:82"),
+        "{t}"
+    );
+    let o = hactl(&spec, &["history", "--since", "yesterday"]);
+    assert!(
+        !o.status.success() && text(&o).contains("--since"),
+        "a bad time names the flag: {}",
+        text(&o)
+    );
+
+    // The JSON Lines export: every history entry, then runtime events, each a JSON object.
+    let o = hactl(&spec, &["export-history", "--format", "jsonl"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let config_lines = lines.iter().filter(|l| l["source"] == "config").count();
+    assert_eq!(config_lines, h.len());
+    assert!(lines.iter().all(|l| l["schema"] == 1 && l["time"].is_string()));
+    let v19 = lines
+        .iter()
+        .find(|l| l["source"] == "config" && l["version"] == 19 && l["kind"] == "config")
+        .expect("v19");
+    assert_eq!(v19["author"], "alice");
+    assert!(v19["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c.as_str().unwrap().contains("198.18.116.134:82")));
 
     // One byte of a stored entry on a3, while it is stopped.
     let victim = h

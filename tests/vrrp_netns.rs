@@ -22,8 +22,8 @@ fn keepalived_master_and_our_backup() {
     assert!(ours.log_text().contains("to=BACKUP"), "{}", dump(&lab));
 
     // The master dies: our backup takes over within 3 x advert + skew (3.7 s) plus slack.
+    lab.crash("lvs01");
     ka.kill9();
-    lab.lvs01.kill_all();
     let took = lab.wait_holder((false, true), Duration::from_secs(6), "our lvs02 to take the VIP");
     assert!(
         took < Duration::from_millis(4500),
@@ -220,8 +220,8 @@ fn vrrp_v3_keepalived_master_and_our_backup() {
     let ours = lab.ours("lvs02");
     lab.wait_holder((true, false), Duration::from_secs(10), "keepalived v3 master");
     lab.stays((true, false), Duration::from_secs(2));
+    lab.crash("lvs01");
     ka.kill9();
-    lab.lvs01.kill_all();
     lab.wait_holder(
         (false, true),
         Duration::from_secs(6),

@@ -224,6 +224,7 @@ impl Routes for Api {
             (&Method::GET, "/v1/status") => self.status().await,
             (&Method::GET, "/v1/history") => self.history(&req),
             (&Method::GET, "/v1/verify") => self.verify().await,
+            (&Method::GET, "/metrics") => self.metrics().await,
             (&Method::GET, "/v1/table") => self.table().await,
             (&Method::GET, "/v1/events") => self.events(&req),
             (&Method::POST, "/v1/debug/hold-table") if self.test_hooks => self.hold_table(&req),
@@ -703,6 +704,259 @@ impl Api {
             }
             None => err(StatusCode::NOT_FOUND, "no_runtime", "no data plane here"),
         }
+    }
+
+    /// `GET /metrics`: Prometheus text exposition.
+    async fn metrics(&self) -> Reply {
+        use crate::metrics::Exposition;
+        let m = self.node.metrics();
+        let (state, _) = self.node.state.current().await;
+        let mut e = Exposition::default();
+        let role = match m.state {
+            openraft::ServerState::Leader => "leader",
+            openraft::ServerState::Follower => "follower",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Learner => "learner",
+            openraft::ServerState::Shutdown => "shutdown",
+        };
+        e.family("hanode_raft_role", "gauge", "1 for this director's Raft role.");
+        for r in ["leader", "follower", "candidate", "learner", "shutdown"] {
+            e.sample(
+                "hanode_raft_role",
+                &[("role", r)],
+                if r == role { 1.0 } else { 0.0 },
+            );
+        }
+        e.single(
+            "hanode_raft_term",
+            "gauge",
+            "Current Raft term.",
+            m.current_term as f64,
+        );
+        let last_log = m.last_log_index.unwrap_or(0);
+        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        e.single(
+            "hanode_raft_last_log_index",
+            "gauge",
+            "Last Raft log index.",
+            last_log as f64,
+        );
+        e.single(
+            "hanode_raft_applied_index",
+            "gauge",
+            "Last applied Raft log index.",
+            applied as f64,
+        );
+        e.single(
+            "hanode_raft_apply_lag",
+            "gauge",
+            "Log entries not yet applied here.",
+            last_log.saturating_sub(applied) as f64,
+        );
+        e.single(
+            "hanode_config_version",
+            "gauge",
+            "Committed config version applied here.",
+            state.version as f64,
+        );
+        e.single(
+            "hanode_history_entries",
+            "gauge",
+            "Entries in the committed history.",
+            state.history_len as f64,
+        );
+        let rt = match &self.runtime {
+            Some(r) => r.status().await.zip(r.metrics().await),
+            None => None,
+        };
+        if let Some((status, (c, instances))) = rt {
+            e.family(
+                "hanode_vrrp_state",
+                "gauge",
+                "1 for the state a VRRP instance is in.",
+            );
+            for i in &instances {
+                let now = i.state.to_string();
+                for st in ["INIT", "BACKUP", "MASTER", "FAULT"] {
+                    e.sample(
+                        "hanode_vrrp_state",
+                        &[("instance", &i.name), ("state", st)],
+                        if st == now { 1.0 } else { 0.0 },
+                    );
+                }
+            }
+            e.family("hanode_vrrp_priority", "gauge", "Effective VRRP priority.");
+            for i in &instances {
+                e.sample(
+                    "hanode_vrrp_priority",
+                    &[("instance", &i.name)],
+                    f64::from(i.priority),
+                );
+            }
+            e.family(
+                "hanode_vrrp_transitions_total",
+                "counter",
+                "VRRP state transitions since start.",
+            );
+            for i in &instances {
+                let n = c.transitions.get(&i.name).copied().unwrap_or(0);
+                e.sample(
+                    "hanode_vrrp_transitions_total",
+                    &[("instance", &i.name)],
+                    n as f64,
+                );
+            }
+            e.family(
+                "hanode_vrrp_fast_takeovers_total",
+                "counter",
+                "Takeovers on a peer's death signal.",
+            );
+            for i in &instances {
+                let n = c.fast_takeovers.get(&i.name).copied().unwrap_or(0);
+                e.sample(
+                    "hanode_vrrp_fast_takeovers_total",
+                    &[("instance", &i.name)],
+                    n as f64,
+                );
+            }
+            e.family("hanode_vrrp_adverts_sent_total", "counter", "VRRP adverts sent.");
+            for i in &instances {
+                e.sample(
+                    "hanode_vrrp_adverts_sent_total",
+                    &[("instance", &i.name)],
+                    i.adverts_sent as f64,
+                );
+            }
+            e.family(
+                "hanode_vrrp_adverts_received_total",
+                "counter",
+                "VRRP adverts received and accepted.",
+            );
+            for i in &instances {
+                e.sample(
+                    "hanode_vrrp_adverts_received_total",
+                    &[("instance", &i.name)],
+                    i.adverts_received as f64,
+                );
+            }
+            e.family(
+                "hanode_vrrp_adverts_rejected_total",
+                "counter",
+                "VRRP adverts rejected, by cause.",
+            );
+            for i in &instances {
+                for (cause, n) in &i.rejected {
+                    e.sample(
+                        "hanode_vrrp_adverts_rejected_total",
+                        &[("instance", &i.name), ("cause", cause)],
+                        *n as f64,
+                    );
+                }
+            }
+            e.family(
+                "hanode_real_server_up",
+                "gauge",
+                "1 while the checkers say a real server is up.",
+            );
+            for svc in &status.services {
+                for r in &svc.real_servers {
+                    e.sample(
+                        "hanode_real_server_up",
+                        &[("virtual_server", &svc.name), ("real_server", &r.name)],
+                        if r.up { 1.0 } else { 0.0 },
+                    );
+                }
+            }
+            e.family(
+                "hanode_checker_transitions_total",
+                "counter",
+                "Checker verdict changes, by checker.",
+            );
+            for (id, n) in &c.check_transitions {
+                e.sample("hanode_checker_transitions_total", &[("checker", id)], *n as f64);
+            }
+            e.single(
+                "hanode_dataplane_applied_version",
+                "gauge",
+                "Config version whose table the kernel holds without errors.",
+                status.dataplane.applied_version.unwrap_or(0) as f64,
+            );
+            e.single(
+                "hanode_dataplane_in_sync",
+                "gauge",
+                "1 when the kernel table equals the desired one.",
+                if status.dataplane.in_sync { 1.0 } else { 0.0 },
+            );
+            e.single(
+                "hanode_dataplane_gaps",
+                "gauge",
+                "Ops the kernel refuses now.",
+                status.dataplane.gaps.len() as f64,
+            );
+            e.single(
+                "hanode_dataplane_syncs_total",
+                "counter",
+                "Table syncs.",
+                c.syncs as f64,
+            );
+            e.single(
+                "hanode_dataplane_sync_errors_total",
+                "counter",
+                "Syncs with refused ops.",
+                c.sync_errors as f64,
+            );
+            e.single(
+                "hanode_dataplane_sync_ops_total",
+                "counter",
+                "Kernel ops applied by syncs.",
+                c.sync_ops as f64,
+            );
+            e.single(
+                "hanode_dataplane_drift_repairs_total",
+                "counter",
+                "Kernel changes made by others, put back.",
+                c.drift_repairs as f64,
+            );
+            e.family(
+                "hanode_dataplane_sync_duration_seconds",
+                "histogram",
+                "Duration of a table sync.",
+            );
+            e.histogram("hanode_dataplane_sync_duration_seconds", &[], &c.sync_duration);
+            e.family(
+                "hanode_peer_alive",
+                "gauge",
+                "1 while a peer's process holds our connection.",
+            );
+            for p in &status.peers {
+                e.sample(
+                    "hanode_peer_alive",
+                    &[("peer", &p.name)],
+                    if p.liveness == "alive" { 1.0 } else { 0.0 },
+                );
+            }
+            e.single(
+                "hanode_peer_death_signals_total",
+                "counter",
+                "Peer process deaths seen.",
+                c.death_signals as f64,
+            );
+            e.single(
+                "hanode_config_fence_held",
+                "gauge",
+                "1 while claims of MASTER wait for the kernel table.",
+                if status.fence.starts_with("held") {
+                    1.0
+                } else {
+                    0.0
+                },
+            );
+        }
+        raw(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            e.finish().into_bytes(),
+        )
     }
 
     async fn verify(&self) -> Reply {

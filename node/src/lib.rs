@@ -12,6 +12,7 @@ pub mod admin;
 pub mod director;
 pub mod journal;
 pub mod liveness;
+pub mod metrics;
 pub mod runtime;
 pub mod settings;
 pub mod transport;

@@ -123,8 +123,34 @@ struct Director {
     errors: Vec<String>,
     /// The other directors' liveness, by name.
     peers: BTreeMap<String, PeerInfo>,
+    counters: Counters,
 }
 
+/// Counters of what the actors did since this director started (for `/metrics`).
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    /// VRRP transitions by instance.
+    pub transitions: BTreeMap<String, u64>,
+    /// Takeovers by the fast path (a peer's death signal), by instance.
+    pub fast_takeovers: BTreeMap<String, u64>,
+    /// Checker transitions by checker (`VIP:PORT RS:PORT KIND#N`).
+    pub check_transitions: BTreeMap<String, u64>,
+    pub syncs: u64,
+    /// Syncs with at least one refused op.
+    pub sync_errors: u64,
+    pub sync_ops: u64,
+    /// Drift repaired (ops that put back what someone changed in the kernel).
+    pub drift_repairs: u64,
+    pub sync_duration: crate::metrics::Histogram,
+    /// Death signals received from the peer-liveness watch.
+    pub death_signals: u64,
+}
+
+type MetricsReply = (Counters, Vec<::actors::vrrp::actor::InstanceStatus>);
+
+#[derive(Message)]
+#[rtype(result = "MetricsReply")]
+struct GetMetrics;
 impl Director {
     fn record(&self, kind: &str, subject: &str, summary: &str) {
         if let Err(e) = self.journal.append(kind, subject, summary) {
@@ -322,6 +348,14 @@ impl Handler<SyncEvent> for Director {
             summary.push_str(&format!("; drift repaired: {}", e.repaired.join("; ")));
         }
         self.record("sync", &e.backend, &summary);
+        let c = &mut self.counters;
+        c.syncs += 1;
+        c.sync_ops += e.ops as u64;
+        c.drift_repairs += e.repaired.len() as u64;
+        if !e.errors.is_empty() {
+            c.sync_errors += 1;
+        }
+        c.sync_duration.observe(e.duration_us as f64 / 1e6);
         if e.errors.is_empty() {
             if let Some(v) = e.version {
                 self.applied = Some(v);
@@ -347,6 +381,14 @@ impl Handler<VrrpEvent> for Director {
     type Result = ();
 
     fn handle(&mut self, e: VrrpEvent, _ctx: &mut Context<Self>) {
+        *self.counters.transitions.entry(e.instance.clone()).or_default() += 1;
+        if e.fast_path_from.is_some() {
+            *self
+                .counters
+                .fast_takeovers
+                .entry(e.instance.clone())
+                .or_default() += 1;
+        }
         if let Some(master) = &e.fast_path_from {
             let master = master.to_string();
             if let Some(p) = self
@@ -369,6 +411,11 @@ impl Handler<CheckEvent> for Director {
     type Result = ();
 
     fn handle(&mut self, e: CheckEvent, _ctx: &mut Context<Self>) {
+        *self
+            .counters
+            .check_transitions
+            .entry(e.id.to_string())
+            .or_default() += 1;
         self.record(
             "check",
             &e.id.to_string(),
@@ -415,6 +462,7 @@ impl Handler<PeerLiveness> for Director {
             .as_ref()
             .map(|v| v.instances.clone())
             .unwrap_or_default();
+        self.counters.death_signals += 1;
         let addrs: Vec<String> = m.vrrp_addrs.iter().map(IpAddr::to_string).collect();
         self.record(
             "peer",
@@ -428,6 +476,28 @@ impl Handler<PeerLiveness> for Director {
         for i in instances {
             i.do_send(::actors::vrrp::actor::PeerGone(m.vrrp_addrs.clone()));
         }
+    }
+}
+
+impl Handler<GetMetrics> for Director {
+    type Result = ResponseFuture<MetricsReply>;
+
+    fn handle(&mut self, _: GetMetrics, _ctx: &mut Context<Self>) -> Self::Result {
+        let counters = self.counters.clone();
+        let instances: Vec<_> = self
+            .vrrp
+            .as_ref()
+            .map(|v| v.instances.clone())
+            .unwrap_or_default();
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for i in instances {
+                if let Ok(s) = i.send(::actors::vrrp::actor::GetStatus).await {
+                    out.push(s);
+                }
+            }
+            (counters, out)
+        })
     }
 }
 
@@ -585,6 +655,7 @@ impl Runtime {
                         fence_held: false,
                         errors: Vec::new(),
                         peers: BTreeMap::new(),
+                        counters: Counters::default(),
                     }
                     .start();
                     let _ = tx.send(addr);
@@ -632,6 +703,11 @@ impl Runtime {
 
     pub async fn status(&self) -> Option<RuntimeStatus> {
         self.addr.send(GetRuntimeStatus).await.ok()
+    }
+
+    /// What `/metrics` shows of the actors: counters and each instance's status.
+    pub async fn metrics(&self) -> Option<MetricsReply> {
+        self.addr.send(GetMetrics).await.ok()
     }
 
     pub async fn tables(&self) -> Option<(String, Option<u64>, Tables)> {

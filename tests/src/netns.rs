@@ -78,6 +78,29 @@ impl Netns {
             .to_string()
     }
 
+    /// Kills every process in the namespace as a crash would: all are stopped first, so
+    /// that none can react (keepalived's VRRP child would otherwise get SIGTERM from its
+    /// parent's death and stop gracefully, sending priority 0), then killed.
+    pub fn crash_all(&self) {
+        let o = Command::new("ip").args(["netns", "pids", &self.name]).output();
+        let pids: Vec<i32> = o
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for sig in [libc::SIGSTOP, libc::SIGKILL] {
+            for &p in &pids {
+                // SAFETY: kill(2) with pids read from `ip netns pids`.
+                unsafe {
+                    libc::kill(p, sig);
+                }
+            }
+        }
+    }
+
     /// Kills every process in the namespace.
     pub fn kill_all(&self) {
         let o = Command::new("ip").args(["netns", "pids", &self.name]).output();

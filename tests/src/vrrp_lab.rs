@@ -87,6 +87,17 @@ impl Lab {
         NsProcess::spawn(c, dir.join(format!("ka-{node}.log")))
     }
 
+    /// `node` crashes: every process of its namespace killed at once (none stops
+    /// gracefully). The VIP a killed keepalived leaves on its interface is removed, so
+    /// that the holder checks see only the live routers.
+    pub fn crash(&self, node: &str) {
+        let ns = if node == "lvs01" { &self.lvs01 } else { &self.lvs02 };
+        ns.crash_all();
+        std::thread::sleep(Duration::from_millis(20));
+        let _ = ns.ip(&["addr", "del", &format!("{VIP}/32"), "dev", "ens33"]);
+        let _ = ns.ip(&["addr", "del", &format!("{VIP}/24"), "dev", "ens33"]);
+    }
+
     pub fn holders(&self) -> (bool, bool) {
         (self.lvs01.has_addr(VIP), self.lvs02.has_addr(VIP))
     }

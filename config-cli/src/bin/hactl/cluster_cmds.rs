@@ -27,7 +27,7 @@ fn refused(r: &Refused) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -599,7 +599,7 @@ pub fn events(remote: &Remote, node: Option<&str>, follow: bool, format: Format)
     }
 }
 
-fn fmt_time(ms: u64) -> String {
+pub(crate) fn fmt_time(ms: u64) -> String {
     if ms == 0 {
         return "-".into();
     }
@@ -622,49 +622,6 @@ fn fmt_time(ms: u64) -> String {
         (rem % 3600) / 60,
         rem % 60
     )
-}
-
-pub fn history(remote: &Remote, from: Option<u64>, to: Option<u64>, format: Format) -> Result<ExitCode> {
-    let mut items: Vec<HistoryItem> = Vec::new();
-    let mut next = from.unwrap_or(1);
-    let end = to.unwrap_or(u64::MAX);
-    loop {
-        let path = format!("/v1/history?from={next}&to={end}&limit=1000");
-        let page: Vec<HistoryItem> = match remote.call(Method::GET, &path, None, READ_PATIENCE)? {
-            (_, Answer::Ok(p)) => p,
-            (_, Answer::Refused(r)) => return Ok(refused(&r)),
-        };
-        let n = page.len();
-        if let Some(last) = page.last() {
-            next = last.seq + 1;
-        }
-        items.extend(page);
-        if n < 1000 || next > end {
-            break;
-        }
-    }
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&items)?),
-        Format::Text => {
-            println!(
-                "{:>5} {:>7} {:<20} {:<16} {:<18} {:<24} SUMMARY",
-                "SEQ", "VERSION", "TIME", "AUTHOR", "KIND", "REASON"
-            );
-            for h in &items {
-                println!(
-                    "{:>5} {:>7} {:<20} {:<16} {:<18} {:<24} {}",
-                    h.seq,
-                    h.version,
-                    fmt_time(h.at_ms),
-                    h.author,
-                    h.kind,
-                    if h.reason.is_empty() { "-" } else { &h.reason },
-                    h.summary
-                );
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn print_members(m: &MembersResponse) {

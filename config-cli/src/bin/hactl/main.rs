@@ -3,6 +3,7 @@
 //! Offline commands work on files (check, import, export, hash, diff, fmt); cluster
 //! commands (propose, config, status, history, cluster) talk to `hanode`.
 
+mod audit;
 mod cluster_cmds;
 mod offline;
 mod remote;
@@ -29,6 +30,11 @@ struct Cli {
 pub enum Format {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
 }
 
 #[derive(Subcommand)]
@@ -136,8 +142,31 @@ enum Cmd {
         from: Option<u64>,
         #[arg(long)]
         to: Option<u64>,
+        /// Only entries at or after this time: `2026-11-24T03:12:00Z`, `2026-11-24`, an age
+        /// (`2h`, `7d`), or Unix milliseconds.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries at or before this time (same forms as --since).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only entries by this author.
+        #[arg(long)]
+        author: Option<String>,
+        /// Only config versions that changed this virtual server (`VIP:PORT`), with the
+        /// changes to it.
+        #[arg(long)]
+        vs: Option<String>,
+        /// Print each config version's semantic diff under it.
+        #[arg(long)]
+        diff: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// The committed history and every director's runtime events, one JSON object a line
+    /// (schema in the README), for a SIEM.
+    ExportHistory {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
     },
     /// Raft membership of the directors.
     Cluster {
@@ -221,9 +250,33 @@ fn main() -> ExitCode {
         Cmd::Table { node, format } => {
             remote(&cli.cluster).and_then(|r| cluster_cmds::table(&r, node.as_deref(), format))
         }
-        Cmd::History { from, to, format } => {
-            remote(&cli.cluster).and_then(|r| cluster_cmds::history(&r, from, to, format))
-        }
+        Cmd::History {
+            from,
+            to,
+            since,
+            until,
+            author,
+            vs,
+            diff,
+            format,
+        } => (|| {
+            let now = cluster_cmds::now_ms();
+            let time = |t: Option<String>, flag: &str| {
+                t.map(|t| audit::parse_time(&t, now).map_err(|e| anyhow::anyhow!("{flag}: {e}")))
+                    .transpose()
+            };
+            let filter = audit::Filter {
+                since_ms: time(since, "--since")?,
+                until_ms: time(until, "--until")?,
+                author,
+                vs,
+            };
+            let r = remote(&cli.cluster)?;
+            audit::history(&r, from, to, &filter, diff, format)
+        })(),
+        Cmd::ExportHistory {
+            format: ExportFormat::Jsonl,
+        } => remote(&cli.cluster).and_then(|r| audit::export(&r)),
         Cmd::Cluster { cmd } => remote(&cli.cluster).and_then(|r| {
             let author = cluster_cmds::default_author();
             match cmd {
