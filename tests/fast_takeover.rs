@@ -46,7 +46,7 @@ fn hanode(ns: &Netns, work: &Path, name: &str, addr: &str, extra: &[&str]) -> Ns
         .arg(work.join(name))
         .args(["--listen", &format!("{addr}:7101")])
         .args(extra)
-        .env("RUST_LOG", "info,openraft=warn");
+        .env("RUST_LOG", "info,openraft=warn,hanode::liveness=debug");
     NsProcess::spawn(c, work.join(format!("{name}.log")))
 }
 
@@ -269,9 +269,19 @@ fn fast_takeover_on_process_death_and_none_on_freeze_or_transport_block() {
         // Let the liveness watch (re)connect after a restart.
         std::thread::sleep(Duration::from_millis(1500));
         let t0 = Instant::now();
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
         c.nodes[0].as_mut().expect("lvs01").kill9();
+        let reaped = t0.elapsed();
         c.wait_backup_takes_over(Duration::from_secs(6));
         took.push(t0.elapsed());
+        println!(
+            "run {run}: killed at unix ms {wall} (reaped after {}), VIP on lvs02 after {}",
+            ms(reaped),
+            ms(t0.elapsed())
+        );
         assert!(
             c.lab.curl().is_some(),
             "run {run}: curl fails after the takeover\n{}",

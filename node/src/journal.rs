@@ -6,6 +6,39 @@
 use ha_config::api::EventItem;
 use std::sync::Mutex;
 
+/// Writes a journal on its own thread, in order. Recording never waits for the disk: an
+/// fsync stalled by writeback would otherwise hold up the actor that records events, and
+/// with it the VRRP instances that share its thread (and the death signals it forwards).
+pub struct JournalWriter {
+    tx: std::sync::mpsc::Sender<(u64, String, String, String)>,
+}
+
+impl JournalWriter {
+    pub fn spawn(journal: std::sync::Arc<Journal>) -> std::io::Result<JournalWriter> {
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, String, String, String)>();
+        std::thread::Builder::new()
+            .name("hanode-journal".into())
+            .spawn(move || {
+                for (at, kind, subject, summary) in rx {
+                    if let Err(e) = journal.append_at(at, &kind, &subject, &summary) {
+                        tracing::error!(node = %journal.node, "event journal: {e}");
+                    }
+                }
+            })?;
+        Ok(JournalWriter { tx })
+    }
+
+    /// Queues one event, stamped now.
+    pub fn record(&self, kind: &str, subject: &str, summary: &str) {
+        let _ = self.tx.send((
+            crate::director::now_ms(),
+            kind.to_string(),
+            subject.to_string(),
+            summary.to_string(),
+        ));
+    }
+}
+
 pub struct Journal {
     tree: sled::Tree,
     node: String,
@@ -33,15 +66,20 @@ impl Journal {
         })
     }
 
-    /// Appends one event; returns its sequence number.
+    /// Appends one event stamped now; returns its sequence number.
     pub fn append(&self, kind: &str, subject: &str, summary: &str) -> anyhow::Result<u64> {
+        self.append_at(crate::director::now_ms(), kind, subject, summary)
+    }
+
+    /// Appends one event that happened at `at_ms`; returns its sequence number.
+    pub fn append_at(&self, at_ms: u64, kind: &str, subject: &str, summary: &str) -> anyhow::Result<u64> {
         let mut next = self
             .next
             .lock()
             .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
         let item = EventItem {
             seq: *next,
-            at_ms: crate::director::now_ms(),
+            at_ms,
             node: self.node.clone(),
             kind: kind.to_string(),
             subject: subject.to_string(),

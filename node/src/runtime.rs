@@ -102,7 +102,7 @@ struct GetTables;
 
 struct Director {
     name: String,
-    journal: Arc<crate::journal::Journal>,
+    journal: crate::journal::JournalWriter,
     options: RuntimeOptions,
     dataplane: Option<Addr<DataPlane>>,
     backend: String,
@@ -153,9 +153,7 @@ type MetricsReply = (Counters, Vec<::actors::vrrp::actor::InstanceStatus>);
 struct GetMetrics;
 impl Director {
     fn record(&self, kind: &str, subject: &str, summary: &str) {
-        if let Err(e) = self.journal.append(kind, subject, summary) {
-            tracing::error!(director = %self.name, "event journal: {e}");
-        }
+        self.journal.record(kind, subject, summary);
     }
 
     fn fence_state(&self) -> (bool, String) {
@@ -630,7 +628,7 @@ impl Runtime {
         let (tx, rx) = std::sync::mpsc::channel();
         let name = node.name.clone();
         let cutoff = options.cutoff_after;
-        let journal = node.journal.clone();
+        let journal = crate::journal::JournalWriter::spawn(node.journal.clone())?;
         let hold = options.hold;
         std::thread::Builder::new()
             .name("hanode-actors".into())
