@@ -99,6 +99,16 @@ fn raw(status: StatusCode, content_type: &str, body: Vec<u8>) -> Reply {
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
+fn role_name(state: openraft::ServerState) -> &'static str {
+    match state {
+        openraft::ServerState::Leader => "leader",
+        openraft::ServerState::Follower => "follower",
+        openraft::ServerState::Candidate => "candidate",
+        openraft::ServerState::Learner => "learner",
+        openraft::ServerState::Shutdown => "shutdown",
+    }
+}
+
 fn query_params(q: &str) -> BTreeMap<String, String> {
     q.split('&')
         .filter(|kv| !kv.is_empty())
@@ -597,13 +607,7 @@ impl Api {
                 .get_node(&id)
                 .map(|d| d.name.clone())
         });
-        let role = match m.state {
-            openraft::ServerState::Leader => "leader",
-            openraft::ServerState::Follower => "follower",
-            openraft::ServerState::Candidate => "candidate",
-            openraft::ServerState::Learner => "learner",
-            openraft::ServerState::Shutdown => "shutdown",
-        };
+        let role = role_name(m.state);
         json(
             StatusCode::OK,
             &StatusResponse {
@@ -712,13 +716,7 @@ impl Api {
         let m = self.node.metrics();
         let (state, _) = self.node.state.current().await;
         let mut e = Exposition::default();
-        let role = match m.state {
-            openraft::ServerState::Leader => "leader",
-            openraft::ServerState::Follower => "follower",
-            openraft::ServerState::Candidate => "candidate",
-            openraft::ServerState::Learner => "learner",
-            openraft::ServerState::Shutdown => "shutdown",
-        };
+        let role = role_name(m.state);
         e.family("hanode_raft_role", "gauge", "1 for this director's Raft role.");
         for r in ["leader", "follower", "candidate", "learner", "shutdown"] {
             e.sample(
@@ -785,60 +783,53 @@ impl Api {
                     );
                 }
             }
-            e.family("hanode_vrrp_priority", "gauge", "Effective VRRP priority.");
-            for i in &instances {
-                e.sample(
-                    "hanode_vrrp_priority",
-                    &[("instance", &i.name)],
-                    f64::from(i.priority),
-                );
-            }
-            e.family(
+            let per_instance =
+                |e: &mut Exposition,
+                 name: &str,
+                 kind: &str,
+                 help: &str,
+                 v: &dyn Fn(&::actors::vrrp::actor::InstanceStatus) -> f64| {
+                    e.family(name, kind, help);
+                    for i in &instances {
+                        e.sample(name, &[("instance", &i.name)], v(i));
+                    }
+                };
+            let count = |m: &BTreeMap<String, u64>, name: &str| m.get(name).copied().unwrap_or(0) as f64;
+            per_instance(
+                &mut e,
+                "hanode_vrrp_priority",
+                "gauge",
+                "Effective VRRP priority.",
+                &|i| f64::from(i.priority),
+            );
+            per_instance(
+                &mut e,
                 "hanode_vrrp_transitions_total",
                 "counter",
                 "VRRP state transitions since start.",
+                &|i| count(&c.transitions, &i.name),
             );
-            for i in &instances {
-                let n = c.transitions.get(&i.name).copied().unwrap_or(0);
-                e.sample(
-                    "hanode_vrrp_transitions_total",
-                    &[("instance", &i.name)],
-                    n as f64,
-                );
-            }
-            e.family(
+            per_instance(
+                &mut e,
                 "hanode_vrrp_fast_takeovers_total",
                 "counter",
                 "Takeovers on a peer's death signal.",
+                &|i| count(&c.fast_takeovers, &i.name),
             );
-            for i in &instances {
-                let n = c.fast_takeovers.get(&i.name).copied().unwrap_or(0);
-                e.sample(
-                    "hanode_vrrp_fast_takeovers_total",
-                    &[("instance", &i.name)],
-                    n as f64,
-                );
-            }
-            e.family("hanode_vrrp_adverts_sent_total", "counter", "VRRP adverts sent.");
-            for i in &instances {
-                e.sample(
-                    "hanode_vrrp_adverts_sent_total",
-                    &[("instance", &i.name)],
-                    i.adverts_sent as f64,
-                );
-            }
-            e.family(
+            per_instance(
+                &mut e,
+                "hanode_vrrp_adverts_sent_total",
+                "counter",
+                "VRRP adverts sent.",
+                &|i| i.adverts_sent as f64,
+            );
+            per_instance(
+                &mut e,
                 "hanode_vrrp_adverts_received_total",
                 "counter",
                 "VRRP adverts received and accepted.",
+                &|i| i.adverts_received as f64,
             );
-            for i in &instances {
-                e.sample(
-                    "hanode_vrrp_adverts_received_total",
-                    &[("instance", &i.name)],
-                    i.adverts_received as f64,
-                );
-            }
             e.family(
                 "hanode_vrrp_adverts_rejected_total",
                 "counter",
