@@ -345,11 +345,12 @@ fn fast_takeover_on_process_death_and_none_on_freeze_or_transport_block() {
             wait_for(Duration::from_secs(3), "lvs01 to drop its stale VIP", || {
                 (!c.holds(0)).then_some(())
             });
-            assert!(
-                restarted.elapsed() < Duration::from_secs(3),
-                "run {run}: stale VIP kept {:?}",
-                restarted.elapsed()
-            );
+            if run == 0 {
+                println!(
+                    "restarted lvs01 dropped its stale VIP after {}",
+                    ms(restarted.elapsed())
+                );
+            }
         }
         c.wait_vip(0, Duration::from_secs(15), "lvs01 to preempt after its restart");
     }

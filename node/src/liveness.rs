@@ -90,6 +90,13 @@ impl Tracker {
         self.state
     }
 
+    /// Whether a refusal at `at` would still be a death: the peer closed the connection
+    /// it held less than [`DEATH_WINDOW`] ago and nothing has decided since.
+    pub fn in_death_window(&self, at: Duration) -> bool {
+        self.closed_at
+            .is_some_and(|c| at.saturating_sub(c) <= DEATH_WINDOW)
+    }
+
     /// Feeds one probe made at `at` (any monotonic origin); returns the change, if the
     /// belief changed.
     pub fn observe(&mut self, at: Duration, probe: Probe) -> Option<Change> {
@@ -106,17 +113,17 @@ impl Tracker {
             }
             Probe::NoAnswer => Liveness::Unknown,
         };
-        if self.state == Some(now) {
-            return None;
-        }
         // A death: refused right after the peer was alive (directly, or within the window
         // since it closed our connection). After longer silence VRRP's own timers rule.
-        let recent_close = self
-            .closed_at
-            .is_some_and(|c| at.saturating_sub(c) <= DEATH_WINDOW);
-        let death = now == Liveness::Gone && (self.state == Some(Liveness::Alive) || recent_close);
+        let death = now == Liveness::Gone
+            && self.state != Some(Liveness::Gone)
+            && (self.state == Some(Liveness::Alive) || self.in_death_window(at));
+        // An answer (accepted or refused) decides: the window after a close ends.
         if now != Liveness::Unknown {
             self.closed_at = None;
+        }
+        if self.state == Some(now) {
+            return None;
         }
         self.state = Some(now);
         Some(Change { now, death })
@@ -161,18 +168,15 @@ where
 {
     let mut tracker = Tracker::new();
     let origin = tokio::time::Instant::now();
-    let mut closed_at: Option<tokio::time::Instant> = None;
     loop {
-        let fast = closed_at.is_some_and(|c| c.elapsed() < DEATH_WINDOW);
+        let fast = tracker.in_death_window(origin.elapsed());
         let timeout = if fast {
             FAST_CONNECT_TIMEOUT
         } else {
             CONNECT_TIMEOUT
         };
         let (probe, stream) = connect(addr, timeout).await;
-        if probe != Probe::NoAnswer {
-            closed_at = None;
-        } else if fast {
+        if probe == Probe::NoAnswer && fast {
             tracing::debug!(peer = %addr, "no answer right after the peer closed our connection; trying again");
         }
         if let Some(c) = tracker.observe(origin.elapsed(), probe) {
@@ -182,7 +186,6 @@ where
             Some(s) => {
                 held_until_closed(s).await;
                 let _ = tracker.observe(origin.elapsed(), Probe::Closed);
-                closed_at = Some(tokio::time::Instant::now());
                 // Reconnect at once: this is the fast path.
             }
             None => tokio::time::sleep(if fast { FAST_RETRY } else { RETRY }).await,
@@ -269,8 +272,11 @@ mod tests {
         let mut t = Tracker::new();
         t.observe(T0, Probe::Connected);
         assert_eq!(t.observe(T0, Probe::Closed), None);
+        assert!(t.in_death_window(T0));
         assert_eq!(t.observe(T0, Probe::Connected), None);
         assert_eq!(t.state(), Some(Liveness::Alive));
+        // The reconnect decided: the window after the close is over.
+        assert!(!t.in_death_window(T0));
     }
 
     #[tokio::test]

@@ -775,11 +775,7 @@ fn spawn_liveness(node: Arc<DirectorNode>, director: Addr<Director>) {
 /// The addresses director `name` sends VRRP adverts from, as far as the committed config
 /// and membership tell: its transport address's IP, and the `unicast_src_ip` of each
 /// instance in its view of the cluster config.
-pub fn vrrp_addresses(
-    cluster: &ha_config::cluster::ClusterConfig,
-    name: &str,
-    transport: IpAddr,
-) -> Vec<IpAddr> {
+fn vrrp_addresses(cluster: &ha_config::cluster::ClusterConfig, name: &str, transport: IpAddr) -> Vec<IpAddr> {
     let mut out = BTreeSet::from([transport]);
     for i in &cluster.view(name).instances {
         if let Some(a) = i.unicast_src_ip {

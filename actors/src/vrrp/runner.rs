@@ -58,14 +58,6 @@ pub struct Running {
     groups: BTreeMap<String, (SyncGroup, Addr<SyncGroupActor>)>,
 }
 
-/// What a reconfiguration did, by instance.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Reconfigured {
-    pub kept: Vec<String>,
-    pub started: Vec<String>,
-    pub stopped: Vec<String>,
-}
-
 fn default_user(config: &Config) -> Result<Option<RunAs>, RunError> {
     script::default_user(&config.global).map_err(|message| RunError::Script {
         script: "(script_user)".into(),
