@@ -2,6 +2,9 @@
 # The whole test suite, on a fresh Debian machine: installs what the tests need
 # (Debian packages, as root), then runs formatting, lints and every test in the workspace.
 set -euo pipefail
+# `grep -q` in a pipeline under pipefail can fail on a match: it exits at the first match,
+# and a writer that prints line by line (ip does) then dies of SIGPIPE. This reads it all.
+has_line() { grep "$@" >/dev/null; }
 cd "$(dirname "$0")/.."
 
 # keepalived: interop peer and `keepalived -t` reference; its package also ships the
@@ -11,7 +14,7 @@ cd "$(dirname "$0")/.."
 packages=(keepalived nftables iproute2 curl qemu-system-x86 linux-image-amd64 busybox-static ipvsadm binutils xz-utils)
 missing=()
 for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | has_line "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     SUDO=""
@@ -24,8 +27,8 @@ fi
 # `--deps-only`: install what the tests and the lab need, run nothing.
 [ "${1:-}" = "--deps-only" ] && exit 0
 
-rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
-rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+rustup component list --installed 2>/dev/null | has_line '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | has_line '^clippy' || rustup component add clippy
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -367,6 +367,9 @@ impl Instance {
                     self.deadline = Some(now + self.p.advert_int);
                 } else if priority > self.priority || (priority == self.priority && from > self.p.primary) {
                     self.last_master = Some(from);
+                    // The advert we yield to is the new master heard: a death signal about
+                    // it before its next advert is still about the master we follow.
+                    self.master_heard_at = Some(now);
                     if self.p.v3 && !interval.is_zero() {
                         self.master_adver_int = interval;
                     }
@@ -704,6 +707,53 @@ mod tests {
         assert_eq!(sim.masters(), vec![1]);
         let skew = Duration::from_secs(166) / 256;
         let took = took_over_at(&sim, 1) - secs(10.0);
+        assert!(
+            took <= skew + Duration::from_millis(1),
+            "took {took:?}, skew {skew:?}"
+        );
+    }
+
+    #[test]
+    fn the_fast_path_holds_right_after_a_preemption_before_the_next_advert() {
+        // The seed lab's sequence: lvs02 holds the VIP, lvs01 comes back and preempts,
+        // and lvs01's process dies before its second advert: lvs02 has heard the new
+        // master only in the advert that made it step down.
+        let mut sim = seed_pair_settled();
+        sim.kill(0);
+        sim.run_until(secs(15.0));
+        assert_eq!(sim.masters(), vec![1]);
+        revive_lvs01(&mut sim);
+        sim.input(0, Input::Start { fault: false });
+        sim.run_until(secs(25.0));
+        assert_eq!(sim.masters(), vec![0]);
+        let preempted = sim.routers[0]
+            .transitions
+            .iter()
+            .rfind(|x| x.2 == State::Master)
+            .expect("lvs01 preempted")
+            .0;
+        // The same run again (the sim is deterministic), stopped just after the
+        // preempting advert (the next one is 1 s later).
+        let mut sim2 = seed_pair_settled();
+        sim2.kill(0);
+        sim2.run_until(secs(15.0));
+        revive_lvs01(&mut sim2);
+        sim2.input(0, Input::Start { fault: false });
+        sim2.run_until(preempted + Duration::from_millis(100));
+        assert_eq!(sim2.masters(), vec![0]);
+        sim2.kill(0);
+        sim2.input(1, Input::PeerGone(lvs01()));
+        let killed = sim2.now;
+        sim2.run_until(killed + secs(2.0));
+        assert_eq!(sim2.masters(), vec![1]);
+        let took = sim2.routers[1]
+            .transitions
+            .iter()
+            .rfind(|x| x.2 == State::Master)
+            .expect("lvs02 took over")
+            .0
+            - killed;
+        let skew = Duration::from_secs(166) / 256;
         assert!(
             took <= skew + Duration::from_millis(1),
             "took {took:?}, skew {skew:?}"
