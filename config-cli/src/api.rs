@@ -190,6 +190,61 @@ pub struct EventItem {
     /// The instance, checker or backend concerned.
     pub subject: String,
     pub summary: String,
+    /// The event's content in fields (what `hactl replay` folds); absent on events
+    /// recorded before it existed and on events replay does not need (peers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<EventDetail>,
+}
+
+/// A runtime event's content, by type (`"type"` names the variant in JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventDetail {
+    /// The checkers and the data plane now run committed version `version` (the desired
+    /// table is computed from it from here on).
+    Applied {
+        version: u64,
+        /// Configured checkers that could not start here (their script user is missing):
+        /// `(virtual server, real server, checker)`.
+        #[serde(default)]
+        unstarted: Vec<(String, String, String)>,
+    },
+    /// A checker's result changed (or its first result after it started).
+    Check {
+        vs: String,
+        rs: String,
+        checker: String,
+        up: bool,
+        /// A dynamic MISC_CHECK's weight.
+        #[serde(default)]
+        weight: Option<u32>,
+        reason: String,
+    },
+    /// A VRRP instance changed state.
+    VrrpState {
+        instance: String,
+        from: String,
+        to: String,
+        priority: u8,
+        reason: String,
+    },
+    /// A VRRP instance's effective priority changed (tracking), its state did not.
+    VrrpPriority { instance: String, from: u8, to: u8 },
+    /// VRRP instances were reconfigured: the stopped ones are gone.
+    VrrpReconfigured {
+        kept: Vec<String>,
+        started: Vec<String>,
+        stopped: Vec<String>,
+    },
+    /// A data-plane sync: the kernel table is at `version` when `errors` is 0.
+    Sync {
+        version: Option<u64>,
+        ops: u64,
+        errors: u64,
+        repaired: u64,
+    },
+    /// The config fence was held or lifted.
+    Fence { held: bool, state: String },
 }
 
 /// `GET /v1/table`: the kernel table and the desired one, in `ipvsadm -Ln` layout and

@@ -3,24 +3,33 @@
 //! one JSON value per event, flushed on every append so a crash loses none. Committed
 //! configuration changes live in the Raft history; `hactl events` merges both by time.
 
-use ha_config::api::EventItem;
+use ha_config::api::{EventDetail, EventItem};
 use std::sync::Mutex;
 
 /// Writes a journal on its own thread, in order. Recording never waits for the disk: an
 /// fsync stalled by writeback would otherwise hold up the actor that records events, and
 /// with it the VRRP instances that share its thread (and the death signals it forwards).
 pub struct JournalWriter {
-    tx: std::sync::mpsc::Sender<(u64, String, String, String)>,
+    tx: std::sync::mpsc::Sender<Pending>,
+}
+
+/// An event waiting for the journal thread.
+struct Pending {
+    at_ms: u64,
+    kind: String,
+    subject: String,
+    summary: String,
+    detail: Option<EventDetail>,
 }
 
 impl JournalWriter {
     pub fn spawn(journal: std::sync::Arc<Journal>) -> std::io::Result<JournalWriter> {
-        let (tx, rx) = std::sync::mpsc::channel::<(u64, String, String, String)>();
+        let (tx, rx) = std::sync::mpsc::channel::<Pending>();
         std::thread::Builder::new()
             .name("hanode-journal".into())
             .spawn(move || {
-                for (at, kind, subject, summary) in rx {
-                    if let Err(e) = journal.append_at(at, &kind, &subject, &summary) {
+                for p in rx {
+                    if let Err(e) = journal.append_at(p.at_ms, &p.kind, &p.subject, &p.summary, p.detail) {
                         tracing::error!(node = %journal.node, "event journal: {e}");
                     }
                 }
@@ -29,13 +38,14 @@ impl JournalWriter {
     }
 
     /// Queues one event, stamped now.
-    pub fn record(&self, kind: &str, subject: &str, summary: &str) {
-        let _ = self.tx.send((
-            crate::director::now_ms(),
-            kind.to_string(),
-            subject.to_string(),
-            summary.to_string(),
-        ));
+    pub fn record(&self, kind: &str, subject: &str, summary: &str, detail: Option<EventDetail>) {
+        let _ = self.tx.send(Pending {
+            at_ms: crate::director::now_ms(),
+            kind: kind.to_string(),
+            subject: subject.to_string(),
+            summary: summary.to_string(),
+            detail,
+        });
     }
 }
 
@@ -68,11 +78,18 @@ impl Journal {
 
     /// Appends one event stamped now; returns its sequence number.
     pub fn append(&self, kind: &str, subject: &str, summary: &str) -> anyhow::Result<u64> {
-        self.append_at(crate::director::now_ms(), kind, subject, summary)
+        self.append_at(crate::director::now_ms(), kind, subject, summary, None)
     }
 
     /// Appends one event that happened at `at_ms`; returns its sequence number.
-    pub fn append_at(&self, at_ms: u64, kind: &str, subject: &str, summary: &str) -> anyhow::Result<u64> {
+    pub fn append_at(
+        &self,
+        at_ms: u64,
+        kind: &str,
+        subject: &str,
+        summary: &str,
+        detail: Option<EventDetail>,
+    ) -> anyhow::Result<u64> {
         let mut next = self
             .next
             .lock()
@@ -84,6 +101,7 @@ impl Journal {
             kind: kind.to_string(),
             subject: subject.to_string(),
             summary: summary.to_string(),
+            detail,
         };
         self.tree
             .insert(item.seq.to_be_bytes(), serde_json::to_vec(&item)?)?;

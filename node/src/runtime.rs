@@ -18,6 +18,7 @@ use ::actors::lb::sync::{DataPlane, DataPlaneStatus, SyncEvent};
 use ::actors::vrrp::actor::{SetFence, VrrpEvent};
 use ::actors::vrrp::runner::Running;
 use actix::prelude::*;
+use ha_config::api::EventDetail;
 use ha_config::api::{DataPlaneInfo, InstanceInfo, PeerInfo, RealServerInfo, RuntimeStatus, ServiceInfo};
 use ha_config::model::Config;
 use std::collections::{BTreeMap, BTreeSet};
@@ -153,7 +154,12 @@ type MetricsReply = (Counters, Vec<::actors::vrrp::actor::InstanceStatus>);
 struct GetMetrics;
 impl Director {
     fn record(&self, kind: &str, subject: &str, summary: &str) {
-        self.journal.record(kind, subject, summary);
+        self.journal.record(kind, subject, summary, None);
+    }
+
+    /// Records an event with its content in fields (what replay folds).
+    fn record_detail(&self, kind: &str, subject: &str, summary: &str, detail: EventDetail) {
+        self.journal.record(kind, subject, summary, Some(detail));
     }
 
     fn fence_state(&self) -> (bool, String) {
@@ -182,7 +188,15 @@ impl Director {
         let (held, text) = self.fence_state();
         if held != self.fence_held {
             tracing::info!(director = %self.name, fence = %text, "config fence {}", if held { "held" } else { "lifted" });
-            self.record("fence", "config fence", &text);
+            self.record_detail(
+                "fence",
+                "config fence",
+                &text,
+                EventDetail::Fence {
+                    held,
+                    state: text.clone(),
+                },
+            );
             self.fence_held = held;
             if let Some(v) = &self.vrrp {
                 for i in &v.instances {
@@ -212,20 +226,34 @@ impl Director {
             return;
         }
         let Some(dp) = &self.dataplane else { return };
-        match &mut self.checks {
+        let checks = match &mut self.checks {
             Some(c) => {
                 let (kept, started, stopped) = c.reconfigure(&config, version);
                 tracing::info!(director = %self.name, version, kept, started, stopped, "checkers reconfigured");
+                c
             }
-            None => {
-                self.checks = Some(::actors::check::runner::start_with(
-                    &config,
-                    version,
-                    vec![dp.clone().recipient()],
-                    Some(ctx.address().recipient()),
-                ));
-            }
-        }
+            None => self.checks.insert(::actors::check::runner::start_with(
+                &config,
+                version,
+                vec![dp.clone().recipient()],
+                Some(ctx.address().recipient()),
+            )),
+        };
+        let unstarted: Vec<(String, String, String)> = checks
+            .unstarted
+            .iter()
+            .map(|id| (id.vs.clone(), id.rs.clone(), id.checker.clone()))
+            .collect();
+        let summary = match unstarted.len() {
+            0 => format!("version {version}: checkers and data plane on it"),
+            n => format!("version {version}: checkers and data plane on it; {n} checker(s) could not start"),
+        };
+        self.record_detail(
+            "apply",
+            "config",
+            &summary,
+            EventDetail::Applied { version, unstarted },
+        );
         self.fed = Some(version);
     }
 
@@ -276,7 +304,16 @@ impl Director {
                 list(&stopped)
             );
             tracing::info!(director = %act.name, kept = kept.len(), started = started.len(), stopped = stopped.len(), "VRRP reconfigured: {text}");
-            act.record("vrrp", "VRRP reconfigured", &text);
+            act.record_detail(
+                "vrrp",
+                "VRRP reconfigured",
+                &text,
+                EventDetail::VrrpReconfigured {
+                    kept: kept.clone(),
+                    started: started.clone(),
+                    stopped: stopped.clone(),
+                },
+            );
             if let Err(e) = result {
                 tracing::error!(director = %act.name, "VRRP: {e}");
                 act.errors.push(format!("VRRP: {e}"));
@@ -345,7 +382,17 @@ impl Handler<SyncEvent> for Director {
         if !e.repaired.is_empty() {
             summary.push_str(&format!("; drift repaired: {}", e.repaired.join("; ")));
         }
-        self.record("sync", &e.backend, &summary);
+        self.record_detail(
+            "sync",
+            &e.backend,
+            &summary,
+            EventDetail::Sync {
+                version: e.version,
+                ops: e.ops as u64,
+                errors: e.errors.len() as u64,
+                repaired: e.repaired.len() as u64,
+            },
+        );
         let c = &mut self.counters;
         c.syncs += 1;
         c.sync_ops += e.ops as u64;
@@ -379,6 +426,19 @@ impl Handler<VrrpEvent> for Director {
     type Result = ();
 
     fn handle(&mut self, e: VrrpEvent, _ctx: &mut Context<Self>) {
+        if let Some(was) = e.priority_was {
+            self.record_detail(
+                "vrrp",
+                &e.instance,
+                &format!("priority {was} -> {} ({}), {}", e.priority, e.reason, e.to),
+                EventDetail::VrrpPriority {
+                    instance: e.instance.clone(),
+                    from: was,
+                    to: e.priority,
+                },
+            );
+            return;
+        }
         *self.counters.transitions.entry(e.instance.clone()).or_default() += 1;
         if e.fast_path_from.is_some() {
             *self
@@ -397,10 +457,17 @@ impl Handler<VrrpEvent> for Director {
                 p.fast_takeovers += 1;
             }
         }
-        self.record(
+        self.record_detail(
             "vrrp",
             &e.instance,
             &format!("{} -> {} ({}), priority {}", e.from, e.to, e.reason, e.priority),
+            EventDetail::VrrpState {
+                instance: e.instance.clone(),
+                from: e.from.to_string(),
+                to: e.to.to_string(),
+                priority: e.priority,
+                reason: e.reason.clone(),
+            },
         );
     }
 }
@@ -414,10 +481,18 @@ impl Handler<CheckEvent> for Director {
             .check_transitions
             .entry(e.id.to_string())
             .or_default() += 1;
-        self.record(
+        self.record_detail(
             "check",
             &e.id.to_string(),
             &format!("{:?} -> {:?}: {}", e.from, e.to, e.reason),
+            EventDetail::Check {
+                vs: e.id.vs.clone(),
+                rs: e.id.rs.clone(),
+                checker: e.id.checker.clone(),
+                up: e.to == ::actors::check::schedule::Health::Up,
+                weight: e.weight,
+                reason: e.reason.clone(),
+            },
         );
     }
 }

@@ -4,7 +4,9 @@
 
 use super::actor::{CheckEvent, CheckerId};
 use super::schedule::Health;
-use super::table::{desired, rs_verdict, VsOutcome};
+pub use super::state::ServiceHealth;
+use super::state::{HealthState, Recomputed};
+use super::table::VsOutcome;
 use crate::lb::model::{Service, SvcKey};
 use crate::lb::sync::Desired;
 use actix::prelude::*;
@@ -17,17 +19,11 @@ use std::collections::BTreeMap;
 pub struct GetTables;
 
 pub struct CheckHub {
-    /// Virtual servers by display name, with their checkers' ids per real server.
-    services: Vec<(String, VirtualServer)>,
-    groups: Vec<VirtualServerGroup>,
-    verdicts: BTreeMap<CheckerId, (Health, Option<u32>)>,
-    tables: BTreeMap<String, VsOutcome>,
+    /// Verdicts and desired outcomes (the pure part, shared with replay).
+    state: HealthState,
     /// The kernel services last published per virtual server.
     published: BTreeMap<String, Vec<(SvcKey, Service)>>,
-    version: u64,
     subscribers: Vec<Recipient<Desired>>,
-    /// The reason of each checker's last result.
-    reasons: BTreeMap<CheckerId, String>,
     /// Every checker transition, for the node's event journal.
     events: Option<Recipient<CheckEvent>>,
     /// Whether each (virtual server, real server) was alive, for notify_up/notify_down.
@@ -57,33 +53,49 @@ impl CheckHub {
         initial: BTreeMap<CheckerId, Health>,
         subscribers: Vec<Recipient<Desired>>,
     ) -> Self {
-        let verdicts = initial.into_iter().map(|(k, h)| (k, (h, None))).collect();
         let mut hub = CheckHub {
-            services,
-            groups,
-            verdicts,
-            tables: BTreeMap::new(),
+            state: HealthState::new(Vec::new(), Vec::new(), version, BTreeMap::new()),
             published: BTreeMap::new(),
-            version,
             subscribers,
-            reasons: BTreeMap::new(),
             events: None,
             alive: BTreeMap::new(),
             scripts: None,
             default_user: None,
             scripts_enabled: true,
         };
-        for i in 0..hub.services.len() {
-            hub.recompute(i);
-        }
-        hub.settled();
+        hub.reconfigure(services, groups, version, initial);
         hub
+    }
+
+    /// Brings the state to a configuration, then publishes every virtual server (and the
+    /// removal of those that left) and that the version is settled.
+    fn reconfigure(
+        &mut self,
+        services: Vec<(String, VirtualServer)>,
+        groups: Vec<VirtualServerGroup>,
+        version: u64,
+        ids: BTreeMap<CheckerId, Health>,
+    ) {
+        let r = self.state.reconfigure(services, groups, version, ids);
+        let stale: Vec<String> = self
+            .published
+            .keys()
+            .filter(|k| !self.state.tables().contains_key(*k))
+            .cloned()
+            .collect();
+        for name in stale {
+            self.publish(&name, Vec::new());
+        }
+        for (i, rec) in r.recomputed.into_iter().enumerate() {
+            self.after_recompute(i, rec);
+        }
+        self.settled();
     }
 
     fn settled(&self) {
         for s in &self.subscribers {
             s.do_send(Desired::Settled {
-                version: self.version,
+                version: self.state.version(),
             });
         }
     }
@@ -96,7 +108,7 @@ impl CheckHub {
             s.do_send(Desired::Changed {
                 vs: vs.to_string(),
                 services: services.clone(),
-                version: self.version,
+                version: self.state.version(),
             });
         }
         if services.is_empty() {
@@ -147,23 +159,15 @@ impl CheckHub {
         vec![(argv, user)]
     }
 
-    fn recompute(&mut self, i: usize) {
-        let (name, vs) = &self.services[i];
-        let was_up = self.tables.get(name).map(|t| t.quorum_up).unwrap_or(true);
-        let verdict_of = |rs: &ha_config::model::RealServer| {
-            let rname = rs_name(rs);
-            rs_verdict(
-                self.verdicts
-                    .iter()
-                    .filter(|(id, _)| id.vs == *name && id.rs == rname)
-                    .map(|(_, v)| *v),
-            )
-        };
-        let outcome = desired(vs, verdict_of, was_up);
-        // keepalived's notify_up / notify_down (per real server) and quorum_up / quorum_down.
+    /// Runs what a recomputation of virtual server `i` calls for: keepalived's
+    /// notify_up / notify_down (per real server) and quorum_up / quorum_down scripts, and
+    /// publishing its kernel services.
+    fn after_recompute(&mut self, i: usize, rec: Recomputed) {
+        let (name, vs) = &self.state.services()[i];
+        let outcome = &self.state.tables()[name];
         let mut batch = Vec::new();
         for rs in &vs.real_servers {
-            let alive = verdict_of(rs).alive;
+            let alive = self.state.verdict_of(name, rs).alive;
             let key = (name.clone(), rs_name(rs));
             if let Some(prev) = self.alive.insert(key, alive) {
                 if prev != alive {
@@ -172,7 +176,7 @@ impl CheckHub {
                 }
             }
         }
-        if self.tables.contains_key(name) && outcome.quorum_up != was_up {
+        if rec.quorum_was.is_some_and(|was| was != outcome.quorum_up) {
             let s = if outcome.quorum_up {
                 &vs.quorum_up
             } else {
@@ -183,14 +187,12 @@ impl CheckHub {
         if let Some(q) = &self.scripts {
             q.push(batch);
         }
-        let (name, vs) = &self.services[i];
-        let services = crate::lb::desired::services(vs, &self.groups, &outcome);
-        let name = name.clone();
-        if self.tables.get(&name) != Some(&outcome) {
+        if rec.changed {
             tracing::info!(vs = %name, dests = outcome.dests.len(), quorum_up = outcome.quorum_up,
                 sorry = outcome.sorry_active, "desired table changed");
-            self.tables.insert(name.clone(), outcome);
         }
+        let name = name.clone();
+        let services = self.state.kernel_services(i);
         self.publish(&name, services);
     }
 }
@@ -210,17 +212,14 @@ impl Handler<CheckEvent> for CheckHub {
 
     fn handle(&mut self, e: CheckEvent, _ctx: &mut Context<Self>) {
         // A probe stopped by a reconfiguration may still report once: ignore ids we dropped.
-        if !self.verdicts.contains_key(&e.id) {
+        let Some(i) = self.state.record(&e.id, e.to, e.weight, &e.reason) else {
             return;
-        }
-        self.verdicts.insert(e.id.clone(), (e.to, e.weight));
-        self.reasons.insert(e.id.clone(), e.reason.clone());
+        };
         if let Some(r) = &self.events {
             r.do_send(e.clone());
         }
-        if let Some(i) = self.services.iter().position(|(n, _)| *n == e.id.vs) {
-            self.recompute(i);
-        }
+        let rec = self.state.recompute(i);
+        self.after_recompute(i, rec);
     }
 }
 
@@ -239,29 +238,7 @@ impl Handler<Reconfigure> for CheckHub {
     type Result = ();
 
     fn handle(&mut self, r: Reconfigure, _ctx: &mut Context<Self>) {
-        self.verdicts.retain(|id, _| r.ids.contains_key(id));
-        self.reasons.retain(|id, _| r.ids.contains_key(id));
-        for (id, h) in r.ids {
-            self.verdicts.entry(id).or_insert((h, None));
-        }
-        let names: Vec<String> = r.services.iter().map(|(n, _)| n.clone()).collect();
-        self.tables.retain(|n, _| names.contains(n));
-        let gone: Vec<String> = self
-            .published
-            .keys()
-            .filter(|n| !names.contains(n))
-            .cloned()
-            .collect();
-        for n in gone {
-            self.publish(&n, Vec::new());
-        }
-        self.services = r.services;
-        self.groups = r.groups;
-        self.version = r.version;
-        for i in 0..self.services.len() {
-            self.recompute(i);
-        }
-        self.settled();
+        self.reconfigure(r.services, r.groups, r.version, r.ids);
     }
 }
 
@@ -269,7 +246,7 @@ impl Handler<GetTables> for CheckHub {
     type Result = MessageResult<GetTables>;
 
     fn handle(&mut self, _: GetTables, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.tables.clone())
+        MessageResult(self.state.tables().clone())
     }
 }
 
@@ -279,51 +256,10 @@ impl Handler<GetTables> for CheckHub {
 #[rtype(result = "Vec<ServiceHealth>")]
 pub struct GetRealServers;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceHealth {
-    pub vs: String,
-    pub quorum_up: bool,
-    /// (real server, alive, reason)
-    pub real_servers: Vec<(String, bool, String)>,
-}
-
 impl Handler<GetRealServers> for CheckHub {
     type Result = MessageResult<GetRealServers>;
 
     fn handle(&mut self, _: GetRealServers, _ctx: &mut Context<Self>) -> Self::Result {
-        let mut out = Vec::new();
-        for (name, vs) in &self.services {
-            let mut rss = Vec::new();
-            for rs in &vs.real_servers {
-                let rname = rs_name(rs);
-                let mine: Vec<(&CheckerId, &(Health, Option<u32>))> = self
-                    .verdicts
-                    .iter()
-                    .filter(|(id, _)| id.vs == *name && id.rs == rname)
-                    .collect();
-                let alive = rs_verdict(mine.iter().map(|(_, v)| **v)).alive;
-                let reason = mine
-                    .iter()
-                    .filter_map(|(id, _)| self.reasons.get(*id).map(|r| format!("{}: {r}", id.checker)))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                let reason = if reason.is_empty() {
-                    if mine.is_empty() {
-                        "no checker".to_string()
-                    } else {
-                        "not checked yet".to_string()
-                    }
-                } else {
-                    reason
-                };
-                rss.push((rname, alive, reason));
-            }
-            out.push(ServiceHealth {
-                vs: name.clone(),
-                quorum_up: self.tables.get(name).map(|t| t.quorum_up).unwrap_or(true),
-                real_servers: rss,
-            });
-        }
-        MessageResult(out)
+        MessageResult(self.state.real_servers())
     }
 }

@@ -17,6 +17,8 @@ pub struct Checks {
     pub hub: Addr<CheckHub>,
     /// One actor per distinct probe, by its key.
     pub checkers: BTreeMap<String, Addr<CheckerActor>>,
+    /// Checkers of the current configuration that could not start (see [`checker_ids`]).
+    pub unstarted: Vec<CheckerId>,
     /// Checker threads (one per core): probes spread over them so one busy thread does
     /// not make the others' probes late.
     arbiters: Vec<actix_rt::Arbiter>,
@@ -44,6 +46,45 @@ fn checker_threads() -> Vec<actix_rt::Arbiter> {
 struct Plan {
     services: Vec<(String, ha_config::model::VirtualServer)>,
     probes: BTreeMap<String, (Vec<CheckerId>, Timing, ProbeSpec)>,
+    /// Checkers of [`checker_ids`] that cannot run here (their script user is missing).
+    unstarted: Vec<CheckerId>,
+}
+
+/// Every checker a configuration defines, with the verdict it starts with (up, or down
+/// with `alpha`), by id: what the hub holds verdicts for, less [`Checks::unstarted`].
+/// Unsupported kinds and a MISC_CHECK whose command cannot be split have none.
+pub fn checker_ids(config: &Config) -> BTreeMap<CheckerId, super::schedule::Health> {
+    let mut out = BTreeMap::new();
+    for vs in &config.virtual_servers {
+        let vname = vs.key.to_string();
+        for rs in &vs.real_servers {
+            for (n, c) in rs.checkers.iter().enumerate() {
+                match &c.kind {
+                    CheckKind::Other(_) => continue,
+                    CheckKind::Misc(m) if script::split_argv(&m.misc_path).is_err() => continue,
+                    _ => {}
+                }
+                out.insert(
+                    checker_id(&vname, rs, n, c),
+                    CheckerCore::new(Timing::from(&c.common)).health(),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn checker_id(
+    vname: &str,
+    rs: &ha_config::model::RealServer,
+    n: usize,
+    c: &ha_config::model::Checker,
+) -> CheckerId {
+    CheckerId {
+        vs: vname.to_string(),
+        rs: rs_name(rs),
+        checker: format!("{}#{n}", c.kind.keyword()),
+    }
 }
 
 /// A random number in [0, 1) from the clock and a counter (warmup spreading only).
@@ -62,6 +103,7 @@ fn plan(config: &Config) -> Plan {
     let ca = ssl_ca(config);
     let mut specs = Vec::new();
     let mut services = Vec::new();
+    let mut unstarted = Vec::new();
     for vs in &config.virtual_servers {
         let vname = vs.key.to_string();
         services.push((vname.clone(), vs.clone()));
@@ -103,6 +145,7 @@ fn plan(config: &Config) -> Plan {
                             Ok(r) => r,
                             Err(e) => {
                                 tracing::error!(vs = %vname, rs = %rs_name(rs), "MISC_CHECK user: {e}; checker not started");
+                                unstarted.push(checker_id(&vname, rs, n, c));
                                 continue;
                             }
                         };
@@ -122,11 +165,7 @@ fn plan(config: &Config) -> Plan {
                         continue;
                     }
                 };
-                let id = CheckerId {
-                    vs: vname.clone(),
-                    rs: rs_name(rs),
-                    checker: format!("{}#{n}", c.kind.keyword()),
-                };
+                let id = checker_id(&vname, rs, n, c);
                 specs.push((id, Timing::from(&c.common), probe));
             }
         }
@@ -138,7 +177,11 @@ fn plan(config: &Config) -> Plan {
         let key = probe_key(&t, &p, &ca);
         probes.entry(key).or_insert_with(|| (Vec::new(), t, p)).0.push(id);
     }
-    Plan { services, probes }
+    Plan {
+        services,
+        probes,
+        unstarted,
+    }
 }
 
 /// `version`: the config version of `config`; `subscribers` get the kernel services.
@@ -179,6 +222,7 @@ pub fn start_with(
     let mut checks = Checks {
         hub,
         checkers: BTreeMap::new(),
+        unstarted: plan.unstarted,
         arbiters: checker_threads(),
         next: 0,
     };
@@ -207,6 +251,7 @@ impl Checks {
             .values()
             .flat_map(|(pids, t, _)| pids.iter().map(|id| (id.clone(), CheckerCore::new(*t).health())))
             .collect();
+        self.unstarted = plan.unstarted;
         self.hub.do_send(Reconfigure {
             services: plan.services,
             groups: config.vs_groups.clone(),

@@ -29,6 +29,9 @@ pub struct VrrpEvent {
     pub at: SystemTime,
     /// A takeover by the fast path: the master whose director process was gone.
     pub fast_path_from: Option<IpAddr>,
+    /// Set when only the effective priority changed (tracking), from this value to
+    /// `priority`; then `from` and `to` are both the current state.
+    pub priority_was: Option<u8>,
 }
 
 /// Its sync group wants this state.
@@ -356,7 +359,31 @@ impl InstanceActor {
                     Reason::MasterProcessGone { master } => Some(master),
                     _ => None,
                 },
+                priority_was: None,
             });
+        }
+    }
+
+    /// Feeds a tracking change; reports a change of the effective priority.
+    fn feed_tracking(&mut self, priority: u8, fault: bool, ctx: &mut Context<Self>) {
+        let was = self.core.priority();
+        self.feed(Input::Tracking { priority, fault }, ctx);
+        let now = self.core.priority();
+        if now != was {
+            tracing::info!(instance = %self.spec.name, from = was, to = now, "VRRP priority changed");
+            if let Some(r) = &self.events {
+                let state = self.core.state();
+                r.do_send(VrrpEvent {
+                    instance: self.spec.name.clone(),
+                    from: state,
+                    to: state,
+                    reason: "tracking".into(),
+                    priority: now,
+                    at: SystemTime::now(),
+                    fast_path_from: None,
+                    priority_was: Some(was),
+                });
+            }
         }
     }
 
@@ -482,12 +509,12 @@ impl InstanceActor {
             self.tracking = (priority, fault);
             self.feed(Input::Start { fault }, ctx);
             if priority != self.spec.params.priority {
-                self.feed(Input::Tracking { priority, fault }, ctx);
+                self.feed_tracking(priority, fault, ctx);
             }
         } else if (priority, fault) != self.tracking {
             tracing::info!(instance = %self.spec.name, priority, fault, "tracking changed");
             self.tracking = (priority, fault);
-            self.feed(Input::Tracking { priority, fault }, ctx);
+            self.feed_tracking(priority, fault, ctx);
         }
     }
 }

@@ -1,0 +1,303 @@
+//! The verdicts of one director's checkers and the desired destinations of each virtual
+//! server that follow from them (quorum state included): the check hub's state without
+//! its I/O. The hub runs it live; replay rebuilds it from recorded events with the same
+//! code, so a replayed table is computed exactly as the live one was.
+
+use super::actor::CheckerId;
+use super::hub::rs_name;
+use super::schedule::Health;
+use super::table::{desired, rs_verdict, RsVerdict, VsOutcome};
+use crate::lb::model::{Service, SvcKey, Table};
+use ha_config::model::{RealServer, VirtualServer, VirtualServerGroup};
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Clone, Debug, Default)]
+pub struct HealthState {
+    /// Virtual servers by display name, in config order.
+    services: Vec<(String, VirtualServer)>,
+    index: HashMap<String, usize>,
+    groups: Vec<VirtualServerGroup>,
+    verdicts: BTreeMap<CheckerId, (Health, Option<u32>)>,
+    /// The reason of each checker's last result.
+    reasons: BTreeMap<CheckerId, String>,
+    tables: BTreeMap<String, VsOutcome>,
+    version: u64,
+}
+
+/// What one recomputation found.
+pub struct Recomputed {
+    /// The virtual server's quorum before (None: first computation).
+    pub quorum_was: Option<bool>,
+    /// Whether the outcome differs from the previous one.
+    pub changed: bool,
+}
+
+/// What a reconfiguration did.
+pub struct Reconfigured {
+    /// The virtual servers that left.
+    pub gone: Vec<String>,
+    /// Each virtual server's recomputation, in config order.
+    pub recomputed: Vec<Recomputed>,
+}
+
+/// One virtual server's real servers: alive or not, and their checkers' last reasons.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceHealth {
+    pub vs: String,
+    pub quorum_up: bool,
+    /// (real server, alive, reason)
+    pub real_servers: Vec<(String, bool, String)>,
+}
+
+impl HealthState {
+    /// `initial`: the verdict each checker starts with (up, or down with `alpha`).
+    /// `version`: the config version `services` and `groups` come from. Every virtual
+    /// server's outcome is computed.
+    pub fn new(
+        services: Vec<(String, VirtualServer)>,
+        groups: Vec<VirtualServerGroup>,
+        version: u64,
+        initial: BTreeMap<CheckerId, Health>,
+    ) -> Self {
+        let mut s = HealthState::default();
+        s.reconfigure(services, groups, version, initial);
+        s
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn services(&self) -> &[(String, VirtualServer)] {
+        &self.services
+    }
+
+    pub fn tables(&self) -> &BTreeMap<String, VsOutcome> {
+        &self.tables
+    }
+
+    /// A new configuration: these services, and the verdict of every checker id that is
+    /// new (ids that remain keep theirs; ids that left are forgotten). Every virtual server
+    /// is recomputed, in config order.
+    pub fn reconfigure(
+        &mut self,
+        services: Vec<(String, VirtualServer)>,
+        groups: Vec<VirtualServerGroup>,
+        version: u64,
+        ids: BTreeMap<CheckerId, Health>,
+    ) -> Reconfigured {
+        self.verdicts.retain(|id, _| ids.contains_key(id));
+        self.reasons.retain(|id, _| ids.contains_key(id));
+        for (id, h) in ids {
+            self.verdicts.entry(id).or_insert((h, None));
+        }
+        self.index = services
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (n.clone(), i))
+            .collect();
+        let gone: Vec<String> = self
+            .tables
+            .keys()
+            .filter(|n| !self.index.contains_key(*n))
+            .cloned()
+            .collect();
+        for n in &gone {
+            self.tables.remove(n);
+        }
+        self.services = services;
+        self.groups = groups;
+        self.version = version;
+        let recomputed = (0..self.services.len()).map(|i| self.recompute(i)).collect();
+        Reconfigured { gone, recomputed }
+    }
+
+    /// Records a checker's result. Returns the index of its virtual server (to be
+    /// recomputed), or None for an id this configuration does not have (a probe stopped
+    /// by a reconfiguration may still report once).
+    pub fn record(&mut self, id: &CheckerId, to: Health, weight: Option<u32>, reason: &str) -> Option<usize> {
+        let v = self.verdicts.get_mut(id)?;
+        *v = (to, weight);
+        match self.reasons.get_mut(id) {
+            Some(r) => {
+                r.clear();
+                r.push_str(reason);
+            }
+            None => {
+                self.reasons.insert(id.clone(), reason.to_string());
+            }
+        }
+        self.index.get(&id.vs).copied()
+    }
+
+    /// The checkers of one real server of virtual server `vs`, in id order.
+    fn checkers_of<'a>(
+        &'a self,
+        vs: &str,
+        rs: &str,
+    ) -> impl Iterator<Item = (&'a CheckerId, &'a (Health, Option<u32>))> + 'a {
+        let from = CheckerId {
+            vs: vs.to_string(),
+            rs: rs.to_string(),
+            checker: String::new(),
+        };
+        let (vs, rs) = (from.vs.clone(), from.rs.clone());
+        self.verdicts
+            .range(from..)
+            .take_while(move |(id, _)| id.vs == vs && id.rs == rs)
+    }
+
+    /// The combined verdict on real server `rs` of virtual server `vs`.
+    pub fn verdict_of(&self, vs: &str, rs: &RealServer) -> RsVerdict {
+        rs_verdict(self.checkers_of(vs, &rs_name(rs)).map(|(_, v)| *v))
+    }
+
+    /// Recomputes virtual server `i`'s outcome from the verdicts.
+    pub fn recompute(&mut self, i: usize) -> Recomputed {
+        let (name, vs) = &self.services[i];
+        let quorum_was = self.tables.get(name).map(|t| t.quorum_up);
+        let outcome = desired(vs, |rs| self.verdict_of(name, rs), quorum_was.unwrap_or(true));
+        let changed = self.tables.get(name) != Some(&outcome);
+        if changed {
+            self.tables.insert(name.clone(), outcome);
+        }
+        Recomputed { quorum_was, changed }
+    }
+
+    /// Virtual server `i`'s kernel services as its outcome makes them.
+    pub fn kernel_services(&self, i: usize) -> Vec<(SvcKey, Service)> {
+        let (name, vs) = &self.services[i];
+        match self.tables.get(name) {
+            Some(outcome) => crate::lb::desired::services(vs, &self.groups, outcome),
+            None => Vec::new(),
+        }
+    }
+
+    /// The whole desired kernel table.
+    pub fn table(&self) -> Table {
+        (0..self.services.len())
+            .flat_map(|i| self.kernel_services(i))
+            .collect()
+    }
+
+    /// Every real server of every virtual server: alive or not, with its checkers' last
+    /// reasons (`not checked yet` before the first result, `no checker` without any).
+    pub fn real_servers(&self) -> Vec<ServiceHealth> {
+        let mut out = Vec::new();
+        for (name, vs) in &self.services {
+            let mut rss = Vec::new();
+            for rs in &vs.real_servers {
+                let rname = rs_name(rs);
+                let mine: Vec<_> = self.checkers_of(name, &rname).collect();
+                let alive = rs_verdict(mine.iter().map(|(_, v)| **v)).alive;
+                let reason = mine
+                    .iter()
+                    .filter_map(|(id, _)| self.reasons.get(*id).map(|r| format!("{}: {r}", id.checker)))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let reason = if !reason.is_empty() {
+                    reason
+                } else if mine.is_empty() {
+                    "no checker".to_string()
+                } else {
+                    "not checked yet".to_string()
+                };
+                rss.push((rname, alive, reason));
+            }
+            out.push(ServiceHealth {
+                vs: name.clone(),
+                quorum_up: self.tables.get(name).map(|t| t.quorum_up).unwrap_or(true),
+                real_servers: rss,
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ha_config::cluster;
+
+    fn config(text: &str) -> ha_config::model::Config {
+        let (_, l) = cluster::load_str("t.conf", text, &[]);
+        assert!(!l.diags.has_errors(), "{:?}", l.diags);
+        l.cluster.default
+    }
+
+    fn id(rs: &str) -> CheckerId {
+        CheckerId {
+            vs: "198.18.116.134:80".into(),
+            rs: rs.into(),
+            checker: "TCP_CHECK#0".into(),
+        }
+    }
+
+    fn seed_state() -> HealthState {
+        let c = config(
+            "virtual_server 198.18.116.134 80 {\n lb_kind DR\n quorum 2\n sorry_server 198.18.116.150 80\n real_server 198.18.116.131 80 {\n  TCP_CHECK {\n  }\n }\n real_server 198.18.116.132 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
+        );
+        let services = c
+            .virtual_servers
+            .iter()
+            .map(|v| (v.key.to_string(), v.clone()))
+            .collect();
+        let initial = [id("198.18.116.131:80"), id("198.18.116.132:80")]
+            .into_iter()
+            .map(|i| (i, Health::Up))
+            .collect();
+        HealthState::new(services, c.vs_groups.clone(), 1, initial)
+    }
+
+    #[test]
+    fn a_failed_checker_removes_its_real_server_and_quorum_brings_the_sorry_server() {
+        let mut s = seed_state();
+        assert_eq!(s.table().values().next().map(|svc| svc.dests.len()), Some(2));
+        let i = s
+            .record(&id("198.18.116.131:80"), Health::Down, None, "connection refused")
+            .expect("known checker");
+        let r = s.recompute(i);
+        assert!(r.changed);
+        assert_eq!(r.quorum_was, Some(true));
+        let t = &s.tables()["198.18.116.134:80"];
+        assert!(!t.quorum_up && t.sorry_active, "{t:?}");
+        let rss = &s.real_servers()[0].real_servers;
+        assert_eq!(
+            rss[0],
+            (
+                "198.18.116.131:80".into(),
+                false,
+                "TCP_CHECK#0: connection refused".into()
+            )
+        );
+        assert_eq!(rss[1].2, "not checked yet");
+    }
+
+    #[test]
+    fn an_unknown_checker_changes_nothing_and_a_reconfiguration_keeps_verdicts() {
+        let mut s = seed_state();
+        let stranger = CheckerId {
+            vs: "198.18.116.134:80".into(),
+            rs: "198.18.116.199:80".into(),
+            checker: "TCP_CHECK#0".into(),
+        };
+        assert_eq!(s.record(&stranger, Health::Down, None, "x"), None);
+        let i = s
+            .record(&id("198.18.116.132:80"), Health::Down, None, "timeout")
+            .unwrap();
+        s.recompute(i);
+        let services = s.services().to_vec();
+        let ids = [id("198.18.116.131:80"), id("198.18.116.132:80")]
+            .into_iter()
+            .map(|i| (i, Health::Up))
+            .collect();
+        let r = s.reconfigure(services, Vec::new(), 2, ids);
+        assert!(r.gone.is_empty());
+        assert!(!r.recomputed[0].changed, "same verdicts, same outcome");
+        assert_eq!(s.version(), 2);
+        assert!(!s.real_servers()[0].real_servers[1].1, "rs02 stays down");
+        let r = s.reconfigure(Vec::new(), Vec::new(), 3, BTreeMap::new());
+        assert_eq!(r.gone, vec!["198.18.116.134:80".to_string()]);
+        assert!(s.table().is_empty());
+    }
+}
