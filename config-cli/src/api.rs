@@ -245,6 +245,82 @@ pub enum EventDetail {
     },
     /// The config fence was held or lifted.
     Fence { held: bool, state: String },
+    /// Retention dropped the events before this one: what they had built up (replay
+    /// starts from here for any later moment).
+    Checkpoint(Box<Checkpoint>),
+}
+
+/// The state a node's runtime events had built up at one point, in place of the events
+/// retention dropped (the config itself comes from the committed history, never dropped).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Runtime events dropped, in total, up to here.
+    pub dropped: u64,
+    /// The config version the checkers and the data plane ran.
+    pub applied: Option<u64>,
+    #[serde(default)]
+    pub unstarted: Vec<(String, String, String)>,
+    /// Every checker's last result (`reason` None: not checked yet).
+    pub verdicts: Vec<CheckpointVerdict>,
+    /// Each virtual server's quorum (it has hysteresis: the next outcome depends on it).
+    pub quorum: Vec<(String, bool)>,
+    pub instances: Vec<ReplayInstance>,
+    pub dataplane_version: Option<u64>,
+    pub fence: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointVerdict {
+    pub vs: String,
+    pub rs: String,
+    pub checker: String,
+    pub up: bool,
+    #[serde(default)]
+    pub weight: Option<u32>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A VRRP instance as replay rebuilds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayInstance {
+    pub name: String,
+    pub state: String,
+    /// Effective priority (after tracking).
+    pub priority: u8,
+    /// When it entered `state` (Unix ms), and why.
+    pub since_ms: u64,
+    pub reason: String,
+}
+
+/// `GET /v1/replay?at=MS` or `?version=V`: one director's state at a past moment,
+/// rebuilt from the committed history and its runtime events alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayResponse {
+    pub node: String,
+    /// What was asked: `time <ms>` or `version <V>`.
+    pub moment: String,
+    /// The moment replayed (Unix ms): the time asked, or when version V's table reached
+    /// the kernel (its first error-free sync; its apply if none followed).
+    pub at_ms: u64,
+    /// The latest config version committed (by the cluster) at that moment.
+    pub committed_version: u64,
+    /// The config version this director's checkers and data plane ran, and its hash.
+    pub config_version: Option<u64>,
+    pub config_hash: Option<String>,
+    /// The last version whose table reached the kernel without errors.
+    pub dataplane_version: Option<u64>,
+    pub fence: Option<String>,
+    pub instances: Vec<ReplayInstance>,
+    pub services: Vec<ServiceInfo>,
+    /// The desired table in `ipvsadm -Ln` layout, and as `GET /v1/table`'s `desired_json`.
+    pub desired: String,
+    pub desired_json: serde_json::Value,
+    /// Runtime events and committed history entries folded.
+    pub events_folded: u64,
+    pub history_folded: u64,
+    /// Why the result may be incomplete (events recorded without their content).
+    pub warnings: Vec<String>,
 }
 
 /// `GET /v1/table`: the kernel table and the desired one, in `ipvsadm -Ln` layout and

@@ -237,6 +237,7 @@ impl Routes for Api {
             (&Method::GET, "/metrics") => self.metrics().await,
             (&Method::GET, "/v1/table") => self.table().await,
             (&Method::GET, "/v1/events") => self.events(&req),
+            (&Method::GET, "/v1/replay") => self.replay(&req).await,
             (&Method::POST, "/v1/debug/hold-table") if self.test_hooks => self.hold_table(&req),
             (&Method::GET, "/v1/members") => json(
                 StatusCode::OK,
@@ -644,6 +645,47 @@ impl Api {
         }
     }
 
+    /// `GET /v1/replay?at=MS` or `?version=V`: this director's state at that moment,
+    /// rebuilt from the committed history and its runtime events.
+    async fn replay(&self, req: &Req) -> Reply {
+        use crate::replay::{Configs, Moment, ReplayError};
+        let params = query_params(&req.query);
+        let moment = match (u64_param(&params, "at"), u64_param(&params, "version")) {
+            (Ok(Some(t)), Ok(None)) => Moment::Time(t),
+            (Ok(None), Ok(Some(v))) => Moment::Version(v),
+            (Err(e), _) | (_, Err(e)) => return e,
+            _ => {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "give exactly one of at (Unix ms) and version",
+                )
+            }
+        };
+        // A long journal takes a while to fold: off the async workers.
+        let node = self.node.clone();
+        let folded = tokio::task::spawn_blocking(move || {
+            let history = node.state.history(1, u64::MAX).map_err(|e| e.to_string())?;
+            let configs = Configs::from_history(&node.name, &history);
+            crate::replay::replay(&node.name, &configs, node.journal.iter_from(1), moment)
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        match folded {
+            Ok(Ok(Ok(r))) => json(StatusCode::OK, &r),
+            Ok(Ok(Err(e))) => {
+                let kind = match e {
+                    ReplayError::NoSuchVersion { .. } => "no_such_version",
+                    ReplayError::NeverApplied { .. } => "never_applied",
+                    ReplayError::Dropped { .. } => "dropped",
+                };
+                err(StatusCode::NOT_FOUND, kind, e.to_string())
+            }
+            Ok(Err(e)) => err(StatusCode::INTERNAL_SERVER_ERROR, "journal", e),
+            Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        }
+    }
+
     /// `GET /v1/table`: the kernel's table, the desired one and their differences.
     async fn table(&self) -> Reply {
         let Some(rt) = &self.runtime else {
@@ -914,6 +956,16 @@ impl Api {
                 "Duration of a table sync.",
             );
             e.histogram("hanode_dataplane_sync_duration_seconds", &[], &c.sync_duration);
+            e.family(
+                "hanode_check_duration_seconds",
+                "histogram",
+                "Duration of one health-check probe, by checker kind.",
+            );
+            for (i, kind) in ::actors::check::stats::KINDS.iter().enumerate() {
+                let d = ::actors::check::stats::STATS.durations(i);
+                let h = crate::metrics::Histogram::from_counts(d.buckets, d.count, d.sum_seconds);
+                e.histogram("hanode_check_duration_seconds", &[("kind", kind)], &h);
+            }
             e.family(
                 "hanode_peer_alive",
                 "gauge",

@@ -110,6 +110,14 @@ impl Journal {
         Ok(item.seq)
     }
 
+    /// Every event from sequence number `from` on, decoded as it is read.
+    pub fn iter_from(&self, from: u64) -> impl Iterator<Item = anyhow::Result<EventItem>> + '_ {
+        self.tree.range(from.to_be_bytes()..).map(|kv| {
+            let (_, v) = kv?;
+            Ok(serde_json::from_slice(&v)?)
+        })
+    }
+
     /// Up to `limit` events from sequence number `from` on.
     pub fn list(&self, from: u64, limit: usize) -> anyhow::Result<Vec<EventItem>> {
         let mut out = Vec::new();

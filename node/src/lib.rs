@@ -13,6 +13,7 @@ pub mod director;
 pub mod journal;
 pub mod liveness;
 pub mod metrics;
+pub mod replay;
 pub mod runtime;
 pub mod settings;
 pub mod transport;

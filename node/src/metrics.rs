@@ -5,9 +5,7 @@
 use std::fmt::Write;
 
 /// Upper bounds (seconds) of the latency histograms' buckets.
-pub const BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-];
+pub const BUCKETS: [f64; 12] = ::actors::check::stats::DURATION_BUCKETS;
 
 /// A cumulative histogram of durations.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,6 +27,11 @@ impl Histogram {
 
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    /// From counts kept elsewhere (per bucket of [`BUCKETS`], not cumulated).
+    pub fn from_counts(counts: [u64; BUCKETS.len()], count: u64, sum: f64) -> Histogram {
+        Histogram { counts, count, sum }
     }
 }
 

@@ -39,6 +39,7 @@ pub fn free_port() -> u16 {
 }
 
 pub mod netns;
+pub mod seed_cluster;
 pub mod seed_lab;
 pub mod vm;
 pub mod vrrp_lab;

@@ -102,6 +102,13 @@ impl CheckerActor {
         super::stats::STATS.record(self.due.elapsed());
         let timeout = self.core.timing().connect_timeout;
         let spec = self.probe.clone();
+        let kind = match &*spec {
+            ProbeSpec::Tcp(_) => 0,
+            ProbeSpec::Http { .. } => 1,
+            ProbeSpec::Https { .. } => 2,
+            ProbeSpec::Misc { .. } => 3,
+        };
+        let started = std::time::Instant::now();
         let fut = async move {
             match &*spec {
                 ProbeSpec::Tcp(t) => probe::tcp(t, timeout).await,
@@ -125,7 +132,8 @@ impl CheckerActor {
             }
         };
         // `wait`: one probe at a time per checker.
-        ctx.wait(fut.into_actor(self).map(|r, act, ctx| {
+        ctx.wait(fut.into_actor(self).map(move |r, act, ctx| {
+            super::stats::STATS.probe_took(kind, started.elapsed());
             let (t, next) = act.core.on_result(&r);
             let t = t.or_else(|| {
                 (!act.reported).then(|| super::schedule::Transition {

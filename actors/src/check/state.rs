@@ -40,6 +40,14 @@ pub struct Reconfigured {
     pub recomputed: Vec<Recomputed>,
 }
 
+/// What [`HealthState::snapshot`] keeps: (checker, verdict, weight, last reason) and
+/// each virtual server's quorum.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealthSnapshot {
+    pub verdicts: Vec<(CheckerId, Health, Option<u32>, Option<String>)>,
+    pub quorum: BTreeMap<String, bool>,
+}
+
 /// One virtual server's real servers: alive or not, and their checkers' last reasons.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceHealth {
@@ -110,6 +118,56 @@ impl HealthState {
         self.version = version;
         let recomputed = (0..self.services.len()).map(|i| self.recompute(i)).collect();
         Reconfigured { gone, recomputed }
+    }
+
+    /// Every checker's verdict and last reason (None: not checked yet), and each virtual
+    /// server's quorum: what [`HealthState::restore`] needs to continue from here.
+    pub fn snapshot(&self) -> HealthSnapshot {
+        HealthSnapshot {
+            verdicts: self
+                .verdicts
+                .iter()
+                .map(|(id, (h, w))| (id.clone(), *h, *w, self.reasons.get(id).cloned()))
+                .collect(),
+            quorum: self
+                .tables
+                .iter()
+                .map(|(n, t)| (n.clone(), t.quorum_up))
+                .collect(),
+        }
+    }
+
+    /// The state a [`HealthState::snapshot`] was taken of, under this configuration.
+    pub fn restore(
+        services: Vec<(String, VirtualServer)>,
+        groups: Vec<VirtualServerGroup>,
+        version: u64,
+        snap: HealthSnapshot,
+    ) -> Self {
+        let mut s = HealthState {
+            index: services
+                .iter()
+                .enumerate()
+                .map(|(i, (n, _))| (n.clone(), i))
+                .collect(),
+            services,
+            groups,
+            version,
+            ..HealthState::default()
+        };
+        for (id, h, w, reason) in snap.verdicts {
+            if let Some(r) = reason {
+                s.reasons.insert(id.clone(), r);
+            }
+            s.verdicts.insert(id, (h, w));
+        }
+        for i in 0..s.services.len() {
+            let (name, vs) = &s.services[i];
+            let was = snap.quorum.get(name).copied().unwrap_or(true);
+            let outcome = desired(vs, |rs| s.verdict_of(name, rs), was);
+            s.tables.insert(name.clone(), outcome);
+        }
+        s
     }
 
     /// Records a checker's result. Returns the index of its virtual server (to be
@@ -296,6 +354,9 @@ mod tests {
         assert!(!r.recomputed[0].changed, "same verdicts, same outcome");
         assert_eq!(s.version(), 2);
         assert!(!s.real_servers()[0].real_servers[1].1, "rs02 stays down");
+        let restored = HealthState::restore(s.services().to_vec(), Vec::new(), 2, s.snapshot());
+        assert_eq!(restored.table(), s.table());
+        assert_eq!(restored.real_servers(), s.real_servers());
         let r = s.reconfigure(Vec::new(), Vec::new(), 3, BTreeMap::new());
         assert_eq!(r.gone, vec!["198.18.116.134:80".to_string()]);
         assert!(s.table().is_empty());

@@ -6,7 +6,7 @@ use crate::cluster_cmds::fmt_time;
 use crate::remote::{Answer, Remote};
 use crate::Format;
 use anyhow::{anyhow, Result};
-use ha_config::api::{ConfigResponse, EventItem, HistoryItem, MembersResponse};
+use ha_config::api::{ConfigResponse, EventItem, HistoryItem, MembersResponse, ReplayResponse};
 use ha_config::diff::{self, Change};
 use ha_config::ClusterConfig;
 use hyper::Method;
@@ -86,6 +86,115 @@ pub fn parse_time(s: &str, now_ms: u64) -> Result<u64, String> {
         secs += i64::from(h * 3600 + mi * 60 + se);
     }
     Ok((secs as u64) * 1000)
+}
+
+/// What `hactl replay --at` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moment {
+    Version(u64),
+    TimeMs(u64),
+}
+
+/// `--at`: a config version (a number of up to 10 digits) or a time as [`parse_time`]
+/// reads it (Unix milliseconds have 11 digits or more).
+pub fn parse_moment(s: &str, now_ms: u64) -> Result<Moment, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.len() < 11 && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse()
+            .map(Moment::Version)
+            .map_err(|_| format!("{t:?}: not a version"));
+    }
+    parse_time(t, now_ms)
+        .map(Moment::TimeMs)
+        .map_err(|e| format!("{e} (or a config version)"))
+}
+
+/// `hactl replay`: a director's state at a past moment, rebuilt from the history.
+pub fn replay(remote: &Remote, node: Option<&str>, moment: Moment, format: Format) -> Result<ExitCode> {
+    let ep = crate::cluster_cmds::node_endpoint(remote, node)?;
+    let path = match moment {
+        Moment::Version(v) => format!("/v1/replay?version={v}"),
+        Moment::TimeMs(t) => format!("/v1/replay?at={t}"),
+    };
+    let (status, body) = remote.send_to(&ep, Method::GET, &path, None, PATIENCE)?;
+    if !status.is_success() {
+        let msg = serde_json::from_slice::<ha_config::api::ErrorBody>(&body)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        return Err(anyhow!("{ep}: {msg}"));
+    }
+    let r: ReplayResponse = serde_json::from_slice(&body)?;
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", render_replay(&r));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A replayed state in `hactl status` / `hactl table` layout.
+pub fn render_replay(r: &ReplayResponse) -> String {
+    use std::fmt::Write;
+    let v = |o: Option<u64>| o.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} at {} ({}), replayed from {} runtime event(s) and {} history entries:",
+        r.node,
+        fmt_time(r.at_ms),
+        r.moment,
+        r.events_folded,
+        r.history_folded
+    );
+    let _ = writeln!(
+        out,
+        "  config version {} ({}; committed {}), data plane at version {}, fence {}",
+        v(r.config_version),
+        r.config_hash
+            .as_deref()
+            .map(|h| &h[..h.len().min(12)])
+            .unwrap_or("-"),
+        r.committed_version,
+        v(r.dataplane_version),
+        r.fence.as_deref().unwrap_or("-")
+    );
+    for w in &r.warnings {
+        let _ = writeln!(out, "  warning: {w}");
+    }
+    for i in &r.instances {
+        let _ = writeln!(
+            out,
+            "  vrrp {:<16} {:<7} priority {:>3}  since {} ({})",
+            i.name,
+            i.state,
+            i.priority,
+            fmt_time(i.since_ms),
+            i.reason
+        );
+    }
+    for svc in &r.services {
+        let up = svc.real_servers.iter().filter(|r| r.up).count();
+        let _ = writeln!(
+            out,
+            "  virtual server {}: {up}/{} real servers up{}",
+            svc.name,
+            svc.real_servers.len(),
+            if svc.quorum_up { "" } else { ", QUORUM LOST" }
+        );
+        for rs in &svc.real_servers {
+            let _ = writeln!(
+                out,
+                "    {:<24} {:<5} {}",
+                rs.name,
+                if rs.up { "UP" } else { "DOWN" },
+                rs.reason
+            );
+        }
+    }
+    let _ = writeln!(out, "desired table:");
+    out.push_str(&r.desired);
+    out
 }
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
@@ -325,6 +434,21 @@ pub fn export(remote: &Remote) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_moment_is_a_version_or_a_time() {
+        assert_eq!(parse_moment("12", 0), Ok(Moment::Version(12)));
+        assert_eq!(
+            parse_moment("2026-11-24T03:12:00Z", 0),
+            Ok(Moment::TimeMs(1_763_953_920_000))
+        );
+        assert_eq!(
+            parse_moment("1763953920000", 0),
+            Ok(Moment::TimeMs(1_763_953_920_000))
+        );
+        assert_eq!(parse_moment("2h", 7_200_500), Ok(Moment::TimeMs(500)));
+        assert!(parse_moment("yesterday", 0).is_err());
+    }
 
     #[test]
     fn times_parse_as_utc_dates_ages_and_millis() {

@@ -450,24 +450,31 @@ pub fn verify(remote: &Remote, format: Format) -> Result<ExitCode> {
 }
 
 /// `hactl table`: the kernel table of one director (or each), `ipvsadm -Ln` layout.
+/// The admin endpoint of director `node` (from the membership), or the first --cluster
+/// endpoint.
+pub fn node_endpoint(remote: &Remote, node: Option<&str>) -> Result<String> {
+    let Some(n) = node else {
+        return remote
+            .endpoints
+            .first()
+            .cloned()
+            .ok_or_else(|| anyhow!("no --cluster endpoint"));
+    };
+    let (_, a): (String, Answer<ha_config::api::MembersResponse>) =
+        remote.call(Method::GET, "/v1/members", None, Duration::from_secs(10))?;
+    let members = match a {
+        Answer::Ok(m) => m.members,
+        Answer::Refused(r) => return Err(anyhow!("{}: {}", r.endpoint, r.error.message)),
+    };
+    members
+        .iter()
+        .find(|m| m.name == n)
+        .map(|m| m.addr.clone())
+        .ok_or_else(|| anyhow!("no director named {n:?} in the cluster"))
+}
+
 pub fn table(remote: &Remote, node: Option<&str>, format: Format) -> Result<ExitCode> {
-    let mut targets = remote.endpoints.clone();
-    if let Some(n) = node {
-        // Find the director's address among the members.
-        let (_, a): (String, Answer<ha_config::api::MembersResponse>) =
-            remote.call(Method::GET, "/v1/members", None, Duration::from_secs(10))?;
-        let members = match a {
-            Answer::Ok(m) => m.members,
-            Answer::Refused(r) => return Err(anyhow!("{}: {}", r.endpoint, r.error.message)),
-        };
-        let m = members
-            .iter()
-            .find(|m| m.name == n)
-            .ok_or_else(|| anyhow!("no director named {n:?} in the cluster"))?;
-        targets = vec![m.addr.clone()];
-    } else {
-        targets.truncate(1);
-    }
+    let targets = vec![node_endpoint(remote, node)?];
     let mut all_equal = true;
     for ep in targets {
         let (status, body) = remote.send_to(&ep, Method::GET, "/v1/table", None, Duration::from_secs(30))?;

@@ -162,6 +162,19 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// One director's desired table, real-server verdicts and VRRP states at a past
+    /// moment, rebuilt from the committed history and its runtime events alone.
+    Replay {
+        /// A config version (`12`: when its table reached the kernel), or a time:
+        /// `2026-11-24T03:12:00Z`, `2026-11-24`, an age (`2h`), or Unix milliseconds.
+        #[arg(long)]
+        at: String,
+        /// Which director (default: the first --cluster endpoint).
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// The committed history and every director's runtime events, one JSON object a line
     /// (schema in the README), for a SIEM.
     ExportHistory {
@@ -273,6 +286,12 @@ fn main() -> ExitCode {
             };
             let r = remote(&cli.cluster)?;
             audit::history(&r, from, to, &filter, diff, format)
+        })(),
+        Cmd::Replay { at, node, format } => (|| {
+            let moment =
+                audit::parse_moment(&at, cluster_cmds::now_ms()).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
+            let r = remote(&cli.cluster)?;
+            audit::replay(&r, node.as_deref(), moment, format)
         })(),
         Cmd::ExportHistory {
             format: ExportFormat::Jsonl,
