@@ -416,6 +416,10 @@ pub fn export(remote: &Remote) -> Result<ExitCode> {
                     "subject": e.subject,
                     "summary": e.summary,
                 });
+                let mut v = v;
+                if let (Some(d), Some(obj)) = (&e.detail, v.as_object_mut()) {
+                    obj.insert("detail".into(), serde_json::to_value(d)?);
+                }
                 lines.push((e.at_ms, 1, v.to_string()));
             }
             match page.last() {
@@ -440,11 +444,11 @@ mod tests {
         assert_eq!(parse_moment("12", 0), Ok(Moment::Version(12)));
         assert_eq!(
             parse_moment("2026-11-24T03:12:00Z", 0),
-            Ok(Moment::TimeMs(1_763_953_920_000))
+            Ok(Moment::TimeMs(1_795_489_920_000))
         );
         assert_eq!(
-            parse_moment("1763953920000", 0),
-            Ok(Moment::TimeMs(1_763_953_920_000))
+            parse_moment("1795489920000", 0),
+            Ok(Moment::TimeMs(1_795_489_920_000))
         );
         assert_eq!(parse_moment("2h", 7_200_500), Ok(Moment::TimeMs(500)));
         assert!(parse_moment("yesterday", 0).is_err());
