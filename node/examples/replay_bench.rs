@@ -148,7 +148,7 @@ fn main() {
     let mut dests = 0;
     for _ in 0..5 {
         let t = Instant::now();
-        let r = replay::<Infallible>("lvs01", &configs, events.iter().cloned().map(Ok), end);
+        let r = replay::<Infallible, _>("lvs01", &configs, events.iter().map(Ok), end);
         best_fold = best_fold.min(t.elapsed().as_secs_f64());
         if let Ok(Ok(r)) = r {
             dests = r.desired_json.as_array().map(|a| a.len()).unwrap_or(0);

@@ -146,6 +146,8 @@ pub struct Replayer<'a> {
     undetailed: u64,
     missing: BTreeSet<u64>,
     last_at: u64,
+    /// Reused for each check event's id (no allocation per event).
+    scratch: CheckerId,
 }
 
 fn id_of(vs: &str, rs: &str, checker: &str) -> CheckerId {
@@ -179,6 +181,7 @@ impl<'a> Replayer<'a> {
             undetailed: 0,
             missing: BTreeSet::new(),
             last_at: 0,
+            scratch: id_of("", "", ""),
         }
     }
 
@@ -209,10 +212,15 @@ impl<'a> Replayer<'a> {
                 weight,
                 reason,
             } => {
-                if let Some(i) = self
-                    .health
-                    .record(&id_of(vs, rs, checker), health(*up), *weight, reason)
-                {
+                for (to, from) in [
+                    (&mut self.scratch.vs, vs),
+                    (&mut self.scratch.rs, rs),
+                    (&mut self.scratch.checker, checker),
+                ] {
+                    to.clear();
+                    to.push_str(from);
+                }
+                if let Some(i) = self.health.record(&self.scratch, health(*up), *weight, reason) {
                     self.health.recompute(i);
                 }
             }
@@ -414,10 +422,10 @@ fn applied_version(e: &EventItem) -> Option<u64> {
 }
 
 /// Replays `node`'s events (in sequence order) to `moment`.
-pub fn replay<E>(
+pub fn replay<E, B: std::borrow::Borrow<EventItem>>(
     node: &str,
     configs: &Configs,
-    events: impl IntoIterator<Item = Result<EventItem, E>>,
+    events: impl IntoIterator<Item = Result<B, E>>,
     moment: Moment,
 ) -> Result<Result<ReplayResponse, ReplayError>, E> {
     let mut r = Replayer::new(configs);
@@ -426,6 +434,7 @@ pub fn replay<E>(
         Moment::Time(t) => {
             for e in events {
                 let e = e?;
+                let e = e.borrow();
                 if e.at_ms > t {
                     if first && matches!(e.detail, Some(EventDetail::Checkpoint(_))) {
                         return Ok(Err(ReplayError::Dropped {
@@ -435,7 +444,7 @@ pub fn replay<E>(
                     break;
                 }
                 first = false;
-                r.apply(&e);
+                r.apply(e);
             }
             Ok(Ok(r.finish(node, moment, t)))
         }
@@ -449,6 +458,7 @@ pub fn replay<E>(
             let mut seen = false;
             for e in events {
                 let e = e?;
+                let e = e.borrow();
                 if first {
                     if let Some(EventDetail::Checkpoint(c)) = &e.detail {
                         if c.applied.is_some_and(|a| a > v) {
@@ -459,16 +469,16 @@ pub fn replay<E>(
                     }
                 }
                 first = false;
-                let applied = applied_version(&e);
+                let applied = applied_version(e);
                 if seen && applied.is_some_and(|a| a != v) {
                     break;
                 }
-                r.apply(&e);
+                r.apply(e);
                 let restored_at_v =
                     matches!(&e.detail, Some(EventDetail::Checkpoint(c)) if c.applied == Some(v));
                 if applied == Some(v) || (restored_at_v && !seen) {
                     seen = true;
-                } else if seen && is_sync_of(&e, v) {
+                } else if seen && is_sync_of(e, v) {
                     break;
                 }
             }
