@@ -713,9 +713,6 @@ impl Api {
                     .iter()
                     .map(|op| op.to_string())
                     .collect();
-                let as_list = |t: &::actors::lb::model::Table| {
-                    serde_json::to_value(t.iter().collect::<Vec<_>>()).unwrap_or_default()
-                };
                 json(
                     StatusCode::OK,
                     &ha_config::api::TableResponse {
@@ -724,8 +721,8 @@ impl Api {
                         applied_version: applied,
                         kernel: ::actors::lb::print::ipvsadm_ln(&kernel),
                         differences,
-                        kernel_json: as_list(&kernel),
-                        desired_json: as_list(&desired),
+                        kernel_json: crate::replay::table_json(&kernel),
+                        desired_json: crate::replay::table_json(&desired),
                     },
                 )
             }

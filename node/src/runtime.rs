@@ -19,7 +19,7 @@ use ::actors::vrrp::actor::{SetFence, VrrpEvent};
 use ::actors::vrrp::runner::Running;
 use actix::prelude::*;
 use ha_config::api::EventDetail;
-use ha_config::api::{DataPlaneInfo, InstanceInfo, PeerInfo, RealServerInfo, RuntimeStatus, ServiceInfo};
+use ha_config::api::{DataPlaneInfo, InstanceInfo, PeerInfo, RuntimeStatus};
 use ha_config::model::Config;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -641,18 +641,7 @@ impl Handler<GetRuntimeStatus> for Director {
                 },
                 fence: act.fence_state().1,
                 instances,
-                services: services
-                    .into_iter()
-                    .map(|s| ServiceInfo {
-                        name: s.vs,
-                        quorum_up: s.quorum_up,
-                        real_servers: s
-                            .real_servers
-                            .into_iter()
-                            .map(|(name, up, reason)| RealServerInfo { name, up, reason })
-                            .collect(),
-                    })
-                    .collect(),
+                services: crate::replay::services_info(services),
                 errors: act.errors.clone(),
                 peers: act.peers.values().cloned().collect(),
             }
