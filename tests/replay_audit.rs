@@ -5,6 +5,9 @@
 //! moments `hactl table` and `hactl status` of both directors are recorded, and at the end
 //! each moment is replayed (by time, and the last one by version too) and must equal what
 //! was recorded. `hactl verify` passes on every node, and `/metrics` counters moved.
+//! lvs02 keeps only 30 runtime events (journal retention): its moments older than the
+//! checkpoint retention wrote are refused by name, the later ones still replay equal, and
+//! the truncation is counted in `/metrics` and logged.
 //! Needs root, nftables, curl.
 
 use e2e::seed_cluster::{metric, scrape, Cluster, LVS};
@@ -13,6 +16,8 @@ use ha_config::api::{ReplayResponse, RuntimeStatus, StatusResponse, TableRespons
 use std::time::Duration;
 
 const NODES: [&str; 2] = ["lvs01", "lvs02"];
+/// lvs02's cap on runtime events.
+const LVS02_MAX_EVENTS: &str = "30";
 
 /// The seed with probes that notice a stopped web server within about two seconds.
 fn fast_checks(text: String) -> String {
@@ -147,6 +152,22 @@ impl Run {
         let out = self.ok(&["replay", "--at", at, "--node", node, "--format", "json"]);
         serde_json::from_str(&out).expect("replay json")
     }
+
+    /// Replays a moment that retention may have dropped: None when it was, by name.
+    fn replay_kept(&self, node: &str, at: &str) -> Option<ReplayResponse> {
+        let o = self
+            .c
+            .hactl(&["replay", "--at", at, "--node", node, "--format", "json"]);
+        if o.status.success() {
+            return Some(serde_json::from_slice(&o.stdout).expect("replay json"));
+        }
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("dropped by retention"),
+            "replay {node} at {at}: {err}"
+        );
+        None
+    }
 }
 
 /// The sum of every sample of counter `name`.
@@ -201,12 +222,18 @@ fn assert_same(rec: &Recorded, r: &ReplayResponse, what: &str) {
         r.dataplane_version, rec.status.dataplane.applied_version,
         "{what}: data-plane version"
     );
-    assert!(r.warnings.is_empty(), "{what}: {:?}", r.warnings);
+    // lvs02's journal is capped: a checkpoint stands in for its oldest events, and says so.
+    let unexpected: Vec<_> = r
+        .warnings
+        .iter()
+        .filter(|w| !(rec.node == "lvs02" && w.contains("dropped by retention")))
+        .collect();
+    assert!(unexpected.is_empty(), "{what}: {:?}", r.warnings);
 }
 
 #[test]
 fn replay_at_recorded_moments_equals_what_was_live() {
-    let c = Cluster::start_with(fast_checks);
+    let c = Cluster::start_full(fast_checks, &["--journal-max-events", LVS02_MAX_EVENTS]);
     let base = std::fs::read_to_string(c.work.join("cluster.conf")).expect("cluster file");
     let mut run = Run { c, base, version: 1 };
     let metrics_before: Vec<_> = LVS.iter().map(|a| scrape(&run.c, a)).collect();
@@ -259,11 +286,28 @@ fn replay_at_recorded_moments_equals_what_was_live() {
     run.settle([true, true], ["BACKUP", "MASTER"]);
     run.record(&mut moments);
 
-    // Each moment, replayed from the history alone.
+    // Each moment, replayed from the history alone. lvs01 keeps every event; lvs02's
+    // oldest moments went with the events retention dropped, and only those.
+    let mut dropped_moments = 0;
+    let mut kept_after_drop = false;
     for (k, rec) in moments.iter().enumerate() {
-        let r = run.replay(rec.node, &rec.at_ms.to_string());
-        assert_same(rec, &r, &format!("moment {} on {}", k / 2 + 1, rec.node));
+        let what = format!("moment {} on {}", k / 2 + 1, rec.node);
+        match run.replay_kept(rec.node, &rec.at_ms.to_string()) {
+            Some(r) => {
+                assert_same(rec, &r, &what);
+                kept_after_drop |= rec.node == "lvs02" && dropped_moments > 0;
+            }
+            None => {
+                assert_eq!(rec.node, "lvs02", "{what}: lvs01 keeps every event");
+                assert!(!kept_after_drop, "{what}: dropped after a later one was kept");
+                dropped_moments += 1;
+            }
+        }
     }
+    assert!(
+        dropped_moments > 0 && kept_after_drop,
+        "lvs02 kept {LVS02_MAX_EVENTS} events: its first moment is gone, its last is not"
+    );
     // By version: version 21's table reached the kernel with every real server up (they
     // were before it was proposed); the
     // VRRP states are those of that moment (lvs02 may not have preempted yet), so only
@@ -330,4 +374,18 @@ fn replay_at_recorded_moments_equals_what_was_live() {
             )
         );
     }
+    // Retention: counted in /metrics, logged; lvs01 (default cap) dropped nothing.
+    let m1 = scrape(&run.c, LVS[0]);
+    let m2 = scrape(&run.c, LVS[1]);
+    assert_eq!(metric(&m1, "hanode_journal_dropped_total", None), 0.0);
+    let cap: f64 = LVS02_MAX_EVENTS.parse().expect("cap");
+    assert_eq!(metric(&m2, "hanode_journal_max_events", None), cap);
+    assert!(metric(&m2, "hanode_journal_dropped_total", None) > 0.0);
+    assert!(metric(&m2, "hanode_journal_events", None) <= cap + cap / 10.0);
+    assert!(
+        std::fs::read_to_string(run.c.work.join("lvs02.log"))
+            .unwrap_or_default()
+            .contains("journal retention: dropped the oldest runtime events"),
+        "the truncation is logged"
+    );
 }

@@ -802,6 +802,26 @@ impl Api {
             "Entries in the committed history.",
             state.history_len as f64,
         );
+        if let Ok(b) = self.node.journal.bounds() {
+            e.single(
+                "hanode_journal_events",
+                "gauge",
+                "Runtime events kept in this director's journal (a checkpoint counts as one).",
+                b.len() as f64,
+            );
+        }
+        e.single(
+            "hanode_journal_max_events",
+            "gauge",
+            "The cap on runtime events kept (journal.max_events).",
+            self.node.journal.max_events() as f64,
+        );
+        e.single(
+            "hanode_journal_dropped_total",
+            "counter",
+            "Runtime events dropped by retention (a checkpoint holds their state).",
+            self.node.journal.dropped() as f64,
+        );
         let rt = match &self.runtime {
             Some(r) => r.status().await.zip(r.metrics().await),
             None => None,

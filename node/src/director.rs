@@ -53,7 +53,11 @@ impl DirectorNode {
         let raft = Raft::new(id, config, HttpRaftNetwork::new(client.clone()), log, sm)
             .await
             .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
-        let journal = Arc::new(crate::journal::Journal::open(&db, &settings.name)?);
+        let journal = Arc::new(crate::journal::Journal::open(
+            &db,
+            &settings.name,
+            settings.journal_max_events,
+        )?);
         let node = Arc::new(DirectorNode {
             name: settings.name.clone(),
             id,

@@ -4,7 +4,18 @@
 //! configuration changes live in the Raft history; `hactl events` merges both by time.
 
 use ha_config::api::{EventDetail, EventItem};
+use raft_store::state::HistoryEntry;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+/// Runtime events a director keeps by default (a few hundred bytes each).
+pub const DEFAULT_MAX_EVENTS: u64 = 500_000;
+/// The smallest cap accepted.
+pub const MIN_MAX_EVENTS: u64 = 10;
+
+/// Where the journal thread reads the committed history from (retention folds the
+/// dropped events under the configurations they ran).
+pub type HistorySource = Box<dyn Fn() -> anyhow::Result<Vec<HistoryEntry>> + Send>;
 
 /// Writes a journal on its own thread, in order. Recording never waits for the disk: an
 /// fsync stalled by writeback would otherwise hold up the actor that records events, and
@@ -23,7 +34,8 @@ struct Pending {
 }
 
 impl JournalWriter {
-    pub fn spawn(journal: std::sync::Arc<Journal>) -> std::io::Result<JournalWriter> {
+    /// After each append the cap on kept events is enforced (see [`crate::retention`]).
+    pub fn spawn(journal: std::sync::Arc<Journal>, history: HistorySource) -> std::io::Result<JournalWriter> {
         let (tx, rx) = std::sync::mpsc::channel::<Pending>();
         std::thread::Builder::new()
             .name("hanode-journal".into())
@@ -31,6 +43,9 @@ impl JournalWriter {
                 for p in rx {
                     if let Err(e) = journal.append_at(p.at_ms, &p.kind, &p.subject, &p.summary, p.detail) {
                         tracing::error!(node = %journal.node, "event journal: {e}");
+                    }
+                    if let Err(e) = crate::retention::enforce(&journal, &history) {
+                        tracing::error!(node = %journal.node, "event journal retention: {e:#}");
                     }
                 }
             })?;
@@ -51,29 +66,114 @@ impl JournalWriter {
 
 pub struct Journal {
     tree: sled::Tree,
-    node: String,
-    /// The next sequence number (the lock also orders appends).
-    next: Mutex<u64>,
+    pub(crate) node: String,
+    /// The sequence numbers kept (the lock also orders appends and truncations).
+    bounds: Mutex<Bounds>,
+    /// The cap on kept events (a checkpoint counts as one).
+    max_events: u64,
+    /// Runtime events dropped by retention since this journal began.
+    dropped: AtomicU64,
+}
+
+/// The sequence numbers a journal holds: `first..next`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    pub first: u64,
+    pub next: u64,
+}
+
+impl Bounds {
+    pub fn len(&self) -> u64 {
+        self.next - self.first
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn seq_of(k: &[u8]) -> anyhow::Result<u64> {
+    let bytes: [u8; 8] = k.try_into().map_err(|_| anyhow::anyhow!("journal: bad key"))?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 impl Journal {
-    pub fn open(db: &sled::Db, node: &str) -> anyhow::Result<Journal> {
+    /// `max_events`: the cap on kept events (at least [`MIN_MAX_EVENTS`]).
+    pub fn open(db: &sled::Db, node: &str, max_events: u64) -> anyhow::Result<Journal> {
+        if max_events < MIN_MAX_EVENTS {
+            anyhow::bail!("journal max_events must be at least {MIN_MAX_EVENTS}, got {max_events}");
+        }
         let tree = db.open_tree("journal")?;
         let next = match tree.last()? {
-            Some((k, _)) => {
-                let bytes: [u8; 8] = k
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| anyhow::anyhow!("journal: bad key"))?;
-                u64::from_be_bytes(bytes) + 1
-            }
+            Some((k, _)) => seq_of(&k)? + 1,
             None => 1,
+        };
+        let (first, dropped) = match tree.first()? {
+            Some((k, v)) => {
+                let e: EventItem = serde_json::from_slice(&v)?;
+                let dropped = match e.detail {
+                    Some(EventDetail::Checkpoint(c)) => c.dropped,
+                    _ => 0,
+                };
+                (seq_of(&k)?, dropped)
+            }
+            None => (next, 0),
         };
         Ok(Journal {
             tree,
             node: node.to_string(),
-            next: Mutex::new(next),
+            bounds: Mutex::new(Bounds { first, next }),
+            max_events,
+            dropped: AtomicU64::new(dropped),
         })
+    }
+
+    pub fn max_events(&self) -> u64 {
+        self.max_events
+    }
+
+    /// Runtime events dropped by retention so far (kept across restarts in the checkpoint).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn bounds(&self) -> anyhow::Result<Bounds> {
+        Ok(*self
+            .bounds
+            .lock()
+            .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?)
+    }
+
+    /// Replaces events `first..=cut` by `checkpoint` (stored at `cut`), atomically: a
+    /// crash leaves either all of them or the checkpoint. `first` must be the first kept.
+    pub fn replace_prefix(
+        &self,
+        first: u64,
+        cut: u64,
+        checkpoint: &EventItem,
+        dropped: u64,
+    ) -> anyhow::Result<()> {
+        let mut b = self
+            .bounds
+            .lock()
+            .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
+        if b.first != first || cut < first || cut >= b.next || checkpoint.seq != cut {
+            anyhow::bail!(
+                "journal: cannot replace {first}..={cut} (it holds {}..{})",
+                b.first,
+                b.next
+            );
+        }
+        let mut batch = sled::Batch::default();
+        for seq in first..cut {
+            batch.remove(&seq.to_be_bytes());
+        }
+        batch.insert(&cut.to_be_bytes(), serde_json::to_vec(checkpoint)?);
+        self.tree.apply_batch(batch)?;
+        self.tree.flush()?;
+        b.first = cut;
+        self.dropped.store(dropped, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Appends one event stamped now; returns its sequence number.
@@ -90,12 +190,12 @@ impl Journal {
         summary: &str,
         detail: Option<EventDetail>,
     ) -> anyhow::Result<u64> {
-        let mut next = self
-            .next
+        let mut b = self
+            .bounds
             .lock()
             .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
         let item = EventItem {
-            seq: *next,
+            seq: b.next,
             at_ms,
             node: self.node.clone(),
             kind: kind.to_string(),
@@ -106,7 +206,7 @@ impl Journal {
         self.tree
             .insert(item.seq.to_be_bytes(), serde_json::to_vec(&item)?)?;
         self.tree.flush()?;
-        *next += 1;
+        b.next += 1;
         Ok(item.seq)
     }
 
@@ -139,12 +239,12 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         {
             let db = sled::open(&dir).unwrap();
-            let j = Journal::open(&db, "lvs01").unwrap();
+            let j = Journal::open(&db, "lvs01", DEFAULT_MAX_EVENTS).unwrap();
             assert_eq!(j.append("vrrp", "VI_1", "BACKUP -> MASTER").unwrap(), 1);
             assert_eq!(j.append("check", "rs01", "UP -> DOWN").unwrap(), 2);
         }
         let db = sled::open(&dir).unwrap();
-        let j = Journal::open(&db, "lvs01").unwrap();
+        let j = Journal::open(&db, "lvs01", DEFAULT_MAX_EVENTS).unwrap();
         assert_eq!(j.append("sync", "nftables", "version 2").unwrap(), 3);
         let all = j.list(1, 10).unwrap();
         let kinds: Vec<&str> = all.iter().map(|e| e.kind.as_str()).collect();

@@ -14,6 +14,7 @@ pub mod journal;
 pub mod liveness;
 pub mod metrics;
 pub mod replay;
+pub mod retention;
 pub mod runtime;
 pub mod settings;
 pub mod transport;

@@ -50,6 +50,9 @@ struct Cli {
     /// A device DR traffic arrives on (nftables); repeat for more.
     #[arg(long)]
     ingress: Vec<String>,
+    /// Runtime events kept in the journal (older ones are folded into a checkpoint).
+    #[arg(long)]
+    journal_max_events: Option<u64>,
     /// Serve test hooks under /v1/debug (never in production).
     #[arg(long, hide = true)]
     test_hooks: bool,
@@ -165,6 +168,7 @@ fn settings(cli: Cli) -> Result<(Settings, String)> {
             .max_request_bytes
             .unwrap_or(ha_config::api::DEFAULT_MAX_REQUEST_BYTES),
         raft: file.raft,
+        journal_max_events: cli.journal_max_events.unwrap_or(file.journal.max_events),
         runtime,
         test_hooks: cli.test_hooks,
     };

@@ -148,6 +148,11 @@ pub struct Replayer<'a> {
     last_at: u64,
     /// Reused for each check event's id (no allocation per event).
     scratch: CheckerId,
+    /// Virtual servers whose verdicts changed since their outcome was last computed
+    /// (only those whose outcome does not depend on its previous one; see
+    /// [`HealthState::depends_on_history`]).
+    stale: Vec<bool>,
+    any_stale: bool,
 }
 
 fn id_of(vs: &str, rs: &str, checker: &str) -> CheckerId {
@@ -182,7 +187,22 @@ impl<'a> Replayer<'a> {
             missing: BTreeSet::new(),
             last_at: 0,
             scratch: id_of("", "", ""),
+            stale: Vec::new(),
+            any_stale: false,
         }
+    }
+
+    /// Brings every stale virtual server's outcome up to date.
+    fn settle(&mut self) {
+        if !self.any_stale {
+            return;
+        }
+        for i in 0..self.stale.len() {
+            if std::mem::take(&mut self.stale[i]) {
+                self.health.recompute(i);
+            }
+        }
+        self.any_stale = false;
     }
 
     /// Folds one event.
@@ -221,7 +241,15 @@ impl<'a> Replayer<'a> {
                     to.push_str(from);
                 }
                 if let Some(i) = self.health.record(&self.scratch, health(*up), *weight, reason) {
-                    self.health.recompute(i);
+                    if self.health.depends_on_history(i) {
+                        self.health.recompute(i);
+                    } else {
+                        if self.stale.len() <= i {
+                            self.stale.resize(i + 1, false);
+                        }
+                        self.stale[i] = true;
+                        self.any_stale = true;
+                    }
                 }
             }
             EventDetail::VrrpState {
@@ -273,6 +301,8 @@ impl<'a> Replayer<'a> {
     }
 
     fn applied(&mut self, version: u64, unstarted: &[(String, String, String)]) {
+        // A reconfiguration recomputes from each outcome's previous quorum state.
+        self.settle();
         self.applied = Some(version);
         self.unstarted = unstarted.to_vec();
         let Some(c) = self.configs.by_version.get(&version) else {
@@ -288,6 +318,8 @@ impl<'a> Replayer<'a> {
     }
 
     fn restore(&mut self, c: &Checkpoint) {
+        self.stale.clear();
+        self.any_stale = false;
         self.dropped = c.dropped;
         self.applied = c.applied;
         self.unstarted = c.unstarted.clone();
@@ -324,7 +356,8 @@ impl<'a> Replayer<'a> {
     }
 
     /// What the events folded so far built up, to stand in for them (retention).
-    pub fn checkpoint(&self) -> Checkpoint {
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        self.settle();
         let snap = self.health.snapshot();
         Checkpoint {
             dropped: self.dropped,
@@ -350,7 +383,8 @@ impl<'a> Replayer<'a> {
     }
 
     /// The replayed state, as `GET /v1/replay` answers it.
-    pub fn finish(&self, node: &str, moment: Moment, at_ms: u64) -> ReplayResponse {
+    pub fn finish(&mut self, node: &str, moment: Moment, at_ms: u64) -> ReplayResponse {
+        self.settle();
         let table = self.health.table();
         let mut warnings = Vec::new();
         if self.undetailed > 0 {
@@ -709,6 +743,59 @@ mod tests {
                 Some(ReplayError::Dropped {
                     first_kept_ms: all[cut - 1].at_ms
                 })
+            );
+        }
+    }
+
+    #[test]
+    fn the_fold_gives_the_live_hubs_table_with_and_without_quorum_hysteresis() {
+        // 198.18.116.134:80 has quorum with hysteresis (its outcome depends on the path
+        // taken, so replay recomputes it on every result); :81 has none (recomputed once
+        // before it is read). Both must equal a hub that recomputed after every result.
+        let text = "virtual_server 198.18.116.134 80 {\n lb_kind DR\n quorum 3\n hysteresis 1\n sorry_server 198.18.116.150 80\n real_server 198.18.116.131 80 {\n  weight 2\n  TCP_CHECK {\n  }\n }\n real_server 198.18.116.132 80 {\n  weight 2\n  TCP_CHECK {\n  }\n }\n}\nvirtual_server 198.18.116.134 81 {\n lb_kind DR\n real_server 198.18.116.131 81 {\n  TCP_CHECK {\n  }\n }\n real_server 198.18.116.132 81 {\n  TCP_CHECK {\n  }\n }\n}\n";
+        let c = Configs::from_history("lvs01", &[entry(1, 1000, text)]);
+        let k = &c.by_version[&1];
+        let mut live = HealthState::new(
+            k.services.clone(),
+            k.view.vs_groups.clone(),
+            1,
+            checker_ids(&k.view),
+        );
+        let mut events = vec![ev(1, 1001, applied(1))];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for n in 0..400u64 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let port = if seed.is_multiple_of(3) { 81 } else { 80 };
+            let rs = format!("198.18.116.{}:{port}", 131 + (seed >> 8) % 2);
+            let up = (seed >> 20).is_multiple_of(2);
+            let id = id_of(&format!("198.18.116.134:{port}"), &rs, "TCP_CHECK#0");
+            if let Some(i) = live.record(&id, health(up), None, "flap") {
+                live.recompute(i);
+            }
+            let d = EventDetail::Check {
+                vs: id.vs.clone(),
+                rs: id.rs.clone(),
+                checker: id.checker.clone(),
+                up,
+                weight: None,
+                reason: "flap".into(),
+            };
+            events.push(ev(n + 2, 1002 + n, d));
+            let Ok(r) = replay("lvs01", &c, events.clone(), Moment::Time(u64::MAX));
+            let r = r.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                r.desired_json,
+                table_json(&live.table()),
+                "after {} results",
+                n + 1
+            );
+            assert_eq!(
+                r.services,
+                services_info(live.real_servers()),
+                "after {} results",
+                n + 1
             );
         }
     }

@@ -77,6 +77,25 @@ pub struct FileSettings {
     /// Devices DR traffic arrives on (nftables), besides those toward the real servers.
     #[serde(default)]
     pub ingress: Vec<String>,
+    #[serde(default)]
+    pub journal: JournalSettings,
+}
+
+/// The runtime event journal.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalSettings {
+    /// Runtime events kept; older ones are folded into a checkpoint (config history is
+    /// never truncated).
+    pub max_events: u64,
+}
+
+impl Default for JournalSettings {
+    fn default() -> Self {
+        JournalSettings {
+            max_events: crate::journal::DEFAULT_MAX_EVENTS,
+        }
+    }
 }
 
 impl FileSettings {
@@ -108,6 +127,8 @@ pub struct Settings {
     pub join: Vec<String>,
     pub max_request_bytes: usize,
     pub raft: RaftTuning,
+    /// Runtime events kept in the journal.
+    pub journal_max_events: u64,
     /// None: control plane only.
     pub runtime: Option<crate::runtime::RuntimeOptions>,
     /// Serve `/v1/debug/*` (tests only).
@@ -145,6 +166,13 @@ impl Settings {
         if self.bootstrap && !self.join.is_empty() {
             bail!("--bootstrap and --join exclude each other: bootstrap the first director, join the others");
         }
+        if self.journal_max_events < crate::journal::MIN_MAX_EVENTS {
+            bail!(
+                "journal.max_events: at least {} runtime events must be kept, got {}",
+                crate::journal::MIN_MAX_EVENTS,
+                self.journal_max_events
+            );
+        }
         Ok(())
     }
 }
@@ -160,6 +188,7 @@ mod tests {
         assert_eq!(f.name.as_deref(), Some("lvs01"));
         assert!(f.bootstrap);
         assert_eq!(f.raft, RaftTuning::default());
+        assert_eq!(f.journal, JournalSettings::default());
         f.raft.openraft_config("t").expect("valid timing");
     }
 
@@ -189,6 +218,7 @@ mod tests {
             join: vec!["127.0.0.1:2".into()],
             max_request_bytes: 1,
             raft: RaftTuning::default(),
+            journal_max_events: crate::journal::DEFAULT_MAX_EVENTS,
             runtime: None,
             test_hooks: false,
         };

@@ -50,6 +50,11 @@ impl Cluster {
 
     /// `edit`: changes the imported cluster file before it is proposed.
     pub fn start_with(edit: impl FnOnce(String) -> String) -> Cluster {
+        Cluster::start_full(edit, &[])
+    }
+
+    /// Also `lvs02_args`: extra `hanode` flags for lvs02.
+    pub fn start_full(edit: impl FnOnce(String) -> String, lvs02_args: &[&str]) -> Cluster {
         let lab = SeedLab::new(2);
         let work = lab.dir.path().to_path_buf();
         let witness = Netns::new("wit");
@@ -63,13 +68,9 @@ impl Cluster {
         );
         std::thread::sleep(Duration::from_millis(500));
         let join = format!("{}:7101", LVS[0]);
-        let n2 = hanode(
-            &lab.directors[1],
-            &work,
-            "lvs02",
-            LVS[1],
-            &["--join", &join, "--dataplane", "nftables"],
-        );
+        let mut args = vec!["--join", &join, "--dataplane", "nftables"];
+        args.extend_from_slice(lvs02_args);
+        let n2 = hanode(&lab.directors[1], &work, "lvs02", LVS[1], &args);
         let w = hanode(
             &witness,
             &work,

@@ -17,11 +17,24 @@ pub struct HealthState {
     services: Vec<(String, VirtualServer)>,
     index: HashMap<String, usize>,
     groups: Vec<VirtualServerGroup>,
-    verdicts: BTreeMap<CheckerId, (Health, Option<u32>)>,
-    /// The reason of each checker's last result.
-    reasons: BTreeMap<CheckerId, String>,
+    verdicts: BTreeMap<CheckerId, Verdict>,
     tables: BTreeMap<String, VsOutcome>,
     version: u64,
+}
+
+/// One checker's verdict, its dynamic weight and the reason of its last result (None:
+/// no result yet).
+#[derive(Clone, Debug)]
+struct Verdict {
+    health: Health,
+    weight: Option<u32>,
+    reason: Option<String>,
+}
+
+impl Verdict {
+    fn pair(&self) -> (Health, Option<u32>) {
+        (self.health, self.weight)
+    }
 }
 
 /// What one recomputation found.
@@ -95,9 +108,12 @@ impl HealthState {
         ids: BTreeMap<CheckerId, Health>,
     ) -> Reconfigured {
         self.verdicts.retain(|id, _| ids.contains_key(id));
-        self.reasons.retain(|id, _| ids.contains_key(id));
         for (id, h) in ids {
-            self.verdicts.entry(id).or_insert((h, None));
+            self.verdicts.entry(id).or_insert(Verdict {
+                health: h,
+                weight: None,
+                reason: None,
+            });
         }
         self.index = services
             .iter()
@@ -127,7 +143,7 @@ impl HealthState {
             verdicts: self
                 .verdicts
                 .iter()
-                .map(|(id, (h, w))| (id.clone(), *h, *w, self.reasons.get(id).cloned()))
+                .map(|(id, v)| (id.clone(), v.health, v.weight, v.reason.clone()))
                 .collect(),
             quorum: self
                 .tables
@@ -155,11 +171,15 @@ impl HealthState {
             version,
             ..HealthState::default()
         };
-        for (id, h, w, reason) in snap.verdicts {
-            if let Some(r) = reason {
-                s.reasons.insert(id.clone(), r);
-            }
-            s.verdicts.insert(id, (h, w));
+        for (id, health, weight, reason) in snap.verdicts {
+            s.verdicts.insert(
+                id,
+                Verdict {
+                    health,
+                    weight,
+                    reason,
+                },
+            );
         }
         for i in 0..s.services.len() {
             let (name, vs) = &s.services[i];
@@ -175,15 +195,14 @@ impl HealthState {
     /// by a reconfiguration may still report once).
     pub fn record(&mut self, id: &CheckerId, to: Health, weight: Option<u32>, reason: &str) -> Option<usize> {
         let v = self.verdicts.get_mut(id)?;
-        *v = (to, weight);
-        match self.reasons.get_mut(id) {
+        v.health = to;
+        v.weight = weight;
+        match &mut v.reason {
             Some(r) => {
                 r.clear();
                 r.push_str(reason);
             }
-            None => {
-                self.reasons.insert(id.clone(), reason.to_string());
-            }
+            None => v.reason = Some(reason.to_string()),
         }
         self.index.get(&id.vs).copied()
     }
@@ -193,7 +212,7 @@ impl HealthState {
         &'a self,
         vs: &str,
         rs: &str,
-    ) -> impl Iterator<Item = (&'a CheckerId, &'a (Health, Option<u32>))> + 'a {
+    ) -> impl Iterator<Item = (&'a CheckerId, &'a Verdict)> + 'a {
         let from = CheckerId {
             vs: vs.to_string(),
             rs: rs.to_string(),
@@ -207,7 +226,15 @@ impl HealthState {
 
     /// The combined verdict on real server `rs` of virtual server `vs`.
     pub fn verdict_of(&self, vs: &str, rs: &RealServer) -> RsVerdict {
-        rs_verdict(self.checkers_of(vs, &rs_name(rs)).map(|(_, v)| *v))
+        rs_verdict(self.checkers_of(vs, &rs_name(rs)).map(|(_, v)| v.pair()))
+    }
+
+    /// Whether virtual server `i`'s outcome depends on its previous one (quorum with
+    /// hysteresis: the quorum state then depends on the path taken). Without hysteresis
+    /// the outcome is a function of the current verdicts alone, so a caller that only
+    /// needs the final table (replay) may recompute once after many records.
+    pub fn depends_on_history(&self, i: usize) -> bool {
+        self.services.get(i).is_some_and(|(_, vs)| vs.hysteresis > 0)
     }
 
     /// Recomputes virtual server `i`'s outcome from the verdicts.
@@ -247,10 +274,10 @@ impl HealthState {
             for rs in &vs.real_servers {
                 let rname = rs_name(rs);
                 let mine: Vec<_> = self.checkers_of(name, &rname).collect();
-                let alive = rs_verdict(mine.iter().map(|(_, v)| **v)).alive;
+                let alive = rs_verdict(mine.iter().map(|(_, v)| v.pair())).alive;
                 let reason = mine
                     .iter()
-                    .filter_map(|(id, _)| self.reasons.get(*id).map(|r| format!("{}: {r}", id.checker)))
+                    .filter_map(|(id, v)| v.reason.as_ref().map(|r| format!("{}: {r}", id.checker)))
                     .collect::<Vec<_>>()
                     .join("; ");
                 let reason = if !reason.is_empty() {
