@@ -179,7 +179,7 @@ pub struct RealServerInfo {
 }
 
 /// One runtime event of a director (`GET /v1/events`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct EventItem {
     /// Per director, from 1.
     pub seq: u64,
@@ -196,8 +196,9 @@ pub struct EventItem {
     pub detail: Option<EventDetail>,
 }
 
-/// A runtime event's content, by type (`"type"` names the variant in JSON).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A runtime event's content, by type (`"type"` names the variant in JSON). Decoded by
+/// [`detail_wire`] (the same JSON, read without buffering each object first).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, bincode::Encode, bincode::Decode)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventDetail {
     /// The checkers and the data plane now run committed version `version` (the desired
@@ -250,9 +251,193 @@ pub enum EventDetail {
     Checkpoint(Box<Checkpoint>),
 }
 
+impl<'de> Deserialize<'de> for EventDetail {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(detail_wire::DetailVisitor)
+    }
+}
+
+/// Decoding [`EventDetail`]: what serde derives for an internally tagged enum buffers
+/// every object before it looks at `type`, which made decoding most of a replay's time.
+/// Our encoder writes `type` first, so the variant is known at once and the rest of the
+/// object is read straight into it; an object with `type` elsewhere (another writer) is
+/// buffered and decoded the same way. Unknown fields are ignored, as before.
+mod detail_wire {
+    use super::{Checkpoint, EventDetail};
+    use serde::de::value::MapAccessDeserializer;
+    use serde::de::{Error, MapAccess, Visitor};
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct Applied {
+        version: u64,
+        #[serde(default)]
+        unstarted: Vec<(String, String, String)>,
+    }
+
+    #[derive(Deserialize)]
+    struct Check {
+        vs: String,
+        rs: String,
+        checker: String,
+        up: bool,
+        #[serde(default)]
+        weight: Option<u32>,
+        reason: String,
+    }
+
+    #[derive(Deserialize)]
+    struct VrrpState {
+        instance: String,
+        from: String,
+        to: String,
+        priority: u8,
+        reason: String,
+    }
+
+    #[derive(Deserialize)]
+    struct VrrpPriority {
+        instance: String,
+        from: u8,
+        to: u8,
+    }
+
+    #[derive(Deserialize)]
+    struct VrrpReconfigured {
+        kept: Vec<String>,
+        started: Vec<String>,
+        stopped: Vec<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct Sync {
+        version: Option<u64>,
+        ops: u64,
+        errors: u64,
+        repaired: u64,
+    }
+
+    #[derive(Deserialize)]
+    struct Fence {
+        held: bool,
+        state: String,
+    }
+
+    const TYPES: &[&str] = &[
+        "applied",
+        "check",
+        "vrrp_state",
+        "vrrp_priority",
+        "vrrp_reconfigured",
+        "sync",
+        "fence",
+        "checkpoint",
+    ];
+
+    /// The variant named `ty`, from the fields `d` holds.
+    fn variant<'de, D: serde::Deserializer<'de>>(ty: &str, d: D) -> Result<EventDetail, D::Error> {
+        Ok(match ty {
+            "applied" => {
+                let v = Applied::deserialize(d)?;
+                EventDetail::Applied {
+                    version: v.version,
+                    unstarted: v.unstarted,
+                }
+            }
+            "check" => {
+                let v = Check::deserialize(d)?;
+                EventDetail::Check {
+                    vs: v.vs,
+                    rs: v.rs,
+                    checker: v.checker,
+                    up: v.up,
+                    weight: v.weight,
+                    reason: v.reason,
+                }
+            }
+            "vrrp_state" => {
+                let v = VrrpState::deserialize(d)?;
+                EventDetail::VrrpState {
+                    instance: v.instance,
+                    from: v.from,
+                    to: v.to,
+                    priority: v.priority,
+                    reason: v.reason,
+                }
+            }
+            "vrrp_priority" => {
+                let v = VrrpPriority::deserialize(d)?;
+                EventDetail::VrrpPriority {
+                    instance: v.instance,
+                    from: v.from,
+                    to: v.to,
+                }
+            }
+            "vrrp_reconfigured" => {
+                let v = VrrpReconfigured::deserialize(d)?;
+                EventDetail::VrrpReconfigured {
+                    kept: v.kept,
+                    started: v.started,
+                    stopped: v.stopped,
+                }
+            }
+            "sync" => {
+                let v = Sync::deserialize(d)?;
+                EventDetail::Sync {
+                    version: v.version,
+                    ops: v.ops,
+                    errors: v.errors,
+                    repaired: v.repaired,
+                }
+            }
+            "fence" => {
+                let v = Fence::deserialize(d)?;
+                EventDetail::Fence {
+                    held: v.held,
+                    state: v.state,
+                }
+            }
+            "checkpoint" => EventDetail::Checkpoint(Box::new(Checkpoint::deserialize(d)?)),
+            other => return Err(D::Error::unknown_variant(other, TYPES)),
+        })
+    }
+
+    pub(super) struct DetailVisitor;
+
+    impl<'de> Visitor<'de> for DetailVisitor {
+        type Value = EventDetail;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an event detail object with a \"type\"")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EventDetail, A::Error> {
+            let Some(first) = map.next_key::<std::borrow::Cow<'de, str>>()? else {
+                return Err(A::Error::missing_field("type"));
+            };
+            if first == "type" {
+                let ty: std::borrow::Cow<'de, str> = map.next_value()?;
+                return variant(&ty, MapAccessDeserializer::new(map));
+            }
+            // `type` is not first: buffer the object, then decode it the same way.
+            let mut fields = serde_json::Map::new();
+            fields.insert(first.into_owned(), map.next_value()?);
+            while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                fields.insert(k, v);
+            }
+            let ty = match fields.remove("type") {
+                Some(serde_json::Value::String(t)) => t,
+                Some(_) => return Err(A::Error::custom("event detail: `type` must be a string")),
+                None => return Err(A::Error::missing_field("type")),
+            };
+            variant(&ty, serde_json::Value::Object(fields)).map_err(A::Error::custom)
+        }
+    }
+}
+
 /// The state a node's runtime events had built up at one point, in place of the events
 /// retention dropped (the config itself comes from the committed history, never dropped).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Checkpoint {
     /// Runtime events dropped, in total, up to here.
     pub dropped: u64,
@@ -269,7 +454,7 @@ pub struct Checkpoint {
     pub fence: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct CheckpointVerdict {
     pub vs: String,
     pub rs: String,
@@ -282,7 +467,7 @@ pub struct CheckpointVerdict {
 }
 
 /// A VRRP instance as replay rebuilds it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct ReplayInstance {
     pub name: String,
     pub state: String,
@@ -402,4 +587,87 @@ pub struct AddMemberRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembersResponse {
     pub members: Vec<Member>,
+}
+
+#[cfg(test)]
+mod detail_tests {
+    use super::*;
+
+    fn every_variant() -> Vec<EventDetail> {
+        vec![
+            EventDetail::Applied {
+                version: 3,
+                unstarted: vec![("vs".into(), "rs".into(), "MISC_CHECK#0".into())],
+            },
+            EventDetail::Check {
+                vs: "198.18.116.134:80".into(),
+                rs: "198.18.116.131:80".into(),
+                checker: "HTTP_GET#0".into(),
+                up: false,
+                weight: Some(7),
+                reason: "status 500 \"quoted\"".into(),
+            },
+            EventDetail::VrrpState {
+                instance: "VI_1".into(),
+                from: "BACKUP".into(),
+                to: "MASTER".into(),
+                priority: 100,
+                reason: "master down".into(),
+            },
+            EventDetail::VrrpPriority {
+                instance: "VI_1".into(),
+                from: 100,
+                to: 90,
+            },
+            EventDetail::VrrpReconfigured {
+                kept: vec!["VI_1".into()],
+                started: vec![],
+                stopped: vec!["VI_2".into()],
+            },
+            EventDetail::Sync {
+                version: None,
+                ops: 4,
+                errors: 1,
+                repaired: 0,
+            },
+            EventDetail::Fence {
+                held: true,
+                state: "held at 4".into(),
+            },
+            EventDetail::Checkpoint(Box::new(Checkpoint {
+                dropped: 9,
+                applied: Some(2),
+                fence: Some("open".into()),
+                ..Checkpoint::default()
+            })),
+        ]
+    }
+
+    #[test]
+    fn every_detail_decodes_to_what_was_encoded_whatever_the_field_order() {
+        for d in every_variant() {
+            let text = serde_json::to_string(&d).unwrap();
+            assert!(text.starts_with("{\"type\":"), "{text}");
+            assert_eq!(serde_json::from_str::<EventDetail>(&text).unwrap(), d, "{text}");
+            // `type` last, and a field from a newer writer: still the same detail.
+            let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+            let ty = v.remove("type").unwrap();
+            v.insert("added_later".into(), serde_json::json!({"x": [1, 2]}));
+            v.insert("type".into(), ty);
+            let moved = serde_json::to_string(&v).unwrap();
+            assert_eq!(serde_json::from_str::<EventDetail>(&moved).unwrap(), d, "{moved}");
+        }
+    }
+
+    #[test]
+    fn a_bad_detail_is_refused_with_what_is_wrong() {
+        let e = serde_json::from_str::<EventDetail>(r#"{"type":"teleport","x":1}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown variant `teleport`"), "{e}");
+        let e = serde_json::from_str::<EventDetail>(r#"{"version":1}"#).unwrap_err();
+        assert!(e.to_string().contains("missing field `type`"), "{e}");
+        let e = serde_json::from_str::<EventDetail>(r#"{"type":"sync","ops":1}"#).unwrap_err();
+        assert!(e.to_string().contains("missing field"), "{e}");
+        let e = serde_json::from_str::<EventDetail>(r#"{"type":"check","vs":1}"#).unwrap_err();
+        assert!(e.to_string().contains("invalid type"), "{e}");
+    }
 }

@@ -11,16 +11,16 @@
 use ::actors::check::actor::CheckerId;
 use ::actors::check::runner::checker_ids;
 use ::actors::check::schedule::Health;
-use ::actors::check::state::{HealthSnapshot, HealthState};
+use ::actors::check::state::{HealthSnapshot, HealthState, Services};
 use ha_config::api::{
     Checkpoint, CheckpointVerdict, EventDetail, EventItem, RealServerInfo, ReplayInstance, ReplayResponse,
     ServiceInfo,
 };
-use ha_config::model::{Config, VirtualServer};
+use ha_config::model::Config;
 use raft_store::events::ConfigEvent;
 use raft_store::state::HistoryEntry;
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 /// A moment to replay to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,39 +74,55 @@ impl std::fmt::Display for ReplayError {
     }
 }
 
-/// One committed configuration as one director sees it (its `@node` view).
-struct Committed {
+/// One committed configuration as one director sees it (its `@node` view). What the fold
+/// needs of it is built the first time a version is applied, once.
+struct Committed<'h> {
     at_ms: u64,
-    hash: String,
-    view: Arc<Config>,
-    services: Vec<(String, VirtualServer)>,
+    hash: &'h str,
+    view: &'h Config,
+    prepared: OnceCell<Prepared>,
 }
 
-/// The committed configurations by version, for one director.
-pub struct Configs {
-    by_version: BTreeMap<u64, Committed>,
+/// A committed view as the check hub's state takes it.
+struct Prepared {
+    services: Services,
+    ids: BTreeMap<CheckerId, Health>,
+}
+
+impl Committed<'_> {
+    fn prepared(&self) -> &Prepared {
+        self.prepared.get_or_init(|| Prepared {
+            services: self
+                .view
+                .virtual_servers
+                .iter()
+                .map(|v| (v.key.to_string(), v.clone()))
+                .collect::<Vec<_>>()
+                .into(),
+            ids: checker_ids(self.view),
+        })
+    }
+}
+
+/// The committed configurations by version, for one director (borrowed from the history).
+pub struct Configs<'h> {
+    by_version: BTreeMap<u64, Committed<'h>>,
     history_len: u64,
 }
 
-impl Configs {
+impl<'h> Configs<'h> {
     /// From the committed history (membership entries are skipped; they change no view).
-    pub fn from_history(node: &str, entries: &[HistoryEntry]) -> Configs {
+    pub fn from_history(node: &str, entries: &'h [HistoryEntry]) -> Configs<'h> {
         let mut by_version = BTreeMap::new();
         for h in entries {
             if let ConfigEvent::ConfigProposed(p) = &h.event {
-                let view = p.config.view(node).clone();
-                let services = view
-                    .virtual_servers
-                    .iter()
-                    .map(|v| (v.key.to_string(), v.clone()))
-                    .collect();
                 by_version.insert(
                     h.version,
                     Committed {
                         at_ms: h.at_ms,
-                        hash: p.hash.clone(),
-                        view: Arc::new(view),
-                        services,
+                        hash: &p.hash,
+                        view: p.config.view(node),
+                        prepared: OnceCell::new(),
                     },
                 );
             }
@@ -134,7 +150,7 @@ impl Configs {
 
 /// The fold: the state a director's runtime events build up, event by event.
 pub struct Replayer<'a> {
-    configs: &'a Configs,
+    configs: &'a Configs<'a>,
     health: HealthState,
     applied: Option<u64>,
     unstarted: Vec<(String, String, String)>,
@@ -172,7 +188,7 @@ fn health(up: bool) -> Health {
 }
 
 impl<'a> Replayer<'a> {
-    pub fn new(configs: &'a Configs) -> Self {
+    pub fn new(configs: &'a Configs<'a>) -> Self {
         Replayer {
             configs,
             health: HealthState::default(),
@@ -309,12 +325,18 @@ impl<'a> Replayer<'a> {
             self.missing.insert(version);
             return;
         };
-        let mut ids = checker_ids(&c.view);
-        for (vs, rs, checker) in unstarted {
-            ids.remove(&id_of(vs, rs, checker));
+        let p = c.prepared();
+        let groups = c.view.vs_groups.clone();
+        if unstarted.is_empty() {
+            self.health
+                .reconfigure(p.services.clone(), groups, version, &p.ids);
+        } else {
+            let mut ids = p.ids.clone();
+            for (vs, rs, checker) in unstarted {
+                ids.remove(&id_of(vs, rs, checker));
+            }
+            self.health.reconfigure(p.services.clone(), groups, version, &ids);
         }
-        self.health
-            .reconfigure(c.services.clone(), c.view.vs_groups.clone(), version, ids);
     }
 
     fn restore(&mut self, c: &Checkpoint) {
@@ -345,7 +367,9 @@ impl<'a> Replayer<'a> {
             .applied
             .and_then(|v| self.configs.by_version.get(&v).map(|k| (v, k)))
         {
-            Some((v, k)) => HealthState::restore(k.services.clone(), k.view.vs_groups.clone(), v, snap),
+            Some((v, k)) => {
+                HealthState::restore(k.prepared().services.clone(), k.view.vs_groups.clone(), v, snap)
+            }
             None => {
                 if let Some(v) = c.applied {
                     self.missing.insert(v);
@@ -410,7 +434,7 @@ impl<'a> Replayer<'a> {
             at_ms,
             committed_version: self.configs.committed_at(at_ms),
             config_version: self.applied,
-            config_hash: config.map(|c| c.hash.clone()),
+            config_hash: config.map(|c| c.hash.to_string()),
             dataplane_version: self.dataplane_version,
             fence: self.fence.clone(),
             instances: self.instances.values().cloned().collect(),
@@ -604,9 +628,10 @@ mod tests {
     }
 
     /// v1: the seed; v2 removes rs01.
-    fn configs() -> Configs {
+    fn configs() -> Configs<'static> {
         let v2 = SEED.replace(" real_server 198.18.116.131 80 {\n  TCP_CHECK {\n  }\n }\n", "");
-        Configs::from_history("lvs01", &[entry(1, 1000, SEED), entry(2, 5000, &v2)])
+        let history = vec![entry(1, 1000, SEED), entry(2, 5000, &v2)];
+        Configs::from_history("lvs01", Vec::leak(history))
     }
 
     fn journal() -> Vec<Result<EventItem, Infallible>> {
@@ -753,13 +778,14 @@ mod tests {
         // taken, so replay recomputes it on every result); :81 has none (recomputed once
         // before it is read). Both must equal a hub that recomputed after every result.
         let text = "virtual_server 198.18.116.134 80 {\n lb_kind DR\n quorum 3\n hysteresis 1\n sorry_server 198.18.116.150 80\n real_server 198.18.116.131 80 {\n  weight 2\n  TCP_CHECK {\n  }\n }\n real_server 198.18.116.132 80 {\n  weight 2\n  TCP_CHECK {\n  }\n }\n}\nvirtual_server 198.18.116.134 81 {\n lb_kind DR\n real_server 198.18.116.131 81 {\n  TCP_CHECK {\n  }\n }\n real_server 198.18.116.132 81 {\n  TCP_CHECK {\n  }\n }\n}\n";
-        let c = Configs::from_history("lvs01", &[entry(1, 1000, text)]);
+        let history = [entry(1, 1000, text)];
+        let c = Configs::from_history("lvs01", &history);
         let k = &c.by_version[&1];
         let mut live = HealthState::new(
-            k.services.clone(),
+            k.prepared().services.clone(),
             k.view.vs_groups.clone(),
             1,
-            checker_ids(&k.view),
+            &k.prepared().ids,
         );
         let mut events = vec![ev(1, 1001, applied(1))];
         let mut seed = 0x2545_f491_4f6c_dd1du64;

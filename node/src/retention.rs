@@ -37,7 +37,8 @@ pub fn enforce(journal: &Journal, history: &HistorySource) -> anyhow::Result<Opt
     }
     // Keep the newest max - 1 events and the checkpoint at `cut`.
     let cut = b.next - max;
-    let configs = Configs::from_history(&journal.node, &history()?);
+    let entries = history()?;
+    let configs = Configs::from_history(&journal.node, &entries);
     let mut fold = Replayer::new(&configs);
     let mut dropped = 0;
     let mut up_to_ms = 0;
@@ -164,7 +165,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("retention-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let source: HistorySource = Box::new(|| Ok(history()));
-        let configs = Configs::from_history("lvs01", &history());
+        let entries = history();
+        let configs = Configs::from_history("lvs01", &entries);
         let mut all: Vec<EventItem> = Vec::new();
         let mut truncations = 0;
         {

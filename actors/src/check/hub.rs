@@ -54,7 +54,7 @@ impl CheckHub {
         subscribers: Vec<Recipient<Desired>>,
     ) -> Self {
         let mut hub = CheckHub {
-            state: HealthState::new(Vec::new(), Vec::new(), version, BTreeMap::new()),
+            state: HealthState::new(Vec::new(), Vec::new(), version, &BTreeMap::new()),
             published: BTreeMap::new(),
             subscribers,
             events: None,
@@ -76,7 +76,7 @@ impl CheckHub {
         version: u64,
         ids: BTreeMap<CheckerId, Health>,
     ) {
-        let r = self.state.reconfigure(services, groups, version, ids);
+        let r = self.state.reconfigure(services, groups, version, &ids);
         let stale: Vec<String> = self
             .published
             .keys()

@@ -10,11 +10,18 @@ use super::table::{desired, rs_verdict, RsVerdict, VsOutcome};
 use crate::lb::model::{Service, SvcKey, Table};
 use ha_config::model::{RealServer, VirtualServer, VirtualServerGroup};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// A configuration's virtual servers by display name, in config order (shared: replay
+/// reconfigures to the same committed version's services many times).
+pub type Services = Arc<[(String, VirtualServer)]>;
 
 #[derive(Clone, Debug, Default)]
 pub struct HealthState {
     /// Virtual servers by display name, in config order.
-    services: Vec<(String, VirtualServer)>,
+    services: Services,
+    /// Each virtual server's real servers' names (`rs_name`), as `services` orders them.
+    rs_names: Vec<Vec<String>>,
     index: HashMap<String, usize>,
     groups: Vec<VirtualServerGroup>,
     verdicts: BTreeMap<CheckerId, Verdict>,
@@ -75,10 +82,10 @@ impl HealthState {
     /// `version`: the config version `services` and `groups` come from. Every virtual
     /// server's outcome is computed.
     pub fn new(
-        services: Vec<(String, VirtualServer)>,
+        services: impl Into<Services>,
         groups: Vec<VirtualServerGroup>,
         version: u64,
-        initial: BTreeMap<CheckerId, Health>,
+        initial: &BTreeMap<CheckerId, Health>,
     ) -> Self {
         let mut s = HealthState::default();
         s.reconfigure(services, groups, version, initial);
@@ -102,18 +109,24 @@ impl HealthState {
     /// is recomputed, in config order.
     pub fn reconfigure(
         &mut self,
-        services: Vec<(String, VirtualServer)>,
+        services: impl Into<Services>,
         groups: Vec<VirtualServerGroup>,
         version: u64,
-        ids: BTreeMap<CheckerId, Health>,
+        ids: &BTreeMap<CheckerId, Health>,
     ) -> Reconfigured {
+        let services = services.into();
         self.verdicts.retain(|id, _| ids.contains_key(id));
         for (id, h) in ids {
-            self.verdicts.entry(id).or_insert(Verdict {
-                health: h,
-                weight: None,
-                reason: None,
-            });
+            if !self.verdicts.contains_key(id) {
+                self.verdicts.insert(
+                    id.clone(),
+                    Verdict {
+                        health: *h,
+                        weight: None,
+                        reason: None,
+                    },
+                );
+            }
         }
         self.index = services
             .iter()
@@ -129,6 +142,7 @@ impl HealthState {
         for n in &gone {
             self.tables.remove(n);
         }
+        self.rs_names = rs_names(&services);
         self.services = services;
         self.groups = groups;
         self.version = version;
@@ -155,12 +169,14 @@ impl HealthState {
 
     /// The state a [`HealthState::snapshot`] was taken of, under this configuration.
     pub fn restore(
-        services: Vec<(String, VirtualServer)>,
+        services: impl Into<Services>,
         groups: Vec<VirtualServerGroup>,
         version: u64,
         snap: HealthSnapshot,
     ) -> Self {
+        let services: Services = services.into();
         let mut s = HealthState {
+            rs_names: rs_names(&services),
             index: services
                 .iter()
                 .enumerate()
@@ -184,7 +200,8 @@ impl HealthState {
         for i in 0..s.services.len() {
             let (name, vs) = &s.services[i];
             let was = snap.quorum.get(name).copied().unwrap_or(true);
-            let outcome = desired(vs, |rs| s.verdict_of(name, rs), was);
+            let names = &s.rs_names[i];
+            let outcome = desired(vs, |j, _| s.verdict_by_name(name, &names[j]), was);
             s.tables.insert(name.clone(), outcome);
         }
         s
@@ -226,7 +243,11 @@ impl HealthState {
 
     /// The combined verdict on real server `rs` of virtual server `vs`.
     pub fn verdict_of(&self, vs: &str, rs: &RealServer) -> RsVerdict {
-        rs_verdict(self.checkers_of(vs, &rs_name(rs)).map(|(_, v)| v.pair()))
+        self.verdict_by_name(vs, &rs_name(rs))
+    }
+
+    fn verdict_by_name(&self, vs: &str, rs: &str) -> RsVerdict {
+        rs_verdict(self.checkers_of(vs, rs).map(|(_, v)| v.pair()))
     }
 
     /// Whether virtual server `i`'s outcome depends on its previous one (quorum with
@@ -241,7 +262,12 @@ impl HealthState {
     pub fn recompute(&mut self, i: usize) -> Recomputed {
         let (name, vs) = &self.services[i];
         let quorum_was = self.tables.get(name).map(|t| t.quorum_up);
-        let outcome = desired(vs, |rs| self.verdict_of(name, rs), quorum_was.unwrap_or(true));
+        let names = &self.rs_names[i];
+        let outcome = desired(
+            vs,
+            |j, _| self.verdict_by_name(name, &names[j]),
+            quorum_was.unwrap_or(true),
+        );
         let changed = self.tables.get(name) != Some(&outcome);
         if changed {
             self.tables.insert(name.clone(), outcome);
@@ -269,7 +295,7 @@ impl HealthState {
     /// reasons (`not checked yet` before the first result, `no checker` without any).
     pub fn real_servers(&self) -> Vec<ServiceHealth> {
         let mut out = Vec::new();
-        for (name, vs) in &self.services {
+        for (name, vs) in self.services.iter() {
             let mut rss = Vec::new();
             for rs in &vs.real_servers {
                 let rname = rs_name(rs);
@@ -299,6 +325,13 @@ impl HealthState {
     }
 }
 
+fn rs_names(services: &[(String, VirtualServer)]) -> Vec<Vec<String>> {
+    services
+        .iter()
+        .map(|(_, vs)| vs.real_servers.iter().map(rs_name).collect())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,7 +355,7 @@ mod tests {
         let c = config(
             "virtual_server 198.18.116.134 80 {\n lb_kind DR\n quorum 2\n sorry_server 198.18.116.150 80\n real_server 198.18.116.131 80 {\n  TCP_CHECK {\n  }\n }\n real_server 198.18.116.132 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
         );
-        let services = c
+        let services: Vec<_> = c
             .virtual_servers
             .iter()
             .map(|v| (v.key.to_string(), v.clone()))
@@ -331,7 +364,7 @@ mod tests {
             .into_iter()
             .map(|i| (i, Health::Up))
             .collect();
-        HealthState::new(services, c.vs_groups.clone(), 1, initial)
+        HealthState::new(services, c.vs_groups.clone(), 1, &initial)
     }
 
     #[test]
@@ -376,7 +409,7 @@ mod tests {
             .into_iter()
             .map(|i| (i, Health::Up))
             .collect();
-        let r = s.reconfigure(services, Vec::new(), 2, ids);
+        let r = s.reconfigure(services, Vec::new(), 2, &ids);
         assert!(r.gone.is_empty());
         assert!(!r.recomputed[0].changed, "same verdicts, same outcome");
         assert_eq!(s.version(), 2);
@@ -384,7 +417,7 @@ mod tests {
         let restored = HealthState::restore(s.services().to_vec(), Vec::new(), 2, s.snapshot());
         assert_eq!(restored.table(), s.table());
         assert_eq!(restored.real_servers(), s.real_servers());
-        let r = s.reconfigure(Vec::new(), Vec::new(), 3, BTreeMap::new());
+        let r = s.reconfigure(Vec::new(), Vec::new(), 3, &BTreeMap::new());
         assert_eq!(r.gone, vec!["198.18.116.134:80".to_string()]);
         assert!(s.table().is_empty());
     }

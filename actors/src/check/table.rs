@@ -47,16 +47,21 @@ pub struct VsOutcome {
     pub sorry_active: bool,
 }
 
-/// `verdict` gives each real server's verdict; `quorum_was_up` is the previous quorum
+/// `verdict` gives each real server's verdict (by its index in `vs.real_servers`, and the
+/// real server); `quorum_was_up` is the previous quorum
 /// state (true at start, as keepalived).
 pub fn desired(
     vs: &VirtualServer,
-    verdict: impl Fn(&RealServer) -> RsVerdict,
+    verdict: impl Fn(usize, &RealServer) -> RsVerdict,
     quorum_was_up: bool,
 ) -> VsOutcome {
     let fwd = |rs: &RealServer| rs.lb_kind.unwrap_or(vs.lb_kind);
-    let verdicts: Vec<(&RealServer, RsVerdict)> =
-        vs.real_servers.iter().map(|rs| (rs, verdict(rs))).collect();
+    let verdicts: Vec<(&RealServer, RsVerdict)> = vs
+        .real_servers
+        .iter()
+        .enumerate()
+        .map(|(j, rs)| (rs, verdict(j, rs)))
+        .collect();
     let weight_of = |rs: &RealServer, v: &RsVerdict| v.weight.unwrap_or(rs.weight);
     let alive_sum: u64 = verdicts
         .iter()
@@ -122,8 +127,8 @@ mod tests {
         l.cluster.default.virtual_servers[0].clone()
     }
 
-    fn alive_if(ips: &'static [&'static str]) -> impl Fn(&RealServer) -> RsVerdict {
-        move |rs| RsVerdict {
+    fn alive_if(ips: &'static [&'static str]) -> impl Fn(usize, &RealServer) -> RsVerdict {
+        move |_, rs| RsVerdict {
             alive: ips.iter().any(|i| rs.ip.to_string() == *i),
             weight: None,
         }
@@ -178,7 +183,7 @@ mod tests {
         let v = vs("", "");
         let o = desired(
             &v,
-            |rs| RsVerdict {
+            |_, rs| RsVerdict {
                 alive: true,
                 weight: (rs.ip.to_string() == "198.18.116.131").then_some(9),
             },
