@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # sample configurations the parser is tested on. nftables/iproute2/curl: namespace tests.
 # qemu-system-x86/linux-image-amd64/busybox-static/ipvsadm: the IPVS test boots Debian's
 # kernel (this machine's has no IPVS) and checks our table with ipvsadm; binutils: strip.
-packages=(keepalived nftables iproute2 curl qemu-system-x86 linux-image-amd64 busybox-static ipvsadm binutils xz-utils)
+packages=(keepalived nftables iproute2 curl qemu-system-x86 linux-image-amd64 busybox-static ipvsadm binutils xz-utils systemd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | has_line "install ok installed" || missing+=("$p")

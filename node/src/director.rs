@@ -29,6 +29,29 @@ pub struct DirectorNode {
     _db: sled::Db,
 }
 
+/// Creates the data directory (Raft log, history, journal) readable by its owner only,
+/// and tightens an existing one that others could read: the history names every real
+/// server and who changed what, and the store's keys will live beside it.
+pub fn secure_data_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("data dir {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("data dir {}", dir.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("data dir {}: setting mode 0700", dir.display()))?;
+        tracing::warn!(dir = %dir.display(), "data dir was mode {mode:04o}, others could read it: now 0700");
+    }
+    Ok(())
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -40,8 +63,7 @@ impl DirectorNode {
     /// Opens the store and starts Raft. Bootstraps a one-director cluster when asked to and
     /// the store is pristine; a director that has data never bootstraps again.
     pub async fn start(settings: &Settings) -> Result<Arc<Self>> {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("data dir {}", settings.data_dir.display()))?;
+        secure_data_dir(&settings.data_dir)?;
         let (db, mut log, sm) = raft_store::open(&settings.data_dir.join("raft"))
             .with_context(|| format!("store in {}", settings.data_dir.display()))?;
         let pristine = log.is_pristine().await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -207,5 +229,35 @@ impl DirectorNode {
                 pause = (pause * 2).min(Duration::from_secs(10));
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_data_dir_is_created_private_and_an_open_one_is_tightened() {
+        let base = std::env::temp_dir().join(format!("hanode-datadir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let fresh = base.join("a/b");
+        secure_data_dir(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        let open = base.join("open");
+        std::fs::create_dir_all(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        secure_data_dir(&open).unwrap();
+        assert_eq!(mode(&open), 0o700);
+        std::fs::write(base.join("file"), "x").unwrap();
+        assert!(
+            secure_data_dir(&base.join("file")).is_err(),
+            "a file is not a data dir"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
