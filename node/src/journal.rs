@@ -1,8 +1,8 @@
 //! The director's local, append-only journal of runtime events (VRRP transitions, checker
 //! transitions, table syncs, config fence changes): a sled tree keyed by sequence number,
 //! one encoded event per value (see [`encode`]), flushed on every append so a crash loses
-//! none. Committed
-//! configuration changes live in the Raft history; `hactl events` merges both by time.
+//! none. Committed configuration changes live in the Raft history; `hactl events` merges
+//! both by time.
 
 use ha_config::api::{EventDetail, EventItem};
 use raft_store::state::HistoryEntry;
@@ -104,7 +104,7 @@ fn codec() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_EVENT_BYTES>()
 }
 
-/// How an event is stored: its tag, then bincode (about 4x faster to read back than JSON,
+/// How an event is stored: its tag, then bincode (about 3x faster to read back than JSON,
 /// which replay and retention read a whole journal of).
 pub fn encode(e: &EventItem) -> anyhow::Result<Vec<u8>> {
     let mut out = vec![BINCODE_V1];
@@ -182,13 +182,10 @@ impl Journal {
 
     /// Replaces events `first..=cut` by `checkpoint` (stored at `cut`), atomically: a
     /// crash leaves either all of them or the checkpoint. `first` must be the first kept.
-    pub fn replace_prefix(
-        &self,
-        first: u64,
-        cut: u64,
-        checkpoint: &EventItem,
-        dropped: u64,
-    ) -> anyhow::Result<()> {
+    pub fn replace_prefix(&self, first: u64, cut: u64, checkpoint: &EventItem) -> anyhow::Result<()> {
+        let Some(EventDetail::Checkpoint(c)) = &checkpoint.detail else {
+            anyhow::bail!("journal: only a checkpoint event can replace events");
+        };
         let mut b = self
             .bounds
             .lock()
@@ -208,7 +205,7 @@ impl Journal {
         self.tree.apply_batch(batch)?;
         self.tree.flush()?;
         b.first = cut;
-        self.dropped.store(dropped, Ordering::Relaxed);
+        self.dropped.store(c.dropped, Ordering::Relaxed);
         Ok(())
     }
 

@@ -168,7 +168,6 @@ pub struct Replayer<'a> {
     /// (only those whose outcome does not depend on its previous one; see
     /// [`HealthState::depends_on_history`]).
     stale: Vec<bool>,
-    any_stale: bool,
 }
 
 fn id_of(vs: &str, rs: &str, checker: &str) -> CheckerId {
@@ -204,21 +203,16 @@ impl<'a> Replayer<'a> {
             last_at: 0,
             scratch: id_of("", "", ""),
             stale: Vec::new(),
-            any_stale: false,
         }
     }
 
     /// Brings every stale virtual server's outcome up to date.
     fn settle(&mut self) {
-        if !self.any_stale {
-            return;
-        }
         for i in 0..self.stale.len() {
             if std::mem::take(&mut self.stale[i]) {
                 self.health.recompute(i);
             }
         }
-        self.any_stale = false;
     }
 
     /// Folds one event.
@@ -264,7 +258,6 @@ impl<'a> Replayer<'a> {
                             self.stale.resize(i + 1, false);
                         }
                         self.stale[i] = true;
-                        self.any_stale = true;
                     }
                 }
             }
@@ -326,22 +319,21 @@ impl<'a> Replayer<'a> {
             return;
         };
         let p = c.prepared();
-        let groups = c.view.vs_groups.clone();
-        if unstarted.is_empty() {
-            self.health
-                .reconfigure(p.services.clone(), groups, version, &p.ids);
+        let ids = if unstarted.is_empty() {
+            std::borrow::Cow::Borrowed(&p.ids)
         } else {
             let mut ids = p.ids.clone();
             for (vs, rs, checker) in unstarted {
                 ids.remove(&id_of(vs, rs, checker));
             }
-            self.health.reconfigure(p.services.clone(), groups, version, &ids);
-        }
+            std::borrow::Cow::Owned(ids)
+        };
+        self.health
+            .reconfigure(p.services.clone(), c.view.vs_groups.clone(), version, &ids);
     }
 
     fn restore(&mut self, c: &Checkpoint) {
         self.stale.clear();
-        self.any_stale = false;
         self.dropped = c.dropped;
         self.applied = c.applied;
         self.unstarted = c.unstarted.clone();

@@ -68,7 +68,7 @@ pub fn enforce(journal: &Journal, history: &HistorySource) -> anyhow::Result<Opt
         ),
         detail: Some(EventDetail::Checkpoint(Box::new(checkpoint))),
     };
-    journal.replace_prefix(b.first, cut, &item, total)?;
+    journal.replace_prefix(b.first, cut, &item)?;
     tracing::warn!(
         node = %journal.node,
         dropped,

@@ -295,11 +295,10 @@ impl HealthState {
     /// reasons (`not checked yet` before the first result, `no checker` without any).
     pub fn real_servers(&self) -> Vec<ServiceHealth> {
         let mut out = Vec::new();
-        for (name, vs) in self.services.iter() {
+        for ((name, _), names) in self.services.iter().zip(&self.rs_names) {
             let mut rss = Vec::new();
-            for rs in &vs.real_servers {
-                let rname = rs_name(rs);
-                let mine: Vec<_> = self.checkers_of(name, &rname).collect();
+            for rname in names {
+                let mine: Vec<_> = self.checkers_of(name, rname).collect();
                 let alive = rs_verdict(mine.iter().map(|(_, v)| v.pair())).alive;
                 let reason = mine
                     .iter()
@@ -313,7 +312,7 @@ impl HealthState {
                 } else {
                     "not checked yet".to_string()
                 };
-                rss.push((rname, alive, reason));
+                rss.push((rname.clone(), alive, reason));
             }
             out.push(ServiceHealth {
                 vs: name.clone(),
