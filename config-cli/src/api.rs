@@ -107,6 +107,32 @@ pub struct StatusResponse {
     /// The director's actors (absent on a control-plane-only node).
     #[serde(default)]
     pub runtime: Option<RuntimeStatus>,
+    /// How this director's API is protected (absent from older directors).
+    #[serde(default)]
+    pub security: Option<SecurityStatus>,
+}
+
+/// Transport security and authentication of one director.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityStatus {
+    /// Raft RPC and the admin API are served over TLS (mutual between directors).
+    pub tls: bool,
+    /// Plain HTTP on a non-loopback address was allowed with `--insecure`.
+    pub insecure: bool,
+    /// Whether callers must authenticate (TLS or a tokens file).
+    pub authentication_required: bool,
+    /// SHA-256 of the certificate in use.
+    #[serde(default)]
+    pub cert_fingerprint: Option<String>,
+    /// Certificate rotations picked up since the start.
+    #[serde(default)]
+    pub cert_reloads: u64,
+    /// Why the last change of the TLS files could not be used (the old one is kept).
+    #[serde(default)]
+    pub tls_error: Option<String>,
+    /// Bearer tokens known.
+    #[serde(default)]
+    pub tokens: usize,
 }
 
 /// What a director runs from the committed configuration.

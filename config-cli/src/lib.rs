@@ -13,6 +13,7 @@
 //! Every other crate consumes [`model::Config`] (one director's view) and
 //! [`cluster::ClusterConfig`] (all directors).
 
+pub mod access;
 pub mod api;
 pub mod bundle;
 pub mod canon;
@@ -21,8 +22,10 @@ pub mod diag;
 pub mod diff;
 pub mod lower;
 pub mod model;
+pub mod pki;
 pub mod printer;
 pub mod syntax;
+pub mod tls;
 pub mod validate;
 
 pub use cluster::ClusterConfig;

@@ -89,12 +89,25 @@ done
 "$BIN/hactl" import --node "lvs01=$WORK/lvs01-master.conf" --node "lvs02=$WORK/lvs02-backup.conf" \
     -o "$WORK/cluster.conf" >"$WORK/import.log" 2>&1 || { cat "$WORK/import.log"; fail_setup "hactl import"; }
 
-# ---- directors ------------------------------------------------------------------------
+# ---- certificates: a lab CA, one certificate per director, one for the operator ------
+PKI="$WORK/pki"
+"$BIN/hactl" cert init --dir "$PKI" --name "halab CA" >"$WORK/pki.log" 2>&1 || { cat "$WORK/pki.log"; fail_setup "hactl cert init"; }
+for n in lvs01 lvs02 witness; do
+    "$BIN/hactl" cert issue --dir "$PKI" --node "$n" --ip "$NET.${ADDR[$n]}" >>"$WORK/pki.log" 2>&1 \
+        || { cat "$WORK/pki.log"; fail_setup "hactl cert issue --node $n"; }
+done
+"$BIN/hactl" cert issue --dir "$PKI" --client lab --role operator >>"$WORK/pki.log" 2>&1 \
+    || { cat "$WORK/pki.log"; fail_setup "hactl cert issue --client lab"; }
+
+# ---- directors: Raft and the admin API over mutual TLS ---------------------------------
 start_node() {  # name extra-args...
     local n=$1; shift
     in_ns "$n" env RUST_LOG=info,openraft=warn "$BIN/hanode" --name "$n" --data-dir "$WORK/$n" \
-        --listen "$NET.${ADDR[$n]}:7101" "$@" >"$WORK/$n.log" 2>&1 &
+        --listen "$NET.${ADDR[$n]}:7101" --tls-ca "$PKI/ca.pem" --tls-cert "$PKI/$n.pem" --tls-key "$PKI/$n.key" \
+        "$@" >"$WORK/$n.log" 2>&1 &
 }
+# The operator's credentials, for hactl and curl.
+OPS=(--cacert "$PKI/ca.pem" --cert "$PKI/lab.pem" --key "$PKI/lab.key")
 HOOKS=()
 [ -n "$ACCEPTANCE" ] && HOOKS=(--test-hooks)
 start_node lvs01 --bootstrap --dataplane "${DATAPLANE:-auto}" "${HOOKS[@]}"
@@ -102,7 +115,7 @@ sleep 1
 start_node lvs02 --join "$NET.130:7101" --dataplane "${DATAPLANE:-auto}" "${HOOKS[@]}"
 start_node witness --join "$NET.130:7101" --control-plane-only
 CLUSTER="$NET.130:7101,$NET.135:7101,$NET.137:7101"
-hactl() { in_ns witness "$BIN/hactl" --cluster "$CLUSTER" "$@"; }
+hactl() { in_ns witness "$BIN/hactl" --cluster "$CLUSTER" --ca "$PKI/ca.pem" --cert "$PKI/lab.pem" --key "$PKI/lab.key" "$@"; }
 
 wait_until() {  # seconds command...: poll every 100 ms
     local limit=$1; shift
@@ -262,7 +275,7 @@ if [ -n "$ACCEPTANCE" ]; then
         why="while held: VIP on lvs02 $(vip_on lvs02 && echo yes || echo no), on lvs01 $(vip_on lvs01 && echo yes || echo no)"
     fi
     t1=$(now_ms)
-    in_ns witness curl -s -X POST -d '{"version": null}' "http://$NET.130:7101/v1/debug/hold-table" >/dev/null
+    in_ns witness curl -s "${OPS[@]}" -X POST -d '{"version": null}' "https://$NET.130:7101/v1/debug/hold-table" >/dev/null
     if [ $ok = 1 ] && wait_until 15 back && wait_until 10 alternates; then
         row 9 "fence: lvs01 table held -> no preempt; released -> VIP" PASS $(( $(now_ms) - t1 )) "held $(( t1 - t0 )) ms without preempting"
     else

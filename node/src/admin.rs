@@ -5,14 +5,19 @@
 // Handlers return early with the finished error response; it is the `Err` value.
 #![allow(clippy::result_large_err)]
 
+use crate::auth::{
+    authenticate, authorize, forwarded, forwarded_header, need, required, Need, Refusal, FORWARDED_IDENTITY,
+};
 use crate::director::{now_ms, DirectorNode};
+use crate::security::{audit, request_summary, Security};
 use crate::settings::check_name;
 use crate::transport::client::Call;
 use crate::transport::raft_network::{
     APPEND_PATH, CONTENT_TYPE, INCARNATION_HEADER, SNAPSHOT_PATH, VOTE_PATH,
 };
-use crate::transport::server::{BodyError, Req, Routes};
+use crate::transport::server::{BodyError, Peer, Req, Routes};
 use bytes::Bytes;
+use ha_config::access::{Identity, Proof, Role};
 use ha_config::api::*;
 use ha_config::{bundle, canon};
 use http_body_util::Full;
@@ -47,12 +52,15 @@ pub struct Api {
     runtime: Option<crate::runtime::Runtime>,
     /// Whether test hooks (`/v1/debug/*`) are served.
     test_hooks: bool,
+    /// TLS, tokens, and the audit trail's rate limit.
+    security: Security,
 }
 
 impl Api {
-    pub fn new(node: Arc<DirectorNode>) -> Self {
+    pub fn new(node: Arc<DirectorNode>, security: Security) -> Self {
         Api {
             node,
+            security,
             membership: tokio::sync::Mutex::new(()),
             runtime: None,
             test_hooks: false,
@@ -191,6 +199,71 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Director>>) -> Repl
 }
 
 impl Routes for Api {
+    fn admit(&self, parts: &hyper::http::request::Parts, peer: &Peer) -> Result<Identity, Reply> {
+        let path = parts.uri.path();
+        let need = need(&parts.method, path);
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let who = authenticate(
+            required(need, self.security.tls.is_some(), self.security.tokens.is_some()),
+            peer.cert.as_ref(),
+            header("authorization"),
+            self.security.tokens.as_deref(),
+        )
+        .and_then(|who| forwarded(who, header(FORWARDED_IDENTITY)))
+        .and_then(|who| authorize(&who, need).map(|()| who));
+        match who {
+            Ok(who) => Ok(who),
+            Err(refusal) => {
+                let (status, kind, message) = match refusal {
+                    Refusal::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, "unauthenticated", m),
+                    Refusal::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
+                };
+                if need != Need::Read {
+                    let subject = peer
+                        .cert
+                        .as_ref()
+                        .map(|c| c.name.clone())
+                        .unwrap_or_else(|| peer.addr.ip().to_string());
+                    if need == Need::Change
+                        || self.security.refusal_due(&format!("{subject} {path} {message}"))
+                    {
+                        audit(
+                            &self.node.events,
+                            &self.node.name,
+                            &subject,
+                            &format!(
+                                "refused {} {path} from {}: {} {message}",
+                                parts.method,
+                                peer.addr,
+                                status.as_u16()
+                            ),
+                        );
+                    }
+                }
+                let mut reply = err(status, kind, message);
+                if status == StatusCode::UNAUTHORIZED {
+                    reply.headers_mut().insert(
+                        "www-authenticate",
+                        hyper::header::HeaderValue::from_static("Bearer"),
+                    );
+                }
+                Err(reply)
+            }
+        }
+    }
+
+    fn connection_refused(&self, peer: SocketAddr, reason: &str) {
+        if self.security.refusal_due(&format!("{} {reason}", peer.ip())) {
+            tracing::warn!(director = %self.node.name, %peer, "connection refused: {reason}");
+            audit(
+                &self.node.events,
+                &self.node.name,
+                &peer.ip().to_string(),
+                &format!("connection from {peer} refused: {reason}"),
+            );
+        }
+    }
+
     fn body_limit(&self, _method: &Method, path: &str) -> usize {
         if path.starts_with("/raft/") {
             RAFT_MAX_BODY
@@ -215,6 +288,36 @@ impl Routes for Api {
     }
 
     async fn handle(&self, req: Req) -> Reply {
+        if need(&req.method, &req.path) != Need::Change {
+            return self.route(req).await;
+        }
+        let (who, method, path, peer) = (req.who.clone(), req.method.clone(), req.path.clone(), req.peer);
+        let reply = self.route(req).await;
+        let status = reply.status();
+        let outcome = if status.is_success() {
+            "accepted"
+        } else {
+            "refused"
+        };
+        audit(
+            &self.node.events,
+            &self.node.name,
+            &who.name,
+            &request_summary(
+                &who,
+                method.as_str(),
+                &path,
+                &peer.to_string(),
+                status.as_u16(),
+                outcome,
+            ),
+        );
+        reply
+    }
+}
+
+impl Api {
+    async fn route(&self, req: Req) -> Reply {
         let path = req.path.clone();
         match (&req.method, path.as_str()) {
             (&Method::POST, p) if p.starts_with("/raft/") && !self.incarnation_matches(&req) => raw(
@@ -226,9 +329,9 @@ impl Routes for Api {
                 )
                 .into_bytes(),
             ),
-            (&Method::POST, APPEND_PATH) => self.raft_append(&req.body).await,
-            (&Method::POST, VOTE_PATH) => self.raft_vote(&req.body).await,
-            (&Method::POST, SNAPSHOT_PATH) => self.raft_snapshot(&req.body).await,
+            (&Method::POST, APPEND_PATH) => self.raft_append(&req).await,
+            (&Method::POST, VOTE_PATH) => self.raft_vote(&req).await,
+            (&Method::POST, SNAPSHOT_PATH) => self.raft_snapshot(&req).await,
             (&Method::POST, "/v1/proposals") => self.propose(&req).await,
             (&Method::GET, "/v1/config") => self.config(&req).await,
             (&Method::GET, "/v1/status") => self.status().await,
@@ -273,24 +376,92 @@ impl Api {
             .is_some_and(|v| v == self.node.incarnation)
     }
 
-    async fn raft_append(&self, body: &Bytes) -> Reply {
-        match codec::decode(body) {
-            Ok(rpc) => encoded(&self.node.raft.append_entries(rpc).await),
+    /// A Raft RPC must come from the member it claims to be sent by: the certificate's
+    /// name must be the sender's (ids are hashes of names) and, once this director knows
+    /// the membership, a member's.
+    fn check_sender(&self, req: &Req, sender: NodeId) -> Result<(), Reply> {
+        let who = &req.who;
+        if who.proof != Proof::Certificate {
+            return Ok(()); // no TLS: nothing to check against
+        }
+        let membership = self.node.metrics().membership_config.membership().clone();
+        let known = membership.nodes().count() > 0;
+        let member = membership
+            .get_node(&node_id(&who.name))
+            .is_some_and(|d| d.name == who.name);
+        let problem = if node_id(&who.name) != sender {
+            let claimed = membership
+                .get_node(&sender)
+                .map(|d| d.name.clone())
+                .unwrap_or_else(|| format!("id {sender}"));
+            Some(format!("certificate of {:?} used to send as {claimed}", who.name))
+        } else if known && !member {
+            Some(format!("{:?} is not a member of the cluster", who.name))
+        } else {
+            None
+        };
+        let Some(problem) = problem else { return Ok(()) };
+        if self
+            .security
+            .refusal_due(&format!("raft {} {problem}", req.peer.ip()))
+        {
+            tracing::warn!(director = %self.node.name, peer = %req.peer, "Raft RPC refused: {problem}");
+            audit(
+                &self.node.events,
+                &self.node.name,
+                &who.name,
+                &format!("refused Raft RPC {} from {}: {problem}", req.path, req.peer),
+            );
+        }
+        Err(raw(
+            StatusCode::FORBIDDEN,
+            "text/plain",
+            format!("refused: {problem}").into_bytes(),
+        ))
+    }
+
+    async fn raft_append(&self, req: &Req) -> Reply {
+        match codec::decode::<openraft::raft::AppendEntriesRequest<raft_store::types::TypeConfig>>(&req.body)
+        {
+            Ok(rpc) => match self.check_sender(req, rpc.vote.leader_id().node_id) {
+                Ok(()) => encoded(&self.node.raft.append_entries(rpc).await),
+                Err(reply) => reply,
+            },
             Err(e) => raw(StatusCode::BAD_REQUEST, "text/plain", e.to_string().into_bytes()),
         }
     }
 
-    async fn raft_vote(&self, body: &Bytes) -> Reply {
-        match codec::decode(body) {
-            Ok(rpc) => encoded(&self.node.raft.vote(rpc).await),
+    async fn raft_vote(&self, req: &Req) -> Reply {
+        match codec::decode::<openraft::raft::VoteRequest<NodeId>>(&req.body) {
+            Ok(rpc) => match self.check_sender(req, rpc.vote.leader_id().node_id) {
+                Ok(()) => encoded(&self.node.raft.vote(rpc).await),
+                Err(reply) => reply,
+            },
             Err(e) => raw(StatusCode::BAD_REQUEST, "text/plain", e.to_string().into_bytes()),
         }
     }
 
-    async fn raft_snapshot(&self, body: &Bytes) -> Reply {
-        match codec::decode(body) {
-            Ok(rpc) => encoded(&self.node.raft.install_snapshot(rpc).await),
+    async fn raft_snapshot(&self, req: &Req) -> Reply {
+        match codec::decode::<openraft::raft::InstallSnapshotRequest<raft_store::types::TypeConfig>>(
+            &req.body,
+        ) {
+            Ok(rpc) => match self.check_sender(req, rpc.vote.leader_id().node_id) {
+                Ok(()) => encoded(&self.node.raft.install_snapshot(rpc).await),
+                Err(reply) => reply,
+            },
             Err(e) => raw(StatusCode::BAD_REQUEST, "text/plain", e.to_string().into_bytes()),
+        }
+    }
+
+    /// The author recorded for a change: the authenticated identity, with what the
+    /// client claimed when that differs.
+    fn credited(who: &Identity, claimed: &str) -> String {
+        if who.proof == Proof::Unauthenticated || claimed == who.name {
+            claimed.to_string()
+        } else if claimed.is_empty() {
+            who.name.clone()
+        } else {
+            format!("{} (claimed {claimed})", who.name)
         }
     }
 }
@@ -341,6 +512,15 @@ impl Api {
             format!("{}?{}", req.path, req.query)
         };
         tracing::debug!(to = %leader, %path, "forwarding to the leader");
+        // With TLS the leader sees our certificate and takes the caller's identity from us;
+        // without, it checks the caller's token itself.
+        let identity = forwarded_header(&req.who);
+        let mut headers: Vec<(&str, &str)> = vec![(FORWARDED, &self.node.name)];
+        if self.node.tls.is_some() {
+            headers.push((FORWARDED_IDENTITY, &identity));
+        } else if let Some(a) = req.headers.get("authorization").and_then(|v| v.to_str().ok()) {
+            headers.push(("authorization", a));
+        }
         let r = self
             .node
             .client
@@ -349,7 +529,7 @@ impl Api {
                 addr: &leader.addr,
                 path: &path,
                 content_type: "application/json",
-                headers: &[(FORWARDED, &self.node.name)],
+                headers: &headers,
                 body: req.body.to_vec(),
                 timeout: Duration::from_secs(120),
             })
@@ -430,7 +610,7 @@ impl Api {
         let proposal = Proposal {
             config: loaded.cluster,
             hash,
-            author: p.author,
+            author: Self::credited(&req.who, &p.author),
             reason: p.reason,
             client_time_ms: p.client_time_ms,
             base_version: p.base_version,
@@ -628,6 +808,7 @@ impl Api {
                 history_len: state.history_len,
                 members: self.node.members(),
                 runtime,
+                security: Some(self.security.status()),
             },
         )
     }
@@ -1154,12 +1335,23 @@ impl Api {
                 format!("field `addr`: expected IP:PORT, got {:?}", r.addr),
             );
         }
+        // A director may add itself only, under the name its certificate gives it.
+        if req.who.role == Role::Director && req.who.proof == Proof::Certificate && req.who.name != r.name {
+            return err(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "field `name`: the certificate of director {:?} cannot join (or add) {:?}",
+                    req.who.name, r.name
+                ),
+            );
+        }
         if let Some(reply) = self.route_to_leader(req).await {
             return reply;
         }
         let _one_at_a_time = self.membership.lock().await;
         // Nothing is recorded unless the new director answers, under the name it was given.
-        let incarnation = match self.probe(&r.name, &r.addr).await {
+        let incarnation = match self.probe(req, &r.name, &r.addr).await {
             Ok(i) => i,
             Err(reply) => return reply,
         };
@@ -1218,7 +1410,11 @@ impl Api {
             );
         }
         if let Err(reply) = self
-            .record_request(&r.author, &r.reason, format!("add {} at {}", r.name, r.addr))
+            .record_request(
+                &Self::credited(&req.who, &r.author),
+                &r.reason,
+                format!("add {} at {}", r.name, r.addr),
+            )
             .await
         {
             return reply;
@@ -1302,7 +1498,14 @@ impl Api {
     }
 
     /// Asks `addr` who it is: it must answer `/v1/status` as `name`. Returns its incarnation.
-    async fn probe(&self, name: &str, addr: &str) -> Result<String, Reply> {
+    async fn probe(&self, req: &Req, name: &str, addr: &str) -> Result<String, Reply> {
+        // Without TLS, a director with tokens wants the caller's token (with TLS, ours
+        // is a director's certificate).
+        let auth = req.headers.get("authorization").and_then(|v| v.to_str().ok());
+        let headers: Vec<(&str, &str)> = match auth {
+            Some(a) if self.node.tls.is_none() => vec![("authorization", a)],
+            _ => Vec::new(),
+        };
         let answer = self
             .node
             .client
@@ -1311,7 +1514,7 @@ impl Api {
                 addr,
                 path: "/v1/status",
                 content_type: "application/json",
-                headers: &[],
+                headers: &headers,
                 body: Vec::new(),
                 timeout: Duration::from_secs(3),
             })
@@ -1378,7 +1581,7 @@ impl Api {
                 format!("{name} is the last voter; a cluster cannot remove its last voter"),
             );
         }
-        let author = params.get("author").cloned().unwrap_or_default();
+        let author = Self::credited(&req.who, &params.get("author").cloned().unwrap_or_default());
         let reason = params.get("reason").cloned().unwrap_or_default();
         if let Err(reply) = self
             .record_request(&author, &reason, format!("remove {name}"))

@@ -26,6 +26,10 @@ pub struct DirectorNode {
     pub incarnation: String,
     /// Runtime events of this director.
     pub journal: Arc<crate::journal::Journal>,
+    /// Records events into [`Self::journal`] on its own thread (actors, audit).
+    pub events: crate::journal::JournalWriter,
+    /// TLS material (None: plain HTTP).
+    pub tls: Option<Arc<crate::transport::tls::Tls>>,
     _db: sled::Db,
 }
 
@@ -62,14 +66,17 @@ pub fn now_ms() -> u64 {
 impl DirectorNode {
     /// Opens the store and starts Raft. Bootstraps a one-director cluster when asked to and
     /// the store is pristine; a director that has data never bootstraps again.
-    pub async fn start(settings: &Settings) -> Result<Arc<Self>> {
+    pub async fn start(
+        settings: &Settings,
+        tls: Option<Arc<crate::transport::tls::Tls>>,
+    ) -> Result<Arc<Self>> {
         secure_data_dir(&settings.data_dir)?;
         let (db, mut log, sm) = raft_store::open(&settings.data_dir.join("raft"))
             .with_context(|| format!("store in {}", settings.data_dir.display()))?;
         let pristine = log.is_pristine().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let incarnation = log.incarnation().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let state = sm.reader();
-        let client = HttpClient::new();
+        let client = HttpClient::new(tls.as_ref());
         let config = Arc::new(settings.raft.openraft_config("ha-directors")?);
         let id = node_id(&settings.name);
         let raft = Raft::new(id, config, HttpRaftNetwork::new(client.clone()), log, sm)
@@ -80,6 +87,11 @@ impl DirectorNode {
             &settings.name,
             settings.journal_max_events,
         )?);
+        let history = state.clone();
+        let events = crate::journal::JournalWriter::spawn(
+            journal.clone(),
+            Box::new(move || history.history(1, u64::MAX).map_err(|e| anyhow::anyhow!("{e}"))),
+        )?;
         let node = Arc::new(DirectorNode {
             name: settings.name.clone(),
             id,
@@ -90,6 +102,8 @@ impl DirectorNode {
             max_request_bytes: settings.max_request_bytes,
             incarnation,
             journal,
+            events,
+            tls,
             _db: db,
         });
         if settings.bootstrap {

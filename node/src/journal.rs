@@ -21,6 +21,7 @@ pub type HistorySource = Box<dyn Fn() -> anyhow::Result<Vec<HistoryEntry>> + Sen
 /// Writes a journal on its own thread, in order. Recording never waits for the disk: an
 /// fsync stalled by writeback would otherwise hold up the actor that records events, and
 /// with it the VRRP instances that share its thread (and the death signals it forwards).
+#[derive(Clone)]
 pub struct JournalWriter {
     tx: std::sync::mpsc::Sender<Pending>,
 }

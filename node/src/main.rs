@@ -53,6 +53,21 @@ struct Cli {
     /// Runtime events kept in the journal (older ones are folded into a checkpoint).
     #[arg(long)]
     journal_max_events: Option<u64>,
+    /// The cluster's CA certificate (PEM): turns on TLS, with --tls-cert and --tls-key.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// This director's certificate (PEM; `hactl cert issue --node NAME`).
+    #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires_all = ["tls_ca", "tls_cert"])]
+    tls_key: Option<PathBuf>,
+    /// Bearer tokens for the admin API: `NAME ROLE sha256:HEX` lines (`hactl token new`).
+    #[arg(long)]
+    tokens_file: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback --listen address: anyone who reaches it can
+    /// change the cluster (shown in status and logged).
+    #[arg(long)]
+    insecure: bool,
     /// Serve test hooks under /v1/debug (never in production).
     #[arg(long, hide = true)]
     test_hooks: bool,
@@ -157,6 +172,14 @@ fn settings(cli: Cli) -> Result<(Settings, String)> {
             ..Default::default()
         })
     };
+    let tls = match (cli.tls_ca, cli.tls_cert, cli.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => Some(hanode::transport::tls::TlsFiles { ca, cert, key }),
+        _ => file.tls.map(|t| hanode::transport::tls::TlsFiles {
+            ca: t.ca,
+            cert: t.cert,
+            key: t.key,
+        }),
+    };
     let s = Settings {
         name,
         data_dir,
@@ -171,6 +194,9 @@ fn settings(cli: Cli) -> Result<(Settings, String)> {
         journal_max_events: cli.journal_max_events.unwrap_or(file.journal.max_events),
         runtime,
         test_hooks: cli.test_hooks,
+        tls,
+        tokens_file: cli.tokens_file.or(file.tokens_file),
+        insecure: cli.insecure || file.insecure,
     };
     s.validate()?;
     let log_format = cli
@@ -235,17 +261,35 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(settings: Settings) -> Result<()> {
+    let tls = match &settings.tls {
+        Some(files) => Some(
+            hanode::transport::tls::Tls::load(files.clone(), &settings.name)
+                .map_err(|e| anyhow::anyhow!("TLS: {e}"))?,
+        ),
+        None => None,
+    };
+    let tokens = match &settings.tokens_file {
+        Some(p) => Some(Arc::new(
+            hanode::auth::Tokens::load(p.clone()).map_err(|e| anyhow::anyhow!("tokens file: {e}"))?,
+        )),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
-    let node = DirectorNode::start(&settings).await?;
-    tracing::info!(director = %node.name, id = node.id, listen = %settings.listen, "hanode started");
+    let node = DirectorNode::start(&settings, tls.clone()).await?;
+    let security = hanode::security::Security::new(tls.clone(), tokens, settings.insecure);
+    security.spawn_reloader(std::time::Duration::from_secs(2));
+    if settings.insecure && tls.is_none() {
+        tracing::warn!(director = %node.name, listen = %settings.listen, "INSECURE: plain HTTP without TLS on a non-loopback address (--insecure): anyone who reaches it can change the cluster");
+    }
+    tracing::info!(director = %node.name, id = node.id, listen = %settings.listen, security = %security.describe(), "hanode started");
     let runtime = match &settings.runtime {
         Some(opts) => Some(hanode::runtime::Runtime::start(&node, opts.clone())?),
         None => None,
     };
-    let api = Api::new(node.clone()).with_runtime(runtime.clone(), settings.test_hooks);
-    let server = tokio::spawn(hanode::transport::server::serve(listener, Arc::new(api)));
+    let api = Api::new(node.clone(), security).with_runtime(runtime.clone(), settings.test_hooks);
+    let server = tokio::spawn(hanode::transport::server::serve(listener, Arc::new(api), tls));
     node.spawn_join(settings.join.clone());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

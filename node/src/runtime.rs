@@ -692,11 +692,7 @@ impl Runtime {
         let (tx, rx) = std::sync::mpsc::channel();
         let name = node.name.clone();
         let cutoff = options.cutoff_after;
-        let state = node.state.clone();
-        let journal = crate::journal::JournalWriter::spawn(
-            node.journal.clone(),
-            Box::new(move || state.history(1, u64::MAX).map_err(|e| anyhow::anyhow!("{e}"))),
-        )?;
+        let journal = node.events.clone();
         let hold = options.hold;
         std::thread::Builder::new()
             .name("hanode-actors".into())

@@ -79,6 +79,25 @@ pub struct FileSettings {
     pub ingress: Vec<String>,
     #[serde(default)]
     pub journal: JournalSettings,
+    /// TLS for Raft RPC and the admin API (mutual between directors).
+    pub tls: Option<TlsFileSettings>,
+    /// Bearer tokens for the admin API (`NAME ROLE sha256:HEX` lines).
+    pub tokens_file: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (anyone who reaches it can change the
+    /// cluster).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// The `[tls]` table: PEM files.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFileSettings {
+    /// The cluster's CA certificate.
+    pub ca: PathBuf,
+    /// This director's certificate (`hactl cert issue --node NAME`).
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The runtime event journal.
@@ -133,20 +152,16 @@ pub struct Settings {
     pub runtime: Option<crate::runtime::RuntimeOptions>,
     /// Serve `/v1/debug/*` (tests only).
     pub test_hooks: bool,
+    /// TLS files; None: plain HTTP.
+    pub tls: Option<crate::transport::tls::TlsFiles>,
+    pub tokens_file: Option<PathBuf>,
+    /// Plain HTTP on a non-loopback address was asked for explicitly.
+    pub insecure: bool,
 }
 
 /// Director names: what keepalived's `@NAME` accepts and our ids hash.
 pub fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 64 {
-        bail!("director name must be 1 to 64 characters, got {name:?}");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        bail!("director name {name:?} may only contain letters, digits, '-', '_' and '.'");
-    }
-    Ok(())
+    ha_config::access::check_director_name(name).map_err(|e| anyhow::anyhow!(e))
 }
 
 impl Settings {
@@ -165,6 +180,14 @@ impl Settings {
         }
         if self.bootstrap && !self.join.is_empty() {
             bail!("--bootstrap and --join exclude each other: bootstrap the first director, join the others");
+        }
+        if self.tls.is_none() && !self.insecure && !self.listen.ip().is_loopback() {
+            bail!(
+                "refusing to serve Raft and the admin API as plain HTTP on {}: anyone who reaches it could \
+                 change the cluster. Configure [tls] (ca, cert, key; see `hactl cert`), listen on loopback, \
+                 or pass --insecure to accept that",
+                self.listen
+            );
         }
         if self.journal_max_events < crate::journal::MIN_MAX_EVENTS {
             bail!(
@@ -221,7 +244,43 @@ mod tests {
             journal_max_events: crate::journal::DEFAULT_MAX_EVENTS,
             runtime: None,
             test_hooks: false,
+            tls: None,
+            tokens_file: None,
+            insecure: false,
         };
         assert!(s.validate().is_err(), "bootstrap and join together");
+        let open = Settings {
+            join: vec![],
+            listen: "198.18.116.130:7101".parse().unwrap(),
+            advertise: "198.18.116.130:7101".into(),
+            ..s.clone()
+        };
+        let e = open.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("plain HTTP on 198.18.116.130:7101") && e.contains("--insecure"),
+            "{e}"
+        );
+        let any = Settings {
+            listen: "0.0.0.0:7101".parse().unwrap(),
+            ..open.clone()
+        };
+        assert!(any.validate().is_err(), "the unspecified address is not loopback");
+        assert!(Settings {
+            insecure: true,
+            ..open.clone()
+        }
+        .validate()
+        .is_ok());
+        let tls = crate::transport::tls::TlsFiles {
+            ca: "ca.pem".into(),
+            cert: "c.pem".into(),
+            key: "c.key".into(),
+        };
+        assert!(Settings {
+            tls: Some(tls),
+            ..open
+        }
+        .validate()
+        .is_ok());
     }
 }

@@ -34,6 +34,9 @@ pub fn hanode(ns: &Netns, work: &Path, name: &str, addr: &str, extra: &[&str]) -
     c.args(["--name", name, "--data-dir"])
         .arg(work.join(name))
         .args(["--listen", &format!("{addr}:7101")])
+        // Plain HTTP inside the test's own namespaces (TLS is covered by tls_cluster and
+        // the seed lab).
+        .arg("--insecure")
         .args(extra)
         .env("RUST_LOG", "info,openraft=warn,hanode::liveness=debug");
     NsProcess::spawn(c, work.join(format!("{name}.log")))

@@ -1,8 +1,11 @@
-//! Outgoing HTTP requests with a connection pool, `TCP_NODELAY` and a per-request deadline.
+//! Outgoing HTTP requests with a connection pool, `TCP_NODELAY` and a per-request deadline;
+//! over TLS (presenting this director's certificate, checking the peer's against the
+//! cluster's CA and the address called) when the director has certificates.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -10,7 +13,8 @@ use std::time::Duration;
 
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    scheme: &'static str,
 }
 
 /// One request: `METHOD http://ADDR/PATH` with a body, answered within `timeout`.
@@ -44,26 +48,39 @@ impl ClientError {
     }
 }
 
-impl Default for HttpClient {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl HttpClient {
-    pub fn new() -> Self {
+    /// Plain HTTP, or TLS with `tls`.
+    pub fn new(tls: Option<&std::sync::Arc<super::tls::Tls>>) -> Self {
         let mut conn = HttpConnector::new();
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(Duration::from_secs(1)));
-        conn.enforce_http(true);
+        conn.enforce_http(false);
+        let (config, scheme) = match tls {
+            Some(t) => (t.client_config(), "https"),
+            None => (
+                rustls::ClientConfig::builder_with_provider(ha_config::tls::provider())
+                    .with_safe_default_protocol_versions()
+                    .expect("the ring provider supports the default protocol versions")
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+                "http",
+            ),
+        };
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(conn);
         let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the server's idle limit (its header read timeout), so a pooled
+            // connection is not reused just as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(8))
             .pool_max_idle_per_host(8)
-            .build(conn);
-        HttpClient { inner }
+            .build(https);
+        HttpClient { inner, scheme }
     }
 
-    /// Sends `body` to `http://ADDR/PATH` and returns the status and the whole response body.
+    /// Sends `body` to `http(s)://ADDR/PATH` and returns the status and the whole response body.
     pub async fn send(&self, call: Call<'_>) -> Result<(StatusCode, Bytes), ClientError> {
         let Call {
             method,
@@ -74,7 +91,7 @@ impl HttpClient {
             body,
             timeout,
         } = call;
-        let uri: hyper::Uri = format!("http://{addr}{path}")
+        let uri: hyper::Uri = format!("{}://{addr}{path}", self.scheme)
             .parse()
             .map_err(|_| ClientError::BadAddr(addr.to_string()))?;
         let mut req = Request::builder()

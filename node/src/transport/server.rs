@@ -1,21 +1,46 @@
-//! The accept loop: one HTTP/1.1 connection task per peer or client, bodies read whole
-//! under a size cap chosen per route by the [`Routes`] implementation.
+//! The accept loop: one HTTP/1.1 connection task per peer or client, over TLS when the
+//! director has certificates. Before a request's body is read, the [`Routes`] decide who
+//! the caller is and whether the route is theirs; bodies are then read whole under a cap
+//! chosen per route.
+//!
+//! Limits, so that no client can starve the others (Raft heartbeats share this listener):
+//! at most [`MAX_CONNECTIONS`] connections, [`MAX_PER_IP`] from one address (more are
+//! closed at once); a TLS handshake must finish within [`HANDSHAKE_TIMEOUT`], request
+//! headers arrive within [`HEADER_READ_TIMEOUT`] (also the limit on an idle keep-alive
+//! connection), a body within [`BODY_READ_TIMEOUT`]. Plain HTTP sent to a TLS port gets a
+//! plain-text 400 naming the problem.
 
+use super::tls::Tls;
 use bytes::Bytes;
+use ha_config::access::{Identity, Proof};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use tokio::net::TcpListener;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
-/// A client that has not sent its request headers by then is disconnected.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// A body not received completely by then is refused.
-const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+pub const MAX_CONNECTIONS: usize = 1024;
+pub const MAX_PER_IP: usize = 64;
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Who is at the other end of a connection.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The connection is TLS.
+    pub tls: bool,
+    /// The identity of the verified client certificate, if one was presented.
+    pub cert: Option<Identity>,
+}
 
 /// A request with its body already read.
 pub struct Req {
@@ -24,6 +49,9 @@ pub struct Req {
     pub query: String,
     pub headers: hyper::HeaderMap,
     pub body: Bytes,
+    /// The caller, as [`Routes::admit`] established.
+    pub who: Identity,
+    pub peer: SocketAddr,
 }
 
 /// Why a body was not read.
@@ -33,45 +61,215 @@ pub enum BodyError {
 }
 
 pub trait Routes: Send + Sync + 'static {
+    /// Who the caller is and whether it may call this route; refused before the body is
+    /// read (the `Err` is the finished refusal).
+    #[allow(clippy::result_large_err)]
+    fn admit(
+        &self,
+        parts: &hyper::http::request::Parts,
+        peer: &Peer,
+    ) -> Result<Identity, Response<Full<Bytes>>>;
     /// The largest body accepted for this method and path.
     fn body_limit(&self, method: &hyper::Method, path: &str) -> usize;
     /// Answers a request whose body exceeded the limit or could not be read.
     fn body_error(&self, path: &str, err: BodyError) -> Response<Full<Bytes>>;
     fn handle(&self, req: Req) -> impl Future<Output = Response<Full<Bytes>>> + Send;
+    /// A connection was refused before any request (TLS handshake, plain HTTP on the TLS
+    /// port, too many connections).
+    fn connection_refused(&self, peer: SocketAddr, reason: &str);
 }
 
-/// Serves `routes` on `listener` until the task is dropped.
-pub async fn serve<R: Routes>(listener: TcpListener, routes: Arc<R>) {
+/// Connections open, in total and per address.
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Releases a connection's place when the connection ends.
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = match self.counts.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+fn take_slot(counts: &Arc<Mutex<Counts>>, ip: IpAddr) -> Result<Slot, String> {
+    let mut c = match counts.lock() {
+        Ok(c) => c,
+        Err(p) => p.into_inner(),
+    };
+    if c.total >= MAX_CONNECTIONS {
+        return Err(format!("{MAX_CONNECTIONS} connections open: closing a new one"));
+    }
+    let n = c.per_ip.entry(ip).or_insert(0);
+    if *n >= MAX_PER_IP {
+        return Err(format!(
+            "{MAX_PER_IP} connections open from {ip}: closing a new one"
+        ));
+    }
+    *n += 1;
+    c.total += 1;
+    Ok(Slot {
+        counts: counts.clone(),
+        ip,
+    })
+}
+
+/// Serves `routes` on `listener` until the task is dropped; TLS when `tls` is given.
+pub async fn serve<R: Routes>(listener: TcpListener, routes: Arc<R>, tls: Option<Arc<Tls>>) {
+    let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server_config()));
+    let counts = Arc::new(Mutex::new(Counts::default()));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let slot = match take_slot(&counts, peer.ip()) {
+            Ok(s) => s,
+            Err(reason) => {
+                drop(stream);
+                routes.connection_refused(peer, &reason);
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
         let routes = routes.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let routes = routes.clone();
-                async move { Ok::<_, std::convert::Infallible>(dispatch(&*routes, req, peer).await) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended");
+            let _slot = slot;
+            match acceptor {
+                None => {
+                    let p = Peer {
+                        addr: peer,
+                        tls: false,
+                        cert: None,
+                    };
+                    connection(stream, p, routes).await
+                }
+                Some(acceptor) => {
+                    if let Some((stream, p)) = handshake(stream, peer, &acceptor, &*routes).await {
+                        connection(stream, p, routes).await
+                    }
+                }
             }
         });
     }
 }
 
-async fn dispatch<R: Routes>(routes: &R, req: Request<Incoming>, _peer: SocketAddr) -> Response<Full<Bytes>> {
+/// The TLS handshake, within its deadline; a client that speaks plain HTTP is told so.
+async fn handshake<R: Routes>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    routes: &R,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Peer)> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        Ok(_) => return None,
+        Err(_) => {
+            routes.connection_refused(peer, "sent nothing within the TLS handshake timeout");
+            return None;
+        }
+    }
+    // A TLS record starts with 22 (handshake); anything else is not TLS.
+    if first[0] != 22 {
+        let msg = "this port speaks TLS only: use https:// (with the cluster's CA)\n";
+        let reply = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{msg}",
+            msg.len()
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(reply.as_bytes())).await;
+        let _ = stream.shutdown().await;
+        routes.connection_refused(peer, "plain HTTP (or not TLS) sent to the TLS port");
+        return None;
+    }
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            routes.connection_refused(peer, &format!("TLS handshake refused: {e}"));
+            return None;
+        }
+        Err(_) => {
+            routes.connection_refused(peer, "TLS handshake not finished within the timeout");
+            return None;
+        }
+    };
+    let cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|der| ha_config::tls::cert_identity(der));
+    let cert = match cert {
+        None => None,
+        Some(Ok((name, role))) => Some(Identity {
+            name,
+            role,
+            proof: Proof::Certificate,
+        }),
+        Some(Err(e)) => {
+            routes.connection_refused(peer, &format!("client certificate from the CA, but {e}"));
+            return None;
+        }
+    };
+    Some((
+        tls,
+        Peer {
+            addr: peer,
+            tls: true,
+            cert,
+        },
+    ))
+}
+
+async fn connection<S, R>(stream: S, peer: Peer, routes: Arc<R>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Routes,
+{
+    let addr = peer.addr;
+    let peer = Arc::new(peer);
+    let svc = service_fn(move |req| {
+        let routes = routes.clone();
+        let peer = peer.clone();
+        async move { Ok::<_, std::convert::Infallible>(dispatch(&*routes, req, &peer).await) }
+    });
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), svc)
+        .await
+    {
+        tracing::debug!(peer = %addr, error = %e, "connection ended");
+    }
+}
+
+async fn dispatch<R: Routes>(routes: &R, req: Request<Incoming>, peer: &Peer) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
+    let who = match routes.admit(&parts, peer) {
+        Ok(who) => who,
+        Err(reply) => return reply,
+    };
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
     let limit = routes.body_limit(&parts.method, &path);
@@ -105,6 +303,31 @@ async fn dispatch<R: Routes>(routes: &R, req: Request<Incoming>, _peer: SocketAd
             query,
             headers: parts.headers,
             body,
+            who,
+            peer: peer.addr,
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_capped_per_address_and_released() {
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let a: IpAddr = "198.18.0.1".parse().unwrap();
+        let b: IpAddr = "198.18.0.2".parse().unwrap();
+        let held: Vec<Slot> = (0..MAX_PER_IP).map(|_| take_slot(&counts, a).unwrap()).collect();
+        assert!(take_slot(&counts, a)
+            .err()
+            .is_some_and(|e| e.contains("from 198.18.0.1")));
+        let other = take_slot(&counts, b).expect("another address still gets in");
+        drop(held);
+        assert!(take_slot(&counts, a).is_ok());
+        drop(other);
+        let c = counts.lock().unwrap();
+        assert_eq!(c.total, 0);
+        assert!(c.per_ip.is_empty());
+    }
 }

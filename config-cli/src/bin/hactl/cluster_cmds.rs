@@ -242,6 +242,12 @@ pub fn status(remote: &Remote, format: Format) -> Result<ExitCode> {
             }
         }
     }
+    println!();
+    for s in rows.iter().filter_map(|(_, r)| r.as_ref().ok()) {
+        if let Some(sec) = &s.security {
+            println!("{}: {}", s.name, security_line(sec));
+        }
+    }
     for s in rows.iter().filter_map(|(_, r)| r.as_ref().ok()) {
         if let Some(rt) = &s.runtime {
             print_runtime(&s.name, s.version, &s.hash, rt);
@@ -252,6 +258,35 @@ pub fn status(remote: &Remote, format: Format) -> Result<ExitCode> {
     } else {
         ExitCode::from(3)
     })
+}
+
+/// How a director's API is protected, in one line.
+pub fn security_line(sec: &ha_config::api::SecurityStatus) -> String {
+    let mut line = if sec.tls {
+        format!(
+            "mutual TLS, certificate {}",
+            sec.cert_fingerprint.as_deref().map(short).unwrap_or("-")
+        )
+    } else if sec.insecure {
+        "INSECURE: plain HTTP on a non-loopback address (--insecure)".to_string()
+    } else {
+        "plain HTTP on loopback".to_string()
+    };
+    if sec.cert_reloads > 0 {
+        line += &format!(" ({} rotation(s) picked up)", sec.cert_reloads);
+    }
+    line += if sec.authentication_required {
+        ", authentication required"
+    } else {
+        ", no authentication"
+    };
+    if sec.tokens > 0 {
+        line += &format!(" ({} token(s))", sec.tokens);
+    }
+    if let Some(e) = &sec.tls_error {
+        line += &format!("; TLS files changed but unusable: {e}");
+    }
+    line
 }
 
 fn print_runtime(name: &str, version: u64, hash: &str, rt: &ha_config::api::RuntimeStatus) {

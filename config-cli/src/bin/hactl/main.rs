@@ -6,6 +6,7 @@
 mod audit;
 mod cluster_cmds;
 mod offline;
+mod pki_cmds;
 mod remote;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -22,6 +23,18 @@ struct Cli {
     /// Directors to talk to: HOST:PORT[,HOST:PORT...], tried in turn.
     #[arg(long, env = "HACTL_CLUSTER", global = true)]
     cluster: Option<String>,
+    /// The cluster's CA certificate: talk TLS and check the directors against it.
+    #[arg(long, env = "HACTL_CA", global = true)]
+    ca: Option<PathBuf>,
+    /// Client certificate (`hactl cert issue --client NAME --role ROLE`).
+    #[arg(long, env = "HACTL_CERT", global = true, requires = "key")]
+    cert: Option<PathBuf>,
+    #[arg(long, env = "HACTL_KEY", global = true, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Bearer token (`hactl token new`); prefer HACTL_TOKEN (the command line is visible
+    /// to other users in `ps`).
+    #[arg(long, env = "HACTL_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -186,6 +199,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ClusterCmd,
     },
+    /// A small CA and certificates for directors and operators (labs, small sites).
+    Cert {
+        #[command(subcommand)]
+        cmd: pki_cmds::CertCmd,
+    },
+    /// Bearer tokens for the admin API.
+    Token {
+        #[command(subcommand)]
+        cmd: pki_cmds::TokenCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -218,12 +241,15 @@ enum ClusterCmd {
     Members,
 }
 
-fn remote(spec: &Option<String>) -> anyhow::Result<remote::Remote> {
-    remote::Remote::new(spec.as_deref().unwrap_or(""))
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let auth = remote::ClientAuth {
+        ca: cli.ca.clone(),
+        cert: cli.cert.clone(),
+        key: cli.key.clone(),
+        token: cli.token.clone(),
+    };
+    let remote = |spec: &Option<String>| remote::Remote::new(spec.as_deref().unwrap_or(""), &auth);
     let result = match cli.cmd {
         Cmd::Check { files, nodes, format } => offline::check(&files, &nodes, format),
         Cmd::Import { nodes, output } => offline::import(&nodes, output.as_deref()),
@@ -308,6 +334,8 @@ fn main() -> ExitCode {
                 ClusterCmd::Members => cluster_cmds::cluster_members(&r),
             }
         }),
+        Cmd::Cert { cmd } => pki_cmds::cert(cmd),
+        Cmd::Token { cmd } => pki_cmds::token(cmd),
     };
     match result {
         Ok(code) => code,

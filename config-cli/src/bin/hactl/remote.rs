@@ -6,6 +6,7 @@ use bytes::Bytes;
 use ha_config::api::{ApiError, ErrorBody};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -14,8 +15,23 @@ use std::time::{Duration, Instant};
 
 pub struct Remote {
     pub endpoints: Vec<String>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     rt: tokio::runtime::Runtime,
+    scheme: &'static str,
+    /// `Bearer TOKEN`, when a token was given.
+    authorization: Option<String>,
+}
+
+/// How hactl proves who it is and checks the directors (all optional: a director on
+/// loopback without TLS needs none).
+#[derive(Default)]
+pub struct ClientAuth {
+    /// The cluster's CA: talk TLS and check the directors' certificates against it.
+    pub ca: Option<std::path::PathBuf>,
+    /// A client certificate and key (`hactl cert issue --client NAME --role ROLE`).
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    pub token: Option<String>,
 }
 
 /// A refusal by the cluster (as opposed to not reaching it).
@@ -33,12 +49,14 @@ pub enum Answer<T> {
 
 impl Remote {
     /// `spec`: comma-separated `HOST:PORT` list (from `--cluster` or `HACTL_CLUSTER`).
-    pub fn new(spec: &str) -> Result<Self> {
+    pub fn new(spec: &str, auth: &ClientAuth) -> Result<Self> {
+        let https_named = spec.contains("https://");
         let endpoints: Vec<String> = spec
             .split(',')
             .map(|s| {
                 s.trim()
                     .trim_start_matches("http://")
+                    .trim_start_matches("https://")
                     .trim_end_matches('/')
                     .to_string()
             })
@@ -49,17 +67,53 @@ impl Remote {
                 "no directors to talk to: pass --cluster HOST:PORT[,HOST:PORT...] or set HACTL_CLUSTER"
             ));
         }
+        let identity = match (&auth.cert, &auth.key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            (None, None) => None,
+            _ => return Err(anyhow!("--cert and --key go together (HACTL_CERT, HACTL_KEY)")),
+        };
+        let (tls, scheme) = match &auth.ca {
+            Some(ca) => (
+                ha_config::tls::client_config(ca, identity).map_err(|e| anyhow!(e))?,
+                "https",
+            ),
+            None if https_named || identity.is_some() => {
+                return Err(anyhow!(
+                    "TLS needs the cluster's CA to check the directors: pass --ca FILE (or HACTL_CA)"
+                ))
+            }
+            None => (
+                rustls::ClientConfig::builder_with_provider(ha_config::tls::provider())
+                    .with_safe_default_protocol_versions()?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+                "http",
+            ),
+        };
         let mut conn = HttpConnector::new();
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(Duration::from_secs(1)));
-        let client = Client::builder(TokioExecutor::new()).build(conn);
+        conn.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(conn);
+        let client = Client::builder(TokioExecutor::new()).build(https);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let authorization = match &auth.token {
+            Some(t) if t.trim().is_empty() => None,
+            Some(t) => Some(format!("Bearer {}", t.trim())),
+            None => None,
+        };
         Ok(Remote {
             endpoints,
             client,
             rt,
+            scheme,
+            authorization,
         })
     }
 
@@ -72,14 +126,17 @@ impl Remote {
         body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes)> {
-        let uri: hyper::Uri = format!("http://{endpoint}{path}")
+        let uri: hyper::Uri = format!("{}://{endpoint}{path}", self.scheme)
             .parse()
             .map_err(|e| anyhow!("bad endpoint {endpoint:?}: {e}"))?;
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(uri)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+            .header("content-type", "application/json");
+        if let Some(a) = &self.authorization {
+            req = req.header("authorization", a);
+        }
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         self.rt.block_on(async {
             let exchange = async {
                 let resp = self.client.request(req).await.map_err(|e| {
