@@ -4,8 +4,8 @@
 //! link-down test. Needs root (namespaces, raw sockets) and keepalived (tests/run.sh).
 
 use e2e::netns::{capture_arp, mac_text, Netns};
-use e2e::temp_root;
 use e2e::vrrp_lab::*;
+use e2e::{temp_root, wait_for};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -470,5 +470,64 @@ fn track_script_positive_weight_raises_the_backup_above_the_master() {
         (true, false),
         Duration::from_secs(8),
         "lvs01 back when the boost ends",
+    );
+}
+
+#[test]
+fn script_security_refuses_a_world_writable_notify_script() {
+    let root = temp_root("scriptsec");
+    let log = root.path().join("notify.log");
+    let marker = root.path().join("hijacked");
+    let safe = root.path().join("safe.sh");
+    let open = root.path().join("open.sh");
+    std::fs::write(&safe, format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display())).unwrap();
+    std::fs::write(&open, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+    for (p, mode) in [(&safe, "755"), (&open, "777")] {
+        std::process::Command::new("chmod")
+            .arg(mode)
+            .arg(p)
+            .status()
+            .unwrap();
+    }
+    let body = format!(
+        "    state BACKUP\n    notify {}\n    notify_master {}\n",
+        safe.display(),
+        open.display()
+    );
+    let conf = conf_with("    script_user root\n    enable_script_security\n", &body);
+    let lab = Lab::new("ssec", &conf);
+    let _a = lab.ours("lvs01");
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(10),
+        "lvs01 to hold the VIP alone",
+    );
+    // The safe script ran for the transition to MASTER; the world-writable one did not.
+    wait_for(
+        Duration::from_secs(5),
+        "the safe notify script to record MASTER",
+        || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|t| t.contains("INSTANCE VI_1 MASTER"))
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!marker.exists(), "the world-writable notify_master script ran");
+    let out = std::fs::read_to_string(lab.root.path().join("ours-lvs01.log")).unwrap();
+    let open_s = open.display().to_string();
+    // Said at start (every script the config names is vetted) and when it was due to run.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("script: vrrp_instance VI_1 notify_master")
+                && l.contains(&open_s)
+                && l.contains("refused under enable_script_security")
+                && l.contains("writable by everyone (mode 0777)")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("notify script") && l.contains("refused under enable_script_security")),
+        "{out}"
     );
 }

@@ -1,8 +1,214 @@
 //! Running external programs the way keepalived does, without a shell: the command line is
 //! split into argv (quotes and backslashes honoured), run as the configured user, and
 //! killed (its whole process group) at its timeout.
+//!
+//! Before a program runs, it must exist here and be executable; with keepalived's
+//! `enable_script_security` it must also not be writable, nor sit in a directory
+//! writable, by anyone but root (or the user it runs as): otherwise whoever can write it
+//! runs code as that user. [`vet_config`] checks every script a configuration names when
+//! a director applies it, so a director missing a script, or with an unsafe one, says so.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// Whether `enable_script_security` is in force for this director's scripts (set from
+/// the applied configuration's `global_defs`, see [`set_security`]).
+static SCRIPT_SECURITY: AtomicBool = AtomicBool::new(false);
+
+/// Turns `enable_script_security` on or off for every script run from now on.
+pub fn set_security(enabled: bool) {
+    SCRIPT_SECURITY.store(enabled, Ordering::SeqCst);
+}
+
+pub fn security_enabled() -> bool {
+    SCRIPT_SECURITY.load(Ordering::SeqCst)
+}
+
+/// The program `argv[0]` names: itself when it has a `/`, else the first executable of
+/// that name on `PATH`.
+pub fn resolve_program(prog: &str) -> Result<PathBuf, String> {
+    if prog.contains('/') {
+        return Ok(PathBuf::from(prog));
+    }
+    let path = std::env::var("PATH")
+        .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    path.split(':')
+        .map(|d| Path::new(d).join(prog))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{prog}: not found on PATH"))
+}
+
+/// Whether `who` (None: root) may write a file or directory with this metadata.
+fn writable_by_others(m: &std::fs::Metadata, run_as: Option<RunAs>, is_dir: bool) -> Option<String> {
+    let mode = m.permissions().mode();
+    let allowed_uid = |uid: u32| uid == 0 || run_as.is_some_and(|u| u.uid == uid);
+    let allowed_gid = |gid: u32| gid == 0 || run_as.is_some_and(|u| u.gid == gid);
+    if !allowed_uid(m.uid()) {
+        return Some(format!("owned by uid {}", m.uid()));
+    }
+    if mode & 0o020 != 0 && !allowed_gid(m.gid()) {
+        return Some(format!(
+            "writable by group {} (mode {:04o})",
+            m.gid(),
+            mode & 0o7777
+        ));
+    }
+    // A sticky directory (like /tmp) lets others add files, not replace ours.
+    if mode & 0o002 != 0 && !(is_dir && mode & 0o1000 != 0) {
+        return Some(format!("writable by everyone (mode {:04o})", mode & 0o7777));
+    }
+    None
+}
+
+/// Whether `argv` may run as `run_as` here: the program exists and is executable, and
+/// under script security nobody but root (or `run_as`) can change it or its directories.
+pub fn vet(argv: &[String], run_as: Option<RunAs>, secure: bool) -> Result<(), String> {
+    let prog = argv.first().ok_or("empty command")?;
+    let path = resolve_program(prog)?;
+    let m = std::fs::metadata(&path).map_err(|e| format!("{}: {e} on this director", path.display()))?;
+    if !m.is_file() {
+        return Err(format!("{}: not a regular file", path.display()));
+    }
+    if m.permissions().mode() & 0o111 == 0 {
+        return Err(format!(
+            "{}: not executable (mode {:04o})",
+            path.display(),
+            m.permissions().mode() & 0o7777
+        ));
+    }
+    if !secure {
+        return Ok(());
+    }
+    let real = std::fs::canonicalize(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut cur: Option<&Path> = Some(&real);
+    while let Some(p) = cur {
+        let pm = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if let Some(why) = writable_by_others(&pm, run_as, pm.is_dir()) {
+            let what = if p == real {
+                "the script".to_string()
+            } else {
+                format!("its directory {}", p.display())
+            };
+            return Err(format!(
+                "{}: refused under enable_script_security: {what} is {why}, so others could change what runs{}",
+                path.display(),
+                if run_as.is_none() { " as root" } else { "" }
+            ));
+        }
+        cur = p.parent();
+    }
+    Ok(())
+}
+
+/// One script a configuration names, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptUse {
+    /// E.g. `vrrp_instance VI_1 notify_master`.
+    pub place: String,
+    pub cmd: String,
+    pub user: Option<ha_config::model::ScriptUser>,
+}
+
+/// Every script `config` would run (notify, track and MISC_CHECK).
+pub fn scripts_of(config: &ha_config::model::Config) -> Vec<ScriptUse> {
+    use ha_config::model::Script;
+    let mut out = Vec::new();
+    let mut add = |place: String, s: &Option<Script>| {
+        if let Some(s) = s {
+            out.push(ScriptUse {
+                place,
+                cmd: s.cmd.clone(),
+                user: s.user.clone(),
+            });
+        }
+    };
+    let notify = |add: &mut dyn FnMut(String, &Option<Script>), what: &str, n: &ha_config::model::Notify| {
+        add(format!("{what} notify_master"), &n.master);
+        add(format!("{what} notify_backup"), &n.backup);
+        add(format!("{what} notify_fault"), &n.fault);
+        add(format!("{what} notify_stop"), &n.stop);
+        add(format!("{what} notify"), &n.any);
+    };
+    for i in &config.instances {
+        notify(&mut add, &format!("vrrp_instance {}", i.name), &i.notify);
+    }
+    for g in &config.sync_groups {
+        notify(&mut add, &format!("vrrp_sync_group {}", g.name), &g.notify);
+    }
+    for vs in &config.virtual_servers {
+        let name = format!("virtual_server {}", vs.key);
+        add(format!("{name} quorum_up"), &vs.quorum_up);
+        add(format!("{name} quorum_down"), &vs.quorum_down);
+        for rs in &vs.real_servers {
+            let rname = format!("{name} real_server {}", rs_label(rs));
+            add(format!("{rname} notify_up"), &rs.notify_up);
+            add(format!("{rname} notify_down"), &rs.notify_down);
+        }
+    }
+    for s in &config.vrrp_scripts {
+        out.push(ScriptUse {
+            place: format!("vrrp_script {}", s.name),
+            cmd: s.script.clone(),
+            user: s.user.clone(),
+        });
+    }
+    for vs in &config.virtual_servers {
+        for rs in &vs.real_servers {
+            for c in &rs.checkers {
+                if let ha_config::model::CheckKind::Misc(m) = &c.kind {
+                    out.push(ScriptUse {
+                        place: format!(
+                            "virtual_server {} real_server {} MISC_CHECK",
+                            vs.key,
+                            rs_label(rs)
+                        ),
+                        cmd: m.misc_path.clone(),
+                        user: m.user.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn rs_label(rs: &ha_config::model::RealServer) -> String {
+    match (rs.ip, rs.port) {
+        (std::net::IpAddr::V6(ip), Some(p)) => format!("[{ip}]:{p}"),
+        (ip, Some(p)) => format!("{ip}:{p}"),
+        (ip, None) => ip.to_string(),
+    }
+}
+
+/// What is wrong with the scripts `config` names on this director: `PLACE: PROBLEM`, one
+/// per script that could not run (missing, not executable, its user unknown, or unsafe
+/// under `enable_script_security`).
+pub fn vet_config(config: &ha_config::model::Config) -> Vec<String> {
+    let secure = config.global.enable_script_security;
+    let default = default_user(&config.global);
+    scripts_of(config)
+        .into_iter()
+        .filter_map(|u| {
+            let argv = match split_argv(&u.cmd) {
+                Ok(a) => a,
+                Err(e) => return Some(format!("{}: {e}", u.place)),
+            };
+            let run_as = match &u.user {
+                Some(su) => lookup_user(&su.user, su.group.as_deref()).map(Some),
+                None => default.clone(),
+            };
+            let run_as = match run_as {
+                Ok(r) => r,
+                Err(e) => return Some(format!("{}: script user: {e}", u.place)),
+            };
+            vet(&argv, run_as, secure)
+                .err()
+                .map(|e| format!("{}: {e}", u.place))
+        })
+        .collect()
+}
 
 /// Splits a keepalived command line into argv: whitespace separates words; `'...'` is
 /// literal; `"..."` allows `\"` and `\\`; a backslash outside quotes escapes the next char.
@@ -120,11 +326,15 @@ impl Outcome {
     }
 }
 
-/// Runs `argv` (as `run_as`), waiting at most `timeout`.
+/// Runs `argv` (as `run_as`), waiting at most `timeout`; refused (not started) when
+/// [`vet`] refuses it.
 pub async fn run(argv: &[String], run_as: Option<RunAs>, timeout: Duration) -> Outcome {
     let Some((prog, args)) = argv.split_first() else {
         return Outcome::NotStarted("empty command".into());
     };
+    if let Err(e) = vet(argv, run_as, security_enabled()) {
+        return Outcome::NotStarted(e);
+    }
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args)
         .stdin(std::process::Stdio::null())
@@ -263,6 +473,109 @@ mod tests {
         assert!(
             start.elapsed() < Duration::from_secs(5),
             "a hung script is killed at its timeout"
+        );
+    }
+
+    fn script_at(dir: &Path, name: &str, mode: u32) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn script_security_refuses_what_others_can_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let argv = |p: &Path| vec![p.to_string_lossy().into_owned()];
+        let safe = script_at(dir.path(), "safe.sh", 0o755);
+        assert_eq!(vet(&argv(&safe), None, true), Ok(()));
+        let open = script_at(dir.path(), "open.sh", 0o777);
+        let e = vet(&argv(&open), None, true).unwrap_err();
+        assert!(
+            e.contains("open.sh")
+                && e.contains("enable_script_security")
+                && e.contains("writable by everyone (mode 0777)")
+                && e.contains("as root"),
+            "{e}"
+        );
+        assert_eq!(
+            vet(&argv(&open), None, false),
+            Ok(()),
+            "without script security it runs"
+        );
+        // Group-writable by a group other than root's.
+        let grp = script_at(dir.path(), "grp.sh", 0o775);
+        std::os::unix::fs::chown(&grp, None, Some(65534)).unwrap();
+        assert!(vet(&argv(&grp), None, true)
+            .unwrap_err()
+            .contains("writable by group 65534"));
+        // Owned by another user: refused for root, fine for that user.
+        let theirs = script_at(dir.path(), "theirs.sh", 0o755);
+        std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+        assert!(vet(&argv(&theirs), None, true)
+            .unwrap_err()
+            .contains("owned by uid 65534"));
+        let nobody = RunAs {
+            uid: 65534,
+            gid: 65534,
+        };
+        // (its directory is root's and 0700, which nobody cannot even enter: still not
+        // writable by others, so accepted)
+        assert_eq!(vet(&argv(&theirs), Some(nobody), true), Ok(()));
+        // A directory anyone can write (not sticky): its scripts are unsafe.
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        let inside = script_at(&shared, "in.sh", 0o755);
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = vet(&argv(&inside), None, true).unwrap_err();
+        assert!(e.contains("its directory") && e.contains("shared"), "{e}");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert_eq!(vet(&argv(&inside), None, true), Ok(()), "sticky like /tmp");
+        // Missing or not executable: named, whatever the security setting.
+        let e = vet(&["/nonexistent/notify.sh".to_string()], None, false).unwrap_err();
+        assert!(
+            e.contains("/nonexistent/notify.sh") && e.contains("on this director"),
+            "{e}"
+        );
+        let noexec = script_at(dir.path(), "noexec.sh", 0o644);
+        assert!(vet(&argv(&noexec), None, false)
+            .unwrap_err()
+            .contains("not executable"));
+        assert!(vet(&["true".to_string()], None, true).is_ok(), "found on PATH");
+    }
+
+    #[test]
+    fn every_script_of_a_config_is_vetted_by_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = script_at(dir.path(), "open.sh", 0o777);
+        let text = format!(
+            "global_defs {{\n  enable_script_security\n  script_user root\n}}\n\
+             vrrp_script chk {{\n  script \"/bin/true\"\n}}\n\
+             vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority 100\n  virtual_ipaddress {{\n    198.18.0.1\n  }}\n  notify_master \"{} arg\"\n  notify_backup /nonexistent/b.sh\n}}\n",
+            open.display()
+        );
+        let (_, loaded) = ha_config::bundle::load_bundle(
+            "k.conf",
+            &std::collections::BTreeMap::from([("k.conf".to_string(), text)]),
+        );
+        assert!(!loaded.diags.has_errors(), "{:?}", loaded.diags);
+        let config = loaded.cluster.view("any");
+        let places: Vec<String> = scripts_of(config).into_iter().map(|u| u.place).collect();
+        assert!(
+            places.contains(&"vrrp_instance VI_1 notify_master".to_string()),
+            "{places:?}"
+        );
+        assert!(places.contains(&"vrrp_script chk".to_string()), "{places:?}");
+        let problems = vet_config(config);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("vrrp_instance VI_1 notify_master: ")
+                && problems[0].contains("writable by everyone"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("vrrp_instance VI_1 notify_backup: /nonexistent/b.sh"),
+            "{problems:?}"
         );
     }
 

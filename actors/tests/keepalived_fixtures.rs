@@ -32,7 +32,6 @@ fn roundtrip(name: &str, version: Version, auth: Auth) {
         skip_check_adv_addr: false,
         unicast: false,
         unicast_peers: vec![],
-        check_unicast_src: false,
     };
     let meta = RxMeta {
         src,

@@ -271,7 +271,11 @@ mod tests {
             ("alice operator\n".to_string(), "tokens:1:1", "field(s)"),
             (format!("\nalice admin {h}\n"), "tokens:2:7", "unknown role"),
             ("alice operator sha256:12\n".to_string(), "tokens:1:16", "64 hex"),
-            ("alice operator hat_abc\n".to_string(), "tokens:1:16", "token itself"),
+            (
+                "alice operator hat_abc\n".to_string(),
+                "tokens:1:16",
+                "token itself",
+            ),
             (
                 format!("alice operator {h}\nalice read-only {h}\n"),
                 "tokens:2:1",

@@ -113,6 +113,10 @@ fn run_vrrp(file: &std::path::Path, node: &str) -> Result<()> {
     if config.instances.is_empty() {
         anyhow::bail!("{}: no vrrp_instance for {node}", file.display());
     }
+    actors::script::set_security(config.global.enable_script_security);
+    for p in actors::script::vet_config(&config) {
+        tracing::error!(director = %node, "script: {p}");
+    }
     actix_rt::System::new().block_on(async move {
         let actors = actors::vrrp::runner::start(&config)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -122,6 +122,9 @@ struct Director {
     leaderless_since: Option<Instant>,
     fence_held: bool,
     errors: Vec<String>,
+    /// What is wrong with the scripts the applied config names, here (missing, not
+    /// executable, unsafe under `enable_script_security`).
+    script_problems: Vec<String>,
     /// The other directors' liveness, by name.
     peers: BTreeMap<String, PeerInfo>,
     counters: Counters,
@@ -326,6 +329,25 @@ impl Director {
     }
 }
 
+impl Director {
+    /// Checks every script the config names on this director (each director checks its
+    /// own files: a proposal is valid everywhere only if every director says so) and
+    /// reports each problem once per config version, as a log line and an event.
+    fn vet_scripts(&mut self, version: u64, config: &Config) {
+        ::actors::script::set_security(config.global.enable_script_security);
+        let problems = ::actors::script::vet_config(config);
+        for p in &problems {
+            tracing::error!(director = %self.name, version, "script: {p}");
+            self.record(
+                "script",
+                "script cannot run here",
+                &format!("version {version}: {p}"),
+            );
+        }
+        self.script_problems = problems;
+    }
+}
+
 fn list(names: &[String]) -> String {
     if names.is_empty() {
         "none".into()
@@ -358,6 +380,7 @@ impl Handler<ApplyConfig> for Director {
     fn handle(&mut self, m: ApplyConfig, ctx: &mut Context<Self>) {
         tracing::info!(director = %self.name, version = m.version, "applying committed config");
         self.committed = Some((m.version, (*m.config).clone()));
+        self.vet_scripts(m.version, &m.config);
         // Hold the fence before anything can claim MASTER on the new version.
         self.update_fence();
         self.feed(ctx);
@@ -642,7 +665,12 @@ impl Handler<GetRuntimeStatus> for Director {
                 fence: act.fence_state().1,
                 instances,
                 services: crate::replay::services_info(services),
-                errors: act.errors.clone(),
+                errors: act
+                    .errors
+                    .iter()
+                    .cloned()
+                    .chain(act.script_problems.iter().map(|p| format!("script: {p}")))
+                    .collect(),
                 peers: act.peers.values().cloned().collect(),
             }
         }))
@@ -716,6 +744,7 @@ impl Runtime {
                         leaderless_since: None,
                         fence_held: false,
                         errors: Vec::new(),
+                        script_problems: Vec::new(),
                         peers: BTreeMap::new(),
                         counters: Counters::default(),
                     }

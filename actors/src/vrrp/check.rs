@@ -15,9 +15,10 @@ pub struct RxPolicy {
     /// advert comes from another master than the last one.
     pub skip_check_adv_addr: bool,
     pub unicast: bool,
-    /// Unicast peers; with `check_unicast_src`, adverts from anyone else are refused.
+    /// Unicast peers: an allow-list. Adverts from anyone else are refused, whether or
+    /// not `vrrp_check_unicast_src` is set (keepalived checks only with it; a director
+    /// must not let any host on the LAN take its VIP).
     pub unicast_peers: Vec<IpAddr>,
-    pub check_unicast_src: bool,
 }
 
 /// How the advert arrived.
@@ -106,7 +107,7 @@ pub fn check(p: &RxPolicy, a: &Advert, m: &RxMeta, last_master: Option<IpAddr>) 
     if m.dst_multicast == p.unicast {
         return Err(Reject::WrongCast { unicast: p.unicast });
     }
-    if p.unicast && p.check_unicast_src && !p.unicast_peers.contains(&m.src) {
+    if p.unicast && !p.unicast_peers.contains(&m.src) {
         return Err(Reject::UnknownPeer);
     }
     Ok(())
@@ -129,7 +130,6 @@ mod tests {
             skip_check_adv_addr: false,
             unicast: false,
             unicast_peers: vec![],
-            check_unicast_src: false,
         }
     }
 
@@ -228,7 +228,6 @@ mod tests {
         let p = RxPolicy {
             unicast: true,
             unicast_peers: vec![ip("198.18.116.135")],
-            check_unicast_src: true,
             ..policy()
         };
         let m = RxMeta {

@@ -173,7 +173,6 @@ pub fn spec(g: &GlobalDefs, inst: &VrrpInstance, ifaddrs: IfAddrs) -> Result<Ins
         skip_check_adv_addr: g.vrrp_skip_check_adv_addr,
         unicast,
         unicast_peers: inst.unicast_peer.iter().map(|p| p.addr).collect(),
-        check_unicast_src: g.vrrp_check_unicast_src,
     };
     Ok(InstanceSpec {
         name: inst.name.clone(),
