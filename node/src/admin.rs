@@ -1603,3 +1603,50 @@ impl Api {
         }
     }
 }
+
+/// Everything the API decodes from a request before it acts on it, without a director:
+/// the path, the query parameters, the credentials and forwarded identity, the JSON
+/// bodies (proposal, member, hold), a proposal's files (parsed and validated as a commit
+/// would), the Raft RPC encodings and a peer certificate. For the fuzz target
+/// `admin_request`: it must answer every input with a result, never a panic.
+pub fn decode_request(path: &str, query: &str, headers: &[(&str, &str)], body: &[u8]) -> usize {
+    let body = Bytes::copy_from_slice(body);
+    let mut ok = 0usize;
+    let _ = percent_decode(path.strip_prefix("/v1/members/").unwrap_or(path));
+    let params = query_params(query);
+    for p in ["from", "to", "limit", "version", "at"] {
+        ok += usize::from(u64_param(&params, p).is_ok());
+    }
+    let header = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| *v)
+    };
+    let director = Identity {
+        name: "lvs02".into(),
+        role: Role::Director,
+        proof: Proof::Certificate,
+    };
+    ok += usize::from(authenticate(true, None, header("authorization"), None).is_ok());
+    ok += usize::from(forwarded(director, header(FORWARDED_IDENTITY)).is_ok());
+    if let Ok(p) = parse_json::<ProposeRequest>(&body, "proposal") {
+        if check_proposal_fields(&p).is_ok() {
+            let (_, loaded) = bundle::load_bundle(&p.main, &p.files);
+            if !loaded.diags.has_errors() {
+                let _ = canon::hash(&loaded.cluster);
+                ok += 1;
+            }
+        }
+    }
+    if let Ok(r) = parse_json::<AddMemberRequest>(&body, "member") {
+        ok += usize::from(check_name(&r.name).is_ok() && r.addr.parse::<SocketAddr>().is_ok());
+    }
+    ok += usize::from(serde_json::from_slice::<serde_json::Value>(&body).is_ok());
+    type T = raft_store::types::TypeConfig;
+    ok += usize::from(codec::decode::<openraft::raft::AppendEntriesRequest<T>>(&body).is_ok());
+    ok += usize::from(codec::decode::<openraft::raft::VoteRequest<NodeId>>(&body).is_ok());
+    ok += usize::from(codec::decode::<openraft::raft::InstallSnapshotRequest<T>>(&body).is_ok());
+    ok += usize::from(ha_config::tls::cert_identity(&body).is_ok());
+    ok
+}
