@@ -531,3 +531,36 @@ fn script_security_refuses_a_world_writable_notify_script() {
         "{out}"
     );
 }
+
+#[test]
+fn unicast_peers_are_an_allow_list() {
+    // lvs01 and lvs02 list each other only; a third host on the LAN unicasts adverts of
+    // priority 200 to lvs01. Accepted, they would make lvs01 step down.
+    let body = "    @lvs01 state MASTER\n    @lvs02 state BACKUP\n    @intruder state MASTER\n    @intruder priority 200\n    @lvs01 unicast_src_ip 198.18.116.130\n    @lvs02 unicast_src_ip 198.18.116.135\n    @intruder unicast_src_ip 198.18.116.140\n    unicast_peer {\n        @lvs01 198.18.116.135\n        @lvs02 198.18.116.130\n        @intruder 198.18.116.130\n    }\n";
+    let lab = Lab::new("allow", &conf_with("", body));
+    let intruder = Netns::new("allowx");
+    e2e::netns::attach(&lab.switch, "p3", &intruder, "ens33", "198.18.116.140/24");
+    let _a = lab.ours("lvs01");
+    let _b = lab.ours("lvs02");
+    lab.wait_holder((true, false), Duration::from_secs(10), "lvs01 to hold the VIP");
+    let mut c = intruder.command(e2e::bin_dir().join("hanode").to_str().unwrap());
+    c.args(["vrrp", "--config"])
+        .arg(lab.root.path().join("cluster.conf"))
+        .args(["--node", "intruder"])
+        .env("RUST_LOG", "info");
+    let x = e2e::netns::NsProcess::spawn(c, lab.root.path().join("ours-intruder.log"));
+    // The intruder believes itself master (its adverts go out to lvs01)...
+    wait_for(
+        Duration::from_secs(10),
+        "the intruder to send adverts as MASTER",
+        || x.log_text().contains("to=MASTER").then_some(()),
+    );
+    // ...and lvs01 keeps the VIP, naming the refused source.
+    lab.stays((true, false), Duration::from_secs(4));
+    let log = std::fs::read_to_string(lab.root.path().join("ours-lvs01.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("advert rejected") && l.contains("198.18.116.140")),
+        "{log}"
+    );
+}
