@@ -366,6 +366,47 @@ fn mutual_tls_cluster_refuses_strangers_and_keeps_committing_through_rotation() 
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "403", "{}", text(&o));
+    // Nor lend a caller's identity where none is due: on Raft RPC, for a caller that
+    // proved nothing, or as another director.
+    for (path, forwarded, body) in [
+        ("/raft/vote", "alice operator certificate", "x"),
+        ("/v1/proposals", "x operator unauthenticated", "{}"),
+        (
+            "/v1/members",
+            "lvs05 director certificate",
+            r#"{"name":"lvs05","addr":"127.0.0.1:9"}"#,
+        ),
+    ] {
+        let o = Command::new("curl")
+            .args([
+                "-sS",
+                "-m",
+                "10",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+                &pki.file("ca.pem"),
+            ])
+            .args(["--cert", &pki.file("lvs02.pem"), "--key", &pki.file("lvs02.key")])
+            .args([
+                "-H",
+                &format!("x-ha-forwarded-identity: {forwarded}"),
+                "-H",
+                "content-type: application/json",
+            ])
+            .args(["--data-binary", body])
+            .arg(format!("https://{a1}{path}"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "403",
+            "{path} as {forwarded}: {}",
+            text(&o)
+        );
+    }
     // hanode will not even start as lvs05 with lvs02's files.
     let o = Command::new(bin_dir().join("hanode"))
         .args(["--name", "lvs05", "--data-dir"])

@@ -34,9 +34,11 @@ pub fn resolve_program(prog: &str) -> Result<PathBuf, String> {
     }
     let path = std::env::var("PATH")
         .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    // As execvp would, but never from a relative (or empty: the current) directory.
     path.split(':')
+        .filter(|d| d.starts_with('/'))
         .map(|d| Path::new(d).join(prog))
-        .find(|p| p.is_file())
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
         .ok_or_else(|| format!("{prog}: not found on PATH"))
 }
 
@@ -63,8 +65,11 @@ fn writable_by_others(m: &std::fs::Metadata, run_as: Option<RunAs>, is_dir: bool
 }
 
 /// Whether `argv` may run as `run_as` here: the program exists and is executable, and
-/// under script security nobody but root (or `run_as`) can change it or its directories.
-pub fn vet(argv: &[String], run_as: Option<RunAs>, secure: bool) -> Result<(), String> {
+/// under script security nobody but root (or `run_as`) can change it, its directories,
+/// or a symbolic link on the way to it. Returns the program to execute (the file
+/// checked). Only the program is checked: an interpreter's script argument
+/// (`/bin/sh /x.sh`) is not.
+pub fn vet(argv: &[String], run_as: Option<RunAs>, secure: bool) -> Result<PathBuf, String> {
     let prog = argv.first().ok_or("empty command")?;
     let path = resolve_program(prog)?;
     let m = std::fs::metadata(&path).map_err(|e| format!("{}: {e} on this director", path.display()))?;
@@ -79,9 +84,32 @@ pub fn vet(argv: &[String], run_as: Option<RunAs>, secure: bool) -> Result<(), S
         ));
     }
     if !secure {
-        return Ok(());
+        return Ok(path);
     }
     let real = std::fs::canonicalize(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The path as written (a link counts by its owner: its mode means nothing), then
+    // the file it resolves to and that file's directories.
+    for p in path.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        let lm = std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let why = if lm.file_type().is_symlink() {
+            let owner_ok = lm.uid() == 0 || run_as.is_some_and(|u| u.uid == lm.uid());
+            (!owner_ok).then(|| format!("a link owned by uid {}", lm.uid()))
+        } else {
+            writable_by_others(&lm, run_as, lm.is_dir())
+        };
+        if let Some(why) = why {
+            let what = if p == path {
+                "the script".to_string()
+            } else {
+                format!("{} on its path", p.display())
+            };
+            return Err(format!(
+                "{}: refused under enable_script_security: {what} is {why}, so others could change what runs{}",
+                path.display(),
+                if run_as.is_none() { " as root" } else { "" }
+            ));
+        }
+    }
     let mut cur: Option<&Path> = Some(&real);
     while let Some(p) = cur {
         let pm = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -99,7 +127,7 @@ pub fn vet(argv: &[String], run_as: Option<RunAs>, secure: bool) -> Result<(), S
         }
         cur = p.parent();
     }
-    Ok(())
+    Ok(real)
 }
 
 /// One script a configuration names, and where.
@@ -332,10 +360,13 @@ pub async fn run(argv: &[String], run_as: Option<RunAs>, timeout: Duration) -> O
     let Some((prog, args)) = argv.split_first() else {
         return Outcome::NotStarted("empty command".into());
     };
-    if let Err(e) = vet(argv, run_as, security_enabled()) {
-        return Outcome::NotStarted(e);
-    }
-    let mut cmd = tokio::process::Command::new(prog);
+    // The program run is the file checked (no second PATH lookup or link resolution).
+    let program = match vet(argv, run_as, security_enabled()) {
+        Ok(p) => p,
+        Err(e) => return Outcome::NotStarted(e),
+    };
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.arg0(prog);
     cmd.args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -488,7 +519,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let argv = |p: &Path| vec![p.to_string_lossy().into_owned()];
         let safe = script_at(dir.path(), "safe.sh", 0o755);
-        assert_eq!(vet(&argv(&safe), None, true), Ok(()));
+        assert!(vet(&argv(&safe), None, true).is_ok());
         let open = script_at(dir.path(), "open.sh", 0o777);
         let e = vet(&argv(&open), None, true).unwrap_err();
         assert!(
@@ -500,7 +531,7 @@ mod tests {
         );
         assert_eq!(
             vet(&argv(&open), None, false),
-            Ok(()),
+            Ok(open.clone()),
             "without script security it runs"
         );
         // Group-writable by a group other than root's.
@@ -521,16 +552,31 @@ mod tests {
         };
         // (its directory is root's and 0700, which nobody cannot even enter: still not
         // writable by others, so accepted)
-        assert_eq!(vet(&argv(&theirs), Some(nobody), true), Ok(()));
+        assert!(vet(&argv(&theirs), Some(nobody), true).is_ok());
         // A directory anyone can write (not sticky): its scripts are unsafe.
         let shared = dir.path().join("shared");
         std::fs::create_dir(&shared).unwrap();
         let inside = script_at(&shared, "in.sh", 0o755);
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
         let e = vet(&argv(&inside), None, true).unwrap_err();
-        assert!(e.contains("its directory") && e.contains("shared"), "{e}");
+        assert!(e.contains("on its path") && e.contains("shared"), "{e}");
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        assert_eq!(vet(&argv(&inside), None, true), Ok(()), "sticky like /tmp");
+        assert!(vet(&argv(&inside), None, true).is_ok(), "sticky like /tmp");
+        // A link owned by someone else, pointing at a safe script: refused.
+        let link = dir.path().join("link.sh");
+        std::os::unix::fs::symlink(&safe, &link).unwrap();
+        assert!(
+            vet(&argv(&link), None, true).is_ok(),
+            "root's link to a safe script"
+        );
+        std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
+        let e = vet(&argv(&link), None, true).unwrap_err();
+        assert!(e.contains("a link owned by uid 65534"), "{e}");
+        // What runs is the file checked.
+        assert_eq!(
+            vet(&argv(&safe), None, true),
+            Ok(std::fs::canonicalize(&safe).unwrap())
+        );
         // Missing or not executable: named, whatever the security setting.
         let e = vet(&["/nonexistent/notify.sh".to_string()], None, false).unwrap_err();
         assert!(

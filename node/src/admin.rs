@@ -209,7 +209,31 @@ impl Routes for Api {
             header("authorization"),
             self.security.tokens.as_deref(),
         )
-        .and_then(|who| forwarded(who, header(FORWARDED_IDENTITY)))
+        .and_then(|via| {
+            // Raft RPC speaks for its sender only.
+            if need == Need::Director && header(FORWARDED_IDENTITY).is_some() {
+                return Err(Refusal::Forbidden(format!(
+                    "{FORWARDED_IDENTITY} is not accepted on Raft RPC"
+                )));
+            }
+            // A director's certificate changes things (or forwards a caller's change) only
+            // while it is a member; before that it may only join under its own name.
+            let joining =
+                parts.method == Method::POST && path == "/v1/members" && header(FORWARDED_IDENTITY).is_none();
+            if via.role == Role::Director
+                && via.proof == Proof::Certificate
+                && need == Need::Change
+                && !joining
+            {
+                let members = self.node.members();
+                if !members.is_empty() && !members.iter().any(|m| m.name == via.name) {
+                    return Err(Refusal::Forbidden(format!(
+                        "{via} is not a member of the cluster"
+                    )));
+                }
+            }
+            forwarded(via, header(FORWARDED_IDENTITY))
+        })
         .and_then(|who| authorize(&who, need).map(|()| who));
         match who {
             Ok(who) => Ok(who),
@@ -224,7 +248,10 @@ impl Routes for Api {
                         .as_ref()
                         .map(|c| c.name.clone())
                         .unwrap_or_else(|| peer.addr.ip().to_string());
-                    if need == Need::Change
+                    // Refusals of an authenticated caller are all recorded; anonymous ones at
+                    // most once per source and quiet time (they cannot flood the journal).
+                    let authenticated = status == StatusCode::FORBIDDEN;
+                    if (need == Need::Change && authenticated)
                         || self.security.refusal_due(&format!("{subject} {path} {message}"))
                     {
                         audit(

@@ -187,7 +187,7 @@ pub fn forwarded(via: Identity, header: Option<&str>) -> Result<Identity, Refusa
     if via.proof == Proof::Unauthenticated {
         return Ok(via);
     }
-    if via.role != Role::Director {
+    if via.role != Role::Director || via.proof != Proof::Certificate {
         return Err(Refusal::Forbidden(format!(
             "{via} sent {FORWARDED_IDENTITY}, which only directors may send"
         )));
@@ -201,10 +201,21 @@ pub fn forwarded(via: Identity, header: Option<&str>) -> Result<Identity, Refusa
     let role: Role = role
         .parse()
         .map_err(|e| Refusal::Unauthenticated(format!("{FORWARDED_IDENTITY}: {e}")))?;
+    // A director forwards what its caller proved; it cannot lend its own powers, nor
+    // another director's, nor vouch for a caller that proved nothing.
+    if role == Role::Director && name != via.name {
+        return Err(Refusal::Forbidden(format!(
+            "{via} forwarded the identity of another director ({name:?})"
+        )));
+    }
     let proof = match proof {
         "certificate" => Proof::Certificate,
         "token" => Proof::Token,
-        "unauthenticated" => Proof::Unauthenticated,
+        "unauthenticated" => {
+            return Err(Refusal::Forbidden(format!(
+                "{via} forwarded an unauthenticated caller"
+            )))
+        }
         other => {
             return Err(Refusal::Unauthenticated(format!(
                 "{FORWARDED_IDENTITY}: unknown proof {other:?}"
@@ -311,7 +322,16 @@ mod tests {
             forwarded(alice, Some("x director certificate")),
             Err(Refusal::Forbidden(_))
         ));
-        assert!(forwarded(director, Some("x root token")).is_err());
+        assert!(forwarded(director.clone(), Some("x root token")).is_err());
+        assert!(matches!(
+            forwarded(director.clone(), Some("x operator unauthenticated")),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            forwarded(director.clone(), Some("lvs05 director certificate")),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(forwarded(director.clone(), Some("lvs02 director certificate")).is_ok());
         let anon = authenticate(false, None, None, None).unwrap();
         assert_eq!(
             forwarded(anon.clone(), Some("alice operator certificate")).unwrap(),

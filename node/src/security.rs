@@ -48,7 +48,7 @@ impl Security {
         let auth = match (&self.tls, &self.tokens) {
             (Some(_), Some(_)) => "client certificates or tokens",
             (Some(_), None) => "client certificates",
-            (None, Some(_)) => "tokens",
+            (None, Some(_)) => "tokens for the admin API (Raft RPC is unauthenticated without TLS)",
             (None, None) => "none",
         };
         format!("{transport}, authentication: {auth}")

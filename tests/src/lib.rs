@@ -158,11 +158,11 @@ impl Drop for Node {
 pub fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    write!(
-        s,
+    let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    )?;
+    );
+    s.write_all(head.as_bytes())?;
     // A server may answer (413) and close before reading a large body: keep its answer.
     let _ = s.write_all(body);
     let mut buf = Vec::new();

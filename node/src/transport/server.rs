@@ -23,7 +23,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -175,6 +175,18 @@ pub async fn serve<R: Routes>(listener: TcpListener, routes: Arc<R>, tls: Option
     }
 }
 
+/// Reads and discards up to `limit` bytes, until the peer closes.
+async fn drain(stream: &mut TcpStream, limit: usize) {
+    let mut buf = [0u8; 4096];
+    let mut seen = 0;
+    while seen < limit {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen += n,
+        }
+    }
+}
+
 /// The TLS handshake, within its deadline; a client that speaks plain HTTP is told so.
 async fn handshake<R: Routes>(
     mut stream: TcpStream,
@@ -202,6 +214,9 @@ async fn handshake<R: Routes>(
         );
         let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(reply.as_bytes())).await;
         let _ = stream.shutdown().await;
+        // Read what the client still sends (its request) before closing: closing with
+        // unread input resets the connection, and the client would lose the answer.
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain(&mut stream, 64 * 1024)).await;
         routes.connection_refused(peer, "plain HTTP (or not TLS) sent to the TLS port");
         return None;
     }

@@ -105,6 +105,14 @@ pub fn cert(cmd: CertCmd) -> Result<ExitCode> {
                     (n, Role::Director)
                 }
                 (None, Some(c), Some(r)) => {
+                    let ok = !c.is_empty()
+                        && c.len() <= 128
+                        && c.chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | '@'))
+                        && !c.starts_with('.');
+                    if !ok {
+                        bail!("--client {c:?}: use letters, digits, '-', '_', '.' and '@' (it names the files and the identity)");
+                    }
                     if r == Role::Director {
                         bail!("--role director: use --node NAME for a director's certificate");
                     }
