@@ -133,6 +133,9 @@ pub struct SecurityStatus {
     /// Bearer tokens known.
     #[serde(default)]
     pub tokens: usize,
+    /// Why the tokens file cannot be used as it is now (the tokens loaded before stay).
+    #[serde(default)]
+    pub tokens_error: Option<String>,
 }
 
 /// What a director runs from the committed configuration.

@@ -47,6 +47,8 @@ pub enum Refusal {
 pub struct Tokens {
     path: PathBuf,
     state: Mutex<(Vec<u8>, Arc<Vec<TokenEntry>>)>,
+    /// Why the file as it is now cannot be used (unreadable, or does not parse).
+    last_error: Mutex<Option<String>>,
 }
 
 impl Tokens {
@@ -58,7 +60,32 @@ impl Tokens {
         Ok(Tokens {
             path,
             state: Mutex::new((bytes, Arc::new(entries))),
+            last_error: Mutex::new(None),
         })
+    }
+
+    /// Why the tokens file cannot be used as it is now; the tokens in use stay meanwhile.
+    pub fn last_error(&self) -> Option<String> {
+        match self.last_error.lock() {
+            Ok(e) => e.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Records the outcome of a reload; a new error is logged once.
+    fn note(&self, error: Option<&str>) {
+        let mut last = match self.last_error.lock() {
+            Ok(e) => e,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(e) = error {
+            if last.as_deref() != Some(e) {
+                tracing::error!("tokens file cannot be used, keeping the tokens in use: {e}");
+            }
+        } else if last.is_some() {
+            tracing::info!(file = %self.path.display(), "tokens file usable again");
+        }
+        *last = error.map(str::to_string);
     }
 
     pub fn entries(&self) -> Arc<Vec<TokenEntry>> {
@@ -70,6 +97,12 @@ impl Tokens {
 
     /// Re-reads the file if it changed; a file that no longer parses keeps the tokens in use.
     pub fn reload_if_changed(&self) -> Result<bool, String> {
+        let outcome = self.reload();
+        self.note(outcome.as_ref().err().map(String::as_str));
+        outcome
+    }
+
+    fn reload(&self) -> Result<bool, String> {
         let bytes = std::fs::read(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
         let mut g = match self.state.lock() {
             Ok(g) => g,
@@ -78,19 +111,10 @@ impl Tokens {
         if g.0 == bytes {
             return Ok(false);
         }
-        match parse_bytes(&bytes, &self.path) {
-            Ok(entries) => {
-                tracing::info!(file = %self.path.display(), tokens = entries.len(), "tokens file reloaded");
-                *g = (bytes, Arc::new(entries));
-                Ok(true)
-            }
-            Err(e) => {
-                // Logged once per version of the file; the tokens in use stay.
-                tracing::error!("tokens file changed but cannot be used, keeping the tokens in use: {e}");
-                g.0 = bytes;
-                Err(e)
-            }
-        }
+        let entries = parse_bytes(&bytes, &self.path)?;
+        tracing::info!(file = %self.path.display(), tokens = entries.len(), "tokens file reloaded");
+        *g = (bytes, Arc::new(entries));
+        Ok(true)
     }
 }
 
@@ -358,5 +382,23 @@ mod tests {
         let e = t.reload_if_changed().unwrap_err();
         assert!(e.contains("tokens:1:14"), "{e}");
         assert!(authenticate(true, None, Some("Bearer hat_b"), Some(&t)).is_ok());
+        assert!(t.last_error().is_some_and(|e| e.contains("tokens:1:14")));
+        // A removed file is reported too, and the tokens in use stay.
+        std::fs::remove_file(dir.path().join("tokens")).unwrap();
+        assert!(t.reload_if_changed().is_err());
+        assert!(
+            t.last_error().is_some_and(|e| e.contains("No such file")),
+            "{:?}",
+            t.last_error()
+        );
+        assert!(authenticate(true, None, Some("Bearer hat_b"), Some(&t)).is_ok());
+        // Fixed: the report clears.
+        std::fs::write(
+            dir.path().join("tokens"),
+            format!("bob operator {}\n", hash_token("hat_b")),
+        )
+        .unwrap();
+        assert_eq!(t.reload_if_changed(), Ok(false));
+        assert_eq!(t.last_error(), None);
     }
 }

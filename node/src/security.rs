@@ -64,6 +64,7 @@ impl Security {
             cert_reloads: info.as_ref().map(|i| i.reloads).unwrap_or(0),
             tls_error: info.and_then(|i| i.last_error),
             tokens: self.tokens.as_ref().map(|t| t.entries().len()).unwrap_or(0),
+            tokens_error: self.tokens.as_ref().and_then(|t| t.last_error()),
         }
     }
 

@@ -286,6 +286,9 @@ pub fn security_line(sec: &ha_config::api::SecurityStatus) -> String {
     if let Some(e) = &sec.tls_error {
         line += &format!("; TLS files changed but unusable: {e}");
     }
+    if let Some(e) = &sec.tokens_error {
+        line += &format!("; tokens file unusable (old tokens kept): {e}");
+    }
     line
 }
 

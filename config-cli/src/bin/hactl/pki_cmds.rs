@@ -7,7 +7,7 @@ use ha_config::access::{hash_token, new_token, parse_tokens, Role, TokenEntry};
 use ha_config::pki;
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -74,6 +74,21 @@ fn create(path: &Path, content: &str, mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// Writes a key and its certificate, both or neither: nothing is written if either exists.
+fn create_pair(key: (&Path, &str), cert: (&Path, &str)) -> Result<()> {
+    for p in [key.0, cert.0] {
+        if p.exists() {
+            bail!("{} exists (not replaced; nothing written)", p.display());
+        }
+    }
+    create(key.0, key.1, 0o600)?;
+    if let Err(e) = create(cert.0, cert.1, 0o644) {
+        let _ = std::fs::remove_file(key.0);
+        return Err(e);
+    }
+    Ok(())
+}
+
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| path.display().to_string())
 }
@@ -83,8 +98,10 @@ pub fn cert(cmd: CertCmd) -> Result<ExitCode> {
         CertCmd::Init { dir, name, days } => {
             std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
             let ca = pki::new_ca(&name, days).map_err(|e| anyhow!(e))?;
-            create(&dir.join("ca.key"), &ca.key_pem, 0o600)?;
-            create(&dir.join("ca.pem"), &ca.cert_pem, 0o644)?;
+            create_pair(
+                (&dir.join("ca.key"), &ca.key_pem),
+                (&dir.join("ca.pem"), &ca.cert_pem),
+            )?;
             println!("{}: CA certificate ({days} days)", dir.join("ca.pem").display());
             println!(
                 "{}: CA key - keep it off the directors",
@@ -131,8 +148,10 @@ pub fn cert(cmd: CertCmd) -> Result<ExitCode> {
                 },
             )
             .map_err(|e| anyhow!(e))?;
-            create(&dir.join(format!("{name}.key")), &issued.key_pem, 0o600)?;
-            create(&dir.join(format!("{name}.pem")), &issued.cert_pem, 0o644)?;
+            create_pair(
+                (&dir.join(format!("{name}.key")), &issued.key_pem),
+                (&dir.join(format!("{name}.pem")), &issued.cert_pem),
+            )?;
             println!(
                 "{}: certificate for {name} ({role}, {days} days){}",
                 dir.join(format!("{name}.pem")).display(),
@@ -182,6 +201,17 @@ pub fn token(cmd: TokenCmd) -> Result<ExitCode> {
         .mode(0o600)
         .open(&file)
         .with_context(|| file.display().to_string())?;
+    // An existing file readable by others is tightened: it now holds one more hash.
+    let mode = f
+        .metadata()
+        .with_context(|| file.display().to_string())?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("{}: chmod 600", file.display()))?;
+        eprintln!("{}: mode {:o} tightened to 600", file.display(), mode & 0o777);
+    }
     let sep = if existing.is_empty() || existing.ends_with('\n') {
         ""
     } else {
