@@ -187,7 +187,9 @@ impl DirectorNode {
 
     /// Keeps asking `targets` (any director of the cluster) to add this one, until it is a
     /// voter. Safe to run on every start: a voter does nothing.
-    pub fn spawn_join(self: &Arc<Self>, targets: Vec<String>) {
+    /// Asks `targets` to add this director, until it is a voter; `token`: an operator
+    /// bearer token, for clusters that authenticate with tokens.
+    pub fn spawn_join(self: &Arc<Self>, targets: Vec<String>, token: Option<String>) {
         if targets.is_empty() {
             return;
         }
@@ -200,6 +202,8 @@ impl DirectorNode {
                 "reason": "joined with --join",
             })
             .to_string();
+            let bearer = token.map(|t| format!("Bearer {t}"));
+            let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("authorization", b.as_str())).collect();
             let mut attempt = 0u32;
             let mut pause = Duration::from_millis(500);
             loop {
@@ -215,7 +219,7 @@ impl DirectorNode {
                             addr: t,
                             path: "/v1/members",
                             content_type: "application/json",
-                            headers: &[],
+                            headers: &headers,
                             body: body.clone().into_bytes(),
                             timeout: Duration::from_secs(60),
                         })

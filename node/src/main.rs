@@ -64,6 +64,10 @@ struct Cli {
     /// Bearer tokens for the admin API: `NAME ROLE sha256:HEX` lines (`hactl token new`).
     #[arg(long)]
     tokens_file: Option<PathBuf>,
+    /// With --join, in a cluster that authenticates with bearer tokens: a file holding an
+    /// operator token (`hactl token new ... --role operator`), sent with the join request.
+    #[arg(long)]
+    join_token_file: Option<PathBuf>,
     /// Serve plain HTTP on a non-loopback --listen address: anyone who reaches it can
     /// change the cluster (shown in status and logged).
     #[arg(long)]
@@ -200,6 +204,7 @@ fn settings(cli: Cli) -> Result<(Settings, String)> {
         test_hooks: cli.test_hooks,
         tls,
         tokens_file: cli.tokens_file.or(file.tokens_file),
+        join_token_file: cli.join_token_file.or(file.join_token_file),
         insecure: cli.insecure || file.insecure,
     };
     s.validate()?;
@@ -278,6 +283,10 @@ async fn run(settings: Settings) -> Result<()> {
         )),
         None => None,
     };
+    let join_token = match &settings.join_token_file {
+        Some(p) => Some(read_join_token(p)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
@@ -294,7 +303,7 @@ async fn run(settings: Settings) -> Result<()> {
     };
     let api = Api::new(node.clone(), security).with_runtime(runtime.clone(), settings.test_hooks);
     let server = tokio::spawn(hanode::transport::server::serve(listener, Arc::new(api), tls));
-    node.spawn_join(settings.join.clone());
+    node.spawn_join(settings.join.clone(), join_token);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -309,4 +318,18 @@ async fn run(settings: Settings) -> Result<()> {
         tracing::warn!("raft shutdown: {e}");
     }
     Ok(())
+}
+
+/// The operator token in `path` (one line; surrounding whitespace ignored).
+fn read_join_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("--join-token-file {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        anyhow::bail!(
+            "--join-token-file {}: expected one token on one line (the output of `hactl token new`)",
+            path.display()
+        );
+    }
+    Ok(token.to_string())
 }

@@ -83,6 +83,9 @@ pub struct FileSettings {
     pub tls: Option<TlsFileSettings>,
     /// Bearer tokens for the admin API (`NAME ROLE sha256:HEX` lines).
     pub tokens_file: Option<PathBuf>,
+    /// An operator token (the token itself, one line) sent with `join` when the cluster
+    /// authenticates with tokens rather than certificates.
+    pub join_token_file: Option<PathBuf>,
     /// Serve plain HTTP on a non-loopback address (anyone who reaches it can change the
     /// cluster).
     #[serde(default)]
@@ -155,6 +158,8 @@ pub struct Settings {
     /// TLS files; None: plain HTTP.
     pub tls: Option<crate::transport::tls::TlsFiles>,
     pub tokens_file: Option<PathBuf>,
+    /// The operator token sent with `join` (tokens-only clusters).
+    pub join_token_file: Option<PathBuf>,
     /// Plain HTTP on a non-loopback address was asked for explicitly.
     pub insecure: bool,
 }
@@ -246,6 +251,7 @@ mod tests {
             test_hooks: false,
             tls: None,
             tokens_file: None,
+            join_token_file: None,
             insecure: false,
         };
         assert!(s.validate().is_err(), "bootstrap and join together");
