@@ -425,6 +425,8 @@ fn admin_seeds() -> Vec<Vec<u8>> {
             &["authorization: Bearer hat_00"],
             proposal.as_bytes(),
         ),
+        // The one token decode_request's tokens know (operator "deployer").
+        request("/v1/status", "", &["authorization: Bearer hat_fuzz"], b""),
         request(
             "/v1/members",
             "",
@@ -472,6 +474,7 @@ fn admin_request_decoding_survives_mutated_requests() {
             b"\\u0000",
             b"\x01",
             b"Bearer ",
+            b"hat_fuzz",
         ],
         run: &admin_request,
     });

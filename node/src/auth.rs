@@ -88,6 +88,15 @@ impl Tokens {
         *last = error.map(str::to_string);
     }
 
+    /// Tokens held in memory only (never reloaded): for decoding tests and fuzzing.
+    pub fn fixed(entries: Vec<TokenEntry>) -> Tokens {
+        Tokens {
+            path: PathBuf::from("(memory)"),
+            state: Mutex::new((Vec::new(), Arc::new(entries))),
+            last_error: Mutex::new(None),
+        }
+    }
+
     pub fn entries(&self) -> Arc<Vec<TokenEntry>> {
         match self.state.lock() {
             Ok(s) => s.1.clone(),
