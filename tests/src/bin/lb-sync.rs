@@ -159,13 +159,17 @@ fn main() {
             let mut step = |what: &str, k: &mut dyn KernelLb, want: &Table| {
                 let t0 = Instant::now();
                 let ops = diff(want, &known);
+                let diffed = t0.elapsed();
                 let results = k.apply(&ops);
                 let ms = t0.elapsed().as_secs_f64() * 1000.0;
                 let errors = results.iter().filter(|r| r.is_err()).count();
+                // ms: diff + apply, as the sync actor does; diff_ms: the pure diff of the
+                // whole table alone (the rest is the kernel and its client library).
                 println!(
-                    "BENCH backend={} case={what} ops={} ms={ms:.2} errors={errors}",
+                    "BENCH backend={} case={what} ops={} ms={ms:.2} diff_ms={:.2} errors={errors}",
                     k.backend(),
-                    ops.len()
+                    ops.len(),
+                    diffed.as_secs_f64() * 1000.0
                 );
                 known = want.clone();
             };
