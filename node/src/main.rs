@@ -198,6 +198,14 @@ fn settings(cli: Cli) -> Result<(Settings, String)> {
         max_request_bytes: file
             .max_request_bytes
             .unwrap_or(ha_config::api::DEFAULT_MAX_REQUEST_BYTES),
+        limits: hanode::transport::server::Limits {
+            connections: file
+                .max_connections
+                .unwrap_or(hanode::transport::server::MAX_CONNECTIONS),
+            per_address: file
+                .max_connections_per_address
+                .unwrap_or(hanode::transport::server::MAX_PER_IP),
+        },
         raft: file.raft,
         journal_max_events: cli.journal_max_events.unwrap_or(file.journal.max_events),
         runtime,
@@ -302,7 +310,12 @@ async fn run(settings: Settings) -> Result<()> {
         None => None,
     };
     let api = Api::new(node.clone(), security).with_runtime(runtime.clone(), settings.test_hooks);
-    let server = tokio::spawn(hanode::transport::server::serve(listener, Arc::new(api), tls));
+    let server = tokio::spawn(hanode::transport::server::serve(
+        listener,
+        Arc::new(api),
+        tls,
+        settings.limits,
+    ));
     node.spawn_join(settings.join.clone(), join_token);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

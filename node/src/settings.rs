@@ -67,6 +67,10 @@ pub struct FileSettings {
     pub join: Vec<String>,
     pub log_format: Option<String>,
     pub max_request_bytes: Option<usize>,
+    /// Connections the listener holds open at once (default 1024).
+    pub max_connections: Option<usize>,
+    /// Connections from one address (default 64; directors on one host share theirs).
+    pub max_connections_per_address: Option<usize>,
     #[serde(default)]
     pub raft: RaftTuning,
     /// Raft and the admin API only: no VRRP, checkers or kernel table (a witness).
@@ -148,6 +152,7 @@ pub struct Settings {
     pub bootstrap: bool,
     pub join: Vec<String>,
     pub max_request_bytes: usize,
+    pub limits: crate::transport::server::Limits,
     pub raft: RaftTuning,
     /// Runtime events kept in the journal.
     pub journal_max_events: u64,
@@ -192,6 +197,14 @@ impl Settings {
                  change the cluster. Configure [tls] (ca, cert, key; see `hactl cert`), listen on loopback, \
                  or pass --insecure to accept that",
                 self.listen
+            );
+        }
+        let l = self.limits;
+        if l.connections == 0 || l.per_address == 0 || l.per_address > l.connections {
+            bail!(
+                "max_connections ({}) and max_connections_per_address ({}): both at least 1, per address at most the total",
+                l.connections,
+                l.per_address
             );
         }
         if self.journal_max_events < crate::journal::MIN_MAX_EVENTS {
@@ -245,6 +258,7 @@ mod tests {
             bootstrap: true,
             join: vec!["127.0.0.1:2".into()],
             max_request_bytes: 1,
+            limits: Default::default(),
             raft: RaftTuning::default(),
             journal_max_events: crate::journal::DEFAULT_MAX_EVENTS,
             runtime: None,
@@ -284,9 +298,21 @@ mod tests {
         };
         assert!(Settings {
             tls: Some(tls),
-            ..open
+            ..open.clone()
         }
         .validate()
         .is_ok());
+        let limits = |connections, per_address| Settings {
+            insecure: true,
+            limits: crate::transport::server::Limits {
+                connections,
+                per_address,
+            },
+            ..open.clone()
+        };
+        assert!(limits(16, 16).validate().is_ok());
+        let e = limits(16, 17).validate().unwrap_err().to_string();
+        assert!(e.contains("max_connections_per_address (17)"), "{e}");
+        assert!(limits(0, 0).validate().is_err());
     }
 }

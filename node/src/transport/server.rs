@@ -4,8 +4,8 @@
 //! chosen per route.
 //!
 //! Limits, so that no client can starve the others (Raft heartbeats share this listener):
-//! at most [`MAX_CONNECTIONS`] connections, [`MAX_PER_IP`] from one address (more are
-//! closed at once); a TLS handshake must finish within [`HANDSHAKE_TIMEOUT`], request
+//! at most [`Limits::connections`] connections (default [`MAX_CONNECTIONS`]),
+//! [`Limits::per_address`] from one address (default [`MAX_PER_IP`]; more are closed at once); a TLS handshake must finish within [`HANDSHAKE_TIMEOUT`], request
 //! headers arrive within [`HEADER_READ_TIMEOUT`] (also the limit on an idle keep-alive
 //! connection), a body within [`BODY_READ_TIMEOUT`]. Plain HTTP sent to a TLS port gets a
 //! plain-text 400 naming the problem.
@@ -28,6 +28,24 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub const MAX_CONNECTIONS: usize = 1024;
 pub const MAX_PER_IP: usize = 64;
+/// Connection caps of one listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections open at once.
+    pub connections: usize,
+    /// Connections open at once from one address.
+    pub per_address: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections: MAX_CONNECTIONS,
+            per_address: MAX_PER_IP,
+        }
+    }
+}
+
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -108,18 +126,22 @@ impl Drop for Slot {
     }
 }
 
-fn take_slot(counts: &Arc<Mutex<Counts>>, ip: IpAddr) -> Result<Slot, String> {
+fn take_slot(counts: &Arc<Mutex<Counts>>, limits: Limits, ip: IpAddr) -> Result<Slot, String> {
     let mut c = match counts.lock() {
         Ok(c) => c,
         Err(p) => p.into_inner(),
     };
-    if c.total >= MAX_CONNECTIONS {
-        return Err(format!("{MAX_CONNECTIONS} connections open: closing a new one"));
+    if c.total >= limits.connections {
+        return Err(format!(
+            "{} connections open (max_connections): closing a new one",
+            limits.connections
+        ));
     }
     let n = c.per_ip.entry(ip).or_insert(0);
-    if *n >= MAX_PER_IP {
+    if *n >= limits.per_address {
         return Err(format!(
-            "{MAX_PER_IP} connections open from {ip}: closing a new one"
+            "{} connections open from {ip} (max_connections_per_address): closing a new one",
+            limits.per_address
         ));
     }
     *n += 1;
@@ -131,7 +153,7 @@ fn take_slot(counts: &Arc<Mutex<Counts>>, ip: IpAddr) -> Result<Slot, String> {
 }
 
 /// Serves `routes` on `listener` until the task is dropped; TLS when `tls` is given.
-pub async fn serve<R: Routes>(listener: TcpListener, routes: Arc<R>, tls: Option<Arc<Tls>>) {
+pub async fn serve<R: Routes>(listener: TcpListener, routes: Arc<R>, tls: Option<Arc<Tls>>, limits: Limits) {
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server_config()));
     let counts = Arc::new(Mutex::new(Counts::default()));
     loop {
@@ -143,7 +165,7 @@ pub async fn serve<R: Routes>(listener: TcpListener, routes: Arc<R>, tls: Option
                 continue;
             }
         };
-        let slot = match take_slot(&counts, peer.ip()) {
+        let slot = match take_slot(&counts, limits, peer.ip()) {
             Ok(s) => s,
             Err(reason) => {
                 drop(stream);
@@ -335,16 +357,36 @@ mod tests {
         let counts = Arc::new(Mutex::new(Counts::default()));
         let a: IpAddr = "198.18.0.1".parse().unwrap();
         let b: IpAddr = "198.18.0.2".parse().unwrap();
-        let held: Vec<Slot> = (0..MAX_PER_IP).map(|_| take_slot(&counts, a).unwrap()).collect();
-        assert!(take_slot(&counts, a)
+        let l = Limits::default();
+        let held: Vec<Slot> = (0..MAX_PER_IP)
+            .map(|_| take_slot(&counts, l, a).unwrap())
+            .collect();
+        assert!(take_slot(&counts, l, a)
             .err()
             .is_some_and(|e| e.contains("from 198.18.0.1")));
-        let other = take_slot(&counts, b).expect("another address still gets in");
+        let other = take_slot(&counts, l, b).expect("another address still gets in");
         drop(held);
-        assert!(take_slot(&counts, a).is_ok());
+        assert!(take_slot(&counts, l, a).is_ok());
         drop(other);
         let c = counts.lock().unwrap();
         assert_eq!(c.total, 0);
         assert!(c.per_ip.is_empty());
+    }
+
+    #[test]
+    fn configured_limits_apply() {
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let l = Limits {
+            connections: 3,
+            per_address: 2,
+        };
+        let a: IpAddr = "198.18.0.1".parse().unwrap();
+        let b: IpAddr = "198.18.0.2".parse().unwrap();
+        let _a1 = take_slot(&counts, l, a).unwrap();
+        let _a2 = take_slot(&counts, l, a).unwrap();
+        assert!(take_slot(&counts, l, a).is_err(), "third from one address");
+        let _b1 = take_slot(&counts, l, b).unwrap();
+        let e = take_slot(&counts, l, b).err().expect("fourth in all");
+        assert!(e.contains("max_connections"), "{e}");
     }
 }
