@@ -122,6 +122,22 @@ fn curl(
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
+/// A POST with lvs02's director certificate: curl's output is the status code. `data`
+/// as curl's `--data-binary` takes it (`@FILE` for a file).
+fn post_as_lvs02(pki: &Pki, addr: &str, path: &str, headers: &[String], data: &str) -> Output {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["--cacert", &pki.file("ca.pem")])
+        .args(["--cert", &pki.file("lvs02.pem"), "--key", &pki.file("lvs02.key")]);
+    for h in headers {
+        c.args(["-H", h]);
+    }
+    c.args(["--data-binary", data])
+        .arg(format!("https://{addr}{path}"))
+        .output()
+        .expect("curl")
+}
+
 fn status(pki: &Pki, addr: &str) -> Option<serde_json::Value> {
     let (code, body) = curl(pki, addr, Cred::Cert(pki, "alice"), "GET", "/v1/status", None);
     (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
@@ -341,30 +357,16 @@ fn mutual_tls_cluster_refuses_strangers_and_keeps_committing_through_rotation() 
         .as_str()
         .unwrap()
         .to_string();
-    let o = Command::new("curl")
-        .args([
-            "-sS",
-            "-m",
-            "10",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--cacert",
-            &pki.file("ca.pem"),
-        ])
-        .args(["--cert", &pki.file("lvs02.pem"), "--key", &pki.file("lvs02.key")])
-        .args([
-            "-H",
-            &format!("x-ha-target-incarnation: {incarnation}"),
-            "-H",
-            "content-type: application/octet-stream",
-        ])
-        .arg("--data-binary")
-        .arg(format!("@{}", vote_file.display()))
-        .arg(format!("https://{a1}/raft/vote"))
-        .output()
-        .unwrap();
+    let o = post_as_lvs02(
+        &pki,
+        &a1,
+        "/raft/vote",
+        &[
+            format!("x-ha-target-incarnation: {incarnation}"),
+            "content-type: application/octet-stream".into(),
+        ],
+        &format!("@{}", vote_file.display()),
+    );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "403", "{}", text(&o));
     // Nor lend a caller's identity where none is due: on Raft RPC, for a caller that
     // proved nothing, or as another director.
@@ -377,29 +379,16 @@ fn mutual_tls_cluster_refuses_strangers_and_keeps_committing_through_rotation() 
             r#"{"name":"lvs05","addr":"127.0.0.1:9"}"#,
         ),
     ] {
-        let o = Command::new("curl")
-            .args([
-                "-sS",
-                "-m",
-                "10",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--cacert",
-                &pki.file("ca.pem"),
-            ])
-            .args(["--cert", &pki.file("lvs02.pem"), "--key", &pki.file("lvs02.key")])
-            .args([
-                "-H",
-                &format!("x-ha-forwarded-identity: {forwarded}"),
-                "-H",
-                "content-type: application/json",
-            ])
-            .args(["--data-binary", body])
-            .arg(format!("https://{a1}{path}"))
-            .output()
-            .unwrap();
+        let o = post_as_lvs02(
+            &pki,
+            &a1,
+            path,
+            &[
+                format!("x-ha-forwarded-identity: {forwarded}"),
+                "content-type: application/json".into(),
+            ],
+            body,
+        );
         assert_eq!(
             String::from_utf8_lossy(&o.stdout),
             "403",

@@ -87,6 +87,13 @@ pub fn vet(argv: &[String], run_as: Option<RunAs>, secure: bool) -> Result<PathB
         return Ok(path);
     }
     let real = std::fs::canonicalize(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let refuse = |what: String, why: String| {
+        format!(
+            "{}: refused under enable_script_security: {what} is {why}, so others could change what runs{}",
+            path.display(),
+            if run_as.is_none() { " as root" } else { "" }
+        )
+    };
     // The path as written (a link counts by its owner: its mode means nothing), then
     // the file it resolves to and that file's directories.
     for p in path.ancestors().filter(|p| !p.as_os_str().is_empty()) {
@@ -103,11 +110,7 @@ pub fn vet(argv: &[String], run_as: Option<RunAs>, secure: bool) -> Result<PathB
             } else {
                 format!("{} on its path", p.display())
             };
-            return Err(format!(
-                "{}: refused under enable_script_security: {what} is {why}, so others could change what runs{}",
-                path.display(),
-                if run_as.is_none() { " as root" } else { "" }
-            ));
+            return Err(refuse(what, why));
         }
     }
     let mut cur: Option<&Path> = Some(&real);
@@ -119,11 +122,7 @@ pub fn vet(argv: &[String], run_as: Option<RunAs>, secure: bool) -> Result<PathB
             } else {
                 format!("its directory {}", p.display())
             };
-            return Err(format!(
-                "{}: refused under enable_script_security: {what} is {why}, so others could change what runs{}",
-                path.display(),
-                if run_as.is_none() { " as root" } else { "" }
-            ));
+            return Err(refuse(what, why));
         }
         cur = p.parent();
     }
