@@ -168,6 +168,45 @@ fn show(input: &[u8]) -> String {
     )
 }
 
+/// Delta-debugging style reduction of a crashing input: removes chunks of decreasing
+/// size (half the input down to one byte) as long as the input still crashes, within
+/// `max_runs` runs of the target. Returns the reduced input and the last crash message
+/// seen on it (None when no removal kept the crash).
+fn minimise_bytes(
+    mut input: Vec<u8>,
+    run: &dyn Fn(&[u8]) -> Option<String>,
+    max_runs: usize,
+) -> (Vec<u8>, Option<String>) {
+    let mut msg = None;
+    let mut runs = 0;
+    let mut chunk = (input.len() / 2).max(1);
+    loop {
+        let mut removed_any = false;
+        let mut at = 0;
+        while at < input.len() && runs < max_runs {
+            let end = (at + chunk).min(input.len());
+            let mut cand = Vec::with_capacity(input.len() - (end - at));
+            cand.extend_from_slice(&input[..at]);
+            cand.extend_from_slice(&input[end..]);
+            runs += 1;
+            match run(&cand) {
+                Some(m) => {
+                    msg = Some(m);
+                    input = cand;
+                    removed_any = true;
+                }
+                None => at += chunk,
+            }
+        }
+        if runs >= max_runs || (chunk == 1 && !removed_any) {
+            return (input, msg);
+        }
+        if !removed_any {
+            chunk = (chunk / 2).max(1);
+        }
+    }
+}
+
 pub struct Target<'a> {
     pub name: &'a str,
     pub seeds: Vec<Vec<u8>>,
@@ -334,6 +373,11 @@ pub fn fuzz_in(t: Target<'_>, dir: &std::path::Path, budget: Duration) -> Result
                 }
             }
         }
+        // Then bytes: drop chunks (halves down to single bytes) while it still crashes.
+        let (smallest, m) = minimise_bytes(smallest, &run_one, 20_000);
+        if let Some(m) = m {
+            msg = m;
+        }
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = watchdog.join();
         let saved = save(dir, "crash", &smallest);
@@ -388,6 +432,27 @@ mod tests {
         );
     }
 
+    #[test]
+    fn byte_minimisation_keeps_only_what_the_crash_needs() {
+        let needs_both = |b: &[u8]| -> Option<String> {
+            (b.contains(&b'X') && b.windows(2).any(|w| w == b"YZ")).then(|| "both".to_string())
+        };
+        let (min, msg) = minimise_bytes(b"aaXbbbbbbbbYZcc".to_vec(), &needs_both, 10_000);
+        assert_eq!(min, b"XYZ");
+        assert_eq!(msg.as_deref(), Some("both"));
+        // Nothing removable: the input and no message come back.
+        let (same, msg) = minimise_bytes(b"XYZ".to_vec(), &needs_both, 10_000);
+        assert_eq!((same.as_slice(), msg), (&b"XYZ"[..], None));
+        // The run budget is respected.
+        let runs = std::cell::Cell::new(0);
+        let never = |_: &[u8]| -> Option<String> {
+            runs.set(runs.get() + 1);
+            None
+        };
+        let _ = minimise_bytes(vec![b'X'; 4000], &never, 50);
+        assert_eq!(runs.get(), 50);
+    }
+
     fn boom(b: &[u8]) {
         if b.windows(4).any(|w| w == b"BOOM") {
             panic!("found it");
@@ -406,8 +471,10 @@ mod tests {
         let c = fuzz_in(target(), dir.path(), Duration::from_secs(20)).expect_err("the planted crash");
         assert!(c.message.contains("found it"), "{}", c.message);
         assert!(c.input.windows(4).any(|w| w == b"BOOM"));
-        assert!(
-            c.input.len() <= 16,
+        // Byte-level reduction makes the fixture 1-minimal: nothing but the trigger.
+        assert_eq!(
+            c.input,
+            b"BOOM",
             "shrunk: {:?}",
             String::from_utf8_lossy(&c.input)
         );
