@@ -22,15 +22,8 @@ echo "full load of $n services x 4 (nft program): $(( ($(date +%s%N) - start) / 
 
 t="netdev hanode_floor"
 mid=$((n / 2)); tag=$((mid << 16))
-cat > "$work/chain.nft" <<NFT
-flush chain $t svc_$mid
-add rule $t svc_$mid meta mark set $tag jump conn4
-add rule $t svc_$mid meta mark $tag meta mark set numgen inc mod 5 offset $((tag | 0x8000)) jump pick
-add rule $t svc_$mid meta mark != $tag update @flows4 { ip saddr . th sport . ( meta mark & 0xffff0000 ) timeout 900s : meta mark } jump fwd4
-add rule $t svc_$mid drop
-NFT
-el="$((tag | 5)) : 198.18.0.5"
-echo "add element $t dst4 { $el }" > "$work/element-add.nft"
+python3 "$here/nft_floor_ruleset.py" --rewrite "$mid" > "$work/chain.nft"
+echo "add element $t dst4 { $((tag | 5)) : 198.18.0.5 }" > "$work/element-add.nft"
 echo "delete element $t dst4 { $((tag | 5)) }" > "$work/element-delete.nft"
 echo "add element $t svc4 { 198.19.255.255 . tcp . 9 : jump svc_$mid }" > "$work/verdict-add.nft"
 echo "delete element $t svc4 { 198.19.255.255 . tcp . 9 }" > "$work/verdict-delete.nft"

@@ -1,9 +1,11 @@
 """Prints an nft script: the nftables backend's DR table layout (see
 actors/src/lb/nft/render.rs) with N services of 4 destinations each, written by hand so
-that the kernel's cost can be measured apart from hanode and libnftables."""
+that the kernel's cost can be measured apart from hanode and libnftables.
+`--rewrite K` prints instead the rewrite of service K's chain for 5 slots (what a
+slot-count change does).
+Usage: nft_floor_ruleset.py N | nft_floor_ruleset.py --rewrite K"""
 import sys
 
-n = int(sys.argv[1])
 t = "netdev hanode_floor"
 out = [
     f"add table {t}",
@@ -32,7 +34,13 @@ def service_rules(i, slots):
     ]
 
 
-for i in range(1, n + 1):
+if sys.argv[1] == "--rewrite":
+    k = int(sys.argv[2])
+    print(f"flush chain {t} svc_{k}")
+    print("\n".join(f"add rule {t} svc_{k} {r}" for r in service_rules(k, 5)))
+    sys.exit()
+
+for i in range(1, int(sys.argv[1]) + 1):
     tag = i << 16
     out.append(f"add chain {t} svc_{i}")
     out += [f"add rule {t} svc_{i} {r}" for r in service_rules(i, 4)]

@@ -470,7 +470,6 @@ mod tests {
         };
         let c = fuzz_in(target(), dir.path(), Duration::from_secs(20)).expect_err("the planted crash");
         assert!(c.message.contains("found it"), "{}", c.message);
-        assert!(c.input.windows(4).any(|w| w == b"BOOM"));
         // Byte-level reduction makes the fixture 1-minimal: nothing but the trigger.
         assert_eq!(
             c.input,
