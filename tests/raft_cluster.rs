@@ -451,7 +451,12 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
             400,
             "missing field",
         ),
-        ("oversized", vec![b' '; 5 * 1024 * 1024], 413, "exceeds"),
+        (
+            "oversized",
+            vec![b' '; ha_config::api::DEFAULT_MAX_PROPOSAL_BYTES + 1],
+            413,
+            "exceeds",
+        ),
     ];
     for (what, body, want, says) in cases {
         for n in [&nodes[0], follower] {

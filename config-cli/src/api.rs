@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 /// Largest admin request body `hanode` accepts by default (bytes).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
+/// Largest proposal body `hanode` accepts by default (bytes): the cluster file travels
+/// whole, and 50,000 virtual servers x 4 real servers is about 30 MB of keepalived.conf.
+pub const DEFAULT_MAX_PROPOSAL_BYTES: usize = 64 * 1024 * 1024;
+
 /// `POST /v1/proposals`: a cluster configuration as the source files `hactl` read, so the
 /// leader re-parses exactly what the operator checked and reports the same diagnostics.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -59,13 +59,17 @@ impl ClusterConfig {
         let mut views: Vec<Option<String>> = vec![None];
         views.extend(names.iter().cloned().map(Some));
 
-        // (diagnostic) -> views that produced it
+        // (diagnostic) -> views that produced it, in first-seen order
         let mut seen: Vec<(Diagnostic, BTreeSet<Option<String>>)> = Vec::new();
-        let mut note = |d: Diagnostic, v: &Option<String>| match seen.iter_mut().find(|(x, _)| *x == d) {
-            Some((_, set)) => {
-                set.insert(v.clone());
+        let mut at: std::collections::HashMap<Diagnostic, usize> = std::collections::HashMap::new();
+        let mut note = |d: Diagnostic, v: &Option<String>| match at.get(&d) {
+            Some(&i) => {
+                seen[i].1.insert(v.clone());
             }
-            None => seen.push((d, BTreeSet::from([v.clone()]))),
+            None => {
+                at.insert(d.clone(), seen.len());
+                seen.push((d, BTreeSet::from([v.clone()])));
+            }
         };
         let mut cluster = ClusterConfig::default();
         let mut spans = BTreeMap::new();
@@ -170,11 +174,23 @@ fn view_name(v: &Option<String>) -> String {
 }
 
 fn factor(views: &[(Option<String>, Vec<Node>)], path: &mut Vec<String>) -> Result<Vec<CNode>, MergeError> {
-    // Keys in order of first appearance.
+    // Keys in order of first appearance; each view's nodes by key (a file can have
+    // 10,000s of top-level blocks).
     let mut keys: Vec<&str> = Vec::new();
+    let mut known = std::collections::HashSet::new();
+    let by_key: Vec<std::collections::HashMap<&str, &Node>> = views
+        .iter()
+        .map(|(_, nodes)| {
+            let mut m = std::collections::HashMap::with_capacity(nodes.len());
+            for n in nodes {
+                m.entry(n.key.as_str()).or_insert(n);
+            }
+            m
+        })
+        .collect();
     for (_, nodes) in views {
         for n in nodes {
-            if !keys.contains(&n.key.as_str()) {
+            if known.insert(n.key.as_str()) {
                 keys.push(&n.key);
             }
         }
@@ -183,7 +199,8 @@ fn factor(views: &[(Option<String>, Vec<Node>)], path: &mut Vec<String>) -> Resu
     for key in keys {
         let per: Vec<(&Option<String>, Option<&Node>)> = views
             .iter()
-            .map(|(v, nodes)| (v, nodes.iter().find(|n| n.key == key)))
+            .zip(&by_key)
+            .map(|((v, _), m)| (v, m.get(key).copied()))
             .collect();
         let any = per.iter().find_map(|(_, n)| *n).expect("key came from some view");
         if any.block.is_some() {

@@ -96,6 +96,8 @@ impl Diagnostic {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Diagnostics {
     items: Vec<Diagnostic>,
+    /// What `items` holds, for O(1) duplicate checks (a file may have 10,000s of errors).
+    seen: std::collections::HashSet<Diagnostic>,
 }
 
 impl Diagnostics {
@@ -104,7 +106,8 @@ impl Diagnostics {
     }
 
     pub fn push(&mut self, d: Diagnostic) {
-        if !self.items.contains(&d) {
+        if !self.seen.contains(&d) {
+            self.seen.insert(d.clone());
             self.items.push(d);
         }
     }

@@ -7,10 +7,10 @@ use crate::lower::rs_name;
 use crate::model::*;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum ChangeKind {
     Added,
@@ -18,7 +18,7 @@ pub enum ChangeKind {
     Changed { field: String, old: String, new: String },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Change {
     /// What changed, e.g. `virtual_server 198.18.116.134:80 real_server 198.18.116.131:80`.
     pub path: String,
@@ -48,17 +48,21 @@ pub fn diff(old: &ClusterConfig, new: &ClusterConfig) -> Vec<Change> {
     let names: BTreeSet<&String> = old.nodes.keys().chain(new.nodes.keys()).collect();
     views.extend(names.iter().map(|n| Some(n.as_str())));
     let mut acc: Vec<(Change, BTreeSet<Option<&str>>)> = Vec::new();
+    let mut at: HashMap<Change, usize> = HashMap::new();
     for v in &views {
         let (o, n) = match v {
             None => (&old.default, &new.default),
             Some(name) => (old.view(name), new.view(name)),
         };
         for c in diff_config(o, n) {
-            match acc.iter_mut().find(|(x, _)| *x == c) {
-                Some((_, set)) => {
-                    set.insert(*v);
+            match at.get(&c) {
+                Some(&i) => {
+                    acc[i].1.insert(*v);
                 }
-                None => acc.push((c, BTreeSet::from([*v]))),
+                None => {
+                    at.insert(c.clone(), acc.len());
+                    acc.push((c, BTreeSet::from([*v])));
+                }
             }
         }
     }
@@ -109,7 +113,7 @@ fn fields<T: Serialize>(path: &str, old: &T, new: &T, skip: &[&str], out: &mut V
     }
 }
 
-fn keyed<'a, T, K: PartialEq>(
+fn keyed<'a, T, K: Eq + std::hash::Hash>(
     old: &'a [T],
     new: &'a [T],
     key: impl Fn(&T) -> K,
@@ -117,14 +121,18 @@ fn keyed<'a, T, K: PartialEq>(
     mut on_added: impl FnMut(&'a T),
     mut on_removed: impl FnMut(&'a T),
 ) {
+    let new_by_key: HashMap<K, &'a T> = new.iter().map(|n| (key(n), n)).collect();
+    let mut old_keys = HashSet::with_capacity(old.len());
     for o in old {
-        match new.iter().find(|n| key(n) == key(o)) {
+        let k = key(o);
+        match new_by_key.get(&k) {
             Some(n) => on_pair(o, n),
             None => on_removed(o),
         }
+        old_keys.insert(k);
     }
     for n in new {
-        if !old.iter().any(|o| key(o) == key(n)) {
+        if !old_keys.contains(&key(n)) {
             on_added(n);
         }
     }
@@ -213,7 +221,12 @@ pub fn diff_config(old: &Config, new: &Config) -> Vec<Change> {
         &old.virtual_servers,
         &new.virtual_servers,
         |v| v.key.clone(),
-        |o, n| vs_pairs.push((o, n)),
+        |o, n| {
+            // Most virtual servers of a large configuration do not change.
+            if o != n {
+                vs_pairs.push((o, n))
+            }
+        },
         |n| added.push(format!("virtual_server {}", n.key)),
         |o| removed.push(format!("virtual_server {}", o.key)),
     );
@@ -225,7 +238,11 @@ pub fn diff_config(old: &Config, new: &Config) -> Vec<Change> {
             &o.real_servers,
             &n.real_servers,
             |r| (r.ip, r.port),
-            |a, b| rs_pairs.push((a, b)),
+            |a, b| {
+                if a != b {
+                    rs_pairs.push((a, b))
+                }
+            },
             |b| added.push(format!("{vp} real_server {} weight {}", rs_name(b), b.weight)),
             |a| removed.push(format!("{vp} real_server {}", rs_name(a))),
         );
@@ -279,6 +296,36 @@ pub fn summary(changes: &[Change]) -> String {
     )
 }
 
+/// The lines `hactl propose` prints for a change: every change when there are at most
+/// `max` (or `full`), else a count per kind of block and operation, the first `max`
+/// changes, and how many more there are.
+pub fn listing(changes: &[Change], max: usize, full: bool) -> Vec<String> {
+    if full || changes.len() <= max {
+        return changes.iter().map(|c| c.to_string()).collect();
+    }
+    let mut counts: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+    for c in changes {
+        let block = c.path.split_whitespace().next().unwrap_or("");
+        let op = match c.kind {
+            ChangeKind::Added => "added",
+            ChangeKind::Removed => "removed",
+            ChangeKind::Changed { .. } => "changed",
+        };
+        *counts.entry((block, op)).or_default() += 1;
+    }
+    let mut out = vec![format!("{} changes ({}):", changes.len(), summary(changes))];
+    for ((block, op), n) in counts {
+        out.push(format!("  {block}: {n} {op}"));
+    }
+    out.push(format!("the first {max}:"));
+    out.extend(changes.iter().take(max).map(|c| format!("  {c}")));
+    out.push(format!(
+        "... and {} more (--full lists them all)",
+        changes.len() - max
+    ));
+    out
+}
+
 /// One line naming the first `max` changes (and how many more), for history listings.
 pub fn headline(changes: &[Change], max: usize) -> String {
     if changes.is_empty() {
@@ -289,4 +336,53 @@ pub fn headline(changes: &[Change], max: usize) -> String {
         parts.push(format!("and {} more ({})", changes.len() - max, summary(changes)));
     }
     parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(i: usize) -> Change {
+        Change {
+            path: format!("virtual_server 198.18.120.{i}:80"),
+            kind: ChangeKind::Added,
+            nodes: vec![],
+        }
+    }
+
+    #[test]
+    fn a_large_change_is_listed_as_counts_and_the_first_ones() {
+        let mut changes: Vec<Change> = (0..120).map(change).collect();
+        changes.push(Change {
+            path: "vrrp_instance VI_1".into(),
+            kind: ChangeKind::Changed {
+                field: "priority".into(),
+                old: "100".into(),
+                new: "90".into(),
+            },
+            nodes: vec!["lvs02".into()],
+        });
+        let lines = listing(&changes, 50, false);
+        assert_eq!(lines[0], "121 changes (120 added, 0 removed, 1 changed):");
+        assert!(
+            lines.contains(&"  virtual_server: 120 added".to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"  vrrp_instance: 1 changed".to_string()),
+            "{lines:?}"
+        );
+        assert_eq!(lines.last().unwrap(), "... and 71 more (--full lists them all)");
+        assert_eq!(lines.len(), 1 + 2 + 1 + 50 + 1);
+        assert_eq!(
+            listing(&changes, 50, true).len(),
+            121,
+            "--full lists every change"
+        );
+        assert_eq!(
+            listing(&changes[..3], 50, false).len(),
+            3,
+            "a small change is listed whole"
+        );
+    }
 }

@@ -20,6 +20,7 @@ pub mod canon;
 pub mod cluster;
 pub mod diag;
 pub mod diff;
+pub mod keyed;
 pub mod lower;
 pub mod model;
 pub mod pki;

@@ -19,7 +19,8 @@ use crate::transport::server::{BodyError, Peer, Req, Routes};
 use bytes::Bytes;
 use ha_config::access::{Identity, Proof, Role};
 use ha_config::api::*;
-use ha_config::{bundle, canon};
+use ha_config::bundle;
+use ha_config::keyed::KeyedCluster;
 use http_body_util::Full;
 use hyper::{Method, Response, StatusCode};
 use openraft::error::{ClientWriteError, RaftError};
@@ -294,6 +295,8 @@ impl Routes for Api {
     fn body_limit(&self, _method: &Method, path: &str) -> usize {
         if path.starts_with("/raft/") {
             RAFT_MAX_BODY
+        } else if path == "/v1/proposals" {
+            self.node.max_proposal_bytes
         } else {
             self.node.max_request_bytes
         }
@@ -607,7 +610,8 @@ impl Api {
                 },
             );
         }
-        let hash = canon::hash(&loaded.cluster);
+        let target = KeyedCluster::from_cluster(&loaded.cluster);
+        let hash = target.hash();
         if hash != p.hash {
             return err(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -628,59 +632,91 @@ impl Api {
             Ok(None) => {}
             Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         }
-        let (state, _) = self.node.state.current().await;
-        if let Some(base) = p.base_version {
-            if base != state.version {
-                return stale(base, state.version);
+        // The log carries only the keys that change, against the version this leader has
+        // applied; if another proposal commits first, the delta is computed again.
+        let author = Self::credited(&req.who, &p.author);
+        let accepted_at_ms = now_ms();
+        let warnings = diagnostics;
+        for _ in 0..MAX_REBASES {
+            let (state, _) = self.node.state.current().await;
+            if let Some(base) = p.base_version {
+                if base != state.version {
+                    return stale(base, state.version);
+                }
+            }
+            let proposal = Proposal {
+                delta: state.config.delta_to(&target),
+                derived_from: state.version,
+                hash: hash.clone(),
+                author: author.clone(),
+                reason: p.reason.clone(),
+                client_time_ms: p.client_time_ms,
+                base_version: p.base_version,
+                proposal_id: p.proposal_id.clone(),
+            };
+            let cmd = Command {
+                event: ConfigEvent::ConfigProposed(Box::new(proposal)),
+                accepted_at_ms,
+                accepted_by: self.node.name.clone(),
+            };
+            match self.node.raft.client_write(cmd).await {
+                Ok(resp) => match resp.data {
+                    Applied::Committed { version, hash } => {
+                        tracing::info!(version, %hash, log_index = resp.log_id.index, "proposal committed");
+                        return json(
+                            StatusCode::OK,
+                            &ProposeResponse {
+                                version,
+                                hash,
+                                log_index: resp.log_id.index,
+                                duplicate: false,
+                                warnings,
+                            },
+                        );
+                    }
+                    Applied::Duplicate { version } => {
+                        return self.duplicate(version, resp.log_id.index, warnings)
+                    }
+                    Applied::StaleBase { base, current } => return stale(base, current),
+                    Applied::Rebase {
+                        derived_from,
+                        current,
+                    } => {
+                        tracing::info!(
+                            derived_from,
+                            current,
+                            proposal = %p.proposal_id,
+                            "another proposal committed first: computing the change again"
+                        );
+                    }
+                    Applied::HashMismatch { claimed, actual } => {
+                        return err(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "hash_mismatch",
+                            format!("hash {claimed} does not match the configuration ({actual})"),
+                        )
+                    }
+                    other => {
+                        return err(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            format!("unexpected apply result {other:?}"),
+                        )
+                    }
+                },
+                Err(e) => return write_error(e),
             }
         }
-        let proposal = Proposal {
-            config: loaded.cluster,
-            hash,
-            author: Self::credited(&req.who, &p.author),
-            reason: p.reason,
-            client_time_ms: p.client_time_ms,
-            base_version: p.base_version,
-            proposal_id: p.proposal_id,
-        };
-        let cmd = Command {
-            event: ConfigEvent::ConfigProposed(Box::new(proposal)),
-            accepted_at_ms: now_ms(),
-            accepted_by: self.node.name.clone(),
-        };
-        let warnings = diagnostics;
-        match self.node.raft.client_write(cmd).await {
-            Ok(resp) => match resp.data {
-                Applied::Committed { version, hash } => {
-                    tracing::info!(version, %hash, log_index = resp.log_id.index, "proposal committed");
-                    json(
-                        StatusCode::OK,
-                        &ProposeResponse {
-                            version,
-                            hash,
-                            log_index: resp.log_id.index,
-                            duplicate: false,
-                            warnings,
-                        },
-                    )
-                }
-                Applied::Duplicate { version } => self.duplicate(version, resp.log_id.index, warnings),
-                Applied::StaleBase { base, current } => stale(base, current),
-                Applied::HashMismatch { claimed, actual } => err(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "hash_mismatch",
-                    format!("hash {claimed} does not match the configuration ({actual})"),
-                ),
-                other => err(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    format!("unexpected apply result {other:?}"),
-                ),
-            },
-            Err(e) => write_error(e),
-        }
+        err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("other proposals kept committing first ({MAX_REBASES} tries); propose again"),
+        )
     }
 }
+
+/// How often a leader computes a proposal's change again when others commit first.
+const MAX_REBASES: usize = 16;
 
 impl Api {
     fn duplicate(&self, version: u64, log_index: u64, warnings: Vec<String>) -> Reply {
@@ -758,28 +794,23 @@ impl Api {
             Err(r) => return r,
         };
         let (state, _) = self.node.state.current().await;
-        let (version, hash, config) = match wanted {
-            None => (state.version, state.hash, state.config),
-            Some(v) if v == state.version => (state.version, state.hash, state.config),
-            Some(0) => (0, String::new(), Default::default()),
-            Some(v) => match self.node.state.committed_version(v) {
-                Ok(Some(HistoryEntry {
-                    event: ConfigEvent::ConfigProposed(p),
-                    ..
-                })) => (v, p.hash, p.config),
-                Ok(_) => {
-                    return err(
-                        StatusCode::NOT_FOUND,
-                        "not_found",
-                        format!(
-                            "no config version {v} (this director is at version {})",
-                            state.version
-                        ),
-                    )
-                }
-                Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-            },
+        let version = wanted.unwrap_or(state.version);
+        let keyed = match self.node.state.config_at(version).await {
+            Ok(Some(k)) => k,
+            Ok(None) => {
+                return err(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!(
+                        "no config version {version} (this director is at version {})",
+                        state.version
+                    ),
+                )
+            }
+            Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         };
+        let hash = if version == 0 { String::new() } else { keyed.hash() };
+        let config = keyed.to_cluster();
         let text = match config.print() {
             Ok(t) => t,
             Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
@@ -1669,7 +1700,7 @@ pub fn decode_request(path: &str, query: &str, headers: &[(&str, &str)], body: &
         if check_proposal_fields(&p).is_ok() {
             let (_, loaded) = bundle::load_bundle(&p.main, &p.files);
             if !loaded.diags.has_errors() {
-                let _ = canon::hash(&loaded.cluster);
+                let _ = ha_config::canon::hash(&loaded.cluster);
                 ok += 1;
             }
         }

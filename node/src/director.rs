@@ -22,6 +22,7 @@ pub struct DirectorNode {
     pub state: StateReader,
     pub client: HttpClient,
     pub max_request_bytes: usize,
+    pub max_proposal_bytes: usize,
     /// The incarnation of this director's store (see `Director::incarnation`).
     pub incarnation: String,
     /// Runtime events of this director.
@@ -100,6 +101,7 @@ impl DirectorNode {
             state,
             client,
             max_request_bytes: settings.max_request_bytes,
+            max_proposal_bytes: settings.max_proposal_bytes,
             incarnation,
             journal,
             events,

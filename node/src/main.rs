@@ -198,6 +198,9 @@ fn settings(cli: Cli) -> Result<(Settings, String)> {
         max_request_bytes: file
             .max_request_bytes
             .unwrap_or(ha_config::api::DEFAULT_MAX_REQUEST_BYTES),
+        max_proposal_bytes: file
+            .max_proposal_bytes
+            .unwrap_or(ha_config::api::DEFAULT_MAX_PROPOSAL_BYTES),
         limits: hanode::transport::server::Limits {
             connections: file
                 .max_connections

@@ -16,6 +16,7 @@ use ha_config::api::{
     Checkpoint, CheckpointVerdict, EventDetail, EventItem, RealServerInfo, ReplayInstance, ReplayResponse,
     ServiceInfo,
 };
+use ha_config::keyed::KeyedCluster;
 use ha_config::model::Config;
 use raft_store::events::ConfigEvent;
 use raft_store::state::HistoryEntry;
@@ -79,7 +80,11 @@ impl std::fmt::Display for ReplayError {
 struct Committed<'h> {
     at_ms: u64,
     hash: &'h str,
-    view: &'h Config,
+    /// The whole configuration at this version (a copy costs O(1)); this director's view
+    /// of it is built when the version is first needed.
+    config: KeyedCluster,
+    node: &'h str,
+    view: OnceCell<Config>,
     prepared: OnceCell<Prepared>,
 }
 
@@ -90,16 +95,20 @@ struct Prepared {
 }
 
 impl Committed<'_> {
+    fn view(&self) -> &Config {
+        self.view.get_or_init(|| self.config.view(self.node))
+    }
+
     fn prepared(&self) -> &Prepared {
         self.prepared.get_or_init(|| Prepared {
             services: self
-                .view
+                .view()
                 .virtual_servers
                 .iter()
                 .map(|v| (v.key.to_string(), v.clone()))
                 .collect::<Vec<_>>()
                 .into(),
-            ids: checker_ids(self.view),
+            ids: checker_ids(self.view()),
         })
     }
 }
@@ -112,16 +121,20 @@ pub struct Configs<'h> {
 
 impl<'h> Configs<'h> {
     /// From the committed history (membership entries are skipped; they change no view).
-    pub fn from_history(node: &str, entries: &'h [HistoryEntry]) -> Configs<'h> {
+    pub fn from_history(node: &'h str, entries: &'h [HistoryEntry]) -> Configs<'h> {
         let mut by_version = BTreeMap::new();
+        let mut config = KeyedCluster::default();
         for h in entries {
             if let ConfigEvent::ConfigProposed(p) = &h.event {
+                config.apply(&p.delta);
                 by_version.insert(
                     h.version,
                     Committed {
                         at_ms: h.at_ms,
                         hash: &p.hash,
-                        view: p.config.view(node),
+                        config: config.clone(),
+                        node,
+                        view: OnceCell::new(),
                         prepared: OnceCell::new(),
                     },
                 );
@@ -329,7 +342,7 @@ impl<'a> Replayer<'a> {
             std::borrow::Cow::Owned(ids)
         };
         self.health
-            .reconfigure(p.services.clone(), c.view.vs_groups.clone(), version, &ids);
+            .reconfigure(p.services.clone(), c.view().vs_groups.clone(), version, &ids);
     }
 
     fn restore(&mut self, c: &Checkpoint) {
@@ -360,7 +373,7 @@ impl<'a> Replayer<'a> {
             .and_then(|v| self.configs.by_version.get(&v).map(|k| (v, k)))
         {
             Some((v, k)) => {
-                HealthState::restore(k.prepared().services.clone(), k.view.vs_groups.clone(), v, snap)
+                HealthState::restore(k.prepared().services.clone(), k.view().vs_groups.clone(), v, snap)
             }
             None => {
                 if let Some(v) = c.applied {
@@ -775,7 +788,7 @@ mod tests {
         let k = &c.by_version[&1];
         let mut live = HealthState::new(
             k.prepared().services.clone(),
-            k.view.vs_groups.clone(),
+            k.view().vs_groups.clone(),
             1,
             &k.prepared().ids,
         );

@@ -765,7 +765,7 @@ impl Runtime {
             loop {
                 let state = watch.borrow_and_update().clone();
                 if state.version > 0 {
-                    let config = state.config.view(&me).clone();
+                    let config = state.config.view(&me);
                     a.do_send(ApplyConfig {
                         version: state.version,
                         config: Box::new(config),
@@ -868,7 +868,7 @@ fn spawn_liveness(node: Arc<DirectorNode>, director: Addr<Director>) {
 /// The addresses director `name` sends VRRP adverts from, as far as the committed config
 /// and membership tell: its transport address's IP, and the `unicast_src_ip` of each
 /// instance in its view of the cluster config.
-fn vrrp_addresses(cluster: &ha_config::cluster::ClusterConfig, name: &str, transport: IpAddr) -> Vec<IpAddr> {
+fn vrrp_addresses(cluster: &ha_config::keyed::KeyedCluster, name: &str, transport: IpAddr) -> Vec<IpAddr> {
     let mut out = BTreeSet::from([transport]);
     for i in &cluster.view(name).instances {
         if let Some(a) = i.unicast_src_ip {

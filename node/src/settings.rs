@@ -67,6 +67,8 @@ pub struct FileSettings {
     pub join: Vec<String>,
     pub log_format: Option<String>,
     pub max_request_bytes: Option<usize>,
+    /// Largest `POST /v1/proposals` body (default 64 MiB: a whole cluster file).
+    pub max_proposal_bytes: Option<usize>,
     /// Connections the listener holds open at once (default 1024).
     pub max_connections: Option<usize>,
     /// Connections from one address (default 64; directors on one host share theirs).
@@ -152,6 +154,7 @@ pub struct Settings {
     pub bootstrap: bool,
     pub join: Vec<String>,
     pub max_request_bytes: usize,
+    pub max_proposal_bytes: usize,
     pub limits: crate::transport::server::Limits,
     pub raft: RaftTuning,
     /// Runtime events kept in the journal.
@@ -258,6 +261,7 @@ mod tests {
             bootstrap: true,
             join: vec!["127.0.0.1:2".into()],
             max_request_bytes: 1,
+            max_proposal_bytes: 1,
             limits: Default::default(),
             raft: RaftTuning::default(),
             journal_max_events: crate::journal::DEFAULT_MAX_EVENTS,

@@ -1,13 +1,14 @@
 //! The history as a hash chain (pure): each entry carries the hash of the one before it
 //! and its own hash over its content and that link, so a changed, dropped or reordered
 //! entry shows as the first entry whose hash no longer holds. A configuration entry's
-//! config hash is also re-checked against the config it carries. Every replica computes
+//! config hash is also re-checked: its delta is applied to the configuration the entries
+//! before it built, and the result must hash to the recorded hash. Every replica computes
 //! the same chain (the fold is deterministic), so the heads of two directors at the same
 //! length must be equal.
 
 use crate::events::ConfigEvent;
 use crate::state::HistoryEntry;
-use ha_config::canon;
+use ha_config::keyed::KeyedCluster;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -71,6 +72,7 @@ where
     let mut head = GENESIS.to_string();
     let mut version = 0u64;
     let mut n = 0u64;
+    let mut config = KeyedCluster::default();
     for item in entries {
         let e = item.map_err(|(seq, reason)| BadEntry {
             seq,
@@ -105,10 +107,11 @@ where
                 if e.version != version + 1 {
                     return Err(bad(format!("config version {} after {}", e.version, version)));
                 }
-                let h = canon::hash(&p.config);
+                config.apply(&p.delta);
+                let h = config.hash();
                 if h != p.hash {
                     return Err(bad(format!(
-                        "the config it carries hashes to {}, not the recorded {}",
+                        "the config its change builds hashes to {}, not the recorded {}",
                         short(&h),
                         short(&p.hash)
                     )));
@@ -154,8 +157,10 @@ mod tests {
             );
             let config = cluster::load_str("t.conf", &text, &[]).1.cluster;
             let cmd = Command {
-                event: ConfigEvent::ConfigProposed(Box::new(Proposal::new(
-                    config,
+                event: ConfigEvent::ConfigProposed(Box::new(Proposal::between(
+                    &s.config,
+                    s.version,
+                    &config,
                     "ops",
                     "w",
                     u64::from(w),

@@ -1,14 +1,21 @@
 //! What the Raft log carries: commands that produce configuration events. Each applied
 //! event is kept in the history forever (log compaction never drops it).
 
-use ha_config::{canon, ClusterConfig};
+use ha_config::keyed::{Delta, KeyedCluster};
+use ha_config::ClusterConfig;
 use serde::{Deserialize, Serialize};
 
-/// A proposed cluster configuration, validated by the proposer and again by the leader.
+/// A proposed change of the cluster configuration, validated by the proposer and again by
+/// the leader, carried as the keys it changes (issue 20): the log, the history and every
+/// replica's apply cost O(change), whatever the size of the configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
-    pub config: ClusterConfig,
-    /// `canon::hash(&config)`, as computed by the proposer; checked on apply.
+    /// The changed keys' new slots, against config version `derived_from`.
+    pub delta: Delta,
+    /// The version the delta was computed against; applied to any other version it is
+    /// refused as [`crate::state::Applied::Rebase`] (the leader computes it again).
+    pub derived_from: u64,
+    /// The content hash of the whole configuration after the delta; checked on apply.
     pub hash: String,
     pub author: String,
     pub reason: String,
@@ -21,17 +28,22 @@ pub struct Proposal {
 }
 
 impl Proposal {
-    pub fn new(
-        config: ClusterConfig,
+    /// The proposal that turns `from` (committed as version `derived_from`) into `to`.
+    pub fn between(
+        from: &KeyedCluster,
+        derived_from: u64,
+        to: &ClusterConfig,
         author: impl Into<String>,
         reason: impl Into<String>,
         client_time_ms: u64,
         base_version: Option<u64>,
     ) -> Self {
-        let hash = canon::hash(&config);
+        let to = KeyedCluster::from_cluster(to);
+        let hash = to.hash();
         let proposal_id = format!("{}-{}", &hash[..16], client_time_ms);
         Proposal {
-            config,
+            delta: from.delta_to(&to),
+            derived_from,
             hash,
             author: author.into(),
             reason: reason.into(),
@@ -39,6 +51,25 @@ impl Proposal {
             base_version,
             proposal_id,
         }
+    }
+
+    /// The first configuration of a cluster (against the empty version 0).
+    pub fn new(
+        config: ClusterConfig,
+        author: impl Into<String>,
+        reason: impl Into<String>,
+        client_time_ms: u64,
+        base_version: Option<u64>,
+    ) -> Self {
+        Self::between(
+            &KeyedCluster::default(),
+            0,
+            &config,
+            author,
+            reason,
+            client_time_ms,
+            base_version,
+        )
     }
 }
 

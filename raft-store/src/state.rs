@@ -2,7 +2,8 @@
 //! No I/O here; [`crate::state_machine`] persists what this computes.
 
 use crate::events::{Command, ConfigEvent, Proposal};
-use ha_config::{canon, diff, ClusterConfig};
+use ha_config::diff;
+use ha_config::keyed::KeyedCluster;
 use serde::{Deserialize, Serialize};
 
 /// One applied event, as kept in the history (never dropped by log compaction).
@@ -33,7 +34,11 @@ pub struct ClusterState {
     /// Number of committed configuration proposals (0: nothing committed yet).
     pub version: u64,
     pub hash: String,
-    pub config: ClusterConfig,
+    /// The committed configuration, keyed. Persisted key by key beside the rest (see
+    /// [`crate::state_machine`]), so it is not part of this struct's encoding; a copy
+    /// costs O(1).
+    #[serde(skip)]
+    pub config: KeyedCluster,
     pub voters: Vec<String>,
     pub learners: Vec<String>,
     /// Number of history entries so far.
@@ -56,6 +61,9 @@ pub enum Applied {
     StaleBase { base: u64, current: u64 },
     /// The proposal's hash does not match its configuration; nothing changed.
     HashMismatch { claimed: String, actual: String },
+    /// The delta was computed against another version than `current`; nothing changed
+    /// (the leader computes it again against `current`).
+    Rebase { derived_from: u64, current: u64 },
     /// Recorded in the history as entry `seq` (membership events).
     Recorded { seq: u64 },
     /// Nothing to record (blank entries, unchanged membership).
@@ -76,23 +84,34 @@ impl ClusterState {
                 if let Some(version) = committed_as(&p.proposal_id) {
                     return (Applied::Duplicate { version }, None);
                 }
-                match self.check(p) {
-                    Err(refused) => (refused, None),
-                    Ok(hash) => {
-                        let summary = diff::headline(&diff::diff(&self.config, &p.config), 3);
-                        self.version += 1;
-                        self.hash = hash.clone();
-                        self.config = p.config.clone();
-                        let entry = self.record(cmd, log_index, summary);
-                        (
-                            Applied::Committed {
-                                version: self.version,
-                                hash,
-                            },
-                            Some(entry),
-                        )
-                    }
+                if let Err(refused) = self.check(p) {
+                    return (refused, None);
                 }
+                // What the delta touches, before and after: the summary costs O(change).
+                let (before, after) = self.config.around(&p.delta);
+                let undo = self.config.apply(&p.delta);
+                let actual = self.config.hash();
+                if actual != p.hash {
+                    self.config.apply(&undo);
+                    return (
+                        Applied::HashMismatch {
+                            claimed: p.hash.clone(),
+                            actual,
+                        },
+                        None,
+                    );
+                }
+                let summary = diff::headline(&diff::diff(&before, &after), 3);
+                self.version += 1;
+                self.hash = actual.clone();
+                let entry = self.record(cmd, log_index, summary);
+                (
+                    Applied::Committed {
+                        version: self.version,
+                        hash: actual,
+                    },
+                    Some(entry),
+                )
             }
             ConfigEvent::MembershipRequested { author, action, .. } => {
                 self.pending_membership = Some((author.clone(), cmd.accepted_at_ms));
@@ -141,7 +160,7 @@ impl ClusterState {
         Some(self.record(&cmd, log_index, summary))
     }
 
-    fn check(&self, p: &Proposal) -> Result<String, Applied> {
+    fn check(&self, p: &Proposal) -> Result<(), Applied> {
         if let Some(base) = p.base_version {
             if base != self.version {
                 return Err(Applied::StaleBase {
@@ -150,14 +169,13 @@ impl ClusterState {
                 });
             }
         }
-        let actual = canon::hash(&p.config);
-        if actual != p.hash {
-            return Err(Applied::HashMismatch {
-                claimed: p.hash.clone(),
-                actual,
+        if p.derived_from != self.version {
+            return Err(Applied::Rebase {
+                derived_from: p.derived_from,
+                current: self.version,
             });
         }
-        Ok(actual)
+        Ok(())
     }
 
     fn record(&mut self, cmd: &Command, log_index: u64, summary: String) -> HistoryEntry {
@@ -195,7 +213,7 @@ fn join_or_none(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ha_config::cluster;
+    use ha_config::{cluster, ClusterConfig};
 
     fn cfg(weight: u32) -> ClusterConfig {
         let text = format!(
@@ -231,11 +249,14 @@ mod tests {
         let h = h.unwrap();
         assert_eq!((h.seq, h.version, h.log_index, h.at_ms), (1, 1, 3, 42));
         assert!(h.summary.contains("virtual_server"), "{}", h.summary);
-        let p2 = Proposal::new(cfg(2), "bob", "weight", 2, Some(1));
+        let p2 = Proposal::between(&s.config, 1, &cfg(2), "bob", "weight", 2, Some(1));
+        assert_eq!(p2.delta.len(), 1, "one virtual server changed");
         let (out, h) = s.apply_command(&cmd(p2), 4, never);
         assert!(matches!(out, Applied::Committed { version: 2, .. }));
-        assert!(h.unwrap().summary.contains("weight"));
-        assert_eq!(s.config, cfg(2));
+        let h = h.unwrap();
+        assert!(h.summary.contains("weight 1 -> 2"), "{}", h.summary);
+        assert_eq!(s.config.to_cluster(), ha_config::canon::canonical(&cfg(2)));
+        assert_eq!(s.hash, ha_config::canon::hash(&cfg(2)));
         assert_eq!(s.history_len, 2);
     }
 
@@ -255,11 +276,31 @@ mod tests {
     fn a_hash_that_does_not_match_the_config_is_refused() {
         let mut s = ClusterState::default();
         let mut p = Proposal::new(cfg(1), "a", "", 1, None);
-        p.config = cfg(5);
+        p.hash = Proposal::new(cfg(5), "a", "", 1, None).hash;
         let (out, h) = s.apply_command(&cmd(p), 1, never);
         assert!(matches!(out, Applied::HashMismatch { .. }));
         assert!(h.is_none());
         assert_eq!(s, ClusterState::default());
+        assert!(s.config.is_empty(), "the delta was undone");
+    }
+
+    #[test]
+    fn a_delta_computed_against_another_version_is_refused_for_a_rebase() {
+        let mut s = ClusterState::default();
+        s.apply_command(&cmd(Proposal::new(cfg(1), "a", "", 1, None)), 1, never);
+        let before = s.clone();
+        // Written against version 0 by a leader that had not applied version 1 yet.
+        let late = Proposal::new(cfg(3), "b", "", 2, None);
+        let (out, h) = s.apply_command(&cmd(late), 2, never);
+        assert_eq!(
+            out,
+            Applied::Rebase {
+                derived_from: 0,
+                current: 1
+            }
+        );
+        assert!(h.is_none());
+        assert_eq!(s, before);
     }
 
     #[test]

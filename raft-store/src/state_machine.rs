@@ -2,15 +2,18 @@
 //! keeps the history, builds and installs snapshots.
 //!
 //! Keys in tree `state_machine` (all written in one batch per `apply`, then flushed):
-//! - `state`: the applied log id, the Raft membership and the [`ClusterState`];
+//! - `state`: the applied log id, the Raft membership and the [`ClusterState`] without
+//!   its configuration;
+//! - `k` + key: one key of the committed configuration ([`ha_config::keyed::Slot`]), so an
+//!   apply writes the keys its delta changes, never the whole configuration;
 //! - `h` + seq (big-endian): a [`HistoryEntry`];
 //! - `v` + version: the history seq that committed this config version;
 //! - `p` + proposal id: the version it committed as (retries are applied once);
 //! - `snapshot`: the current snapshot (meta + bytes). Installing one writes it in the same
 //!   batch as the state it replaces, so a crash leaves either both or neither.
 //!
-//! A snapshot carries the state and the whole history, so the history survives log purge
-//! and reaches late joiners.
+//! A snapshot carries the state, the configuration and the whole history (deltas), so the
+//! history survives log purge and reaches late joiners.
 
 use crate::codec;
 use crate::events::ConfigEvent;
@@ -18,6 +21,7 @@ use crate::state::{Applied, ClusterState, HistoryEntry};
 use crate::types::{
     Director, Entry, LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
+use ha_config::keyed::{Key, KeyedCluster, Slot};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, Membership, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
@@ -39,6 +43,7 @@ struct AppliedState {
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
     applied: AppliedState,
+    config: KeyedCluster,
     history: Vec<HistoryEntry>,
 }
 
@@ -75,6 +80,9 @@ fn hkey(seq: u64) -> Vec<u8> {
 }
 fn vkey(version: u64) -> Vec<u8> {
     prefixed(b'v', &version.to_be_bytes())
+}
+fn kkey(key: &Key) -> Result<Vec<u8>, codec::CodecError> {
+    Ok(prefixed(b'k', &codec::encode(key)?))
 }
 fn pkey(proposal_id: &str) -> Vec<u8> {
     prefixed(b'p', proposal_id.as_bytes())
@@ -113,10 +121,27 @@ pub fn member_names(m: &Membership<NodeId, Director>) -> (Vec<String>, Vec<Strin
 impl StateMachine {
     pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
         let tree = db.open_tree("state_machine").map_err(sm_read)?;
-        let applied: AppliedState = match tree.get(STATE_KEY).map_err(sm_read)? {
+        let mut applied: AppliedState = match tree.get(STATE_KEY).map_err(sm_read)? {
             Some(v) => codec::decode(&v).map_err(sm_read)?,
             None => AppliedState::default(),
         };
+        let mut slots = std::collections::BTreeMap::new();
+        for kv in tree.scan_prefix([b'k']) {
+            let (k, v) = kv.map_err(sm_read)?;
+            let key: Key = codec::decode(&k[1..]).map_err(sm_read)?;
+            let slot: Slot = codec::decode(&v).map_err(sm_read)?;
+            slots.insert(key, slot);
+        }
+        applied.state.config = KeyedCluster::from_slots(slots);
+        if applied.state.config.hash() != applied.state.hash && applied.state.version > 0 {
+            return Err(StorageIOError::read_state_machine(&std::io::Error::other(format!(
+                "the stored configuration hashes to {}, but version {} recorded {}",
+                applied.state.config.hash(),
+                applied.state.version,
+                applied.state.hash
+            )))
+            .into());
+        }
         let (published, _) = watch::channel(Arc::new(applied.state.clone()));
         Ok(StateMachine {
             shared: Arc::new(Shared {
@@ -160,6 +185,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let history = self.history_all()?;
         let body = SnapshotBody {
             applied: applied.clone(),
+            config: applied.state.config.clone(),
             history,
         };
         let data = codec::encode(&body).map_err(|e| StorageIOError::read_state_machine(&e))?;
@@ -240,6 +266,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         if let ConfigEvent::ConfigProposed(p) = &cmd.event {
                             batch.insert(pkey(&p.proposal_id), &version.to_be_bytes());
                             in_batch.insert(p.proposal_id.clone(), *version);
+                            for (key, slot) in &p.delta.changes {
+                                let k = kkey(key).map_err(sm_write)?;
+                                match slot {
+                                    Some(slot) => batch.insert(k, codec::encode(slot).map_err(sm_write)?),
+                                    None => batch.remove(k),
+                                }
+                            }
                         }
                         batch.insert(vkey(*version), &h.seq.to_be_bytes());
                     }
@@ -315,7 +348,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 batch.insert(vkey(h.version), &h.seq.to_be_bytes());
             }
         }
+        for (key, slot) in body.config.slots() {
+            batch.insert(
+                kkey(&key).map_err(sm_write)?,
+                codec::encode(&slot).map_err(sm_write)?,
+            );
+        }
         let mut new_applied = body.applied;
+        new_applied.state.config = body.config;
         new_applied.last_applied = meta.last_log_id;
         new_applied.membership = meta.last_membership.clone();
         batch.insert(STATE_KEY, codec::encode(&new_applied).map_err(sm_write)?);
@@ -446,6 +486,31 @@ impl StateReader {
             return Ok(None);
         };
         Ok(self.history(seq, seq)?.into_iter().next())
+    }
+
+    /// The committed configuration at `version` (`None`: not committed here): the current
+    /// one, or the history's deltas folded up to it.
+    pub async fn config_at(&self, version: u64) -> Result<Option<KeyedCluster>, StorageError> {
+        let current = {
+            let a = self.shared.applied.read().await;
+            if version == a.state.version {
+                return Ok(Some(a.state.config.clone()));
+            }
+            a.state.version
+        };
+        if version > current {
+            return Ok(None);
+        }
+        let Some(last) = self.committed_version(version)? else {
+            return Ok(None);
+        };
+        let mut config = KeyedCluster::default();
+        for h in self.history(1, last.seq)? {
+            if let ConfigEvent::ConfigProposed(p) = &h.event {
+                config.apply(&p.delta);
+            }
+        }
+        Ok(Some(config))
     }
 
     /// Receives the state after every applied change (config, membership).

@@ -40,6 +40,7 @@ pub fn free_port() -> u16 {
 
 pub mod fuzz;
 pub mod netns;
+pub mod scale;
 pub mod seed_cluster;
 pub mod seed_lab;
 pub mod vm;
@@ -115,6 +116,11 @@ impl Node {
 
     pub fn running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     pub fn status(&self) -> Option<StatusResponse> {

@@ -33,6 +33,8 @@ pub struct Lowered {
 pub fn lower(stmts: &[Stmt], node: Option<&str>) -> Lowered {
     let mut cx = Ctx::new(node);
     let mut cfg = Config::default();
+    // Virtual servers can be 10,000s: duplicates are found by key, not by a scan.
+    let mut vs_keys = std::collections::HashSet::new();
     for s in cx.visible(stmts) {
         match s.keyword() {
             "global_defs" => global::global_defs(&mut cx, s, &mut cfg.global),
@@ -72,7 +74,7 @@ pub fn lower(stmts: &[Stmt], node: Option<&str>) -> Lowered {
             }
             "virtual_server" => {
                 if let Some(v) = lvs::virtual_server(&mut cx, s) {
-                    if cfg.virtual_servers.iter().any(|o| o.key == v.key) {
+                    if !vs_keys.insert(v.key.clone()) {
                         cx.error(s.span(), format!("virtual_server {} is defined twice", v.key));
                     } else {
                         cfg.virtual_servers.push(v);

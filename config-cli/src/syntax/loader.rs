@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// Largest accepted configuration file.
-pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_FILE_BYTES: usize = 128 * 1024 * 1024;
 /// Deepest accepted chain of includes.
 pub const MAX_INCLUDE_DEPTH: usize = 16;
 

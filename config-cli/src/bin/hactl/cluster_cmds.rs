@@ -71,7 +71,12 @@ pub struct ProposeArgs<'a> {
     pub dry_run: bool,
     pub base_version: Option<u64>,
     pub allow_no_change: bool,
+    /// List every change, however many.
+    pub full: bool,
 }
+
+/// Changes listed one by one up to this many; beyond, counts and the first ones.
+const LISTED_CHANGES: usize = 50;
 
 pub fn propose(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
     let (parsed, loaded, files) = bundle::load_file_recorded(a.file);
@@ -92,8 +97,8 @@ pub fn propose(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
     if changes.is_empty() {
         println!("  no change");
     }
-    for c in &changes {
-        println!("  {c}");
+    for line in semdiff::listing(&changes, LISTED_CHANGES, a.full) {
+        println!("  {line}");
     }
     if current.version > 0 && hash == current.hash && !a.allow_no_change {
         println!(

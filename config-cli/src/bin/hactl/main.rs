@@ -109,6 +109,9 @@ enum Cmd {
         /// Commit even if the cluster already runs this exact configuration.
         #[arg(long)]
         allow_no_change: bool,
+        /// List every change (by default, more than 50 are summed up by kind).
+        #[arg(long)]
+        full: bool,
     },
     /// The committed configuration.
     Config {
@@ -264,6 +267,7 @@ fn main() -> ExitCode {
             dry_run,
             base_version,
             allow_no_change,
+            full,
         } => remote(&cli.cluster).and_then(|r| {
             let author = author.unwrap_or_else(cluster_cmds::default_author);
             cluster_cmds::propose(
@@ -275,6 +279,7 @@ fn main() -> ExitCode {
                     dry_run,
                     base_version,
                     allow_no_change,
+                    full,
                 },
             )
         }),

@@ -1,0 +1,216 @@
+//! Benchmark (issue 20): the control plane at scale. A generated cluster file of N virtual
+//! servers x 4 real servers (`TCP_CHECK` each, `wrr`, DR), then:
+//! - `hactl check` on it (wall time, peak RSS), and `keepalived -t` on the same file beside;
+//! - `hactl check` on a file where every real server has an error;
+//! - three `--control-plane-only` directors on loopback (fsync on): the first `hactl propose
+//!   -f`, then K proposals that each change one weight, timed from the call until all three
+//!   directors report the new version; the data directories' growth per version; the RSS of
+//!   each director.
+//!
+//! `cargo build --release --workspace --bins && target/release/config-scale-bench [N] [K]`
+
+use e2e::scale::{rs_addr, scale_conf, vs_addr};
+use e2e::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let k: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+    let root = temp_root("scale");
+    let file = root.path().join("cluster.conf");
+    let base = scale_conf(n, 4, |_, _| 10);
+    std::fs::write(&file, &base).expect("write cluster file");
+    println!(
+        "config: {n} virtual servers x 4 real servers (TCP_CHECK), {:.1} MB of keepalived.conf",
+        base.len() as f64 / 1e6
+    );
+
+    let hactl_bin = bin_dir().join("hactl");
+    let (t, rss, ok) = timed(Command::new(&hactl_bin).arg("check").arg(&file));
+    println!(
+        "hactl check: {:.2} s, peak RSS {} MB (exit ok: {ok})",
+        t,
+        rss / 1024
+    );
+    if let Ok(ka) = which("keepalived") {
+        // keepalived -t reads only the file it is given; it needs no privileges to parse.
+        let (t, rss, ok) = timed(Command::new(ka).args(["-t", "-f"]).arg(&file));
+        println!(
+            "keepalived -t: {:.2} s, peak RSS {} MB (exit ok: {ok})",
+            t,
+            rss / 1024
+        );
+    }
+    let bad_file = root.path().join("errors.conf");
+    std::fs::write(&bad_file, base.replace("weight 10", "weight ten")).expect("write");
+    let (t, rss, _) = timed(Command::new(&hactl_bin).arg("check").arg(&bad_file));
+    println!(
+        "hactl check, {} errors: {:.2} s, peak RSS {} MB",
+        n * 4,
+        t,
+        rss / 1024
+    );
+
+    let names = ["lvs01", "lvs02", "lvs03"];
+    let mut nodes: Vec<Node> = names.iter().map(|x| Node::new(root.path(), x, &[])).collect();
+    nodes[0].start(&["--bootstrap"]);
+    let seed = nodes[0].addr.clone();
+    for node in nodes.iter_mut().skip(1) {
+        node.start(&["--join", &seed]);
+    }
+    wait_for(Duration::from_secs(60), "three voters", || {
+        let s = nodes[0].status()?;
+        (s.members.iter().filter(|m| m.role == "voter").count() == 3).then_some(())
+    });
+    let cluster: String = nodes.iter().map(|x| x.addr.clone()).collect::<Vec<_>>().join(",");
+    let all_at = |v: u64| nodes.iter().all(|x| x.status().is_some_and(|s| s.version >= v));
+    let wait_all = |v: u64| {
+        while !all_at(v) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+
+    let start = Instant::now();
+    let out = hactl(
+        &cluster,
+        &[
+            "propose",
+            "-f",
+            file.to_str().expect("path"),
+            "--reason",
+            "first load",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let committed = start.elapsed();
+    wait_all(1);
+    println!(
+        "first load: committed in {:.2} s, applied on all three in {:.2} s",
+        committed.as_secs_f64(),
+        start.elapsed().as_secs_f64()
+    );
+    let sizes0 = dir_bytes(root.path());
+    let rss0: Vec<u64> = nodes.iter().map(rss_kb).collect();
+
+    let mut lat = Vec::new();
+    for g in 1..=k {
+        // One weight changed in virtual server g (the others keep theirs).
+        let target = g * 7919 % n;
+        let text = scale_conf(n, 4, |i, r| if i == target && r == 0 { 10 + g } else { 10 });
+        std::fs::write(&file, &text).expect("write");
+        let start = Instant::now();
+        let out = hactl(
+            &cluster,
+            &[
+                "propose",
+                "-f",
+                file.to_str().expect("path"),
+                "--reason",
+                "one weight",
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        wait_all(1 + g as u64);
+        lat.push(start.elapsed());
+        if g == 1 {
+            let (ip, port) = vs_addr(target);
+            println!(
+                "  change: virtual_server {ip} {port} real_server {} weight {}",
+                rs_addr(target, 0),
+                10 + g
+            );
+        }
+    }
+    lat.sort();
+    let pct = |p: f64| {
+        lat[((lat.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(lat.len() - 1)]
+    };
+    println!(
+        "one-weight propose (hactl propose -f) -> applied on all three: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({k} changes)",
+        ms(pct(0.5)),
+        ms(pct(0.99)),
+        ms(lat[lat.len() - 1])
+    );
+    let grown = dir_bytes(root.path()).saturating_sub(sizes0);
+    println!(
+        "data directories (three directors): {:.1} KB per one-weight version each",
+        grown as f64 / 1024.0 / k as f64 / 3.0
+    );
+    let rss1: Vec<u64> = nodes.iter().map(rss_kb).collect();
+    println!(
+        "director RSS after first load: {} MB; after {k} changes: {} MB",
+        rss0.iter()
+            .map(|r| (r / 1024).to_string())
+            .collect::<Vec<_>>()
+            .join("/"),
+        rss1.iter()
+            .map(|r| (r / 1024).to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    Err(())
+}
+
+/// Runs a command to completion: wall seconds, peak RSS (KiB), success.
+fn timed(cmd: &mut Command) -> (f64, u64, bool) {
+    let start = Instant::now();
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut status = 0;
+    // SAFETY: plain wait4 on our own child, with valid out-pointers.
+    let usage = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::wait4(child.id() as i32, &mut status, 0, &mut ru);
+        ru
+    };
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (start.elapsed().as_secs_f64(), usage.ru_maxrss as u64, ok)
+}
+
+fn rss_kb(node: &Node) -> u64 {
+    let Some(pid) = node.pid() else { return 0 };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.is_dir() {
+                total += dir_bytes(&e.path());
+            } else {
+                total += md.len();
+            }
+        }
+    }
+    total
+}
