@@ -99,8 +99,8 @@ fn main() {
     for g in 1..=k {
         // One weight changed in virtual server g (the others keep theirs).
         let target = g * 7919 % n;
-        let text = scale_conf(n, 4, |i, r| if i == target && r == 0 { 10 + g } else { 10 });
-        std::fs::write(&file, &text).expect("write");
+        let conf = scale_conf(n, 4, |i, r| if i == target && r == 0 { 10 + g } else { 10 });
+        std::fs::write(&file, &conf).expect("write");
         let start = Instant::now();
         let out = hactl(
             &cluster,
