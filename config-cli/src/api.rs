@@ -34,6 +34,14 @@ pub struct ProposeRequest {
     /// Milliseconds since the Unix epoch on the client.
     #[serde(default)]
     pub client_time_ms: u64,
+    /// The files are a patch ([`crate::patch`]): whole blocks replacing the committed
+    /// ones and `delete` lines, applied by the leader; `hash` is then not checked (the
+    /// client cannot know the result's).
+    #[serde(default)]
+    pub patch: bool,
+    /// Compute and return the change, commit nothing (patches).
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// A committed (or already committed) proposal.
@@ -48,6 +56,12 @@ pub struct ProposeResponse {
     /// Warnings from validation (`FILE:LINE:COL: warning: ...`).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The semantic changes, one line each.
+    #[serde(default)]
+    pub changes: Vec<String>,
+    /// Nothing was committed (`version` is the current one, `hash` the result's).
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// Every error response: `{"error": {...}}` with an HTTP status to match.
@@ -79,6 +93,29 @@ pub struct ConfigResponse {
     pub text: String,
     pub config: ClusterConfig,
 }
+
+/// `GET /v1/config/tree`: the committed configuration's hash tree, for a client to find
+/// which buckets its file changes without downloading the configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigTree {
+    pub version: u64,
+    pub hash: String,
+    /// [`crate::keyed::BUCKETS`] bucket hashes (lower-case hex).
+    pub buckets: Vec<String>,
+}
+
+/// `GET /v1/config/slots?version=V&buckets=B,B,...`: the committed keys in those buckets
+/// (409 `conflict` with `current_version` if the configuration is no longer at `V`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigSlots {
+    pub version: u64,
+    pub hash: String,
+    pub slots: Vec<(crate::keyed::Key, crate::keyed::Slot)>,
+}
+
+/// At most this many buckets are asked for by `GET /v1/config/slots`; a larger change is
+/// compared against the whole configuration (`GET /v1/config`).
+pub const MAX_SLOT_BUCKETS: usize = 256;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {

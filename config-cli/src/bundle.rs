@@ -34,12 +34,18 @@ impl SourceLoader for Recording<'_> {
 
 /// Loads `path` from disk and returns, besides the result, every file read (path -> text).
 pub fn load_file_recorded(path: &Path) -> (Parsed, Loaded, BTreeMap<String, String>) {
+    let (parsed, files) = parse_file_recorded(path);
+    let loaded = ClusterConfig::from_parsed(&parsed, &[]);
+    (parsed, loaded, files)
+}
+
+/// Parses `path` from disk (not lowered: a patch) and returns every file read.
+pub fn parse_file_recorded(path: &Path) -> (Parsed, BTreeMap<String, String>) {
     let rec = Recording {
         inner: &FsLoader,
         seen: RefCell::new(BTreeMap::new()),
     };
     let parsed = parse_file(path, &rec);
-    let loaded = ClusterConfig::from_parsed(&parsed, &[]);
     let files = rec
         .seen
         .into_inner()
@@ -51,18 +57,24 @@ pub fn load_file_recorded(path: &Path) -> (Parsed, Loaded, BTreeMap<String, Stri
             )
         })
         .collect();
-    (parsed, loaded, files)
+    (parsed, files)
 }
 
 /// Parses a bundle received whole: `main` and the files it includes, all from `files`.
 pub fn load_bundle(main: &str, files: &BTreeMap<String, String>) -> (Parsed, Loaded) {
+    let parsed = parse_bundle(main, files);
+    let loaded = ClusterConfig::from_parsed(&parsed, &[]);
+    (parsed, loaded)
+}
+
+/// Parses a bundle received whole without lowering it (a patch is lowered against the
+/// committed configuration).
+pub fn parse_bundle(main: &str, files: &BTreeMap<String, String>) -> Parsed {
     let mut mem = MemLoader::new();
     for (p, text) in files {
         mem = mem.with(p.as_str(), text.as_bytes().to_vec());
     }
-    let parsed = parse_file(Path::new(main), &mem);
-    let loaded = ClusterConfig::from_parsed(&parsed, &[]);
-    (parsed, loaded)
+    parse_file(Path::new(main), &mem)
 }
 
 #[cfg(test)]

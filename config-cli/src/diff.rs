@@ -296,24 +296,34 @@ pub fn summary(changes: &[Change]) -> String {
     )
 }
 
-/// The lines `hactl propose` prints for a change: every change when there are at most
-/// `max` (or `full`), else a count per kind of block and operation, the first `max`
-/// changes, and how many more there are.
-pub fn listing(changes: &[Change], max: usize, full: bool) -> Vec<String> {
+/// The lines `hactl propose` prints for a change (each change as [`Change`]'s display:
+/// `+ PATH`, `- PATH`, `~ PATH: ...`): every change when there are at most `max` (or
+/// `full`), else a count per kind of block and operation, the first `max` changes, and how
+/// many more there are.
+pub fn listing(changes: &[String], max: usize, full: bool) -> Vec<String> {
     if full || changes.len() <= max {
-        return changes.iter().map(|c| c.to_string()).collect();
+        return changes.to_vec();
     }
     let mut counts: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+    let mut by_op = [0usize; 3];
     for c in changes {
-        let block = c.path.split_whitespace().next().unwrap_or("");
-        let op = match c.kind {
-            ChangeKind::Added => "added",
-            ChangeKind::Removed => "removed",
-            ChangeKind::Changed { .. } => "changed",
+        let mut words = c.split_whitespace();
+        let (op, i) = match words.next() {
+            Some("+") => ("added", 0),
+            Some("-") => ("removed", 1),
+            _ => ("changed", 2),
         };
+        by_op[i] += 1;
+        let block = words.next().unwrap_or("").trim_end_matches(':');
         *counts.entry((block, op)).or_default() += 1;
     }
-    let mut out = vec![format!("{} changes ({}):", changes.len(), summary(changes))];
+    let mut out = vec![format!(
+        "{} changes ({} added, {} removed, {} changed):",
+        changes.len(),
+        by_op[0],
+        by_op[1],
+        by_op[2]
+    )];
     for ((block, op), n) in counts {
         out.push(format!("  {block}: {n} {op}"));
     }
@@ -362,6 +372,7 @@ mod tests {
             },
             nodes: vec!["lvs02".into()],
         });
+        let changes: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
         let lines = listing(&changes, 50, false);
         assert_eq!(lines[0], "121 changes (120 added, 0 removed, 1 changed):");
         assert!(

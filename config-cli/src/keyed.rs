@@ -270,6 +270,12 @@ impl KeyedCluster {
         assemble(sorted.iter().filter_map(|(_, s)| s.view(node)))
     }
 
+    /// What a director named in no override sees (canonical order). O(n).
+    pub fn view_default(&self) -> Config {
+        let sorted = self.sorted();
+        assemble(sorted.iter().filter_map(|(_, s)| s.default.as_ref()))
+    }
+
     fn sorted(&self) -> Vec<(&Key, &Slot)> {
         let mut v: Vec<(&Key, &Slot)> = self.map.iter().map(|(p, e)| (&p.key, &*e.slot)).collect();
         v.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -312,6 +318,36 @@ impl KeyedCluster {
             .iter()
             .map(|(p, e)| (p.key.clone(), hex::encode(e.leaf)))
             .collect()
+    }
+
+    /// Each bucket's hash (lower-case hex), [`BUCKETS`] of them: a client compares its own
+    /// with a director's and asks only for the buckets that differ.
+    pub fn bucket_hashes(&self) -> Vec<String> {
+        self.buckets.iter().map(hex::encode).collect()
+    }
+
+    /// The buckets whose hashes differ from `theirs` (all of them if `theirs` is not a
+    /// list of [`BUCKETS`] hashes).
+    pub fn differing_buckets(&self, theirs: &[String]) -> Vec<usize> {
+        if theirs.len() != BUCKETS {
+            return (0..BUCKETS).collect();
+        }
+        (0..BUCKETS)
+            .filter(|&b| hex::encode(self.buckets[b]) != theirs[b])
+            .collect()
+    }
+
+    /// The keys and slots in `buckets` (O(keys in them)).
+    pub fn bucket_slots(&self, buckets: &[usize]) -> Vec<(Key, Slot)> {
+        let mut out = Vec::new();
+        for &b in buckets.iter().filter(|&&b| b < BUCKETS) {
+            let range = self.map.range((
+                Bound::Included(bucket_lower(b)),
+                Bound::Excluded(bucket_lower(b + 1)),
+            ));
+            out.extend(range.map(|(p, e)| (p.key.clone(), (*e.slot).clone())));
+        }
+        out
     }
 
     /// What turns `self` into `new`: the keys whose slots differ (O(n) leaf compares).
@@ -428,6 +464,12 @@ impl<'de> Deserialize<'de> for KeyedCluster {
         let pairs: Vec<(Key, Slot)> = Vec::deserialize(d)?;
         Ok(KeyedCluster::from_slots(pairs.into_iter().collect()))
     }
+}
+
+/// The items of one director's configuration (the global one always), each in canonical
+/// order.
+pub(crate) fn items_of(c: &Config) -> impl Iterator<Item = (Key, Item)> + '_ {
+    items(c)
 }
 
 /// The items of one director's configuration, each in canonical order.
@@ -585,6 +627,26 @@ mod tests {
         let back: KeyedCluster = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(back, k);
         assert_eq!(back.hash(), k.hash());
+    }
+
+    #[test]
+    fn differing_buckets_hold_exactly_the_changed_keys() {
+        let a = KeyedCluster::from_cluster(&load(&two_directors(3, 90)));
+        let b = KeyedCluster::from_cluster(&load(&two_directors(4, 80)));
+        let differing = b.differing_buckets(&a.bucket_hashes());
+        assert!(!differing.is_empty() && differing.len() <= 2, "{differing:?}");
+        let mut keys: Vec<Key> = b.bucket_slots(&differing).into_iter().map(|(k, _)| k).collect();
+        keys.sort();
+        let changed: Vec<Key> = a.delta_to(&b).changes.into_iter().map(|(k, _)| k).collect();
+        for k in &changed {
+            assert!(keys.contains(k), "{k} is in a differing bucket");
+        }
+        assert!(a.differing_buckets(&a.bucket_hashes()).is_empty());
+        assert_eq!(
+            a.differing_buckets(&[]).len(),
+            BUCKETS,
+            "no tree: everything differs"
+        );
     }
 
     #[test]

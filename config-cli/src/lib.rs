@@ -23,6 +23,7 @@ pub mod diff;
 pub mod keyed;
 pub mod lower;
 pub mod model;
+pub mod patch;
 pub mod pki;
 pub mod printer;
 pub mod syntax;

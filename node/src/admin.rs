@@ -20,14 +20,14 @@ use bytes::Bytes;
 use ha_config::access::{Identity, Proof, Role};
 use ha_config::api::*;
 use ha_config::bundle;
-use ha_config::keyed::KeyedCluster;
+use ha_config::keyed::{Delta, KeyedCluster};
 use http_body_util::Full;
 use hyper::{Method, Response, StatusCode};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use raft_store::codec;
 use raft_store::events::{Command, ConfigEvent, Proposal};
-use raft_store::state::{Applied, HistoryEntry};
+use raft_store::state::{Applied, ClusterState, HistoryEntry};
 use raft_store::types::{node_id, Director, NodeId};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -364,6 +364,8 @@ impl Api {
             (&Method::POST, SNAPSHOT_PATH) => self.raft_snapshot(&req).await,
             (&Method::POST, "/v1/proposals") => self.propose(&req).await,
             (&Method::GET, "/v1/config") => self.config(&req).await,
+            (&Method::GET, "/v1/config/tree") => self.config_tree().await,
+            (&Method::GET, "/v1/config/slots") => self.config_slots(&req).await,
             (&Method::GET, "/v1/status") => self.status().await,
             (&Method::GET, "/v1/history") => self.history(&req),
             (&Method::GET, "/v1/verify") => self.verify().await,
@@ -585,30 +587,15 @@ impl Api {
         if let Err(r) = check_proposal_fields(&p) {
             return r;
         }
+        if p.patch {
+            return self.propose_patch(req, p).await;
+        }
         // Validate on whichever director receives it (early, located errors); the leader
         // validates again below, since forwarding sends the same body.
         let (parsed, loaded) = bundle::load_bundle(&p.main, &p.files);
-        let diagnostics: Vec<String> = loaded
-            .diags
-            .clone()
-            .sorted()
-            .iter()
-            .map(|d| d.render(&parsed.sources))
-            .collect();
+        let diagnostics: Vec<String> = loaded.diags.iter().map(|d| d.render(&parsed.sources)).collect();
         if loaded.diags.has_errors() {
-            return api_error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ApiError {
-                    kind: "invalid_config".into(),
-                    message: format!(
-                        "{} has {} error(s); nothing was committed",
-                        p.main,
-                        loaded.diags.errors().count()
-                    ),
-                    diagnostics,
-                    current_version: None,
-                },
-            );
+            return invalid_config(&p.main, loaded.diags.errors().count(), diagnostics);
         }
         let target = KeyedCluster::from_cluster(&loaded.cluster);
         let hash = target.hash();
@@ -626,17 +613,71 @@ impl Api {
         if let Some(reply) = self.route_to_leader(req).await {
             return reply;
         }
+        // The log carries only the keys that change, against the version this leader has
+        // applied; if another proposal commits first, the delta is computed again.
+        self.commit(req, &p, diagnostics, |state| {
+            Ok((state.config.delta_to(&target), hash.clone()))
+        })
+        .await
+    }
+
+    /// `--patch`: blocks that replace the committed ones and `delete` lines, applied to
+    /// the configuration the leader has committed (so only the leader can validate it).
+    async fn propose_patch(&self, req: &Req, p: ProposeRequest) -> Reply {
+        let parsed = bundle::parse_bundle(&p.main, &p.files);
+        if let Some(reply) = self.route_to_leader(req).await {
+            return reply;
+        }
+        let sources = parsed.sources.clone();
+        let main = p.main.clone();
+        let make = |state: &ClusterState| {
+            let mut members = state.voters.clone();
+            members.extend(state.learners.iter().cloned());
+            let patched = ha_config::patch::apply(&parsed, &state.config, &members);
+            if patched.diags.has_errors() {
+                let rendered = patched.diags.iter().map(|d| d.render(&sources)).collect();
+                return Err(invalid_config(&main, patched.diags.errors().count(), rendered));
+            }
+            Ok((patched.delta, patched.result.hash()))
+        };
+        if p.dry_run {
+            let (state, _) = self.node.state.current().await;
+            return match make(&state) {
+                Err(reply) => reply,
+                Ok((delta, hash)) => json(
+                    StatusCode::OK,
+                    &ProposeResponse {
+                        version: state.version,
+                        hash,
+                        log_index: 0,
+                        duplicate: false,
+                        warnings: Vec::new(),
+                        changes: change_lines(&state.config, &delta),
+                        dry_run: true,
+                    },
+                ),
+            };
+        }
+        self.commit(req, &p, Vec::new(), make).await
+    }
+
+    /// Proposes the change `make` computes against the leader's applied state, computing it
+    /// again while other proposals commit first.
+    async fn commit(
+        &self,
+        req: &Req,
+        p: &ProposeRequest,
+        warnings: Vec<String>,
+        make: impl Fn(&ClusterState) -> Result<(Delta, String), Reply>,
+    ) -> Reply {
         // A retry of a proposal that already committed gets its result, whatever the base.
         match self.node.state.committed_as(&p.proposal_id) {
-            Ok(Some(version)) => return self.duplicate(version, 0, diagnostics),
+            Ok(Some(version)) => return self.duplicate(version, 0, warnings),
             Ok(None) => {}
             Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         }
-        // The log carries only the keys that change, against the version this leader has
-        // applied; if another proposal commits first, the delta is computed again.
         let author = Self::credited(&req.who, &p.author);
         let accepted_at_ms = now_ms();
-        let warnings = diagnostics;
         for _ in 0..MAX_REBASES {
             let (state, _) = self.node.state.current().await;
             if let Some(base) = p.base_version {
@@ -644,10 +685,15 @@ impl Api {
                     return stale(base, state.version);
                 }
             }
+            let (delta, hash) = match make(&state) {
+                Ok(x) => x,
+                Err(reply) => return reply,
+            };
+            let changes = change_lines(&state.config, &delta);
             let proposal = Proposal {
-                delta: state.config.delta_to(&target),
+                delta,
                 derived_from: state.version,
-                hash: hash.clone(),
+                hash,
                 author: author.clone(),
                 reason: p.reason.clone(),
                 client_time_ms: p.client_time_ms,
@@ -671,6 +717,8 @@ impl Api {
                                 log_index: resp.log_id.index,
                                 duplicate: false,
                                 warnings,
+                                changes,
+                                dry_run: false,
                             },
                         );
                     }
@@ -715,6 +763,27 @@ impl Api {
     }
 }
 
+/// The semantic changes a delta makes to `config`, one line each (O(change)).
+fn change_lines(config: &KeyedCluster, delta: &Delta) -> Vec<String> {
+    let (before, after) = config.around(delta);
+    ha_config::diff::diff(&before, &after)
+        .iter()
+        .map(|c| c.to_string())
+        .collect()
+}
+
+fn invalid_config(main: &str, errors: usize, diagnostics: Vec<String>) -> Reply {
+    api_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ApiError {
+            kind: "invalid_config".into(),
+            message: format!("{main} has {errors} error(s); nothing was committed"),
+            diagnostics,
+            current_version: None,
+        },
+    )
+}
+
 /// How often a leader computes a proposal's change again when others commit first.
 const MAX_REBASES: usize = 16;
 
@@ -739,6 +808,8 @@ impl Api {
                 log_index,
                 duplicate: true,
                 warnings,
+                changes: Vec::new(),
+                dry_run: false,
             },
         )
     }
@@ -787,6 +858,82 @@ fn check_proposal_fields(p: &ProposeRequest) -> Result<(), Reply> {
 
 /// Reads: config, status, history.
 impl Api {
+    async fn config_tree(&self) -> Reply {
+        let (state, _) = self.node.state.current().await;
+        json(
+            StatusCode::OK,
+            &ConfigTree {
+                version: state.version,
+                hash: state.hash,
+                buckets: state.config.bucket_hashes(),
+            },
+        )
+    }
+
+    async fn config_slots(&self, req: &Req) -> Reply {
+        let params = query_params(&req.query);
+        let version = match u64_param(&params, "version") {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "query parameter `version` is required",
+                )
+            }
+            Err(r) => return r,
+        };
+        let mut buckets = Vec::new();
+        for b in params.get("buckets").map(String::as_str).unwrap_or("").split(',') {
+            if b.is_empty() {
+                continue;
+            }
+            match b.parse::<usize>() {
+                Ok(n) if n < ha_config::keyed::BUCKETS => buckets.push(n),
+                _ => {
+                    return err(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        format!(
+                            "query parameter `buckets`: {b:?} is not a bucket (0..{})",
+                            ha_config::keyed::BUCKETS
+                        ),
+                    )
+                }
+            }
+        }
+        if buckets.len() > MAX_SLOT_BUCKETS {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("query parameter `buckets`: more than {MAX_SLOT_BUCKETS} buckets; read /v1/config instead"),
+            );
+        }
+        let (state, _) = self.node.state.current().await;
+        if state.version != version {
+            return api_error(
+                StatusCode::CONFLICT,
+                ApiError {
+                    kind: "conflict".into(),
+                    message: format!(
+                        "the configuration is at version {}, not {version}: read the tree again",
+                        state.version
+                    ),
+                    diagnostics: Vec::new(),
+                    current_version: Some(state.version),
+                },
+            );
+        }
+        json(
+            StatusCode::OK,
+            &ConfigSlots {
+                version: state.version,
+                hash: state.hash,
+                slots: state.config.bucket_slots(&buckets),
+            },
+        )
+    }
+
     async fn config(&self, req: &Req) -> Reply {
         let params = query_params(&req.query);
         let wanted = match u64_param(&params, "version") {

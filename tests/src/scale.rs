@@ -20,6 +20,23 @@ pub fn rs_addr(i: u32, r: u32) -> String {
     format!("198.19.{}.{}", k / 250, 1 + k % 250)
 }
 
+/// The `i`-th virtual server's block; `weights(r)` gives each real server's weight.
+pub fn vs_block(i: u32, rs: u32, weights: impl Fn(u32) -> u32) -> String {
+    let (ip, port) = vs_addr(i);
+    let mut s = format!(
+        "virtual_server {ip} {port} {{\n    delay_loop 6\n    lb_algo wrr\n    lb_kind DR\n    protocol TCP\n"
+    );
+    for r in 0..rs {
+        s.push_str(&format!(
+            "    real_server {} {port} {{\n        weight {}\n        TCP_CHECK {{\n            connect_timeout 3\n        }}\n    }}\n",
+            rs_addr(i, r),
+            weights(r)
+        ));
+    }
+    s.push_str("}\n");
+    s
+}
+
 /// The cluster file; `weights(i, r)` gives each real server's weight.
 pub fn scale_conf(n: u32, rs: u32, weights: impl Fn(u32, u32) -> u32) -> String {
     let mut s = String::with_capacity(n as usize * (120 + rs as usize * 150) + 1024);
@@ -27,18 +44,8 @@ pub fn scale_conf(n: u32, rs: u32, weights: impl Fn(u32, u32) -> u32) -> String 
         "global_defs {\n    router_id SCALE\n}\n\nvrrp_instance VI_1 {\n    @lvs01 state MASTER\n    @lvs02 state BACKUP\n    @lvs03 state BACKUP\n    interface ens33\n    virtual_router_id 51\n    @lvs01 priority 100\n    @lvs02 priority 90\n    @lvs03 priority 80\n    advert_int 1\n    virtual_ipaddress {\n        198.18.116.134\n    }\n}\n",
     );
     for i in 0..n {
-        let (ip, port) = vs_addr(i);
-        s.push_str(&format!(
-            "\nvirtual_server {ip} {port} {{\n    delay_loop 6\n    lb_algo wrr\n    lb_kind DR\n    protocol TCP\n"
-        ));
-        for r in 0..rs {
-            s.push_str(&format!(
-                "    real_server {} {port} {{\n        weight {}\n        TCP_CHECK {{\n            connect_timeout 3\n        }}\n    }}\n",
-                rs_addr(i, r),
-                weights(i, r)
-            ));
-        }
-        s.push_str("}\n");
+        s.push('\n');
+        s.push_str(&vs_block(i, rs, |r| weights(i, r)));
     }
     s
 }

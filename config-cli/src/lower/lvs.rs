@@ -121,7 +121,7 @@ pub(super) fn timing_kw(cx: &mut Ctx, c: &Stmt, h: &mut Inherit) -> bool {
     true
 }
 
-fn vs_key(cx: &mut Ctx, s: &Stmt) -> Option<VsKey> {
+pub(crate) fn vs_key(cx: &mut Ctx, s: &Stmt) -> Option<VsKey> {
     let args = s.args();
     match args.first().map(|w| w.text.as_str()) {
         None => {

@@ -96,6 +96,17 @@ pub fn lower(stmts: &[Stmt], node: Option<&str>) -> Lowered {
     }
 }
 
+/// The key a `virtual_server ARGS` line names, or why it names none.
+pub fn virtual_server_key(s: &Stmt) -> Result<crate::model::VsKey, Diagnostics> {
+    let mut cx = Ctx::new(None);
+    let key = lvs::vs_key(&mut cx, s);
+    let (diags, _) = cx.finish();
+    match key {
+        Some(k) if !diags.has_errors() => Ok(k),
+        _ => Err(diags),
+    }
+}
+
 /// keepalived: a second block with the same name is a configuration error.
 fn upsert<T>(cx: &mut Ctx, list: &mut Vec<T>, v: T, name: impl Fn(&T) -> &String, s: &Stmt, what: &str) {
     if list.iter().any(|o| name(o) == name(&v)) {

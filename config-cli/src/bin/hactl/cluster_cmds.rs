@@ -4,7 +4,8 @@ use crate::remote::{Answer, Refused, Remote};
 use crate::Format;
 use anyhow::{anyhow, Result};
 use ha_config::api::*;
-use ha_config::{bundle, canon, diff as semdiff};
+use ha_config::keyed::KeyedCluster;
+use ha_config::{bundle, diff as semdiff, ClusterConfig};
 use hyper::Method;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -87,17 +88,19 @@ pub fn propose(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
         eprintln!("hactl: {} has errors; nothing was proposed", a.file.display());
         return Ok(ExitCode::from(1));
     }
-    let hash = canon::hash(&loaded.cluster);
-    let current: ConfigResponse = match remote.call(Method::GET, "/v1/config", None, READ_PATIENCE)? {
-        (_, Answer::Ok(c)) => c,
-        (_, Answer::Refused(r)) => return Ok(refused(&r)),
+    let mine = KeyedCluster::from_cluster(&loaded.cluster);
+    let hash = mine.hash();
+    let current = match against_committed(remote, &mine, &loaded.cluster)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
     };
-    let changes = semdiff::diff(&current.config, &loaded.cluster);
+    let changes = semdiff::diff(&current.theirs, &current.ours);
     println!("against version {} ({}):", current.version, short(&current.hash));
     if changes.is_empty() {
         println!("  no change");
     }
-    for line in semdiff::listing(&changes, LISTED_CHANGES, a.full) {
+    let lines: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+    for line in semdiff::listing(&lines, LISTED_CHANGES, a.full) {
         println!("  {line}");
     }
     if current.version > 0 && hash == current.hash && !a.allow_no_change {
@@ -120,6 +123,8 @@ pub fn propose(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
         base_version: a.base_version,
         proposal_id: random_id(),
         client_time_ms: now_ms(),
+        patch: false,
+        dry_run: false,
     };
     let body = serde_json::to_vec(&req)?;
     match remote.call::<ProposeResponse>(Method::POST, "/v1/proposals", Some(body), WRITE_PATIENCE)? {
@@ -138,6 +143,127 @@ pub fn propose(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         (_, Answer::Refused(r)) => Ok(refused(&r)),
+    }
+}
+
+/// `hactl propose --patch FILE`: the leader applies the patch's blocks and `delete` lines
+/// to the committed configuration, validates the result and commits the change.
+pub fn propose_patch(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
+    let (parsed, files) = bundle::parse_file_recorded(a.file);
+    for d in parsed.diags.iter() {
+        eprintln!("{}", d.render(&parsed.sources));
+    }
+    if parsed.diags.has_errors() {
+        eprintln!("hactl: {} has errors; nothing was proposed", a.file.display());
+        return Ok(ExitCode::from(1));
+    }
+    let req = ProposeRequest {
+        main: a.file.to_string_lossy().into_owned(),
+        files,
+        hash: String::new(),
+        author: a.author.to_string(),
+        reason: a.reason.to_string(),
+        base_version: a.base_version,
+        proposal_id: random_id(),
+        client_time_ms: now_ms(),
+        patch: true,
+        dry_run: a.dry_run,
+    };
+    let body = serde_json::to_vec(&req)?;
+    match remote.call::<ProposeResponse>(Method::POST, "/v1/proposals", Some(body), WRITE_PATIENCE)? {
+        (ep, Answer::Ok(r)) => {
+            for w in &r.warnings {
+                eprintln!("{w}");
+            }
+            if r.dry_run {
+                println!("against version {}:", r.version);
+            }
+            if r.changes.is_empty() {
+                println!("  no change");
+            }
+            for line in semdiff::listing(&r.changes, LISTED_CHANGES, a.full) {
+                println!("  {line}");
+            }
+            if r.dry_run {
+                println!(
+                    "dry run: nothing committed (the result would hash to {})",
+                    short(&r.hash)
+                );
+            } else {
+                println!(
+                    "committed: version {} hash {} (log index {}, via {ep}){}",
+                    r.version,
+                    r.hash,
+                    r.log_index,
+                    if r.duplicate {
+                        " [already committed by an earlier try]"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        (_, Answer::Refused(r)) => Ok(refused(&r)),
+    }
+}
+
+/// The committed configuration's part that a proposal changes, and the proposal's.
+struct Compared {
+    version: u64,
+    hash: String,
+    theirs: ClusterConfig,
+    ours: ClusterConfig,
+}
+
+/// Compares `mine` with the committed configuration through its hash tree: only the
+/// buckets that differ are read (O(change)); the whole configuration is read when many
+/// differ, when the cluster has none yet, or from a director without the tree.
+fn against_committed(
+    remote: &Remote,
+    mine: &KeyedCluster,
+    whole: &ClusterConfig,
+) -> Result<std::result::Result<Compared, ExitCode>> {
+    for _ in 0..3 {
+        let tree: ConfigTree = match remote.call(Method::GET, "/v1/config/tree", None, READ_PATIENCE)? {
+            (_, Answer::Ok(t)) => t,
+            (_, Answer::Refused(r)) if r.status == hyper::StatusCode::NOT_FOUND => break,
+            (_, Answer::Refused(r)) => return Ok(Err(refused(&r))),
+        };
+        let differing = mine.differing_buckets(&tree.buckets);
+        if tree.version == 0 || differing.len() > MAX_SLOT_BUCKETS {
+            break;
+        }
+        let list: Vec<String> = differing.iter().map(|b| b.to_string()).collect();
+        let path = format!(
+            "/v1/config/slots?version={}&buckets={}",
+            tree.version,
+            list.join(",")
+        );
+        match remote.call::<ConfigSlots>(Method::GET, &path, None, READ_PATIENCE)? {
+            (_, Answer::Ok(s)) => {
+                let theirs = KeyedCluster::from_slots(s.slots.into_iter().collect());
+                let ours = KeyedCluster::from_slots(mine.bucket_slots(&differing).into_iter().collect());
+                return Ok(Ok(Compared {
+                    version: s.version,
+                    hash: s.hash,
+                    theirs: theirs.to_cluster(),
+                    ours: ours.to_cluster(),
+                }));
+            }
+            // Another proposal committed in between: read the tree again.
+            (_, Answer::Refused(r)) if r.error.kind == "conflict" => continue,
+            (_, Answer::Refused(r)) => return Ok(Err(refused(&r))),
+        }
+    }
+    match remote.call::<ConfigResponse>(Method::GET, "/v1/config", None, READ_PATIENCE)? {
+        (_, Answer::Ok(c)) => Ok(Ok(Compared {
+            version: c.version,
+            hash: c.hash,
+            theirs: c.config,
+            ours: whole.clone(),
+        })),
+        (_, Answer::Refused(r)) => Ok(Err(refused(&r))),
     }
 }
 

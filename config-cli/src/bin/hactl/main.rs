@@ -92,8 +92,18 @@ enum Cmd {
     Fmt { file: PathBuf },
     /// Validate, show the change against the committed config, commit through Raft.
     Propose {
-        #[arg(short = 'f', long = "file")]
-        file: PathBuf,
+        /// The whole cluster file.
+        #[arg(
+            short = 'f',
+            long = "file",
+            required_unless_present = "patch",
+            conflicts_with = "patch"
+        )]
+        file: Option<PathBuf>,
+        /// A patch instead: whole blocks that replace the committed ones (or are added)
+        /// and `delete BLOCK NAME` lines, applied and validated by the leader.
+        #[arg(long, value_name = "FILE")]
+        patch: Option<PathBuf>,
         /// Why (kept in the history).
         #[arg(long, default_value = "")]
         reason: String,
@@ -262,6 +272,7 @@ fn main() -> ExitCode {
         Cmd::Fmt { file } => offline::fmt(&file),
         Cmd::Propose {
             file,
+            patch,
             reason,
             author,
             dry_run,
@@ -270,18 +281,25 @@ fn main() -> ExitCode {
             full,
         } => remote(&cli.cluster).and_then(|r| {
             let author = author.unwrap_or_else(cluster_cmds::default_author);
-            cluster_cmds::propose(
-                &r,
-                cluster_cmds::ProposeArgs {
-                    file: &file,
-                    reason: &reason,
-                    author: &author,
-                    dry_run,
-                    base_version,
-                    allow_no_change,
-                    full,
-                },
-            )
+            let (path, is_patch) = match (&file, &patch) {
+                (_, Some(p)) => (p, true),
+                (Some(f), None) => (f, false),
+                (None, None) => return Err(anyhow::anyhow!("give -f FILE or --patch FILE")),
+            };
+            let args = cluster_cmds::ProposeArgs {
+                file: path,
+                reason: &reason,
+                author: &author,
+                dry_run,
+                base_version,
+                allow_no_change,
+                full,
+            };
+            if is_patch {
+                cluster_cmds::propose_patch(&r, args)
+            } else {
+                cluster_cmds::propose(&r, args)
+            }
         }),
         Cmd::Config {
             cmd: ConfigCmd::Show { version, format },

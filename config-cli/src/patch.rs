@@ -1,0 +1,314 @@
+//! A change without the whole file (issue 20): `hactl propose --patch FILE`. The patch is
+//! keepalived.conf text holding whole top-level blocks, each replacing the block of the
+//! same name (or adding it) on every director, `@node` lines included, and `delete` lines
+//! naming blocks to remove:
+//!
+//! ```text
+//! virtual_server 198.18.120.1 80 {
+//!     lb_kind DR
+//!     real_server 198.19.0.1 80 {
+//!         weight 3
+//!     }
+//! }
+//! delete virtual_server 198.18.120.2 80
+//! delete vrrp_instance VI_9
+//! ```
+//!
+//! Applying it to the committed configuration is O(change); the result is then validated
+//! as a whole, as any proposal is, and goes through the same Raft log and history.
+
+use crate::diag::{Diagnostic, Diagnostics, Severity};
+use crate::keyed::{Delta, Item, Key, KeyedCluster, Slot};
+use crate::lower::{lower, virtual_server_key};
+use crate::syntax::{Parsed, Stmt};
+use crate::validate;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The blocks a patch may hold (top-level statements kept verbatim are changed by
+/// proposing the whole file).
+const BLOCKS: [&str; 6] = [
+    "global_defs",
+    "vrrp_script",
+    "vrrp_sync_group",
+    "vrrp_instance",
+    "virtual_server_group",
+    "virtual_server",
+];
+
+/// A patch applied to a committed configuration.
+#[derive(Debug)]
+pub struct Patched {
+    /// The change against the committed configuration (keys the patch leaves as they are
+    /// are not in it).
+    pub delta: Delta,
+    /// The configuration after the change.
+    pub result: KeyedCluster,
+    /// Errors anywhere in the result, warnings about the patch's own blocks.
+    pub diags: Diagnostics,
+}
+
+/// Applies the parsed patch to `committed`. `extra_nodes`: directors known from elsewhere
+/// (Raft membership) whose views are validated too.
+pub fn apply(parsed: &Parsed, committed: &KeyedCluster, extra_nodes: &[String]) -> Patched {
+    let mut diags = parsed.diags.clone();
+    let mut blocks: Vec<Stmt> = Vec::new();
+    let mut deletes: Vec<(Key, &Stmt)> = Vec::new();
+    for s in &parsed.stmts {
+        match s.keyword() {
+            "delete" => match deleted_key(s) {
+                Ok(k) => deletes.push((k, s)),
+                Err(d) => diags.extend(d),
+            },
+            kw if BLOCKS.contains(&kw) => blocks.push(s.clone()),
+            kw => diags.error(
+                s.span(),
+                format!(
+                    "a patch holds whole blocks ({}) and `delete` lines; `{kw}` is changed by proposing the whole file",
+                    BLOCKS.join(", ")
+                ),
+            ),
+        }
+    }
+    let default = lower(&blocks, None);
+    diags.extend(default.diags.clone());
+    let patched_global = blocks.iter().any(|s| s.keyword() == "global_defs");
+    let keys: BTreeSet<Key> = crate::keyed::items_of(&default.config)
+        .map(|(k, _)| k)
+        .filter(|k| *k != Key::Global || patched_global)
+        .collect();
+    let mut names: BTreeSet<String> = crate::cluster::node_names(&blocks);
+    names.extend(extra_nodes.iter().cloned());
+    for k in &keys {
+        if let Some(s) = committed.get(k) {
+            names.extend(s.nodes.keys().cloned());
+        }
+    }
+    let mut views: BTreeMap<String, crate::lower::Lowered> = BTreeMap::new();
+    for n in &names {
+        let l = lower(&blocks, Some(n));
+        diags.extend(l.diags.clone());
+        views.insert(n.clone(), l);
+    }
+    let item = |config: &crate::model::Config, node: Option<&str>, key: &Key| -> Option<Item> {
+        let found = crate::keyed::items_of(config)
+            .find(|(k, _)| k == key)
+            .map(|(_, i)| i)?;
+        match found {
+            // The statements kept verbatim stay as committed.
+            Item::Global { defs, .. } => {
+                let extra = match committed.get(&Key::Global).and_then(|s| match node {
+                    Some(n) => s.view(n),
+                    None => s.default.as_ref(),
+                }) {
+                    Some(Item::Global { extra, .. }) => extra.clone(),
+                    _ => Vec::new(),
+                };
+                Some(Item::Global { defs, extra })
+            }
+            other => Some(other),
+        }
+    };
+    let mut changes: BTreeMap<Key, Option<Slot>> = BTreeMap::new();
+    for key in &keys {
+        let default_item = item(&default.config, None, key);
+        let mut slot = Slot {
+            default: default_item,
+            nodes: BTreeMap::new(),
+        };
+        for (n, l) in &views {
+            let it = item(&l.config, Some(n), key);
+            if it != slot.default {
+                slot.nodes.insert(n.clone(), it);
+            }
+        }
+        if committed.get(key) != Some(&slot) {
+            changes.insert(key.clone(), Some(slot));
+        }
+    }
+    for (key, s) in deletes {
+        if keys.contains(&key) {
+            diags.error(
+                s.span(),
+                format!("{key} is both replaced and deleted by this patch"),
+            );
+        } else if committed.get(&key).is_none() {
+            diags.error(s.span(), format!("{key} is not in the committed configuration"));
+        } else {
+            changes.insert(key, None);
+        }
+    }
+    let delta = Delta {
+        changes: changes.into_iter().collect(),
+    };
+    let mut result = committed.clone();
+    result.apply(&delta);
+    if !diags.has_errors() {
+        diags.extend(validate_result(&result, &default.spans, &views, &names));
+    }
+    Patched {
+        delta,
+        result,
+        diags: diags.sorted(),
+    }
+}
+
+/// Validates every director's view of the result: errors anywhere, warnings located in
+/// the patch (the rest of the configuration was validated when it was committed).
+fn validate_result(
+    result: &KeyedCluster,
+    default_spans: &crate::lower::SpanIndex,
+    views: &BTreeMap<String, crate::lower::Lowered>,
+    names: &BTreeSet<String>,
+) -> Diagnostics {
+    let mut out = Diagnostics::new();
+    let mut keep = |d: Diagnostic| {
+        if d.severity == Severity::Error || d.span.is_some() {
+            out.push(d);
+        }
+    };
+    for d in validate::validate(&result.view_default(), default_spans) {
+        keep(d);
+    }
+    let mut for_cross = BTreeMap::new();
+    for n in names {
+        let spans = views.get(n).map(|l| l.spans.clone()).unwrap_or_default();
+        let view = result.view(n);
+        for d in validate::validate(&view, &spans) {
+            keep(d);
+        }
+        for_cross.insert(n.clone(), (view, spans));
+    }
+    for d in validate::cross_node(&for_cross) {
+        keep(d);
+    }
+    out
+}
+
+/// The key a `delete KEYWORD ARGS` line names.
+fn deleted_key(s: &Stmt) -> Result<Key, Diagnostics> {
+    let mut d = Diagnostics::new();
+    let args = s.args();
+    let Some(kw) = args.first() else {
+        d.error(
+            s.span(),
+            format!(
+                "`delete` needs a block to delete: one of {}",
+                BLOCKS[1..].join(", ")
+            ),
+        );
+        return Err(d);
+    };
+    let name = || args.get(1).map(|w| w.text.clone());
+    let key = match kw.text.as_str() {
+        "virtual_server" => {
+            let inner = Stmt {
+                cond: None,
+                words: args.to_vec(),
+                block: None,
+            };
+            return virtual_server_key(&inner).map(Key::VirtualServer);
+        }
+        "vrrp_script" => name().map(Key::Script),
+        "vrrp_sync_group" => name().map(Key::SyncGroup),
+        "vrrp_instance" => name().map(Key::Instance),
+        "virtual_server_group" => name().map(Key::VsGroup),
+        other => {
+            d.error(
+                kw.span,
+                format!("`delete {other}`: only {} can be deleted", BLOCKS[1..].join(", ")),
+            );
+            return Err(d);
+        }
+    };
+    match key {
+        Some(k) if args.len() == 2 => Ok(k),
+        _ => {
+            d.error(s.span(), format!("`delete {}` needs exactly one name", kw.text));
+            Err(d)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{canon, cluster, syntax::parse_str};
+
+    const BASE: &str = "vrrp_instance VI_1 {\n interface ens33\n virtual_router_id 51\n @lvs01 priority 110\n @lvs02 priority 90\n virtual_ipaddress {\n  198.18.116.134\n }\n}\n\
+        virtual_server 198.18.116.134 80 {\n lb_kind DR\n real_server 198.18.116.131 80 {\n  weight 1\n }\n}\n\
+        virtual_server 198.18.116.134 443 {\n lb_kind DR\n real_server 198.18.116.131 443 {\n  weight 1\n }\n}\n";
+
+    fn keyed(text: &str) -> KeyedCluster {
+        let (_, l) = cluster::load_str("c.conf", text, &[]);
+        assert!(!l.diags.has_errors(), "{:?}", l.diags);
+        KeyedCluster::from_cluster(&l.cluster)
+    }
+
+    fn patch(committed: &KeyedCluster, text: &str) -> Patched {
+        apply(&parse_str("patch.conf", text), committed, &[])
+    }
+
+    #[test]
+    fn a_replaced_block_gives_what_the_whole_file_would() {
+        let base = keyed(BASE);
+        let p = patch(
+            &base,
+            "virtual_server 198.18.116.134 80 {\n lb_kind DR\n real_server 198.18.116.131 80 {\n  weight 3\n }\n}\n",
+        );
+        assert!(!p.diags.has_errors(), "{:?}", p.diags);
+        assert_eq!(p.delta.len(), 1);
+        let whole = keyed(&BASE.replacen("weight 1", "weight 3", 1));
+        assert_eq!(p.result, whole);
+        assert_eq!(p.result.hash(), whole.hash());
+    }
+
+    #[test]
+    fn per_director_lines_and_deletes_apply_like_the_whole_file() {
+        let base = keyed(BASE);
+        let p = patch(
+            &base,
+            "vrrp_instance VI_1 {\n interface ens33\n virtual_router_id 51\n @lvs01 priority 120\n @lvs02 priority 90\n virtual_ipaddress {\n  198.18.116.134\n }\n}\n\
+             delete virtual_server 198.18.116.134 443\n",
+        );
+        assert!(!p.diags.has_errors(), "{:?}", p.diags);
+        let whole_text = BASE.replace("@lvs01 priority 110", "@lvs01 priority 120");
+        let whole_text =
+            whole_text[..whole_text.find("virtual_server 198.18.116.134 443").unwrap()].to_string();
+        let whole = keyed(&whole_text);
+        assert_eq!(p.result, whole);
+        assert_eq!(p.result.to_cluster(), canon::canonical(&whole.to_cluster()));
+        assert_eq!(p.delta.len(), 2);
+    }
+
+    #[test]
+    fn bad_patches_are_refused_with_their_place_and_change_nothing() {
+        let base = keyed(BASE);
+        for (text, says) in [
+            ("virtual_server 198.18.116.134 80 {\n lb_kind XX\n}\n", "patch.conf:2"),
+            ("delete virtual_server 198.18.116.134 81\n", "not in the committed configuration"),
+            ("delete frobnicate x\n", "only vrrp_script"),
+            ("static_ipaddress {\n 198.18.5.1/24 dev ens33\n}\n", "proposing the whole file"),
+            (
+                "vrrp_instance VI_2 {\n interface ens33\n virtual_router_id 51\n virtual_ipaddress {\n  198.18.116.135\n }\n}\n",
+                "51",
+            ),
+        ] {
+            let parsed = parse_str("patch.conf", text);
+            let p = apply(&parsed, &base, &[]);
+            assert!(p.diags.has_errors(), "{text}: no error");
+            let rendered: Vec<String> = p.diags.iter().map(|d| d.render(&parsed.sources)).collect();
+            assert!(rendered.iter().any(|r| r.contains(says)), "{text}: {rendered:?}");
+        }
+    }
+
+    #[test]
+    fn a_patch_equal_to_the_committed_blocks_changes_nothing() {
+        let base = keyed(BASE);
+        let p = patch(
+            &base,
+            "virtual_server 198.18.116.134 80 {\n lb_kind DR\n real_server 198.18.116.131 80 {\n  weight 1\n }\n}\n",
+        );
+        assert!(p.delta.is_empty());
+        assert_eq!(p.result, base);
+    }
+}
