@@ -290,6 +290,11 @@ impl KeyedCluster {
             .collect()
     }
 
+    /// Every key and slot, in no particular order (O(n), nothing copied).
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Slot)> {
+        self.map.iter().map(|(p, e)| (&p.key, &*e.slot))
+    }
+
     pub fn get(&self, key: &Key) -> Option<&Slot> {
         self.map
             .get(&Placed {

@@ -89,10 +89,14 @@ pub fn apply(parsed: &Parsed, committed: &KeyedCluster, extra_nodes: &[String]) 
         diags.extend(l.diags.clone());
         views.insert(n.clone(), l);
     }
-    let item = |config: &crate::model::Config, node: Option<&str>, key: &Key| -> Option<Item> {
-        let found = crate::keyed::items_of(config)
-            .find(|(k, _)| k == key)
-            .map(|(_, i)| i)?;
+    // Each view's items by key, once.
+    let by_key =
+        |config: &crate::model::Config| -> BTreeMap<Key, Item> { crate::keyed::items_of(config).collect() };
+    let default_items = by_key(&default.config);
+    let view_items: BTreeMap<&String, BTreeMap<Key, Item>> =
+        views.iter().map(|(n, l)| (n, by_key(&l.config))).collect();
+    let item = |items: &BTreeMap<Key, Item>, node: Option<&str>, key: &Key| -> Option<Item> {
+        let found = items.get(key).cloned()?;
         match found {
             // The statements kept verbatim stay as committed.
             Item::Global { defs, .. } => {
@@ -110,15 +114,15 @@ pub fn apply(parsed: &Parsed, committed: &KeyedCluster, extra_nodes: &[String]) 
     };
     let mut changes: BTreeMap<Key, Option<Slot>> = BTreeMap::new();
     for key in &keys {
-        let default_item = item(&default.config, None, key);
+        let default_item = item(&default_items, None, key);
         let mut slot = Slot {
             default: default_item,
             nodes: BTreeMap::new(),
         };
-        for (n, l) in &views {
-            let it = item(&l.config, Some(n), key);
+        for (n, items) in &view_items {
+            let it = item(items, Some(n.as_str()), key);
             if it != slot.default {
-                slot.nodes.insert(n.clone(), it);
+                slot.nodes.insert((*n).clone(), it);
             }
         }
         if committed.get(key) != Some(&slot) {
@@ -143,13 +147,39 @@ pub fn apply(parsed: &Parsed, committed: &KeyedCluster, extra_nodes: &[String]) 
     let mut result = committed.clone();
     result.apply(&delta);
     if !diags.has_errors() {
-        diags.extend(validate_result(&result, &default.spans, &views, &names));
+        let checked = checked_part(&result, &delta);
+        diags.extend(validate_result(&checked, &default.spans, &views, &names));
     }
     Patched {
         delta,
         result,
         diags: diags.sorted(),
     }
+}
+
+/// The part of the result whose validity a delta can change: every block but the virtual
+/// servers (VRRP checks look across instances; they are few), the virtual servers the delta
+/// writes, and, when it touches a virtual_server_group, every virtual server naming a group.
+/// Validating it costs O(change), not O(virtual servers).
+fn checked_part(result: &KeyedCluster, delta: &Delta) -> KeyedCluster {
+    let groups_touched = delta.changes.iter().any(|(k, _)| matches!(k, Key::VsGroup(_)));
+    let written: BTreeSet<&Key> = delta
+        .changes
+        .iter()
+        .filter(|(_, s)| s.is_some())
+        .map(|(k, _)| k)
+        .collect();
+    let slots = result
+        .iter()
+        .filter(|(k, _)| match k {
+            Key::VirtualServer(vs) => {
+                written.contains(k) || (groups_touched && matches!(vs, crate::model::VsKey::Group(_)))
+            }
+            _ => true,
+        })
+        .map(|(k, s)| (k.clone(), s.clone()))
+        .collect();
+    KeyedCluster::from_slots(slots)
 }
 
 /// Validates every director's view of the result: errors anywhere, warnings located in
@@ -299,6 +329,24 @@ mod tests {
             let rendered: Vec<String> = p.diags.iter().map(|d| d.render(&parsed.sources)).collect();
             assert!(rendered.iter().any(|r| r.contains(says)), "{text}: {rendered:?}");
         }
+    }
+
+    #[test]
+    fn deleting_a_group_that_an_untouched_virtual_server_names_is_refused() {
+        let base = keyed(
+            "virtual_server_group G1 {\n 198.18.116.134 8080\n}\n\
+             virtual_server group G1 {\n lb_kind NAT\n real_server 198.18.116.131 8080 {\n  weight 1\n }\n}\n",
+        );
+        let parsed = parse_str("patch.conf", "delete virtual_server_group G1\n");
+        let p = apply(&parsed, &base, &[]);
+        assert!(p.diags.has_errors(), "{:?}", p.diags);
+        assert!(
+            p.diags
+                .iter()
+                .any(|d| d.message.contains("no virtual_server_group G1")),
+            "{:?}",
+            p.diags
+        );
     }
 
     #[test]
