@@ -176,6 +176,11 @@ fn leaf_hash(key: &Key, slot: &Slot) -> Leaf {
     h.finalize().into()
 }
 
+/// The hash of a bucket without leaves.
+fn empty_bucket() -> Leaf {
+    Sha256::new().finalize().into()
+}
+
 fn bucket_lower(bucket: usize) -> Placed {
     Placed {
         bucket: bucket as u16,
@@ -202,11 +207,13 @@ impl KeyedCluster {
         }
         let mut k = KeyedCluster {
             map,
-            buckets: Arc::new(vec![[0; 32]; BUCKETS]),
+            buckets: Arc::new(vec![empty_bucket(); BUCKETS]),
             root: [0; 32],
         };
-        let all: Vec<usize> = (0..BUCKETS).collect();
-        k.rehash(&all);
+        // Empty buckets already hold the empty hash: only the others are hashed.
+        let used: BTreeSet<usize> = k.map.keys().map(|p| p.bucket as usize).collect();
+        let used: Vec<usize> = used.into_iter().collect();
+        k.rehash(&used);
         k
     }
 
@@ -247,21 +254,7 @@ impl KeyedCluster {
     /// The configuration of every director (canonical order), as the rest of the system
     /// reads it. O(n) per named view.
     pub fn to_cluster(&self) -> ClusterConfig {
-        let sorted = self.sorted();
-        let mut names = BTreeSet::new();
-        for (_, s) in &sorted {
-            names.extend(s.nodes.keys().cloned());
-        }
-        let mut out = ClusterConfig {
-            default: assemble(sorted.iter().filter_map(|(_, s)| s.default.as_ref())),
-            nodes: BTreeMap::new(),
-        };
-        for n in names {
-            let view = assemble(sorted.iter().filter_map(|(_, s)| s.view(&n)));
-            out.nodes.insert(n, view);
-        }
-        out.normalize();
-        out
+        cluster_from_sorted(&self.sorted())
     }
 
     /// One director's view (canonical order). O(n).
@@ -423,10 +416,7 @@ impl KeyedCluster {
                 after.insert(key.clone(), s.clone());
             }
         }
-        (
-            KeyedCluster::from_slots(before).to_cluster(),
-            KeyedCluster::from_slots(after).to_cluster(),
-        )
+        (cluster_of(&before), cluster_of(&after))
     }
 
     fn rehash(&mut self, buckets: &[usize]) {
@@ -519,6 +509,29 @@ fn items(c: &Config) -> impl Iterator<Item = (Key, Item)> + '_ {
         .chain(instances)
         .chain(vs_groups)
         .chain(vss)
+}
+
+/// The cluster configuration of some slots (canonical order), without a hash tree.
+pub fn cluster_of(slots: &BTreeMap<Key, Slot>) -> ClusterConfig {
+    let sorted: Vec<(&Key, &Slot)> = slots.iter().collect();
+    cluster_from_sorted(&sorted)
+}
+
+fn cluster_from_sorted(sorted: &[(&Key, &Slot)]) -> ClusterConfig {
+    let mut names = BTreeSet::new();
+    for (_, s) in sorted {
+        names.extend(s.nodes.keys().cloned());
+    }
+    let mut out = ClusterConfig {
+        default: assemble(sorted.iter().filter_map(|(_, s)| s.default.as_ref())),
+        nodes: BTreeMap::new(),
+    };
+    for n in names {
+        let view = assemble(sorted.iter().filter_map(|(_, s)| s.view(&n)));
+        out.nodes.insert(n, view);
+    }
+    out.normalize();
+    out
 }
 
 /// One director's configuration from its items, in the order given.

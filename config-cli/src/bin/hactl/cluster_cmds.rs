@@ -4,7 +4,7 @@ use crate::remote::{Answer, Refused, Remote};
 use crate::Format;
 use anyhow::{anyhow, Result};
 use ha_config::api::*;
-use ha_config::keyed::KeyedCluster;
+use ha_config::keyed::{self, KeyedCluster};
 use ha_config::{bundle, diff as semdiff, ClusterConfig};
 use hyper::Method;
 use std::collections::BTreeMap;
@@ -242,13 +242,11 @@ fn against_committed(
         );
         match remote.call::<ConfigSlots>(Method::GET, &path, None, READ_PATIENCE)? {
             (_, Answer::Ok(s)) => {
-                let theirs = KeyedCluster::from_slots(s.slots.into_iter().collect());
-                let ours = KeyedCluster::from_slots(mine.bucket_slots(&differing).into_iter().collect());
                 return Ok(Ok(Compared {
                     version: s.version,
                     hash: s.hash,
-                    theirs: theirs.to_cluster(),
-                    ours: ours.to_cluster(),
+                    theirs: keyed::cluster_of(&s.slots.into_iter().collect()),
+                    ours: keyed::cluster_of(&mine.bucket_slots(&differing).into_iter().collect()),
                 }));
             }
             // Another proposal committed in between: read the tree again.
