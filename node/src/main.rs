@@ -1,6 +1,9 @@
 //! `hanode`: the director daemon.
 
 use anyhow::{Context, Result};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::Parser;
 use hanode::admin::Api;
 use hanode::director::DirectorNode;
