@@ -50,6 +50,144 @@ fn vs_block(i: u32, weight0: u32) -> String {
     scale::vs_block(i, 4, |r| if r == 0 { weight0 } else { 10 })
 }
 
+/// Three directors with test hooks and a small snapshot threshold, the first load
+/// committed; returns them, the cluster spec and the file's path.
+fn loaded_cluster(root: &Path) -> (Vec<Node>, String, std::path::PathBuf) {
+    let settings = root.join("raft.toml");
+    std::fs::write(&settings, "[raft]\nsnapshot_logs = 5\nkeep_logs = 2\n").unwrap();
+    let s = settings.to_str().unwrap().to_string();
+    let mut nodes: Vec<Node> = ["lvs01", "lvs02", "lvs03"]
+        .iter()
+        .map(|n| Node::new(root, n, &["--config", &s, "--test-hooks"]))
+        .collect();
+    nodes[0].start(&["--bootstrap"]);
+    let seed = nodes[0].addr.clone();
+    for n in nodes.iter_mut().skip(1) {
+        n.start(&["--join", &seed]);
+    }
+    wait_for(SETTLE, "three voters", || {
+        (nodes[0]
+            .status()?
+            .members
+            .iter()
+            .filter(|m| m.role == "voter")
+            .count()
+            == 3)
+            .then_some(())
+    });
+    let cluster: String = nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>().join(",");
+    let file = root.join("cluster.conf");
+    std::fs::write(&file, scale_conf(N, 4, |_, _| 10)).unwrap();
+    let (v, h) = committed(&hactl(&cluster, &["propose", "-f", file.to_str().unwrap()]));
+    all_at(&nodes, v, &h);
+    (nodes, cluster, file)
+}
+
+#[test]
+fn a_leader_killed_during_a_large_proposal_loses_nothing_and_commits_it_once() {
+    let root = temp_root("scale-kill");
+    let (mut nodes, cluster, file) = loaded_cluster(root.path());
+    let f = file.to_str().unwrap().to_string();
+    let mut version = 1;
+    // Before the entry reaches Raft, then after it committed (before the reply): either
+    // way hactl's retry, with the same proposal id, ends with the change committed once.
+    for (round, phase) in ["before-commit", "after-commit"].into_iter().enumerate() {
+        let leader = wait_for(SETTLE, "a leader", || {
+            nodes
+                .iter()
+                .position(|n| n.running() && n.status().is_some_and(|s| s.role == "leader"))
+        });
+        let (code, body) = http(
+            &nodes[leader].addr,
+            "POST",
+            &format!("/v1/debug/hold-proposals?phase={phase}"),
+            b"",
+        )
+        .unwrap();
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        // Every virtual server's first weight changes: a large change.
+        let w = 20 + round as u32;
+        std::fs::write(&file, scale_conf(N, 4, |_, r| if r == 0 { w } else { 10 })).unwrap();
+        let want = file_hash(&file);
+        let child = {
+            let mut cmd = std::process::Command::new(bin_dir().join("hactl"));
+            cmd.args(["propose", "-f", &f, "--reason", phase])
+                .env("HACTL_CLUSTER", &cluster)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().expect("spawn hactl")
+        };
+        let held = format!("proposal held {}", phase.replace('-', " "));
+        wait_for(
+            SETTLE,
+            &format!("the leader to hold the proposal {phase}"),
+            || nodes[leader].log_text().contains(&held).then_some(()),
+        );
+        nodes[leader].kill9();
+        let out = child.wait_with_output().expect("hactl");
+        let (v, h) = committed(&out);
+        version += 1;
+        assert_eq!((v, h.as_str()), (version, want.as_str()), "{}", text(&out));
+        if phase == "after-commit" {
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("already committed by an earlier try"),
+                "{}",
+                text(&out)
+            );
+        }
+        nodes[leader].start(&[]);
+        all_at(&nodes, version, &want);
+        // Exactly one history entry per proposal on every director.
+        for n in &nodes {
+            let reasons: Vec<String> = n
+                .history()
+                .into_iter()
+                .filter(|e| e.kind == "config")
+                .map(|e| e.reason)
+                .collect();
+            assert_eq!(
+                reasons.iter().filter(|r| r.as_str() == phase).count(),
+                1,
+                "{}: {reasons:?}",
+                n.name
+            );
+        }
+    }
+
+    // A director whose disk was wiped is removed, joins again and catches up from a
+    // snapshot (more versions first, past the snapshot threshold).
+    let patch = root.path().join("patch.conf");
+    let mut last = (version, String::new());
+    for w in 30..37 {
+        std::fs::write(&patch, vs_block(5, w)).unwrap();
+        last = committed(&hactl(&cluster, &["propose", "--patch", patch.to_str().unwrap()]));
+    }
+    all_at(&nodes, last.0, &last.1);
+    wait_for(SETTLE, "log purge on lvs01 and lvs02", || {
+        nodes[..2]
+            .iter()
+            .all(|n| n.status().and_then(|s| s.purged_index).is_some_and(|p| p > 5))
+            .then_some(())
+    });
+    nodes[2].kill9();
+    std::fs::remove_dir_all(&nodes[2].data_dir).unwrap();
+    let seed = nodes[0].addr.clone();
+    nodes[2].start(&["--join", &seed]);
+    let out = hactl(
+        &format!("{},{}", nodes[0].addr, nodes[1].addr),
+        &["cluster", "remove", "lvs03"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    all_at(&nodes, last.0, &last.1);
+    assert!(
+        nodes[2].log_text().contains("snapshot installed"),
+        "lvs03 caught up from a snapshot"
+    );
+    let out = hactl(&cluster, &["verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 #[test]
 fn changes_at_scale_travel_as_keys_and_a_late_joiner_catches_up_from_a_snapshot() {
     let root = temp_root("scale");

@@ -53,6 +53,9 @@ pub struct Api {
     runtime: Option<crate::runtime::Runtime>,
     /// Whether test hooks (`/v1/debug/*`) are served.
     test_hooks: bool,
+    /// Test hook: proposals stop (forever) before Raft sees them, or once committed before
+    /// the reply, so a test can kill the leader at that point.
+    hold_proposals: std::sync::atomic::AtomicU8,
     /// TLS, tokens, and the audit trail's rate limit.
     security: Security,
 }
@@ -65,6 +68,7 @@ impl Api {
             membership: tokio::sync::Mutex::new(()),
             runtime: None,
             test_hooks: false,
+            hold_proposals: std::sync::atomic::AtomicU8::new(HOLD_NONE),
         }
     }
 
@@ -374,6 +378,7 @@ impl Api {
             (&Method::GET, "/v1/events") => self.events(&req),
             (&Method::GET, "/v1/replay") => self.replay(&req).await,
             (&Method::POST, "/v1/debug/hold-table") if self.test_hooks => self.hold_table(&req),
+            (&Method::POST, "/v1/debug/hold-proposals") if self.test_hooks => self.hold_proposals(&req),
             (&Method::GET, "/v1/members") => json(
                 StatusCode::OK,
                 &MembersResponse {
@@ -705,10 +710,12 @@ impl Api {
                 accepted_at_ms,
                 accepted_by: self.node.name.clone(),
             };
+            self.held(HOLD_BEFORE_COMMIT, "before commit").await;
             match self.node.raft.client_write(cmd).await {
                 Ok(resp) => match resp.data {
                     Applied::Committed { version, hash } => {
                         tracing::info!(version, %hash, log_index = resp.log_id.index, "proposal committed");
+                        self.held(HOLD_AFTER_COMMIT, "after commit").await;
                         return json(
                             StatusCode::OK,
                             &ProposeResponse {
@@ -783,6 +790,10 @@ fn invalid_config(main: &str, errors: usize, diagnostics: Vec<String>) -> Reply 
         },
     )
 }
+
+const HOLD_NONE: u8 = 0;
+const HOLD_BEFORE_COMMIT: u8 = 1;
+const HOLD_AFTER_COMMIT: u8 = 2;
 
 /// How often a leader computes a proposal's change again when others commit first.
 const MAX_REBASES: usize = 16;
@@ -1132,6 +1143,32 @@ impl Api {
                 json(StatusCode::OK, &serde_json::json!({"hold": hold.version}))
             }
             None => err(StatusCode::NOT_FOUND, "no_runtime", "no data plane here"),
+        }
+    }
+
+    fn hold_proposals(&self, req: &Req) -> Reply {
+        let phase = match query_params(&req.query).get("phase").map(String::as_str) {
+            Some("before-commit") => HOLD_BEFORE_COMMIT,
+            Some("after-commit") => HOLD_AFTER_COMMIT,
+            Some("none") => HOLD_NONE,
+            other => {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("query parameter `phase`: before-commit, after-commit or none, not {other:?}"),
+                )
+            }
+        };
+        self.hold_proposals
+            .store(phase, std::sync::atomic::Ordering::SeqCst);
+        json(StatusCode::OK, &serde_json::json!({"phase": phase}))
+    }
+
+    /// The test hook's hold, if set to `phase`: logs it and never returns.
+    async fn held(&self, phase: u8, what: &str) {
+        if self.hold_proposals.load(std::sync::atomic::Ordering::SeqCst) == phase {
+            tracing::warn!("proposal held {what} (test hook)");
+            std::future::pending::<()>().await;
         }
     }
 
