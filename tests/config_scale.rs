@@ -46,6 +46,11 @@ fn file_hash(path: &Path) -> String {
         .to_string()
 }
 
+/// A finished child to swap in for one whose output a failing test reads.
+fn spawn_true() -> std::process::Child {
+    std::process::Command::new("true").spawn().expect("true")
+}
+
 fn vs_block(i: u32, weight0: u32) -> String {
     scale::vs_block(i, 4, |r| if r == 0 { weight0 } else { 10 })
 }
@@ -92,19 +97,17 @@ fn a_leader_killed_during_a_large_proposal_loses_nothing_and_commits_it_once() {
     // Before the entry reaches Raft, then after it committed (before the reply): either
     // way hactl's retry, with the same proposal id, ends with the change committed once.
     for (round, phase) in ["before-commit", "after-commit"].into_iter().enumerate() {
-        let leader = wait_for(SETTLE, "a leader", || {
-            nodes
-                .iter()
-                .position(|n| n.running() && n.status().is_some_and(|s| s.role == "leader"))
-        });
-        let (code, body) = http(
-            &nodes[leader].addr,
-            "POST",
-            &format!("/v1/debug/hold-proposals?phase={phase}"),
-            b"",
-        )
-        .unwrap();
-        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        // Every director holds (whichever leads when the proposal arrives).
+        for n in &nodes {
+            let (code, body) = http(
+                &n.addr,
+                "POST",
+                &format!("/v1/debug/hold-proposals?phase={phase}"),
+                b"",
+            )
+            .unwrap();
+            assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        }
         // Every virtual server's first weight changes: a large change.
         let w = 20 + round as u32;
         std::fs::write(&file, scale_conf(N, 4, |_, r| if r == 0 { w } else { 10 })).unwrap();
@@ -119,11 +122,27 @@ fn a_leader_killed_during_a_large_proposal_loses_nothing_and_commits_it_once() {
             cmd.spawn().expect("spawn hactl")
         };
         let held = format!("proposal held {}", phase.replace('-', " "));
-        wait_for(
+        let mut child = child;
+        let leader = wait_for(
             SETTLE,
             &format!("the leader to hold the proposal {phase}"),
-            || nodes[leader].log_text().contains(&held).then_some(()),
+            || {
+                if let Ok(Some(_)) = child.try_wait() {
+                    let out = std::mem::replace(&mut child, spawn_true())
+                        .wait_with_output()
+                        .expect("hactl");
+                    panic!("hactl ended before the leader held its proposal: {}", text(&out));
+                }
+                nodes.iter().position(|n| n.log_text().contains(&held))
+            },
         );
+        // The holder stops holding if it comes back; the others must not hold the retry.
+        for (i, n) in nodes.iter().enumerate() {
+            if i != leader {
+                let (code, _) = http(&n.addr, "POST", "/v1/debug/hold-proposals?phase=none", b"").unwrap();
+                assert_eq!(code, 200);
+            }
+        }
         nodes[leader].kill9();
         let out = child.wait_with_output().expect("hactl");
         let (v, h) = committed(&out);
@@ -225,6 +244,10 @@ fn changes_at_scale_travel_as_keys_and_a_late_joiner_catches_up_from_a_snapshot(
     assert_eq!(h1, file_hash(&file));
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains(&format!("virtual_server: {N} added")), "{shown}");
+    assert!(
+        shown.contains("sending the whole file"),
+        "a first load sends the file: {shown}"
+    );
     assert!(shown.contains("(--full lists them all)"), "{shown}");
     all_at(&nodes, 1, &h1);
 
@@ -319,6 +342,7 @@ fn changes_at_scale_travel_as_keys_and_a_late_joiner_catches_up_from_a_snapshot(
         .lines()
         .filter(|l| l.starts_with("  ~") || l.starts_with("  -"))
         .collect();
+    assert!(shown.contains("sending the 2 changed block(s)"), "{shown}");
     assert_eq!(changed.len(), 2, "{shown}");
     assert_eq!(h3, file_hash(&file));
     all_at(&nodes, v3, &h3);

@@ -35,8 +35,9 @@ pub struct ProposeRequest {
     #[serde(default)]
     pub client_time_ms: u64,
     /// The files are a patch ([`crate::patch`]): whole blocks replacing the committed
-    /// ones and `delete` lines, applied by the leader; `hash` is then not checked (the
-    /// client cannot know the result's).
+    /// ones and `delete` lines, applied by the leader. `hash` empty: not checked (`hactl
+    /// propose --patch`); set: the result must have it (`hactl propose -f` sends a file's
+    /// changed blocks), else 409 `conflict`.
     #[serde(default)]
     pub patch: bool,
     /// Compute and return the change, commit nothing (patches).

@@ -160,9 +160,22 @@ impl ClusterConfig {
 
     /// The cluster file, with `@node` lines where the directors differ.
     pub fn print(&self) -> Result<String, MergeError> {
-        let mut views: Vec<(Option<String>, Vec<Node>)> = vec![(None, printer::nodes(&self.default))];
+        self.print_blocks(true)
+    }
+
+    /// The cluster file, without the `global_defs` block unless `with_global` (a patch
+    /// leaves the global settings as they are unless it names them).
+    pub fn print_blocks(&self, with_global: bool) -> Result<String, MergeError> {
+        let nodes = |c: &Config| {
+            let mut v = printer::nodes(c);
+            if !with_global {
+                v.retain(|n| n.words.first().map(String::as_str) != Some("global_defs"));
+            }
+            v
+        };
+        let mut views: Vec<(Option<String>, Vec<Node>)> = vec![(None, nodes(&self.default))];
         for (n, c) in &self.nodes {
-            views.push((Some(n.clone()), printer::nodes(c)));
+            views.push((Some(n.clone()), nodes(c)));
         }
         let merged = factor(&views, &mut Vec::new())?;
         Ok(render_cluster(&merged))

@@ -214,6 +214,78 @@ fn validate_result(
     out
 }
 
+/// The patch that turns the committed slots `theirs` into `mine` on the keys they differ
+/// on: the changed blocks printed (with their `@node` lines) and a `delete` line per
+/// removed key; checked by applying it to `theirs` here. `None` when a patch cannot say it
+/// (top-level statements kept verbatim changed, or the printed blocks do not read back as
+/// the same slots): the whole file must be sent.
+pub fn render(theirs: &BTreeMap<Key, Slot>, mine: &BTreeMap<Key, Slot>) -> Option<String> {
+    let mut written = BTreeMap::new();
+    let mut deleted = Vec::new();
+    for (k, s) in mine {
+        if theirs.get(k) != Some(s) {
+            written.insert(k.clone(), s.clone());
+        }
+    }
+    for k in theirs.keys() {
+        if !mine.contains_key(k) {
+            deleted.push(k.clone());
+        }
+    }
+    let verbatim = |s: Option<&Slot>| {
+        s.is_some_and(|s| {
+            std::iter::once(&s.default)
+                .chain(s.nodes.values())
+                .any(|i| matches!(i, Some(Item::Global { extra, .. }) if !extra.is_empty()))
+        })
+    };
+    if written.contains_key(&Key::Global)
+        && (verbatim(theirs.get(&Key::Global)) || verbatim(mine.get(&Key::Global)))
+    {
+        return None;
+    }
+    if deleted.contains(&Key::Global) {
+        return None;
+    }
+    let mut text = if written.is_empty() {
+        String::new()
+    } else {
+        crate::keyed::cluster_of(&written)
+            .print_blocks(written.contains_key(&Key::Global))
+            .ok()?
+    };
+    for k in &deleted {
+        text.push_str(&format!("delete {}\n", delete_words(k).join(" ")));
+    }
+    // The patch must read back as exactly these slots.
+    let parsed = crate::syntax::parse_str("<patch>", &text);
+    let base = KeyedCluster::from_slots(theirs.clone());
+    let applied = apply(&parsed, &base, &[]);
+    if applied.diags.has_errors() {
+        return None;
+    }
+    let back: BTreeMap<Key, Slot> = applied.result.slots();
+    (back == *mine).then_some(text)
+}
+
+/// The words after `delete` that name `key`.
+fn delete_words(key: &Key) -> Vec<String> {
+    use crate::model::VsKey;
+    let q = crate::printer::quote;
+    match key {
+        Key::Global => vec!["global_defs".into()],
+        Key::Script(n) => vec!["vrrp_script".into(), q(n)],
+        Key::SyncGroup(n) => vec!["vrrp_sync_group".into(), q(n)],
+        Key::Instance(n) => vec!["vrrp_instance".into(), q(n)],
+        Key::VsGroup(n) => vec!["virtual_server_group".into(), q(n)],
+        Key::VirtualServer(VsKey::Addr { ip, port }) => {
+            vec!["virtual_server".into(), ip.to_string(), port.to_string()]
+        }
+        Key::VirtualServer(VsKey::Fwmark(m)) => vec!["virtual_server".into(), "fwmark".into(), m.to_string()],
+        Key::VirtualServer(VsKey::Group(g)) => vec!["virtual_server".into(), "group".into(), q(g)],
+    }
+}
+
 /// The key a `delete KEYWORD ARGS` line names.
 fn deleted_key(s: &Stmt) -> Result<Key, Diagnostics> {
     let mut d = Diagnostics::new();
@@ -347,6 +419,47 @@ mod tests {
             "{:?}",
             p.diags
         );
+    }
+
+    #[test]
+    fn a_rendered_patch_leaves_unchanged_global_settings_alone() {
+        let with_global = format!("global_defs {{\n router_id R1\n}}\n{BASE}");
+        let base = keyed(&with_global);
+        let target = keyed(&with_global.replacen("weight 1", "weight 4", 1));
+        let text = render(&base.slots(), &target.slots()).expect("a patch says it");
+        assert!(!text.contains("global_defs"), "{text}");
+        let p = patch(&base, &text);
+        assert_eq!(p.result, target);
+        let renamed = keyed(&with_global.replace("router_id R1", "router_id R2"));
+        let text = render(&base.slots(), &renamed.slots()).expect("a patch says it");
+        assert!(text.contains("router_id R2"), "{text}");
+        assert_eq!(patch(&base, &text).result, renamed);
+    }
+
+    #[test]
+    fn a_rendered_patch_reads_back_as_the_changed_blocks() {
+        let base = keyed(BASE);
+        let new_text = BASE
+            .replace("@lvs01 priority 110", "@lvs01 priority 120")
+            .replacen("weight 1", "weight 7", 1);
+        let new_text = new_text[..new_text.find("virtual_server 198.18.116.134 443").unwrap()].to_string()
+            + "virtual_server fwmark 7 {\n lb_kind DR\n real_server 198.18.116.132 0 {\n  weight 2\n }\n}\n";
+        let target = keyed(&new_text);
+        let text = render(&base.slots(), &target.slots()).expect("a patch says it");
+        assert!(
+            text.contains("delete virtual_server 198.18.116.134 443"),
+            "{text}"
+        );
+        assert!(text.contains("@lvs01 priority 120"), "{text}");
+        let p = patch(&base, &text);
+        assert!(!p.diags.has_errors(), "{:?}\n{text}", p.diags);
+        assert_eq!(p.result, target);
+        assert_eq!(p.result.hash(), target.hash());
+        // Verbatim top-level statements are changed by the whole file only.
+        let with_extra = keyed(&format!(
+            "{BASE}static_ipaddress {{\n 198.18.5.1/24 dev ens33\n}}\n"
+        ));
+        assert!(render(&base.slots(), &with_extra.slots()).is_none());
     }
 
     #[test]

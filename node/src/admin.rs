@@ -597,12 +597,28 @@ impl Api {
         }
         // Validate on whichever director receives it (early, located errors); the leader
         // validates again below, since forwarding sends the same body.
-        let (parsed, loaded) = bundle::load_bundle(&p.main, &p.files);
-        let diagnostics: Vec<String> = loaded.diags.iter().map(|d| d.render(&parsed.sources)).collect();
-        if loaded.diags.has_errors() {
-            return invalid_config(&p.main, loaded.diags.errors().count(), diagnostics);
-        }
-        let target = KeyedCluster::from_cluster(&loaded.cluster);
+        // Parsing a whole file is O(file) (a second at 10,000 virtual servers): off the
+        // async workers, which also carry Raft's heartbeats.
+        let (main, files) = (p.main.clone(), p.files.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            let (parsed, loaded) = bundle::load_bundle(&main, &files);
+            let diagnostics: Vec<String> = loaded.diags.iter().map(|d| d.render(&parsed.sources)).collect();
+            let errors = loaded.diags.errors().count();
+            let target = (errors == 0).then(|| KeyedCluster::from_cluster(&loaded.cluster));
+            (diagnostics, errors, target)
+        })
+        .await;
+        let (diagnostics, target) = match loaded {
+            Ok((diagnostics, 0, Some(target))) => (diagnostics, target),
+            Ok((diagnostics, errors, _)) => return invalid_config(&p.main, errors, diagnostics),
+            Err(e) => {
+                return err(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("parsing: {e}"),
+                )
+            }
+        };
         let hash = target.hash();
         if hash != p.hash {
             return err(
@@ -635,6 +651,7 @@ impl Api {
         }
         let sources = parsed.sources.clone();
         let main = p.main.clone();
+        let expected = p.hash.clone();
         let make = |state: &ClusterState| {
             let mut members = state.voters.clone();
             members.extend(state.learners.iter().cloned());
@@ -643,7 +660,25 @@ impl Api {
                 let rendered = patched.diags.iter().map(|d| d.render(&sources)).collect();
                 return Err(invalid_config(&main, patched.diags.errors().count(), rendered));
             }
-            Ok((patched.delta, patched.result.hash()))
+            let hash = patched.result.hash();
+            // A client that sends a file's changed blocks names the file's hash: the result
+            // must be exactly that file.
+            if !expected.is_empty() && hash != expected {
+                return Err(api_error(
+                    StatusCode::CONFLICT,
+                    ApiError {
+                        kind: "conflict".into(),
+                        message: format!(
+                            "the changed blocks applied to version {} give {hash}, not the file's {expected}: \
+                             the configuration changed meanwhile; compare again",
+                            state.version
+                        ),
+                        diagnostics: Vec::new(),
+                        current_version: Some(state.version),
+                    },
+                ));
+            }
+            Ok((patched.delta, hash))
         };
         if p.dry_run {
             let (state, _) = self.node.state.current().await;
@@ -1791,6 +1826,12 @@ impl Api {
 
     async fn remove_member(&self, req: &Req, name: &str) -> Reply {
         let params = query_params(&req.query);
+        // Only the leader's membership answers: a follower's may lag, and a request
+        // forwarded to a leader that has since died can reach a new process at its address
+        // that is no member at all (a wiped director rejoining), which must not say 404.
+        if let Some(reply) = self.route_to_leader(req).await {
+            return reply;
+        }
         let m = self.node.metrics();
         let membership = m.membership_config.membership().clone();
         let Some((id, _)) = membership
@@ -1809,9 +1850,6 @@ impl Api {
                 ),
             );
         };
-        if let Some(reply) = self.route_to_leader(req).await {
-            return reply;
-        }
         let _one_at_a_time = self.membership.lock().await;
         let m = self.node.metrics();
         let membership = m.membership_config.membership().clone();

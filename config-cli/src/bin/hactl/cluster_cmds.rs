@@ -4,7 +4,7 @@ use crate::remote::{Answer, Refused, Remote};
 use crate::Format;
 use anyhow::{anyhow, Result};
 use ha_config::api::*;
-use ha_config::keyed::{self, KeyedCluster};
+use ha_config::keyed::{self, Key, KeyedCluster, Slot};
 use ha_config::{bundle, diff as semdiff, ClusterConfig};
 use hyper::Method;
 use std::collections::BTreeMap;
@@ -114,36 +114,72 @@ pub fn propose(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
         println!("dry run: nothing committed");
         return Ok(ExitCode::SUCCESS);
     }
-    let req = ProposeRequest {
-        main: a.file.to_string_lossy().into_owned(),
-        files,
-        hash,
-        author: a.author.to_string(),
-        reason: a.reason.to_string(),
-        base_version: a.base_version,
-        proposal_id: random_id(),
-        client_time_ms: now_ms(),
-        patch: false,
-        dry_run: false,
-    };
-    let body = serde_json::to_vec(&req)?;
-    match remote.call::<ProposeResponse>(Method::POST, "/v1/proposals", Some(body), WRITE_PATIENCE)? {
-        (ep, Answer::Ok(r)) => {
-            println!(
-                "committed: version {} hash {} (log index {}, via {ep}){}",
-                r.version,
-                r.hash,
-                r.log_index,
-                if r.duplicate {
-                    " [already committed by an earlier try]"
-                } else {
-                    ""
-                }
-            );
-            Ok(ExitCode::SUCCESS)
+    // The change travels as the blocks it changes (printed back as a patch, checked to read
+    // back as them) with the whole file's hash, which the leader checks: it parses and
+    // validates O(change), not the file. The whole file goes when a patch cannot say it.
+    let mut compared = current;
+    for attempt in 0..3 {
+        let rendered = compared
+            .slots
+            .as_ref()
+            .and_then(|(theirs, ours)| ha_config::patch::render(theirs, ours));
+        let (patch, req_files) = match rendered {
+            Some(text) if compared.version > 0 => {
+                let blocks = compared.slots.as_ref().map_or(0, |(theirs, ours)| {
+                    let written = ours.iter().filter(|(k, s)| theirs.get(*k) != Some(*s)).count();
+                    written + theirs.keys().filter(|k| !ours.contains_key(*k)).count()
+                });
+                println!("sending the {blocks} changed block(s); the leader checks the whole file's hash");
+                let name = format!("{} (changed blocks)", a.file.display());
+                (true, BTreeMap::from([(name, text)]))
+            }
+            _ => {
+                println!("sending the whole file");
+                (false, files.clone())
+            }
+        };
+        let req = ProposeRequest {
+            main: req_files.keys().next().cloned().unwrap_or_default(),
+            files: req_files,
+            hash: hash.clone(),
+            author: a.author.to_string(),
+            reason: a.reason.to_string(),
+            base_version: a.base_version,
+            proposal_id: random_id(),
+            client_time_ms: now_ms(),
+            patch,
+            dry_run: false,
+        };
+        let body = serde_json::to_vec(&req)?;
+        match remote.call::<ProposeResponse>(Method::POST, "/v1/proposals", Some(body), WRITE_PATIENCE)? {
+            (ep, Answer::Ok(r)) => {
+                println!(
+                    "committed: version {} hash {} (log index {}, via {ep}){}",
+                    r.version,
+                    r.hash,
+                    r.log_index,
+                    if r.duplicate {
+                        " [already committed by an earlier try]"
+                    } else {
+                        ""
+                    }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            // Another change committed between the comparison and the proposal: the
+            // changed blocks no longer give the file; compare again.
+            (_, Answer::Refused(r)) if patch && r.error.kind == "conflict" && attempt < 2 => {
+                compared = match against_committed(remote, &mine, &loaded.cluster)? {
+                    Ok(c) => c,
+                    Err(code) => return Ok(code),
+                };
+            }
+            (_, Answer::Refused(r)) => return Ok(refused(&r)),
         }
-        (_, Answer::Refused(r)) => Ok(refused(&r)),
     }
+    Err(anyhow!(
+        "the configuration kept changing while proposing; propose again"
+    ))
 }
 
 /// `hactl propose --patch FILE`: the leader applies the patch's blocks and `delete` lines
@@ -214,6 +250,8 @@ struct Compared {
     hash: String,
     theirs: ClusterConfig,
     ours: ClusterConfig,
+    /// The committed slots and the file's in the buckets that differ (read through the tree).
+    slots: Option<(BTreeMap<Key, Slot>, BTreeMap<Key, Slot>)>,
 }
 
 /// Compares `mine` with the committed configuration through its hash tree: only the
@@ -242,11 +280,14 @@ fn against_committed(
         );
         match remote.call::<ConfigSlots>(Method::GET, &path, None, READ_PATIENCE)? {
             (_, Answer::Ok(s)) => {
+                let theirs: BTreeMap<Key, Slot> = s.slots.into_iter().collect();
+                let ours: BTreeMap<Key, Slot> = mine.bucket_slots(&differing).into_iter().collect();
                 return Ok(Ok(Compared {
                     version: s.version,
                     hash: s.hash,
-                    theirs: keyed::cluster_of(&s.slots.into_iter().collect()),
-                    ours: keyed::cluster_of(&mine.bucket_slots(&differing).into_iter().collect()),
+                    theirs: keyed::cluster_of(&theirs),
+                    ours: keyed::cluster_of(&ours),
+                    slots: Some((theirs, ours)),
                 }));
             }
             // Another proposal committed in between: read the tree again.
@@ -260,6 +301,7 @@ fn against_committed(
             hash: c.hash,
             theirs: c.config,
             ours: whole.clone(),
+            slots: None,
         })),
         (_, Answer::Refused(r)) => Ok(Err(refused(&r))),
     }
