@@ -22,19 +22,6 @@ fn all_at(nodes: &[Node], version: u64, hash: &str) {
     });
 }
 
-fn committed(out: &std::process::Output) -> (u64, String) {
-    assert!(out.status.success(), "{}", text(out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("committed: version "))
-        .unwrap_or_else(|| panic!("no commit line:\n{}", text(out)));
-    let mut w = line.split_whitespace();
-    let version = w.nth(2).and_then(|v| v.parse().ok()).expect("version");
-    let hash = w.nth(1).expect("hash").to_string();
-    (version, hash)
-}
-
 /// `hactl hash FILE`: the content hash the whole file has.
 fn file_hash(path: &Path) -> String {
     let out = hactl("", &["hash", path.to_str().unwrap()]);
@@ -61,25 +48,11 @@ fn loaded_cluster(root: &Path) -> (Vec<Node>, String, std::path::PathBuf) {
     let settings = root.join("raft.toml");
     std::fs::write(&settings, "[raft]\nsnapshot_logs = 5\nkeep_logs = 2\n").unwrap();
     let s = settings.to_str().unwrap().to_string();
-    let mut nodes: Vec<Node> = ["lvs01", "lvs02", "lvs03"]
-        .iter()
-        .map(|n| Node::new(root, n, &["--config", &s, "--test-hooks"]))
-        .collect();
-    nodes[0].start(&["--bootstrap"]);
-    let seed = nodes[0].addr.clone();
-    for n in nodes.iter_mut().skip(1) {
-        n.start(&["--join", &seed]);
-    }
-    wait_for(SETTLE, "three voters", || {
-        (nodes[0]
-            .status()?
-            .members
-            .iter()
-            .filter(|m| m.role == "voter")
-            .count()
-            == 3)
-            .then_some(())
-    });
+    let nodes = start_voters(
+        root,
+        &["lvs01", "lvs02", "lvs03"],
+        &["--config", &s, "--test-hooks"],
+    );
     let cluster: String = nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>().join(",");
     let file = root.join("cluster.conf");
     std::fs::write(&file, scale_conf(N, 4, |_, _| 10)).unwrap();
@@ -213,25 +186,7 @@ fn changes_at_scale_travel_as_keys_and_a_late_joiner_catches_up_from_a_snapshot(
     let settings = root.path().join("raft.toml");
     std::fs::write(&settings, "[raft]\nsnapshot_logs = 5\nkeep_logs = 2\n").unwrap();
     let s = settings.to_str().unwrap().to_string();
-    let mut nodes: Vec<Node> = ["lvs01", "lvs02", "lvs03"]
-        .iter()
-        .map(|n| Node::new(root.path(), n, &["--config", &s]))
-        .collect();
-    nodes[0].start(&["--bootstrap"]);
-    let seed = nodes[0].addr.clone();
-    for n in nodes.iter_mut().skip(1) {
-        n.start(&["--join", &seed]);
-    }
-    wait_for(SETTLE, "three voters", || {
-        (nodes[0]
-            .status()?
-            .members
-            .iter()
-            .filter(|m| m.role == "voter")
-            .count()
-            == 3)
-            .then_some(())
-    });
+    let mut nodes = start_voters(root.path(), &["lvs01", "lvs02", "lvs03"], &["--config", &s]);
     let cluster: String = nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>().join(",");
     let file = root.path().join("cluster.conf");
     let f = file.to_str().unwrap();

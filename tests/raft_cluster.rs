@@ -59,19 +59,6 @@ fn leader_index(nodes: &[Node]) -> usize {
     })
 }
 
-/// Parses `committed: version N hash H` from `hactl propose`.
-fn committed(out: &std::process::Output) -> (u64, String) {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("committed: version "))
-        .unwrap_or_else(|| panic!("no commit line:\n{}", text(out)));
-    let mut w = line.split_whitespace();
-    let version = w.nth(2).and_then(|v| v.parse().ok()).expect("version");
-    let hash = w.nth(1).expect("hash").to_string();
-    (version, hash)
-}
-
 fn propose(cluster: &str, file: &Path, extra: &[&str]) -> (u64, String) {
     let mut args = vec!["propose", "-f", file.to_str().expect("path")];
     args.extend_from_slice(extra);

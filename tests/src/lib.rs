@@ -245,6 +245,36 @@ pub fn cluster_conf(generation: u32, n_vs: u32, n_rs: u32) -> String {
     s
 }
 
+/// Starts `names` (control-plane-only, with `extra` flags), the first bootstrapping and
+/// the others joining it; waits until the first sees them all as voters.
+pub fn start_voters(root: &Path, names: &[&str], extra: &[&str]) -> Vec<Node> {
+    let mut nodes: Vec<Node> = names.iter().map(|n| Node::new(root, n, extra)).collect();
+    nodes[0].start(&["--bootstrap"]);
+    let seed = nodes[0].addr.clone();
+    for n in nodes.iter_mut().skip(1) {
+        n.start(&["--join", &seed]);
+    }
+    wait_for(Duration::from_secs(60), "every director a voter", || {
+        let s = nodes[0].status()?;
+        (s.members.iter().filter(|m| m.role == "voter").count() == names.len()).then_some(())
+    });
+    nodes
+}
+
+/// Parses `committed: version N hash H` from `hactl propose`'s output (which must succeed).
+pub fn committed(out: &Output) -> (u64, String) {
+    assert!(out.status.success(), "{}", text(out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("committed: version "))
+        .unwrap_or_else(|| panic!("no commit line:\n{}", text(out)));
+    let mut w = line.split_whitespace();
+    let version = w.nth(2).and_then(|v| v.parse().ok()).expect("version");
+    let hash = w.nth(1).expect("hash").to_string();
+    (version, hash)
+}
+
 /// A temporary directory for one test's nodes and files.
 pub fn temp_root(test: &str) -> tempfile::TempDir {
     tempfile::Builder::new()

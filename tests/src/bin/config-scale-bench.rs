@@ -54,17 +54,7 @@ fn main() {
         rss / 1024
     );
 
-    let names = ["lvs01", "lvs02", "lvs03"];
-    let mut nodes: Vec<Node> = names.iter().map(|x| Node::new(root.path(), x, &[])).collect();
-    nodes[0].start(&["--bootstrap"]);
-    let seed = nodes[0].addr.clone();
-    for node in nodes.iter_mut().skip(1) {
-        node.start(&["--join", &seed]);
-    }
-    wait_for(Duration::from_secs(60), "three voters", || {
-        let s = nodes[0].status()?;
-        (s.members.iter().filter(|m| m.role == "voter").count() == 3).then_some(())
-    });
+    let nodes = start_voters(root.path(), &["lvs01", "lvs02", "lvs03"], &[]);
     let cluster: String = nodes.iter().map(|x| x.addr.clone()).collect::<Vec<_>>().join(",");
     let all_at = |v: u64| nodes.iter().all(|x| x.status().is_some_and(|s| s.version >= v));
     let wait_all = |v: u64| {
@@ -73,18 +63,15 @@ fn main() {
         }
     };
 
+    let propose_file = |reason: &str| {
+        let out = hactl(
+            &cluster,
+            &["propose", "-f", file.to_str().expect("path"), "--reason", reason],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    };
     let start = Instant::now();
-    let out = hactl(
-        &cluster,
-        &[
-            "propose",
-            "-f",
-            file.to_str().expect("path"),
-            "--reason",
-            "first load",
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    propose_file("first load");
     let committed = start.elapsed();
     wait_all(1);
     println!(
@@ -102,17 +89,7 @@ fn main() {
         let conf = scale_conf(n, 4, |i, r| if i == target && r == 0 { 10 + g } else { 10 });
         std::fs::write(&file, &conf).expect("write");
         let start = Instant::now();
-        let out = hactl(
-            &cluster,
-            &[
-                "propose",
-                "-f",
-                file.to_str().expect("path"),
-                "--reason",
-                "one weight",
-            ],
-        );
-        assert!(out.status.success(), "{}", text(&out));
+        propose_file("one weight");
         wait_all(1 + g as u64);
         lat.push(start.elapsed());
         if g == 1 {
@@ -124,17 +101,9 @@ fn main() {
             );
         }
     }
-    lat.sort();
-    let pct = |p: f64| {
-        lat[((lat.len() as f64 * p).ceil() as usize)
-            .saturating_sub(1)
-            .min(lat.len() - 1)]
-    };
-    println!(
-        "one-weight propose (hactl propose -f) -> applied on all three: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({k} changes)",
-        ms(pct(0.5)),
-        ms(pct(0.99)),
-        ms(lat[lat.len() - 1])
+    report(
+        "one-weight propose (hactl propose -f) -> applied on all three",
+        lat,
     );
     let grown = dir_bytes(root.path()).saturating_sub(sizes0);
     println!(
@@ -155,17 +124,9 @@ fn main() {
         wait_all(1 + (k + g) as u64);
         lat.push(start.elapsed());
     }
-    lat.sort();
-    let pct = |p: f64| {
-        lat[((lat.len() as f64 * p).ceil() as usize)
-            .saturating_sub(1)
-            .min(lat.len() - 1)]
-    };
-    println!(
-        "one-weight propose (hactl propose --patch, one block) -> applied on all three: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({k} changes)",
-        ms(pct(0.5)),
-        ms(pct(0.99)),
-        ms(lat[lat.len() - 1])
+    report(
+        "one-weight propose (hactl propose --patch, one block) -> applied on all three",
+        lat,
     );
     let grown = dir_bytes(root.path()).saturating_sub(sizes1);
     println!(
@@ -183,6 +144,23 @@ fn main() {
             .map(|r| (r / 1024).to_string())
             .collect::<Vec<_>>()
             .join("/")
+    );
+}
+
+/// `label: p50 …, p99 …, max …` over `lat`.
+fn report(label: &str, mut lat: Vec<Duration>) {
+    lat.sort();
+    let pct = |p: f64| {
+        lat[((lat.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(lat.len() - 1)]
+    };
+    println!(
+        "{label}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} changes)",
+        ms(pct(0.5)),
+        ms(pct(0.99)),
+        ms(lat[lat.len() - 1]),
+        lat.len()
     );
 }
 

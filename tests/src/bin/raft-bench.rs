@@ -14,17 +14,7 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1000);
     let root = temp_root("bench");
-    let names = ["lvs01", "lvs02", "lvs03"];
-    let mut nodes: Vec<Node> = names.iter().map(|x| Node::new(root.path(), x, &[])).collect();
-    nodes[0].start(&["--bootstrap"]);
-    let seed = nodes[0].addr.clone();
-    for node in nodes.iter_mut().skip(1) {
-        node.start(&["--join", &seed]);
-    }
-    wait_for(Duration::from_secs(30), "three voters", || {
-        let s = nodes[0].status()?;
-        (s.members.iter().filter(|m| m.role == "voter").count() == 3).then_some(())
-    });
+    let nodes = start_voters(root.path(), &["lvs01", "lvs02", "lvs03"], &[]);
     let leader = wait_for(Duration::from_secs(10), "leader", || {
         nodes
             .iter()

@@ -153,17 +153,7 @@ pub fn propose(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
         let body = serde_json::to_vec(&req)?;
         match remote.call::<ProposeResponse>(Method::POST, "/v1/proposals", Some(body), WRITE_PATIENCE)? {
             (ep, Answer::Ok(r)) => {
-                println!(
-                    "committed: version {} hash {} (log index {}, via {ep}){}",
-                    r.version,
-                    r.hash,
-                    r.log_index,
-                    if r.duplicate {
-                        " [already committed by an earlier try]"
-                    } else {
-                        ""
-                    }
-                );
+                print_committed(&ep, &r);
                 return Ok(ExitCode::SUCCESS);
             }
             // Another change committed between the comparison and the proposal: the
@@ -180,6 +170,21 @@ pub fn propose(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
     Err(anyhow!(
         "the configuration kept changing while proposing; propose again"
     ))
+}
+
+/// The line scripts and tests read: `committed: version N hash H (...)`.
+fn print_committed(ep: &str, r: &ProposeResponse) {
+    println!(
+        "committed: version {} hash {} (log index {}, via {ep}){}",
+        r.version,
+        r.hash,
+        r.log_index,
+        if r.duplicate {
+            " [already committed by an earlier try]"
+        } else {
+            ""
+        }
+    );
 }
 
 /// `hactl propose --patch FILE`: the leader applies the patch's blocks and `delete` lines
@@ -226,17 +231,7 @@ pub fn propose_patch(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
                     short(&r.hash)
                 );
             } else {
-                println!(
-                    "committed: version {} hash {} (log index {}, via {ep}){}",
-                    r.version,
-                    r.hash,
-                    r.log_index,
-                    if r.duplicate {
-                        " [already committed by an earlier try]"
-                    } else {
-                        ""
-                    }
-                );
+                print_committed(&ep, &r);
             }
             Ok(ExitCode::SUCCESS)
         }
