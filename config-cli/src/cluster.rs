@@ -42,8 +42,9 @@ fn collect_nodes(stmts: &[Stmt], out: &mut BTreeSet<String>) {
 /// lowers the whole file: with 10,000s of blocks and several `@node` views this is most of
 /// `hactl check`'s and a proposal's time). Results in the order of `views`.
 fn lower_views(stmts: &[Stmt], views: &[Option<String>]) -> Vec<(crate::lower::Lowered, Diagnostics)> {
+    let shared = (views.len() > 1).then(|| crate::lower::SharedBlocks::new(stmts));
     let one = |v: &Option<String>| {
-        let lowered = lower(stmts, v.as_deref());
+        let lowered = crate::lower::lower_with(stmts, v.as_deref(), shared.as_ref());
         let checked = validate::validate(&lowered.config, &lowered.spans);
         (lowered, checked)
     };

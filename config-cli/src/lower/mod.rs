@@ -31,6 +31,39 @@ pub struct Lowered {
 /// Lowers the statements visible to director `node` (None: a director named in no `@`
 /// condition) into its configuration.
 pub fn lower(stmts: &[Stmt], node: Option<&str>) -> Lowered {
+    lower_with(stmts, node, None)
+}
+
+/// `virtual_server` blocks lowered once for every view: a block with no `@node` line in it
+/// lowers the same for every director (its lowering reads nothing but the block), so a
+/// file with several views lowers its 10,000s of virtual servers once, not once per view.
+pub struct SharedBlocks {
+    /// By the statement's address in the parsed tree.
+    by_stmt: std::collections::HashMap<usize, (Option<crate::model::VirtualServer>, Diagnostics, SpanIndex)>,
+}
+
+fn has_condition(s: &Stmt) -> bool {
+    s.cond.is_some() || s.children().iter().any(has_condition)
+}
+
+impl SharedBlocks {
+    pub fn new(stmts: &[Stmt]) -> Self {
+        let by_stmt = stmts
+            .iter()
+            .filter(|s| s.keyword() == "virtual_server" && !has_condition(s))
+            .map(|s| {
+                let mut cx = Ctx::new(None);
+                let vs = lvs::virtual_server(&mut cx, s);
+                let (diags, spans) = cx.finish();
+                (s as *const Stmt as usize, (vs, diags, spans))
+            })
+            .collect();
+        SharedBlocks { by_stmt }
+    }
+}
+
+/// [`lower`], taking the blocks in `shared` as they were lowered there.
+pub fn lower_with(stmts: &[Stmt], node: Option<&str>, shared: Option<&SharedBlocks>) -> Lowered {
     let mut cx = Ctx::new(node);
     let mut cfg = Config::default();
     // Virtual servers can be 10,000s: duplicates are found by key, not by a scan.
@@ -73,7 +106,19 @@ pub fn lower(stmts: &[Stmt], node: Option<&str>) -> Lowered {
                 }
             }
             "virtual_server" => {
-                if let Some(v) = lvs::virtual_server(&mut cx, s) {
+                let lowered = match shared.and_then(|sh| sh.by_stmt.get(&(s as *const Stmt as usize))) {
+                    Some((vs, diags, spans)) => {
+                        for d in diags.iter() {
+                            cx.push(d.clone());
+                        }
+                        for (k, span) in spans {
+                            cx.mark(k.clone(), *span);
+                        }
+                        vs.clone()
+                    }
+                    None => lvs::virtual_server(&mut cx, s),
+                };
+                if let Some(v) = lowered {
                     if !vs_keys.insert(v.key.clone()) {
                         cx.error(s.span(), format!("virtual_server {} is defined twice", v.key));
                     } else {
@@ -119,4 +164,43 @@ fn upsert<T>(cx: &mut Ctx, list: &mut Vec<T>, v: T, name: impl Fn(&T) -> &String
 /// The keyword list a suggestion is drawn from.
 pub(crate) fn suggest(section: Section, word: &str) -> Option<&'static str> {
     keywords::closest(section, word)
+}
+
+#[cfg(test)]
+mod shared_tests {
+    use super::*;
+    use crate::syntax::parse_str;
+
+    /// Lowering with the shared blocks gives, for every view, exactly what lowering the
+    /// whole file for that view gives: configuration, spans and diagnostics.
+    #[test]
+    fn shared_blocks_lower_like_every_view_alone() {
+        let texts = [
+            include_str!("../../tests/fixtures/keepalived.lvs01-master.conf").to_string(),
+            include_str!("../../tests/fixtures/keepalived.sample.conf").to_string(),
+            // @ lines inside one virtual server, a duplicate (conditional on one director),
+            // an error in a shared block, an unknown keyword.
+            "vrrp_instance VI_1 {\n interface ens33\n virtual_router_id 51\n @lvs01 priority 110\n}\n\
+             virtual_server 198.18.1.1 80 {\n lb_kind DR\n real_server 198.18.2.1 80 {\n  @lvs02 weight 3\n }\n}\n\
+             virtual_server 198.18.1.2 80 {\n lb_kind XX\n frobnicate 1\n real_server 198.18.2.2 80 {\n  weight 2\n }\n}\n\
+             virtual_server 198.18.1.2 80 {\n lb_kind NAT\n}\n\
+             @lvs02 virtual_server 198.18.1.1 80 {\n lb_kind NAT\n}\n"
+                .to_string(),
+        ];
+        for text in texts {
+            let parsed = parse_str("t.conf", &text);
+            let shared = SharedBlocks::new(&parsed.stmts);
+            for view in [None, Some("lvs01"), Some("lvs02"), Some("other")] {
+                let alone = lower(&parsed.stmts, view);
+                let with = lower_with(&parsed.stmts, view, Some(&shared));
+                assert_eq!(with.config, alone.config, "{view:?}");
+                assert_eq!(with.spans, alone.spans, "{view:?}");
+                assert_eq!(
+                    with.diags.clone().sorted(),
+                    alone.diags.clone().sorted(),
+                    "{view:?}"
+                );
+            }
+        }
+    }
 }
