@@ -4,7 +4,7 @@
 //! (`hactl import`) and [`ClusterConfig::print`] writes it back with `@` lines.
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::lower::{lower, SpanIndex};
+use crate::lower::SpanIndex;
 use crate::model::Config;
 use crate::printer::{self, Node};
 use crate::syntax::{parse_str, Cond, Parsed, Span, Stmt};
