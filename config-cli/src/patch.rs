@@ -19,15 +19,15 @@
 
 use crate::diag::{Diagnostic, Diagnostics, Severity};
 use crate::keyed::{Delta, Item, Key, KeyedCluster, Slot};
-use crate::lower::{lower, virtual_server_key};
+use crate::lower::{lower_in, virtual_server_key};
 use crate::syntax::{Parsed, Stmt};
 use crate::validate;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The blocks a patch may hold (top-level statements kept verbatim are changed by
-/// proposing the whole file).
-const BLOCKS: [&str; 6] = [
-    "global_defs",
+/// The blocks a patch may hold. `global_defs` is not one of them: it decides how every
+/// `vrrp_instance` is read (its defaults), so it is changed by proposing the whole file, as
+/// are the top-level statements kept verbatim.
+const BLOCKS: [&str; 5] = [
     "vrrp_script",
     "vrrp_sync_group",
     "vrrp_instance",
@@ -47,19 +47,31 @@ pub struct Patched {
     pub diags: Diagnostics,
 }
 
-/// Applies the parsed patch to `committed`. `extra_nodes`: directors known from elsewhere
-/// (Raft membership) whose views are validated too.
+/// Applies the parsed patch to `committed` and validates the result. `extra_nodes`:
+/// directors known from elsewhere (Raft membership) whose views are validated too.
 pub fn apply(parsed: &Parsed, committed: &KeyedCluster, extra_nodes: &[String]) -> Patched {
+    apply_inner(parsed, committed, extra_nodes, true)
+}
+
+fn apply_inner(parsed: &Parsed, committed: &KeyedCluster, extra_nodes: &[String], check: bool) -> Patched {
     let mut diags = parsed.diags.clone();
     let mut blocks: Vec<Stmt> = Vec::new();
     let mut deletes: Vec<(Key, &Stmt)> = Vec::new();
     for s in &parsed.stmts {
         match s.keyword() {
+            "delete" if s.cond.is_some() => diags.error(
+                s.span(),
+                "a `delete` line removes a block from every director: it cannot be an `@node` line",
+            ),
             "delete" => match deleted_key(s) {
                 Ok(k) => deletes.push((k, s)),
                 Err(d) => diags.extend(d),
             },
             kw if BLOCKS.contains(&kw) => blocks.push(s.clone()),
+            "global_defs" => diags.error(
+                s.span(),
+                "`global_defs` decides how every vrrp_instance is read: change it by proposing the whole file",
+            ),
             kw => diags.error(
                 s.span(),
                 format!(
@@ -69,23 +81,30 @@ pub fn apply(parsed: &Parsed, committed: &KeyedCluster, extra_nodes: &[String]) 
             ),
         }
     }
-    let default = lower(&blocks, None);
+    // Each view's blocks are read with that view's committed global settings.
+    let committed_global = |node: Option<&str>| match committed.get(&Key::Global).and_then(|s| match node {
+        Some(n) => s.view(n),
+        None => s.default.as_ref(),
+    }) {
+        Some(Item::Global { defs, .. }) => (**defs).clone(),
+        _ => crate::model::GlobalDefs::default(),
+    };
+    let default = lower_in(&blocks, None, committed_global(None));
     diags.extend(default.diags.clone());
-    let patched_global = blocks.iter().any(|s| s.keyword() == "global_defs");
     let keys: BTreeSet<Key> = crate::keyed::items_of(&default.config)
         .map(|(k, _)| k)
-        .filter(|k| *k != Key::Global || patched_global)
+        .filter(|k| *k != Key::Global)
         .collect();
     let mut names: BTreeSet<String> = crate::cluster::node_names(&blocks);
     names.extend(extra_nodes.iter().cloned());
-    for k in &keys {
+    for k in keys.iter().chain([&Key::Global]) {
         if let Some(s) = committed.get(k) {
             names.extend(s.nodes.keys().cloned());
         }
     }
     let mut views: BTreeMap<String, crate::lower::Lowered> = BTreeMap::new();
     for n in &names {
-        let l = lower(&blocks, Some(n));
+        let l = lower_in(&blocks, Some(n), committed_global(Some(n)));
         diags.extend(l.diags.clone());
         views.insert(n.clone(), l);
     }
@@ -95,32 +114,14 @@ pub fn apply(parsed: &Parsed, committed: &KeyedCluster, extra_nodes: &[String]) 
     let default_items = by_key(&default.config);
     let view_items: BTreeMap<&String, BTreeMap<Key, Item>> =
         views.iter().map(|(n, l)| (n, by_key(&l.config))).collect();
-    let item = |items: &BTreeMap<Key, Item>, node: Option<&str>, key: &Key| -> Option<Item> {
-        let found = items.get(key).cloned()?;
-        match found {
-            // The statements kept verbatim stay as committed.
-            Item::Global { defs, .. } => {
-                let extra = match committed.get(&Key::Global).and_then(|s| match node {
-                    Some(n) => s.view(n),
-                    None => s.default.as_ref(),
-                }) {
-                    Some(Item::Global { extra, .. }) => extra.clone(),
-                    _ => Vec::new(),
-                };
-                Some(Item::Global { defs, extra })
-            }
-            other => Some(other),
-        }
-    };
     let mut changes: BTreeMap<Key, Option<Slot>> = BTreeMap::new();
     for key in &keys {
-        let default_item = item(&default_items, None, key);
         let mut slot = Slot {
-            default: default_item,
+            default: default_items.get(key).cloned(),
             nodes: BTreeMap::new(),
         };
         for (n, items) in &view_items {
-            let it = item(items, Some(n.as_str()), key);
+            let it = items.get(key).cloned();
             if it != slot.default {
                 slot.nodes.insert((*n).clone(), it);
             }
@@ -146,8 +147,12 @@ pub fn apply(parsed: &Parsed, committed: &KeyedCluster, extra_nodes: &[String]) 
     };
     let mut result = committed.clone();
     result.apply(&delta);
-    if !diags.has_errors() {
+    if check && !diags.has_errors() {
         let checked = checked_part(&result, &delta);
+        // Every director the checked part names, besides the members and the patch's own.
+        for (_, s) in checked.iter() {
+            names.extend(s.nodes.keys().cloned());
+        }
         diags.extend(validate_result(&checked, &default.spans, &views, &names));
     }
     Patched {
@@ -183,7 +188,9 @@ fn checked_part(result: &KeyedCluster, delta: &Delta) -> KeyedCluster {
 }
 
 /// Validates every director's view of the result: errors anywhere, warnings located in
-/// the patch (the rest of the configuration was validated when it was committed).
+/// the patch (the rest of the configuration was validated when it was committed). As for a
+/// whole file, an error only the view of directors named in no `@` line has is a warning
+/// when named directors exist (such a director is checked in its own view once it exists).
 fn validate_result(
     result: &KeyedCluster,
     default_spans: &crate::lower::SpanIndex,
@@ -196,17 +203,23 @@ fn validate_result(
             out.push(d);
         }
     };
-    for d in validate::validate(&result.view_default(), default_spans) {
-        keep(d);
-    }
+    let default_only = validate::validate(&result.view_default(), default_spans);
+    let mut named = Diagnostics::new();
     let mut for_cross = BTreeMap::new();
     for n in names {
         let spans = views.get(n).map(|l| l.spans.clone()).unwrap_or_default();
         let view = result.view(n);
-        for d in validate::validate(&view, &spans) {
-            keep(d);
-        }
+        named.extend(validate::validate(&view, &spans));
         for_cross.insert(n.clone(), (view, spans));
+    }
+    for mut d in default_only {
+        if d.is_error() && !names.is_empty() && !named.iter().any(|x| *x == d) {
+            d.severity = Severity::Warning;
+        }
+        keep(d);
+    }
+    for d in named {
+        keep(d);
     }
     for d in validate::cross_node(&for_cross) {
         keep(d);
@@ -232,27 +245,14 @@ pub fn render(theirs: &BTreeMap<Key, Slot>, mine: &BTreeMap<Key, Slot>) -> Optio
             deleted.push(k.clone());
         }
     }
-    let verbatim = |s: Option<&Slot>| {
-        s.is_some_and(|s| {
-            std::iter::once(&s.default)
-                .chain(s.nodes.values())
-                .any(|i| matches!(i, Some(Item::Global { extra, .. }) if !extra.is_empty()))
-        })
-    };
-    if written.contains_key(&Key::Global)
-        && (verbatim(theirs.get(&Key::Global)) || verbatim(mine.get(&Key::Global)))
-    {
-        return None;
-    }
-    if deleted.contains(&Key::Global) {
+    // A patch never changes the global settings (they decide how instances are read).
+    if written.contains_key(&Key::Global) || deleted.contains(&Key::Global) {
         return None;
     }
     let mut text = if written.is_empty() {
         String::new()
     } else {
-        crate::keyed::cluster_of(&written)
-            .print_blocks(written.contains_key(&Key::Global))
-            .ok()?
+        crate::keyed::cluster_of(&written).print_blocks(false).ok()?
     };
     for k in &deleted {
         text.push_str(&format!("delete {}\n", delete_words(k).join(" ")));
@@ -260,7 +260,8 @@ pub fn render(theirs: &BTreeMap<Key, Slot>, mine: &BTreeMap<Key, Slot>) -> Optio
     // The patch must read back as exactly these slots.
     let parsed = crate::syntax::parse_str("<patch>", &text);
     let base = KeyedCluster::from_slots(theirs.clone());
-    let applied = apply(&parsed, &base, &[]);
+    // Only the read-back matters here (the leader validates the whole result).
+    let applied = apply_inner(&parsed, &base, &[], false);
     if applied.diags.has_errors() {
         return None;
     }
@@ -293,10 +294,7 @@ fn deleted_key(s: &Stmt) -> Result<Key, Diagnostics> {
     let Some(kw) = args.first() else {
         d.error(
             s.span(),
-            format!(
-                "`delete` needs a block to delete: one of {}",
-                BLOCKS[1..].join(", ")
-            ),
+            format!("`delete` needs a block to delete: one of {}", BLOCKS.join(", ")),
         );
         return Err(d);
     };
@@ -317,7 +315,7 @@ fn deleted_key(s: &Stmt) -> Result<Key, Diagnostics> {
         other => {
             d.error(
                 kw.span,
-                format!("`delete {other}`: only {} can be deleted", BLOCKS[1..].join(", ")),
+                format!("`delete {other}`: only {} can be deleted", BLOCKS.join(", ")),
             );
             return Err(d);
         }
@@ -430,10 +428,75 @@ mod tests {
         assert!(!text.contains("global_defs"), "{text}");
         let p = patch(&base, &text);
         assert_eq!(p.result, target);
+        // A change of the global settings goes as the whole file.
         let renamed = keyed(&with_global.replace("router_id R1", "router_id R2"));
-        let text = render(&base.slots(), &renamed.slots()).expect("a patch says it");
-        assert!(text.contains("router_id R2"), "{text}");
-        assert_eq!(patch(&base, &text).result, renamed);
+        assert!(render(&base.slots(), &renamed.slots()).is_none());
+    }
+
+    #[test]
+    fn patched_instances_are_read_with_the_committed_global_settings() {
+        let with_v3 = format!("global_defs {{\n vrrp_version 3\n}}\n{BASE}");
+        let base = keyed(&with_v3);
+        let changed = with_v3.replace("@lvs01 priority 110", "@lvs01 priority 120");
+        let block_start = changed.find("vrrp_instance").unwrap();
+        let block_end = changed.find("virtual_server").unwrap();
+        let p = patch(&base, &changed[block_start..block_end]);
+        assert!(!p.diags.has_errors(), "{:?}", p.diags);
+        assert_eq!(p.result, keyed(&changed), "the instance keeps VRRPv3");
+        let refused = patch(&base, "global_defs {\n vrrp_version 2\n}\n");
+        assert!(refused.diags.has_errors());
+        assert!(refused.delta.is_empty());
+    }
+
+    #[test]
+    fn a_delete_line_cannot_be_for_one_director() {
+        let p = patch(&keyed(BASE), "@lvs02 delete virtual_server 198.18.116.134 443\n");
+        assert!(
+            p.diags
+                .iter()
+                .any(|d| d.is_error() && d.message.contains("every director")),
+            "{:?}",
+            p.diags
+        );
+        assert!(p.delta.is_empty());
+    }
+
+    #[test]
+    fn validation_covers_directors_named_only_in_untouched_blocks() {
+        // lvs03's view has VI_2 on router id 52: moving VI_1 to 52 clashes there only.
+        let base = keyed(&format!(
+            "{BASE}vrrp_instance VI_2 {{\n interface ens33\n virtual_router_id 60\n @lvs03 virtual_router_id 52\n virtual_ipaddress {{\n  198.18.116.140\n }}\n}}\n"
+        ));
+        let p = patch(
+            &base,
+            "vrrp_instance VI_1 {\n interface ens33\n virtual_router_id 52\n @lvs01 priority 110\n @lvs02 priority 90\n virtual_ipaddress {\n  198.18.116.134\n }\n}\n",
+        );
+        assert!(
+            p.diags
+                .iter()
+                .any(|d| d.is_error() && d.message.contains("virtual_router_id 52")),
+            "{:?}",
+            p.diags
+        );
+    }
+
+    #[test]
+    fn an_error_only_unnamed_directors_would_have_stays_a_warning_as_for_the_whole_file() {
+        // No interface for directors named in no @ line: the whole file commits (a
+        // warning), so a patch of an unrelated block must too.
+        let text = BASE.replace(
+            " interface ens33\n",
+            " @lvs01 interface ens33\n @lvs02 interface ens33\n",
+        );
+        let (_, whole) = cluster::load_str("c.conf", &text, &[]);
+        assert!(!whole.diags.has_errors(), "{:?}", whole.diags);
+        let base = KeyedCluster::from_cluster(&whole.cluster);
+        let p = patch(
+            &base,
+            "virtual_server 198.18.116.134 80 {\n lb_kind DR\n real_server 198.18.116.131 80 {\n  weight 3\n }\n}\n",
+        );
+        assert!(!p.diags.has_errors(), "{:?}", p.diags);
+        assert_eq!(p.delta.len(), 1);
     }
 
     #[test]

@@ -595,6 +595,13 @@ impl Api {
         if p.patch {
             return self.propose_patch(req, p).await;
         }
+        if p.dry_run {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "field `dry_run`: only for patches (`hactl propose -f --dry-run` shows the change itself)",
+            );
+        }
         // Validate on whichever director receives it (early, located errors); the leader
         // validates again below, since forwarding sends the same body.
         // Parsing a whole file is O(file) (a second at 10,000 virtual servers): off the
@@ -645,20 +652,36 @@ impl Api {
     /// `--patch`: blocks that replace the committed ones and `delete` lines, applied to
     /// the configuration the leader has committed (so only the leader can validate it).
     async fn propose_patch(&self, req: &Req, p: ProposeRequest) -> Reply {
-        let parsed = bundle::parse_bundle(&p.main, &p.files);
         if let Some(reply) = self.route_to_leader(req).await {
             return reply;
         }
+        // O(patch) and O(change), but a patch may be large: off the async workers' queue.
+        let parsed = tokio::task::block_in_place(|| bundle::parse_bundle(&p.main, &p.files));
         let sources = parsed.sources.clone();
         let main = p.main.clone();
         let expected = p.hash.clone();
         let make = |state: &ClusterState| {
             let mut members = state.voters.clone();
             members.extend(state.learners.iter().cloned());
-            let patched = ha_config::patch::apply(&parsed, &state.config, &members);
+            let patched =
+                tokio::task::block_in_place(|| ha_config::patch::apply(&parsed, &state.config, &members));
             if patched.diags.has_errors() {
                 let rendered = patched.diags.iter().map(|d| d.render(&sources)).collect();
                 return Err(invalid_config(&main, patched.diags.errors().count(), rendered));
+            }
+            if patched.delta.is_empty() {
+                return Err(api_error(
+                    StatusCode::CONFLICT,
+                    ApiError {
+                        kind: "no_change".into(),
+                        message: format!(
+                            "the patch changes nothing in version {}; nothing committed",
+                            state.version
+                        ),
+                        diagnostics: Vec::new(),
+                        current_version: Some(state.version),
+                    },
+                ));
             }
             let hash = patched.result.hash();
             // A client that sends a file's changed blocks names the file's hash: the result
@@ -1003,8 +1026,9 @@ impl Api {
             Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         };
         let hash = if version == 0 { String::new() } else { keyed.hash() };
-        let config = keyed.to_cluster();
-        let text = match config.print() {
+        // O(configuration): off the async workers' queue.
+        let config = tokio::task::block_in_place(|| keyed.to_cluster());
+        let text = match tokio::task::block_in_place(|| config.print()) {
             Ok(t) => t,
             Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         };

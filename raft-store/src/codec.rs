@@ -5,7 +5,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The version byte written first. Decoders refuse versions they do not know.
-pub const FORMAT_V1: u8 = 1;
+/// Version 2: proposals carry keyed deltas and the state is stored key by key (issue 20);
+/// a store or a peer of version 1 is refused, not misread.
+pub const FORMAT: u8 = 2;
 
 /// Largest value the decoder accepts (a cluster config with its history fits easily).
 pub const MAX_DECODE_BYTES: usize = 256 * 1024 * 1024;
@@ -14,7 +16,7 @@ pub const MAX_DECODE_BYTES: usize = 256 * 1024 * 1024;
 pub enum CodecError {
     #[error("empty input: no format-version byte")]
     Empty,
-    #[error("unknown format version {0} (this build reads version {FORMAT_V1})")]
+    #[error("unknown format version {0} (this build reads version {FORMAT})")]
     UnknownVersion(u8),
     #[error("cannot encode: {0}")]
     Encode(String),
@@ -29,7 +31,7 @@ fn config() -> impl bincode::config::Config {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = vec![FORMAT_V1];
+    let mut out = vec![FORMAT];
     let body =
         bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))?;
     out.extend(body);
@@ -38,7 +40,7 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if version != FORMAT_V1 {
+    if version != FORMAT {
         return Err(CodecError::UnknownVersion(version));
     }
     let (value, used) =
@@ -71,7 +73,7 @@ mod tests {
     fn round_trip_with_version_byte() {
         let ev = seed_event();
         let bytes = encode(&ev).unwrap();
-        assert_eq!(bytes[0], FORMAT_V1);
+        assert_eq!(bytes[0], FORMAT);
         let back: ConfigEvent = decode(&bytes).unwrap();
         assert_eq!(back, ev);
     }
@@ -87,7 +89,7 @@ mod tests {
         assert!(matches!(decode::<ConfigEvent>(&[]), Err(CodecError::Empty)));
         let mut state = 0x2545_f491_4f6c_dd1du64;
         for len in 0..300 {
-            let mut junk = vec![FORMAT_V1];
+            let mut junk = vec![FORMAT];
             for _ in 0..len {
                 state ^= state << 13;
                 state ^= state >> 7;

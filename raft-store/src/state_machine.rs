@@ -355,6 +355,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             );
         }
         let mut new_applied = body.applied;
+        if new_applied.state.version > 0 && body.config.hash() != new_applied.state.hash {
+            return Err(StorageIOError::read_snapshot(
+                sig(),
+                &std::io::Error::other(format!(
+                    "the snapshot's configuration hashes to {}, but its version {} recorded {}",
+                    body.config.hash(),
+                    new_applied.state.version,
+                    new_applied.state.hash
+                )),
+            )
+            .into());
+        }
         new_applied.state.config = body.config;
         new_applied.last_applied = meta.last_log_id;
         new_applied.membership = meta.last_membership.clone();
@@ -491,6 +503,9 @@ impl StateReader {
     /// The committed configuration at `version` (`None`: not committed here): the current
     /// one, or the history's deltas folded up to it.
     pub async fn config_at(&self, version: u64) -> Result<Option<KeyedCluster>, StorageError> {
+        if version == 0 {
+            return Ok(Some(KeyedCluster::default()));
+        }
         let current = {
             let a = self.shared.applied.read().await;
             if version == a.state.version {

@@ -64,8 +64,26 @@ impl SharedBlocks {
 
 /// [`lower`], taking the blocks in `shared` as they were lowered there.
 pub fn lower_with(stmts: &[Stmt], node: Option<&str>, shared: Option<&SharedBlocks>) -> Lowered {
+    lower_from(stmts, node, shared, crate::model::GlobalDefs::default())
+}
+
+/// [`lower`] of blocks read in the context of global settings already in force (a patch:
+/// VRRP instances take their defaults from `global_defs`).
+pub fn lower_in(stmts: &[Stmt], node: Option<&str>, global: crate::model::GlobalDefs) -> Lowered {
+    lower_from(stmts, node, None, global)
+}
+
+fn lower_from(
+    stmts: &[Stmt],
+    node: Option<&str>,
+    shared: Option<&SharedBlocks>,
+    global: crate::model::GlobalDefs,
+) -> Lowered {
     let mut cx = Ctx::new(node);
-    let mut cfg = Config::default();
+    let mut cfg = Config {
+        global,
+        ..Config::default()
+    };
     // Virtual servers can be 10,000s: duplicates are found by key, not by a scan.
     let mut vs_keys = std::collections::HashSet::new();
     for s in cx.visible(stmts) {

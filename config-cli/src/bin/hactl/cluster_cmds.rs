@@ -118,7 +118,7 @@ pub fn propose(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
     // back as them) with the whole file's hash, which the leader checks: it parses and
     // validates O(change), not the file. The whole file goes when a patch cannot say it.
     let mut compared = current;
-    for attempt in 0..3 {
+    for attempt in 0..4 {
         let rendered = compared
             .slots
             .as_ref()
@@ -163,6 +163,15 @@ pub fn propose(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
                     Ok(c) => c,
                     Err(code) => return Ok(code),
                 };
+            }
+            // The leader judged the changed blocks alone differently from the whole file
+            // (this hactl validated the file): the whole file decides.
+            (_, Answer::Refused(r)) if patch && r.error.kind == "invalid_config" => {
+                eprintln!(
+                    "hactl: the leader refused the changed blocks ({}); sending the whole file",
+                    r.error.message
+                );
+                compared.slots = None;
             }
             (_, Answer::Refused(r)) => return Ok(refused(&r)),
         }
@@ -233,6 +242,10 @@ pub fn propose_patch(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
             } else {
                 print_committed(&ep, &r);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        (_, Answer::Refused(r)) if r.error.kind == "no_change" => {
+            println!("  no change\n{}", r.error.message);
             Ok(ExitCode::SUCCESS)
         }
         (_, Answer::Refused(r)) => Ok(refused(&r)),
