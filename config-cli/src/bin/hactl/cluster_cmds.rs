@@ -124,7 +124,9 @@ pub fn propose(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
             .as_ref()
             .and_then(|(theirs, ours)| ha_config::patch::render(theirs, ours));
         let (patch, req_files) = match rendered {
-            Some(text) if compared.version > 0 => {
+            // An empty patch (`--allow-no-change` of an unchanged file) goes as the whole
+            // file, which commits a new version.
+            Some(text) if compared.version > 0 && !text.is_empty() => {
                 let blocks = compared.slots.as_ref().map_or(0, |(theirs, ours)| {
                     let written = ours.iter().filter(|(k, s)| theirs.get(*k) != Some(*s)).count();
                     written + theirs.keys().filter(|k| !ours.contains_key(*k)).count()
