@@ -219,7 +219,7 @@ impl KeyedCluster {
 
     /// The keyed form of a cluster configuration (canonical order inside each item).
     pub fn from_cluster(c: &ClusterConfig) -> Self {
-        let mut slots: BTreeMap<Key, Slot> = items(&c.default)
+        let mut slots: BTreeMap<Key, Slot> = items_of(&c.default)
             .map(|(k, i)| {
                 (
                     k,
@@ -232,7 +232,7 @@ impl KeyedCluster {
             .collect();
         for (name, cfg) in &c.nodes {
             let mut seen = BTreeSet::new();
-            for (key, item) in items(cfg) {
+            for (key, item) in items_of(cfg) {
                 seen.insert(key.clone());
                 let slot = slots.entry(key).or_insert_with(|| Slot {
                     default: None,
@@ -308,14 +308,6 @@ impl KeyedCluster {
     /// The content hash of the whole configuration (lower-case hex).
     pub fn hash(&self) -> String {
         hex::encode(self.root)
-    }
-
-    /// Each key's leaf hash: enough to tell which keys two configurations disagree on.
-    pub fn digests(&self) -> BTreeMap<Key, String> {
-        self.map
-            .iter()
-            .map(|(p, e)| (p.key.clone(), hex::encode(e.leaf)))
-            .collect()
     }
 
     /// Each bucket's hash (lower-case hex), [`BUCKETS`] of them: a client compares its own
@@ -394,15 +386,6 @@ impl KeyedCluster {
         Delta { changes: undo }
     }
 
-    /// The hash the configuration would have after `delta`, and the configuration itself
-    /// unchanged (O(change)).
-    pub fn hash_after(&mut self, delta: &Delta) -> String {
-        let undo = self.apply(delta);
-        let h = self.hash();
-        self.apply(&undo);
-        h
-    }
-
     /// The part of this configuration a delta touches, before it applies, and after: two
     /// small cluster configurations whose semantic diff is the delta's.
     pub fn around(&self, delta: &Delta) -> (ClusterConfig, ClusterConfig) {
@@ -464,11 +447,6 @@ impl<'de> Deserialize<'de> for KeyedCluster {
 /// The items of one director's configuration (the global one always), each in canonical
 /// order.
 pub(crate) fn items_of(c: &Config) -> impl Iterator<Item = (Key, Item)> + '_ {
-    items(c)
-}
-
-/// The items of one director's configuration, each in canonical order.
-fn items(c: &Config) -> impl Iterator<Item = (Key, Item)> + '_ {
     let global = std::iter::once((
         Key::Global,
         Item::Global {
@@ -594,8 +572,6 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert!(matches!(d.changes[0].0, Key::VirtualServer(_)));
         let mut c = a.clone();
-        assert_eq!(c.hash_after(&d), b.hash());
-        assert_eq!(c, a, "hash_after leaves the configuration as it was");
         let undo = c.apply(&d);
         assert_eq!(c, b);
         c.apply(&undo);
