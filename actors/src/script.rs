@@ -140,65 +140,86 @@ pub struct ScriptUse {
 
 /// Every script `config` would run (notify, track and MISC_CHECK).
 pub fn scripts_of(config: &ha_config::model::Config) -> Vec<ScriptUse> {
-    use ha_config::model::Script;
     let mut out = Vec::new();
-    let mut add = |place: String, s: &Option<Script>| {
-        if let Some(s) = s {
-            out.push(ScriptUse {
-                place,
-                cmd: s.cmd.clone(),
-                user: s.user.clone(),
-            });
-        }
-    };
-    let notify = |add: &mut dyn FnMut(String, &Option<Script>), what: &str, n: &ha_config::model::Notify| {
-        add(format!("{what} notify_master"), &n.master);
-        add(format!("{what} notify_backup"), &n.backup);
-        add(format!("{what} notify_fault"), &n.fault);
-        add(format!("{what} notify_stop"), &n.stop);
-        add(format!("{what} notify"), &n.any);
-    };
     for i in &config.instances {
-        notify(&mut add, &format!("vrrp_instance {}", i.name), &i.notify);
+        notify_scripts(&mut out, &format!("vrrp_instance {}", i.name), &i.notify);
     }
     for g in &config.sync_groups {
-        notify(&mut add, &format!("vrrp_sync_group {}", g.name), &g.notify);
-    }
-    for vs in &config.virtual_servers {
-        let name = format!("virtual_server {}", vs.key);
-        add(format!("{name} quorum_up"), &vs.quorum_up);
-        add(format!("{name} quorum_down"), &vs.quorum_down);
-        for rs in &vs.real_servers {
-            let rname = format!("{name} real_server {}", rs_label(rs));
-            add(format!("{rname} notify_up"), &rs.notify_up);
-            add(format!("{rname} notify_down"), &rs.notify_down);
-        }
+        notify_scripts(&mut out, &format!("vrrp_sync_group {}", g.name), &g.notify);
     }
     for s in &config.vrrp_scripts {
+        track_script(&mut out, s);
+    }
+    for vs in &config.virtual_servers {
+        vs_scripts(&mut out, vs);
+    }
+    out
+}
+
+/// Every script one configuration item would run.
+pub fn scripts_of_item(item: &ha_config::keyed::Item) -> Vec<ScriptUse> {
+    use ha_config::keyed::Item;
+    let mut out = Vec::new();
+    match item {
+        Item::Instance(i) => notify_scripts(&mut out, &format!("vrrp_instance {}", i.name), &i.notify),
+        Item::SyncGroup(g) => notify_scripts(&mut out, &format!("vrrp_sync_group {}", g.name), &g.notify),
+        Item::Script(s) => track_script(&mut out, s),
+        Item::VirtualServer(vs) => vs_scripts(&mut out, vs),
+        Item::Global { .. } | Item::VsGroup(_) => {}
+    }
+    out
+}
+
+fn add_script(
+    out: &mut Vec<ScriptUse>,
+    place: impl FnOnce() -> String,
+    s: &Option<ha_config::model::Script>,
+) {
+    if let Some(s) = s {
         out.push(ScriptUse {
-            place: format!("vrrp_script {}", s.name),
-            cmd: s.script.clone(),
+            place: place(),
+            cmd: s.cmd.clone(),
             user: s.user.clone(),
         });
     }
-    for vs in &config.virtual_servers {
-        for rs in &vs.real_servers {
-            for c in &rs.checkers {
-                if let ha_config::model::CheckKind::Misc(m) = &c.kind {
-                    out.push(ScriptUse {
-                        place: format!(
-                            "virtual_server {} real_server {} MISC_CHECK",
-                            vs.key,
-                            rs_label(rs)
-                        ),
-                        cmd: m.misc_path.clone(),
-                        user: m.user.clone(),
-                    });
-                }
+}
+
+fn notify_scripts(out: &mut Vec<ScriptUse>, what: &str, n: &ha_config::model::Notify) {
+    add_script(out, || format!("{what} notify_master"), &n.master);
+    add_script(out, || format!("{what} notify_backup"), &n.backup);
+    add_script(out, || format!("{what} notify_fault"), &n.fault);
+    add_script(out, || format!("{what} notify_stop"), &n.stop);
+    add_script(out, || format!("{what} notify"), &n.any);
+}
+
+fn track_script(out: &mut Vec<ScriptUse>, s: &ha_config::model::VrrpScript) {
+    out.push(ScriptUse {
+        place: format!("vrrp_script {}", s.name),
+        cmd: s.script.clone(),
+        user: s.user.clone(),
+    });
+}
+
+/// A virtual server's quorum and notify scripts and MISC_CHECKs (its name is formatted
+/// only when it has one).
+fn vs_scripts(out: &mut Vec<ScriptUse>, vs: &ha_config::model::VirtualServer) {
+    let name = || format!("virtual_server {}", vs.key);
+    add_script(out, || format!("{} quorum_up", name()), &vs.quorum_up);
+    add_script(out, || format!("{} quorum_down", name()), &vs.quorum_down);
+    for rs in &vs.real_servers {
+        let rname = || format!("{} real_server {}", name(), rs_label(rs));
+        add_script(out, || format!("{} notify_up", rname()), &rs.notify_up);
+        add_script(out, || format!("{} notify_down", rname()), &rs.notify_down);
+        for c in &rs.checkers {
+            if let ha_config::model::CheckKind::Misc(m) = &c.kind {
+                out.push(ScriptUse {
+                    place: format!("{} MISC_CHECK", rname()),
+                    cmd: m.misc_path.clone(),
+                    user: m.user.clone(),
+                });
             }
         }
     }
-    out
 }
 
 fn rs_label(rs: &ha_config::model::RealServer) -> String {
@@ -213,10 +234,17 @@ fn rs_label(rs: &ha_config::model::RealServer) -> String {
 /// per script that could not run (missing, not executable, its user unknown, or unsafe
 /// under `enable_script_security`).
 pub fn vet_config(config: &ha_config::model::Config) -> Vec<String> {
-    let secure = config.global.enable_script_security;
-    let default = default_user(&config.global);
-    scripts_of(config)
-        .into_iter()
+    vet_uses(&config.global, scripts_of(config))
+}
+
+/// As [`vet_config`], for the scripts `uses` under global settings `global`.
+pub fn vet_uses(global: &ha_config::model::GlobalDefs, uses: Vec<ScriptUse>) -> Vec<String> {
+    if uses.is_empty() {
+        return Vec::new();
+    }
+    let secure = global.enable_script_security;
+    let default = default_user(global);
+    uses.into_iter()
         .filter_map(|u| {
             let argv = match split_argv(&u.cmd) {
                 Ok(a) => a,

@@ -148,7 +148,17 @@ async fn reconfiguring_one_checker_leaves_the_others_state_alone() {
     // Retune only the HTTP check (another path): it restarts; the TCP check keeps its
     // DOWN verdict instead of starting UP again.
     let (_, l2) = cluster::load_str("c.conf", &conf("/health"), &[]);
-    assert_eq!(checks.reconfigure(&l2.cluster.default, 2), (1, 1, 1));
+    let changes = checks.reconfigure(&l2.cluster.default, 2);
+    assert_eq!(
+        (
+            changes.started,
+            changes.stopped,
+            changes.retargeted,
+            changes.running
+        ),
+        (1, 1, 0, 2),
+        "{changes}"
+    );
     actix_rt::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         ports().await,
@@ -233,4 +243,60 @@ async fn notify_and_quorum_scripts_run_on_transitions() {
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A change of some virtual servers touches their probes only: a weight changes nothing
+/// that runs, a probe shared with a new virtual server is retargeted, not restarted, and
+/// the hub's tables follow.
+#[actix_rt::test]
+async fn an_update_touches_only_the_changed_virtual_servers_probes() {
+    let vs = |vip: u8, rss: &[(u16, u32)]| {
+        let mut t = format!("virtual_server 198.18.120.{vip} 80 {{\n delay_loop 30\n lb_kind NAT\n");
+        for (port, weight) in rss {
+            t += &format!(" real_server 127.0.0.1 {port} {{\n  weight {weight}\n  TCP_CHECK {{\n   connect_timeout 1\n  }}\n }}\n");
+        }
+        t + "}\n"
+    };
+    let one = |text: &str| {
+        let (_, l) = cluster::load_str("c.conf", text, &[]);
+        assert!(!l.diags.has_errors(), "{:?}", l.diags);
+        l.cluster.default.virtual_servers[0].clone()
+    };
+    // Listening (the kernel completes the handshakes): every probe that runs finds its
+    // real server up, as the tables below assume.
+    let listeners: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let port: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    let (p1, p2, p3) = (port[0], port[1], port[2]);
+    let (_, l) = cluster::load_str("c.conf", &vs(1, &[(p1, 1), (p2, 1)]), &[]);
+    let mut checks = runner::start(&l.cluster.default, 1, vec![]);
+    let a = "198.18.120.1:80".to_string();
+    let b = "198.18.120.2:80".to_string();
+    let summary = |c: runner::ProbeChanges| (c.started, c.stopped, c.retargeted, c.running);
+
+    let c = checks.update(vec![(a.clone(), Some(one(&vs(1, &[(p1, 5), (p2, 1)]))))], 2);
+    assert_eq!(summary(c), (0, 0, 0, 2), "a weight touches no probe: {c}");
+    let c = checks.update(vec![(b.clone(), Some(one(&vs(2, &[(p1, 1)]))))], 3);
+    assert_eq!(summary(c), (0, 0, 1, 2), "the shared probe is retargeted: {c}");
+    let c = checks.update(vec![(b.clone(), Some(one(&vs(2, &[(p1, 1), (p3, 1)]))))], 4);
+    assert_eq!(
+        summary(c),
+        (1, 0, 0, 3),
+        "a new real server starts one probe: {c}"
+    );
+    let c = checks.update(vec![(a.clone(), None)], 5);
+    assert_eq!(summary(c), (0, 1, 1, 2), "{c}");
+
+    let tables = checks.hub.send(GetTables).await.unwrap();
+    assert_eq!(tables.keys().cloned().collect::<Vec<_>>(), vec![b.clone()]);
+    let weights: std::collections::BTreeMap<Option<u16>, u32> = {
+        let c = checks.update(vec![(b.clone(), Some(one(&vs(2, &[(p1, 7), (p3, 1)]))))], 6);
+        assert_eq!(summary(c), (0, 0, 0, 2), "{c}");
+        let t = checks.hub.send(GetTables).await.unwrap();
+        // Both real servers are up (started so, and every probe connects): the new weight
+        // is in the table.
+        t[&b].dests.iter().map(|d| (d.port, d.weight)).collect()
+    };
+    assert_eq!(weights, [(Some(p1), 7), (Some(p3), 1)].into_iter().collect());
 }

@@ -340,22 +340,50 @@ impl KeyedCluster {
         out
     }
 
-    /// What turns `self` into `new`: the keys whose slots differ (O(n) leaf compares).
+    /// What turns `self` into `new`: the keys whose slots differ. Only buckets whose hashes
+    /// differ are compared, key by key: O(buckets + change).
     pub fn delta_to(&self, new: &KeyedCluster) -> Delta {
         let mut changes: Vec<(Key, Option<Slot>)> = Vec::new();
-        for (p, e) in new.map.iter() {
-            match self.map.get(p) {
-                Some(old) if old.leaf == e.leaf => {}
-                _ => changes.push((p.key.clone(), Some((*e.slot).clone()))),
+        for b in (0..BUCKETS).filter(|&b| self.buckets[b] != new.buckets[b]) {
+            let range = (
+                Bound::Included(bucket_lower(b)),
+                Bound::Excluded(bucket_lower(b + 1)),
+            );
+            for (p, e) in new.map.range(range.clone()) {
+                match self.map.get(p) {
+                    Some(old) if old.leaf == e.leaf => {}
+                    _ => changes.push((p.key.clone(), Some((*e.slot).clone()))),
+                }
             }
-        }
-        for (p, _) in self.map.iter() {
-            if !new.map.contains_key(p) {
-                changes.push((p.key.clone(), None));
+            for (p, _) in self.map.range(range) {
+                if !new.map.contains_key(p) {
+                    changes.push((p.key.clone(), None));
+                }
             }
         }
         changes.sort_by(|a, b| a.0.cmp(&b.0));
         Delta { changes }
+    }
+
+    /// What director `node` sees of each key, in key order (O(n log n)).
+    pub fn view_items(&self, node: &str) -> BTreeMap<Key, Item> {
+        self.iter()
+            .filter_map(|(k, s)| s.view(node).map(|i| (k.clone(), i.clone())))
+            .collect()
+    }
+
+    /// How director `node`'s view changes from `self` to `new`: each key whose item it sees
+    /// differs, with its new item (`None`: gone from its view). O(buckets + change).
+    pub fn view_delta(&self, new: &KeyedCluster, node: &str) -> Vec<(Key, Option<Item>)> {
+        self.delta_to(new)
+            .changes
+            .into_iter()
+            .filter_map(|(k, slot)| {
+                let old = self.get(&k).and_then(|s| s.view(node));
+                let now = slot.as_ref().and_then(|s| s.view(node));
+                (old != now).then(|| (k, now.cloned()))
+            })
+            .collect()
     }
 
     /// Applies `delta` (O(change)); returns the delta that undoes it.
@@ -513,7 +541,8 @@ fn cluster_from_sorted(sorted: &[(&Key, &Slot)]) -> ClusterConfig {
 }
 
 /// One director's configuration from its items, in the order given.
-fn assemble<'a>(items: impl Iterator<Item = &'a Item>) -> Config {
+/// A configuration from items in key order (one director's view).
+pub fn assemble<'a>(items: impl Iterator<Item = &'a Item>) -> Config {
     let mut c = Config::default();
     for i in items {
         match i {

@@ -1477,6 +1477,22 @@ impl Api {
                     if p.liveness == "alive" { 1.0 } else { 0.0 },
                 );
             }
+            e.family(
+                "hanode_check_probe_changes_total",
+                "counter",
+                "Probes started, stopped or retargeted (told a new set of checker ids) by configuration changes.",
+            );
+            for (change, n) in [
+                ("started", c.probes_started),
+                ("stopped", c.probes_stopped),
+                ("retargeted", c.probes_retargeted),
+            ] {
+                e.sample(
+                    "hanode_check_probe_changes_total",
+                    &[("change", change)],
+                    n as f64,
+                );
+            }
             e.single(
                 "hanode_peer_death_signals_total",
                 "counter",

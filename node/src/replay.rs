@@ -105,7 +105,7 @@ impl Committed<'_> {
                 .view()
                 .virtual_servers
                 .iter()
-                .map(|v| (v.key.to_string(), v.clone()))
+                .map(|v| std::sync::Arc::new((v.key.to_string(), v.clone())))
                 .collect::<Vec<_>>()
                 .into(),
             ids: checker_ids(self.view()),
@@ -342,7 +342,7 @@ impl<'a> Replayer<'a> {
             std::borrow::Cow::Owned(ids)
         };
         self.health
-            .reconfigure(p.services.clone(), c.view().vs_groups.clone(), version, &ids);
+            .reconfigure(&p.services, c.view().vs_groups.clone(), version, &ids);
     }
 
     fn restore(&mut self, c: &Checkpoint) {
@@ -372,9 +372,7 @@ impl<'a> Replayer<'a> {
             .applied
             .and_then(|v| self.configs.by_version.get(&v).map(|k| (v, k)))
         {
-            Some((v, k)) => {
-                HealthState::restore(k.prepared().services.clone(), k.view().vs_groups.clone(), v, snap)
-            }
+            Some((v, k)) => HealthState::restore(&k.prepared().services, k.view().vs_groups.clone(), v, snap),
             None => {
                 if let Some(v) = c.applied {
                     self.missing.insert(v);
@@ -787,7 +785,7 @@ mod tests {
         let c = Configs::from_history("lvs01", &history);
         let k = &c.by_version[&1];
         let mut live = HealthState::new(
-            k.prepared().services.clone(),
+            &k.prepared().services,
             k.view().vs_groups.clone(),
             1,
             &k.prepared().ids,

@@ -20,6 +20,7 @@ use ::actors::vrrp::runner::Running;
 use actix::prelude::*;
 use ha_config::api::EventDetail;
 use ha_config::api::{DataPlaneInfo, InstanceInfo, PeerInfo, RuntimeStatus};
+use ha_config::keyed::{assemble, Item, Key};
 use ha_config::model::Config;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -58,7 +59,15 @@ pub struct Runtime {
 #[rtype(result = "()")]
 struct ApplyConfig {
     version: u64,
-    config: Box<Config>,
+    change: ViewChange,
+}
+
+/// How this director's view of the configuration changes with a committed version.
+enum ViewChange {
+    /// The whole view (the first version this process sees).
+    Whole(BTreeMap<Key, Item>),
+    /// The keys whose item in this view changed, with the new item (`None`: gone).
+    Keys(Vec<(Key, Option<Item>)>),
 }
 
 #[derive(Message)]
@@ -111,8 +120,12 @@ struct Director {
     vrrp: Option<Running>,
     /// The VRRP part of the config the instances run.
     vrrp_config: Option<Config>,
-    /// The latest committed version and config this director knows.
-    committed: Option<(u64, Config)>,
+    /// The latest committed version this director knows.
+    committed: Option<u64>,
+    /// This director's view of that version, by key.
+    view: BTreeMap<Key, Item>,
+    /// Keys changed since the checkers were last fed (`None`: feed them everything).
+    unfed: Option<BTreeSet<Key>>,
     /// The version handed to the checkers (and so to the data plane).
     fed: Option<u64>,
     /// Test hook: do not feed versions above this one.
@@ -124,7 +137,7 @@ struct Director {
     errors: Vec<String>,
     /// What is wrong with the scripts the applied config names, here (missing, not
     /// executable, unsafe under `enable_script_security`).
-    script_problems: Vec<String>,
+    script_problems: BTreeMap<Key, Vec<String>>,
     /// The other directors' liveness, by name.
     peers: BTreeMap<String, PeerInfo>,
     counters: Counters,
@@ -148,6 +161,10 @@ pub struct Counters {
     pub sync_duration: crate::metrics::Histogram,
     /// Death signals received from the peer-liveness watch.
     pub death_signals: u64,
+    /// Probes started, stopped and retargeted by configuration changes.
+    pub probes_started: u64,
+    pub probes_stopped: u64,
+    pub probes_retargeted: u64,
 }
 
 type MetricsReply = (Counters, Vec<::actors::vrrp::actor::InstanceStatus>);
@@ -166,7 +183,7 @@ impl Director {
     }
 
     fn fence_state(&self) -> (bool, String) {
-        let Some((committed, _)) = &self.committed else {
+        let Some(committed) = &self.committed else {
             return (false, "open".into());
         };
         let cut_off = self
@@ -209,47 +226,86 @@ impl Director {
         }
     }
 
-    fn vrrp_part(c: &Config) -> Config {
-        Config {
-            global: c.global.clone(),
-            vrrp_scripts: c.vrrp_scripts.clone(),
-            sync_groups: c.sync_groups.clone(),
-            instances: c.instances.clone(),
-            ..Config::default()
-        }
+    /// The VRRP part of the view: global settings, track scripts, sync groups, instances.
+    fn vrrp_part(&self) -> Config {
+        let mut c = assemble(self.view.iter().filter(|(k, _)| is_vrrp_key(k)).map(|(_, i)| i));
+        c.extra.clear();
+        c
     }
 
     /// Feeds the checkers (and through them the data plane) the committed version,
-    /// unless held by the test hook.
+    /// unless held by the test hook. Only the virtual servers changed since the last feed
+    /// are handed over, unless the global settings or a group changed.
     fn feed(&mut self, ctx: &mut Context<Self>) {
-        let Some((version, config)) = self.committed.clone() else {
+        let Some(version) = self.committed else {
             return;
         };
         if self.hold.map(|h| version > h).unwrap_or(false) || self.fed == Some(version) {
             return;
         }
         let Some(dp) = &self.dataplane else { return };
-        let checks = match &mut self.checks {
-            Some(c) => {
-                let (kept, started, stopped) = c.reconfigure(&config, version);
-                tracing::info!(director = %self.name, version, kept, started, stopped, "checkers reconfigured");
-                c
-            }
-            None => self.checks.insert(::actors::check::runner::start_with(
-                &config,
-                version,
-                vec![dp.clone().recipient()],
-                Some(ctx.address().recipient()),
-            )),
+        let unfed = self.unfed.replace(BTreeSet::new());
+        let whole = match &unfed {
+            None => true,
+            Some(keys) => keys.iter().any(|k| matches!(k, Key::Global | Key::VsGroup(_))),
         };
+        let (checks, probes) = match &mut self.checks {
+            Some(c) if !whole => {
+                let changes: Vec<(String, Option<::ha_config::model::VirtualServer>)> = unfed
+                    .iter()
+                    .flatten()
+                    .filter_map(|k| match k {
+                        Key::VirtualServer(vk) => Some((
+                            vk.to_string(),
+                            match self.view.get(k) {
+                                Some(Item::VirtualServer(vs)) => Some((**vs).clone()),
+                                _ => None,
+                            },
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                let probes = c.update(changes, version);
+                (c, probes)
+            }
+            Some(c) => {
+                let probes = c.reconfigure(&assemble(self.view.values()), version);
+                (c, probes)
+            }
+            None => {
+                let c = self.checks.insert(::actors::check::runner::start_with(
+                    &assemble(self.view.values()),
+                    version,
+                    vec![dp.clone().recipient()],
+                    Some(ctx.address().recipient()),
+                ));
+                let running = c.checkers.len();
+                (
+                    c,
+                    ::actors::check::runner::ProbeChanges {
+                        started: running,
+                        running,
+                        ..Default::default()
+                    },
+                )
+            }
+        };
+        tracing::info!(director = %self.name, version, started = probes.started, stopped = probes.stopped,
+            retargeted = probes.retargeted, running = probes.running, "checkers on version {version}: {probes}");
+        let c = &mut self.counters;
+        c.probes_started += probes.started as u64;
+        c.probes_stopped += probes.stopped as u64;
+        c.probes_retargeted += probes.retargeted as u64;
         let unstarted: Vec<(String, String, String)> = checks
             .unstarted
             .iter()
             .map(|id| (id.vs.clone(), id.rs.clone(), id.checker.clone()))
             .collect();
         let summary = match unstarted.len() {
-            0 => format!("version {version}: checkers and data plane on it"),
-            n => format!("version {version}: checkers and data plane on it; {n} checker(s) could not start"),
+            0 => format!("version {version}: checkers and data plane on it (probes: {probes})"),
+            n => format!(
+                "version {version}: checkers and data plane on it (probes: {probes}); {n} checker(s) could not start"
+            ),
         };
         self.record_detail(
             "apply",
@@ -263,8 +319,8 @@ impl Director {
     /// Brings the VRRP instances to the committed config: instances whose configuration
     /// changed or went are stopped (gracefully), new and changed ones started; the others
     /// keep running with their state.
-    fn reconfigure_vrrp(&mut self, ctx: &mut Context<Self>, config: &Config) {
-        let part = Self::vrrp_part(config);
+    fn reconfigure_vrrp(&mut self, ctx: &mut Context<Self>) {
+        let part = self.vrrp_part();
         if self.vrrp_config.as_ref() == Some(&part) {
             return;
         }
@@ -330,12 +386,36 @@ impl Director {
 }
 
 impl Director {
-    /// Checks every script the config names on this director (each director checks its
-    /// own files: a proposal is valid everywhere only if every director says so) and
-    /// reports each problem once per config version, as a log line and an event.
-    fn vet_scripts(&mut self, version: u64, config: &Config) {
-        ::actors::script::set_security(config.global.enable_script_security);
-        let problems = ::actors::script::vet_config(config);
+    /// Checks every script the changed `keys` name on this director (each director checks
+    /// its own files: a proposal is valid everywhere only if every director says so) and
+    /// reports each problem once per config version, as a log line and an event. `None`:
+    /// every key (the global settings decide how every script runs).
+    fn vet_scripts(&mut self, version: u64, keys: Option<Vec<Key>>) {
+        let global = match self.view.get(&Key::Global) {
+            Some(Item::Global { defs, .. }) => (**defs).clone(),
+            _ => Default::default(),
+        };
+        ::actors::script::set_security(global.enable_script_security);
+        let keys = match keys {
+            Some(k) => k,
+            None => {
+                self.script_problems.clear();
+                self.view.keys().cloned().collect()
+            }
+        };
+        let mut problems = Vec::new();
+        for k in keys {
+            let found = match self.view.get(&k) {
+                Some(item) => ::actors::script::vet_uses(&global, ::actors::script::scripts_of_item(item)),
+                None => Vec::new(),
+            };
+            problems.extend(found.iter().cloned());
+            if found.is_empty() {
+                self.script_problems.remove(&k);
+            } else {
+                self.script_problems.insert(k, found);
+            }
+        }
         for p in &problems {
             tracing::error!(director = %self.name, version, "script: {p}");
             self.record(
@@ -344,8 +424,15 @@ impl Director {
                 &format!("version {version}: {p}"),
             );
         }
-        self.script_problems = problems;
     }
+}
+
+/// Whether a key belongs to the VRRP part of the configuration (what the instances run).
+fn is_vrrp_key(k: &Key) -> bool {
+    matches!(
+        k,
+        Key::Global | Key::Script(_) | Key::SyncGroup(_) | Key::Instance(_)
+    )
 }
 
 fn list(names: &[String]) -> String {
@@ -378,13 +465,41 @@ impl Handler<ApplyConfig> for Director {
     type Result = ();
 
     fn handle(&mut self, m: ApplyConfig, ctx: &mut Context<Self>) {
+        let (vrrp_changed, vet) = match m.change {
+            ViewChange::Whole(view) => {
+                self.view = view;
+                self.unfed = None;
+                (true, None)
+            }
+            ViewChange::Keys(changes) => {
+                if self.committed == Some(m.version) && changes.is_empty() {
+                    return;
+                }
+                let vrrp = changes.iter().any(|(k, _)| is_vrrp_key(k));
+                let keys: Vec<Key> = changes.iter().map(|(k, _)| k.clone()).collect();
+                for (k, item) in changes {
+                    match item {
+                        Some(i) => self.view.insert(k.clone(), i),
+                        None => self.view.remove(&k),
+                    };
+                    if let Some(u) = &mut self.unfed {
+                        u.insert(k);
+                    }
+                }
+                let vet = (!keys.contains(&Key::Global)).then_some(keys);
+                (vrrp, vet)
+            }
+        };
         tracing::info!(director = %self.name, version = m.version, "applying committed config");
-        self.committed = Some((m.version, (*m.config).clone()));
-        self.vet_scripts(m.version, &m.config);
+        self.committed = Some(m.version);
+        self.vet_scripts(m.version, vet);
         // Hold the fence before anything can claim MASTER on the new version.
         self.update_fence();
         self.feed(ctx);
-        self.reconfigure_vrrp(ctx, &m.config);
+        // A failed start is tried again with the next change.
+        if vrrp_changed || self.vrrp_config.is_none() {
+            self.reconfigure_vrrp(ctx);
+        }
     }
 }
 
@@ -655,7 +770,7 @@ impl Handler<GetRuntimeStatus> for Director {
             }
             let dp = act.dp_status.clone();
             RuntimeStatus {
-                config_version: act.committed.as_ref().map(|(v, _)| *v),
+                config_version: act.committed,
                 dataplane: DataPlaneInfo {
                     backend: act.backend.clone(),
                     applied_version: dp.as_ref().and_then(|d| d.applied_version),
@@ -669,7 +784,12 @@ impl Handler<GetRuntimeStatus> for Director {
                     .errors
                     .iter()
                     .cloned()
-                    .chain(act.script_problems.iter().map(|p| format!("script: {p}")))
+                    .chain(
+                        act.script_problems
+                            .values()
+                            .flatten()
+                            .map(|p| format!("script: {p}")),
+                    )
                     .collect(),
                 peers: act.peers.values().cloned().collect(),
             }
@@ -737,6 +857,8 @@ impl Runtime {
                         vrrp: None,
                         vrrp_config: None,
                         committed: None,
+                        view: BTreeMap::new(),
+                        unfed: None,
                         fed: None,
                         hold,
                         applied: None,
@@ -744,7 +866,7 @@ impl Runtime {
                         leaderless_since: None,
                         fence_held: false,
                         errors: Vec::new(),
-                        script_problems: Vec::new(),
+                        script_problems: BTreeMap::new(),
                         peers: BTreeMap::new(),
                         counters: Counters::default(),
                     }
@@ -762,13 +884,20 @@ impl Runtime {
         let me = node.name.clone();
         let a = rt.addr.clone();
         tokio::spawn(async move {
+            // The configuration last handed over: the next is sent as the keys that changed
+            // in this director's view (O(change)).
+            let mut sent: Option<ha_config::keyed::KeyedCluster> = None;
             loop {
                 let state = watch.borrow_and_update().clone();
                 if state.version > 0 {
-                    let config = state.config.view(&me);
+                    let change = match &sent {
+                        Some(prev) => ViewChange::Keys(prev.view_delta(&state.config, &me)),
+                        None => ViewChange::Whole(state.config.view_items(&me)),
+                    };
+                    sent = Some(state.config.clone());
                     a.do_send(ApplyConfig {
                         version: state.version,
-                        config: Box::new(config),
+                        change,
                     });
                 }
                 if watch.changed().await.is_err() {
@@ -870,9 +999,11 @@ fn spawn_liveness(node: Arc<DirectorNode>, director: Addr<Director>) {
 /// instance in its view of the cluster config.
 fn vrrp_addresses(cluster: &ha_config::keyed::KeyedCluster, name: &str, transport: IpAddr) -> Vec<IpAddr> {
     let mut out = BTreeSet::from([transport]);
-    for i in &cluster.view(name).instances {
-        if let Some(a) = i.unicast_src_ip {
-            out.insert(a);
+    for (_, slot) in cluster.iter() {
+        if let Some(Item::Instance(i)) = slot.view(name) {
+            if let Some(a) = i.unicast_src_ip {
+                out.insert(a);
+            }
         }
     }
     out.into_iter().collect()

@@ -5,12 +5,12 @@
 use super::actor::{CheckEvent, CheckerId};
 use super::schedule::Health;
 pub use super::state::ServiceHealth;
-use super::state::{HealthState, Recomputed};
+use super::state::{HealthState, NamedVs, Recomputed, Reconfigured};
 use super::table::VsOutcome;
 use crate::lb::model::{Service, SvcKey};
 use crate::lb::sync::Desired;
 use actix::prelude::*;
-use ha_config::model::{VirtualServer, VirtualServerGroup};
+use ha_config::model::VirtualServerGroup;
 use std::collections::BTreeMap;
 
 /// The current desired tables (for status and tests).
@@ -47,14 +47,14 @@ impl CheckHub {
     /// `initial`: the verdict each checker starts with (up, or down with `alpha`).
     /// `version`: the config version `services` and `groups` come from.
     pub fn new(
-        services: Vec<(String, VirtualServer)>,
+        services: Vec<NamedVs>,
         groups: Vec<VirtualServerGroup>,
         version: u64,
         initial: BTreeMap<CheckerId, Health>,
         subscribers: Vec<Recipient<Desired>>,
     ) -> Self {
         let mut hub = CheckHub {
-            state: HealthState::new(Vec::new(), Vec::new(), version, &BTreeMap::new()),
+            state: HealthState::new(&[], Vec::new(), version, &BTreeMap::new()),
             published: BTreeMap::new(),
             subscribers,
             events: None,
@@ -71,12 +71,12 @@ impl CheckHub {
     /// removal of those that left) and that the version is settled.
     fn reconfigure(
         &mut self,
-        services: Vec<(String, VirtualServer)>,
+        services: Vec<NamedVs>,
         groups: Vec<VirtualServerGroup>,
         version: u64,
         ids: BTreeMap<CheckerId, Health>,
     ) {
-        let r = self.state.reconfigure(services, groups, version, &ids);
+        let r = self.state.reconfigure(&services, groups, version, &ids);
         let stale: Vec<String> = self
             .published
             .keys()
@@ -86,7 +86,32 @@ impl CheckHub {
         for name in stale {
             self.publish(&name, Vec::new());
         }
-        for (i, rec) in r.recomputed.into_iter().enumerate() {
+        self.after_reconfigure(r);
+    }
+
+    /// Recomputes and publishes what a change to some virtual servers touches, then that
+    /// the version is settled: O(change).
+    fn update(&mut self, u: Update) {
+        let r = self.state.update(u.upserts, &u.removed, u.version, &u.ids);
+        for name in &u.removed {
+            let gone: Vec<_> = self
+                .alive
+                .range((name.clone(), String::new())..)
+                .take_while(|((vs, _), _)| vs == name)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in gone {
+                self.alive.remove(&k);
+            }
+        }
+        self.after_reconfigure(r);
+    }
+
+    fn after_reconfigure(&mut self, r: Reconfigured) {
+        for name in &r.gone {
+            self.publish(name, Vec::new());
+        }
+        for (i, rec) in r.recomputed {
             self.after_recompute(i, rec);
         }
         self.settled();
@@ -163,8 +188,13 @@ impl CheckHub {
     /// notify_up / notify_down (per real server) and quorum_up / quorum_down scripts, and
     /// publishing its kernel services.
     fn after_recompute(&mut self, i: usize, rec: Recomputed) {
-        let (name, vs) = &self.state.services()[i];
-        let outcome = &self.state.tables()[name];
+        let Some(nv) = self.state.service(i) else {
+            return;
+        };
+        let (name, vs) = &**nv;
+        let Some(outcome) = self.state.tables().get(name) else {
+            return;
+        };
         let mut batch = Vec::new();
         for rs in &vs.real_servers {
             let alive = self.state.verdict_of(name, rs).alive;
@@ -228,7 +258,7 @@ impl Handler<CheckEvent> for CheckHub {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Reconfigure {
-    pub services: Vec<(String, VirtualServer)>,
+    pub services: Vec<NamedVs>,
     pub groups: Vec<VirtualServerGroup>,
     pub version: u64,
     pub ids: BTreeMap<CheckerId, Health>,
@@ -239,6 +269,27 @@ impl Handler<Reconfigure> for CheckHub {
 
     fn handle(&mut self, r: Reconfigure, _ctx: &mut Context<Self>) {
         self.reconfigure(r.services, r.groups, r.version, r.ids);
+    }
+}
+
+/// A change to some virtual servers only (the groups unchanged): see
+/// [`HealthState::update`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Update {
+    pub upserts: Vec<NamedVs>,
+    pub removed: Vec<String>,
+    pub version: u64,
+    /// The checker ids of the upserted virtual servers, with the verdict a new one starts
+    /// with.
+    pub ids: BTreeMap<CheckerId, Health>,
+}
+
+impl Handler<Update> for CheckHub {
+    type Result = ();
+
+    fn handle(&mut self, u: Update, _ctx: &mut Context<Self>) {
+        self.update(u);
     }
 }
 

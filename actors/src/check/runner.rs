@@ -2,14 +2,15 @@
 //! verdicts into desired tables.
 
 use super::actor::{CheckerActor, CheckerId, ProbeSpec, SetIds, StopChecker};
-use super::hub::{rs_name, CheckHub, Reconfigure};
+use super::hub::{rs_name, CheckHub, Reconfigure, Update};
 use super::probe::Target;
 use super::schedule::{CheckerCore, Timing};
+use super::state::NamedVs;
 use crate::lb::sync::Desired;
 use crate::script::{self, lookup_user};
 use actix::prelude::*;
-use ha_config::model::{CheckKind, Config};
-use std::collections::BTreeMap;
+use ha_config::model::{CheckKind, Config, VirtualServer};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,10 +20,37 @@ pub struct Checks {
     pub checkers: BTreeMap<String, Addr<CheckerActor>>,
     /// Checkers of the current configuration that could not start (see [`checker_ids`]).
     pub unstarted: Vec<CheckerId>,
+    /// The checker ids each probe reports for.
+    probe_ids: BTreeMap<String, BTreeSet<CheckerId>>,
+    /// The probes of each virtual server (by display name).
+    by_vs: HashMap<String, BTreeSet<String>>,
+    /// What the probes of the configuration share (from its global settings).
+    cx: PlanContext,
     /// Checker threads (one per core): probes spread over them so one busy thread does
     /// not make the others' probes late.
     arbiters: Vec<actix_rt::Arbiter>,
     next: usize,
+}
+
+/// What a reconfiguration did to the probes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeChanges {
+    pub started: usize,
+    pub stopped: usize,
+    /// Probes kept whose set of checker ids changed (told with `SetIds`).
+    pub retargeted: usize,
+    /// Probes running after it.
+    pub running: usize,
+}
+
+impl std::fmt::Display for ProbeChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} started, {} stopped, {} retargeted, {} running",
+            self.started, self.stopped, self.retargeted, self.running
+        )
+    }
 }
 
 impl Drop for Checks {
@@ -41,11 +69,32 @@ fn checker_threads() -> Vec<actix_rt::Arbiter> {
     (0..n).map(|_| actix_rt::Arbiter::new()).collect()
 }
 
-/// Every checker of a configuration: services, and per distinct probe its ids, timing
-/// and probe.
+/// What every probe of a configuration shares, from its global settings.
+struct PlanContext {
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    ca: Option<String>,
+    default_user: Result<Option<script::RunAs>, String>,
+}
+
+impl PlanContext {
+    fn of(config: &Config) -> Self {
+        PlanContext {
+            // keepalived's SSL_GET does not verify certificates (see `tls`) unless `SSL { ca }`.
+            tls: tls_config(config),
+            ca: ssl_ca(config),
+            default_user: script::default_user(&config.global),
+        }
+    }
+}
+
+/// One checker to run: its id, timing and probe.
+type Spec = (CheckerId, Timing, ProbeSpec);
+
+/// Every checker of a configuration: services, each checker's spec, and those that
+/// cannot run here.
 struct Plan {
-    services: Vec<(String, ha_config::model::VirtualServer)>,
-    probes: BTreeMap<String, (Vec<CheckerId>, Timing, ProbeSpec)>,
+    services: Vec<NamedVs>,
+    specs: Vec<Spec>,
     /// Checkers of [`checker_ids`] that cannot run here (their script user is missing).
     unstarted: Vec<CheckerId>,
 }
@@ -97,91 +146,97 @@ fn unit(i: usize) -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn plan(config: &Config) -> Plan {
-    // keepalived's SSL_GET does not verify certificates (see `tls`) unless `SSL { ca }`.
-    let tls = tls_config(config);
-    let ca = ssl_ca(config);
-    let mut specs = Vec::new();
-    let mut services = Vec::new();
-    let mut unstarted = Vec::new();
+fn plan(config: &Config, cx: &PlanContext) -> Plan {
+    let mut plan = Plan {
+        services: Vec::with_capacity(config.virtual_servers.len()),
+        specs: Vec::new(),
+        unstarted: Vec::new(),
+    };
     for vs in &config.virtual_servers {
         let vname = vs.key.to_string();
-        services.push((vname.clone(), vs.clone()));
-        for rs in &vs.real_servers {
-            for (n, c) in rs.checkers.iter().enumerate() {
-                let port = c.common.connect_port.or(rs.port).unwrap_or(0);
-                let ip = c.common.connect_ip.unwrap_or(rs.ip);
-                let target = Target {
-                    addr: SocketAddr::new(ip, port),
-                    bind: c
-                        .common
-                        .bindto
-                        .map(|b| SocketAddr::new(b, c.common.bind_port.unwrap_or(0))),
-                };
-                let probe = match &c.kind {
-                    CheckKind::Tcp => ProbeSpec::Tcp(target),
-                    CheckKind::Http(h) => ProbeSpec::Http {
-                        target,
-                        urls: h.urls.clone(),
-                        virtualhost: h.virtualhost.clone(),
-                    },
-                    CheckKind::Ssl(h) => ProbeSpec::Https {
-                        target,
-                        urls: h.urls.clone(),
-                        virtualhost: h.virtualhost.clone(),
-                        tls: tls.clone(),
-                    },
-                    CheckKind::Misc(m) => {
-                        let Ok(argv) = script::split_argv(&m.misc_path) else {
-                            tracing::error!(vs = %vname, rs = %rs_name(rs), "MISC_CHECK: bad misc_path");
-                            continue;
-                        };
-                        // The script's own user, else script_user; never root by accident.
-                        let run_as = match &m.user {
-                            Some(u) => lookup_user(&u.user, u.group.as_deref()).map(Some),
-                            None => script::default_user(&config.global),
-                        };
-                        let run_as = match run_as {
-                            Ok(r) => r,
-                            Err(e) => {
-                                tracing::error!(vs = %vname, rs = %rs_name(rs), "MISC_CHECK user: {e}; checker not started");
-                                unstarted.push(checker_id(&vname, rs, n, c));
-                                continue;
-                            }
-                        };
-                        let timing = Timing::from(&c.common);
-                        ProbeSpec::Misc {
-                            argv,
-                            run_as,
-                            timeout: m
-                                .misc_timeout
-                                .map(|t| Duration::from_micros(t.0))
-                                .unwrap_or(timing.delay_loop),
-                            dynamic: m.misc_dynamic,
-                        }
-                    }
-                    CheckKind::Other(k) => {
-                        tracing::warn!(vs = %vname, rs = %rs_name(rs), "{k} is not supported; checker ignored");
+        plan_vs(&vname, vs, cx, &mut plan.specs, &mut plan.unstarted);
+        plan.services.push(std::sync::Arc::new((vname, vs.clone())));
+    }
+    plan
+}
+
+/// The checkers of one virtual server, into `specs` (or `unstarted`).
+fn plan_vs(
+    vname: &str,
+    vs: &ha_config::model::VirtualServer,
+    cx: &PlanContext,
+    specs: &mut Vec<Spec>,
+    unstarted: &mut Vec<CheckerId>,
+) {
+    for rs in &vs.real_servers {
+        for (n, c) in rs.checkers.iter().enumerate() {
+            let port = c.common.connect_port.or(rs.port).unwrap_or(0);
+            let ip = c.common.connect_ip.unwrap_or(rs.ip);
+            let target = Target {
+                addr: SocketAddr::new(ip, port),
+                bind: c
+                    .common
+                    .bindto
+                    .map(|b| SocketAddr::new(b, c.common.bind_port.unwrap_or(0))),
+            };
+            let probe = match &c.kind {
+                CheckKind::Tcp => ProbeSpec::Tcp(target),
+                CheckKind::Http(h) => ProbeSpec::Http {
+                    target,
+                    urls: h.urls.clone(),
+                    virtualhost: h.virtualhost.clone(),
+                },
+                CheckKind::Ssl(h) => ProbeSpec::Https {
+                    target,
+                    urls: h.urls.clone(),
+                    virtualhost: h.virtualhost.clone(),
+                    tls: cx.tls.clone(),
+                },
+                CheckKind::Misc(m) => {
+                    let Ok(argv) = script::split_argv(&m.misc_path) else {
+                        tracing::error!(vs = %vname, rs = %rs_name(rs), "MISC_CHECK: bad misc_path");
                         continue;
+                    };
+                    // The script's own user, else script_user; never root by accident.
+                    let run_as = match &m.user {
+                        Some(u) => lookup_user(&u.user, u.group.as_deref()).map(Some),
+                        None => cx.default_user.clone(),
+                    };
+                    let run_as = match run_as {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(vs = %vname, rs = %rs_name(rs), "MISC_CHECK user: {e}; checker not started");
+                            unstarted.push(checker_id(vname, rs, n, c));
+                            continue;
+                        }
+                    };
+                    let timing = Timing::from(&c.common);
+                    ProbeSpec::Misc {
+                        argv,
+                        run_as,
+                        timeout: m
+                            .misc_timeout
+                            .map(|t| Duration::from_micros(t.0))
+                            .unwrap_or(timing.delay_loop),
+                        dynamic: m.misc_dynamic,
                     }
-                };
-                let id = checker_id(&vname, rs, n, c);
-                specs.push((id, Timing::from(&c.common), probe));
-            }
+                }
+                CheckKind::Other(k) => {
+                    tracing::warn!(vs = %vname, rs = %rs_name(rs), "{k} is not supported; checker ignored");
+                    continue;
+                }
+            };
+            specs.push((checker_id(vname, rs, n, c), Timing::from(&c.common), probe));
         }
     }
-    // One probe per distinct (target, probe, timing): keepalived probes a real server
-    // once per virtual server; we probe it once and tell every virtual server.
-    let mut probes: BTreeMap<String, (Vec<CheckerId>, Timing, ProbeSpec)> = BTreeMap::new();
-    for (id, t, p) in specs {
-        let key = probe_key(&t, &p, &ca);
-        probes.entry(key).or_insert_with(|| (Vec::new(), t, p)).0.push(id);
-    }
-    Plan {
-        services,
-        probes,
-        unstarted,
-    }
+}
+
+/// The verdict each checker of `specs` starts with.
+fn initial_ids(specs: &[Spec]) -> BTreeMap<CheckerId, super::schedule::Health> {
+    specs
+        .iter()
+        .map(|(id, t, _)| (id.clone(), CheckerCore::new(*t).health()))
+        .collect()
 }
 
 /// `version`: the config version of `config`; `subscribers` get the kernel services.
@@ -196,22 +251,18 @@ pub fn start_with(
     subscribers: Vec<Recipient<Desired>>,
     events: Option<Recipient<super::actor::CheckEvent>>,
 ) -> Checks {
-    let plan = plan(config);
-    let initial = plan
-        .probes
-        .values()
-        .flat_map(|(ids, t, _)| ids.iter().map(|id| (id.clone(), CheckerCore::new(*t).health())))
-        .collect::<BTreeMap<_, _>>();
+    let cx = PlanContext::of(config);
+    let plan = plan(config, &cx);
     let hub = CheckHub::new(
-        plan.services,
+        plan.services.clone(),
         config.vs_groups.clone(),
         version,
-        initial,
+        initial_ids(&plan.specs),
         subscribers,
     )
     .with_events(events);
-    let hub = match script::default_user(&config.global) {
-        Ok(user) => hub.with_default_user(user),
+    let hub = match &cx.default_user {
+        Ok(user) => hub.with_default_user(*user),
         Err(e) => {
             // Never fall back to root for scripts meant to run as someone else.
             tracing::error!("script_user: {e}; notify and quorum scripts will not run");
@@ -222,15 +273,14 @@ pub fn start_with(
     let mut checks = Checks {
         hub,
         checkers: BTreeMap::new(),
-        unstarted: plan.unstarted,
+        unstarted: Vec::new(),
+        probe_ids: BTreeMap::new(),
+        by_vs: HashMap::new(),
+        cx,
         arbiters: checker_threads(),
         next: 0,
     };
-    for (i, (key, (ids, t, p))) in plan.probes.into_iter().enumerate() {
-        let actor = CheckerActor::new(ids, t, p, checks.hub.clone().recipient(), unit(i));
-        let addr = checks.spawn(actor);
-        checks.checkers.insert(key, addr);
-    }
+    checks.place(plan);
     checks
 }
 
@@ -241,45 +291,126 @@ impl Checks {
         CheckerActor::start_in_arbiter(&arbiter.handle(), move |_| actor)
     }
 
-    /// Applies a new configuration: unchanged probes keep running with their state and
-    /// timers; removed ones stop; new or retuned ones start. Returns (kept, started, stopped).
-    pub fn reconfigure(&mut self, config: &Config, version: u64) -> (usize, usize, usize) {
-        let plan = plan(config);
-        // The hub learns the new ids first, so no event of a new probe arrives before it.
-        let ids: BTreeMap<CheckerId, _> = plan
-            .probes
-            .values()
-            .flat_map(|(pids, t, _)| pids.iter().map(|id| (id.clone(), CheckerCore::new(*t).health())))
-            .collect();
+    /// Starts, retargets and stops probes so that they run exactly `plan`'s checkers.
+    fn place(&mut self, plan: Plan) -> ProbeChanges {
+        let old = std::mem::take(&mut self.probe_ids);
+        self.by_vs.clear();
         self.unstarted = plan.unstarted;
+        let mut spec_of = BTreeMap::new();
+        for (id, t, p) in plan.specs {
+            let key = probe_key(&t, &p, &self.cx.ca);
+            self.by_vs.entry(id.vs.clone()).or_default().insert(key.clone());
+            self.probe_ids.entry(key.clone()).or_default().insert(id);
+            spec_of.entry(key).or_insert((t, p));
+        }
+        let mut touched: BTreeSet<String> = old.keys().cloned().collect();
+        touched.extend(self.probe_ids.keys().cloned());
+        self.settle(touched, &old, spec_of)
+    }
+
+    /// Brings each probe of `touched` to its ids in `probe_ids` (`before`: the ids it had).
+    fn settle(
+        &mut self,
+        touched: BTreeSet<String>,
+        before: &BTreeMap<String, BTreeSet<CheckerId>>,
+        mut spec_of: BTreeMap<String, (Timing, ProbeSpec)>,
+    ) -> ProbeChanges {
+        let mut out = ProbeChanges::default();
+        for key in touched {
+            let ids = self.probe_ids.get(&key).filter(|ids| !ids.is_empty()).cloned();
+            let Some(ids) = ids else {
+                self.probe_ids.remove(&key);
+                if let Some(a) = self.checkers.remove(&key) {
+                    a.do_send(StopChecker);
+                    out.stopped += 1;
+                }
+                continue;
+            };
+            if let Some(a) = self.checkers.get(&key) {
+                if before.get(&key) != Some(&ids) {
+                    a.do_send(SetIds(ids.into_iter().collect()));
+                    out.retargeted += 1;
+                }
+                continue;
+            }
+            let Some((t, p)) = spec_of.remove(&key) else {
+                continue;
+            };
+            let jitter = unit(self.next);
+            let actor = CheckerActor::new(
+                ids.into_iter().collect(),
+                t,
+                p,
+                self.hub.clone().recipient(),
+                jitter,
+            );
+            let addr = self.spawn(actor);
+            self.checkers.insert(key, addr);
+            out.started += 1;
+        }
+        out.running = self.checkers.len();
+        out
+    }
+
+    /// Applies a new configuration: unchanged probes keep running with their state and
+    /// timers; removed ones stop; new or retuned ones start. O(configuration): for a
+    /// change of virtual servers only, [`Checks::update`] costs O(change).
+    pub fn reconfigure(&mut self, config: &Config, version: u64) -> ProbeChanges {
+        self.cx = PlanContext::of(config);
+        let plan = plan(config, &self.cx);
+        // The hub learns the new ids first, so no event of a new probe arrives before it.
         self.hub.do_send(Reconfigure {
-            services: plan.services,
+            services: plan.services.clone(),
             groups: config.vs_groups.clone(),
             version,
-            ids,
+            ids: initial_ids(&plan.specs),
         });
-        let (mut kept, mut started) = (0, 0);
-        let mut old = std::mem::take(&mut self.checkers);
-        for (i, (key, (pids, t, p))) in plan.probes.into_iter().enumerate() {
-            let addr = match old.remove(&key) {
-                Some(a) => {
-                    kept += 1;
-                    a.do_send(SetIds(pids));
-                    a
+        self.place(plan)
+    }
+
+    /// Applies a change of some virtual servers (by display name; `None`: removed) under
+    /// the same global settings and groups: only their probes are touched, and the hub
+    /// recomputes only them. O(change).
+    pub fn update(&mut self, changes: Vec<(String, Option<VirtualServer>)>, version: u64) -> ProbeChanges {
+        let mut touched = BTreeSet::new();
+        let mut before = BTreeMap::new();
+        let (mut specs, mut unstarted) = (Vec::new(), Vec::new());
+        let (mut upserts, mut removed) = (Vec::new(), Vec::new());
+        for (name, vs) in changes {
+            for key in self.by_vs.remove(&name).unwrap_or_default() {
+                if let Some(ids) = self.probe_ids.get_mut(&key) {
+                    before.entry(key.clone()).or_insert_with(|| ids.clone());
+                    ids.retain(|id| id.vs != name);
                 }
-                None => {
-                    started += 1;
-                    let actor = CheckerActor::new(pids, t, p, self.hub.clone().recipient(), unit(i));
-                    self.spawn(actor)
+                touched.insert(key);
+            }
+            self.unstarted.retain(|id| id.vs != name);
+            match vs {
+                Some(vs) => {
+                    plan_vs(&name, &vs, &self.cx, &mut specs, &mut unstarted);
+                    upserts.push(std::sync::Arc::new((name, vs)));
                 }
-            };
-            self.checkers.insert(key, addr);
+                None => removed.push(name),
+            }
         }
-        let stopped = old.len();
-        for a in old.values() {
-            a.do_send(StopChecker);
+        self.unstarted.extend(unstarted);
+        self.hub.do_send(Update {
+            upserts,
+            removed,
+            version,
+            ids: initial_ids(&specs),
+        });
+        let mut spec_of = BTreeMap::new();
+        for (id, t, p) in specs {
+            let key = probe_key(&t, &p, &self.cx.ca);
+            self.by_vs.entry(id.vs.clone()).or_default().insert(key.clone());
+            let ids = self.probe_ids.entry(key.clone()).or_default();
+            before.entry(key.clone()).or_insert_with(|| ids.clone());
+            ids.insert(id);
+            touched.insert(key.clone());
+            spec_of.entry(key).or_insert((t, p));
         }
-        (kept, started, stopped)
+        self.settle(touched, &before, spec_of)
     }
 }
 

@@ -12,16 +12,21 @@ use ha_config::model::{RealServer, VirtualServer, VirtualServerGroup};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// A configuration's virtual servers by display name, in config order (shared: replay
-/// reconfigures to the same committed version's services many times).
-pub type Services = Arc<[(String, VirtualServer)]>;
+/// One virtual server with its display name (shared: replay reconfigures to the same
+/// committed version's services many times, and the hub keeps those that did not change).
+pub type NamedVs = Arc<(String, VirtualServer)>;
+
+/// A configuration's virtual servers by display name, in config order.
+pub type Services = Arc<[NamedVs]>;
 
 #[derive(Clone, Debug, Default)]
 pub struct HealthState {
-    /// Virtual servers by display name, in config order.
-    services: Services,
-    /// Each virtual server's real servers' names (`rs_name`), as `services` orders them.
+    /// Virtual servers by slot (a slot freed by a removal is reused).
+    services: Vec<Option<NamedVs>>,
+    /// Each slot's real servers' names (`rs_name`), in config order.
     rs_names: Vec<Vec<String>>,
+    free: Vec<usize>,
+    /// Slot of each virtual server, by display name.
     index: HashMap<String, usize>,
     groups: Vec<VirtualServerGroup>,
     verdicts: BTreeMap<CheckerId, Verdict>,
@@ -56,8 +61,8 @@ pub struct Recomputed {
 pub struct Reconfigured {
     /// The virtual servers that left.
     pub gone: Vec<String>,
-    /// Each virtual server's recomputation, in config order.
-    pub recomputed: Vec<Recomputed>,
+    /// The recomputation of each virtual server that was (re)configured, by slot.
+    pub recomputed: Vec<(usize, Recomputed)>,
 }
 
 /// What [`HealthState::snapshot`] keeps: (checker, verdict, weight, last reason) and
@@ -82,7 +87,7 @@ impl HealthState {
     /// `version`: the config version `services` and `groups` come from. Every virtual
     /// server's outcome is computed.
     pub fn new(
-        services: impl Into<Services>,
+        services: &[NamedVs],
         groups: Vec<VirtualServerGroup>,
         version: u64,
         initial: &BTreeMap<CheckerId, Health>,
@@ -96,8 +101,14 @@ impl HealthState {
         self.version
     }
 
-    pub fn services(&self) -> &[(String, VirtualServer)] {
-        &self.services
+    /// The virtual server in slot `i`.
+    pub fn service(&self, i: usize) -> Option<&NamedVs> {
+        self.services.get(i).and_then(Option::as_ref)
+    }
+
+    /// Every virtual server, in slot order.
+    pub fn services(&self) -> impl Iterator<Item = &NamedVs> {
+        self.services.iter().flatten()
     }
 
     pub fn tables(&self) -> &BTreeMap<String, VsOutcome> {
@@ -109,13 +120,108 @@ impl HealthState {
     /// is recomputed, in config order.
     pub fn reconfigure(
         &mut self,
-        services: impl Into<Services>,
+        services: &[NamedVs],
         groups: Vec<VirtualServerGroup>,
         version: u64,
         ids: &BTreeMap<CheckerId, Health>,
     ) -> Reconfigured {
-        let services = services.into();
         self.verdicts.retain(|id, _| ids.contains_key(id));
+        self.add_verdicts(ids);
+        self.index = services
+            .iter()
+            .enumerate()
+            .map(|(i, nv)| (nv.0.clone(), i))
+            .collect();
+        let gone: Vec<String> = self
+            .tables
+            .keys()
+            .filter(|n| !self.index.contains_key(*n))
+            .cloned()
+            .collect();
+        for n in &gone {
+            self.tables.remove(n);
+        }
+        self.rs_names = services.iter().map(|nv| names_of(&nv.1)).collect();
+        self.services = services.iter().cloned().map(Some).collect();
+        self.free.clear();
+        self.groups = groups;
+        self.version = version;
+        let recomputed = (0..self.services.len()).map(|i| (i, self.recompute(i))).collect();
+        Reconfigured { gone, recomputed }
+    }
+
+    /// A change to some virtual servers only (the groups unchanged): `upserts` are new or
+    /// changed, `removed` left (by display name). `ids` are the checker ids of the upserted
+    /// virtual servers with the verdict each starts with if new; their other ids are
+    /// forgotten. Only those virtual servers are recomputed: O(change).
+    pub fn update(
+        &mut self,
+        upserts: Vec<NamedVs>,
+        removed: &[String],
+        version: u64,
+        ids: &BTreeMap<CheckerId, Health>,
+    ) -> Reconfigured {
+        self.version = version;
+        let mut gone = Vec::new();
+        for name in removed {
+            self.forget_checkers(name, ids);
+            if let Some(i) = self.index.remove(name) {
+                self.services[i] = None;
+                self.rs_names[i] = Vec::new();
+                self.free.push(i);
+                self.tables.remove(name);
+                gone.push(name.clone());
+            }
+        }
+        let mut recomputed = Vec::with_capacity(upserts.len());
+        for nv in upserts {
+            self.forget_checkers(&nv.0, ids);
+            let names = names_of(&nv.1);
+            let i = match self.index.get(&nv.0) {
+                Some(&i) => i,
+                None => {
+                    let i = match self.free.pop() {
+                        Some(i) => i,
+                        None => {
+                            self.services.push(None);
+                            self.rs_names.push(Vec::new());
+                            self.services.len() - 1
+                        }
+                    };
+                    self.index.insert(nv.0.clone(), i);
+                    i
+                }
+            };
+            self.services[i] = Some(nv);
+            self.rs_names[i] = names;
+            recomputed.push(i);
+        }
+        self.add_verdicts(ids);
+        let recomputed = recomputed.into_iter().map(|i| (i, self.recompute(i))).collect();
+        Reconfigured { gone, recomputed }
+    }
+
+    /// Forgets the verdicts of virtual server `vs`'s checkers that are not in `keep`.
+    fn forget_checkers(&mut self, vs: &str, keep: &BTreeMap<CheckerId, Health>) {
+        let from = CheckerId {
+            vs: vs.to_string(),
+            rs: String::new(),
+            checker: String::new(),
+        };
+        let stale: Vec<CheckerId> = self
+            .verdicts
+            .range(from..)
+            .take_while(|(id, _)| id.vs == vs)
+            .filter(|(id, _)| !keep.contains_key(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            self.verdicts.remove(&id);
+        }
+    }
+
+    /// Adds a verdict for each id not known yet.
+    fn add_verdicts(&mut self, ids: &BTreeMap<CheckerId, Health>) {
         for (id, h) in ids {
             if !self.verdicts.contains_key(id) {
                 self.verdicts.insert(
@@ -128,26 +234,6 @@ impl HealthState {
                 );
             }
         }
-        self.index = services
-            .iter()
-            .enumerate()
-            .map(|(i, (n, _))| (n.clone(), i))
-            .collect();
-        let gone: Vec<String> = self
-            .tables
-            .keys()
-            .filter(|n| !self.index.contains_key(*n))
-            .cloned()
-            .collect();
-        for n in &gone {
-            self.tables.remove(n);
-        }
-        self.rs_names = rs_names(&services);
-        self.services = services;
-        self.groups = groups;
-        self.version = version;
-        let recomputed = (0..self.services.len()).map(|i| self.recompute(i)).collect();
-        Reconfigured { gone, recomputed }
     }
 
     /// Every checker's verdict and last reason (None: not checked yet), and each virtual
@@ -169,20 +255,19 @@ impl HealthState {
 
     /// The state a [`HealthState::snapshot`] was taken of, under this configuration.
     pub fn restore(
-        services: impl Into<Services>,
+        services: &[NamedVs],
         groups: Vec<VirtualServerGroup>,
         version: u64,
         snap: HealthSnapshot,
     ) -> Self {
-        let services: Services = services.into();
         let mut s = HealthState {
-            rs_names: rs_names(&services),
+            rs_names: services.iter().map(|nv| names_of(&nv.1)).collect(),
             index: services
                 .iter()
                 .enumerate()
-                .map(|(i, (n, _))| (n.clone(), i))
+                .map(|(i, nv)| (nv.0.clone(), i))
                 .collect(),
-            services,
+            services: services.iter().cloned().map(Some).collect(),
             groups,
             version,
             ..HealthState::default()
@@ -198,7 +283,8 @@ impl HealthState {
             );
         }
         for i in 0..s.services.len() {
-            let (name, vs) = &s.services[i];
+            let Some(nv) = &s.services[i] else { continue };
+            let (name, vs) = &**nv;
             let was = snap.quorum.get(name).copied().unwrap_or(true);
             let names = &s.rs_names[i];
             let outcome = desired(vs, |j, _| s.verdict_by_name(name, &names[j]), was);
@@ -255,12 +341,18 @@ impl HealthState {
     /// the outcome is a function of the current verdicts alone, so a caller that only
     /// needs the final table (replay) may recompute once after many records.
     pub fn depends_on_history(&self, i: usize) -> bool {
-        self.services.get(i).is_some_and(|(_, vs)| vs.hysteresis > 0)
+        self.service(i).is_some_and(|nv| nv.1.hysteresis > 0)
     }
 
-    /// Recomputes virtual server `i`'s outcome from the verdicts.
+    /// Recomputes the outcome of the virtual server in slot `i` from the verdicts.
     pub fn recompute(&mut self, i: usize) -> Recomputed {
-        let (name, vs) = &self.services[i];
+        let Some(nv) = self.services.get(i).and_then(Option::as_ref) else {
+            return Recomputed {
+                quorum_was: None,
+                changed: false,
+            };
+        };
+        let (name, vs) = &**nv;
         let quorum_was = self.tables.get(name).map(|t| t.quorum_up);
         let names = &self.rs_names[i];
         let outcome = desired(
@@ -277,7 +369,10 @@ impl HealthState {
 
     /// Virtual server `i`'s kernel services as its outcome makes them.
     pub fn kernel_services(&self, i: usize) -> Vec<(SvcKey, Service)> {
-        let (name, vs) = &self.services[i];
+        let Some(nv) = self.service(i) else {
+            return Vec::new();
+        };
+        let (name, vs) = &**nv;
         match self.tables.get(name) {
             Some(outcome) => crate::lb::desired::services(vs, &self.groups, outcome),
             None => Vec::new(),
@@ -291,11 +386,20 @@ impl HealthState {
             .collect()
     }
 
-    /// Every real server of every virtual server: alive or not, with its checkers' last
-    /// reasons (`not checked yet` before the first result, `no checker` without any).
+    /// Every real server of every virtual server (in config order): alive or not, with its
+    /// checkers' last reasons (`not checked yet` before the first result, `no checker`
+    /// without any).
     pub fn real_servers(&self) -> Vec<ServiceHealth> {
+        let mut order: Vec<(&NamedVs, &Vec<String>)> = self
+            .services
+            .iter()
+            .zip(&self.rs_names)
+            .filter_map(|(nv, names)| nv.as_ref().map(|nv| (nv, names)))
+            .collect();
+        order.sort_by(|a, b| a.0 .1.key.cmp(&b.0 .1.key));
         let mut out = Vec::new();
-        for ((name, _), names) in self.services.iter().zip(&self.rs_names) {
+        for (nv, names) in order {
+            let name = &nv.0;
             let mut rss = Vec::new();
             for rname in names {
                 let mine: Vec<_> = self.checkers_of(name, rname).collect();
@@ -324,11 +428,8 @@ impl HealthState {
     }
 }
 
-fn rs_names(services: &[(String, VirtualServer)]) -> Vec<Vec<String>> {
-    services
-        .iter()
-        .map(|(_, vs)| vs.real_servers.iter().map(rs_name).collect())
-        .collect()
+fn names_of(vs: &VirtualServer) -> Vec<String> {
+    vs.real_servers.iter().map(rs_name).collect()
 }
 
 #[cfg(test)]
@@ -354,16 +455,16 @@ mod tests {
         let c = config(
             "virtual_server 198.18.116.134 80 {\n lb_kind DR\n quorum 2\n sorry_server 198.18.116.150 80\n real_server 198.18.116.131 80 {\n  TCP_CHECK {\n  }\n }\n real_server 198.18.116.132 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
         );
-        let services: Vec<_> = c
+        let services: Vec<NamedVs> = c
             .virtual_servers
             .iter()
-            .map(|v| (v.key.to_string(), v.clone()))
+            .map(|v| Arc::new((v.key.to_string(), v.clone())))
             .collect();
         let initial = [id("198.18.116.131:80"), id("198.18.116.132:80")]
             .into_iter()
             .map(|i| (i, Health::Up))
             .collect();
-        HealthState::new(services, c.vs_groups.clone(), 1, &initial)
+        HealthState::new(&services, c.vs_groups.clone(), 1, &initial)
     }
 
     #[test]
@@ -403,21 +504,110 @@ mod tests {
             .record(&id("198.18.116.132:80"), Health::Down, None, "timeout")
             .unwrap();
         s.recompute(i);
-        let services = s.services().to_vec();
+        let services: Vec<NamedVs> = s.services().cloned().collect();
         let ids = [id("198.18.116.131:80"), id("198.18.116.132:80")]
             .into_iter()
             .map(|i| (i, Health::Up))
             .collect();
-        let r = s.reconfigure(services, Vec::new(), 2, &ids);
+        let r = s.reconfigure(&services, Vec::new(), 2, &ids);
         assert!(r.gone.is_empty());
-        assert!(!r.recomputed[0].changed, "same verdicts, same outcome");
+        assert!(!r.recomputed[0].1.changed, "same verdicts, same outcome");
         assert_eq!(s.version(), 2);
         assert!(!s.real_servers()[0].real_servers[1].1, "rs02 stays down");
-        let restored = HealthState::restore(s.services().to_vec(), Vec::new(), 2, s.snapshot());
+        let restored = HealthState::restore(&services, Vec::new(), 2, s.snapshot());
         assert_eq!(restored.table(), s.table());
         assert_eq!(restored.real_servers(), s.real_servers());
-        let r = s.reconfigure(Vec::new(), Vec::new(), 3, &BTreeMap::new());
+        let r = s.reconfigure(&[], Vec::new(), 3, &BTreeMap::new());
         assert_eq!(r.gone, vec!["198.18.116.134:80".to_string()]);
         assert!(s.table().is_empty());
+    }
+
+    /// The checker ids of services, each starting up.
+    fn ids_of(services: &[NamedVs]) -> BTreeMap<CheckerId, Health> {
+        services
+            .iter()
+            .flat_map(|nv| {
+                nv.1.real_servers.iter().flat_map(move |rs| {
+                    (0..rs.checkers.len()).map(move |n| {
+                        (
+                            CheckerId {
+                                vs: nv.0.clone(),
+                                rs: rs_name(rs),
+                                checker: format!("TCP_CHECK#{n}"),
+                            },
+                            Health::Up,
+                        )
+                    })
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn updating_only_the_changed_virtual_servers_matches_a_whole_reconfiguration() {
+        let mut x: u64 = 0x2026_1206;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut live = HealthState::default();
+        let mut whole = HealthState::default();
+        let mut prev: BTreeMap<String, NamedVs> = BTreeMap::new();
+        for version in 1..=40 {
+            // The next configuration: each of 8 virtual servers present or not, with 1-3
+            // real servers of random weights and a random quorum.
+            let mut text = String::new();
+            for v in 0..8 {
+                if rnd(4) == 0 {
+                    continue;
+                }
+                text += &format!(
+                    "virtual_server 198.18.120.{v} 80 {{\n lb_kind DR\n quorum {}\n",
+                    1 + rnd(4)
+                );
+                for r in 0..=rnd(3) {
+                    text += &format!(
+                        " real_server 198.19.0.{r} 80 {{\n  weight {}\n  TCP_CHECK {{\n  }}\n }}\n",
+                        1 + rnd(3)
+                    );
+                }
+                text += "}\n";
+            }
+            let c = config(&text);
+            let now: BTreeMap<String, NamedVs> = c
+                .virtual_servers
+                .iter()
+                .map(|v| (v.key.to_string(), Arc::new((v.key.to_string(), v.clone()))))
+                .collect();
+            let upserts: Vec<NamedVs> = now
+                .iter()
+                .filter(|(n, nv)| prev.get(*n).map(|p| p.1 != nv.1).unwrap_or(true))
+                .map(|(_, nv)| nv.clone())
+                .collect();
+            let removed: Vec<String> = prev.keys().filter(|n| !now.contains_key(*n)).cloned().collect();
+            live.update(upserts.clone(), &removed, version, &ids_of(&upserts));
+            let all: Vec<NamedVs> = now.values().cloned().collect();
+            whole.reconfigure(&all, Vec::new(), version, &ids_of(&all));
+            // Some checkers change their verdict, on both.
+            let ids: Vec<CheckerId> = ids_of(&all).into_keys().collect();
+            for _ in 0..3 {
+                if ids.is_empty() {
+                    break;
+                }
+                let id = &ids[rnd(ids.len() as u64) as usize];
+                let to = if rnd(2) == 0 { Health::Up } else { Health::Down };
+                for s in [&mut live, &mut whole] {
+                    if let Some(i) = s.record(id, to, None, "probe") {
+                        s.recompute(i);
+                    }
+                }
+            }
+            assert_eq!(live.table(), whole.table(), "version {version}");
+            assert_eq!(live.real_servers(), whole.real_servers(), "version {version}");
+            assert_eq!(live.snapshot(), whole.snapshot(), "version {version}");
+            prev = now;
+        }
     }
 }

@@ -4,13 +4,17 @@
 //! are folded into the next sync). Periodically it re-reads the kernel and repairs drift.
 //! Failed ops are retried with backoff; the applied config version only advances when a
 //! sync of that version's table succeeded completely.
+//!
+//! The desired table is kept up to date per virtual server, and a sync diffs only the
+//! services that changed since the last one against what the kernel holds: O(change). A
+//! periodic reconcile (and the first sync) reads the whole kernel table and diffs it all.
 
 use super::diff::{self, Op};
 use super::kernel::{KernelError, KernelLb};
 use super::model::{Service, SvcKey, Table};
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -100,6 +104,16 @@ pub struct DataPlane {
     backend: String,
     timing: SyncTiming,
     by_vs: BTreeMap<String, Vec<(SvcKey, Service)>>,
+    /// The desired table: each service as the last (by name) virtual server that has it.
+    desired: Table,
+    /// The virtual servers that have each service (one, unless the config repeats it).
+    owners: HashMap<SvcKey, BTreeSet<String>>,
+    /// Services changed since the last sync took its work.
+    dirty_keys: BTreeSet<SvcKey>,
+    /// Diff the whole desired table against `believed` next time (after refused ops).
+    full_diff: bool,
+    /// The last sync applied every op and nothing changed since.
+    clean: bool,
     desired_version: Option<u64>,
     /// A newer version whose changes are arriving (until its `Settled`).
     pending_version: Option<u64>,
@@ -126,6 +140,11 @@ impl DataPlane {
             backend,
             timing: SyncTiming::default(),
             by_vs: BTreeMap::new(),
+            desired: Table::new(),
+            owners: HashMap::new(),
+            dirty_keys: BTreeSet::new(),
+            full_diff: false,
+            clean: false,
             desired_version: None,
             pending_version: None,
             syncing_version: None,
@@ -147,14 +166,42 @@ impl DataPlane {
         self
     }
 
-    fn desired(&self) -> Table {
-        let mut t = Table::new();
-        for services in self.by_vs.values() {
-            for (k, s) in services {
-                t.insert(*k, s.clone());
+    /// Records virtual server `vs`'s new services and updates the desired table where
+    /// they (and the ones it had) are: O(its services).
+    fn set_services(&mut self, vs: String, services: Vec<(SvcKey, Service)>) {
+        let old = if services.is_empty() {
+            self.by_vs.remove(&vs)
+        } else {
+            self.by_vs.insert(vs.clone(), services)
+        };
+        let mut keys: BTreeSet<SvcKey> = BTreeSet::new();
+        for (k, _) in old.iter().flatten() {
+            if let Some(o) = self.owners.get_mut(k) {
+                o.remove(&vs);
             }
+            keys.insert(*k);
         }
-        t
+        for (k, _) in self.by_vs.get(&vs).into_iter().flatten() {
+            self.owners.entry(*k).or_default().insert(vs.clone());
+            keys.insert(*k);
+        }
+        for k in keys {
+            let owner = self.owners.get(&k).and_then(|o| o.last());
+            let service = owner
+                .and_then(|o| self.by_vs.get(o))
+                .and_then(|svcs| svcs.iter().find(|(key, _)| *key == k))
+                .map(|(_, s)| s.clone());
+            match service {
+                Some(s) => {
+                    self.desired.insert(k, s);
+                }
+                None => {
+                    self.owners.remove(&k);
+                    self.desired.remove(&k);
+                }
+            }
+            self.dirty_keys.insert(k);
+        }
     }
 
     fn kick(&mut self, ctx: &mut Context<Self>) {
@@ -168,21 +215,39 @@ impl DataPlane {
             return;
         }
         self.busy = true;
+        self.clean = false;
         let reconcile = self.reconcile_due || self.believed.is_none();
         self.dirty = false;
         self.reconcile_due = false;
-        let desired = self.desired();
-        let believed = self.believed.clone();
+        let keys = std::mem::take(&mut self.dirty_keys);
+        let work = if reconcile || std::mem::take(&mut self.full_diff) {
+            Work::Whole(self.desired.clone())
+        } else {
+            let part = keys
+                .iter()
+                .filter_map(|k| self.desired.get(k).map(|s| (*k, s.clone())))
+                .collect();
+            Work::Part(part, keys)
+        };
+        // Moved to the sync and back with its outcome (not copied).
+        let believed = self.believed.take();
         let kernel = self.kernel.clone();
         let backend = self.backend.clone();
         let version = self.desired_version;
         self.syncing_version = version;
         let addr = ctx.address();
         tokio::task::spawn_blocking(move || {
-            let report = sync_once(&kernel, &backend, version, &desired, believed, reconcile);
+            let report = sync_once(&kernel, &backend, version, work, believed, reconcile);
             addr.do_send(SyncDone { report });
         });
     }
+}
+
+/// What one sync diffs: the whole desired table, or the desired state of some services.
+enum Work {
+    Whole(Table),
+    /// The services of these keys as desired (a key absent from the table: not wanted).
+    Part(Table, BTreeSet<SvcKey>),
 }
 
 /// Diffs and applies. With `reconcile` (or nothing known yet) the kernel is read first,
@@ -191,7 +256,7 @@ fn sync_once(
     kernel: &Mutex<Box<dyn KernelLb>>,
     backend: &str,
     version: Option<u64>,
-    desired: &Table,
+    work: Work,
     believed: Option<Table>,
     reconcile: bool,
 ) -> Result<Outcome, KernelError> {
@@ -210,7 +275,16 @@ fn sync_once(
             (t, repaired)
         }
     };
-    let ops = diff::diff(desired, &actual);
+    let ops = match &work {
+        Work::Whole(desired) => diff::diff(desired, &actual),
+        Work::Part(desired, keys) => {
+            let held: Table = keys
+                .iter()
+                .filter_map(|k| actual.get(k).map(|s| (*k, s.clone())))
+                .collect();
+            diff::diff(desired, &held)
+        }
+    };
     let results = k.apply(&ops);
     let mut errors = Vec::new();
     for (op, r) in ops.iter().zip(&results) {
@@ -259,11 +333,7 @@ impl Handler<Desired> for DataPlane {
                 if self.desired_version.map(|d| version > d).unwrap_or(true) {
                     self.pending_version = Some(version);
                 }
-                if services.is_empty() {
-                    self.by_vs.remove(&vs);
-                } else {
-                    self.by_vs.insert(vs, services);
-                }
+                self.set_services(vs, services);
             }
             Desired::Settled { version } => {
                 self.desired_version = Some(version);
@@ -273,6 +343,7 @@ impl Handler<Desired> for DataPlane {
             }
         }
         self.dirty = true;
+        self.clean = false;
         self.kick(ctx);
     }
 }
@@ -288,7 +359,10 @@ impl Handler<SyncDone> for DataPlane {
                 if ok {
                     self.applied_version = self.syncing_version.or(self.applied_version);
                     self.retry = None;
+                    self.clean = !self.dirty;
                 } else {
+                    // The refused ops' services are diffed again with the next sync.
+                    self.full_diff = true;
                     let next = self
                         .retry
                         .map(|d| (d * 2).min(self.timing.retry_max))
@@ -325,6 +399,7 @@ impl Handler<SyncDone> for DataPlane {
             }
             Err(e) => {
                 tracing::error!(backend = %self.backend, "sync failed: {e}");
+                // Read the kernel again and diff everything with the next sync.
                 self.believed = None;
                 self.dirty = true;
                 let next = self
@@ -343,10 +418,7 @@ impl Handler<GetStatus> for DataPlane {
     type Result = MessageResult<GetStatus>;
 
     fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
-        let in_sync = !self.busy
-            && !self.dirty
-            && self.gaps.is_empty()
-            && self.believed.as_ref() == Some(&self.desired());
+        let in_sync = !self.busy && !self.dirty && self.gaps.is_empty() && self.clean;
         MessageResult(DataPlaneStatus {
             backend: self.backend.clone(),
             applied_version: self.applied_version,
@@ -362,7 +434,7 @@ impl Handler<GetTables> for DataPlane {
     type Result = ResponseFuture<Result<(Table, Table), KernelError>>;
 
     fn handle(&mut self, _: GetTables, _ctx: &mut Context<Self>) -> Self::Result {
-        let desired = self.desired();
+        let desired = self.desired.clone();
         let kernel = self.kernel.clone();
         Box::pin(async move {
             let actual = tokio::task::spawn_blocking(move || {
