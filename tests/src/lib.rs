@@ -41,6 +41,7 @@ pub fn free_port() -> u16 {
 pub mod fuzz;
 pub mod netns;
 pub mod scale;
+pub mod scale_lab;
 pub mod seed_cluster;
 pub mod seed_lab;
 pub mod vm;
