@@ -17,13 +17,13 @@ use std::time::Duration;
 pub struct Checks {
     pub hub: Addr<CheckHub>,
     /// One actor per distinct probe, by its key.
-    pub checkers: BTreeMap<String, Addr<CheckerActor>>,
+    pub checkers: BTreeMap<ProbeKey, Addr<CheckerActor>>,
     /// Checkers of the current configuration that could not start (see [`checker_ids`]).
     pub unstarted: Vec<CheckerId>,
     /// The checker ids each probe reports for.
-    probe_ids: BTreeMap<String, BTreeSet<CheckerId>>,
+    probe_ids: BTreeMap<ProbeKey, BTreeSet<CheckerId>>,
     /// The probes of each virtual server (by display name).
-    by_vs: HashMap<String, BTreeSet<String>>,
+    by_vs: HashMap<String, BTreeSet<ProbeKey>>,
     /// What the probes of the configuration share (from its global settings).
     cx: PlanContext,
     /// Checker threads (one per core): probes spread over them so one busy thread does
@@ -291,6 +291,14 @@ impl Checks {
         CheckerActor::start_in_arbiter(&arbiter.handle(), move |_| actor)
     }
 
+    /// The key already held for this probe, if any (one allocation per probe).
+    fn canonical(&self, key: ProbeKey) -> ProbeKey {
+        match self.probe_ids.get_key_value(&key) {
+            Some((k, _)) => k.clone(),
+            None => key,
+        }
+    }
+
     /// Starts, retargets and stops probes so that they run exactly `plan`'s checkers.
     fn place(&mut self, plan: Plan) -> ProbeChanges {
         let old = std::mem::take(&mut self.probe_ids);
@@ -298,12 +306,12 @@ impl Checks {
         self.unstarted = plan.unstarted;
         let mut spec_of = BTreeMap::new();
         for (id, t, p) in plan.specs {
-            let key = probe_key(&t, &p, &self.cx.ca);
+            let key = self.canonical(probe_key(&t, &p, &self.cx.ca));
             self.by_vs.entry(id.vs.clone()).or_default().insert(key.clone());
             self.probe_ids.entry(key.clone()).or_default().insert(id);
             spec_of.entry(key).or_insert((t, p));
         }
-        let mut touched: BTreeSet<String> = old.keys().cloned().collect();
+        let mut touched: BTreeSet<ProbeKey> = old.keys().cloned().collect();
         touched.extend(self.probe_ids.keys().cloned());
         self.settle(touched, &old, spec_of)
     }
@@ -311,9 +319,9 @@ impl Checks {
     /// Brings each probe of `touched` to its ids in `probe_ids` (`before`: the ids it had).
     fn settle(
         &mut self,
-        touched: BTreeSet<String>,
-        before: &BTreeMap<String, BTreeSet<CheckerId>>,
-        mut spec_of: BTreeMap<String, (Timing, ProbeSpec)>,
+        touched: BTreeSet<ProbeKey>,
+        before: &BTreeMap<ProbeKey, BTreeSet<CheckerId>>,
+        mut spec_of: BTreeMap<ProbeKey, (Timing, ProbeSpec)>,
     ) -> ProbeChanges {
         let mut out = ProbeChanges::default();
         for key in touched {
@@ -402,7 +410,7 @@ impl Checks {
         });
         let mut spec_of = BTreeMap::new();
         for (id, t, p) in specs {
-            let key = probe_key(&t, &p, &self.cx.ca);
+            let key = self.canonical(probe_key(&t, &p, &self.cx.ca));
             self.by_vs.entry(id.vs.clone()).or_default().insert(key.clone());
             let ids = self.probe_ids.entry(key.clone()).or_default();
             before.entry(key.clone()).or_insert_with(|| ids.clone());
@@ -443,9 +451,13 @@ fn tls_config(config: &Config) -> std::sync::Arc<rustls::ClientConfig> {
     }
 }
 
+/// What makes two checks the same probe (shared: the probe's actor, its checker ids and
+/// its virtual servers' index all hold it).
+pub type ProbeKey = std::sync::Arc<str>;
+
 /// What makes two checks the same probe.
-fn probe_key(t: &Timing, p: &ProbeSpec, ca: &Option<String>) -> String {
-    match p {
+fn probe_key(t: &Timing, p: &ProbeSpec, ca: &Option<String>) -> ProbeKey {
+    let key = match p {
         ProbeSpec::Tcp(target) => format!("tcp {target:?} {t:?}"),
         ProbeSpec::Http {
             target,
@@ -464,7 +476,8 @@ fn probe_key(t: &Timing, p: &ProbeSpec, ca: &Option<String>) -> String {
             timeout,
             dynamic,
         } => format!("misc {argv:?} {run_as:?} {timeout:?} {dynamic} {t:?}"),
-    }
+    };
+    key.into()
 }
 
 #[cfg(test)]

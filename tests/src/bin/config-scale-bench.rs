@@ -7,7 +7,14 @@
 //!   directors report the new version; the data directories' growth per version; the RSS of
 //!   each director.
 //!
-//! `cargo build --release --workspace --bins && target/release/config-scale-bench [N] [K]`
+//!
+//! With `--full`: three full directors in namespaces instead (nftables data plane, a TCP
+//! check on every real server; see `e2e::scale_lab`): the first load and K one-weight
+//! patches timed from the call until every director's kernel table is at the new version
+//! (the `sync` event of that version on each), each sync's own duration, and each
+//! director's RSS once every checker has probed.
+//!
+//! `cargo build --release --workspace --bins && target/release/config-scale-bench [--full] [N] [K]`
 
 use e2e::scale::{rs_addr, scale_conf, vs_addr, vs_block};
 use e2e::*;
@@ -16,9 +23,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let full = all.iter().any(|a| a == "--full");
+    let mut args = all.into_iter().filter(|a| a != "--full");
     let n: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let k: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+    if full {
+        full_directors(n, k);
+        return;
+    }
     let root = temp_root("scale");
     let file = root.path().join("cluster.conf");
     let base = scale_conf(n, 4, |_, _| 10);
@@ -144,6 +157,136 @@ fn main() {
             .map(|r| (r / 1024).to_string())
             .collect::<Vec<_>>()
             .join("/")
+    );
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Follows each director's event journal from where it was last read.
+struct Journals {
+    next: [u64; 3],
+}
+
+impl Journals {
+    /// Waits until each director recorded an error-free `sync` of `version`; returns each
+    /// one's (time in ms, duration in us).
+    fn synced(&mut self, lab: &e2e::scale_lab::ScaleLab, version: u64) -> Vec<(u64, u64)> {
+        let mut found: [Option<(u64, u64)>; 3] = [None; 3];
+        let start = Instant::now();
+        while found.iter().any(Option::is_none) {
+            assert!(
+                start.elapsed() < Duration::from_secs(600),
+                "version {version} never synced"
+            );
+            for (i, f) in found.iter_mut().enumerate() {
+                if f.is_some() {
+                    continue;
+                }
+                for e in lab.events_from(i, self.next[i]) {
+                    if let Some(seq) = e["seq"].as_u64() {
+                        self.next[i] = seq + 1;
+                    }
+                    let d = &e["detail"];
+                    if f.is_none() && e["kind"] == "sync" && d["version"] == version && d["errors"] == 0 {
+                        let us = e["summary"]
+                            .as_str()
+                            .and_then(|s| s.split(" ops in ").nth(1))
+                            .and_then(|s| s.split(' ').next())
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(0);
+                        *f = Some((e["at_ms"].as_u64().unwrap_or(0), us));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        found.into_iter().flatten().collect()
+    }
+}
+
+/// Three full directors (see the module doc).
+fn full_directors(n: u32, k: u32) {
+    use e2e::scale_lab::{self, ScaleLab};
+    let lab = ScaleLab::start("bench-full", &[]);
+    let file = lab.path().join("cluster.conf");
+    std::fs::write(&file, scale_lab::conf(n, |_, _| 10)).expect("write");
+    println!(
+        "full directors: {n} virtual servers x 4 real servers, {} TCP checks per director (nftables)",
+        n * 4
+    );
+    let mut journals = Journals { next: [1; 3] };
+    let t0 = now_ms();
+    let out = lab.hactl(&[
+        "propose",
+        "-f",
+        file.to_str().expect("path"),
+        "--reason",
+        "first load",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (v1, _) = committed(&out);
+    let synced = journals.synced(&lab, v1);
+    let last = synced.iter().map(|(at, _)| *at).max().unwrap_or(t0);
+    println!(
+        "first load: in every kernel {:.2} s after the call; full syncs {} ms",
+        (last - t0) as f64 / 1e3,
+        synced
+            .iter()
+            .map(|(_, us)| (us / 1000).to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    );
+    let patch = lab.path().join("patch.conf");
+    let (mut lat, mut sync_us) = (Vec::new(), Vec::new());
+    for g in 1..=k {
+        let target = g * 104_729 % n;
+        std::fs::write(
+            &patch,
+            scale_lab::vs_block(target, |r| if r == 0 { 100 + g } else { 10 }),
+        )
+        .expect("write");
+        let t = now_ms();
+        let out = lab.hactl(&["propose", "--patch", patch.to_str().expect("path")]);
+        assert!(out.status.success(), "{}", text(&out));
+        let (v, _) = committed(&out);
+        let synced = journals.synced(&lab, v);
+        let last = synced.iter().map(|(at, _)| *at).max().unwrap_or(t);
+        lat.push(Duration::from_millis(last.saturating_sub(t)));
+        sync_us.extend(synced.iter().map(|(_, us)| Duration::from_micros(*us)));
+    }
+    report(
+        "one-weight patch -> in all three kernels (hactl call included)",
+        lat,
+    );
+    report("  of which the kernel sync (nftables) on each director", sync_us);
+    // Every probe has run once a warmup (60 s) after the first load.
+    let warm = Duration::from_millis((t0 + 65_000).saturating_sub(now_ms()));
+    std::thread::sleep(warm);
+    let rss: Vec<String> = lab
+        .nodes
+        .iter()
+        .flatten()
+        .map(|p| {
+            std::fs::read_to_string(format!("/proc/{}/status", p.child.id()))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("VmRSS:"))
+                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                })
+                .map(|kb| (kb / 1024).to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    println!(
+        "director RSS with every checker running ({} TCP checks each): {} MB",
+        n * 4,
+        rss.join("/")
     );
 }
 

@@ -138,13 +138,13 @@ pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
         if let Some(m) = item.get("map").or_else(|| item.get("set")) {
             let name = m.get("name").and_then(Value::as_str).unwrap_or("");
             p.objects.insert(name.to_string());
-            let elems = m
+            let elems: &[Value] = m
                 .get("elem")
                 .and_then(Value::as_array)
-                .cloned()
+                .map(Vec::as_slice)
                 .unwrap_or_default();
             if name == "svc4" || name == "svc6" {
-                for e in &elems {
+                for e in elems {
                     let Some((k, target, comment)) = vmap_elem(e) else {
                         continue;
                     };
@@ -156,7 +156,7 @@ pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
                     }
                 }
             } else if name == "dst4" || name == "dst6" {
-                for e in &elems {
+                for e in elems {
                     let el = dst_elem(e);
                     let mark = e
                         .as_array()
@@ -168,7 +168,7 @@ pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
                     }
                 }
             } else if name == "slots" {
-                for e in &elems {
+                for e in elems {
                     let pair = e.as_array();
                     let kv = pair.and_then(|p| Some((u32_of(p.first()?)?, u32_of(p.get(1)?)?)));
                     if let Some((k, v)) = kv {
@@ -176,7 +176,7 @@ pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
                     }
                 }
             } else if let Some((_, dev)) = render::fwd_set_device(name) {
-                for e in &elems {
+                for e in elems {
                     if let Some(mark) = u32_of(e) {
                         fwd.entry(mark).or_default().push((name.to_string(), dev.clone()));
                     }

@@ -14,7 +14,7 @@ pub mod slots;
 use super::diff::Op;
 use super::kernel::{KernelError, KernelLb};
 use super::model::{Service, SvcKey, Table};
-use render::{Fingerprint, Slot, SvcState};
+use render::{Fingerprint, Slot, SvcState, Uses};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
@@ -30,6 +30,10 @@ pub struct NftKernel {
     nft: exec::Nft,
     /// What the kernel has, as of our last dump or successful apply.
     state: BTreeMap<SvcKey, SvcState>,
+    /// The ids `state` uses, and what its services use of the shared chains (index: is
+    /// NAT): kept with `state`, so an apply costs O(its services).
+    ids: BTreeSet<u32>,
+    uses: [Uses; 2],
     /// Commands that remove damaged or unreferenced parts found by the last dump.
     cleanup: Vec<String>,
     /// The shared chains of each table (index: is NAT) as the kernel has them.
@@ -74,6 +78,8 @@ impl NftKernel {
         NftKernel {
             nft,
             state: BTreeMap::new(),
+            ids: BTreeSet::new(),
+            uses: Default::default(),
             cleanup: Vec::new(),
             shared: Default::default(),
             ingress: None,
@@ -115,7 +121,7 @@ impl NftKernel {
     fn plan(&self, ops: &[Op]) -> BTreeMap<SvcKey, Planned> {
         let now = (self.clock)();
         let mut out: BTreeMap<SvcKey, Planned> = BTreeMap::new();
-        let used: BTreeSet<u32> = self.state.values().map(|s| s.id).collect();
+        let used = &self.ids;
         let start = self.last_id.min(render::MAX_SERVICES);
         let mut next_ids = (start + 1..=render::MAX_SERVICES)
             .chain(1..=start)
@@ -151,12 +157,33 @@ impl NftKernel {
         out
     }
 
+    /// What the services use of each table's shared chains once `services` (the new state
+    /// of each touched service) apply.
+    fn uses_after(&self, services: &[(SvcKey, Option<SvcState>)]) -> [Uses; 2] {
+        let mut uses = self.uses.clone();
+        for (k, new) in services {
+            if let Some(old) = self.state.get(k) {
+                uses[usize::from(old.is_nat())].remove(old);
+            }
+            if let Some(new) = new {
+                uses[usize::from(new.is_nat())].add(new);
+            }
+        }
+        uses
+    }
+
+    /// Counts every service of `state` again (after a dump).
+    fn recount(&mut self) {
+        (self.ids, self.uses) = counts(&self.state);
+    }
+
     /// The shared chains each table needs after this apply, where they differ from what
     /// the kernel has.
-    fn shared_changes(&self, after: &BTreeMap<SvcKey, SvcState>) -> Vec<(bool, String, Vec<String>)> {
+    fn shared_changes(&self, uses: &[Uses; 2]) -> Vec<(bool, String, Vec<String>)> {
         let mut out = Vec::new();
         for nat in [false, true] {
-            let want = render::shared_chains(nat, after.values().filter(|s| s.is_nat() == nat));
+            let u = &uses[usize::from(nat)];
+            let want = render::shared_chains_for(nat, &u.devices(), &u.prefixes());
             for (chain, rules) in want {
                 let have = self.shared[usize::from(nat)].get(&chain);
                 if have != Some(&render::fingerprint(&rules)) {
@@ -203,11 +230,11 @@ impl NftKernel {
         Ok(script)
     }
 
-    /// The devices the ingress chain must hook, given the services after this apply.
-    fn ingress_for(&self, after: &BTreeMap<SvcKey, SvcState>) -> BTreeSet<String> {
+    /// The devices the ingress chain must hook: those of direct-routing destinations.
+    fn ingress_for(&self, uses: &[Uses; 2]) -> BTreeSet<String> {
         let mut set = self.extra_ingress.clone();
-        for st in after.values().filter(|s| !s.is_nat()) {
-            set.extend(st.dests.values().filter_map(|s| s.dev.clone()));
+        for devs in uses[0].devices() {
+            set.extend(devs);
         }
         set
     }
@@ -217,17 +244,33 @@ impl NftKernel {
         services: &[(SvcKey, Option<SvcState>)],
         ingress: BTreeSet<String>,
         shared: Vec<(bool, String, Vec<String>)>,
+        uses: [Uses; 2],
     ) {
         for (k, st) in services {
-            match st {
+            let old = match st {
                 Some(s) => {
                     if self.state.get(k).map(|o| o.id) != Some(s.id) {
                         self.last_id = s.id;
                     }
+                    self.ids.insert(s.id);
                     self.state.insert(*k, s.clone())
                 }
                 None => self.state.remove(k),
             };
+            if let Some(o) = old.filter(|o| st.as_ref().map(|s| s.id) != Some(o.id)) {
+                self.ids.remove(&o.id);
+            }
+        }
+        self.uses = uses;
+        // The counts kept per change equal a count from scratch (checked in debug builds:
+        // the end-to-end tests run them against the kernel).
+        #[cfg(debug_assertions)]
+        {
+            let (ids, uses) = counts(&self.state);
+            assert!(
+                ids == self.ids && uses == self.uses,
+                "nftables: per-change counts drifted"
+            );
         }
         for (nat, chain, rules) in shared {
             self.shared[usize::from(nat)].insert(chain, render::fingerprint(&rules));
@@ -250,24 +293,27 @@ impl NftKernel {
                 }
             }
         }
-        let mut after = self.state.clone();
-        for (k, st) in &services {
-            match st {
-                Some(s) => after.insert(*k, s.clone()),
-                None => after.remove(k),
-            };
-        }
-        let ingress = self.ingress_for(&after);
-        let shared = self.shared_changes(&after);
+        let uses = self.uses_after(&services);
+        let ingress = self.ingress_for(&uses);
+        let shared = self.shared_changes(&uses);
         let script = self.transaction(&services, &ingress, &shared)?;
         if let Err(e) = run_nft(&mut self.nft, &script) {
             // Perhaps our tables went: the next attempt sends the skeleton again.
             self.tables_ok = false;
             return Err(e);
         }
-        self.commit(&services, ingress, shared);
+        self.commit(&services, ingress, shared, uses);
         Ok(())
     }
+}
+
+/// The ids `state` uses and what its services use of each table's shared chains.
+fn counts(state: &BTreeMap<SvcKey, SvcState>) -> (BTreeSet<u32>, [Uses; 2]) {
+    let mut uses: [Uses; 2] = Default::default();
+    for st in state.values() {
+        uses[usize::from(st.is_nat())].add(st);
+    }
+    (state.values().map(|s| s.id).collect(), uses)
 }
 
 /// Applies one op to a service's rendered state.
@@ -387,6 +433,7 @@ impl KernelLb for NftKernel {
             self.last_id = self.last_id.max(max);
         }
         self.state = state;
+        self.recount();
         self.cleanup = cleanup;
         self.shared = shared;
         self.ingress = ingress;
@@ -409,6 +456,7 @@ impl KernelLb for NftKernel {
     /// Removes both of our tables (flows included).
     fn remove_all(&mut self) -> Result<(), KernelError> {
         self.state.clear();
+        self.recount();
         self.cleanup.clear();
         self.shared = Default::default();
         self.ingress = None;

@@ -383,21 +383,73 @@ pub fn shared_chains<'a>(
     nat: bool,
     services: impl Iterator<Item = &'a SvcState>,
 ) -> BTreeMap<String, Vec<String>> {
-    let m = mark_expr(nat);
-    let mut out = BTreeMap::new();
-    let mut devices: [BTreeSet<String>; 2] = Default::default();
-    let mut prefixes = BTreeSet::new();
+    let mut uses = Uses::default();
     for st in services {
+        uses.add(st);
+    }
+    shared_chains_for(nat, &uses.devices(), &uses.prefixes())
+}
+
+/// What the shared chains of a table depend on, counted over its services: each
+/// destination's device (by family) and each persistence prefix. Kept up to date per
+/// service changed, so that a change does not walk every service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Uses {
+    devices: [BTreeMap<String, usize>; 2],
+    prefixes: BTreeMap<(bool, u8), usize>,
+}
+
+impl Uses {
+    pub fn add(&mut self, st: &SvcState) {
+        self.count(st, true);
+    }
+
+    pub fn remove(&mut self, st: &SvcState) {
+        self.count(st, false);
+    }
+
+    fn count(&mut self, st: &SvcState, add: bool) {
+        fn bump<K: Ord + Clone>(m: &mut BTreeMap<K, usize>, k: &K, add: bool) {
+            if add {
+                *m.entry(k.clone()).or_default() += 1;
+            } else if let Some(n) = m.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(k);
+                }
+            }
+        }
         let v6 = st.key.is_v6();
         if let Affinity::Client(p) = st.affinity() {
-            prefixes.insert((v6, p));
+            bump(&mut self.prefixes, &(v6, p), add);
         }
         for slot in st.dests.values() {
             if let Some(d) = &slot.dev {
-                devices[usize::from(v6)].insert(d.clone());
+                bump(&mut self.devices[usize::from(v6)], d, add);
             }
         }
     }
+
+    /// The devices destinations are reached on, by family (index: is IPv6).
+    pub fn devices(&self) -> [BTreeSet<String>; 2] {
+        [0, 1].map(|f| self.devices[f].keys().cloned().collect())
+    }
+
+    /// The persistence prefixes, with their family (is IPv6).
+    pub fn prefixes(&self) -> BTreeSet<(bool, u8)> {
+        self.prefixes.keys().copied().collect()
+    }
+}
+
+/// The shared chains of a table whose destinations use `devices` (by family) and whose
+/// services persist by `prefixes`.
+pub fn shared_chains_for(
+    nat: bool,
+    devices: &[BTreeSet<String>; 2],
+    prefixes: &BTreeSet<(bool, u8)>,
+) -> BTreeMap<String, Vec<String>> {
+    let m = mark_expr(nat);
+    let mut out = BTreeMap::new();
     out.insert(
         "pick".to_string(),
         vec![format!("{m} & {SLOT_BIT:#x} != 0 {m} set {m} map @slots")],
@@ -425,7 +477,7 @@ pub fn shared_chains<'a>(
         };
         out.insert(out_chain(nat, v6), rules);
     }
-    for (v6, p) in prefixes {
+    for &(v6, p) in prefixes {
         out.insert(
             pers_chain(v6, p),
             vec![format!(
