@@ -236,6 +236,10 @@ pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
                 ops: false,
             }),
             dests: BTreeMap::new(),
+            slots: rules
+                .get(&format!("svc_{id}"))
+                .and_then(|rs| rs.iter().find_map(|r| slot_modulus(r)))
+                .unwrap_or(0),
         };
         let mut ok = spec.is_ok() && chains.contains(&id) && !live.contains(&id);
         let mut damaged = Vec::new();
@@ -306,6 +310,22 @@ pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
         }
     }
     Ok(p)
+}
+
+/// The `mod S` of the `numgen` or `jhash` a service rule picks its slot with.
+fn slot_modulus(v: &Value) -> Option<u32> {
+    match v {
+        Value::Object(o) => {
+            for k in ["numgen", "jhash"] {
+                if let Some(m) = o.get(k).and_then(|g| g.get("mod")).and_then(u32_of) {
+                    return Some(m);
+                }
+            }
+            o.values().find_map(slot_modulus)
+        }
+        Value::Array(a) => a.iter().find_map(slot_modulus),
+        _ => None,
+    }
 }
 
 /// Whether the chain and slots of `st` are what rendering it gives (and every DR

@@ -152,6 +152,7 @@ impl NftKernel {
                     Some(t) => now.saturating_sub(t) <= timeout,
                     None => true,
                 });
+                st.choose_slots();
             }
         }
         out
@@ -343,6 +344,7 @@ fn step(
                 id,
                 spec: spec.clone(),
                 dests: BTreeMap::new(),
+                slots: 0,
             });
         }
         Op::EditService(_, spec) => {

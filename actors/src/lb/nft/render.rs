@@ -70,6 +70,9 @@ pub struct SvcState {
     pub id: u32,
     pub spec: SvcSpec,
     pub dests: BTreeMap<DestKey, Slot>,
+    /// The slot count its chain picks among (`mod S`): chosen by [`slots::count`], kept
+    /// across changes that it still lays out (0: not chosen yet).
+    pub slots: u32,
 }
 
 /// How a service remembers where a client went.
@@ -84,6 +87,14 @@ pub enum Affinity {
 }
 
 impl SvcState {
+    /// Chooses the slot count for the destinations as they now are, keeping the current
+    /// one where it still fits.
+    pub fn choose_slots(&mut self) {
+        if let Some(plan) = slots::plan(&self.spec.sched) {
+            self.slots = slots::count(&plan, &self.active(), Some(self.slots));
+        }
+    }
+
     /// Which table the service lives in: by its destinations' forwarding method.
     pub fn is_nat(&self) -> bool {
         let live = self.dests.values().find(|s| s.draining_since.is_none());
@@ -450,9 +461,14 @@ pub fn shared_chains_for(
 ) -> BTreeMap<String, Vec<String>> {
     let m = mark_expr(nat);
     let mut out = BTreeMap::new();
+    // A slot with no destination (none takes new flows) goes back to the bare tag, so
+    // that the service drops the packet rather than remember a flow to nowhere.
     out.insert(
         "pick".to_string(),
-        vec![format!("{m} & {SLOT_BIT:#x} != 0 {m} set {m} map @slots")],
+        vec![
+            format!("{m} & {SLOT_BIT:#x} != 0 {m} set {m} map @slots"),
+            format!("{m} & {SLOT_BIT:#x} != 0 {m} set {m} & 0xffff0000"),
+        ],
     );
     for v6 in [false, true] {
         let (f, ip) = (fam(v6), ipf(v6));
@@ -536,7 +552,7 @@ pub fn service_rules(st: &SvcState) -> Result<Vec<String>, String> {
     let tag = tag(st.id);
     let (f, ip) = (fam(v6), ipf(v6));
     let plan = slots::plan(&st.spec.sched).ok_or_else(|| format!("unknown scheduler {:?}", st.spec.sched))?;
-    let n = slots::slots(&plan, &st.active()).len();
+    let n = st.slots;
     // Four rules: tag the packet and look its flow up; if none, pick a slot and map it to
     // a destination; remember the flow and go out; drop what has no destination.
     let affinity = st.affinity();
@@ -595,7 +611,7 @@ pub fn elements(st: &SvcState) -> Elements {
     };
     if let Some(plan) = slots::plan(&st.spec.sched) {
         let active = st.active();
-        for (i, d) in slots::slots(&plan, &active).into_iter().enumerate() {
+        for (i, d) in slots::layout(&plan, &active, st.slots).into_iter().enumerate() {
             if let Some(slot) = active.get(d).and_then(|(k, _)| st.dests.get(k)) {
                 e.slots.insert(tag | SLOT_BIT | i as u32, tag | slot.mark);
             }
@@ -798,7 +814,7 @@ mod tests {
                 },
             );
         }
-        SvcState {
+        let mut st = SvcState {
             key: SvcKey::Inet {
                 proto: Protocol::Tcp,
                 addr: IpAddr::from([198, 18, 116, 134]),
@@ -811,24 +827,40 @@ mod tests {
                 ops: false,
             },
             dests,
-        }
+            slots: 0,
+        };
+        st.choose_slots();
+        st
+    }
+
+    /// `slots { 98304 : 65537, ... }` for the marks laid out in order.
+    fn slot_list(marks: &[u32]) -> String {
+        let items: Vec<String> = marks
+            .iter()
+            .enumerate()
+            .map(|(i, m)| format!("{} : {m}", 98304 + i as u32))
+            .collect();
+        format!("slots {{ {} }}", items.join(", "))
     }
 
     #[test]
     fn seed_service_renders_the_dr_recipe() {
         let st = dr_service(&[1, 1]);
         let text = render_service(&st, None).unwrap();
-        let expected = "\
+        // Two destinations share 12 slots, so that a third one or a weight change fits
+        // without rewriting the chain.
+        let slots = slot_list(&[65537, 65538].repeat(6));
+        let expected = format!("\
 add chain netdev hanode svc_1
 add rule netdev hanode svc_1 meta mark set 65536 jump conn4
-add rule netdev hanode svc_1 meta mark 65536 meta mark set numgen inc mod 2 offset 98304 jump pick
-add rule netdev hanode svc_1 meta mark != 65536 update @flows4 { ip saddr . th sport . ( meta mark & 0xffff0000 ) timeout 900s : meta mark } jump fwd4
+add rule netdev hanode svc_1 meta mark 65536 meta mark set numgen inc mod 12 offset 98304 jump pick
+add rule netdev hanode svc_1 meta mark != 65536 update @flows4 {{ ip saddr . th sport . ( meta mark & 0xffff0000 ) timeout 900s : meta mark }} jump fwd4
 add rule netdev hanode svc_1 drop
-add element netdev hanode slots { 98304 : 65537, 98305 : 65538 }
-add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=1 u=0 l=0\" : 198.18.116.131, 65538 comment \"198.18.116.132:80 DR w=1 u=0 l=0\" : 198.18.116.132 }
-add element netdev hanode fwd4_656e733333 { 65537, 65538 }
-add element netdev hanode svc4 { 198.18.116.134 . tcp . 80 comment \"rr\" : jump svc_1 }
-";
+add element netdev hanode {slots}
+add element netdev hanode dst4 {{ 65537 comment \"198.18.116.131:80 DR w=1 u=0 l=0\" : 198.18.116.131, 65538 comment \"198.18.116.132:80 DR w=1 u=0 l=0\" : 198.18.116.132 }}
+add element netdev hanode fwd4_656e733333 {{ 65537, 65538 }}
+add element netdev hanode svc4 {{ 198.18.116.134 . tcp . 80 comment \"rr\" : jump svc_1 }}
+");
         assert_eq!(text, expected);
         let shared = shared_chains(false, [&st].into_iter());
         assert_eq!(
@@ -841,7 +873,10 @@ add element netdev hanode svc4 { 198.18.116.134 . tcp . 80 comment \"rr\" : jump
         );
         assert_eq!(
             shared["pick"],
-            vec!["meta mark & 0x8000 != 0 meta mark set meta mark map @slots"]
+            vec![
+                "meta mark & 0x8000 != 0 meta mark set meta mark map @slots",
+                "meta mark & 0x8000 != 0 meta mark set meta mark & 0xffff0000"
+            ]
         );
         assert!(shared["fwd6"].is_empty());
         assert_eq!(fingerprint(&shared["fwd4"]).devices.len(), 1);
@@ -854,31 +889,43 @@ add element netdev hanode svc4 { 198.18.116.134 . tcp . 80 comment \"rr\" : jump
         let mut st = old.clone();
         let first = *st.dests.keys().next().unwrap();
         st.dests.get_mut(&first).unwrap().spec.weight = 2;
+        st.choose_slots();
         let text = render_service(&st, Some(&old)).unwrap();
-        // 2:1 is laid out A B A: the two slots there are stay, one is added.
+        // 2:1 in the same 12 slots (A B A four times): the slots that change and the
+        // destination's element, no rule: the chain is not rewritten.
+        let changed = "98307, 98308, 98309, 98313, 98314, 98315";
         let expected = "\
+delete element netdev hanode slots { 98307, 98308, 98309, 98313, 98314, 98315 }
 delete element netdev hanode dst4 { 65537 }
-add chain netdev hanode svc_1
-flush chain netdev hanode svc_1
-add rule netdev hanode svc_1 meta mark set 65536 jump conn4
-add rule netdev hanode svc_1 meta mark 65536 meta mark set numgen inc mod 3 offset 98304 jump pick
-add rule netdev hanode svc_1 meta mark != 65536 update @flows4 { ip saddr . th sport . ( meta mark & 0xffff0000 ) timeout 900s : meta mark } jump fwd4
-add rule netdev hanode svc_1 drop
-add element netdev hanode slots { 98306 : 65537 }
+add element netdev hanode slots { 98307 : 65537, 98308 : 65538, 98309 : 65537, 98313 : 65537, 98314 : 65538, 98315 : 65537 }
 add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=0\" : 198.18.116.131 }
 ";
+        assert!(expected.contains(changed));
         assert_eq!(text, expected);
+        let el = elements(&st);
+        assert_eq!(el.slots.values().filter(|m| **m == 65537).count(), 8);
         // Same proportions (4:2 is 2:1): the slots and the chain stay, only the
         // destinations' comments change.
         let mut doubled = st.clone();
         for s in doubled.dests.values_mut() {
             s.spec.weight *= 2;
         }
+        doubled.choose_slots();
         let text = render_service(&doubled, Some(&st)).unwrap();
         assert!(!text.contains("slots") && !text.contains("rule"), "{text}");
         assert_eq!(text.lines().count(), 2, "{text}");
         // Nothing changed: nothing sent.
         assert_eq!(render_service(&st, Some(&st)).unwrap(), "");
+        // Weights that 12 slots cannot lay out (5:2 is 7 parts): the chain moves to a
+        // count that approximates them closely, once.
+        let mut seven = st.clone();
+        let second = *seven.dests.keys().nth(1).unwrap();
+        seven.dests.get_mut(&first).unwrap().spec.weight = 5;
+        seven.dests.get_mut(&second).unwrap().spec.weight = 2;
+        seven.choose_slots();
+        assert_eq!(seven.slots, 60);
+        let text = render_service(&seven, Some(&st)).unwrap();
+        assert!(text.contains("numgen inc mod 60 offset 98304"), "{text}");
     }
 
     #[test]
@@ -887,20 +934,35 @@ add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=
         let mut st = old.clone();
         let first = *st.dests.keys().next().unwrap();
         st.dests.get_mut(&first).unwrap().draining_since = Some(1_764_000_000);
+        st.choose_slots();
+        assert_eq!(st.slots, 12);
         let text = render_service(&st, Some(&old)).unwrap();
+        // Its six slots go to the other destination; nothing else of the slots moves.
+        let evens = "98304, 98306, 98308, 98310, 98312, 98314";
         assert!(
-            text.contains("delete element netdev hanode slots { 98304, 98305 }"),
+            text.contains(&format!("delete element netdev hanode slots {{ {evens} }}")),
             "{text}"
         );
         assert!(
-            text.contains("add element netdev hanode slots { 98304 : 65538 }"),
+            text.contains("add element netdev hanode slots { 98304 : 65538, 98306 : 65538, 98308 : 65538"),
             "{text}"
         );
         assert!(text.contains("65537 comment \"drain=1764000000 198.18.116.131:80 DR"));
-        assert!(text.contains("numgen inc mod 1 offset 98304"));
+        assert!(!text.contains("rule"), "the chain stays: {text}");
         assert!(!text.contains("fwd4_"), "still forwarded: {text}");
         // Same spec: the service entry is left alone.
         assert!(!text.contains("svc4"));
+        // The last one down: its slots are emptied, the chain still stays.
+        let mut none = st.clone();
+        let second = *none.dests.keys().nth(1).unwrap();
+        none.dests.get_mut(&second).unwrap().draining_since = Some(1_764_000_001);
+        none.choose_slots();
+        let text = render_service(&none, Some(&st)).unwrap();
+        assert!(
+            !text.contains("rule") && !text.contains("add element netdev hanode slots"),
+            "{text}"
+        );
+        assert_eq!(elements(&none).slots.len(), 0);
     }
 
     #[test]
@@ -946,7 +1008,8 @@ add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=
         assert!(text.contains("svc_1 ct mark set 65536 jump conn4\n"));
         assert!(text.contains("} jump dnat4\n"));
         assert!(text.contains(": 198.18.116.131 . 80"));
-        assert!(text.contains("slots { 98304 : 65537, 98305 : 65538, 98306 : 65537 }"));
+        let ab = slot_list(&[65537, 65538, 65537].repeat(4));
+        assert!(text.contains(&ab), "{text}");
         let shared = shared_chains(true, [&st].into_iter());
         assert_eq!(
             shared["dnat4"],
@@ -961,7 +1024,7 @@ add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=
         let expected = "\
 delete element netdev hanode svc4 { 198.18.116.134 . tcp . 80 }
 delete chain netdev hanode svc_1
-delete element netdev hanode slots { 98304, 98305 }
+delete element netdev hanode slots { 98304, 98305, 98306, 98307, 98308, 98309, 98310, 98311, 98312, 98313, 98314, 98315 }
 delete element netdev hanode dst4 { 65537, 65538 }
 delete element netdev hanode fwd4_656e733333 { 65537, 65538 }
 ";

@@ -75,8 +75,10 @@ fn gcd(a: u32, b: u32) -> u32 {
     }
 }
 
-/// The slot layout: for each slot, the index (into `dests`) of its destination.
-pub fn slots(plan: &Plan, dests: &[(DestKey, DestSpec)]) -> Vec<usize> {
+/// The destinations that take new flows, with their relative weights (divided by their
+/// gcd, and scaled down when they add up to more than [`MAX_SLOTS`]): (index into
+/// `dests`, weight).
+fn weights(plan: &Plan, dests: &[(DestKey, DestSpec)]) -> Vec<(usize, u64)> {
     let live: Vec<(usize, u32)> = dests
         .iter()
         .enumerate()
@@ -88,10 +90,10 @@ pub fn slots(plan: &Plan, dests: &[(DestKey, DestSpec)]) -> Vec<usize> {
     }
     if plan.highest_only {
         let best = live.iter().max_by_key(|(i, w)| (*w, std::cmp::Reverse(*i)));
-        return best.map(|(i, _)| vec![*i]).unwrap_or_default();
+        return best.map(|(i, _)| vec![(*i, 1)]).unwrap_or_default();
     }
     if !plan.weighted {
-        return live.iter().map(|(i, _)| *i).collect();
+        return live.iter().map(|(i, _)| (*i, 1)).collect();
     }
     let g = live.iter().fold(0, |g, (_, w)| gcd(g, *w));
     let mut weights: Vec<(usize, u64)> = live.iter().map(|(i, w)| (*i, u64::from(w / g.max(1)))).collect();
@@ -101,13 +103,17 @@ pub fn slots(plan: &Plan, dests: &[(DestKey, DestSpec)]) -> Vec<usize> {
             *w = ((*w * u64::from(MAX_SLOTS)) / total).max(1);
         }
     }
-    // Smooth weighted round robin: each step every destination gains its weight, the
-    // richest is picked and pays the total.
+    weights
+}
+
+/// Smooth weighted round robin: each step every destination gains its weight, the
+/// richest is picked and pays the total.
+fn smooth(weights: &[(usize, u64)]) -> Vec<usize> {
     let total: i64 = weights.iter().map(|(_, w)| *w as i64).sum();
     let mut current = vec![0i64; weights.len()];
-    let mut out = Vec::with_capacity(total as usize);
+    let mut out = Vec::with_capacity(total.max(0) as usize);
     for _ in 0..total {
-        for (c, (_, w)) in current.iter_mut().zip(&weights) {
+        for (c, (_, w)) in current.iter_mut().zip(weights) {
             *c += *w as i64;
         }
         let mut best = 0;
@@ -120,6 +126,87 @@ pub fn slots(plan: &Plan, dests: &[(DestKey, DestSpec)]) -> Vec<usize> {
         out.push(weights[best].0);
     }
     out
+}
+
+/// The exact slot layout: for each slot, the index (into `dests`) of its destination
+/// (as few slots as the weights need).
+pub fn slots(plan: &Plan, dests: &[(DestKey, DestSpec)]) -> Vec<usize> {
+    smooth(&weights(plan, dests))
+}
+
+/// Slot counts a service's chain is given. Each divides by many small totals (12: 1, 2,
+/// 3, 4, 6; 60: 5, 10, 15, 20, 30 too), so that most weight changes and destinations
+/// going down or up keep the count: the change is then map elements only, and the
+/// service's chain (whose `mod S` is a constant of its rule) is not rewritten, which at
+/// 10,000 services costs the kernel a validation of the whole table.
+pub const SLOT_COUNTS: [u32; 4] = [12, 60, 120, 240];
+/// A slot count at least this large (and four slots per destination) approximates any
+/// weights within a sixtieth of the traffic, so it is kept even when not exact.
+const APPROXIMATE_FROM: u32 = 60;
+/// Destinations beyond what [`SLOT_COUNTS`] holds get one slot each, up to this.
+const MAX_COUNT: u64 = 4096;
+
+/// How many slots a service with `dests` uses, given the count its chain has now:
+/// kept while it lays the weights out exactly (or closely enough, see
+/// [`APPROXIMATE_FROM`]), else the first of [`SLOT_COUNTS`] that does.
+pub fn count(plan: &Plan, dests: &[(DestKey, DestSpec)], current: Option<u32>) -> u32 {
+    let w = weights(plan, dests);
+    let total: u64 = w.iter().map(|(_, w)| w).sum();
+    let live = w.len() as u64;
+    let current = current.filter(|s| *s > 0);
+    if total == 0 {
+        return current.unwrap_or(SLOT_COUNTS[0]);
+    }
+    let exact = |s: u32| u64::from(s) % total == 0;
+    let close = |s: u32| s >= APPROXIMATE_FROM && u64::from(s) >= 4 * live;
+    if let Some(s) = current.filter(|s| exact(*s) || close(*s)) {
+        return s;
+    }
+    SLOT_COUNTS
+        .into_iter()
+        .find(|s| exact(*s))
+        .or_else(|| SLOT_COUNTS.into_iter().find(|s| close(*s)))
+        .unwrap_or_else(|| total.clamp(live, MAX_COUNT) as u32)
+}
+
+/// The layout of exactly `count` slots: the exact layout repeated when `count` is a
+/// multiple of it, else the weights scaled to `count` (largest remainder, each live
+/// destination keeping at least one slot while there are enough). Empty when no
+/// destination takes new flows.
+pub fn layout(plan: &Plan, dests: &[(DestKey, DestSpec)], count: u32) -> Vec<usize> {
+    let w = weights(plan, dests);
+    let total: u64 = w.iter().map(|(_, w)| w).sum();
+    let n = u64::from(count);
+    if total == 0 || n == 0 {
+        return Vec::new();
+    }
+    if n % total == 0 {
+        let once = smooth(&w);
+        return once.iter().copied().cycle().take(n as usize).collect();
+    }
+    // Largest remainder over what is left after one slot each.
+    let floor = u64::from(n >= w.len() as u64);
+    let rest = n - floor * w.len() as u64;
+    let mut scaled: Vec<(usize, u64, u64)> = w
+        .iter()
+        .map(|(i, wt)| (*i, floor + wt * rest / total, wt * rest % total))
+        .collect();
+    let mut given: u64 = scaled.iter().map(|(_, s, _)| s).sum();
+    let mut order: Vec<usize> = (0..scaled.len()).collect();
+    order.sort_by_key(|j| std::cmp::Reverse(scaled[*j].2));
+    for j in order.into_iter().cycle() {
+        if given >= n {
+            break;
+        }
+        scaled[j].1 += 1;
+        given += 1;
+    }
+    let weights: Vec<(usize, u64)> = scaled
+        .iter()
+        .map(|(i, s, _)| (*i, *s))
+        .filter(|(_, s)| *s > 0)
+        .collect();
+    smooth(&weights)
 }
 
 #[cfg(test)]
@@ -173,6 +260,36 @@ mod tests {
         let a = s.iter().filter(|i| **i == 0).count();
         let c = s.iter().filter(|i| **i == 2).count();
         assert!(a.abs_diff(c) <= 1);
+    }
+
+    #[test]
+    fn slot_counts_hold_across_common_weight_changes_and_layouts_keep_proportions() {
+        let p = plan("wrr").unwrap();
+        // 1:1:1:1 -> 12 slots; a destination down (3 left), 3:1:1:1 and 2:1:1:0 all fit 12.
+        assert_eq!(count(&p, &dests(&[1, 1, 1, 1]), None), 12);
+        for w in [&[1, 1, 1, 0][..], &[3, 1, 1, 1], &[2, 1, 1, 0], &[0, 0, 0, 0]] {
+            assert_eq!(count(&p, &dests(w), Some(12)), 12, "{w:?}");
+        }
+        // 5:1:1:1 (8) does not divide 12: the next count that it divides.
+        assert_eq!(count(&p, &dests(&[5, 1, 1, 1]), Some(12)), 120);
+        // 60 is kept even when not exact: 7 live destinations, 9:9:9:9:8:8:8.
+        let seven = dests(&[1; 7]);
+        assert_eq!(count(&p, &seven, Some(60)), 60);
+        let l = layout(&p, &seven, 60);
+        assert_eq!(l.len(), 60);
+        for d in 0..7 {
+            let n = l.iter().filter(|i| **i == d).count();
+            assert!((8..=9).contains(&n), "{d}: {n}");
+        }
+        // Exact layouts repeat: 3:1 in 12 slots is A A B A three times.
+        assert_eq!(layout(&p, &dests(&[3, 1]), 12), [0, 0, 1, 0].repeat(3));
+        assert_eq!(layout(&p, &dests(&[0, 0]), 12), Vec::<usize>::new());
+        // Many destinations: one slot each at least.
+        let many = dests(&[1; 100]);
+        let c = count(&p, &many, None);
+        assert!(c >= 100, "{c}");
+        let l = layout(&p, &many, c);
+        assert!((0..100).all(|d| l.contains(&d)));
     }
 
     #[test]
