@@ -191,15 +191,12 @@ pub fn layout(plan: &Plan, dests: &[(DestKey, DestSpec)], count: u32) -> Vec<usi
         .iter()
         .map(|(i, wt)| (*i, floor + wt * rest / total, wt * rest % total))
         .collect();
-    let mut given: u64 = scaled.iter().map(|(_, s, _)| s).sum();
+    let given: u64 = scaled.iter().map(|(_, s, _)| s).sum();
     let mut order: Vec<usize> = (0..scaled.len()).collect();
     order.sort_by_key(|j| std::cmp::Reverse(scaled[*j].2));
-    for j in order.into_iter().cycle() {
-        if given >= n {
-            break;
-        }
+    let missing = n.saturating_sub(given) as usize;
+    for j in order.into_iter().cycle().take(missing) {
         scaled[j].1 += 1;
-        given += 1;
     }
     let weights: Vec<(usize, u64)> = scaled
         .iter()
