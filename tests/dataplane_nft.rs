@@ -52,6 +52,17 @@ fn apply_json(ns: &Netns, table: &str) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("report json")
 }
 
+/// Our tables read by netlink (as the backend reads them) and through nft's JSON agree.
+fn readings_agree(ns: &Netns) {
+    let o = lb_sync(ns, &["compare-readings"], None);
+    assert!(
+        o.status.success(),
+        "netlink and nft -j readings differ: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 const RR: &str = r#"{"sched":"rr","persistence":null,"ops":false}"#;
 
 fn curls(lab: &SeedLab, n: usize) -> Vec<String> {
@@ -137,6 +148,7 @@ fn seed_dr_alternates_drains_a_removed_server_and_takes_it_back() {
     );
 
     // The kernel table reads back as applied: a second apply has nothing to do.
+    readings_agree(d);
     let r = apply(d, RR, &both);
     assert_eq!(r["ops"], 0, "{r}");
     let o = lb_sync(d, &["dump"], None);
@@ -157,6 +169,7 @@ fn seed_dr_alternates_drains_a_removed_server_and_takes_it_back() {
 
     let r = apply(d, RR, &both[1..]);
     assert_eq!(r["ops"], 1, "removing one server is one op: {r}");
+    readings_agree(d);
     let a = curls(&lab, 4);
     assert!(
         a.iter().all(|x| x == "this is RS02"),
@@ -180,6 +193,7 @@ fn seed_dr_alternates_drains_a_removed_server_and_takes_it_back() {
     let a = curls(&lab, 9);
     let rs01 = a.iter().filter(|x| *x == "this is RS01").count();
     assert_eq!(rs01, 6, "wrr 2:1 over 9 connections: {a:?}");
+    readings_agree(d);
 
     // Persistence: one client sticks to one server.
     let sticky = r#"{"sched":"rr","persistence":{"timeout":300,"prefix":32},"ops":false}"#;
@@ -187,6 +201,7 @@ fn seed_dr_alternates_drains_a_removed_server_and_takes_it_back() {
     assert!(r["errors"].as_array().map(Vec::is_empty).unwrap_or(false), "{r}");
     let a = curls(&lab, 4);
     assert!(a.windows(2).all(|w| w[0] == w[1]), "persistent: {a:?}");
+    readings_agree(d);
 
     let o = lb_sync(d, &["teardown"], None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -238,6 +253,7 @@ fn what_nftables_cannot_do_fails_alone_and_drift_is_repaired() {
     let r = apply_json(d, &table);
     assert!(r["kinds"]["add_service"].as_u64() >= Some(1), "{r}");
     assert_eq!(lab.curl().as_deref(), Some("this is RS01"), "repaired");
+    readings_agree(d);
     // And someone deletes our whole table.
     let o = d
         .command("nft")

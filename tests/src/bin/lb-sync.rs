@@ -6,8 +6,12 @@
 //!                   prints one JSON line: ops (by kind), errors, microseconds
 //!   dump [--json]   the kernel's table (`ipvsadm -Ln` layout, or JSON)
 //!   teardown        remove everything of ours (nftables tables / all IPVS services)
+//!   compare-readings  nftables: read our tables by netlink and through `nft -j`, print
+//!                   where they differ (exit 1) or `same`
 //!   bench N D       full sync of N services x D destinations from empty, one weight
-//!                   change, one service add; prints the figures
+//!                   change, one service add, then 100 changes of each kind (weight,
+//!                   real server down and up, service removed and added: p50/p99), a
+//!                   full re-read checked against the table; prints the figures
 
 use actors::lb::backend::{self, Choice};
 use actors::lb::diff::{diff, Op};
@@ -68,6 +72,133 @@ fn read_table(path: &str) -> Table {
     list.into_iter().collect()
 }
 
+/// `count` changes of each kind, each to one random service, timed as the sync actor
+/// applies them (the diff of the changed service only, then the kernel): p50, p99, max.
+fn series(k: &mut dyn KernelLb, want: &mut Table, known: &mut Table, count: usize) {
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rnd = move |m: usize| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) as usize) % m.max(1)
+    };
+    let keys: Vec<SvcKey> = want.keys().copied().collect();
+    let apply_one = |k: &mut dyn KernelLb, want: &Table, known: &mut Table, key: &SvcKey| -> (f64, usize) {
+        let one = |t: &Table| -> Table { t.get(key).map(|s| (*key, s.clone())).into_iter().collect() };
+        let t0 = Instant::now();
+        let ops = diff(&one(want), &one(known));
+        let results = k.apply(&ops);
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        if let Some((op, e)) = ops
+            .iter()
+            .zip(&results)
+            .find_map(|(o, r)| r.as_ref().err().map(|e| (o, e)))
+        {
+            fail(format!("{op}: {e}"));
+        }
+        match want.get(key) {
+            Some(s) => known.insert(*key, s.clone()),
+            None => known.remove(key),
+        };
+        (ms, ops.len())
+    };
+    let backend = k.backend();
+    let report = |case: &str, mut lat: Vec<f64>, ops: usize| {
+        lat.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            lat.get(((lat.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        println!(
+            "BENCH backend={backend} case={case} changes={} ops={ops} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+            lat.len(),
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
+    };
+    let mut pick = |n: usize, taken: &mut BTreeSet<usize>| loop {
+        let i = rnd(n);
+        if taken.insert(i) {
+            return i;
+        }
+    };
+    // Weight changes: the first destination of a random service to another weight;
+    // first 1 <-> 3 (3:1:1:1 still fits the service's slot count), then to 2 (2:1:1:1,
+    // five parts: the chain moves to another slot count, once per service).
+    for (case, next) in [
+        (
+            "weight_change_count_kept",
+            (|w| if w == 3 { 1 } else { 3 }) as fn(u32) -> u32,
+        ),
+        ("weight_change_count_moved", |_| 2),
+    ] {
+        let (mut lat, mut ops) = (Vec::new(), 0);
+        let mut taken = BTreeSet::new();
+        for _ in 0..count {
+            let key = keys[pick(keys.len(), &mut taken)];
+            if let Some(dest) = want.get_mut(&key).and_then(|s| s.dests.values_mut().next()) {
+                dest.weight = next(dest.weight);
+            }
+            let (ms, n) = apply_one(k, want, known, &key);
+            lat.push(ms);
+            ops += n;
+        }
+        report(case, lat, ops);
+    }
+    // A real server down (its destination leaves: drained), then back up.
+    let mut downed = Vec::new();
+    let (mut lat, mut ops) = (Vec::new(), 0);
+    let mut taken = BTreeSet::new();
+    for _ in 0..count {
+        let key = keys[pick(keys.len(), &mut taken)];
+        let Some(svc) = want.get_mut(&key) else { continue };
+        let Some(dk) = svc.dests.keys().nth(1).copied() else {
+            continue;
+        };
+        if let Some(spec) = svc.dests.remove(&dk) {
+            downed.push((key, dk, spec));
+        }
+        let (ms, n) = apply_one(k, want, known, &key);
+        lat.push(ms);
+        ops += n;
+    }
+    report("real_server_down", lat, ops);
+    let (mut lat, mut ops) = (Vec::new(), 0);
+    for (key, dk, spec) in downed {
+        if let Some(svc) = want.get_mut(&key) {
+            svc.dests.insert(dk, spec);
+        }
+        let (ms, n) = apply_one(k, want, known, &key);
+        lat.push(ms);
+        ops += n;
+    }
+    report("real_server_up", lat, ops);
+    // Services removed, then added back.
+    let mut removed = Vec::new();
+    let (mut lat, mut ops) = (Vec::new(), 0);
+    let mut taken = BTreeSet::new();
+    for _ in 0..count {
+        let key = keys[pick(keys.len(), &mut taken)];
+        if let Some(svc) = want.remove(&key) {
+            removed.push((key, svc));
+        }
+        let (ms, n) = apply_one(k, want, known, &key);
+        lat.push(ms);
+        ops += n;
+    }
+    report("service_remove", lat, ops);
+    let (mut lat, mut ops) = (Vec::new(), 0);
+    for (key, svc) in removed {
+        want.insert(key, svc);
+        let (ms, n) = apply_one(k, want, known, &key);
+        lat.push(ms);
+        ops += n;
+    }
+    report("service_add", lat, ops);
+}
+
 fn synthetic(n: u32, d: u32) -> Table {
     (0..n)
         .map(|i| {
@@ -124,8 +255,22 @@ fn main() {
             _ => break,
         }
     }
-    let mut k = backend::open(choice, ingress).unwrap_or_else(|e| fail(e));
     let cmd: Vec<&str> = args.iter().map(String::as_str).collect();
+    if cmd.as_slice() == ["compare-readings"] {
+        // The nftables tables read by netlink and through `nft -j`: the same services,
+        // chains and cleanup, or the differences and exit status 1.
+        let mut nft = actors::lb::nft::NftKernel::new(ingress);
+        let diffs = nft.compare_readings().unwrap_or_else(|e| fail(e));
+        if diffs.is_empty() {
+            println!("same");
+            return;
+        }
+        for d in diffs {
+            println!("{d}");
+        }
+        std::process::exit(1);
+    }
+    let mut k = backend::open(choice, ingress).unwrap_or_else(|e| fail(e));
     match cmd.as_slice() {
         ["apply", path] => {
             let want = read_table(path);
@@ -186,6 +331,7 @@ fn main() {
                 want.insert(key, svc);
             }
             step("one_service_add", k.as_mut(), &want);
+            series(k.as_mut(), &mut want, &mut known, 100);
             let t0 = Instant::now();
             let read = k.dump().unwrap_or_else(|e| fail(e));
             println!(

@@ -118,26 +118,48 @@ fn u32_of(v: &Value) -> Option<u32> {
 /// A service entry of `svc4`/`svc6`: (map, key, chain id, spec).
 type Entry = (String, Option<SvcKey>, u32, Result<SvcSpec, String>);
 
-/// Parses the output of `nft -j list table T` for one of our tables.
-pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
+/// What the dump needs of one rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleFacts {
+    /// The `mod S` of its `numgen` or `jhash` (a service's slot count).
+    pub modulus: Option<u32>,
+    /// The device its `fwd` sends to.
+    pub fwd_dev: Option<String>,
+}
+
+/// What a listing of one of our tables holds, however it was read (nft's JSON output,
+/// or netlink dumps): the elements of the maps and sets we read back (never the flows),
+/// the chains and what matters of their rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Names of the maps and sets.
+    pub objects: BTreeSet<String>,
+    /// Service entries: (map, key, the chain it jumps to, comment).
+    pub entries: Vec<(String, Option<SvcKey>, String, Option<String>)>,
+    /// Destination elements: (map, mark, comment).
+    pub dsts: Vec<(String, u32, Option<String>)>,
+    /// Slot elements: (slot mark, destination mark).
+    pub slots: Vec<(u32, u32)>,
+    /// Device-set elements: (set, destination mark).
+    pub fwd: Vec<(String, u32)>,
+    /// Chains, with the devices of a base chain's hook.
+    pub chains: Vec<(String, BTreeSet<String>)>,
+    /// Rules by chain, in order.
+    pub rules: BTreeMap<String, Vec<RuleFacts>>,
+}
+
+/// Reads the output of `nft -j list table T` into a [`Listing`].
+pub fn listing_of_json(json: &str) -> Result<Listing, String> {
     let root: Value = serde_json::from_str(json).map_err(|e| format!("nft -j output: {e}"))?;
     let items = root
         .get("nftables")
         .and_then(Value::as_array)
         .ok_or("nft -j output without \"nftables\"")?;
-    let t = render::table_name(nat);
-    let mut p = Parsed::default();
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut dsts: BTreeMap<u32, Vec<(String, DstElem)>> = BTreeMap::new();
-    let mut slots: BTreeMap<u32, BTreeMap<u32, u32>> = BTreeMap::new();
-    // destination mark -> device sets holding it
-    let mut fwd: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
-    let mut chains = BTreeSet::new();
-    let mut rules: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    let mut l = Listing::default();
     for item in items {
         if let Some(m) = item.get("map").or_else(|| item.get("set")) {
             let name = m.get("name").and_then(Value::as_str).unwrap_or("");
-            p.objects.insert(name.to_string());
+            l.objects.insert(name.to_string());
             let elems: &[Value] = m
                 .get("elem")
                 .and_then(Value::as_array)
@@ -145,83 +167,121 @@ pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
                 .unwrap_or_default();
             if name == "svc4" || name == "svc6" {
                 for e in elems {
-                    let Some((k, target, comment)) = vmap_elem(e) else {
-                        continue;
-                    };
-                    if let Some(id) = id_of(&target) {
-                        let spec = comment
-                            .ok_or_else(|| "no spec comment".to_string())
-                            .and_then(|c| parse_spec(&c));
-                        entries.push((name.to_string(), k, id, spec));
+                    if let Some((k, target, comment)) = vmap_elem(e) {
+                        l.entries.push((name.to_string(), k, target, comment));
                     }
                 }
             } else if name == "dst4" || name == "dst6" {
                 for e in elems {
-                    let el = dst_elem(e);
-                    let mark = e
-                        .as_array()
-                        .and_then(|pair| pair.first())
-                        .and_then(|k| k.get("elem").and_then(|el| el.get("val")).or(Some(k)))
-                        .and_then(u32_of);
+                    let key = e.as_array().and_then(|pair| pair.first());
+                    let el = key.and_then(|k| k.get("elem"));
+                    let mark = el.and_then(|el| el.get("val")).or(key).and_then(u32_of);
+                    let comment = el
+                        .and_then(|el| el.get("comment"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
                     if let Some(mark) = mark {
-                        dsts.entry(mark >> 16).or_default().push((name.to_string(), el));
+                        l.dsts.push((name.to_string(), mark, comment));
                     }
                 }
             } else if name == "slots" {
                 for e in elems {
                     let pair = e.as_array();
-                    let kv = pair.and_then(|p| Some((u32_of(p.first()?)?, u32_of(p.get(1)?)?)));
-                    if let Some((k, v)) = kv {
-                        slots.entry(k >> 16).or_default().insert(k, v);
+                    if let Some(kv) = pair.and_then(|p| Some((u32_of(p.first()?)?, u32_of(p.get(1)?)?))) {
+                        l.slots.push(kv);
                     }
                 }
-            } else if let Some((_, dev)) = render::fwd_set_device(name) {
+            } else if render::fwd_set_device(name).is_some() {
                 for e in elems {
                     if let Some(mark) = u32_of(e) {
-                        fwd.entry(mark).or_default().push((name.to_string(), dev.clone()));
+                        l.fwd.push((name.to_string(), mark));
                     }
                 }
             }
         } else if let Some(c) = item.get("chain") {
             let name = c.get("name").and_then(Value::as_str).unwrap_or("");
-            if let Some(id) = id_of(name) {
-                chains.insert(id);
-            } else if name == "ingress" {
-                p.objects.insert(name.to_string());
-                match c.get("dev") {
-                    Some(Value::String(d)) => {
-                        p.ingress.insert(d.clone());
-                    }
-                    Some(Value::Array(ds)) => {
-                        p.ingress
-                            .extend(ds.iter().filter_map(Value::as_str).map(str::to_string));
-                    }
-                    _ => {}
-                }
-            } else if name == "prerouting" {
-                p.objects.insert(name.to_string());
-            } else {
-                p.shared.insert(name.to_string(), Fingerprint::default());
-            }
+            let devs = match c.get("dev") {
+                Some(Value::String(d)) => BTreeSet::from([d.clone()]),
+                Some(Value::Array(ds)) => ds.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+                _ => BTreeSet::new(),
+            };
+            l.chains.push((name.to_string(), devs));
         } else if let Some(r) = item.get("rule") {
             if let Some(chain) = r.get("chain").and_then(Value::as_str) {
-                rules.entry(chain.to_string()).or_default().push(r);
+                let exprs = r.get("expr").and_then(Value::as_array);
+                let fwd_dev = exprs.and_then(|ex| {
+                    ex.iter()
+                        .find_map(|e| e.get("fwd")?.get("dev")?.as_str().map(str::to_string))
+                });
+                l.rules.entry(chain.to_string()).or_default().push(RuleFacts {
+                    modulus: slot_modulus(r),
+                    fwd_dev,
+                });
             }
+        }
+    }
+    Ok(l)
+}
+
+/// Parses the output of `nft -j list table T` for one of our tables.
+pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
+    Ok(build(listing_of_json(json)?, nat))
+}
+
+/// Reads services, shared chains and what to clean up out of a listing of our table.
+pub fn build(l: Listing, nat: bool) -> Parsed {
+    let t = render::table_name(nat);
+    let mut p = Parsed {
+        objects: l.objects,
+        ..Parsed::default()
+    };
+    let rules = l.rules;
+    let mut dsts: BTreeMap<u32, Vec<(String, DstElem)>> = BTreeMap::new();
+    for (map, mark, comment) in l.dsts {
+        dsts.entry(mark >> 16)
+            .or_default()
+            .push((map, dst_elem(mark, comment.as_deref())));
+    }
+    let mut slots: BTreeMap<u32, BTreeMap<u32, u32>> = BTreeMap::new();
+    for (k, v) in l.slots {
+        slots.entry(k >> 16).or_default().insert(k, v);
+    }
+    // destination mark -> device sets holding it
+    let mut fwd: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
+    for (set, mark) in l.fwd {
+        if let Some((_, dev)) = render::fwd_set_device(&set) {
+            fwd.entry(mark).or_default().push((set, dev));
+        }
+    }
+    let mut chains = BTreeSet::new();
+    for (name, devs) in l.chains {
+        if let Some(id) = id_of(&name) {
+            chains.insert(id);
+        } else if name == "ingress" {
+            p.ingress.extend(devs);
+            p.objects.insert(name);
+        } else if name == "prerouting" {
+            p.objects.insert(name);
+        } else {
+            p.shared.insert(name, Fingerprint::default());
         }
     }
     for (name, fp) in p.shared.iter_mut() {
         let list = rules.get(name).map(Vec::as_slice).unwrap_or_default();
         fp.rules = list.len();
-        fp.devices = list
-            .iter()
-            .filter_map(|r| {
-                let exprs = r.get("expr")?.as_array()?;
-                exprs
-                    .iter()
-                    .find_map(|e| e.get("fwd")?.get("dev")?.as_str().map(str::to_string))
-            })
-            .collect();
+        fp.devices = list.iter().filter_map(|r| r.fwd_dev.clone()).collect();
     }
+    let entries: Vec<Entry> = l
+        .entries
+        .into_iter()
+        .filter_map(|(map, key, target, comment)| {
+            let id = id_of(&target)?;
+            let spec = comment
+                .ok_or_else(|| "no spec comment".to_string())
+                .and_then(|c| parse_spec(&c));
+            Some((map, key, id, spec))
+        })
+        .collect();
     let mut live = BTreeSet::new();
     for (vm, key, id, spec) in entries {
         let Some(key) = key else { continue };
@@ -238,7 +298,7 @@ pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
             dests: BTreeMap::new(),
             slots: rules
                 .get(&format!("svc_{id}"))
-                .and_then(|rs| rs.iter().find_map(|r| slot_modulus(r)))
+                .and_then(|rs| rs.iter().find_map(|r| r.modulus))
                 .unwrap_or(0),
         };
         let mut ok = spec.is_ok() && chains.contains(&id) && !live.contains(&id);
@@ -309,7 +369,7 @@ pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
             p.cleanup.push(format!("delete element {t} {set} {{ {mark} }}"));
         }
     }
-    Ok(p)
+    p
 }
 
 /// The `mod S` of the `numgen` or `jhash` a service rule picks its slot with.
@@ -365,19 +425,8 @@ fn vmap_elem(e: &Value) -> Option<(Option<SvcKey>, String, Option<String>)> {
 /// A `dstN` element: (mark, destination, slot), or its mark and why it cannot be read.
 type DstElem = Result<(u32, DestKey, Slot), (u32, String)>;
 
-fn dst_elem(e: &Value) -> DstElem {
-    let pair = e.as_array().ok_or((0, "dst element is not a pair".to_string()))?;
-    let key = pair.first().ok_or((0, "dst element without key".to_string()))?;
-    let el = key.get("elem");
-    let mark = el
-        .and_then(|el| el.get("val"))
-        .or(Some(key))
-        .and_then(u32_of)
-        .ok_or((0, "dst element without mark".to_string()))?;
-    let comment = el
-        .and_then(|el| el.get("comment"))
-        .and_then(Value::as_str)
-        .ok_or((mark, "dst element without comment".to_string()))?;
+fn dst_elem(mark: u32, comment: Option<&str>) -> DstElem {
+    let comment = comment.ok_or((mark, "dst element without comment".to_string()))?;
     let (key, draining_since, spec) = parse_dest(comment).map_err(|e| (mark, e))?;
     Ok((
         mark,

@@ -7,6 +7,7 @@
 
 pub mod dump;
 pub mod exec;
+pub mod netlink;
 pub mod render;
 pub mod route;
 pub mod slots;
@@ -14,7 +15,7 @@ pub mod slots;
 use super::diff::Op;
 use super::kernel::{KernelError, KernelLb};
 use super::model::{Service, SvcKey, Table};
-use render::{Fingerprint, Slot, SvcState, Uses};
+use render::{Cmd, Fingerprint, Slot, SvcState, Uses};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
@@ -28,6 +29,10 @@ type Planned = (Vec<usize>, Result<Option<SvcState>, KernelError>);
 
 pub struct NftKernel {
     nft: exec::Nft,
+    /// Element-only changes go to the kernel as netlink batches through this socket
+    /// (None: not opened yet, or `HANODE_NFT_NETLINK=0`: everything through nft).
+    batches: Option<netlink::NfNetlink>,
+    use_batches: bool,
     /// What the kernel has, as of our last dump or successful apply.
     state: BTreeMap<SvcKey, SvcState>,
     /// The ids `state` uses, and what its services use of the shared chains (index: is
@@ -75,8 +80,11 @@ impl NftKernel {
     pub fn new(extra_ingress: BTreeSet<String>) -> Self {
         let nft = exec::Nft::open();
         tracing::info!(runner = nft.kind(), "nftables backend");
+        let use_batches = std::env::var("HANODE_NFT_NETLINK").map_or(true, |v| v != "0");
         NftKernel {
             nft,
+            batches: None,
+            use_batches,
             state: BTreeMap::new(),
             ids: BTreeSet::new(),
             uses: Default::default(),
@@ -101,6 +109,63 @@ impl NftKernel {
         self.nft
             .list_json(table)
             .map_err(|e| KernelError::other(format!("nft list table {table}: {e}")))
+    }
+
+    /// The netlink socket, opened on first use; None when netlink is not used.
+    fn netlink(&mut self) -> Option<&mut netlink::NfNetlink> {
+        if self.use_batches && self.batches.is_none() {
+            match netlink::NfNetlink::open() {
+                Ok(b) => self.batches = Some(b),
+                Err(e) => {
+                    tracing::warn!("nftables: netlink unavailable ({e}); using nft");
+                    self.use_batches = false;
+                }
+            }
+        }
+        self.batches.as_mut()
+    }
+
+    /// Reads one of our tables back from the kernel: by netlink dumps, else (netlink
+    /// off) from `nft -j list table`. None if the table does not exist.
+    fn read_table(&mut self, nat: bool) -> Result<Option<dump::Parsed>, KernelError> {
+        let table = render::table_name(nat);
+        if let Some(nl) = self.netlink() {
+            let listing = nl.list(table);
+            if listing.is_err() {
+                self.batches = None;
+            }
+            return Ok(listing?.map(|l| dump::build(l, nat)));
+        }
+        match self.list(table)? {
+            None => Ok(None),
+            Some(json) => dump::parse(&json, nat).map(Some).map_err(KernelError::other),
+        }
+    }
+
+    /// Reads both tables by netlink and through nft's JSON and says where the two
+    /// readings differ (a check of the netlink decoding against nft's own).
+    pub fn compare_readings(&mut self) -> Result<Vec<String>, KernelError> {
+        let mut differences = Vec::new();
+        for nat in [false, true] {
+            let table = render::table_name(nat);
+            let by_netlink = match self.netlink() {
+                Some(nl) => nl.list(table)?.map(|l| dump::build(l, nat)),
+                None => return Err(KernelError::other("netlink is off")),
+            };
+            let mut by_json = match self.list(table)? {
+                None => None,
+                Some(json) => Some(dump::parse(&json, nat).map_err(KernelError::other)?),
+            };
+            // nft's JSON (1.0.6) leaves a netdev chain's devices out: read them from
+            // its text listing instead.
+            if let Some(p) = by_json.as_mut().filter(|p| !nat && p.objects.contains("ingress")) {
+                p.ingress = ingress_devices_of_text(&list_chain_text(table, "ingress")?);
+            }
+            if by_netlink != by_json {
+                differences.push(format!("{table}: netlink {by_netlink:?}\n  json {by_json:?}"));
+            }
+        }
+        Ok(differences)
     }
 
     fn device(&mut self, addr: IpAddr) -> Result<String, KernelError> {
@@ -200,35 +265,58 @@ impl NftKernel {
         services: &[(SvcKey, Option<SvcState>)],
         ingress: &BTreeSet<String>,
         shared: &[(bool, String, Vec<String>)],
-    ) -> Result<String, KernelError> {
+    ) -> Result<Vec<Cmd>, KernelError> {
         let recreate = self.ingress.as_ref() != Some(ingress);
-        let mut script = if recreate || !self.tables_ok {
-            render::skeleton(Some(ingress), recreate)
-        } else {
-            String::new()
-        };
+        let mut cmds = Vec::new();
+        if recreate || !self.tables_ok {
+            cmds.push(Cmd::Text(render::skeleton(Some(ingress), recreate)));
+        }
         for c in &self.cleanup {
-            script.push_str(c);
-            script.push('\n');
+            cmds.push(Cmd::Text(format!("{c}\n")));
         }
         for (nat, chain, rules) in shared {
-            script.push_str(&render::render_shared(*nat, chain, rules));
+            cmds.push(Cmd::Text(render::render_shared(*nat, chain, rules)));
         }
         for (key, new) in services {
             let old = self.state.get(key);
             match new {
                 None => {
                     if let Some(o) = old {
-                        script.push_str(&render::delete_service(o));
+                        cmds.extend(render::delete_service(o));
                     }
                 }
                 Some(st) => {
-                    let text = render::render_service(st, old).map_err(KernelError::other)?;
-                    script.push_str(&text);
+                    cmds.extend(render::render_service(st, old).map_err(KernelError::other)?);
                 }
             }
         }
-        Ok(script)
+        Ok(cmds)
+    }
+
+    /// Sends one transaction: as a netlink batch when it only changes elements of the
+    /// data maps and sets (no nft cache, no parsing: O(the change)), else as nft text.
+    fn send(&mut self, cmds: &[Cmd]) -> Result<(), KernelError> {
+        if cmds.is_empty() {
+            return Ok(());
+        }
+        if cmds.iter().all(Cmd::is_elements) {
+            if let Some(b) = self.netlink() {
+                let ops: Vec<(String, render::SetOp)> = cmds
+                    .iter()
+                    .filter_map(|c| match c {
+                        Cmd::Elements { table, op } => Some((table.to_string(), op.clone())),
+                        Cmd::Text(_) => None,
+                    })
+                    .collect();
+                let r = b.commit(&ops);
+                if r.is_err() {
+                    // A fresh socket next time: nothing stale is read.
+                    self.batches = None;
+                }
+                return r;
+            }
+        }
+        run_nft(&mut self.nft, &render::script(cmds))
     }
 
     /// The devices the ingress chain must hook: those of direct-routing destinations.
@@ -297,8 +385,8 @@ impl NftKernel {
         let uses = self.uses_after(&services);
         let ingress = self.ingress_for(&uses);
         let shared = self.shared_changes(&uses);
-        let script = self.transaction(&services, &ingress, &shared)?;
-        if let Err(e) = run_nft(&mut self.nft, &script) {
+        let cmds = self.transaction(&services, &ingress, &shared)?;
+        if let Err(e) = self.send(&cmds) {
             // Perhaps our tables went: the next attempt sends the skeleton again.
             self.tables_ok = false;
             return Err(e);
@@ -306,6 +394,31 @@ impl NftKernel {
         self.commit(&services, ingress, shared, uses);
         Ok(())
     }
+}
+
+/// `nft list chain T ingress`, for [`ingress_devices_of_text`].
+fn list_chain_text(table: &str, chain: &str) -> Result<String, KernelError> {
+    let mut args = vec!["list", "chain"];
+    args.extend(table.split_whitespace());
+    args.push(chain);
+    let out = Command::new("nft")
+        .args(&args)
+        .output()
+        .map_err(|e| KernelError::other(format!("nft: {e}")))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The devices of `... hook ingress devices = { a, b }` or `... device "a"`.
+fn ingress_devices_of_text(text: &str) -> BTreeSet<String> {
+    let clean = |d: &str| d.trim().trim_matches('"').to_string();
+    if let Some(rest) = text.split_once("devices = {").map(|x| x.1) {
+        let list = rest.split('}').next().unwrap_or("");
+        return list.split(',').map(clean).filter(|d| !d.is_empty()).collect();
+    }
+    text.split_once("device ")
+        .and_then(|x| x.1.split_whitespace().next())
+        .map(|d| BTreeSet::from([clean(d)]))
+        .unwrap_or_default()
 }
 
 /// The ids `state` uses and what its services use of each table's shared chains.
@@ -416,11 +529,10 @@ impl KernelLb for NftKernel {
         let mut ingress = None;
         let mut tables_ok = true;
         for nat in [false, true] {
-            let Some(json) = self.list(render::table_name(nat))? else {
+            let Some(p) = self.read_table(nat)? else {
                 tables_ok = false;
                 continue;
             };
-            let p = dump::parse(&json, nat).map_err(KernelError::other)?;
             tables_ok &= render::skeleton_objects(nat)
                 .iter()
                 .all(|o| p.objects.contains(*o));
@@ -506,5 +618,25 @@ impl KernelLb for NftKernel {
             }
         }
         results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingress_devices_are_read_from_nft_text_in_both_forms() {
+        let many = "chain ingress {\n type filter hook ingress devices = { ens33, ens34 } priority -500; policy accept;\n}";
+        assert_eq!(
+            ingress_devices_of_text(many),
+            BTreeSet::from(["ens33".to_string(), "ens34".to_string()])
+        );
+        let one = "type filter hook ingress device \"ens33\" priority -400; policy accept;";
+        assert_eq!(
+            ingress_devices_of_text(one),
+            BTreeSet::from(["ens33".to_string()])
+        );
+        assert!(ingress_devices_of_text("chain ingress {}").is_empty());
     }
 }

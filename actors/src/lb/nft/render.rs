@@ -33,6 +33,7 @@ use super::slots::{self, Pick};
 use ha_config::model::{Forwarding, Protocol};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
+use std::net::IpAddr;
 
 pub const DR_TABLE: &str = "netdev hanode";
 pub const NAT_TABLE: &str = "inet hanode_nat";
@@ -586,6 +587,88 @@ pub fn service_rules(st: &SvcState) -> Result<Vec<String>, String> {
     Ok(r)
 }
 
+/// The value of a map element.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ElemValue {
+    /// A mark (`slots`: slot -> destination).
+    Mark(u32),
+    /// A DR destination's address (`dst` of the DR table).
+    Addr(IpAddr),
+    /// A NAT destination's address and port (`dst` of the NAT table).
+    AddrPort(IpAddr, u16),
+}
+
+impl std::fmt::Display for ElemValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ElemValue::Mark(m) => write!(f, "{m}"),
+            ElemValue::Addr(a) => write!(f, "{a}"),
+            ElemValue::AddrPort(a, p) => write!(f, "{a} . {p}"),
+        }
+    }
+}
+
+/// One element of our mark-keyed maps and sets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Elem {
+    pub key: u32,
+    pub value: Option<ElemValue>,
+    pub comment: Option<String>,
+}
+
+/// Elements added to or deleted from one map or set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetOp {
+    pub set: String,
+    pub add: bool,
+    pub elems: Vec<Elem>,
+}
+
+/// One step of a change: nft text (chains, rules, service entries), or elements of the
+/// data maps and sets, which can also go to the kernel as a netlink batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cmd {
+    Text(String),
+    Elements { table: &'static str, op: SetOp },
+}
+
+impl Cmd {
+    pub fn is_elements(&self) -> bool {
+        matches!(self, Cmd::Elements { .. })
+    }
+
+    fn write_to(&self, s: &mut String) {
+        match self {
+            Cmd::Text(t) => s.push_str(t),
+            Cmd::Elements { table, op } => {
+                let verb = if op.add { "add" } else { "delete" };
+                let items = join(op.elems.iter(), |e| {
+                    let mut it = e.key.to_string();
+                    if op.add {
+                        if let Some(c) = &e.comment {
+                            let _ = write!(it, " comment \"{c}\"");
+                        }
+                        if let Some(v) = &e.value {
+                            let _ = write!(it, " : {v}");
+                        }
+                    }
+                    it
+                });
+                let _ = writeln!(s, "{verb} element {table} {} {{ {items} }}", op.set);
+            }
+        }
+    }
+}
+
+/// The nft script of `cmds` (one transaction).
+pub fn script(cmds: &[Cmd]) -> String {
+    let mut s = String::new();
+    for c in cmds {
+        c.write_to(&mut s);
+    }
+    s
+}
+
 /// A service's elements in the shared maps and sets.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Elements {
@@ -594,7 +677,7 @@ pub struct Elements {
     /// Slot mark -> destination mark.
     pub slots: BTreeMap<u32, u32>,
     /// Destination mark -> (value, comment).
-    pub dst: BTreeMap<u32, (String, String)>,
+    pub dst: BTreeMap<u32, (ElemValue, String)>,
     /// (device set, destination mark).
     pub fwd: BTreeSet<(String, u32)>,
 }
@@ -619,9 +702,9 @@ pub fn elements(st: &SvcState) -> Elements {
     }
     for (d, slot) in &st.dests {
         let value = if nat {
-            format!("{} . {}", d.addr, d.port)
+            ElemValue::AddrPort(d.addr, d.port)
         } else {
-            d.addr.to_string()
+            ElemValue::Addr(d.addr)
         };
         e.dst.insert(tag | slot.mark, (value, dest_comment(d, slot)));
         if let (false, Some(dev)) = (nat, &slot.dev) {
@@ -643,56 +726,61 @@ fn join<T>(items: impl Iterator<Item = T>, f: impl Fn(T) -> String) -> String {
     items.map(f).collect::<Vec<_>>().join(", ")
 }
 
-/// Commands that remove `gone` and add `new` elements (`gone` first).
-fn element_commands(t: &str, vm: &str, gone: &Elements, new: &Elements) -> String {
-    let mut s = String::new();
-    if let Some((k, _)) = &gone.vmap {
-        let _ = writeln!(s, "delete element {t} {vm} {{ {k} }}");
-    }
-    if !gone.slots.is_empty() {
-        let _ = writeln!(
-            s,
-            "delete element {t} slots {{ {} }}",
-            join(gone.slots.keys(), |k| k.to_string())
-        );
-    }
+/// Element steps that remove `gone` and add `new` (`gone` first). The service entries
+/// (`vmap`) are not among them: they are verdicts, sent as text with the chains.
+fn element_commands(t: &'static str, vm: &str, gone: &Elements, new: &Elements) -> Vec<Cmd> {
+    let mut out = Vec::new();
+    let mut push = |set: &str, add: bool, elems: Vec<Elem>| {
+        if !elems.is_empty() {
+            out.push(Cmd::Elements {
+                table: t,
+                op: SetOp {
+                    set: set.to_string(),
+                    add,
+                    elems,
+                },
+            });
+        }
+    };
+    let bare = |key: u32| Elem {
+        key,
+        value: None,
+        comment: None,
+    };
     let dmap = if vm == "svc6" { "dst6" } else { "dst4" };
-    if !gone.dst.is_empty() {
-        let _ = writeln!(
-            s,
-            "delete element {t} {dmap} {{ {} }}",
-            join(gone.dst.keys(), |k| k.to_string())
-        );
-    }
+    push("slots", false, gone.slots.keys().map(|k| bare(*k)).collect());
+    push(dmap, false, gone.dst.keys().map(|k| bare(*k)).collect());
     for (set, marks) in by_set(&gone.fwd) {
-        let _ = writeln!(
-            s,
-            "delete element {t} {set} {{ {} }}",
-            join(marks.iter(), |m| m.to_string())
-        );
+        push(set, false, marks.into_iter().map(bare).collect());
     }
-    if !new.slots.is_empty() {
-        let _ = writeln!(
-            s,
-            "add element {t} slots {{ {} }}",
-            join(new.slots.iter(), |(k, v)| format!("{k} : {v}"))
-        );
-    }
-    if !new.dst.is_empty() {
-        let _ = writeln!(
-            s,
-            "add element {t} {dmap} {{ {} }}",
-            join(new.dst.iter(), |(k, (v, c))| format!("{k} comment \"{c}\" : {v}"))
-        );
-    }
+    push(
+        "slots",
+        true,
+        new.slots
+            .iter()
+            .map(|(k, v)| Elem {
+                key: *k,
+                value: Some(ElemValue::Mark(*v)),
+                comment: None,
+            })
+            .collect(),
+    );
+    push(
+        dmap,
+        true,
+        new.dst
+            .iter()
+            .map(|(k, (v, c))| Elem {
+                key: *k,
+                value: Some(v.clone()),
+                comment: Some(c.clone()),
+            })
+            .collect(),
+    );
     for (set, marks) in by_set(&new.fwd) {
-        let _ = writeln!(
-            s,
-            "add element {t} {set} {{ {} }}",
-            join(marks.iter(), |m| m.to_string())
-        );
+        push(set, true, marks.into_iter().map(bare).collect());
     }
-    s
+    out
 }
 
 fn by_set(fwd: &BTreeSet<(String, u32)>) -> BTreeMap<&str, Vec<u32>> {
@@ -724,7 +812,7 @@ fn minus(a: &Elements, b: &Elements) -> Elements {
 }
 
 /// Removes a service: its entry, its chain and its elements.
-pub fn delete_service(st: &SvcState) -> String {
+pub fn delete_service(st: &SvcState) -> Vec<Cmd> {
     let t = st.table();
     let gone = elements(st);
     let vm = vmap_name(&st.key);
@@ -734,17 +822,20 @@ pub fn delete_service(st: &SvcState) -> String {
     }
     let _ = writeln!(s, "delete chain {t} svc_{}", st.id);
     let rest = Elements { vmap: None, ..gone };
-    s.push_str(&element_commands(t, vm, &rest, &Elements::default()));
-    s
+    let mut out = vec![Cmd::Text(s)];
+    out.extend(element_commands(t, vm, &rest, &Elements::default()));
+    out
 }
 
 /// (Re)renders one service. `existed`: the service as the kernel has it (None: new).
 /// Only what differs is sent: a weight change touches that service's slots and one
 /// destination element; its chain is rewritten only when its rules change.
-pub fn render_service(st: &SvcState, existed: Option<&SvcState>) -> Result<String, String> {
+pub fn render_service(st: &SvcState, existed: Option<&SvcState>) -> Result<Vec<Cmd>, String> {
     if let Some(old) = existed {
         if old.is_nat() != st.is_nat() || old.id != st.id {
-            return Ok(delete_service(old) + &render_service(st, None)?);
+            let mut out = delete_service(old);
+            out.extend(render_service(st, None)?);
+            return Ok(out);
         }
     }
     if st.id == 0 || st.id > MAX_SERVICES {
@@ -755,7 +846,6 @@ pub fn render_service(st: &SvcState, existed: Option<&SvcState>) -> Result<Strin
     let vm = vmap_name(&st.key);
     let rules = service_rules(st)?;
     let new = elements(st);
-    let mut s = String::new();
     let (gone, added, old_rules) = match existed {
         None => (Elements::default(), new.clone(), None),
         Some(old) => {
@@ -770,8 +860,13 @@ pub fn render_service(st: &SvcState, existed: Option<&SvcState>) -> Result<Strin
     // The service entry goes last (it jumps to the chain), so hold it back.
     let entry = added.vmap.clone();
     let added = Elements { vmap: None, ..added };
-    s.push_str(&element_commands(t, vm, &gone, &Elements::default()));
+    let mut out = element_commands(t, vm, &gone, &Elements::default());
+    if let Some((k, _)) = &gone.vmap {
+        // A changed spec: the entry is replaced below.
+        out.insert(0, Cmd::Text(format!("delete element {t} {vm} {{ {k} }}\n")));
+    }
     if old_rules.as_ref() != Some(&rules) {
+        let mut s = String::new();
         let _ = writeln!(s, "add chain {t} svc_{n}");
         if existed.is_some() {
             let _ = writeln!(s, "flush chain {t} svc_{n}");
@@ -779,19 +874,21 @@ pub fn render_service(st: &SvcState, existed: Option<&SvcState>) -> Result<Strin
         for r in &rules {
             let _ = writeln!(s, "add rule {t} svc_{n} {r}");
         }
+        out.push(Cmd::Text(s));
     }
-    s.push_str(&element_commands(t, vm, &Elements::default(), &added));
+    out.extend(element_commands(t, vm, &Elements::default(), &added));
     if let Some((k, c)) = entry {
-        let _ = writeln!(s, "add element {t} {vm} {{ {k} comment \"{c}\" : jump svc_{n} }}");
+        out.push(Cmd::Text(format!(
+            "add element {t} {vm} {{ {k} comment \"{c}\" : jump svc_{n} }}\n"
+        )));
     }
-    Ok(s)
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::super::model::Persistence;
     use super::*;
-    use std::net::IpAddr;
 
     fn dr_service(weights: &[u32]) -> SvcState {
         let mut dests = BTreeMap::new();
@@ -846,7 +943,7 @@ mod tests {
     #[test]
     fn seed_service_renders_the_dr_recipe() {
         let st = dr_service(&[1, 1]);
-        let text = render_service(&st, None).unwrap();
+        let text = script(&render_service(&st, None).unwrap());
         // Two destinations share 12 slots, so that a third one or a weight change fits
         // without rewriting the chain.
         let slots = slot_list(&[65537, 65538].repeat(6));
@@ -890,7 +987,7 @@ add element netdev hanode svc4 {{ 198.18.116.134 . tcp . 80 comment \"rr\" : jum
         let first = *st.dests.keys().next().unwrap();
         st.dests.get_mut(&first).unwrap().spec.weight = 2;
         st.choose_slots();
-        let text = render_service(&st, Some(&old)).unwrap();
+        let text = script(&render_service(&st, Some(&old)).unwrap());
         // 2:1 in the same 12 slots (A B A four times): the slots that change and the
         // destination's element, no rule: the chain is not rewritten.
         let changed = "98307, 98308, 98309, 98313, 98314, 98315";
@@ -911,11 +1008,11 @@ add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=
             s.spec.weight *= 2;
         }
         doubled.choose_slots();
-        let text = render_service(&doubled, Some(&st)).unwrap();
+        let text = script(&render_service(&doubled, Some(&st)).unwrap());
         assert!(!text.contains("slots") && !text.contains("rule"), "{text}");
         assert_eq!(text.lines().count(), 2, "{text}");
         // Nothing changed: nothing sent.
-        assert_eq!(render_service(&st, Some(&st)).unwrap(), "");
+        assert_eq!(script(&render_service(&st, Some(&st)).unwrap()), "");
         // Weights that 12 slots cannot lay out (5:2 is 7 parts): the chain moves to a
         // count that approximates them closely, once.
         let mut seven = st.clone();
@@ -924,7 +1021,7 @@ add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=
         seven.dests.get_mut(&second).unwrap().spec.weight = 2;
         seven.choose_slots();
         assert_eq!(seven.slots, 60);
-        let text = render_service(&seven, Some(&st)).unwrap();
+        let text = script(&render_service(&seven, Some(&st)).unwrap());
         assert!(text.contains("numgen inc mod 60 offset 98304"), "{text}");
     }
 
@@ -936,7 +1033,7 @@ add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=
         st.dests.get_mut(&first).unwrap().draining_since = Some(1_764_000_000);
         st.choose_slots();
         assert_eq!(st.slots, 12);
-        let text = render_service(&st, Some(&old)).unwrap();
+        let text = script(&render_service(&st, Some(&old)).unwrap());
         // Its six slots go to the other destination; nothing else of the slots moves.
         let evens = "98304, 98306, 98308, 98310, 98312, 98314";
         assert!(
@@ -957,7 +1054,7 @@ add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=
         let second = *none.dests.keys().nth(1).unwrap();
         none.dests.get_mut(&second).unwrap().draining_since = Some(1_764_000_001);
         none.choose_slots();
-        let text = render_service(&none, Some(&st)).unwrap();
+        let text = script(&render_service(&none, Some(&st)).unwrap());
         assert!(
             !text.contains("rule") && !text.contains("add element netdev hanode slots"),
             "{text}"
@@ -973,7 +1070,7 @@ add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=
             timeout: 300,
             prefix: 24,
         });
-        let text = render_service(&st, Some(&old)).unwrap();
+        let text = script(&render_service(&st, Some(&old)).unwrap());
         assert!(
             text.contains("svc_1 meta mark set 65536 jump pers4_24\n"),
             "{text}"
@@ -1003,7 +1100,7 @@ add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=
             s.spec.fwd = Forwarding::Nat;
             s.dev = None;
         }
-        let text = render_service(&st, None).unwrap();
+        let text = script(&render_service(&st, None).unwrap());
         assert!(text.contains("add chain inet hanode_nat svc_1"));
         assert!(text.contains("svc_1 ct mark set 65536 jump conn4\n"));
         assert!(text.contains("} jump dnat4\n"));
@@ -1020,7 +1117,7 @@ add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=
     #[test]
     fn deleting_a_service_removes_its_entry_chain_and_elements() {
         let st = dr_service(&[1, 1]);
-        let text = delete_service(&st);
+        let text = script(&delete_service(&st));
         let expected = "\
 delete element netdev hanode svc4 { 198.18.116.134 . tcp . 80 }
 delete chain netdev hanode svc_1
