@@ -386,8 +386,9 @@ impl Director {
 }
 
 impl Director {
-    /// Checks every script the changed `keys` name on this director (each director checks
-    /// its own files: a proposal is valid everywhere only if every director says so) and
+    /// Checks every script the changed `keys` (and the keys reported before) name on this
+    /// director (each director checks its own files: a proposal is valid everywhere only
+    /// if every director says so) and
     /// reports each problem once per config version, as a log line and an event. `None`:
     /// every key (the global settings decide how every script runs).
     fn vet_scripts(&mut self, version: u64, keys: Option<Vec<Key>>) {
@@ -396,8 +397,13 @@ impl Director {
             _ => Default::default(),
         };
         ::actors::script::set_security(global.enable_script_security);
-        let keys = match keys {
-            Some(k) => k,
+        let keys: BTreeSet<Key> = match keys {
+            // The changed keys, and those whose scripts were refused before: a script
+            // fixed on disk clears its report with the next version, changed or not.
+            Some(k) => k
+                .into_iter()
+                .chain(self.script_problems.keys().cloned())
+                .collect(),
             None => {
                 self.script_problems.clear();
                 self.view.keys().cloned().collect()

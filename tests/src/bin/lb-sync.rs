@@ -6,6 +6,10 @@
 //!                   prints one JSON line: ops (by kind), errors, microseconds
 //!   dump [--json]   the kernel's table (`ipvsadm -Ln` layout, or JSON)
 //!   teardown        remove everything of ours (nftables tables / all IPVS services)
+//!   random N D STEPS SEED  STEPS random diffs to N services x D destinations (weights,
+//!                   servers leaving and joining, schedulers, persistence, DR <-> NAT,
+//!                   services leaving and coming), the kernel read back after each by a
+//!                   fresh backend and compared; exit 1 on any difference
 //!   compare-readings  nftables: read our tables by netlink and through `nft -j`, print
 //!                   where they differ (exit 1) or `same`
 //!   bench N D       full sync of N services x D destinations from empty, one weight
@@ -16,7 +20,7 @@
 use actors::lb::backend::{self, Choice};
 use actors::lb::diff::{diff, Op};
 use actors::lb::kernel::KernelLb;
-use actors::lb::model::{DestKey, DestSpec, Service, SvcKey, SvcSpec, Table};
+use actors::lb::model::{DestKey, DestSpec, Persistence, Service, SvcKey, SvcSpec, Table};
 use ha_config::model::{Forwarding, Protocol};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -199,6 +203,162 @@ fn series(k: &mut dyn KernelLb, want: &mut Table, known: &mut Table, count: usiz
     report("service_add", lat, ops);
 }
 
+/// `steps` random diffs to a table of `n` services x `d` destinations, applied as the
+/// sync actor applies them (diff against what it believes the kernel holds); after each,
+/// the kernel's table is read back by a second, fresh backend and compared with the
+/// table wanted. Prints one line per mismatch and a summary; false on any mismatch.
+fn random_diffs(choice: Choice, ingress: BTreeSet<String>, n: u32, d: u32, steps: u32, seed: u64) -> bool {
+    let mut k = backend::open(choice, ingress.clone()).unwrap_or_else(|e| fail(e));
+    let mut reader = backend::open(choice, ingress).unwrap_or_else(|e| fail(e));
+    let mut state = seed | 1;
+    let mut rnd = move |m: u32| -> u32 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % u64::from(m.max(1))) as u32
+    };
+    let (_, errors, _) = sync(k.as_mut(), &Table::new());
+    if !errors.is_empty() {
+        fail(format!("clearing: {errors:?}"));
+    }
+    let mut want = synthetic(n, d);
+    let mut known = Table::new();
+    let mut next_addr: u32 = 0;
+    let scheds = ["rr", "wrr", "sh", "dh", "fo", "wlc"];
+    let (mut mismatches, mut ops_total) = (0, 0);
+    for step in 0..=steps {
+        if step > 0 {
+            for _ in 0..=rnd(4) {
+                let keys: Vec<SvcKey> = want.keys().copied().collect();
+                let Some(key) = keys.get(rnd(keys.len() as u32) as usize).copied() else {
+                    break;
+                };
+                match rnd(8) {
+                    // A weight (0 included: the destination takes no new flows).
+                    0 | 1 => {
+                        if let Some(svc) = want.get_mut(&key) {
+                            let i = rnd(svc.dests.len() as u32) as usize;
+                            if let Some(dest) = svc.dests.values_mut().nth(i) {
+                                dest.weight = rnd(6);
+                            }
+                        }
+                    }
+                    // A real server leaves.
+                    2 => {
+                        if let Some(svc) = want.get_mut(&key) {
+                            let i = rnd(svc.dests.len() as u32) as usize;
+                            if let Some(dk) = svc.dests.keys().nth(i).copied() {
+                                svc.dests.remove(&dk);
+                            }
+                        }
+                    }
+                    // A real server joins (same forwarding as the service's others).
+                    3 => {
+                        if let Some(svc) = want.get_mut(&key) {
+                            let fwd = svc.dests.values().next().map(|s| s.fwd).unwrap_or(Forwarding::Dr);
+                            next_addr += 1;
+                            svc.dests.insert(
+                                DestKey {
+                                    addr: IpAddr::V4(Ipv4Addr::from(
+                                        u32::from(Ipv4Addr::new(198, 19, 1, 0)) + next_addr % 4000,
+                                    )),
+                                    port: 80,
+                                },
+                                DestSpec {
+                                    fwd,
+                                    weight: 1 + rnd(3),
+                                    u_thresh: 0,
+                                    l_thresh: 0,
+                                },
+                            );
+                        }
+                    }
+                    // The scheduler or persistence.
+                    4 => {
+                        if let Some(svc) = want.get_mut(&key) {
+                            svc.spec.sched = scheds[rnd(scheds.len() as u32) as usize].into();
+                            svc.spec.persistence = match rnd(3) {
+                                0 => Some(Persistence {
+                                    timeout: 300,
+                                    prefix: 24,
+                                }),
+                                _ => None,
+                            };
+                        }
+                    }
+                    // Forwarding moves between DR and NAT (the service changes table).
+                    5 => {
+                        if let Some(svc) = want.get_mut(&key) {
+                            let to = if svc.dests.values().any(|s| s.fwd == Forwarding::Nat) {
+                                Forwarding::Dr
+                            } else {
+                                Forwarding::Nat
+                            };
+                            for s in svc.dests.values_mut() {
+                                s.fwd = to;
+                            }
+                        }
+                    }
+                    // A service leaves, or a new one comes.
+                    6 => {
+                        want.remove(&key);
+                    }
+                    _ => {
+                        next_addr += 1;
+                        let mut extra = synthetic(1, 1 + rnd(d.max(1)));
+                        if let Some((_, svc)) = extra.pop_first() {
+                            let addr = IpAddr::V4(Ipv4Addr::from(
+                                u32::from(Ipv4Addr::new(198, 18, 200, 0)) + next_addr,
+                            ));
+                            want.insert(
+                                SvcKey::Inet {
+                                    proto: Protocol::Tcp,
+                                    addr,
+                                    port: 80,
+                                },
+                                svc,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let ops = diff(&want, &known);
+        ops_total += ops.len();
+        let results = k.apply(&ops);
+        let refused: Vec<String> = ops
+            .iter()
+            .zip(&results)
+            .filter_map(|(o, r)| r.as_ref().err().map(|e| format!("{o}: {e}")))
+            .collect();
+        if !refused.is_empty() {
+            println!("step {step}: refused {refused:?}");
+            mismatches += 1;
+        }
+        known = want.clone();
+        let read = reader.dump().unwrap_or_else(|e| fail(e));
+        if read != want {
+            mismatches += 1;
+            let differ: Vec<String> = want
+                .keys()
+                .chain(read.keys())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .filter(|key| want.get(key) != read.get(key))
+                .take(3)
+                .map(|key| format!("{key:?}: want {:?}, kernel {:?}", want.get(key), read.get(key)))
+                .collect();
+            println!("step {step}: the kernel differs: {differ:?}");
+        }
+    }
+    println!(
+        "random: {steps} diffs ({ops_total} ops) on {n} services, {} services at the end, {mismatches} mismatches",
+        want.len()
+    );
+    let (_, errors, _) = sync(k.as_mut(), &Table::new());
+    mismatches == 0 && errors.is_empty()
+}
+
 fn synthetic(n: u32, d: u32) -> Table {
     (0..n)
         .map(|i| {
@@ -269,6 +429,11 @@ fn main() {
             println!("{d}");
         }
         std::process::exit(1);
+    }
+    if let ["random", n, d, steps, seed] = cmd.as_slice() {
+        let num = |s: &str| -> u32 { s.parse().unwrap_or_else(|e| fail(format!("{s}: {e}"))) };
+        let ok = random_diffs(choice, ingress, num(n), num(d), num(steps), u64::from(num(seed)));
+        std::process::exit(if ok { 0 } else { 1 });
     }
     let mut k = backend::open(choice, ingress).unwrap_or_else(|e| fail(e));
     match cmd.as_slice() {
