@@ -18,5 +18,6 @@ pub mod ipvs;
 pub mod kernel;
 pub mod model;
 pub mod nft;
+pub mod nl_io;
 pub mod print;
 pub mod sync;

@@ -8,13 +8,13 @@ use super::msg::{IpvsMsg, MsgError, FAMILY_NAME};
 use crate::lb::diff::Op;
 use crate::lb::kernel::{KernelError, KernelLb};
 use crate::lb::model::{Service, Table};
+use crate::lb::nl_io::{force_buffer, io_error, send_all};
 use netlink_packet_core::ParseableParametrized;
 use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST};
 use netlink_packet_generic::GenlHeader;
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 use std::fmt::Debug;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 /// What [`Ipvs::open`] says when the kernel has no IPVS family.
@@ -37,13 +37,6 @@ pub struct Ipvs {
     buf: Vec<u8>,
 }
 
-fn io_error(context: &str, e: &io::Error) -> KernelError {
-    match e.raw_os_error() {
-        Some(errno) => KernelError::errno(errno, context),
-        None => KernelError::other(format!("{context}: {e}")),
-    }
-}
-
 fn open_socket() -> Result<Socket, KernelError> {
     let mut sock = Socket::new(NETLINK_GENERIC).map_err(|e| io_error("netlink socket", &e))?;
     sock.bind_auto().map_err(|e| io_error("netlink bind", &e))?;
@@ -60,21 +53,10 @@ fn open_socket() -> Result<Socket, KernelError> {
     Ok(sock)
 }
 
-/// SO_RCVBUFFORCE (we hold CAP_NET_ADMIN when we may program IPVS at all), else
-/// SO_RCVBUF up to `net.core.rmem_max`.
+/// SO_RCVBUFFORCE, else SO_RCVBUF up to `net.core.rmem_max`.
 fn set_rcvbuf(sock: &Socket) {
     let size = SO_RCVBUF_BYTES;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live c_int.
-    let forced = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    } == 0;
-    if !forced {
+    if !force_buffer(sock, libc::SO_RCVBUFFORCE, size as usize) {
         if let Err(e) = sock.set_rx_buf_sz(size) {
             tracing::warn!("ipvs: SO_RCVBUF {size}: {e}");
         }
@@ -146,19 +128,7 @@ impl Ipvs {
     }
 
     fn send(&self, bytes: &[u8]) -> Result<(), KernelError> {
-        loop {
-            match self.sock.send(bytes, 0) {
-                Ok(n) if n == bytes.len() => return Ok(()),
-                Ok(n) => {
-                    return Err(KernelError::other(format!(
-                        "netlink send: {n} of {} bytes sent",
-                        bytes.len()
-                    )))
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_error("netlink send", &e)),
-            }
-        }
+        send_all(&self.sock, bytes, "netlink send")
     }
 
     /// Reads one datagram and splits it into messages.

@@ -19,6 +19,7 @@ use super::dump::{Listing, RuleFacts};
 use super::render::{self, Elem, ElemValue, SetOp};
 use crate::lb::kernel::KernelError;
 use crate::lb::model::SvcKey;
+use crate::lb::nl_io::{force_buffer, io_error, send_all};
 use ha_config::model::Protocol;
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST,
@@ -35,7 +36,6 @@ use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProto
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -191,27 +191,6 @@ fn encode(ops: &[(String, SetOp)], first: u32) -> Result<(Vec<u8>, Vec<Sent>), K
     Ok((bytes, sent))
 }
 
-fn io_error(context: &str, e: &io::Error) -> KernelError {
-    match e.raw_os_error() {
-        Some(errno) => KernelError::errno(errno, context),
-        None => KernelError::other(format!("{context}: {e}")),
-    }
-}
-
-fn set_buf(sock: &Socket, opt: libc::c_int, size: usize) -> bool {
-    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live c_int.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        ) == 0
-    }
-}
-
 /// A netfilter netlink socket that commits element batches and lists our tables.
 pub struct NfNetlink {
     sock: Socket,
@@ -226,7 +205,7 @@ impl NfNetlink {
         sock.bind_auto().map_err(|e| io_error("netlink bind", &e))?;
         sock.connect(&SocketAddr::new(0, 0))
             .map_err(|e| io_error("netlink connect", &e))?;
-        if !set_buf(&sock, libc::SO_RCVBUFFORCE, SO_RCVBUF_BYTES as usize) {
+        if !force_buffer(&sock, libc::SO_RCVBUFFORCE, SO_RCVBUF_BYTES as usize) {
             let _ = sock.set_rx_buf_sz(SO_RCVBUF_BYTES);
         }
         // Errors echo only the request's header.
@@ -254,23 +233,11 @@ impl NfNetlink {
         if bytes.len() + 4096 > self.sndbuf {
             // One datagram carries the whole batch (the kernel's transaction).
             let want = (bytes.len() + 4096).max(256 * 1024);
-            if set_buf(&self.sock, libc::SO_SNDBUFFORCE, want) {
+            if force_buffer(&self.sock, libc::SO_SNDBUFFORCE, want) {
                 self.sndbuf = want;
             }
         }
-        loop {
-            match self.sock.send(&bytes, 0) {
-                Ok(n) if n == bytes.len() => break,
-                Ok(n) => {
-                    return Err(KernelError::other(format!(
-                        "netlink send: {n} of {} bytes sent",
-                        bytes.len()
-                    )))
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_error("nftables netlink send", &e)),
-            }
-        }
+        send_all(&self.sock, &bytes, "nftables netlink send")?;
         self.read_acks(&sent)
     }
 
@@ -461,9 +428,7 @@ impl NfNetlink {
             NLM_F_REQUEST | NLM_F_DUMP,
             seq,
         );
-        self.sock
-            .send(&bytes, 0)
-            .map_err(|e| io_error("nftables netlink send", &e))?;
+        send_all(&self.sock, &bytes, "nftables netlink send")?;
         let mut out = Vec::new();
         let mut interrupted = false;
         loop {
@@ -531,9 +496,7 @@ impl NfNetlink {
             NLM_F_REQUEST,
             seq,
         );
-        self.sock
-            .send(&bytes, 0)
-            .map_err(|e| io_error("nftables netlink send", &e))?;
+        send_all(&self.sock, &bytes, "nftables netlink send")?;
         loop {
             self.buf.clear();
             self.sock
