@@ -7,6 +7,7 @@
 
 pub mod dump;
 pub mod exec;
+pub mod expr;
 pub mod netlink;
 pub mod render;
 pub mod route;
@@ -293,22 +294,21 @@ impl NftKernel {
         Ok(cmds)
     }
 
-    /// Sends one transaction: as a netlink batch when it only changes elements of the
-    /// data maps and sets (no nft cache, no parsing: O(the change)), else as nft text.
+    /// Sends one transaction. With netlink, the text steps (the skeleton, repairs, the
+    /// shared chains: idempotent structure, rarely changed) go first through nft, then
+    /// everything else (services' chains, rules, entries and elements: O(the change),
+    /// no nft cache, no parsing) as one netlink batch. Without, all of it as nft text.
     fn send(&mut self, cmds: &[Cmd]) -> Result<(), KernelError> {
         if cmds.is_empty() {
             return Ok(());
         }
-        if cmds.iter().all(Cmd::is_elements) {
-            if let Some(b) = self.netlink() {
-                let ops: Vec<(String, render::SetOp)> = cmds
-                    .iter()
-                    .filter_map(|c| match c {
-                        Cmd::Elements { table, op } => Some((table.to_string(), op.clone())),
-                        Cmd::Text(_) => None,
-                    })
-                    .collect();
-                let r = b.commit(&ops);
+        if self.netlink().is_some() {
+            let (batch, text): (Vec<Cmd>, Vec<Cmd>) = cmds.iter().cloned().partition(Cmd::is_netlink);
+            if !text.is_empty() {
+                run_nft(&mut self.nft, &render::script(&text))?;
+            }
+            if let Some(b) = self.batches.as_mut() {
+                let r = b.commit(&batch);
                 if r.is_err() {
                     // A fresh socket next time: nothing stale is read.
                     self.batches = None;

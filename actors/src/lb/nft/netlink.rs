@@ -16,7 +16,8 @@
 //! transaction: all of it applies or none does.
 
 use super::dump::{Listing, RuleFacts};
-use super::render::{self, Elem, ElemValue, SetOp};
+use super::expr::{self, Data};
+use super::render::{self, ChainOp, Cmd, Elem, ElemValue};
 use crate::lb::kernel::KernelError;
 use crate::lb::model::SvcKey;
 use crate::lb::nl_io::{force_buffer, io_error, send_all};
@@ -126,9 +127,195 @@ struct Sent {
     what: String,
 }
 
-/// Encodes `ops` as one batch (begin, the element messages, end), sequence numbers from
-/// `first`. Returns the bytes and what each acknowledged message does.
-fn encode(ops: &[(String, SetOp)], first: u32) -> Result<(Vec<u8>, Vec<Sent>), KernelError> {
+const NFT_MSG_DELCHAIN: u8 = 5;
+const NFT_MSG_DELRULE: u8 = 8;
+const NFT_MSG_DELSETELEM: u8 = 14;
+const NLM_F_APPEND: u16 = 0x800;
+
+/// A nf_tables message built by hand (the crate has no rule expressions): netlink
+/// header, nfgenmsg (family, version 0, resource id 0), attributes.
+fn raw_frame(kind: u8, family: NetfilterProtoFamily, flags: u16, seq: u32, attrs: &[u8]) -> Vec<u8> {
+    let len = 16 + 4 + attrs.len();
+    let mut b = Vec::with_capacity(len);
+    b.extend_from_slice(&(len as u32).to_ne_bytes());
+    b.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | u16::from(kind)).to_ne_bytes());
+    b.extend_from_slice(&flags.to_ne_bytes());
+    b.extend_from_slice(&seq.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    b.extend_from_slice(&[u8::from(family), 0, 0, 0]);
+    b.extend_from_slice(attrs);
+    b
+}
+
+/// The bytes of a service-map key: address, protocol, port, each padded to 4 bytes.
+pub fn svc_key_bytes(key: &SvcKey) -> Option<Vec<u8>> {
+    let SvcKey::Inet { proto, addr, port } = key else {
+        return None;
+    };
+    let mut b = match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    let p = match proto {
+        Protocol::Tcp => 6,
+        Protocol::Udp => 17,
+        Protocol::Sctp => 132,
+    };
+    b.extend_from_slice(&[p, 0, 0, 0]);
+    b.extend_from_slice(&port.to_be_bytes());
+    b.extend_from_slice(&[0, 0]);
+    Some(b)
+}
+
+/// One message of a batch, before framing: type, family, flags, attributes, and what it
+/// does.
+type Part = (u8, NetfilterProtoFamily, u16, Vec<u8>, String);
+
+/// The messages of one step.
+fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
+    let create = NLM_F_REQUEST | NLM_F_CREATE;
+    match cmd {
+        Cmd::Text(t) => Err(KernelError::other(format!(
+            "nftables: not a netlink step: {}",
+            t.lines().next().unwrap_or("")
+        ))),
+        Cmd::Elements { table, op } => {
+            let (family, name) = family_and_name(table)?;
+            let mut out = Vec::new();
+            for chunk in op.elems.chunks(ELEMS_PER_MESSAGE) {
+                let elems = chunk
+                    .iter()
+                    .map(|e| element(e, op.add))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let body = SetElementMessage {
+                    attributes: vec![
+                        SetElementList::Table(name.to_string()),
+                        SetElementList::Set(op.set.clone()),
+                        SetElementList::Elements(elems),
+                    ],
+                };
+                let (kind, flags) = if op.add {
+                    (NFT_MSG_NEWSETELEM, create)
+                } else {
+                    (NFT_MSG_DELSETELEM, NLM_F_REQUEST)
+                };
+                // The crate encodes the element list; only its attributes are kept.
+                let msg = if op.add {
+                    NfTablesMessage::NewSetElement(body)
+                } else {
+                    NfTablesMessage::DeleteSetElement(body)
+                };
+                let framed = frame(
+                    NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), msg),
+                    0,
+                    0,
+                );
+                let what = format!(
+                    "{} {} element(s) {} {table} {}",
+                    if op.add { "add" } else { "delete" },
+                    chunk.len(),
+                    if op.add { "to" } else { "from" },
+                    op.set
+                );
+                out.push((kind, family, flags, framed[20..].to_vec(), what));
+            }
+            Ok(out)
+        }
+        Cmd::Chain { table, chain, op } => {
+            let (family, name) = family_and_name(table)?;
+            let ids = [
+                expr::string(1, name),
+                expr::string(
+                    if matches!(op, ChainOp::Add | ChainOp::Delete) {
+                        3
+                    } else {
+                        2
+                    },
+                    chain,
+                ),
+            ]
+            .concat();
+            Ok(vec![match op {
+                ChainOp::Add => (
+                    NFT_MSG_NEWCHAIN,
+                    family,
+                    create,
+                    ids,
+                    format!("add chain {table} {chain}"),
+                ),
+                ChainOp::Delete => (
+                    NFT_MSG_DELCHAIN,
+                    family,
+                    NLM_F_REQUEST,
+                    ids,
+                    format!("delete chain {table} {chain}"),
+                ),
+                ChainOp::Flush => (
+                    NFT_MSG_DELRULE,
+                    family,
+                    NLM_F_REQUEST,
+                    ids,
+                    format!("flush chain {table} {chain}"),
+                ),
+                ChainOp::Append(r) => (
+                    NFT_MSG_NEWRULE,
+                    family,
+                    create | NLM_F_APPEND,
+                    [ids, expr::expressions(&r.exprs)].concat(),
+                    format!("add rule {table} {chain} {}", r.text),
+                ),
+            }])
+        }
+        Cmd::Entry {
+            table,
+            map,
+            key,
+            target,
+        } => {
+            let (family, name) = family_and_name(table)?;
+            let k = svc_key_bytes(key)
+                .ok_or_else(|| KernelError::other(format!("service {key} has no service-map key")))?;
+            let mut elem = vec![expr::nest(1, &[expr::nla(1, &k)])];
+            if let Some((comment, chain)) = target {
+                elem.push(expr::data(2, &Data::Verdict(expr::NFT_JUMP, Some(chain.clone()))));
+                elem.push(expr::nla(6, &comment_udata(comment)?));
+            }
+            let attrs = [
+                expr::string(1, name),
+                expr::string(2, map),
+                expr::nest(3, &[expr::nest(1, &elem)]),
+            ]
+            .concat();
+            Ok(vec![match target {
+                Some((_, chain)) => (
+                    NFT_MSG_NEWSETELEM,
+                    family,
+                    create,
+                    attrs,
+                    format!("add element {table} {map} {{ {key} : jump {chain} }}"),
+                ),
+                None => (
+                    NFT_MSG_DELSETELEM,
+                    family,
+                    NLM_F_REQUEST,
+                    attrs,
+                    format!("delete element {table} {map} {{ {key} }}"),
+                ),
+            }])
+        }
+    }
+}
+
+/// Encodes `cmds` as one batch (begin, the messages, end), sequence numbers from
+/// `first` (the batch begin). Only the last message asks for an acknowledgement: the
+/// kernel answers errors whatever the flags, after the whole batch, and the last
+/// message's answer comes after them all (a batch of 50,000 acknowledged messages would
+/// overflow any receive buffer). Returns the bytes and what each message does.
+fn encode(cmds: &[Cmd], first: u32) -> Result<(Vec<u8>, Vec<Sent>), KernelError> {
+    let mut parts = Vec::new();
+    for c in cmds {
+        parts.extend(parts_of(c)?);
+    }
     let mut seq = first;
     let mut bytes = frame(
         NetfilterMessage::new(
@@ -138,46 +325,13 @@ fn encode(ops: &[(String, SetOp)], first: u32) -> Result<(Vec<u8>, Vec<Sent>), K
         NLM_F_REQUEST,
         seq,
     );
-    let mut sent = Vec::new();
-    for (table, op) in ops {
-        let (family, name) = family_and_name(table)?;
-        for chunk in op.elems.chunks(ELEMS_PER_MESSAGE) {
-            let elems = chunk
-                .iter()
-                .map(|e| element(e, op.add))
-                .collect::<Result<Vec<_>, _>>()?;
-            let body = SetElementMessage {
-                attributes: vec![
-                    SetElementList::Table(name.to_string()),
-                    SetElementList::Set(op.set.clone()),
-                    SetElementList::Elements(elems),
-                ],
-            };
-            let (msg, flags) = if op.add {
-                (
-                    NfTablesMessage::NewSetElement(body),
-                    NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
-                )
-            } else {
-                (NfTablesMessage::DeleteSetElement(body), NLM_F_REQUEST | NLM_F_ACK)
-            };
-            seq = seq.wrapping_add(1);
-            bytes.extend(frame(
-                NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), msg),
-                flags,
-                seq,
-            ));
-            sent.push(Sent {
-                seq,
-                what: format!(
-                    "{} {} element(s) {} {table} {}",
-                    if op.add { "add" } else { "delete" },
-                    chunk.len(),
-                    if op.add { "to" } else { "from" },
-                    op.set
-                ),
-            });
-        }
+    let mut sent = Vec::with_capacity(parts.len());
+    let last = parts.len();
+    for (i, (kind, family, flags, attrs, what)) in parts.into_iter().enumerate() {
+        seq = seq.wrapping_add(1);
+        let ack = if i + 1 == last { NLM_F_ACK } else { 0 };
+        bytes.extend(raw_frame(kind, family, flags | ack, seq, &attrs));
+        sent.push(Sent { seq, what });
     }
     seq = seq.wrapping_add(1);
     bytes.extend(frame(
@@ -221,11 +375,11 @@ impl NfNetlink {
         })
     }
 
-    /// Applies `ops` (table, change) in one transaction: all or nothing. The error names
-    /// the message the kernel refused.
-    pub fn commit(&mut self, ops: &[(String, SetOp)]) -> Result<(), KernelError> {
+    /// Applies `cmds` (netlink steps only) in one transaction: all or nothing. The error
+    /// names the message the kernel refused.
+    pub fn commit(&mut self, cmds: &[Cmd]) -> Result<(), KernelError> {
         let first = self.seq.wrapping_add(1);
-        let (bytes, sent) = encode(ops, first)?;
+        let (bytes, sent) = encode(cmds, first)?;
         self.seq = first.wrapping_add(sent.len() as u32 + 1);
         if sent.is_empty() {
             return Ok(());
@@ -238,18 +392,19 @@ impl NfNetlink {
             }
         }
         send_all(&self.sock, &bytes, "nftables netlink send")?;
-        self.read_acks(&sent)
+        self.read_acks(first, &sent)
     }
 
-    /// Reads one answer per message: an error names the message; all answered is done.
-    fn read_acks(&mut self, sent: &[Sent]) -> Result<(), KernelError> {
+    /// Reads the answers until the last message's: an error names its message (an error
+    /// at commit, such as a loop found when the kernel validates the table, comes with
+    /// the batch begin's sequence number).
+    fn read_acks(&mut self, begin: u32, sent: &[Sent]) -> Result<(), KernelError> {
         let first = sent.first().map(|s| s.seq).unwrap_or(0);
-        let mut answered = vec![false; sent.len()];
-        let mut left = sent.len();
+        let last = sent.last().map(|s| s.seq).unwrap_or(0);
         let mut failure: Option<KernelError> = None;
-        while left > 0 {
+        loop {
             self.buf.clear();
-            // After an error the kernel may not answer the rest: only read what is there.
+            // After an error the last answer may not come: only read what is there.
             let flags = if failure.is_some() { libc::MSG_DONTWAIT } else { 0 };
             match self.sock.recv(&mut self.buf, flags | libc::MSG_TRUNC) {
                 Ok(_) => {}
@@ -263,19 +418,19 @@ impl NfNetlink {
                 }
                 Err(e) => return Err(io_error("nftables netlink receive", &e)),
             }
+            let mut done = false;
             for (seq, errno) in acks(&self.buf) {
-                let i = seq.wrapping_sub(first) as usize;
-                let Some(done) = answered.get_mut(i) else { continue };
-                if !*done {
-                    *done = true;
-                    left -= 1;
-                }
                 if errno != 0 && failure.is_none() {
-                    failure = Some(KernelError::errno(
-                        errno,
-                        &format!("nftables refused: {}", sent[i].what),
-                    ));
+                    let what = match sent.get(seq.wrapping_sub(first) as usize) {
+                        Some(s) if seq != begin => s.what.clone(),
+                        _ => "the transaction, at commit".to_string(),
+                    };
+                    failure = Some(KernelError::errno(errno, &format!("nftables refused: {what}")));
                 }
+                done |= seq == last;
+            }
+            if done {
+                break;
             }
         }
         match failure {
@@ -715,6 +870,7 @@ fn acks(buf: &[u8]) -> Vec<(u32, i32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lb::nft::render::SetOp;
     use std::net::Ipv4Addr;
 
     #[test]
@@ -736,7 +892,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_is_framed_begin_elements_end_with_acks_asked_for_the_elements() {
+    fn a_batch_is_framed_begin_messages_end_with_one_ack_asked_for_the_last() {
         let op = SetOp {
             set: "dst4".into(),
             add: true,
@@ -748,20 +904,54 @@ mod tests {
                 })
                 .collect(),
         };
-        let (bytes, sent) = encode(&[("netdev hanode".into(), op)], 7).unwrap();
-        // 501 elements: two messages, sequence 8 and 9 (7 is the batch begin).
-        assert_eq!(sent.iter().map(|s| s.seq).collect::<Vec<_>>(), [8, 9]);
+        let key = SvcKey::Inet {
+            proto: Protocol::Tcp,
+            addr: IpAddr::V4(Ipv4Addr::new(198, 18, 116, 134)),
+            port: 80,
+        };
+        let cmds = [
+            Cmd::Elements {
+                table: "netdev hanode",
+                op,
+            },
+            Cmd::Chain {
+                table: "netdev hanode",
+                chain: "svc_1".into(),
+                op: ChainOp::Add,
+            },
+            Cmd::Entry {
+                table: "netdev hanode",
+                map: "svc4",
+                key,
+                target: Some(("rr".into(), "svc_1".into())),
+            },
+        ];
+        let (bytes, sent) = encode(&cmds, 7).unwrap();
+        // 501 elements: two messages, sequence 8 and 9 (7 is the batch begin), then the
+        // chain (10) and the entry (11).
+        assert_eq!(sent.iter().map(|s| s.seq).collect::<Vec<_>>(), [8, 9, 10, 11]);
         assert!(sent[1].what.contains("add 1 element(s) to netdev hanode dst4"));
-        // Walk the frames: types NFNL_MSG_BATCH_BEGIN, NEWSETELEM x2, BATCH_END.
+        assert!(sent[3].what.contains("198.18.116.134"), "{}", sent[3].what);
+        // Walk the frames: BATCH_BEGIN, NEWSETELEM x2, NEWCHAIN, NEWSETELEM, BATCH_END;
+        // only the last message before the end asks for an ack.
         let mut off = 0;
         let mut types = Vec::new();
+        let mut acked = Vec::new();
         while off < bytes.len() {
             let len = u32::from_ne_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
             types.push(u16::from_ne_bytes([bytes[off + 4], bytes[off + 5]]));
+            acked.push(u16::from_ne_bytes([bytes[off + 6], bytes[off + 7]]) & NLM_F_ACK != 0);
             off += (len + 3) & !3;
         }
-        assert_eq!(types, [0x10, (10 << 8) | 12, (10 << 8) | 12, 0x11]);
-        assert!(encode(&[("bogus".into(), SetOp::default())], 1).is_err());
+        let t = |m: u16| (10 << 8) | m;
+        assert_eq!(types, [0x10, t(12), t(12), t(3), t(12), 0x11]);
+        assert_eq!(acked, [false, false, false, false, true, false]);
+        // The entry's key: address, protocol and port padded to 4 bytes, as the dump
+        // reads it back.
+        let k = svc_key_bytes(&key).unwrap();
+        assert_eq!(svc_key_of(&k), Some(key));
+        assert!(bytes.windows(k.len()).any(|w| w == k));
+        assert!(encode(&[Cmd::Text("add table x".into())], 1).is_err());
     }
 
     fn nla(kind: u16, value: &[u8]) -> Vec<u8> {

@@ -29,6 +29,7 @@
 //! until its flows have expired, so established connections finish, as with IPVS.
 
 use super::super::model::{DestKey, DestSpec, SvcKey, SvcSpec};
+use super::expr::{self, family_check, jump, Base, Data, Expr, Rule};
 use super::slots::{self, Pick};
 use ha_config::model::{Forwarding, Protocol};
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,7 +45,7 @@ pub const MAX_SERVICES: u32 = 0xffff;
 /// Destination numbers fit below the slot bit.
 pub const MAX_DESTS: u32 = 0x7fff;
 const SLOT_BIT: u32 = 0x8000;
-const HASH_SEED: &str = "0x48414e44";
+const HASH_SEED: u32 = 0x4841_4e44;
 
 /// The tag of service `id`: its marks share these upper 16 bits.
 pub fn tag(id: u32) -> u32 {
@@ -545,8 +546,105 @@ pub fn render_shared(nat: bool, chain: &str, rules: &[String]) -> String {
     s
 }
 
+/// How a rule reads or writes the service's mark: `meta mark` (DR, per packet) or
+/// `ct mark` (NAT, per connection).
+fn mark_load(nat: bool, dreg: u32) -> Expr {
+    Expr::MarkLoad { ct: nat, dreg }
+}
+
+fn mark_cmp(nat: bool, tag: u32, neq: bool) -> [Expr; 2] {
+    [
+        mark_load(nat, expr::REG_1),
+        Expr::Cmp {
+            sreg: expr::REG_1,
+            neq,
+            data: tag.to_ne_bytes().to_vec(),
+        },
+    ]
+}
+
+/// The IP header offset and length of the source (or destination) address.
+fn addr_field(v6: bool, source: bool) -> (u32, u32) {
+    match (v6, source) {
+        (false, true) => (12, 4),
+        (false, false) => (16, 4),
+        (true, true) => (8, 16),
+        (true, false) => (24, 16),
+    }
+}
+
+/// The prefix mask of an address, in network order.
+fn prefix_mask(v6: bool, prefix: u8) -> Vec<u8> {
+    if v6 {
+        u128::MAX
+            .checked_shl(128 - u32::from(prefix.min(128)))
+            .unwrap_or(0)
+            .to_be_bytes()
+            .to_vec()
+    } else {
+        u32::MAX
+            .checked_shl(32 - u32::from(prefix.min(32)))
+            .unwrap_or(0)
+            .to_be_bytes()
+            .to_vec()
+    }
+}
+
+/// The expressions that remember a flow: the key (client address, masked for
+/// persistence, then the source port for per-connection affinity, then the service's
+/// tag) from `REG_1`, the destination mark as data, with `timeout`.
+fn update_exprs(nat: bool, v6: bool, affinity: Affinity, timeout: u32) -> Vec<Expr> {
+    let (off, len) = addr_field(v6, true);
+    let mut e = family_check(nat, v6).to_vec();
+    e.push(Expr::Payload {
+        base: Base::Network,
+        offset: off,
+        len,
+        dreg: expr::REG_1,
+    });
+    let mut key_len = len;
+    let set = match affinity {
+        Affinity::Client(p) => {
+            if u32::from(p) < len * 8 {
+                e.push(Expr::Mask {
+                    reg: expr::REG_1,
+                    mask: prefix_mask(v6, p),
+                });
+            }
+            format!("pflows{}", fam(v6))
+        }
+        _ => {
+            e.push(Expr::Payload {
+                base: Base::Transport,
+                offset: 0,
+                len: 2,
+                dreg: expr::reg32_after(key_len),
+            });
+            key_len += 4;
+            format!("flows{}", fam(v6))
+        }
+    };
+    let tag_reg = expr::reg32_after(key_len);
+    e.push(mark_load(nat, tag_reg));
+    e.push(Expr::Mask {
+        reg: tag_reg,
+        mask: 0xffff_0000u32.to_ne_bytes().to_vec(),
+    });
+    // The data after the key: nft's register for IPv4 (REG_2, past a 12-byte key), the
+    // next free 16-byte one past IPv6's 20 or 24 bytes.
+    let data_reg = if v6 { expr::REG_3 } else { expr::REG_2 };
+    e.push(mark_load(nat, data_reg));
+    e.push(Expr::Update {
+        set,
+        sreg_key: expr::REG_1,
+        sreg_data: data_reg,
+        timeout_ms: u64::from(timeout) * 1000,
+    });
+    e
+}
+
 /// The rules of chain `svc_N`.
-pub fn service_rules(st: &SvcState) -> Result<Vec<String>, String> {
+pub fn service_rules(st: &SvcState) -> Result<Vec<Rule>, String> {
     let nat = st.is_nat();
     let v6 = st.key.is_v6();
     let m = mark_expr(nat);
@@ -557,23 +655,78 @@ pub fn service_rules(st: &SvcState) -> Result<Vec<String>, String> {
     // Four rules: tag the packet and look its flow up; if none, pick a slot and map it to
     // a destination; remember the flow and go out; drop what has no destination.
     let affinity = st.affinity();
+    let set_tag = vec![
+        Expr::Immediate {
+            dreg: expr::REG_1,
+            data: Data::Value(tag.to_ne_bytes().to_vec()),
+        },
+        Expr::MarkSet {
+            ct: nat,
+            sreg: expr::REG_1,
+        },
+    ];
     let mut r = vec![match affinity {
-        Affinity::None => format!("{m} set {tag}"),
-        Affinity::Conn => format!("{m} set {tag} jump {}", conn_chain(v6)),
-        Affinity::Client(p) => format!("{m} set {tag} jump {}", pers_chain(v6, p)),
+        Affinity::None => Rule {
+            text: format!("{m} set {tag}"),
+            exprs: set_tag,
+        },
+        Affinity::Conn => Rule {
+            text: format!("{m} set {tag} jump {}", conn_chain(v6)),
+            exprs: [set_tag, vec![jump(&conn_chain(v6))]].concat(),
+        },
+        Affinity::Client(p) => Rule {
+            text: format!("{m} set {tag} jump {}", pers_chain(v6, p)),
+            exprs: [set_tag, vec![jump(&pers_chain(v6, p))]].concat(),
+        },
     }];
     if n > 0 {
         let offset = tag | SLOT_BIT;
+        let mut exprs = mark_cmp(nat, tag, false).to_vec();
         let pick = match plan.pick {
-            Pick::Rotate => format!("numgen inc mod {n} offset {offset}"),
-            Pick::HashSource => format!("jhash {ip} saddr mod {n} seed {HASH_SEED} offset {offset}"),
-            Pick::HashDest => format!("jhash {ip} daddr mod {n} seed {HASH_SEED} offset {offset}"),
+            Pick::Rotate => {
+                exprs.push(Expr::Numgen {
+                    dreg: expr::REG_1,
+                    modulus: n,
+                    offset,
+                });
+                format!("numgen inc mod {n} offset {offset}")
+            }
+            Pick::HashSource | Pick::HashDest => {
+                let source = plan.pick == Pick::HashSource;
+                let (off, len) = addr_field(v6, source);
+                exprs.extend(family_check(nat, v6));
+                exprs.push(Expr::Payload {
+                    base: Base::Network,
+                    offset: off,
+                    len,
+                    dreg: expr::REG_2,
+                });
+                exprs.push(Expr::Jhash {
+                    sreg: expr::REG_2,
+                    dreg: expr::REG_1,
+                    len,
+                    modulus: n,
+                    seed: HASH_SEED,
+                    offset,
+                });
+                let field = if source { "saddr" } else { "daddr" };
+                format!("jhash {ip} {field} mod {n} seed {HASH_SEED:#x} offset {offset}")
+            }
         };
-        r.push(format!("{m} {tag} {m} set {pick} jump pick"));
+        exprs.push(Expr::MarkSet {
+            ct: nat,
+            sreg: expr::REG_1,
+        });
+        exprs.push(jump("pick"));
+        r.push(Rule {
+            text: format!("{m} {tag} {m} set {pick} jump pick"),
+            exprs,
+        });
     }
     let timeout = st.flow_timeout();
     let out = out_chain(nat, v6);
-    r.push(match affinity {
+    let mut exprs = mark_cmp(nat, tag, true).to_vec();
+    let text = match affinity {
         Affinity::None => format!("{m} != {tag} jump {out}"),
         Affinity::Conn => format!(
             "{m} != {tag} update @flows{f} {{ {ip} saddr . th sport . ( {m} & 0xffff0000 ) timeout {timeout}s : {m} }} jump {out}"
@@ -582,8 +735,19 @@ pub fn service_rules(st: &SvcState) -> Result<Vec<String>, String> {
             "{m} != {tag} update @pflows{f} {{ {} . ( {m} & 0xffff0000 ) timeout {timeout}s : {m} }} jump {out}",
             client_net(v6, p)
         ),
+    };
+    if affinity != Affinity::None {
+        exprs.extend(update_exprs(nat, v6, affinity, timeout));
+    }
+    exprs.push(jump(&out));
+    r.push(Rule { text, exprs });
+    r.push(Rule {
+        text: "drop".to_string(),
+        exprs: vec![Expr::Immediate {
+            dreg: expr::REG_VERDICT,
+            data: Data::Verdict(expr::NF_DROP, None),
+        }],
     });
-    r.push("drop".to_string());
     Ok(r)
 }
 
@@ -624,22 +788,75 @@ pub struct SetOp {
     pub elems: Vec<Elem>,
 }
 
-/// One step of a change: nft text (chains, rules, service entries), or elements of the
-/// data maps and sets, which can also go to the kernel as a netlink batch.
+/// What a step does to one chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainOp {
+    /// Creates it (nothing if it exists).
+    Add,
+    /// Removes its rules.
+    Flush,
+    /// Removes it (its rules with it).
+    Delete,
+    /// Appends a rule.
+    Append(Rule),
+}
+
+/// One step of a change: nft text (the skeleton, the shared chains), or what can also go
+/// to the kernel as a netlink batch: elements of the data maps and sets, a service's
+/// chain and rules, a service-map entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cmd {
     Text(String),
-    Elements { table: &'static str, op: SetOp },
+    Elements {
+        table: &'static str,
+        op: SetOp,
+    },
+    Chain {
+        table: &'static str,
+        chain: String,
+        op: ChainOp,
+    },
+    /// A service-map entry: added with (comment, chain to jump to), or deleted (None).
+    Entry {
+        table: &'static str,
+        map: &'static str,
+        key: SvcKey,
+        target: Option<(String, String)>,
+    },
 }
 
 impl Cmd {
-    pub fn is_elements(&self) -> bool {
-        matches!(self, Cmd::Elements { .. })
+    /// Whether the step can go as netlink (everything but text).
+    pub fn is_netlink(&self) -> bool {
+        !matches!(self, Cmd::Text(_))
     }
 
     fn write_to(&self, s: &mut String) {
         match self {
             Cmd::Text(t) => s.push_str(t),
+            Cmd::Chain { table, chain, op } => {
+                let _ = match op {
+                    ChainOp::Add => writeln!(s, "add chain {table} {chain}"),
+                    ChainOp::Flush => writeln!(s, "flush chain {table} {chain}"),
+                    ChainOp::Delete => writeln!(s, "delete chain {table} {chain}"),
+                    ChainOp::Append(r) => writeln!(s, "add rule {table} {chain} {}", r.text),
+                };
+            }
+            Cmd::Entry {
+                table,
+                map,
+                key,
+                target,
+            } => {
+                let k = vmap_key(key).unwrap_or_default();
+                let _ = match target {
+                    Some((comment, chain)) => writeln!(
+                        s,
+                        "add element {table} {map} {{ {k} comment \"{comment}\" : jump {chain} }}"
+                    ),
+                    None => writeln!(s, "delete element {table} {map} {{ {k} }}"),
+                };
+            }
             Cmd::Elements { table, op } => {
                 let verb = if op.add { "add" } else { "delete" };
                 let items = join(op.elems.iter(), |e| {
@@ -816,13 +1033,21 @@ pub fn delete_service(st: &SvcState) -> Vec<Cmd> {
     let t = st.table();
     let gone = elements(st);
     let vm = vmap_name(&st.key);
-    let mut s = String::new();
-    if let Some((k, _)) = &gone.vmap {
-        let _ = writeln!(s, "delete element {t} {vm} {{ {k} }}");
+    let mut out = Vec::new();
+    if gone.vmap.is_some() {
+        out.push(Cmd::Entry {
+            table: t,
+            map: vm,
+            key: st.key,
+            target: None,
+        });
     }
-    let _ = writeln!(s, "delete chain {t} svc_{}", st.id);
+    out.push(Cmd::Chain {
+        table: t,
+        chain: format!("svc_{}", st.id),
+        op: ChainOp::Delete,
+    });
     let rest = Elements { vmap: None, ..gone };
-    let mut out = vec![Cmd::Text(s)];
     out.extend(element_commands(t, vm, &rest, &Elements::default()));
     out
 }
@@ -861,26 +1086,41 @@ pub fn render_service(st: &SvcState, existed: Option<&SvcState>) -> Result<Vec<C
     let entry = added.vmap.clone();
     let added = Elements { vmap: None, ..added };
     let mut out = element_commands(t, vm, &gone, &Elements::default());
-    if let Some((k, _)) = &gone.vmap {
+    if gone.vmap.is_some() {
         // A changed spec: the entry is replaced below.
-        out.insert(0, Cmd::Text(format!("delete element {t} {vm} {{ {k} }}\n")));
+        out.insert(
+            0,
+            Cmd::Entry {
+                table: t,
+                map: vm,
+                key: st.key,
+                target: None,
+            },
+        );
     }
     if old_rules.as_ref() != Some(&rules) {
-        let mut s = String::new();
-        let _ = writeln!(s, "add chain {t} svc_{n}");
+        let chain = format!("svc_{n}");
+        let op = |op| Cmd::Chain {
+            table: t,
+            chain: chain.clone(),
+            op,
+        };
+        out.push(op(ChainOp::Add));
         if existed.is_some() {
-            let _ = writeln!(s, "flush chain {t} svc_{n}");
+            out.push(op(ChainOp::Flush));
         }
-        for r in &rules {
-            let _ = writeln!(s, "add rule {t} svc_{n} {r}");
+        for r in rules {
+            out.push(op(ChainOp::Append(r)));
         }
-        out.push(Cmd::Text(s));
     }
     out.extend(element_commands(t, vm, &Elements::default(), &added));
-    if let Some((k, c)) = entry {
-        out.push(Cmd::Text(format!(
-            "add element {t} {vm} {{ {k} comment \"{c}\" : jump svc_{n} }}\n"
-        )));
+    if let Some((_, c)) = entry {
+        out.push(Cmd::Entry {
+            table: t,
+            map: vm,
+            key: st.key,
+            target: Some((c, format!("svc_{n}"))),
+        });
     }
     Ok(out)
 }
@@ -1089,7 +1329,7 @@ add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=
         st.spec.persistence = None;
         st.spec.ops = true;
         let rules = service_rules(&st).unwrap();
-        assert!(!rules.iter().any(|r| r.contains("flows")), "{rules:?}");
+        assert!(!rules.iter().any(|r| r.text.contains("flows")), "{rules:?}");
     }
 
     #[test]
