@@ -6,7 +6,7 @@
 //! leads to, is listed for removal, so that the next sync renders it again cleanly.
 
 use super::super::model::{DestKey, DestSpec, Persistence, SvcKey, SvcSpec};
-use super::render::{self, Fingerprint, Slot, SvcState};
+use super::render::{self, Fingerprint, Slot, SvcState, TableId};
 use ha_config::model::{Forwarding, Protocol};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -223,14 +223,33 @@ pub fn listing_of_json(json: &str) -> Result<Listing, String> {
     Ok(l)
 }
 
+/// Our tables among those of `nft -j list tables`.
+pub fn tables_of_json(json: &str) -> Vec<TableId> {
+    let root: Value = serde_json::from_str(json).unwrap_or(Value::Null);
+    let mut out: Vec<TableId> = root
+        .get("nftables")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|item| {
+            let t = item.get("table")?;
+            TableId::of_name(t.get("family")?.as_str()?, t.get("name")?.as_str()?)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Parses the output of `nft -j list table T` for one of our tables.
-pub fn parse(json: &str, nat: bool) -> Result<Parsed, String> {
-    Ok(build(listing_of_json(json)?, nat))
+pub fn parse(json: &str, table: TableId) -> Result<Parsed, String> {
+    Ok(build(listing_of_json(json)?, table))
 }
 
 /// Reads services, shared chains and what to clean up out of a listing of our table.
-pub fn build(l: Listing, nat: bool) -> Parsed {
-    let t = render::table_name(nat);
+/// A service whose id belongs to another shard is not ours to keep here.
+pub fn build(l: Listing, table: TableId) -> Parsed {
+    let t = table.name();
     let mut p = Parsed {
         objects: l.objects,
         ..Parsed::default()
@@ -301,7 +320,10 @@ pub fn build(l: Listing, nat: bool) -> Parsed {
                 .and_then(|rs| rs.iter().find_map(|r| r.modulus))
                 .unwrap_or(0),
         };
-        let mut ok = spec.is_ok() && chains.contains(&id) && !live.contains(&id);
+        let mut ok = spec.is_ok()
+            && chains.contains(&id)
+            && !live.contains(&id)
+            && render::shard_of(id) == table.shard;
         let mut damaged = Vec::new();
         for (map, d) in dests {
             match d {
@@ -483,7 +505,7 @@ mod tests {
     fn a_table_we_rendered_reads_back_whole_with_nothing_to_clean() {
         // Captured with `nft -j list table` after `lb-sync apply` of a wrr DR service,
         // a persistent sh DR service and a NAT service.
-        let dr = parse(DR_JSON, false).unwrap();
+        let dr = parse(DR_JSON, TableId::DR).unwrap();
         assert_eq!(dr.cleanup, Vec::<String>::new());
         assert_eq!(dr.services.len(), 2);
         let web = dr.services.values().find(|s| s.spec.sched == "wrr").unwrap();
@@ -499,7 +521,7 @@ mod tests {
             })
         );
         assert!(dr.shared.contains_key("pers4_24") && dr.shared["fwd4"].rules == 1);
-        let nat = parse(NAT_JSON, true).unwrap();
+        let nat = parse(NAT_JSON, TableId::NAT).unwrap();
         assert_eq!(nat.cleanup, Vec::<String>::new());
         assert_eq!(nat.services.len(), 1);
         assert!(nat.services.values().all(SvcState::is_nat));
@@ -515,7 +537,7 @@ mod tests {
                 elems.retain(|e| e[0].as_u64().map(|k| k >> 16) != Some(1));
             }
         }
-        let p = parse(&root.to_string(), false).unwrap();
+        let p = parse(&root.to_string(), TableId::DR).unwrap();
         assert_eq!(p.services.len(), 1, "the other service is whole");
         let text = p.cleanup.join("\n");
         assert!(

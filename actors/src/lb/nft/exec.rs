@@ -55,7 +55,9 @@ impl Nft {
             Nft::Lib(_) => "nft",
             Nft::Program(p) => p.as_str(),
         };
-        let result = list_program(program, table);
+        let mut args = vec!["-j", "list", "table"];
+        args.extend(table.split_whitespace());
+        let result = list_program(program, &args);
         match result {
             Ok(out) => Ok(Some(out)),
             Err(e) if e.contains("No such file or directory") => Ok(None),
@@ -67,6 +69,17 @@ impl Nft {
                 .trim()
                 .to_string()),
         }
+    }
+}
+
+impl Nft {
+    /// `nft -j list tables`: every table's family and name.
+    pub fn list_tables_json(&mut self) -> Result<String, String> {
+        let program = match self {
+            Nft::Lib(_) => "nft",
+            Nft::Program(p) => p.as_str(),
+        };
+        list_program(program, &["-j", "list", "tables"])
     }
 }
 
@@ -97,11 +110,9 @@ fn run_program(nft: &str, script: &str) -> Result<(), String> {
     }
 }
 
-fn list_program(nft: &str, table: &str) -> Result<String, String> {
-    let mut args = vec!["-j", "list", "table"];
-    args.extend(table.split_whitespace());
+fn list_program(nft: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new(nft)
-        .args(&args)
+        .args(args)
         .output()
         .map_err(|e| format!("{nft}: {e}"))?;
     if out.status.success() {

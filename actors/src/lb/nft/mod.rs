@@ -1,9 +1,11 @@
 //! The nftables backend, for kernels without IPVS: direct routing with netdev `fwd`
 //! (the VIP unchanged, the real server's MAC as destination, no conntrack involved),
-//! NAT with `dnat` in prerouting. It keeps its own two tables (see [`render`]) and
-//! never touches any other table. Each `apply` is one `nft -f` transaction; when that
-//! transaction is refused, services are retried one by one so that one bad service
-//! does not keep the others out.
+//! NAT with `dnat` in prerouting. It keeps its own tables, sharded (see [`render`]), and
+//! never touches any other table. Each `apply` is one transaction: the structure it
+//! needs (a shard's skeleton, a shared chain) through nft, then the services' chains,
+//! rules, entries and elements as one nf_tables netlink batch ([`netlink`], [`expr`]);
+//! when that is refused, services are retried one by one so that one bad service does
+//! not keep the others out.
 
 pub mod dump;
 pub mod exec;
@@ -16,7 +18,7 @@ pub mod slots;
 use super::diff::Op;
 use super::kernel::{KernelError, KernelLb};
 use super::model::{Service, SvcKey, Table};
-use render::{Cmd, Fingerprint, Slot, SvcState, Uses};
+use render::{Cmd, Fingerprint, Slot, SvcState, TableId, Uses};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
@@ -30,32 +32,37 @@ type Planned = (Vec<usize>, Result<Option<SvcState>, KernelError>);
 
 pub struct NftKernel {
     nft: exec::Nft,
-    /// Element-only changes go to the kernel as netlink batches through this socket
-    /// (None: not opened yet, or `HANODE_NFT_NETLINK=0`: everything through nft).
+    /// Services' chains, rules, entries and elements go to the kernel as netlink batches
+    /// through this socket (None: not opened yet, or `HANODE_NFT_NETLINK=0`: everything
+    /// through nft).
     batches: Option<netlink::NfNetlink>,
     use_batches: bool,
     /// What the kernel has, as of our last dump or successful apply.
     state: BTreeMap<SvcKey, SvcState>,
-    /// The ids `state` uses, and what its services use of the shared chains (index: is
-    /// NAT): kept with `state`, so an apply costs O(its services).
+    /// The ids `state` uses, how many per shard, and what each table's services use of
+    /// its shared chains: kept with `state`, so an apply costs O(its services).
     ids: BTreeSet<u32>,
-    uses: [Uses; 2],
+    shard_used: BTreeMap<u32, usize>,
+    uses: BTreeMap<TableId, Uses>,
     /// Commands that remove damaged or unreferenced parts found by the last dump.
     cleanup: Vec<String>,
-    /// The shared chains of each table (index: is NAT) as the kernel has them.
-    shared: [BTreeMap<String, Fingerprint>; 2],
-    ingress: Option<BTreeSet<String>>,
-    /// Whether both tables have all their shared maps and hook chains (the skeleton is
-    /// only sent when not, keeping a small change small).
-    tables_ok: bool,
+    /// Shard tables found without services by the last dump (dropped unless used).
+    idle: BTreeSet<TableId>,
+    /// The shared chains of each table as the kernel has them.
+    shared: BTreeMap<TableId, BTreeMap<String, Fingerprint>>,
+    /// The devices each DR table's ingress chain hooks (by shard).
+    ingress: BTreeMap<u32, BTreeSet<String>>,
+    /// Our tables that have all their shared maps and hook chain (the skeleton is only
+    /// sent to the others, keeping a small change small).
+    present: BTreeSet<TableId>,
     /// Devices DR traffic also arrives on, besides those leading to real servers.
     extra_ingress: BTreeSet<String>,
     devices: BTreeMap<IpAddr, String>,
     lookup: DeviceLookup,
     clock: fn() -> u64,
-    /// The id given last: new services take the next free one, so that an id (and the
-    /// flows remembered under it) is not reused soon.
-    last_id: u32,
+    /// The id given last in each shard: new services take the next free one, so that an
+    /// id (and the flows remembered under it) is not reused soon.
+    last_id: BTreeMap<u32, u32>,
 }
 
 fn unix_now() -> u64 {
@@ -77,6 +84,43 @@ pub fn available() -> bool {
         .unwrap_or(false)
 }
 
+/// Gives ids to new services: in the first shard with room (fewer than
+/// [`render::SHARD_FILL`] services, else any free id), the next free one after the
+/// shard's last given.
+struct IdAlloc<'a> {
+    used: &'a BTreeSet<u32>,
+    shard_used: &'a BTreeMap<u32, usize>,
+    last: &'a BTreeMap<u32, u32>,
+    taken: BTreeSet<u32>,
+}
+
+impl Iterator for IdAlloc<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        let count = |s: u32| {
+            self.shard_used.get(&s).copied().unwrap_or(0) + self.taken.range(render::shard_ids(s)).count()
+        };
+        let capacity = |s: u32| render::shard_ids(s).count();
+        let shard = (0..render::SHARDS)
+            .find(|s| count(*s) < render::SHARD_FILL.min(capacity(*s)))
+            .or_else(|| (0..render::SHARDS).find(|s| count(*s) < capacity(*s)))?;
+        let ids = render::shard_ids(shard);
+        let (lo, hi) = (*ids.start(), *ids.end());
+        let after = self
+            .last
+            .get(&shard)
+            .copied()
+            .filter(|l| ids.contains(l))
+            .unwrap_or(hi);
+        let id = (after + 1..=hi)
+            .chain(lo..=after)
+            .find(|i| !self.used.contains(i) && !self.taken.contains(i))?;
+        self.taken.insert(id);
+        Some(id)
+    }
+}
+
 impl NftKernel {
     pub fn new(extra_ingress: BTreeSet<String>) -> Self {
         let nft = exec::Nft::open();
@@ -88,16 +132,18 @@ impl NftKernel {
             use_batches,
             state: BTreeMap::new(),
             ids: BTreeSet::new(),
-            uses: Default::default(),
+            shard_used: BTreeMap::new(),
+            uses: BTreeMap::new(),
             cleanup: Vec::new(),
-            shared: Default::default(),
-            ingress: None,
-            tables_ok: false,
+            idle: BTreeSet::new(),
+            shared: BTreeMap::new(),
+            ingress: BTreeMap::new(),
+            present: BTreeSet::new(),
             extra_ingress,
             devices: BTreeMap::new(),
             lookup: Box::new(route::egress_device),
             clock: unix_now,
-            last_id: 0,
+            last_id: BTreeMap::new(),
         }
     }
 
@@ -126,40 +172,71 @@ impl NftKernel {
         self.batches.as_mut()
     }
 
+    /// Our tables that exist in the kernel (every shard): by a netlink dump, else from
+    /// `nft -j list tables`.
+    fn tables(&mut self) -> Result<Vec<TableId>, KernelError> {
+        if let Some(nl) = self.netlink() {
+            let tables = nl.tables();
+            if tables.is_err() {
+                self.batches = None;
+            }
+            return tables;
+        }
+        let json = self
+            .nft
+            .list_tables_json()
+            .map_err(|e| KernelError::other(format!("nft list tables: {e}")))?;
+        Ok(dump::tables_of_json(&json))
+    }
+
     /// Reads one of our tables back from the kernel: by netlink dumps, else (netlink
     /// off) from `nft -j list table`. None if the table does not exist.
-    fn read_table(&mut self, nat: bool) -> Result<Option<dump::Parsed>, KernelError> {
-        let table = render::table_name(nat);
+    fn read_table(&mut self, table: TableId) -> Result<Option<dump::Parsed>, KernelError> {
         if let Some(nl) = self.netlink() {
-            let listing = nl.list(table);
+            let listing = nl.list(table.name());
             if listing.is_err() {
                 self.batches = None;
             }
-            return Ok(listing?.map(|l| dump::build(l, nat)));
+            return Ok(listing?.map(|l| dump::build(l, table)));
         }
-        match self.list(table)? {
+        match self.list(table.name())? {
             None => Ok(None),
-            Some(json) => dump::parse(&json, nat).map(Some).map_err(KernelError::other),
+            Some(json) => dump::parse(&json, table).map(Some).map_err(KernelError::other),
         }
     }
 
-    /// Reads both tables by netlink and through nft's JSON and says where the two
+    /// Reads our tables by netlink and through nft's JSON and says where the two
     /// readings differ (a check of the netlink decoding against nft's own).
     pub fn compare_readings(&mut self) -> Result<Vec<String>, KernelError> {
         let mut differences = Vec::new();
-        for nat in [false, true] {
-            let table = render::table_name(nat);
+        let by_netlink_tables = match self.netlink() {
+            Some(nl) => nl.tables()?,
+            None => return Err(KernelError::other("netlink is off")),
+        };
+        let json = self
+            .nft
+            .list_tables_json()
+            .map_err(|e| KernelError::other(format!("nft list tables: {e}")))?;
+        let tables = dump::tables_of_json(&json);
+        if tables != by_netlink_tables {
+            differences.push(format!("tables: netlink {by_netlink_tables:?}, json {tables:?}"));
+        }
+        for t in tables {
+            let table = t.name();
             let by_netlink = match self.netlink() {
-                Some(nl) => nl.list(table)?.map(|l| dump::build(l, nat)),
+                Some(nl) => nl.list(table)?.map(|l| dump::build(l, t)),
                 None => return Err(KernelError::other("netlink is off")),
             };
             let mut by_json = match self.list(table)? {
                 None => None,
-                Some(json) => Some(dump::parse(&json, nat).map_err(KernelError::other)?),
+                Some(json) => Some(dump::parse(&json, t).map_err(KernelError::other)?),
             };
             // nft's JSON (1.0.6) leaves a netdev chain's devices out: read them from
             // its text listing instead.
-            if let Some(p) = by_json.as_mut().filter(|p| !nat && p.objects.contains("ingress")) {
+            if let Some(p) = by_json
+                .as_mut()
+                .filter(|p| !t.nat && p.objects.contains("ingress"))
+            {
                 p.ingress = ingress_devices_of_text(&list_chain_text(table, "ingress")?);
             }
             if by_netlink != by_json {
@@ -187,11 +264,12 @@ impl NftKernel {
     fn plan(&self, ops: &[Op]) -> BTreeMap<SvcKey, Planned> {
         let now = (self.clock)();
         let mut out: BTreeMap<SvcKey, Planned> = BTreeMap::new();
-        let used = &self.ids;
-        let start = self.last_id.min(render::MAX_SERVICES);
-        let mut next_ids = (start + 1..=render::MAX_SERVICES)
-            .chain(1..=start)
-            .filter(|i| !used.contains(i));
+        let mut next_ids = IdAlloc {
+            used: &self.ids,
+            shard_used: &self.shard_used,
+            last: &self.last_id,
+            taken: BTreeSet::new(),
+        };
         for (i, op) in ops.iter().enumerate() {
             let key = *op.service();
             let entry = out.entry(key).or_insert_with(|| {
@@ -225,15 +303,31 @@ impl NftKernel {
     }
 
     /// What the services use of each table's shared chains once `services` (the new state
-    /// of each touched service) apply.
-    fn uses_after(&self, services: &[(SvcKey, Option<SvcState>)]) -> [Uses; 2] {
-        let mut uses = self.uses.clone();
+    /// of each touched service) apply, for the tables they touch.
+    fn uses_after(&self, services: &[(SvcKey, Option<SvcState>)]) -> BTreeMap<TableId, Uses> {
+        let mut uses: BTreeMap<TableId, Uses> = BTreeMap::new();
+        let known = &self.uses;
+        let touch = |uses: &mut BTreeMap<TableId, Uses>, t: TableId| -> Uses {
+            uses.remove(&t)
+                .unwrap_or_else(|| known.get(&t).cloned().unwrap_or_default())
+        };
+        for t in [TableId::DR, TableId::NAT]
+            .into_iter()
+            .chain(self.idle.iter().copied())
+        {
+            let u = touch(&mut uses, t);
+            uses.insert(t, u);
+        }
         for (k, new) in services {
             if let Some(old) = self.state.get(k) {
-                uses[usize::from(old.is_nat())].remove(old);
+                let mut u = touch(&mut uses, old.table_id());
+                u.remove(old);
+                uses.insert(old.table_id(), u);
             }
             if let Some(new) = new {
-                uses[usize::from(new.is_nat())].add(new);
+                let mut u = touch(&mut uses, new.table_id());
+                u.add(new);
+                uses.insert(new.table_id(), u);
             }
         }
         uses
@@ -241,21 +335,54 @@ impl NftKernel {
 
     /// Counts every service of `state` again (after a dump).
     fn recount(&mut self) {
-        (self.ids, self.uses) = counts(&self.state);
+        (self.ids, self.shard_used, self.uses) = counts(&self.state);
     }
 
-    /// The shared chains each table needs after this apply, where they differ from what
-    /// the kernel has.
-    fn shared_changes(&self, uses: &[Uses; 2]) -> Vec<(bool, String, Vec<String>)> {
+    /// The shared chains each touched table needs after this apply, where they differ
+    /// from what the kernel has (tables dropped by the apply left out).
+    fn shared_changes(&self, uses: &BTreeMap<TableId, Uses>) -> Vec<(TableId, String, Vec<String>)> {
         let mut out = Vec::new();
-        for nat in [false, true] {
-            let u = &uses[usize::from(nat)];
-            let want = render::shared_chains_for(nat, &u.devices(), &u.prefixes());
+        for (t, u) in uses {
+            if u.services == 0 && t.shard > 0 {
+                continue;
+            }
+            let want = render::shared_chains_for(t.nat, &u.devices(), &u.prefixes());
+            let have = self.shared.get(t);
             for (chain, rules) in want {
-                let have = self.shared[usize::from(nat)].get(&chain);
-                if have != Some(&render::fingerprint(&rules)) {
-                    out.push((nat, chain, rules));
+                if have.and_then(|h| h.get(&chain)) != Some(&render::fingerprint(&rules)) {
+                    out.push((*t, chain, rules));
                 }
+            }
+        }
+        out
+    }
+
+    /// The shard tables the apply empties (they are dropped, flows and all).
+    fn dropped(&self, uses: &BTreeMap<TableId, Uses>) -> BTreeSet<TableId> {
+        uses.iter()
+            .filter(|(t, u)| t.shard > 0 && u.services == 0)
+            .map(|(t, _)| *t)
+            .filter(|t| self.present.contains(t) || self.idle.contains(t))
+            .collect()
+    }
+
+    /// The tables that need their skeleton (re)sent: created, or (DR) hooking other
+    /// devices than `ingress`.
+    fn skeletons(&self, uses: &BTreeMap<TableId, Uses>, ingress: &BTreeSet<String>) -> Vec<TableId> {
+        let mut out = Vec::new();
+        let live = uses
+            .iter()
+            .filter(|(t, u)| t.shard == 0 || u.services > 0)
+            .map(|(t, _)| *t);
+        let mut tables: BTreeSet<TableId> = live.collect();
+        tables.extend(self.present.iter().filter(|t| !t.nat));
+        for t in tables {
+            if uses.get(&t).is_some_and(|u| u.services == 0 && t.shard > 0) {
+                continue;
+            }
+            let hooks_other_devices = !t.nat && self.ingress.get(&t.shard) != Some(ingress);
+            if !self.present.contains(&t) || hooks_other_devices {
+                out.push(t);
             }
         }
         out
@@ -265,39 +392,43 @@ impl NftKernel {
         &self,
         services: &[(SvcKey, Option<SvcState>)],
         ingress: &BTreeSet<String>,
-        shared: &[(bool, String, Vec<String>)],
+        skeletons: &[TableId],
+        shared: &[(TableId, String, Vec<String>)],
+        dropped: &BTreeSet<TableId>,
     ) -> Result<Vec<Cmd>, KernelError> {
-        let recreate = self.ingress.as_ref() != Some(ingress);
         let mut cmds = Vec::new();
-        if recreate || !self.tables_ok {
-            cmds.push(Cmd::Text(render::skeleton(Some(ingress), recreate)));
+        for t in skeletons {
+            cmds.push(Cmd::Text(render::skeleton(*t, ingress)));
         }
         for c in &self.cleanup {
             cmds.push(Cmd::Text(format!("{c}\n")));
         }
-        for (nat, chain, rules) in shared {
-            cmds.push(Cmd::Text(render::render_shared(*nat, chain, rules)));
+        for (t, chain, rules) in shared {
+            cmds.push(Cmd::Text(render::render_shared(*t, chain, rules)));
+        }
+        if !dropped.is_empty() {
+            cmds.push(Cmd::Text(render::drop_tables(dropped.iter().copied())));
         }
         for (key, new) in services {
-            let old = self.state.get(key);
+            // What was in a dropped table went with it.
+            let old = self.state.get(key).filter(|o| !dropped.contains(&o.table_id()));
             match new {
                 None => {
                     if let Some(o) = old {
                         cmds.extend(render::delete_service(o));
                     }
                 }
-                Some(st) => {
-                    cmds.extend(render::render_service(st, old).map_err(KernelError::other)?);
-                }
+                Some(st) => cmds.extend(render::render_service(st, old).map_err(KernelError::other)?),
             }
         }
         Ok(cmds)
     }
 
-    /// Sends one transaction. With netlink, the text steps (the skeleton, repairs, the
-    /// shared chains: idempotent structure, rarely changed) go first through nft, then
-    /// everything else (services' chains, rules, entries and elements: O(the change),
-    /// no nft cache, no parsing) as one netlink batch. Without, all of it as nft text.
+    /// Sends one transaction. With netlink, the text steps (skeletons, repairs, shared
+    /// chains, dropped shards: structure, idempotent and rarely changed) go first
+    /// through nft, then everything else (services' chains, rules, entries and elements:
+    /// O(the change), no nft cache, no parsing) as one netlink batch. Without, all of it
+    /// as nft text in one transaction.
     fn send(&mut self, cmds: &[Cmd]) -> Result<(), KernelError> {
         if cmds.is_empty() {
             return Ok(());
@@ -319,54 +450,97 @@ impl NftKernel {
         run_nft(&mut self.nft, &render::script(cmds))
     }
 
-    /// The devices the ingress chain must hook: those of direct-routing destinations.
-    fn ingress_for(&self, uses: &[Uses; 2]) -> BTreeSet<String> {
+    /// The devices the ingress chains must hook: those of direct-routing destinations
+    /// (in any shard, `uses` for the tables the apply touches) and the extra ones.
+    fn ingress_for(&self, uses: &BTreeMap<TableId, Uses>) -> BTreeSet<String> {
         let mut set = self.extra_ingress.clone();
-        for devs in uses[0].devices() {
-            set.extend(devs);
+        let untouched = self.uses.iter().filter(|(t, _)| !uses.contains_key(t));
+        for (t, u) in untouched.chain(uses.iter()) {
+            if !t.nat {
+                for devs in u.devices() {
+                    set.extend(devs);
+                }
+            }
         }
         set
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn commit(
         &mut self,
         services: &[(SvcKey, Option<SvcState>)],
         ingress: BTreeSet<String>,
-        shared: Vec<(bool, String, Vec<String>)>,
-        uses: [Uses; 2],
+        skeletons: Vec<TableId>,
+        shared: Vec<(TableId, String, Vec<String>)>,
+        dropped: BTreeSet<TableId>,
+        uses: BTreeMap<TableId, Uses>,
     ) {
         for (k, st) in services {
             let old = match st {
                 Some(s) => {
                     if self.state.get(k).map(|o| o.id) != Some(s.id) {
-                        self.last_id = s.id;
+                        self.last_id.insert(render::shard_of(s.id), s.id);
                     }
-                    self.ids.insert(s.id);
+                    if self.ids.insert(s.id) {
+                        *self.shard_used.entry(render::shard_of(s.id)).or_default() += 1;
+                    }
                     self.state.insert(*k, s.clone())
                 }
                 None => self.state.remove(k),
             };
             if let Some(o) = old.filter(|o| st.as_ref().map(|s| s.id) != Some(o.id)) {
-                self.ids.remove(&o.id);
+                if self.ids.remove(&o.id) {
+                    let shard = render::shard_of(o.id);
+                    if let Some(n) = self.shard_used.get_mut(&shard) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.shard_used.remove(&shard);
+                        }
+                    }
+                }
             }
         }
-        self.uses = uses;
+        for (t, u) in uses {
+            if u.services == 0 && t.shard > 0 {
+                self.uses.remove(&t);
+            } else {
+                self.uses.insert(t, u);
+            }
+        }
         // The counts kept per change equal a count from scratch (checked in debug builds:
         // the end-to-end tests run them against the kernel).
         #[cfg(debug_assertions)]
         {
-            let (ids, uses) = counts(&self.state);
+            let (ids, shard_used, mut uses) = counts(&self.state);
+            let mut kept = self.uses.clone();
+            kept.retain(|_, u| u.services > 0);
+            uses.retain(|_, u| u.services > 0);
             assert!(
-                ids == self.ids && uses == self.uses,
+                ids == self.ids && shard_used == self.shard_used && uses == kept,
                 "nftables: per-change counts drifted"
             );
         }
-        for (nat, chain, rules) in shared {
-            self.shared[usize::from(nat)].insert(chain, render::fingerprint(&rules));
+        for t in skeletons {
+            self.present.insert(t);
+            if !t.nat {
+                self.ingress.insert(t.shard, ingress.clone());
+            }
         }
+        for (t, chain, rules) in shared {
+            self.shared
+                .entry(t)
+                .or_default()
+                .insert(chain, render::fingerprint(&rules));
+        }
+        for t in dropped {
+            self.present.remove(&t);
+            self.shared.remove(&t);
+            if !t.nat {
+                self.ingress.remove(&t.shard);
+            }
+        }
+        self.idle.clear();
         self.cleanup.clear();
-        self.ingress = Some(ingress);
-        self.tables_ok = true;
     }
 
     /// Renders and runs `services` in one transaction.
@@ -384,14 +558,16 @@ impl NftKernel {
         }
         let uses = self.uses_after(&services);
         let ingress = self.ingress_for(&uses);
+        let skeletons = self.skeletons(&uses, &ingress);
         let shared = self.shared_changes(&uses);
-        let cmds = self.transaction(&services, &ingress, &shared)?;
+        let dropped = self.dropped(&uses);
+        let cmds = self.transaction(&services, &ingress, &skeletons, &shared, &dropped)?;
         if let Err(e) = self.send(&cmds) {
-            // Perhaps our tables went: the next attempt sends the skeleton again.
-            self.tables_ok = false;
+            // Perhaps our tables went: the next attempt sends the skeletons again.
+            self.present.clear();
             return Err(e);
         }
-        self.commit(&services, ingress, shared, uses);
+        self.commit(&services, ingress, skeletons, shared, dropped, uses);
         Ok(())
     }
 }
@@ -421,13 +597,18 @@ fn ingress_devices_of_text(text: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// The ids `state` uses and what its services use of each table's shared chains.
-fn counts(state: &BTreeMap<SvcKey, SvcState>) -> (BTreeSet<u32>, [Uses; 2]) {
-    let mut uses: [Uses; 2] = Default::default();
+/// The ids `state` uses, how many per shard, and what its services use of each table's
+/// shared chains.
+fn counts(
+    state: &BTreeMap<SvcKey, SvcState>,
+) -> (BTreeSet<u32>, BTreeMap<u32, usize>, BTreeMap<TableId, Uses>) {
+    let mut uses: BTreeMap<TableId, Uses> = BTreeMap::new();
+    let mut per_shard: BTreeMap<u32, usize> = BTreeMap::new();
     for st in state.values() {
-        uses[usize::from(st.is_nat())].add(st);
+        uses.entry(st.table_id()).or_default().add(st);
+        *per_shard.entry(render::shard_of(st.id)).or_default() += 1;
     }
-    (state.values().map(|s| s.id).collect(), uses)
+    (state.values().map(|s| s.id).collect(), per_shard, uses)
 }
 
 /// Applies one op to a service's rendered state.
@@ -523,35 +704,54 @@ impl KernelLb for NftKernel {
     }
 
     fn dump(&mut self) -> Result<Table, KernelError> {
-        let mut state = BTreeMap::new();
+        let mut state: BTreeMap<SvcKey, SvcState> = BTreeMap::new();
         let mut cleanup = Vec::new();
-        let mut shared: [BTreeMap<String, Fingerprint>; 2] = Default::default();
-        let mut ingress = None;
-        let mut tables_ok = true;
-        for nat in [false, true] {
-            let Some(p) = self.read_table(nat)? else {
-                tables_ok = false;
+        let mut shared = BTreeMap::new();
+        let mut ingress = BTreeMap::new();
+        let mut present = BTreeSet::new();
+        let mut idle = BTreeSet::new();
+        for t in self.tables()? {
+            let Some(p) = self.read_table(t)? else {
                 continue;
             };
-            tables_ok &= render::skeleton_objects(nat)
+            if render::skeleton_objects(t.nat)
                 .iter()
-                .all(|o| p.objects.contains(*o));
-            state.extend(p.services);
+                .all(|o| p.objects.contains(*o))
+            {
+                present.insert(t);
+            }
+            if p.services.is_empty() && t.shard > 0 {
+                idle.insert(t);
+            }
+            for (k, st) in p.services {
+                match state.entry(k) {
+                    // The same service in two tables (a move cut short): keep one.
+                    std::collections::btree_map::Entry::Occupied(_) => {
+                        cleanup.push(render::script(&render::delete_service(&st)));
+                    }
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(st);
+                    }
+                }
+            }
             cleanup.extend(p.cleanup);
-            shared[usize::from(nat)] = p.shared;
-            if !nat {
-                ingress = Some(p.ingress);
+            shared.insert(t, p.shared);
+            if !t.nat {
+                ingress.insert(t.shard, p.ingress);
             }
         }
-        if let Some(max) = state.values().map(|s| s.id).max() {
-            self.last_id = self.last_id.max(max);
+        self.last_id.clear();
+        for st in state.values() {
+            let last = self.last_id.entry(render::shard_of(st.id)).or_default();
+            *last = (*last).max(st.id);
         }
         self.state = state;
         self.recount();
         self.cleanup = cleanup;
+        self.idle = idle;
         self.shared = shared;
         self.ingress = ingress;
-        self.tables_ok = tables_ok;
+        self.present = present;
         Ok(self
             .state
             .iter()
@@ -567,15 +767,19 @@ impl KernelLb for NftKernel {
             .collect())
     }
 
-    /// Removes both of our tables (flows included).
+    /// Removes all of our tables (flows included).
     fn remove_all(&mut self) -> Result<(), KernelError> {
+        let mut tables: BTreeSet<TableId> = self.tables().unwrap_or_default().into_iter().collect();
+        tables.extend(self.present.iter().copied());
+        tables.extend([TableId::DR, TableId::NAT]);
         self.state.clear();
         self.recount();
         self.cleanup.clear();
-        self.shared = Default::default();
-        self.ingress = None;
-        self.tables_ok = false;
-        run_nft(&mut self.nft, &render::teardown())
+        self.idle.clear();
+        self.shared.clear();
+        self.ingress.clear();
+        self.present.clear();
+        run_nft(&mut self.nft, &render::drop_tables(tables))
     }
 
     fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), KernelError>> {
@@ -595,7 +799,8 @@ impl KernelLb for NftKernel {
                 }
             }
         }
-        if good.is_empty() && self.ingress.is_some() && self.cleanup.is_empty() {
+        let settled = self.present.contains(&TableId::DR) && self.present.contains(&TableId::NAT);
+        if good.is_empty() && settled && self.cleanup.is_empty() && self.idle.is_empty() {
             return results;
         }
         if let Err(e) = self.run(&good) {
@@ -624,6 +829,47 @@ impl KernelLb for NftKernel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_services_fill_the_first_shard_with_room_and_rotate_within_it() {
+        let used: BTreeSet<u32> = (1..=890).collect();
+        let shard_used = BTreeMap::from([(0, 890)]);
+        let last = BTreeMap::from([(0, 890)]);
+        let mut ids = IdAlloc {
+            used: &used,
+            shard_used: &shard_used,
+            last: &last,
+            taken: BTreeSet::new(),
+        };
+        // Shard 0 takes six more (up to 896), then shard 1 from its start.
+        let got: Vec<u32> = ids.by_ref().take(8).collect();
+        assert_eq!(got, [891, 892, 893, 894, 895, 896, 1025, 1026]);
+        assert_eq!(render::shard_of(1025), 1);
+        // A shard's ids rotate: after the last given, the next free one, wrapping.
+        let used: BTreeSet<u32> = [1, 2, 1024].into_iter().collect();
+        let shard_used = BTreeMap::from([(0, 3)]);
+        let last = BTreeMap::from([(0, 1023)]);
+        let mut ids = IdAlloc {
+            used: &used,
+            shard_used: &shard_used,
+            last: &last,
+            taken: BTreeSet::new(),
+        };
+        assert_eq!(ids.next(), Some(3), "1024 is used: wraps to the first free");
+        // Every id used: none left.
+        let used: BTreeSet<u32> = (1..=render::MAX_SERVICES).collect();
+        let shard_used: BTreeMap<u32, usize> = (0..render::SHARDS)
+            .map(|s| (s, render::shard_ids(s).count()))
+            .collect();
+        let last = BTreeMap::new();
+        let mut ids = IdAlloc {
+            used: &used,
+            shard_used: &shard_used,
+            last: &last,
+            taken: BTreeSet::new(),
+        };
+        assert_eq!(ids.next(), None);
+    }
 
     #[test]
     fn ingress_devices_are_read_from_nft_text_in_both_forms() {

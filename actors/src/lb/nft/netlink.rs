@@ -17,7 +17,7 @@
 
 use super::dump::{Listing, RuleFacts};
 use super::expr::{self, Data};
-use super::render::{self, ChainOp, Cmd, Elem, ElemValue};
+use super::render::{self, ChainOp, Cmd, Elem, ElemValue, TableId};
 use crate::lb::kernel::KernelError;
 use crate::lb::model::SvcKey;
 use crate::lb::nl_io::{force_buffer, io_error, send_all};
@@ -443,13 +443,14 @@ impl NfNetlink {
 /// One message read back from a dump: its nf_tables type and attributes (after the
 /// 4-byte nfgenmsg header).
 enum Answer {
-    Message(u8, Vec<u8>),
+    /// nf_tables message type, the family of its nfgenmsg header, its attributes.
+    Message(u8, u8, Vec<u8>),
     Done,
     Error(i32),
 }
 
-/// A dump's reply: nf_tables message type and attributes.
-type Reply = (u8, Vec<u8>);
+/// A dump's reply: nf_tables message type, family and attributes.
+type Reply = (u8, u8, Vec<u8>);
 
 const NFT_MSG_NEWCHAIN: u8 = 3;
 const NFT_MSG_NEWRULE: u8 = 6;
@@ -577,12 +578,17 @@ impl NfNetlink {
         msg: NfTablesMessage,
     ) -> Result<Option<Vec<Reply>>, KernelError> {
         self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
         let bytes = frame(
             NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), msg),
             NLM_F_REQUEST | NLM_F_DUMP,
-            seq,
+            self.seq,
         );
+        self.dump_raw(bytes)
+    }
+
+    /// Sends a framed dump request (sequence number `self.seq`) and reads its answers.
+    fn dump_raw(&mut self, bytes: Vec<u8>) -> Result<Option<Vec<Reply>>, KernelError> {
+        let seq = self.seq;
         send_all(&self.sock, &bytes, "nftables netlink send")?;
         let mut out = Vec::new();
         let mut interrupted = false;
@@ -615,7 +621,7 @@ impl NfNetlink {
                 }
                 interrupted |= flags & NLM_F_DUMP_INTR != 0;
                 match parse_answer(part) {
-                    Answer::Message(kind, attrs) => out.push((kind, attrs)),
+                    Answer::Message(kind, family, attrs) => out.push((kind, family, attrs)),
                     Answer::Done => done = true,
                     Answer::Error(0) => {}
                     Answer::Error(errno) => {
@@ -662,13 +668,45 @@ impl NfNetlink {
                 continue;
             }
             return match parse_answer(&self.buf[..len]) {
-                Answer::Message(NFT_MSG_NEWGEN, a) => attr(&a, 1)
+                Answer::Message(NFT_MSG_NEWGEN, _, a) => attr(&a, 1)
                     .and_then(be32)
                     .ok_or_else(|| KernelError::other("nftables generation without id")),
                 Answer::Error(errno) if errno != 0 => Err(KernelError::errno(errno, "nftables generation")),
                 _ => Err(KernelError::other("nftables generation: unexpected answer")),
             };
         }
+    }
+
+    /// Our tables (every shard) that exist.
+    pub fn tables(&mut self) -> Result<Vec<TableId>, KernelError> {
+        const NFT_MSG_GETTABLE: u8 = 1;
+        const NFT_MSG_NEWTABLE: u8 = 0;
+        self.seq = self.seq.wrapping_add(1);
+        let bytes = raw_frame(
+            NFT_MSG_GETTABLE,
+            NetfilterProtoFamily::Unspec,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            self.seq,
+            &[],
+        );
+        let replies = self.dump_raw(bytes)?.unwrap_or_default();
+        let mut out = Vec::new();
+        for (kind, family, a) in replies {
+            // NFTA_TABLE_NAME 1
+            let Some(name) = attr(&a, 1).map(c_string) else {
+                continue;
+            };
+            let family = match NetfilterProtoFamily::from(family) {
+                NetfilterProtoFamily::NetDev => "netdev",
+                NetfilterProtoFamily::Inet => "inet",
+                _ => continue,
+            };
+            if kind == NFT_MSG_NEWTABLE {
+                out.extend(TableId::of_name(family, &name));
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Lists one of our tables (`netdev hanode`): None if it does not exist. Retried
@@ -707,7 +745,7 @@ impl NfNetlink {
         else {
             return Ok(None);
         };
-        for (kind, a) in sets {
+        for (kind, _, a) in sets {
             // NFTA_SET_TABLE 1, NFTA_SET_NAME 2, NFTA_SET_FLAGS 3
             let anonymous = attr(&a, 3).and_then(be32).unwrap_or(0) & SET_ANONYMOUS != 0;
             if kind == NFT_MSG_NEWSET && ours(&a, 1) && !anonymous {
@@ -729,7 +767,7 @@ impl NfNetlink {
                     }),
                 )?
                 .unwrap_or_default();
-            for (kind, a) in msgs {
+            for (kind, _, a) in msgs {
                 // NFTA_SET_ELEM_LIST_TABLE 1, _SET 2, _ELEMENTS 3 (of NFTA_LIST_ELEM)
                 if kind != NFT_MSG_NEWSETELEM || !ours(&a, 1) {
                     continue;
@@ -747,7 +785,7 @@ impl NfNetlink {
                 }),
             )?
             .unwrap_or_default();
-        for (kind, a) in chains {
+        for (kind, _, a) in chains {
             // NFTA_CHAIN_TABLE 1, NFTA_CHAIN_NAME 3, NFTA_CHAIN_HOOK 4 (NFTA_HOOK_DEV 3,
             // NFTA_HOOK_DEVS 4 of NFTA_DEVICE_NAME)
             if kind != NFT_MSG_NEWCHAIN || !ours(&a, 1) {
@@ -773,7 +811,7 @@ impl NfNetlink {
                 }),
             )?
             .unwrap_or_default();
-        for (kind, a) in rules {
+        for (kind, _, a) in rules {
             // NFTA_RULE_TABLE 1, NFTA_RULE_CHAIN 2, NFTA_RULE_EXPRESSIONS 4
             if kind != NFT_MSG_NEWRULE || !ours(&a, 1) {
                 continue;
@@ -834,9 +872,11 @@ fn parse_answer(part: &[u8]) -> Answer {
         NLMSG_DONE => Answer::Done,
         NLMSG_ERROR => Answer::Error(-(mark_of(part.get(16..).unwrap_or(&[])).unwrap_or(0) as i32)),
         // (NFNL_SUBSYS_NFTABLES << 8) | message; the nfgenmsg header is 4 bytes.
-        k if k >> 8 == NFNL_SUBSYS_NFTABLES => {
-            Answer::Message((k & 0xff) as u8, part.get(20..).unwrap_or(&[]).to_vec())
-        }
+        k if k >> 8 == NFNL_SUBSYS_NFTABLES => Answer::Message(
+            (k & 0xff) as u8,
+            part.get(16).copied().unwrap_or(0),
+            part.get(20..).unwrap_or(&[]).to_vec(),
+        ),
         _ => Answer::Error(0),
     }
 }

@@ -1,7 +1,10 @@
-//! nft script text for our two tables (pure): `netdev hanode` forwards direct-routing
-//! services at ingress (`fwd` to the real server's MAC, the VIP unchanged: LVS-DR),
-//! `inet hanode_nat` DNATs masquerading services in prerouting (LVS-NAT). Nothing
-//! outside these two tables is ever touched.
+//! What our tables hold, as nft text and as steps (pure): `netdev hanode` forwards
+//! direct-routing services at ingress (`fwd` to the real server's MAC, the VIP
+//! unchanged: LVS-DR), `inet hanode_nat` DNATs masquerading services in prerouting
+//! (LVS-NAT). Services are sharded by id over tables of [`SHARD_SIZE`] (`hanode`,
+//! `hanode_1`, ...; `hanode_nat`, `hanode_nat_1`, ...), each a complete copy of the
+//! layout below with its own hook chain: the kernel validates a whole table when a jump
+//! is added to it, so a shard bounds that walk. Nothing outside our tables is touched.
 //!
 //! The layout is built so that the kernel's cost of a change does not grow with the
 //! table. nf_tables looks sets up by walking a table's list of sets, and every element
@@ -38,6 +41,17 @@ use std::net::IpAddr;
 
 pub const DR_TABLE: &str = "netdev hanode";
 pub const NAT_TABLE: &str = "inet hanode_nat";
+/// Service ids per shard: services are spread over tables of at most this many, because
+/// the kernel validates a whole table (every chain a jump can reach) when a change adds
+/// a jump to it: a new service, or a service chain rewritten. A shard keeps that walk
+/// small whatever the number of services; each shard's base chain costs a packet one
+/// more service-map lookup (see docs/BENCHMARKS.md).
+pub const SHARD_SIZE: u32 = 1024;
+/// New services go to the first shard with fewer than this many, so that a shard keeps
+/// free ids to rotate through (an id, and the flows remembered under it, is not reused
+/// soon).
+pub const SHARD_FILL: usize = 896;
+pub const SHARDS: u32 = MAX_SERVICES.div_ceil(SHARD_SIZE);
 /// Room for flows in each flow map (the kernel default of 65535 is too small).
 pub const FLOWS_SIZE: u32 = 1 << 24;
 /// Service ids fit in the upper half of a mark.
@@ -138,16 +152,81 @@ impl SvcState {
     }
 
     pub fn table(&self) -> &'static str {
-        table_name(self.is_nat())
+        self.table_id().name()
+    }
+
+    pub fn table_id(&self) -> TableId {
+        TableId {
+            nat: self.is_nat(),
+            shard: shard_of(self.id),
+        }
+    }
+}
+
+/// The shard of service id `id` (1..=MAX_SERVICES).
+pub fn shard_of(id: u32) -> u32 {
+    id.saturating_sub(1) / SHARD_SIZE
+}
+
+/// The ids of shard `shard`.
+pub fn shard_ids(shard: u32) -> std::ops::RangeInclusive<u32> {
+    shard * SHARD_SIZE + 1..=((shard + 1) * SHARD_SIZE).min(MAX_SERVICES)
+}
+
+/// One of our tables: DR (`netdev hanode`, `netdev hanode_1`, ...) or NAT (`inet
+/// hanode_nat`, `inet hanode_nat_1`, ...), by shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableId {
+    pub nat: bool,
+    pub shard: u32,
+}
+
+impl TableId {
+    pub const DR: TableId = TableId { nat: false, shard: 0 };
+    pub const NAT: TableId = TableId { nat: true, shard: 0 };
+
+    /// `netdev hanode_3` (a name made once per table and kept: the steps of a change
+    /// name their table without allocating).
+    pub fn name(self) -> &'static str {
+        static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let names = NAMES.get_or_init(|| {
+            let mut v = Vec::with_capacity(2 * SHARDS as usize);
+            for nat in [false, true] {
+                let base = if nat { NAT_TABLE } else { DR_TABLE };
+                v.push(base.to_string());
+                v.extend((1..SHARDS).map(|k| format!("{base}_{k}")));
+            }
+            v
+        });
+        let i = usize::from(self.nat) * SHARDS as usize + self.shard.min(SHARDS - 1) as usize;
+        names[i].as_str()
+    }
+
+    /// The table named `family name`, if it is one of ours.
+    pub fn of_name(family: &str, name: &str) -> Option<TableId> {
+        let (nat, base) = match family {
+            "netdev" => (false, "hanode"),
+            "inet" => (true, "hanode_nat"),
+            _ => return None,
+        };
+        let rest = name.strip_prefix(base)?;
+        let shard = match rest.strip_prefix('_') {
+            None if rest.is_empty() => 0,
+            Some(k) if !k.starts_with('0') => k.parse().ok().filter(|k| (1..SHARDS).contains(k))?,
+            _ => return None,
+        };
+        Some(TableId { nat, shard })
+    }
+}
+
+impl std::fmt::Display for TableId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
 pub fn table_name(nat: bool) -> &'static str {
-    if nat {
-        NAT_TABLE
-    } else {
-        DR_TABLE
-    }
+    TableId { nat, shard: 0 }.name()
 }
 
 fn mark_expr(nat: bool) -> &'static str {
@@ -291,80 +370,78 @@ pub fn skeleton_objects(nat: bool) -> Vec<&'static str> {
     v
 }
 
-/// Creates the tables, shared maps and hook chains if they do not exist (idempotent,
-/// and cheap: nothing here reads a map). `ingress`: the devices DR traffic arrives on.
-pub fn skeleton(ingress: Option<&BTreeSet<String>>, recreate_ingress: bool) -> String {
+/// Creates one table and its shared maps if they do not exist (idempotent, and cheap:
+/// nothing here reads a map), and (re)makes its hook chain, which for DR hooks `ingress`
+/// (the devices DR traffic arrives on: a base chain's devices are fixed when it is
+/// created).
+pub fn skeleton(table: TableId, ingress: &BTreeSet<String>) -> String {
     let mut s = String::new();
-    for nat in [false, true] {
-        let t = table_name(nat);
-        let m = mark_expr(nat);
-        let _ = writeln!(s, "add table {t}");
-        for v6 in [false, true] {
-            let (f, ip) = (fam(v6), ipf(v6));
-            let _ = writeln!(
-                s,
-                "add map {t} svc{f} {{ typeof {ip} daddr . meta l4proto . th dport : verdict; }}"
-            );
-            let value = if nat {
-                format!("{ip} daddr . th dport")
-            } else {
-                format!("{ip} daddr")
-            };
-            let _ = writeln!(s, "add map {t} dst{f} {{ typeof {m} : {value}; }}");
-            let _ = writeln!(
-                s,
-                "add map {t} flows{f} {{ typeof {ip} saddr . th sport . {m} : {m}; flags dynamic,timeout; timeout 900s; size {FLOWS_SIZE}; }}"
-            );
-            let _ = writeln!(
-                s,
-                "add map {t} pflows{f} {{ typeof {ip} saddr . {m} : {m}; flags dynamic,timeout; timeout 900s; size {FLOWS_SIZE}; }}"
-            );
-        }
-        let _ = writeln!(s, "add map {t} slots {{ typeof {m} : {m}; }}");
+    let (nat, t) = (table.nat, table.name());
+    let m = mark_expr(nat);
+    let _ = writeln!(s, "add table {t}");
+    for v6 in [false, true] {
+        let (f, ip) = (fam(v6), ipf(v6));
+        let _ = writeln!(
+            s,
+            "add map {t} svc{f} {{ typeof {ip} daddr . meta l4proto . th dport : verdict; }}"
+        );
+        let value = if nat {
+            format!("{ip} daddr . th dport")
+        } else {
+            format!("{ip} daddr")
+        };
+        let _ = writeln!(s, "add map {t} dst{f} {{ typeof {m} : {value}; }}");
+        let _ = writeln!(
+            s,
+            "add map {t} flows{f} {{ typeof {ip} saddr . th sport . {m} : {m}; flags dynamic,timeout; timeout 900s; size {FLOWS_SIZE}; }}"
+        );
+        let _ = writeln!(
+            s,
+            "add map {t} pflows{f} {{ typeof {ip} saddr . {m} : {m}; flags dynamic,timeout; timeout 900s; size {FLOWS_SIZE}; }}"
+        );
     }
-    let _ = writeln!(
-        s,
-        "add chain {NAT_TABLE} prerouting {{ type nat hook prerouting priority dstnat - 5; policy accept; }}"
-    );
-    if recreate_ingress {
-        let _ = writeln!(s, "flush chain {NAT_TABLE} prerouting");
+    let _ = writeln!(s, "add map {t} slots {{ typeof {m} : {m}; }}");
+    if nat {
+        let _ = writeln!(
+            s,
+            "add chain {t} prerouting {{ type nat hook prerouting priority dstnat - 5; policy accept; }}"
+        );
+        let _ = writeln!(s, "flush chain {t} prerouting");
         for (ip, f) in [("ip", '4'), ("ip6", '6')] {
             let _ = writeln!(
                 s,
-                "add rule {NAT_TABLE} prerouting {ip} daddr . meta l4proto . th dport vmap @svc{f}"
+                "add rule {t} prerouting {ip} daddr . meta l4proto . th dport vmap @svc{f}"
             );
         }
-    }
-    if let Some(devs) = ingress {
-        if recreate_ingress {
-            // A base chain's devices are fixed when it is created: replace it (atomic
-            // within the transaction).
-            let _ = writeln!(s, "add chain {DR_TABLE} ingress");
-            let _ = writeln!(s, "delete chain {DR_TABLE} ingress");
-            if !devs.is_empty() {
-                let list: Vec<String> = devs.iter().map(|d| format!("\"{d}\"")).collect();
+    } else {
+        // Replaced within the transaction (atomic).
+        let _ = writeln!(s, "add chain {t} ingress");
+        let _ = writeln!(s, "delete chain {t} ingress");
+        if !ingress.is_empty() {
+            let list: Vec<String> = ingress.iter().map(|d| format!("\"{d}\"")).collect();
+            let _ = writeln!(
+                s,
+                "add chain {t} ingress {{ type filter hook ingress devices = {{ {} }} priority -500; policy accept; }}",
+                list.join(", ")
+            );
+            for (ip, f) in [("ip", '4'), ("ip6", '6')] {
                 let _ = writeln!(
                     s,
-                    "add chain {DR_TABLE} ingress {{ type filter hook ingress devices = {{ {} }} priority -500; policy accept; }}",
-                    list.join(", ")
+                    "add rule {t} ingress {ip} daddr . meta l4proto . th dport vmap @svc{f}"
                 );
-                for (ip, f) in [("ip", '4'), ("ip6", '6')] {
-                    let _ = writeln!(
-                        s,
-                        "add rule {DR_TABLE} ingress {ip} daddr . meta l4proto . th dport vmap @svc{f}"
-                    );
-                }
             }
         }
     }
     s
 }
 
-/// Removes both tables (flows included).
-pub fn teardown() -> String {
-    format!(
-        "add table {DR_TABLE}\ndelete table {DR_TABLE}\nadd table {NAT_TABLE}\ndelete table {NAT_TABLE}\n"
-    )
+/// Removes tables (their flows included).
+pub fn drop_tables(tables: impl IntoIterator<Item = TableId>) -> String {
+    let mut s = String::new();
+    for t in tables {
+        let _ = writeln!(s, "add table {t}\ndelete table {t}");
+    }
+    s
 }
 
 fn conn_chain(v6: bool) -> String {
@@ -408,6 +485,8 @@ pub fn shared_chains<'a>(
 /// service changed, so that a change does not walk every service.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Uses {
+    /// How many services the table holds.
+    pub services: usize,
     devices: [BTreeMap<String, usize>; 2],
     prefixes: BTreeMap<(bool, u8), usize>,
 }
@@ -431,6 +510,11 @@ impl Uses {
                     m.remove(k);
                 }
             }
+        }
+        if add {
+            self.services += 1;
+        } else {
+            self.services = self.services.saturating_sub(1);
         }
         let v6 = st.key.is_v6();
         if let Affinity::Client(p) = st.affinity() {
@@ -530,8 +614,8 @@ pub fn fingerprint(rules: &[String]) -> Fingerprint {
 }
 
 /// (Re)creates one shared chain, and the device sets its rules read.
-pub fn render_shared(nat: bool, chain: &str, rules: &[String]) -> String {
-    let t = table_name(nat);
+pub fn render_shared(table: TableId, chain: &str, rules: &[String]) -> String {
+    let t = table.name();
     let mut s = String::new();
     for r in rules {
         if let Some(set) = r.strip_prefix("meta mark @").and_then(|x| x.split(' ').next()) {
@@ -1366,6 +1450,33 @@ delete element netdev hanode dst4 { 65537, 65538 }
 delete element netdev hanode fwd4_656e733333 { 65537, 65538 }
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn tables_are_named_by_family_and_shard_and_read_back() {
+        assert_eq!(TableId::DR.name(), "netdev hanode");
+        assert_eq!(TableId::NAT.name(), "inet hanode_nat");
+        let t = TableId { nat: true, shard: 7 };
+        assert_eq!(t.name(), "inet hanode_nat_7");
+        for shard in [0, 1, SHARDS - 1] {
+            for nat in [false, true] {
+                let t = TableId { nat, shard };
+                let (family, name) = t.name().split_once(' ').unwrap();
+                assert_eq!(TableId::of_name(family, name), Some(t));
+            }
+        }
+        // Not ours: another family, a shard out of range, a name that only starts alike.
+        assert_eq!(TableId::of_name("ip", "hanode"), None);
+        assert_eq!(TableId::of_name("netdev", &format!("hanode_{SHARDS}")), None);
+        assert_eq!(TableId::of_name("netdev", "hanode_07"), None);
+        assert_eq!(TableId::of_name("netdev", "hanodex"), None);
+        assert_eq!(TableId::of_name("inet", "hanode_nat_"), None);
+        // Service ids map to shards of SHARD_SIZE; the last shard ends at MAX_SERVICES.
+        assert_eq!(shard_of(1), 0);
+        assert_eq!(shard_of(SHARD_SIZE), 0);
+        assert_eq!(shard_of(SHARD_SIZE + 1), 1);
+        assert_eq!(shard_ids(SHARDS - 1).last(), Some(MAX_SERVICES));
+        assert_eq!(shard_of(MAX_SERVICES), SHARDS - 1);
     }
 
     #[test]
