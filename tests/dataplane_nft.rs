@@ -427,3 +427,87 @@ fn service_chains_by_netlink_are_what_nft_builds_from_the_text() {
         "{dump}"
     );
 }
+
+/// Issue 21: 1,000 services on the VIP (ports 10000-10999, DR to both real servers, wrr
+/// with weights 1:1, 2:1 or 3:1), so two shards of tables. Every service answers, and
+/// twelve connections to each (each a new flow: one pick of the service's 12 slots,
+/// which the weights lay out exactly) split between the two real servers as the
+/// weights say.
+#[test]
+fn a_thousand_services_all_answer_and_honour_their_weights() {
+    const FIRST_PORT: u16 = 10000;
+    const SERVICES: u16 = 1000;
+    let lab = lab_with_vip();
+    // The real servers answer every service port with their web server on port 80.
+    for rs in &lab.rs {
+        let o = rs
+            .command("nft")
+            .arg(format!(
+                "add table ip redir; add chain ip redir pre {{ type nat hook prerouting priority dstnat; }}; \
+                 add rule ip redir pre ip daddr {VIP} tcp dport {FIRST_PORT}-{} redirect to :80",
+                FIRST_PORT + SERVICES - 1
+            ))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let weight = |i: u16| u32::from(i % 3) + 1;
+    let wrr = r#"{"sched":"wrr","persistence":null,"ops":false}"#;
+    let services: Vec<String> = (0..SERVICES)
+        .map(|i| {
+            let port = FIRST_PORT + i;
+            service_json(
+                "Tcp",
+                VIP,
+                port,
+                wrr,
+                &[(RS_ADDRS[0], port, "Dr", weight(i)), (RS_ADDRS[1], port, "Dr", 1)],
+            )
+        })
+        .collect();
+    let d = &lab.directors[0];
+    let r = apply_json(d, &format!("[{}]", services.join(",")));
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert!(nft_tables(d).contains("netdev hanode_1"), "{}", nft_tables(d));
+    readings_agree(d);
+    let counts = in_netns(&lab.client, move || {
+        let mut counts = Vec::new();
+        for i in 0..SERVICES {
+            let addr: std::net::SocketAddr = format!("{VIP}:{}", FIRST_PORT + i).parse().unwrap();
+            let mut first = 0u32;
+            let mut answers = Vec::new();
+            for _ in 0..12 {
+                let body = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).and_then(|s| {
+                    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+                    Conn(BufReader::new(s)).get()
+                });
+                match body.as_deref() {
+                    Ok("this is RS01") => first += 1,
+                    Ok("this is RS02") => {}
+                    other => answers.push(format!("{other:?}")),
+                }
+            }
+            counts.push((i, first, answers));
+        }
+        counts
+    });
+    let mut wrong = Vec::new();
+    for (i, first, failures) in counts {
+        let w = weight(i);
+        let want = 12 * w / (w + 1);
+        if !failures.is_empty() || first.abs_diff(want) > 1 {
+            wrong.push(format!(
+                "port {}: {first} of 12 to RS01 (weights {w}:1, want {want}); failures {failures:?}",
+                FIRST_PORT + i
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} services wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    let o = lb_sync(d, &["teardown"], None);
+    assert!(o.status.success());
+}

@@ -148,6 +148,23 @@ pub struct Listing {
     pub rules: BTreeMap<String, Vec<RuleFacts>>,
 }
 
+impl Listing {
+    /// Whether an element was read twice: the kernel walks a hash set anew for each part
+    /// of a dump, skipping what it sent before, so when the set is rehashed between two
+    /// parts (it grows in the background, without a new ruleset generation) some
+    /// elements come twice and as many never. Such a reading is torn: read again.
+    pub fn torn(&self) -> bool {
+        fn repeats<T: Ord>(items: impl Iterator<Item = T>) -> bool {
+            let mut seen = BTreeSet::new();
+            items.into_iter().any(|i| !seen.insert(i))
+        }
+        repeats(self.slots.iter().map(|(k, _)| *k))
+            || repeats(self.dsts.iter().map(|(m, k, _)| (m, *k)))
+            || repeats(self.fwd.iter().map(|(s, k)| (s, *k)))
+            || repeats(self.entries.iter().map(|(m, k, _, _)| (m, *k)))
+    }
+}
+
 /// Reads the output of `nft -j list table T` into a [`Listing`].
 pub fn listing_of_json(json: &str) -> Result<Listing, String> {
     let root: Value = serde_json::from_str(json).map_err(|e| format!("nft -j output: {e}"))?;
@@ -525,6 +542,19 @@ mod tests {
         assert_eq!(nat.cleanup, Vec::<String>::new());
         assert_eq!(nat.services.len(), 1);
         assert!(nat.services.values().all(SvcState::is_nat));
+    }
+
+    #[test]
+    fn a_listing_with_an_element_read_twice_is_torn() {
+        let mut l = listing_of_json(DR_JSON).unwrap();
+        assert!(!l.torn());
+        let first = l.slots[0];
+        l.slots.push(first);
+        assert!(l.torn(), "a slot read twice");
+        let mut l = listing_of_json(DR_JSON).unwrap();
+        let d = l.dsts[0].clone();
+        l.dsts.push(d);
+        assert!(l.torn(), "a destination read twice");
     }
 
     #[test]

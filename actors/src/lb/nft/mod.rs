@@ -199,10 +199,24 @@ impl NftKernel {
             }
             return Ok(listing?.map(|l| dump::build(l, table)));
         }
-        match self.list(table.name())? {
-            None => Ok(None),
-            Some(json) => dump::parse(&json, table).map(Some).map_err(KernelError::other),
+        self.read_json(table)
+    }
+
+    /// Reads one of our tables from `nft -j list table`, again while the reading is torn.
+    fn read_json(&mut self, table: TableId) -> Result<Option<dump::Parsed>, KernelError> {
+        for _ in 0..5 {
+            let Some(json) = self.list(table.name())? else {
+                return Ok(None);
+            };
+            let listing = dump::listing_of_json(&json).map_err(KernelError::other)?;
+            if !listing.torn() {
+                return Ok(Some(dump::build(listing, table)));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
+        Err(KernelError::other(format!(
+            "nft list table {table}: a set was rehashed during every listing"
+        )))
     }
 
     /// Reads our tables by netlink and through nft's JSON and says where the two
@@ -227,10 +241,7 @@ impl NftKernel {
                 Some(nl) => nl.list(table)?.map(|l| dump::build(l, t)),
                 None => return Err(KernelError::other("netlink is off")),
             };
-            let mut by_json = match self.list(table)? {
-                None => None,
-                Some(json) => Some(dump::parse(&json, t).map_err(KernelError::other)?),
-            };
+            let mut by_json = self.read_json(t)?;
             // nft's JSON (1.0.6) leaves a netdev chain's devices out: read them from
             // its text listing instead.
             if let Some(p) = by_json

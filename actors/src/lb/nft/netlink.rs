@@ -710,7 +710,8 @@ impl NfNetlink {
     }
 
     /// Lists one of our tables (`netdev hanode`): None if it does not exist. Retried
-    /// while the ruleset changes under the listing.
+    /// while the ruleset changes under the listing, or a set is rehashed under it
+    /// ([`Listing::torn`]).
     pub fn list(&mut self, table: &str) -> Result<Option<Listing>, KernelError> {
         let mut last = None;
         for _ in 0..5 {
@@ -721,6 +722,12 @@ impl NfNetlink {
                     continue;
                 }
                 Err(e) => return Err(e),
+                Ok(Some(l)) if l.torn() => {
+                    last = Some(KernelError::other(
+                        "nftables: a set was rehashed during every listing",
+                    ));
+                    std::thread::sleep(Duration::from_millis(2));
+                }
                 Ok(l) => {
                     if self.generation()? == before {
                         return Ok(l);
