@@ -13,7 +13,9 @@ fn main() {
         eprintln!("usage: udp-flood ADDR:PORT SECONDS FLOWS");
         std::process::exit(2)
     };
-    let [addr, secs, flows] = args.as_slice() else { usage() };
+    let [addr, secs, flows] = args.as_slice() else {
+        usage()
+    };
     let (Ok(addr), Ok(secs), Ok(flows)) = (
         addr.parse::<SocketAddr>(),
         secs.parse::<f64>(),
