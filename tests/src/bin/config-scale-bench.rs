@@ -5,7 +5,10 @@
 //! - three `--control-plane-only` directors on loopback (fsync on): the first `hactl propose
 //!   -f`, then K proposals that each change one weight, timed from the call until all three
 //!   directors report the new version; the data directories' growth per version; the RSS of
-//!   each director.
+//!   each director;
+//! - then (snapshots every 2K+50 versions, so none while measuring) patches until the leader
+//!   purged its log, a late joiner, and a follower wiped and added again: the time each
+//!   takes to reach the last version, from a snapshot.
 //!
 //!
 //! With `--full`: three full directors in namespaces instead (nftables data plane, a TCP
@@ -67,11 +70,25 @@ fn main() {
         rss / 1024
     );
 
-    let nodes = start_voters(root.path(), &["lvs01", "lvs02", "lvs03"], &[]);
+    // A snapshot after the measured versions (so their growth is the history's alone),
+    // for the late joiner and the wiped director at the end to catch up from.
+    let settings = root.path().join("raft.toml");
+    let snapshot_logs = 2 * u64::from(k) + 50;
+    std::fs::write(
+        &settings,
+        format!("[raft]\nsnapshot_logs = {snapshot_logs}\nkeep_logs = 2\n"),
+    )
+    .expect("write");
+    let settings = settings.to_str().expect("path").to_string();
+    let mut nodes = start_voters(
+        root.path(),
+        &["lvs01", "lvs02", "lvs03"],
+        &["--config", &settings],
+    );
     let cluster: String = nodes.iter().map(|x| x.addr.clone()).collect::<Vec<_>>().join(",");
-    let all_at = |v: u64| nodes.iter().all(|x| x.status().is_some_and(|s| s.version >= v));
+    let all_at = |nodes: &[Node], v: u64| nodes.iter().all(|x| x.status().is_some_and(|s| s.version >= v));
     let wait_all = |v: u64| {
-        while !all_at(v) {
+        while !all_at(&nodes, v) {
             std::thread::sleep(Duration::from_millis(2));
         }
     };
@@ -157,6 +174,72 @@ fn main() {
             .map(|r| (r / 1024).to_string())
             .collect::<Vec<_>>()
             .join("/")
+    );
+
+    // A late joiner, then a director whose disk was wiped: each catches up from a
+    // snapshot of the whole configuration (more patches first, past the threshold).
+    let leader = wait_for(Duration::from_secs(30), "a leader", || {
+        nodes
+            .iter()
+            .position(|x| x.status().is_some_and(|s| s.role == "leader"))
+    });
+    let mut last = 1 + 2 * u64::from(k);
+    let purged = |nodes: &[Node]| {
+        nodes[leader]
+            .status()
+            .and_then(|s| s.purged_index)
+            .is_some_and(|p| p > 5)
+    };
+    while !purged(&nodes) && last < 4 * snapshot_logs {
+        std::fs::write(
+            &patch,
+            vs_block(1, 4, |r| if r == 0 { 200 + last as u32 } else { 10 }),
+        )
+        .expect("write");
+        let out = hactl(&cluster, &["propose", "--patch", patch.to_str().expect("path")]);
+        assert!(out.status.success(), "{}", text(&out));
+        last += 1;
+        wait_all(last);
+    }
+    wait_for(
+        Duration::from_secs(60),
+        "a snapshot and a purged log on the leader",
+        || purged(&nodes).then_some(()),
+    );
+    let caught_up = |node: &Node, start: Instant| -> (f64, bool) {
+        wait_for(Duration::from_secs(600), "caught up", || {
+            node.status().is_some_and(|s| s.version >= last).then_some(())
+        });
+        (
+            start.elapsed().as_secs_f64(),
+            node.log_text().contains("snapshot installed"),
+        )
+    };
+    let mut late = Node::new(root.path(), "lvs04", &["--config", &settings]);
+    let start = Instant::now();
+    late.start(&["--join", &nodes[leader].addr]);
+    let (t, snap) = caught_up(&late, start);
+    println!("late joiner: at version {last} {t:.2} s after it started (from a snapshot: {snap})");
+    nodes.push(late);
+    let wiped = (0..3).find(|i| *i != leader).unwrap_or(2);
+    nodes[wiped].kill9();
+    std::fs::remove_dir_all(&nodes[wiped].data_dir).expect("wipe");
+    let seed = nodes[leader].addr.clone();
+    let start = Instant::now();
+    nodes[wiped].start(&["--join", &seed]);
+    let others: Vec<String> = (0..nodes.len())
+        .filter(|i| *i != wiped)
+        .map(|i| nodes[i].addr.clone())
+        .collect();
+    let out = hactl(
+        &others.join(","),
+        &["cluster", "remove", &nodes[wiped].name.clone()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (t, snap) = caught_up(&nodes[wiped], start);
+    println!(
+        "wiped director ({}): removed, joined again, at version {last} {t:.2} s after it started (from a snapshot: {snap})",
+        nodes[wiped].name
     );
 }
 
