@@ -20,8 +20,9 @@ pub struct Checks {
     pub checkers: BTreeMap<ProbeKey, Addr<CheckerActor>>,
     /// Checkers of the current configuration that could not start (see [`checker_ids`]).
     pub unstarted: Vec<CheckerId>,
-    /// The checker ids each probe reports for.
-    probe_ids: BTreeMap<ProbeKey, BTreeSet<CheckerId>>,
+    /// The checker ids each probe reports for, sorted (most probes have one: a set would
+    /// allocate a node for eleven).
+    probe_ids: BTreeMap<ProbeKey, Vec<CheckerId>>,
     /// The probes of each virtual server (by display name).
     by_vs: HashMap<String, BTreeSet<ProbeKey>>,
     /// What the probes of the configuration share (from its global settings).
@@ -308,7 +309,7 @@ impl Checks {
         for (id, t, p) in plan.specs {
             let key = self.canonical(probe_key(&t, &p, &self.cx.ca));
             self.by_vs.entry(id.vs.clone()).or_default().insert(key.clone());
-            self.probe_ids.entry(key.clone()).or_default().insert(id);
+            add_id(self.probe_ids.entry(key.clone()).or_default(), id);
             spec_of.entry(key).or_insert((t, p));
         }
         let mut touched: BTreeSet<ProbeKey> = old.keys().cloned().collect();
@@ -320,7 +321,7 @@ impl Checks {
     fn settle(
         &mut self,
         touched: BTreeSet<ProbeKey>,
-        before: &BTreeMap<ProbeKey, BTreeSet<CheckerId>>,
+        before: &BTreeMap<ProbeKey, Vec<CheckerId>>,
         mut spec_of: BTreeMap<ProbeKey, (Timing, ProbeSpec)>,
     ) -> ProbeChanges {
         let mut out = ProbeChanges::default();
@@ -414,11 +415,22 @@ impl Checks {
             self.by_vs.entry(id.vs.clone()).or_default().insert(key.clone());
             let ids = self.probe_ids.entry(key.clone()).or_default();
             before.entry(key.clone()).or_insert_with(|| ids.clone());
-            ids.insert(id);
+            add_id(ids, id);
             touched.insert(key.clone());
             spec_of.entry(key).or_insert((t, p));
         }
         self.settle(touched, &before, spec_of)
+    }
+}
+
+/// Adds `id` to a sorted list of ids (once).
+fn add_id(ids: &mut Vec<CheckerId>, id: CheckerId) {
+    if let Err(i) = ids.binary_search(&id) {
+        if ids.len() < 4 {
+            // Exactly what is needed while small: most probes keep one id.
+            ids.reserve_exact(1);
+        }
+        ids.insert(i, id);
     }
 }
 
