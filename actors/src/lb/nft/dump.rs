@@ -161,7 +161,7 @@ impl Listing {
         repeats(self.slots.iter().map(|(k, _)| *k))
             || repeats(self.dsts.iter().map(|(m, k, _)| (m, *k)))
             || repeats(self.fwd.iter().map(|(s, k)| (s, *k)))
-            || repeats(self.entries.iter().map(|(m, k, _, _)| (m, *k)))
+            || repeats(self.entries.iter().filter_map(|(m, k, _, _)| Some((m, (*k)?))))
     }
 }
 

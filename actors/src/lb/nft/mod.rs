@@ -368,12 +368,12 @@ impl NftKernel {
         out
     }
 
-    /// The shard tables the apply empties (they are dropped, flows and all).
-    fn dropped(&self, uses: &BTreeMap<TableId, Uses>) -> BTreeSet<TableId> {
+    /// The shard tables the apply empties (dropped once it committed, flows and all;
+    /// dropping a table that is not there is harmless).
+    fn dropped(uses: &BTreeMap<TableId, Uses>) -> BTreeSet<TableId> {
         uses.iter()
             .filter(|(t, u)| t.shard > 0 && u.services == 0)
             .map(|(t, _)| *t)
-            .filter(|t| self.present.contains(t) || self.idle.contains(t))
             .collect()
     }
 
@@ -405,7 +405,6 @@ impl NftKernel {
         ingress: &BTreeSet<String>,
         skeletons: &[TableId],
         shared: &[(TableId, String, Vec<String>)],
-        dropped: &BTreeSet<TableId>,
     ) -> Result<Vec<Cmd>, KernelError> {
         let mut cmds = Vec::new();
         for t in skeletons {
@@ -417,12 +416,8 @@ impl NftKernel {
         for (t, chain, rules) in shared {
             cmds.push(Cmd::Text(render::render_shared(*t, chain, rules)));
         }
-        if !dropped.is_empty() {
-            cmds.push(Cmd::Text(render::drop_tables(dropped.iter().copied())));
-        }
         for (key, new) in services {
-            // What was in a dropped table went with it.
-            let old = self.state.get(key).filter(|o| !dropped.contains(&o.table_id()));
+            let old = self.state.get(key);
             match new {
                 None => {
                     if let Some(o) = old {
@@ -483,7 +478,7 @@ impl NftKernel {
         ingress: BTreeSet<String>,
         skeletons: Vec<TableId>,
         shared: Vec<(TableId, String, Vec<String>)>,
-        dropped: BTreeSet<TableId>,
+        dropped: &BTreeSet<TableId>,
         uses: BTreeMap<TableId, Uses>,
     ) {
         for (k, st) in services {
@@ -544,13 +539,12 @@ impl NftKernel {
                 .insert(chain, render::fingerprint(&rules));
         }
         for t in dropped {
-            self.present.remove(&t);
-            self.shared.remove(&t);
+            self.present.remove(t);
+            self.shared.remove(t);
             if !t.nat {
                 self.ingress.remove(&t.shard);
             }
         }
-        self.idle.clear();
         self.cleanup.clear();
     }
 
@@ -571,14 +565,32 @@ impl NftKernel {
         let ingress = self.ingress_for(&uses);
         let skeletons = self.skeletons(&uses, &ingress);
         let shared = self.shared_changes(&uses);
-        let dropped = self.dropped(&uses);
-        let cmds = self.transaction(&services, &ingress, &skeletons, &shared, &dropped)?;
+        let mut dropped = Self::dropped(&uses);
+        let cmds = self.transaction(&services, &ingress, &skeletons, &shared)?;
         if let Err(e) = self.send(&cmds) {
-            // Perhaps our tables went: the next attempt sends the skeletons again.
-            self.present.clear();
+            // Perhaps the tables it needed went: the next attempt sends their skeletons
+            // again (the others are left as they are known).
+            for t in uses.keys().chain(skeletons.iter()) {
+                self.present.remove(t);
+            }
             return Err(e);
         }
-        self.commit(&services, ingress, skeletons, shared, dropped, uses);
+        // Shards the apply emptied go only once it committed (their last services were
+        // removed by it); one that cannot be dropped now is tried again with the next apply.
+        if !dropped.is_empty() {
+            if let Err(e) = run_nft(&mut self.nft, &render::drop_tables(dropped.iter().copied())) {
+                tracing::warn!("nftables: dropping emptied shard tables: {e}");
+                self.idle.extend(dropped.iter().copied());
+                dropped.clear();
+            }
+        }
+        let used: BTreeSet<TableId> = uses
+            .iter()
+            .filter(|(_, u)| u.services > 0)
+            .map(|(t, _)| *t)
+            .collect();
+        self.commit(&services, ingress, skeletons, shared, &dropped, uses);
+        self.idle.retain(|t| !dropped.contains(t) && !used.contains(t));
         Ok(())
     }
 }
@@ -738,7 +750,7 @@ impl KernelLb for NftKernel {
                 match state.entry(k) {
                     // The same service in two tables (a move cut short): keep one.
                     std::collections::btree_map::Entry::Occupied(_) => {
-                        cleanup.push(render::script(&render::delete_service(&st)));
+                        cleanup.push(render::script(&render::delete_service_in(&st, t)));
                     }
                     std::collections::btree_map::Entry::Vacant(v) => {
                         v.insert(st);

@@ -1114,7 +1114,12 @@ fn minus(a: &Elements, b: &Elements) -> Elements {
 
 /// Removes a service: its entry, its chain and its elements.
 pub fn delete_service(st: &SvcState) -> Vec<Cmd> {
-    let t = st.table();
+    delete_service_in(st, st.table_id())
+}
+
+/// Removes a service from `table` (where a dump found it).
+pub fn delete_service_in(st: &SvcState, table: TableId) -> Vec<Cmd> {
+    let t = table.name();
     let gone = elements(st);
     let vm = vmap_name(&st.key);
     let mut out = Vec::new();
