@@ -96,15 +96,23 @@ fn a_director_joins_a_token_cluster_with_an_operator_token_and_not_without() {
             .any(|(n, r)| n == "lvs04" && r == "voter")
             .then_some(())
     });
-    let (code, body) = get(&a1, &ro, "/v1/events?limit=10000");
-    assert_eq!(code, 200, "{body}");
-    let events: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-    assert!(
-        events.iter().any(|e| e["kind"] == "audit"
+    // The request's audit event is journaled once its answer is written, which can be
+    // just after the membership shows the new voter: wait for it.
+    let credited = |e: &serde_json::Value| {
+        e["kind"] == "audit"
             && e["subject"] == "deployer"
             && e["summary"].as_str().unwrap_or("").contains("/v1/members")
-            && e["summary"].as_str().unwrap_or("").contains("accepted")),
-        "no audit event naming the joining token: {events:?}"
+            && e["summary"].as_str().unwrap_or("").contains("accepted")
+    };
+    wait_for(
+        Duration::from_secs(10),
+        "an audit event crediting the joining token (deployer) with the accepted join",
+        || {
+            let (code, body) = get(&a1, &ro, "/v1/events?limit=10000");
+            assert_eq!(code, 200, "{body}");
+            let events: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+            events.iter().any(credited).then_some(())
+        },
     );
     // The new member serves the same cluster, to readers only with a token.
     let a4 = lvs04.addr.clone();
