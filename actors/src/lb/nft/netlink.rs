@@ -167,6 +167,11 @@ pub fn svc_key_bytes(key: &SvcKey) -> Option<Vec<u8>> {
     Some(b)
 }
 
+/// What a step does, for an error naming it: its nft text (as `script` writes it).
+fn described(cmd: &Cmd) -> String {
+    render::script(std::slice::from_ref(cmd)).trim_end().to_string()
+}
+
 /// One message of a batch, before framing: type, family, flags, attributes, and what it
 /// does.
 type Part = (u8, NetfilterProtoFamily, u16, Vec<u8>, String);
@@ -236,33 +241,15 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
             ]
             .concat();
             Ok(vec![match op {
-                ChainOp::Add => (
-                    NFT_MSG_NEWCHAIN,
-                    family,
-                    create,
-                    ids,
-                    format!("add chain {table} {chain}"),
-                ),
-                ChainOp::Delete => (
-                    NFT_MSG_DELCHAIN,
-                    family,
-                    NLM_F_REQUEST,
-                    ids,
-                    format!("delete chain {table} {chain}"),
-                ),
-                ChainOp::Flush => (
-                    NFT_MSG_DELRULE,
-                    family,
-                    NLM_F_REQUEST,
-                    ids,
-                    format!("flush chain {table} {chain}"),
-                ),
+                ChainOp::Add => (NFT_MSG_NEWCHAIN, family, create, ids, described(cmd)),
+                ChainOp::Delete => (NFT_MSG_DELCHAIN, family, NLM_F_REQUEST, ids, described(cmd)),
+                ChainOp::Flush => (NFT_MSG_DELRULE, family, NLM_F_REQUEST, ids, described(cmd)),
                 ChainOp::Append(r) => (
                     NFT_MSG_NEWRULE,
                     family,
                     create | NLM_F_APPEND,
                     [ids, expr::expressions(&r.exprs)].concat(),
-                    format!("add rule {table} {chain} {}", r.text),
+                    described(cmd),
                 ),
             }])
         }
@@ -287,20 +274,8 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
             ]
             .concat();
             Ok(vec![match target {
-                Some((_, chain)) => (
-                    NFT_MSG_NEWSETELEM,
-                    family,
-                    create,
-                    attrs,
-                    format!("add element {table} {map} {{ {key} : jump {chain} }}"),
-                ),
-                None => (
-                    NFT_MSG_DELSETELEM,
-                    family,
-                    NLM_F_REQUEST,
-                    attrs,
-                    format!("delete element {table} {map} {{ {key} }}"),
-                ),
+                Some(_) => (NFT_MSG_NEWSETELEM, family, create, attrs, described(cmd)),
+                None => (NFT_MSG_DELSETELEM, family, NLM_F_REQUEST, attrs, described(cmd)),
             }])
         }
     }
