@@ -72,6 +72,63 @@ fn lower_views(stmts: &[Stmt], views: &[Option<String>]) -> Vec<(crate::lower::L
     })
 }
 
+/// Diagnostics of several views (by index; 0 is the view of directors named in no `@`
+/// line), each kept once with the views that produced it.
+#[derive(Default)]
+pub(crate) struct ViewDiags {
+    seen: Vec<(Diagnostic, BTreeSet<usize>)>,
+    at: std::collections::HashMap<Diagnostic, usize>,
+}
+
+impl ViewDiags {
+    pub(crate) fn note(&mut self, d: Diagnostic, view: usize) {
+        match self.at.get(&d) {
+            Some(&i) => {
+                self.seen[i].1.insert(view);
+            }
+            None => {
+                self.at.insert(d.clone(), self.seen.len());
+                self.seen.push((d, BTreeSet::from([view])));
+            }
+        }
+    }
+
+    /// View `to` starts as a copy of view `from`: it has every diagnostic `from` has.
+    pub(crate) fn fork(&mut self, from: usize, to: usize) {
+        for (_, set) in &mut self.seen {
+            if set.contains(&from) {
+                set.insert(to);
+            }
+        }
+    }
+
+    /// The diagnostics of the file (`parsed`: the lexer's and parser's), each naming the
+    /// directors it concerns when not all of `views` have it, sorted by place.
+    pub(crate) fn finish(self, parsed: Diagnostics, views: &[Option<String>]) -> Diagnostics {
+        let mut diags = parsed;
+        for (mut d, set) in self.seen {
+            // Errors only in the view of directors named in no `@` line matter only if
+            // such a director exists: `--node`/membership names it, and then it is checked
+            // in its own view.
+            if set.len() == 1 && set.contains(&0) && views.len() > 1 && d.is_error() {
+                d.severity = crate::diag::Severity::Warning;
+            }
+            if set.len() != views.len() && d.node.is_none() {
+                let named: Vec<String> = set
+                    .iter()
+                    .filter_map(|&i| views.get(i))
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .map(|v| v.clone().unwrap_or_else(|| "(unnamed directors)".into()))
+                    .collect();
+                d.node = Some(named.join(", "));
+            }
+            diags.push(d);
+        }
+        diags.sorted()
+    }
+}
+
 /// Names of the directors a cluster file mentions in `@` conditions.
 pub fn node_names(stmts: &[Stmt]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -93,73 +150,50 @@ impl ClusterConfig {
         let mut views: Vec<Option<String>> = vec![None];
         views.extend(names.iter().cloned().map(Some));
 
-        // (diagnostic) -> views that produced it, in first-seen order
-        let mut seen: Vec<(Diagnostic, BTreeSet<Option<String>>)> = Vec::new();
-        let mut at: std::collections::HashMap<Diagnostic, usize> = std::collections::HashMap::new();
-        let mut note = |d: Diagnostic, v: &Option<String>| match at.get(&d) {
-            Some(&i) => {
-                seen[i].1.insert(v.clone());
+        let mut notes = ViewDiags::default();
+        let mut lowered = lower_views(&parsed.stmts, &views);
+        for (i, (l, checked)) in lowered.iter_mut().enumerate() {
+            for d in std::mem::take(&mut l.diags)
+                .into_iter()
+                .chain(std::mem::take(checked))
+            {
+                notes.note(d, i);
             }
-            None => {
-                at.insert(d.clone(), seen.len());
-                seen.push((d, BTreeSet::from([v.clone()])));
-            }
-        };
+        }
+        let cross: BTreeMap<String, (&Config, &SpanIndex)> = views
+            .iter()
+            .zip(&lowered)
+            .filter_map(|(v, (l, _))| Some((v.clone()?, (&l.config, &l.spans))))
+            .collect();
+        for d in validate::cross_node(&cross) {
+            notes.note(d, 0);
+        }
+        let diags = notes.finish(parsed.diags.clone(), &views);
         let mut cluster = ClusterConfig::default();
         let mut spans = BTreeMap::new();
-        let mut for_cross = BTreeMap::new();
-        for (v, (lowered, checked)) in views.iter().zip(lower_views(&parsed.stmts, &views)) {
-            for d in lowered.diags {
-                note(d, v);
-            }
-            for d in checked {
-                note(d, v);
-            }
-            match v {
-                None => cluster.default = lowered.config.clone(),
+        for (v, (l, _)) in views.into_iter().zip(lowered) {
+            match &v {
+                None => cluster.default = l.config,
                 Some(n) => {
-                    for_cross.insert(n.clone(), (lowered.config.clone(), lowered.spans.clone()));
-                    cluster.nodes.insert(n.clone(), lowered.config);
+                    cluster.nodes.insert(n.clone(), l.config);
                 }
             }
-            spans.insert(v.clone(), lowered.spans);
-        }
-        for d in validate::cross_node(&for_cross) {
-            note(d, &None);
-        }
-        let mut diags = parsed.diags.clone();
-        let all: BTreeSet<Option<String>> = views.iter().cloned().collect();
-        for (mut d, set) in seen {
-            // Errors only in the view of directors named in no `@` line matter only if
-            // such a director exists: `--node`/membership names it, and then it is checked
-            // in its own view.
-            if set.len() == 1 && set.contains(&None) && views.len() > 1 && d.is_error() {
-                d.severity = crate::diag::Severity::Warning;
-            }
-            if set != all && d.node.is_none() {
-                let named: Vec<String> = set
-                    .iter()
-                    .map(|v| v.clone().unwrap_or_else(|| "(unnamed directors)".into()))
-                    .collect();
-                d.node = Some(named.join(", "));
-            }
-            diags.push(d);
+            spans.insert(v, l.spans);
         }
         cluster.normalize();
         Loaded {
             cluster,
-            diags: diags.sorted(),
+            diags,
             spans,
         }
     }
 
     /// Drops named views identical to the default view (they add nothing).
     pub fn normalize(&mut self) {
-        let default = self.default.clone();
-        self.nodes.retain(|_, c| *c != default);
+        let ClusterConfig { nodes, default } = self;
+        nodes.retain(|_, c| c != default);
     }
 
-    /// The cluster file, with `@node` lines where the directors differ.
     pub fn print(&self) -> Result<String, MergeError> {
         self.print_blocks(true)
     }

@@ -148,11 +148,23 @@ impl Diagnostics {
 
     /// Sorted by position (file, line, column), positionless ones last.
     pub fn sorted(mut self) -> Self {
-        self.items.sort_by(|a, b| match (a.span, b.span) {
-            (Some(x), Some(y)) => x.cmp(&y),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
+        // By place (diagnostics without one last), then by content: one order whatever
+        // order they were found in.
+        self.items.sort_by(|a, b| {
+            let place = match (a.span, b.span) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            };
+            place.then_with(|| {
+                (a.severity, &a.message, &a.node, &a.suggestion).cmp(&(
+                    b.severity,
+                    &b.message,
+                    &b.node,
+                    &b.suggestion,
+                ))
+            })
         });
         self
     }

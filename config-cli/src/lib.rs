@@ -20,6 +20,7 @@ pub mod canon;
 pub mod cluster;
 pub mod diag;
 pub mod diff;
+pub mod file_check;
 pub mod keyed;
 pub mod lower;
 pub mod model;

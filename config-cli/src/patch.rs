@@ -221,7 +221,8 @@ fn validate_result(
     for d in named {
         keep(d);
     }
-    for d in validate::cross_node(&for_cross) {
+    let refs = for_cross.iter().map(|(n, (c, s))| (n.clone(), (c, s))).collect();
+    for d in validate::cross_node(&refs) {
         keep(d);
     }
     out

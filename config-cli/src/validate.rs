@@ -194,62 +194,73 @@ fn vrrp_checks(cfg: &Config, spans: &SpanIndex, d: &mut Diagnostics) {
 fn lvs_checks(cfg: &Config, spans: &SpanIndex, d: &mut Diagnostics) {
     let groups: BTreeSet<&str> = cfg.vs_groups.iter().map(|g| g.name.as_str()).collect();
     for vs in &cfg.virtual_servers {
-        let k = format!("vs {}", vs.key);
-        let here = spans.get(&k).copied();
-        if let VsKey::Group(g) = &vs.key {
-            if !groups.contains(g.as_str()) {
-                d.error(
-                    here,
-                    format!("virtual_server group {g}: no virtual_server_group {g} is defined"),
-                );
-            }
-        }
-        if vs.real_servers.is_empty() && vs.sorry_server.is_none() {
-            d.warning(here, format!("virtual_server {} has no real_server", vs.key));
-        }
-        if vs.persistence_granularity.is_some() && vs.persistence_timeout.is_none() {
-            d.warning(
-                at(spans, &[format!("{k} persistence_granularity"), k.clone()]),
-                format!(
-                    "virtual_server {}: persistence_granularity has no effect without persistence_timeout",
-                    vs.key
-                ),
+        let here = spans.get(&format!("vs {}", vs.key)).copied();
+        group_reference(&vs.key, here, |g| groups.contains(g), d);
+        virtual_server(vs, spans, d);
+    }
+}
+
+/// A `virtual_server group NAME` needs a `virtual_server_group NAME` in the same view.
+pub fn group_reference(key: &VsKey, here: Option<Span>, defined: impl Fn(&str) -> bool, d: &mut Diagnostics) {
+    if let VsKey::Group(g) = key {
+        if !defined(g) {
+            d.error(
+                here,
+                format!("virtual_server group {g}: no virtual_server_group {g} is defined"),
             );
         }
-        for rs in &vs.real_servers {
-            let rk = format!("{k} rs {}", crate::lower::rs_name(rs));
-            let rhere = at(spans, &[rk, k.clone()]);
-            let fwd = rs.lb_kind.unwrap_or(vs.lb_kind);
-            if let (VsKey::Addr { port, .. }, Some(rport)) = (&vs.key, rs.port) {
-                if matches!(fwd, Forwarding::Dr | Forwarding::Tun) && *port != 0 && rport != *port {
-                    d.error(
-                        rhere,
-                        format!(
-                            "real_server {} in {} virtual_server {}: {} cannot change the port; traffic arrives on port {port}, not {rport}",
-                            crate::lower::rs_name(rs),
-                            fwd.name(),
-                            vs.key,
-                            fwd.name()
-                        ),
-                    );
-                }
-            }
-            if rs.checkers.is_empty() {
-                d.warning(
+    }
+}
+
+/// The checks of one virtual server that need nothing outside it.
+pub fn virtual_server(vs: &VirtualServer, spans: &SpanIndex, d: &mut Diagnostics) {
+    let k = format!("vs {}", vs.key);
+    let here = spans.get(&k).copied();
+    if vs.real_servers.is_empty() && vs.sorry_server.is_none() {
+        d.warning(here, format!("virtual_server {} has no real_server", vs.key));
+    }
+    if vs.persistence_granularity.is_some() && vs.persistence_timeout.is_none() {
+        d.warning(
+            at(spans, &[format!("{k} persistence_granularity"), k.clone()]),
+            format!(
+                "virtual_server {}: persistence_granularity has no effect without persistence_timeout",
+                vs.key
+            ),
+        );
+    }
+    for rs in &vs.real_servers {
+        let rk = format!("{k} rs {}", crate::lower::rs_name(rs));
+        let rhere = at(spans, &[rk, k.clone()]);
+        let fwd = rs.lb_kind.unwrap_or(vs.lb_kind);
+        if let (VsKey::Addr { port, .. }, Some(rport)) = (&vs.key, rs.port) {
+            if matches!(fwd, Forwarding::Dr | Forwarding::Tun) && *port != 0 && rport != *port {
+                d.error(
                     rhere,
                     format!(
-                        "real_server {} in virtual_server {} has no checker: it is always considered up",
+                        "real_server {} in {} virtual_server {}: {} cannot change the port; traffic arrives on port {port}, not {rport}",
                         crate::lower::rs_name(rs),
-                        vs.key
+                        fwd.name(),
+                        vs.key,
+                        fwd.name()
                     ),
                 );
             }
+        }
+        if rs.checkers.is_empty() {
+            d.warning(
+                rhere,
+                format!(
+                    "real_server {} in virtual_server {} has no checker: it is always considered up",
+                    crate::lower::rs_name(rs),
+                    vs.key
+                ),
+            );
         }
     }
 }
 
 /// Checks across directors: the same VRRP instance on several directors.
-pub fn cross_node(views: &BTreeMap<String, (Config, SpanIndex)>) -> Diagnostics {
+pub fn cross_node(views: &BTreeMap<String, (&Config, &SpanIndex)>) -> Diagnostics {
     let mut d = Diagnostics::new();
     let mut names: BTreeSet<&str> = BTreeSet::new();
     for (cfg, _) in views.values() {
@@ -258,7 +269,7 @@ pub fn cross_node(views: &BTreeMap<String, (Config, SpanIndex)>) -> Diagnostics 
     for name in names {
         let present: Vec<(&String, &VrrpInstance, &SpanIndex)> = views
             .iter()
-            .filter_map(|(n, (c, s))| c.instance(name).map(|i| (n, i, s)))
+            .filter_map(|(n, (c, s))| c.instance(name).map(|i| (n, i, *s)))
             .collect();
         for (node, inst, spans) in &present {
             if inst.state != InitialState::Master || inst.nopreempt {

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 /// Lowering context: the director being lowered and the diagnostics collected.
+#[derive(Clone)]
 pub struct Ctx {
     node: Option<String>,
     diags: Diagnostics,
@@ -37,13 +38,18 @@ impl Ctx {
         self.spans.entry(key.into()).or_insert(span);
     }
 
+    pub(crate) fn set_node(&mut self, node: Option<&str>) {
+        self.node = node.map(str::to_string);
+    }
+
+    /// Whether this director sees statement `s` (its own line; not what is inside it).
+    pub fn admits(&self, s: &Stmt) -> bool {
+        s.cond.as_ref().is_none_or(|c| c.admits(self.node.as_deref()))
+    }
+
     /// Statements this director sees.
     pub fn visible<'a>(&self, stmts: &'a [Stmt]) -> Vec<&'a Stmt> {
-        let node = self.node.as_deref();
-        stmts
-            .iter()
-            .filter(|s| s.cond.as_ref().is_none_or(|c| c.admits(node)))
-            .collect()
+        stmts.iter().filter(|s| self.admits(s)).collect()
     }
 
     pub fn error(&mut self, span: Span, msg: impl Into<String>) {

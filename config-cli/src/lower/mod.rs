@@ -42,21 +42,12 @@ pub struct SharedBlocks {
     by_stmt: std::collections::HashMap<usize, (Option<crate::model::VirtualServer>, Diagnostics, SpanIndex)>,
 }
 
-fn has_condition(s: &Stmt) -> bool {
-    s.cond.is_some() || s.children().iter().any(has_condition)
-}
-
 impl SharedBlocks {
     pub fn new(stmts: &[Stmt]) -> Self {
         let by_stmt = stmts
             .iter()
             .filter(|s| s.keyword() == "virtual_server" && !has_condition(s))
-            .map(|s| {
-                let mut cx = Ctx::new(None);
-                let vs = lvs::virtual_server(&mut cx, s);
-                let (diags, spans) = cx.finish();
-                (s as *const Stmt as usize, (vs, diags, spans))
-            })
+            .map(|s| (s as *const Stmt as usize, virtual_server_alone(s, None)))
             .collect();
         SharedBlocks { by_stmt }
     }
@@ -79,48 +70,74 @@ fn lower_from(
     shared: Option<&SharedBlocks>,
     global: crate::model::GlobalDefs,
 ) -> Lowered {
-    let mut cx = Ctx::new(node);
-    let mut cfg = Config {
-        global,
-        ..Config::default()
-    };
-    // Virtual servers can be 10,000s: duplicates are found by key, not by a scan.
-    let mut vs_keys = std::collections::HashSet::new();
-    for s in cx.visible(stmts) {
+    let mut view = ViewLowering::new(node, global);
+    for s in stmts {
+        if view.sees(s) {
+            view.statement(s, shared);
+        }
+    }
+    view.finish()
+}
+
+/// One director's view lowered a top-level statement at a time (what [`lower`] does over
+/// a whole tree; `hactl check` feeds it statements as they are parsed).
+#[derive(Clone)]
+pub struct ViewLowering {
+    cx: Ctx,
+    cfg: Config,
+    /// Virtual servers can be 10,000s: duplicates are found by key, not by a scan.
+    vs_keys: std::collections::HashSet<crate::model::VsKey>,
+}
+
+impl ViewLowering {
+    pub fn new(node: Option<&str>, global: crate::model::GlobalDefs) -> Self {
+        ViewLowering {
+            cx: Ctx::new(node),
+            cfg: Config {
+                global,
+                ..Config::default()
+            },
+            vs_keys: Default::default(),
+        }
+    }
+
+    /// The same view so far, for a director `node` that no line seen so far names (it sees
+    /// exactly what this view saw).
+    pub fn fork(&self, node: Option<&str>) -> Self {
+        let mut v = self.clone();
+        v.cx.set_node(node);
+        v
+    }
+
+    /// Whether this view sees top-level statement `s`.
+    pub fn sees(&self, s: &Stmt) -> bool {
+        self.cx.admits(s)
+    }
+
+    /// Lowers a top-level statement this view sees.
+    pub fn statement(&mut self, s: &Stmt, shared: Option<&SharedBlocks>) {
+        let cx = &mut self.cx;
+        let cfg = &mut self.cfg;
         match s.keyword() {
-            "global_defs" => global::global_defs(&mut cx, s, &mut cfg.global),
+            "global_defs" => global::global_defs(cx, s, &mut cfg.global),
             "vrrp_script" => {
-                if let Some(v) = vrrp::vrrp_script(&mut cx, s) {
-                    upsert(&mut cx, &mut cfg.vrrp_scripts, v, |v| &v.name, s, "vrrp_script")
+                if let Some(v) = vrrp::vrrp_script(cx, s) {
+                    upsert(cx, &mut cfg.vrrp_scripts, v, |v| &v.name, s, "vrrp_script")
                 }
             }
             "vrrp_sync_group" => {
-                if let Some(v) = vrrp::sync_group(&mut cx, s) {
-                    upsert(
-                        &mut cx,
-                        &mut cfg.sync_groups,
-                        v,
-                        |v| &v.name,
-                        s,
-                        "vrrp_sync_group",
-                    )
+                if let Some(v) = vrrp::sync_group(cx, s) {
+                    upsert(cx, &mut cfg.sync_groups, v, |v| &v.name, s, "vrrp_sync_group")
                 }
             }
             "vrrp_instance" => {
-                if let Some(v) = vrrp::instance(&mut cx, s, &cfg.global) {
-                    upsert(&mut cx, &mut cfg.instances, v, |v| &v.name, s, "vrrp_instance")
+                if let Some(v) = vrrp::instance(cx, s, &cfg.global) {
+                    upsert(cx, &mut cfg.instances, v, |v| &v.name, s, "vrrp_instance")
                 }
             }
             "virtual_server_group" => {
-                if let Some(v) = lvs::vs_group(&mut cx, s) {
-                    upsert(
-                        &mut cx,
-                        &mut cfg.vs_groups,
-                        v,
-                        |v| &v.name,
-                        s,
-                        "virtual_server_group",
-                    )
+                if let Some(v) = lvs::vs_group(cx, s) {
+                    upsert(cx, &mut cfg.vs_groups, v, |v| &v.name, s, "virtual_server_group")
                 }
             }
             "virtual_server" => {
@@ -134,13 +151,13 @@ fn lower_from(
                         }
                         vs.clone()
                     }
-                    None => lvs::virtual_server(&mut cx, s),
+                    None => lvs::virtual_server(cx, s),
                 };
                 if let Some(v) = lowered {
-                    if !vs_keys.insert(v.key.clone()) {
-                        cx.error(s.span(), format!("virtual_server {} is defined twice", v.key));
-                    } else {
+                    if self.vs_keys.insert(v.key.clone()) {
                         cfg.virtual_servers.push(v);
+                    } else {
+                        cx.push(duplicate_virtual_server(&v.key, s.span()));
                     }
                 }
             }
@@ -151,12 +168,45 @@ fn lower_from(
             }
         }
     }
-    let (diags, spans) = cx.finish();
-    Lowered {
-        config: cfg,
-        spans,
-        diags,
+
+    /// The view's configuration, where its entities were written, and its diagnostics.
+    pub fn finish(self) -> Lowered {
+        let (diags, spans) = self.cx.finish();
+        Lowered {
+            config: self.cfg,
+            spans,
+            diags,
+        }
     }
+}
+
+/// keepalived refuses a second `virtual_server` with the same address (or fwmark, group).
+pub fn duplicate_virtual_server(
+    key: &crate::model::VsKey,
+    at: crate::syntax::Span,
+) -> crate::diag::Diagnostic {
+    crate::diag::Diagnostic::error(at, format!("virtual_server {key} is defined twice"))
+}
+
+/// One `virtual_server` block lowered alone for director `node`: its model (None when its
+/// key line is unusable), its diagnostics, and where its settings were written.
+pub fn virtual_server_alone(
+    s: &Stmt,
+    node: Option<&str>,
+) -> (
+    Option<crate::model::VirtualServer>,
+    crate::diag::Diagnostics,
+    SpanIndex,
+) {
+    let mut cx = Ctx::new(node);
+    let vs = lvs::virtual_server(&mut cx, s);
+    let (diags, spans) = cx.finish();
+    (vs, diags, spans)
+}
+
+/// Whether a statement or any line inside it has an `@node` condition.
+pub fn has_condition(s: &Stmt) -> bool {
+    s.cond.is_some() || s.children().iter().any(has_condition)
 }
 
 /// The key a `virtual_server ARGS` line names, or why it names none.

@@ -63,25 +63,27 @@ impl LexLine {
 
 /// Splits a file's text into lexical lines. Problems go to `diags`; the lexer never fails.
 pub fn lex(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<LexLine> {
-    let mut out = Vec::new();
-    for (idx, raw) in text.split('\n').enumerate() {
-        let line_no = (idx + 1) as u32;
-        let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        if raw.len() > MAX_LINE_BYTES {
-            diags.error(
-                Span::new(file, line_no, 1),
-                format!(
-                    "line is {} bytes long; the limit is {MAX_LINE_BYTES} bytes: line ignored",
-                    raw.len()
-                ),
-            );
-            continue;
-        }
-        if let Some(line) = lex_line(file, line_no, raw, diags) {
-            out.push(line);
-        }
+    text.split('\n')
+        .enumerate()
+        .filter_map(|(idx, raw)| lex_physical_line(file, (idx + 1) as u32, raw, diags))
+        .collect()
+}
+
+/// One physical line (without its `\n`): its tokens, or None for a blank, comment-only or
+/// refused (over-long) line.
+pub fn lex_physical_line(file: FileId, line_no: u32, raw: &str, diags: &mut Diagnostics) -> Option<LexLine> {
+    let raw = raw.strip_suffix('\r').unwrap_or(raw);
+    if raw.len() > MAX_LINE_BYTES {
+        diags.error(
+            Span::new(file, line_no, 1),
+            format!(
+                "line is {} bytes long; the limit is {MAX_LINE_BYTES} bytes: line ignored",
+                raw.len()
+            ),
+        );
+        return None;
     }
-    out
+    lex_line(file, line_no, raw, diags)
 }
 
 fn lex_line(file: FileId, line_no: u32, raw: &str, diags: &mut Diagnostics) -> Option<LexLine> {

@@ -6,7 +6,7 @@
 //! files are reported at the `include` line. All I/O goes through [`SourceLoader`], so the
 //! parser runs the same over the file system and over in-memory files.
 
-use super::lexer::{lex, LexLine};
+use super::lexer::{lex_physical_line, LexLine};
 use super::source::{SourceMap, Span};
 use crate::diag::Diagnostics;
 use std::collections::BTreeMap;
@@ -101,19 +101,6 @@ fn has_glob_chars(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
-/// Reads `path` and every file it includes, in order, as lexical lines.
-pub fn load(
-    path: &Path,
-    loader: &dyn SourceLoader,
-    sources: &mut SourceMap,
-    diags: &mut Diagnostics,
-) -> Vec<LexLine> {
-    let mut out = Vec::new();
-    let mut stack = Vec::new();
-    load_one(path, None, loader, sources, diags, &mut stack, &mut out);
-    out
-}
-
 fn decode(bytes: &[u8]) -> Result<String, String> {
     if let Some(pos) = bytes.iter().position(|&b| b == 0) {
         return Err(format!(
@@ -124,90 +111,157 @@ fn decode(bytes: &[u8]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(bytes).into_owned())
 }
 
-fn load_one(
-    path: &Path,
-    included_at: Option<Span>,
-    loader: &dyn SourceLoader,
-    sources: &mut SourceMap,
-    diags: &mut Diagnostics,
-    stack: &mut Vec<PathBuf>,
-    out: &mut Vec<LexLine>,
-) {
-    let id = loader.identity(path);
-    if stack.contains(&id) {
-        diags.error(
-            included_at,
-            format!("include loop: {} is already being read", path.display()),
-        );
-        return;
+/// The lexical lines of a file and its includes, read one at a time: a file's text is
+/// held while it is being read, its lines are lexed as they are asked for, so a parser
+/// that drops what it has consumed holds O(one statement), not O(file).
+pub struct Lines<'l> {
+    loader: &'l dyn SourceLoader,
+    /// The file being read and the files that include it, outermost first.
+    frames: Vec<Frame>,
+}
+
+struct Frame {
+    /// For loop detection.
+    identity: PathBuf,
+    file: crate::syntax::FileId,
+    dir: PathBuf,
+    text: String,
+    /// Byte offset of the next physical line; None once the last one was read.
+    next: Option<usize>,
+    line_no: u32,
+    /// Files an `include` glob matched and that are still to be read, in order.
+    pending: std::collections::VecDeque<(PathBuf, Span)>,
+}
+
+impl<'l> Lines<'l> {
+    /// Starts reading `path` (problems opening it go to `diags`; then there are no lines).
+    pub fn open(
+        path: &Path,
+        loader: &'l dyn SourceLoader,
+        sources: &mut SourceMap,
+        diags: &mut Diagnostics,
+    ) -> Self {
+        let mut lines = Lines {
+            loader,
+            frames: Vec::new(),
+        };
+        lines.enter(path, None, sources, diags);
+        lines
     }
-    if stack.len() >= MAX_INCLUDE_DEPTH {
-        diags.error(
-            included_at,
-            format!("includes nested deeper than {MAX_INCLUDE_DEPTH} files"),
-        );
-        return;
-    }
-    let bytes = match loader.read(path) {
-        Ok(b) if b.len() > MAX_FILE_BYTES => Err(format!(
-            "{}: file is {} bytes; the limit is {MAX_FILE_BYTES}",
-            path.display(),
-            b.len()
-        )),
-        Ok(b) => Ok(b),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    };
-    let file = sources.add(path);
-    let text = match bytes.and_then(|b| decode(&b).map_err(|e| format!("{}: {e}", path.display()))) {
-        Ok(t) => t,
-        Err(msg) => {
-            diags.error(included_at.or(Some(Span::new(file, 1, 1))), msg);
+
+    /// Pushes `path` as the file being read, or reports why it cannot be.
+    fn enter(
+        &mut self,
+        path: &Path,
+        included_at: Option<Span>,
+        sources: &mut SourceMap,
+        diags: &mut Diagnostics,
+    ) {
+        let identity = self.loader.identity(path);
+        if self.frames.iter().any(|f| f.identity == identity) {
+            diags.error(
+                included_at,
+                format!("include loop: {} is already being read", path.display()),
+            );
             return;
         }
-    };
-    stack.push(id);
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    for line in lex(file, &text, diags) {
-        let Some((pattern, pspan)) = line.include_pattern() else {
-            if line.first_word() == Some("include") {
+        if self.frames.len() >= MAX_INCLUDE_DEPTH {
+            diags.error(
+                included_at,
+                format!("includes nested deeper than {MAX_INCLUDE_DEPTH} files"),
+            );
+            return;
+        }
+        let bytes = match self.loader.read(path) {
+            Ok(b) if b.len() > MAX_FILE_BYTES => Err(format!(
+                "{}: file is {} bytes; the limit is {MAX_FILE_BYTES}",
+                path.display(),
+                b.len()
+            )),
+            Ok(b) => Ok(b),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let file = sources.add(path);
+        let text = match bytes.and_then(|b| decode(&b).map_err(|e| format!("{}: {e}", path.display()))) {
+            Ok(t) => t,
+            Err(msg) => {
+                diags.error(included_at.or(Some(Span::new(file, 1, 1))), msg);
+                return;
+            }
+        };
+        self.frames.push(Frame {
+            identity,
+            file,
+            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            text,
+            next: Some(0),
+            line_no: 0,
+            pending: Default::default(),
+        });
+    }
+
+    /// The next lexical line, `include` lines expanded where they stand; None at the end.
+    pub fn next_line(&mut self, sources: &mut SourceMap, diags: &mut Diagnostics) -> Option<LexLine> {
+        loop {
+            let top = self.frames.last_mut()?;
+            if let Some((path, span)) = top.pending.pop_front() {
+                self.enter(&path, Some(span), sources, diags);
+                continue;
+            }
+            let Some(at) = top.next else {
+                self.frames.pop();
+                continue;
+            };
+            let rest = top.text.get(at..).unwrap_or("");
+            let raw = match rest.find('\n') {
+                Some(i) => {
+                    top.next = Some(at + i + 1);
+                    &rest[..i]
+                }
+                None => {
+                    top.next = None;
+                    rest
+                }
+            };
+            top.line_no += 1;
+            let Some(line) = lex_physical_line(top.file, top.line_no, raw, diags) else {
+                continue;
+            };
+            let Some((pattern, pspan)) = line.include_pattern() else {
+                if line.first_word() == Some("include") {
+                    diags.error(
+                        line.toks[0].span,
+                        "`include` takes exactly one file name or glob pattern",
+                    );
+                    continue;
+                }
+                return Some(line);
+            };
+            if let Some((_, cspan)) = &line.cond {
                 diags.error(
-                    line.toks[0].span,
-                    "`include` takes exactly one file name or glob pattern",
+                    *cspan,
+                    "a conditional (`@`) include is not supported: put the condition on the included lines",
                 );
                 continue;
             }
-            out.push(line);
-            continue;
-        };
-        if let Some((_, cspan)) = &line.cond {
-            diags.error(
-                *cspan,
-                "a conditional (`@`) include is not supported: put the condition on the included lines",
-            );
-            continue;
-        }
-        let full = if Path::new(pattern).is_absolute() {
-            PathBuf::from(pattern)
-        } else {
-            dir.join(pattern)
-        };
-        if !has_glob_chars(pattern) {
-            load_one(&full, Some(pspan), loader, sources, diags, stack, out);
-            continue;
-        }
-        match loader.glob(&full) {
-            Ok(matches) if matches.is_empty() => {
-                diags.warning(pspan, format!("no file matches include pattern `{pattern}`"))
+            let full = if Path::new(pattern).is_absolute() {
+                PathBuf::from(pattern)
+            } else {
+                top.dir.join(pattern)
+            };
+            if !has_glob_chars(pattern) {
+                self.enter(&full, Some(pspan), sources, diags);
+                continue;
             }
-            Ok(matches) => {
-                for m in matches {
-                    load_one(&m, Some(pspan), loader, sources, diags, stack, out);
+            match self.loader.glob(&full) {
+                Ok(matches) if matches.is_empty() => {
+                    diags.warning(pspan, format!("no file matches include pattern `{pattern}`"))
                 }
+                Ok(matches) => top.pending.extend(matches.into_iter().map(|m| (m, pspan))),
+                Err(e) => diags.error(pspan, format!("bad include pattern `{pattern}`: {e}")),
             }
-            Err(e) => diags.error(pspan, format!("bad include pattern `{pattern}`: {e}")),
         }
     }
-    stack.pop();
 }
 
 #[cfg(test)]

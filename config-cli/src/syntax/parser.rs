@@ -1,8 +1,8 @@
 //! Builds the statement tree from lexical lines (after `include` expansion).
 
 use super::ast::{Block, Cond, Stmt, Word};
-use super::lexer::{LexLine, TokKind};
-use super::loader::{load, SourceLoader};
+use super::lexer::{Tok, TokKind};
+use super::loader::{Lines, SourceLoader};
 use super::source::{SourceMap, Span};
 use crate::diag::Diagnostics;
 use std::path::Path;
@@ -20,10 +20,9 @@ pub struct Parsed {
 
 /// Reads `path` (and its includes) through `loader` and parses it.
 pub fn parse_file(path: &Path, loader: &dyn SourceLoader) -> Parsed {
-    let mut sources = SourceMap::new();
-    let mut diags = Diagnostics::new();
-    let lines = load(path, loader, &mut sources, &mut diags);
-    let stmts = build_tree(&lines, &mut diags);
+    let mut stream = StmtStream::open(path, loader);
+    let stmts = std::iter::from_fn(|| stream.next_stmt()).collect();
+    let (sources, diags) = stream.finish();
     Parsed {
         stmts,
         sources,
@@ -37,118 +36,193 @@ pub fn parse_str(name: &str, text: &str) -> Parsed {
     parse_file(Path::new(name), &loader)
 }
 
-/// A token, its span, its line's condition, and whether it ends its line.
-type FlatTok<'a> = (&'a TokKind, Span, Option<&'a (Cond, Span)>, bool);
-
-struct Cursor<'a> {
-    toks: Vec<FlatTok<'a>>,
-    pos: usize,
+/// The top-level statements of a file, parsed one at a time as they are asked for: the
+/// lines are lexed as the parser reaches them, so a reader that handles each statement
+/// and drops it (`hactl check`) never holds the file's tree.
+pub struct StmtStream<'l> {
+    cur: Cursor<'l>,
 }
 
-/// One flat token stream; the bool marks the end of a physical line.
-fn flatten(lines: &[LexLine]) -> Cursor<'_> {
-    let mut toks = Vec::new();
-    for l in lines {
-        let n = l.toks.len();
-        for (i, t) in l.toks.iter().enumerate() {
-            toks.push((&t.kind, t.span, l.cond.as_ref(), i + 1 == n));
+impl<'l> StmtStream<'l> {
+    pub fn open(path: &Path, loader: &'l dyn SourceLoader) -> Self {
+        let mut sources = SourceMap::new();
+        let mut diags = Diagnostics::new();
+        let lines = Lines::open(path, loader, &mut sources, &mut diags);
+        StmtStream {
+            cur: Cursor {
+                lines,
+                sources,
+                diags,
+                cond: None,
+                toks: Vec::new(),
+            },
         }
     }
-    Cursor { toks, pos: 0 }
+
+    /// The next top-level statement; None at the end of the input.
+    pub fn next_stmt(&mut self) -> Option<Stmt> {
+        loop {
+            match parse_item(&mut self.cur, None, 0) {
+                Item::Stmt(s) => return Some(s),
+                Item::Skipped => continue,
+                Item::Closed | Item::End => return None,
+            }
+        }
+    }
+
+    /// The files read and every problem found (call after the last statement).
+    pub fn finish(mut self) -> (SourceMap, Diagnostics) {
+        self.cur.skip_to_end();
+        (self.cur.sources, self.cur.diags)
+    }
 }
 
-pub fn build_tree(lines: &[LexLine], diags: &mut Diagnostics) -> Vec<Stmt> {
-    let mut cur = flatten(lines);
-    parse_block(&mut cur, None, 0, diags)
+/// The token stream: the current line's condition and its tokens not yet consumed (last
+/// first), the next lines read on demand.
+struct Cursor<'l> {
+    lines: Lines<'l>,
+    sources: SourceMap,
+    diags: Diagnostics,
+    cond: Option<(Cond, Span)>,
+    toks: Vec<Tok>,
 }
 
-fn parse_block(
-    cur: &mut Cursor<'_>,
-    opened_at: Option<Span>,
-    depth: usize,
-    diags: &mut Diagnostics,
-) -> Vec<Stmt> {
+/// The next token, its line's condition, and whether it ends its line.
+type Peek<'a> = (&'a TokKind, Span, Option<&'a (Cond, Span)>, bool);
+
+impl Cursor<'_> {
+    fn peek(&mut self) -> Option<Peek<'_>> {
+        while self.toks.is_empty() {
+            let line = self.lines.next_line(&mut self.sources, &mut self.diags)?;
+            self.cond = line.cond;
+            self.toks = line.toks;
+            self.toks.reverse();
+        }
+        let eol = self.toks.len() == 1;
+        let t = self.toks.last()?;
+        Some((&t.kind, t.span, self.cond.as_ref(), eol))
+    }
+
+    /// Consumes the token [`peek`](Self::peek) returned.
+    fn bump(&mut self) -> Option<Tok> {
+        self.toks.pop()
+    }
+
+    /// Drops every token left (the lines are still read, for their diagnostics).
+    fn skip_to_end(&mut self) {
+        self.toks.clear();
+        while self.lines.next_line(&mut self.sources, &mut self.diags).is_some() {}
+    }
+}
+
+enum Item {
+    Stmt(Stmt),
+    /// Something that is not a statement was consumed (and reported).
+    Skipped,
+    /// The `}` of the enclosing block.
+    Closed,
+    End,
+}
+
+fn parse_block(cur: &mut Cursor<'_>, opened_at: Option<Span>, depth: usize) -> Vec<Stmt> {
     let mut stmts = Vec::new();
     loop {
-        let Some(&(kind, span, cond, _)) = cur.toks.get(cur.pos) else {
-            if let Some(open) = opened_at {
-                diags.error(
-                    open,
-                    "block opened here is not closed: missing `}` before the end of the file",
-                );
-            }
-            return stmts;
-        };
-        match kind {
-            TokKind::Close => {
-                cur.pos += 1;
-                if let Some((_, cspan)) = cond {
-                    diags.error(
-                        *cspan,
-                        "a conditional (`@`) line cannot close a block: put `}` on its own line",
-                    );
-                }
-                match opened_at {
-                    Some(_) => return stmts,
-                    None => diags.error(span, "extra `}` with no open block"),
-                }
-            }
-            TokKind::Open => {
-                cur.pos += 1;
-                diags.error(span, "`{` without a keyword before it: block ignored");
-                if depth + 1 >= MAX_DEPTH {
-                    diags.error(span, format!("blocks nested deeper than {MAX_DEPTH} levels"));
-                    skip_to_end(cur);
-                    return stmts;
-                }
-                parse_block(cur, Some(span), depth + 1, diags);
-            }
-            TokKind::Word { .. } => {
-                let mut words = Vec::new();
-                while let Some(&(TokKind::Word { text, quoted }, wspan, _, eol)) = cur.toks.get(cur.pos) {
-                    words.push(Word {
-                        text: text.clone(),
-                        span: wspan,
-                        quoted: *quoted,
-                    });
-                    cur.pos += 1;
-                    if eol {
-                        break;
-                    }
-                }
-                let mut stmt = Stmt {
-                    cond: cond.map(|(c, _)| c.clone()),
-                    words,
-                    block: None,
-                };
-                if let Some(&(TokKind::Open, ospan, ocond, _)) = cur.toks.get(cur.pos) {
-                    cur.pos += 1;
-                    if let Some((_, cspan)) = cond.or(ocond) {
-                        diags.error(
-                            *cspan,
-                            "a block cannot be conditional: put the `@node` prefix on the lines inside it",
-                        );
-                    }
-                    if depth + 1 >= MAX_DEPTH {
-                        diags.error(ospan, format!("blocks nested deeper than {MAX_DEPTH} levels"));
-                        skip_to_end(cur);
-                        stmts.push(stmt);
-                        return stmts;
-                    }
-                    let inner = parse_block(cur, Some(ospan), depth + 1, diags);
-                    stmt.block = Some(Block {
-                        open: ospan,
-                        stmts: inner,
-                    });
-                }
-                stmts.push(stmt);
-            }
+        match parse_item(cur, opened_at, depth) {
+            Item::Stmt(s) => stmts.push(s),
+            Item::Skipped => {}
+            Item::Closed | Item::End => return stmts,
         }
     }
 }
 
-fn skip_to_end(cur: &mut Cursor<'_>) {
-    cur.pos = cur.toks.len();
+/// One item of a block opened at `opened_at` (None: the top level).
+fn parse_item(cur: &mut Cursor<'_>, opened_at: Option<Span>, depth: usize) -> Item {
+    let Some((kind, span, cond, _)) = cur.peek() else {
+        if let Some(open) = opened_at {
+            cur.diags.error(
+                open,
+                "block opened here is not closed: missing `}` before the end of the file",
+            );
+        }
+        return Item::End;
+    };
+    let cond_span = cond.map(|(_, s)| *s);
+    match kind {
+        TokKind::Close => {
+            cur.bump();
+            if let Some(cspan) = cond_span {
+                cur.diags.error(
+                    cspan,
+                    "a conditional (`@`) line cannot close a block: put `}` on its own line",
+                );
+            }
+            match opened_at {
+                Some(_) => Item::Closed,
+                None => {
+                    cur.diags.error(span, "extra `}` with no open block");
+                    Item::Skipped
+                }
+            }
+        }
+        TokKind::Open => {
+            cur.bump();
+            cur.diags
+                .error(span, "`{` without a keyword before it: block ignored");
+            if depth + 1 >= MAX_DEPTH {
+                cur.diags
+                    .error(span, format!("blocks nested deeper than {MAX_DEPTH} levels"));
+                cur.skip_to_end();
+                return Item::Skipped;
+            }
+            parse_block(cur, Some(span), depth + 1);
+            Item::Skipped
+        }
+        TokKind::Word { .. } => {
+            let cond = cond.map(|(c, _)| c.clone());
+            let mut words = Vec::new();
+            while let Some((TokKind::Word { .. }, _, _, eol)) = cur.peek() {
+                if let Some(Tok {
+                    kind: TokKind::Word { text, quoted },
+                    span,
+                }) = cur.bump()
+                {
+                    words.push(Word { text, span, quoted });
+                }
+                if eol {
+                    break;
+                }
+            }
+            words.shrink_to_fit();
+            let mut stmt = Stmt {
+                cond,
+                words,
+                block: None,
+            };
+            if let Some((TokKind::Open, ospan, ocond, _)) = cur.peek() {
+                let ocond_span = ocond.map(|(_, s)| *s);
+                cur.bump();
+                if let Some(cspan) = cond_span.or(ocond_span) {
+                    cur.diags.error(
+                        cspan,
+                        "a block cannot be conditional: put the `@node` prefix on the lines inside it",
+                    );
+                }
+                if depth + 1 >= MAX_DEPTH {
+                    cur.diags
+                        .error(ospan, format!("blocks nested deeper than {MAX_DEPTH} levels"));
+                    cur.skip_to_end();
+                    return Item::Stmt(stmt);
+                }
+                let mut inner = parse_block(cur, Some(ospan), depth + 1);
+                inner.shrink_to_fit();
+                stmt.block = Some(Block {
+                    open: ospan,
+                    stmts: inner,
+                });
+            }
+            Item::Stmt(stmt)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 //! director's RSS once every checker has probed.
 //!
 //! `cargo build --release --workspace --bins && target/release/config-scale-bench [--full] [N] [K]`
+//! (`config-scale-bench --write N FILE` writes the cluster file alone, for profiling).
 
 use e2e::scale::{rs_addr, scale_conf, vs_addr, vs_block};
 use e2e::*;
@@ -27,6 +28,14 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let all: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, n, path] = all.as_slice() {
+        if flag == "--write" {
+            // The bench's cluster file alone (for profiling `hactl check` and keepalived -t).
+            let n: u32 = n.parse().expect("--write N FILE");
+            std::fs::write(path, scale_conf(n, 4, |_, _| 10)).expect("write cluster file");
+            return;
+        }
+    }
     let full = all.iter().any(|a| a == "--full");
     let mut args = all.into_iter().filter(|a| a != "--full");
     let n: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);

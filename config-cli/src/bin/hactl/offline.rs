@@ -50,15 +50,18 @@ pub fn check(files: &[PathBuf], nodes: &[String], format: Format) -> Result<Exit
     let mut errors = false;
     let mut json = Vec::new();
     for f in files {
-        let (parsed, loaded) = cluster::load_file(f, nodes);
-        errors |= loaded.diags.has_errors();
+        // One pass over the file, each statement checked and dropped as it is parsed.
+        let checked = ha_config::file_check::check_file(f, &ha_config::syntax::FsLoader, nodes);
+        errors |= checked.diags.has_errors();
         match format {
             Format::Text => {
-                for d in loaded.diags.iter() {
-                    println!("{}", d.render(&parsed.sources));
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                for d in checked.diags.iter() {
+                    writeln!(out, "{}", d.render(&checked.sources))?;
                 }
+                out.flush()?;
             }
-            Format::Json => json.extend(loaded.diags.iter().map(|d| d.to_json(&parsed.sources))),
+            Format::Json => json.extend(checked.diags.iter().map(|d| d.to_json(&checked.sources))),
         }
     }
     if format == Format::Json {
