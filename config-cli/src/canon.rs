@@ -10,7 +10,43 @@ use crate::cluster::ClusterConfig;
 use crate::model::*;
 
 fn sort_by_json<T: serde::Serialize>(v: &mut [T]) {
-    v.sort_by_cached_key(|x| serde_json::to_string(x).unwrap_or_default());
+    if v.len() > 1 {
+        v.sort_by_cached_key(|x| serde_json::to_string(x).unwrap_or_default());
+    }
+}
+
+fn sorted_by_json<T: serde::Serialize>(v: &[T]) -> bool {
+    v.len() <= 1
+        || v.windows(2).all(|w| {
+            serde_json::to_string(&w[0]).unwrap_or_default()
+                <= serde_json::to_string(&w[1]).unwrap_or_default()
+        })
+}
+
+/// Whether a virtual server is already in canonical order (most are: one checker per
+/// real server, real servers written in address order), so it can be shared as it is.
+pub fn is_canonical_virtual_server(vs: &VirtualServer) -> bool {
+    vs.real_servers
+        .windows(2)
+        .all(|w| (w[0].ip, w[0].port) <= (w[1].ip, w[1].port))
+        && vs.real_servers.iter().all(|rs| {
+            sorted_by_json(&rs.checkers)
+                && rs.checkers.iter().all(|c| match &c.kind {
+                    CheckKind::Http(h) | CheckKind::Ssl(h) => sorted_by_json(&h.urls),
+                    _ => true,
+                })
+        })
+}
+
+/// A virtual server in canonical order, shared when it already is.
+pub fn canonical_shared(vs: &std::sync::Arc<VirtualServer>) -> std::sync::Arc<VirtualServer> {
+    if is_canonical_virtual_server(vs) {
+        vs.clone()
+    } else {
+        let mut v = (**vs).clone();
+        canonical_virtual_server(&mut v);
+        std::sync::Arc::new(v)
+    }
 }
 
 /// A sync group in canonical order.
@@ -52,7 +88,9 @@ pub fn canonical_config(c: &Config) -> Config {
         g.members.sort();
     }
     c.vs_groups.sort_by(|a, b| a.name.cmp(&b.name));
-    c.virtual_servers.iter_mut().for_each(canonical_virtual_server);
+    c.virtual_servers
+        .iter_mut()
+        .for_each(|v| *v = canonical_shared(v));
     c.virtual_servers.sort_by(|a, b| a.key.cmp(&b.key));
     c
 }

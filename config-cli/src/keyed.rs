@@ -77,7 +77,7 @@ pub enum Item {
     SyncGroup(Box<SyncGroup>),
     Instance(Box<VrrpInstance>),
     VsGroup(Box<VirtualServerGroup>),
-    VirtualServer(Box<VirtualServer>),
+    VirtualServer(Arc<VirtualServer>),
 }
 
 /// One key across the directors.
@@ -502,12 +502,8 @@ pub(crate) fn items_of(c: &Config) -> impl Iterator<Item = (Key, Item)> + '_ {
         (Key::VsGroup(g.name.clone()), Item::VsGroup(Box::new(g)))
     });
     let vss = c.virtual_servers.iter().map(|v| {
-        let mut v = v.clone();
-        crate::canon::canonical_virtual_server(&mut v);
-        (
-            Key::VirtualServer(v.key.clone()),
-            Item::VirtualServer(Box::new(v)),
-        )
+        let v = crate::canon::canonical_shared(v);
+        (Key::VirtualServer(v.key.clone()), Item::VirtualServer(v))
     });
     global
         .chain(scripts)
@@ -554,7 +550,7 @@ pub fn assemble<'a>(items: impl Iterator<Item = &'a Item>) -> Config {
             Item::SyncGroup(g) => c.sync_groups.push((**g).clone()),
             Item::Instance(i) => c.instances.push((**i).clone()),
             Item::VsGroup(g) => c.vs_groups.push((**g).clone()),
-            Item::VirtualServer(v) => c.virtual_servers.push((**v).clone()),
+            Item::VirtualServer(v) => c.virtual_servers.push(v.clone()),
         }
     }
     c

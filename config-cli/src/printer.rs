@@ -121,7 +121,7 @@ pub fn nodes(cfg: &Config) -> Vec<Node> {
     out.extend(cfg.sync_groups.iter().map(sync_group));
     out.extend(cfg.instances.iter().map(instance));
     out.extend(cfg.vs_groups.iter().map(vs_group));
-    out.extend(cfg.virtual_servers.iter().map(virtual_server));
+    out.extend(cfg.virtual_servers.iter().map(|v| virtual_server(v)));
     out.extend(cfg.extra.iter().map(raw));
     out
 }

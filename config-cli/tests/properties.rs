@@ -274,7 +274,7 @@ fn config() -> impl Strategy<Value = Config> {
                 c.global.vrrp_skip_check_adv_addr = skip;
                 c.vrrp_scripts = scripts.clone();
                 c.instances = insts;
-                c.virtual_servers = vss.clone();
+                c.virtual_servers = vss.iter().cloned().map(std::sync::Arc::new).collect();
                 c
             })
         })
@@ -330,7 +330,7 @@ proptest! {
         shuffled.instances.reverse();
         shuffled.virtual_servers.reverse();
         for vs in &mut shuffled.virtual_servers {
-            vs.real_servers.reverse();
+            std::sync::Arc::make_mut(vs).real_servers.reverse();
         }
         shuffled.vrrp_scripts.reverse();
         prop_assert_eq!(canon::hash(&reparse(&printer::print(&shuffled))), h);
@@ -346,15 +346,15 @@ proptest! {
                 Some(i) => { i.priority = if i.priority == 1 { 2 } else { i.priority - 1 }; true }
                 None => false,
             },
-            2 => match m.virtual_servers.iter_mut().flat_map(|v| v.real_servers.iter_mut()).nth(pick % 7) {
+            2 => match m.virtual_servers.iter_mut().flat_map(|v| std::sync::Arc::make_mut(v).real_servers.iter_mut()).nth(pick % 7) {
                 Some(r) => { r.weight += 1; true }
                 None => false,
             },
             3 => match m.virtual_servers.get_mut(pick % cfg.virtual_servers.len().max(1)) {
-                Some(v) => { v.real_servers.push(RealServer::new(IpAddr::V4(Ipv4Addr::new(198, 19, 0, 1)), v.real_servers.first().and_then(|r| r.port))); true }
+                Some(v) => { let v = std::sync::Arc::make_mut(v); v.real_servers.push(RealServer::new(IpAddr::V4(Ipv4Addr::new(198, 19, 0, 1)), v.real_servers.first().and_then(|r| r.port))); true }
                 None => false,
             },
-            4 => match m.virtual_servers.iter_mut().flat_map(|v| v.real_servers.iter_mut()).flat_map(|r| r.checkers.iter_mut()).nth(pick % 5) {
+            4 => match m.virtual_servers.iter_mut().flat_map(|v| std::sync::Arc::make_mut(v).real_servers.iter_mut()).flat_map(|r| r.checkers.iter_mut()).nth(pick % 5) {
                 Some(c) => { c.common.retry += 1; true }
                 None => false,
             },
@@ -379,7 +379,7 @@ proptest! {
         for i in &mut b.instances {
             i.priority = p2;
         }
-        if let Some(rs) = b.virtual_servers.iter_mut().flat_map(|v| v.real_servers.iter_mut()).next() {
+        if let Some(rs) = b.virtual_servers.iter_mut().flat_map(|v| std::sync::Arc::make_mut(v).real_servers.iter_mut()).next() {
             rs.weight = w;
         }
         let spans = SpanIndex::new();

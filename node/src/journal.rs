@@ -262,6 +262,25 @@ impl Journal {
     }
 }
 
+/// Opens a store a test just dropped: sled's flusher thread lets go of the file lock a
+/// moment after the last handle is dropped, so the open is tried until the lock is free.
+#[cfg(test)]
+pub(crate) fn reopen(dir: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            Err(e) => panic!("reopening {}: {e}", dir.display()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,7 +295,7 @@ mod tests {
             assert_eq!(j.append("vrrp", "VI_1", "BACKUP -> MASTER").unwrap(), 1);
             assert_eq!(j.append("check", "rs01", "UP -> DOWN").unwrap(), 2);
         }
-        let db = sled::open(&dir).unwrap();
+        let db = reopen(&dir);
         let j = Journal::open(&db, "lvs01", DEFAULT_MAX_EVENTS).unwrap();
         assert_eq!(j.append("sync", "nftables", "version 2").unwrap(), 3);
         let all = j.list(1, 10).unwrap();

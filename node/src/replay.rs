@@ -185,9 +185,9 @@ pub struct Replayer<'a> {
 
 fn id_of(vs: &str, rs: &str, checker: &str) -> CheckerId {
     CheckerId {
-        vs: vs.to_string(),
-        rs: rs.to_string(),
-        checker: checker.to_string(),
+        vs: vs.into(),
+        rs: rs.into(),
+        checker: checker.into(),
     }
 }
 
@@ -260,8 +260,10 @@ impl<'a> Replayer<'a> {
                     (&mut self.scratch.rs, rs),
                     (&mut self.scratch.checker, checker),
                 ] {
-                    to.clear();
-                    to.push_str(from);
+                    // Ids are shared strings: a new one only when it differs.
+                    if **to != **from {
+                        *to = from.as_str().into();
+                    }
                 }
                 if let Some(i) = self.health.record(&self.scratch, health(*up), *weight, reason) {
                     if self.health.depends_on_history(i) {
@@ -394,9 +396,9 @@ impl<'a> Replayer<'a> {
                 .verdicts
                 .into_iter()
                 .map(|(id, h, weight, reason)| CheckpointVerdict {
-                    vs: id.vs,
-                    rs: id.rs,
-                    checker: id.checker,
+                    vs: id.vs.to_string(),
+                    rs: id.rs.to_string(),
+                    checker: id.checker.to_string(),
                     up: h == Health::Up,
                     weight,
                     reason,
@@ -804,9 +806,9 @@ mod tests {
                 live.recompute(i);
             }
             let d = EventDetail::Check {
-                vs: id.vs.clone(),
-                rs: id.rs.clone(),
-                checker: id.checker.clone(),
+                vs: id.vs.to_string(),
+                rs: id.rs.to_string(),
+                checker: id.checker.to_string(),
                 up,
                 weight: None,
                 reason: "flap".into(),

@@ -227,7 +227,7 @@ mod tests {
             assert!(matches!(early, Ok(Err(ReplayError::Dropped { .. }))));
         }
         // The count survives a restart.
-        let db = sled::open(&dir).unwrap();
+        let db = crate::journal::reopen(&dir);
         let j = Journal::open(&db, "lvs01", 20).unwrap();
         let b = j.bounds().unwrap();
         assert_eq!(j.dropped(), 300 - (b.len() - 1));

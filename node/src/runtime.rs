@@ -251,14 +251,14 @@ impl Director {
         };
         let (checks, probes) = match &mut self.checks {
             Some(c) if !whole => {
-                let changes: Vec<(String, Option<::ha_config::model::VirtualServer>)> = unfed
+                let changes: Vec<(String, Option<std::sync::Arc<::ha_config::model::VirtualServer>>)> = unfed
                     .iter()
                     .flatten()
                     .filter_map(|k| match k {
                         Key::VirtualServer(vk) => Some((
                             vk.to_string(),
                             match self.view.get(k) {
-                                Some(Item::VirtualServer(vs)) => Some((**vs).clone()),
+                                Some(Item::VirtualServer(vs)) => Some(vs.clone()),
                                 _ => None,
                             },
                         )),
@@ -299,7 +299,7 @@ impl Director {
         let unstarted: Vec<(String, String, String)> = checks
             .unstarted
             .iter()
-            .map(|id| (id.vs.clone(), id.rs.clone(), id.checker.clone()))
+            .map(|id| (id.vs.to_string(), id.rs.to_string(), id.checker.to_string()))
             .collect();
         let summary = match unstarted.len() {
             0 => format!("version {version}: checkers and data plane on it (probes: {probes})"),
@@ -630,9 +630,9 @@ impl Handler<CheckEvent> for Director {
             &e.id.to_string(),
             &format!("{:?} -> {:?}: {}", e.from, e.to, e.reason),
             EventDetail::Check {
-                vs: e.id.vs.clone(),
-                rs: e.id.rs.clone(),
-                checker: e.id.checker.clone(),
+                vs: e.id.vs.to_string(),
+                rs: e.id.rs.to_string(),
+                checker: e.id.checker.to_string(),
                 up: e.to == ::actors::check::schedule::Health::Up,
                 weight: e.weight,
                 reason: e.reason.clone(),

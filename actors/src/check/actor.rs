@@ -35,9 +35,11 @@ pub enum ProbeSpec {
 /// the real server's checkers).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CheckerId {
-    pub vs: String,
-    pub rs: String,
-    pub checker: String,
+    // Shared, not copied: the runner, the hub and the checker's actor each hold the ids
+    // of 10,000s of checks.
+    pub vs: std::sync::Arc<str>,
+    pub rs: std::sync::Arc<str>,
+    pub checker: std::sync::Arc<str>,
 }
 
 impl std::fmt::Display for CheckerId {

@@ -24,7 +24,7 @@ pub struct Checks {
     /// allocate a node for eleven).
     probe_ids: BTreeMap<ProbeKey, Vec<CheckerId>>,
     /// The probes of each virtual server (by display name).
-    by_vs: HashMap<String, BTreeSet<ProbeKey>>,
+    by_vs: HashMap<std::sync::Arc<str>, BTreeSet<ProbeKey>>,
     /// What the probes of the configuration share (from its global settings).
     cx: PlanContext,
     /// Checker threads (one per core): probes spread over them so one busy thread does
@@ -106,8 +106,9 @@ struct Plan {
 pub fn checker_ids(config: &Config) -> BTreeMap<CheckerId, super::schedule::Health> {
     let mut out = BTreeMap::new();
     for vs in &config.virtual_servers {
-        let vname = vs.key.to_string();
+        let vname: std::sync::Arc<str> = vs.key.to_string().into();
         for rs in &vs.real_servers {
+            let rname: std::sync::Arc<str> = rs_name(rs).into();
             for (n, c) in rs.checkers.iter().enumerate() {
                 match &c.kind {
                     CheckKind::Other(_) => continue,
@@ -115,7 +116,7 @@ pub fn checker_ids(config: &Config) -> BTreeMap<CheckerId, super::schedule::Heal
                     _ => {}
                 }
                 out.insert(
-                    checker_id(&vname, rs, n, c),
+                    checker_id(&vname, &rname, n, c),
                     CheckerCore::new(Timing::from(&c.common)).health(),
                 );
             }
@@ -125,16 +126,31 @@ pub fn checker_ids(config: &Config) -> BTreeMap<CheckerId, super::schedule::Heal
 }
 
 fn checker_id(
-    vname: &str,
-    rs: &ha_config::model::RealServer,
+    vname: &std::sync::Arc<str>,
+    rname: &std::sync::Arc<str>,
     n: usize,
     c: &ha_config::model::Checker,
 ) -> CheckerId {
     CheckerId {
-        vs: vname.to_string(),
-        rs: rs_name(rs),
-        checker: format!("{}#{n}", c.kind.keyword()),
+        vs: vname.clone(),
+        rs: rname.clone(),
+        checker: checker_label(c.kind.keyword(), n),
     }
+}
+
+/// `KIND#N`, one shared copy per label (a handful of distinct ones for 10,000s of checks).
+fn checker_label(kind: &str, n: usize) -> std::sync::Arc<str> {
+    static LABELS: std::sync::OnceLock<std::sync::Mutex<HashMap<String, std::sync::Arc<str>>>> =
+        std::sync::OnceLock::new();
+    let label = format!("{kind}#{n}");
+    let mut labels = LABELS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    labels
+        .entry(label)
+        .or_insert_with_key(|l| l.as_str().into())
+        .clone()
 }
 
 /// A random number in [0, 1) from the clock and a counter (warmup spreading only).
@@ -169,7 +185,9 @@ fn plan_vs(
     specs: &mut Vec<Spec>,
     unstarted: &mut Vec<CheckerId>,
 ) {
+    let vshared: std::sync::Arc<str> = vname.into();
     for rs in &vs.real_servers {
+        let rname: std::sync::Arc<str> = rs_name(rs).into();
         for (n, c) in rs.checkers.iter().enumerate() {
             let port = c.common.connect_port.or(rs.port).unwrap_or(0);
             let ip = c.common.connect_ip.unwrap_or(rs.ip);
@@ -207,7 +225,7 @@ fn plan_vs(
                         Ok(r) => r,
                         Err(e) => {
                             tracing::error!(vs = %vname, rs = %rs_name(rs), "MISC_CHECK user: {e}; checker not started");
-                            unstarted.push(checker_id(vname, rs, n, c));
+                            unstarted.push(checker_id(&vshared, &rname, n, c));
                             continue;
                         }
                     };
@@ -227,7 +245,7 @@ fn plan_vs(
                     continue;
                 }
             };
-            specs.push((checker_id(vname, rs, n, c), Timing::from(&c.common), probe));
+            specs.push((checker_id(&vshared, &rname, n, c), Timing::from(&c.common), probe));
         }
     }
 }
@@ -380,20 +398,24 @@ impl Checks {
     /// Applies a change of some virtual servers (by display name; `None`: removed) under
     /// the same global settings and groups: only their probes are touched, and the hub
     /// recomputes only them. O(change).
-    pub fn update(&mut self, changes: Vec<(String, Option<VirtualServer>)>, version: u64) -> ProbeChanges {
+    pub fn update(
+        &mut self,
+        changes: Vec<(String, Option<std::sync::Arc<VirtualServer>>)>,
+        version: u64,
+    ) -> ProbeChanges {
         let mut touched = BTreeSet::new();
         let mut before = BTreeMap::new();
         let (mut specs, mut unstarted) = (Vec::new(), Vec::new());
         let (mut upserts, mut removed) = (Vec::new(), Vec::new());
         for (name, vs) in changes {
-            for key in self.by_vs.remove(&name).unwrap_or_default() {
+            for key in self.by_vs.remove(name.as_str()).unwrap_or_default() {
                 if let Some(ids) = self.probe_ids.get_mut(&key) {
                     before.entry(key.clone()).or_insert_with(|| ids.clone());
-                    ids.retain(|id| id.vs != name);
+                    ids.retain(|id| *id.vs != *name);
                 }
                 touched.insert(key);
             }
-            self.unstarted.retain(|id| id.vs != name);
+            self.unstarted.retain(|id| *id.vs != *name);
             match vs {
                 Some(vs) => {
                     plan_vs(&name, &vs, &self.cx, &mut specs, &mut unstarted);
@@ -470,7 +492,32 @@ pub type ProbeKey = std::sync::Arc<str>;
 /// What makes two checks the same probe.
 fn probe_key(t: &Timing, p: &ProbeSpec, ca: &Option<String>) -> ProbeKey {
     let key = match p {
-        ProbeSpec::Tcp(target) => format!("tcp {target:?} {t:?}"),
+        // The common kind (10,000s of them): a short key, every field in it.
+        ProbeSpec::Tcp(target) => {
+            // Destructured: a new timing field cannot be left out of the key.
+            let Timing {
+                connect_timeout,
+                retry,
+                delay_before_retry,
+                delay_loop,
+                warmup,
+                alpha,
+            } = t;
+            let bind = target.bind.map(|b| format!(" from {b}")).unwrap_or_default();
+            let us = |d: &std::time::Duration| d.as_micros();
+            format!(
+                "tcp {}{bind} {}/{retry}/{}/{}/{}/{}",
+                target.addr,
+                us(connect_timeout),
+                us(delay_before_retry),
+                us(delay_loop),
+                warmup
+                    .as_ref()
+                    .map(|w| us(w).to_string())
+                    .unwrap_or_else(|| "-".into()),
+                u8::from(*alpha)
+            )
+        }
         ProbeSpec::Http {
             target,
             urls,

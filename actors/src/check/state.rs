@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// One virtual server with its display name (shared: replay reconfigures to the same
 /// committed version's services many times, and the hub keeps those that did not change).
-pub type NamedVs = Arc<(String, VirtualServer)>;
+pub type NamedVs = Arc<(String, Arc<VirtualServer>)>;
 
 /// A configuration's virtual servers by display name, in config order.
 pub type Services = Arc<[NamedVs]>;
@@ -204,14 +204,14 @@ impl HealthState {
     /// Forgets the verdicts of virtual server `vs`'s checkers that are not in `keep`.
     fn forget_checkers(&mut self, vs: &str, keep: &BTreeMap<CheckerId, Health>) {
         let from = CheckerId {
-            vs: vs.to_string(),
-            rs: String::new(),
-            checker: String::new(),
+            vs: vs.into(),
+            rs: "".into(),
+            checker: "".into(),
         };
         let stale: Vec<CheckerId> = self
             .verdicts
             .range(from..)
-            .take_while(|(id, _)| id.vs == vs)
+            .take_while(|(id, _)| &*id.vs == vs)
             .filter(|(id, _)| !keep.contains_key(*id))
             .map(|(id, _)| id.clone())
             .collect();
@@ -307,7 +307,7 @@ impl HealthState {
             }
             None => v.reason = Some(reason.to_string()),
         }
-        self.index.get(&id.vs).copied()
+        self.index.get(&*id.vs).copied()
     }
 
     /// The checkers of one real server of virtual server `vs`, in id order.
@@ -317,9 +317,9 @@ impl HealthState {
         rs: &str,
     ) -> impl Iterator<Item = (&'a CheckerId, &'a Verdict)> + 'a {
         let from = CheckerId {
-            vs: vs.to_string(),
-            rs: rs.to_string(),
-            checker: String::new(),
+            vs: vs.into(),
+            rs: rs.into(),
+            checker: "".into(),
         };
         let (vs, rs) = (from.vs.clone(), from.rs.clone());
         self.verdicts
@@ -531,9 +531,9 @@ mod tests {
                     (0..rs.checkers.len()).map(move |n| {
                         (
                             CheckerId {
-                                vs: nv.0.clone(),
-                                rs: rs_name(rs),
-                                checker: format!("TCP_CHECK#{n}"),
+                                vs: nv.0.as_str().into(),
+                                rs: rs_name(rs).into(),
+                                checker: format!("TCP_CHECK#{n}").into(),
                             },
                             Health::Up,
                         )

@@ -124,7 +124,7 @@ mod tests {
         );
         let (_, l) = cluster::load_str("t.conf", &text, &[]);
         assert!(!l.diags.has_errors(), "{:?}", l.diags);
-        l.cluster.default.virtual_servers[0].clone()
+        (*l.cluster.default.virtual_servers[0]).clone()
     }
 
     fn alive_if(ips: &'static [&'static str]) -> impl Fn(usize, &RealServer) -> RsVerdict {

@@ -285,6 +285,8 @@ pub fn virtual_server(cx: &mut Ctx, s: &Stmt) -> Option<VirtualServer> {
             }
         }
     }
+    vs.real_servers.shrink_to_fit();
+    vs.extra.shrink_to_fit();
     Some(vs)
 }
 
@@ -334,5 +336,8 @@ fn real_server(cx: &mut Ctx, s: &Stmt, vs_inh: &Inherit, vs_key: &VsKey) -> Opti
             rs.checkers.push(chk);
         }
     }
+    // Exact sizes: 10,000s of these are held (a one-checker Vec would reserve four).
+    rs.checkers.shrink_to_fit();
+    rs.extra.shrink_to_fit();
     Some(rs)
 }

@@ -39,7 +39,14 @@ pub fn lower(stmts: &[Stmt], node: Option<&str>) -> Lowered {
 /// file with several views lowers its 10,000s of virtual servers once, not once per view.
 pub struct SharedBlocks {
     /// By the statement's address in the parsed tree.
-    by_stmt: std::collections::HashMap<usize, (Option<crate::model::VirtualServer>, Diagnostics, SpanIndex)>,
+    by_stmt: std::collections::HashMap<
+        usize,
+        (
+            Option<std::sync::Arc<crate::model::VirtualServer>>,
+            Diagnostics,
+            SpanIndex,
+        ),
+    >,
 }
 
 impl SharedBlocks {
@@ -47,7 +54,10 @@ impl SharedBlocks {
         let by_stmt = stmts
             .iter()
             .filter(|s| s.keyword() == "virtual_server" && !has_condition(s))
-            .map(|s| (s as *const Stmt as usize, virtual_server_alone(s, None)))
+            .map(|s| {
+                let (vs, diags, spans) = virtual_server_alone(s, None);
+                (s as *const Stmt as usize, (vs.map(Into::into), diags, spans))
+            })
             .collect();
         SharedBlocks { by_stmt }
     }
@@ -151,7 +161,7 @@ impl ViewLowering {
                         }
                         vs.clone()
                     }
-                    None => lvs::virtual_server(cx, s),
+                    None => lvs::virtual_server(cx, s).map(Into::into),
                 };
                 if let Some(v) = lowered {
                     if self.vs_keys.insert(v.key.clone()) {

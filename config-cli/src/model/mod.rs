@@ -24,7 +24,9 @@ pub struct Config {
     pub sync_groups: Vec<SyncGroup>,
     pub instances: Vec<VrrpInstance>,
     pub vs_groups: Vec<VirtualServerGroup>,
-    pub virtual_servers: Vec<VirtualServer>,
+    /// Shared, not copied, between the views of a cluster and the keyed configuration
+    /// (10,000s of them); changed through `Arc::make_mut`.
+    pub virtual_servers: Vec<std::sync::Arc<VirtualServer>>,
     /// Top-level blocks keepalived knows and we do not model (e.g. `static_ipaddress`).
     pub extra: Vec<RawStmt>,
 }
@@ -35,7 +37,7 @@ impl Config {
     }
 
     pub fn virtual_server(&self, key: &VsKey) -> Option<&VirtualServer> {
-        self.virtual_servers.iter().find(|v| &v.key == key)
+        self.virtual_servers.iter().find(|v| &v.key == key).map(|v| &**v)
     }
 
     pub fn vrrp_script(&self, name: &str) -> Option<&VrrpScript> {

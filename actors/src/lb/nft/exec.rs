@@ -1,9 +1,8 @@
 //! Runs nft scripts and table listings, in-process through libnftables where the library
 //! can be loaded, else with the `nft` program.
 //!
-//! In-process, one libnftables context is kept for the life of the backend: no process
-//! is started per change (about 4 ms each), and the context's copy of the ruleset (its
-//! cache) is reused while the kernel's ruleset generation has not moved. The library is
+//! In-process, no process is started per change (about 4 ms each); the context is renewed
+//! after each run so that its copy of the ruleset (its cache) is not held between runs. The library is
 //! loaded at run time (`libnftables.so.1`, shipped by Debian's `nftables` package beside
 //! the `nft` program), so a host without it still works through the program, and the IPVS
 //! backend does not need it at all.
@@ -131,6 +130,9 @@ type RunCmd = unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int;
 /// One libnftables context (`struct nft_ctx`), its output and errors buffered.
 pub struct LibNft {
     ctx: *mut c_void,
+    new: CtxNew,
+    buffer_output: CtxInt,
+    buffer_error: CtxInt,
     free: CtxFree,
     run: RunCmd,
     output: CtxBuf,
@@ -160,16 +162,12 @@ impl LibNft {
             let error: CtxBuf = *lib
                 .get(b"nft_ctx_get_error_buffer\0")
                 .map_err(|e| e.to_string())?;
-            let ctx = new(0);
-            if ctx.is_null() {
-                return Err("nft_ctx_new failed".into());
-            }
-            if buffer_output(ctx) != 0 || buffer_error(ctx) != 0 {
-                free(ctx);
-                return Err("nft_ctx_buffer_output/error failed".into());
-            }
+            let ctx = fresh_ctx(new, buffer_output, buffer_error, free)?;
             Ok(LibNft {
                 ctx,
+                new,
+                buffer_output,
+                buffer_error,
                 free,
                 run,
                 output,
@@ -189,6 +187,14 @@ impl LibNft {
             // Read (and so reset) both buffers every time.
             let _ = buffer(self.output, self.ctx);
             let err = buffer(self.error, self.ctx);
+            // The context keeps a copy of the ruleset it read (about 1 KB per service at
+            // 10,000s of services). Our own netlink batches move the ruleset's generation
+            // between two runs anyway, so that copy would be read again: a fresh context
+            // holds nothing meanwhile.
+            if let Ok(fresh) = fresh_ctx(self.new, self.buffer_output, self.buffer_error, self.free) {
+                (self.free)(self.ctx);
+                self.ctx = fresh;
+            }
             if rc == 0 {
                 Ok(())
             } else {
@@ -196,6 +202,27 @@ impl LibNft {
             }
         }
     }
+}
+
+/// A new context with its output and errors buffered.
+///
+/// # Safety
+/// The functions are libnftables' own.
+unsafe fn fresh_ctx(
+    new: CtxNew,
+    buffer_output: CtxInt,
+    buffer_error: CtxInt,
+    free: CtxFree,
+) -> Result<*mut c_void, String> {
+    let ctx = new(0);
+    if ctx.is_null() {
+        return Err("nft_ctx_new failed".into());
+    }
+    if buffer_output(ctx) != 0 || buffer_error(ctx) != 0 {
+        free(ctx);
+        return Err("nft_ctx_buffer_output/error failed".into());
+    }
+    Ok(ctx)
 }
 
 /// # Safety
