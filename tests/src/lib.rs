@@ -225,24 +225,36 @@ pub fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T
 /// `n_vs` virtual servers with `n_rs` real servers each; `generation` varies the weights
 /// so every generation has a different hash.
 pub fn cluster_conf(generation: u32, n_vs: u32, n_rs: u32) -> String {
+    cluster_conf_by(n_vs, n_rs, |_| generation)
+}
+
+/// [`cluster_conf`] with each virtual server `v` at its own generation `gen_of(v)`.
+pub fn cluster_conf_by(n_vs: u32, n_rs: u32, gen_of: impl Fn(u32) -> u32) -> String {
     let mut s = String::from(
         "global_defs {\n    router_id LVS_DEVEL\n}\n\nvrrp_instance VI_1 {\n    @lvs01 state MASTER\n    @lvs02 state BACKUP\n    @lvs03 state BACKUP\n    interface ens33\n    virtual_router_id 51\n    @lvs01 priority 100\n    @lvs02 priority 90\n    @lvs03 priority 80\n    advert_int 1\n    authentication {\n        auth_type PASS\n        auth_pass 1111\n    }\n    virtual_ipaddress {\n        198.18.116.134\n    }\n}\n",
     );
     for v in 0..n_vs {
-        s.push_str(&format!(
-            "\nvirtual_server 198.18.116.134 {} {{\n    delay_loop 6\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n",
-            80 + v
-        ));
-        for r in 0..n_rs {
-            s.push_str(&format!(
-                "    real_server 198.18.117.{} {} {{\n        weight {}\n        HTTP_GET {{\n            url {{\n                path /\n                status_code 200\n            }}\n            connect_timeout 3\n            retry 3\n            delay_before_retry 3\n        }}\n    }}\n",
-                10 + r,
-                80 + v,
-                1 + generation % 60_000 + r
-            ));
-        }
-        s.push_str("}\n");
+        s.push('\n');
+        s.push_str(&http_vs_block(v, gen_of(v), n_rs));
     }
+    s
+}
+
+/// Virtual server `v` of [`cluster_conf`] at `generation` (its weights follow it).
+pub fn http_vs_block(v: u32, generation: u32, n_rs: u32) -> String {
+    let mut s = format!(
+        "virtual_server 198.18.116.134 {} {{\n    delay_loop 6\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n",
+        80 + v
+    );
+    for r in 0..n_rs {
+        s.push_str(&format!(
+            "    real_server 198.18.117.{} {} {{\n        weight {}\n        HTTP_GET {{\n            url {{\n                path /\n                status_code 200\n            }}\n            connect_timeout 3\n            retry 3\n            delay_before_retry 3\n        }}\n    }}\n",
+            10 + r,
+            80 + v,
+            1 + generation % 60_000 + r
+        ));
+    }
+    s.push_str("}\n");
     s
 }
 

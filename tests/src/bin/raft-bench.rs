@@ -2,17 +2,20 @@
 //! proposals of a realistic cluster config (10 virtual servers x 4 real servers); latency
 //! from the propose call until all three directors have applied it.
 //!
-//! `cargo build --release --workspace --bins && cargo run --release -p e2e --bin raft-bench [-- N]`
+//! With `--patch`, each proposal after a first load is one virtual server's block (its
+//! weights changed) sent as a patch (`hactl propose --patch`'s request), with the whole
+//! configuration's hash: a small change, as an operator changing one thing sends it.
+//!
+//! `cargo build --release --workspace --bins && cargo run --release -p e2e --bin raft-bench [-- N] [--patch]`
 
 use e2e::*;
 use ha_config::{canon, cluster};
 use std::time::{Duration, Instant};
 
 fn main() {
-    let n: u32 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let patch = args.iter().any(|a| a == "--patch");
+    let n: u32 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1000);
     let root = temp_root("bench");
     let nodes = start_voters(root.path(), &["lvs01", "lvs02", "lvs03"], &[]);
     let leader = wait_for(Duration::from_secs(10), "leader", || {
@@ -26,33 +29,56 @@ fn main() {
         "config: 10 virtual servers x 4 real servers, {} bytes of keepalived.conf",
         sample.len()
     );
-    let mut lat = Vec::with_capacity(n as usize);
-    let mut commit_lat = Vec::with_capacity(n as usize);
-    let t0 = Instant::now();
-    for g in 1..=n {
-        let text = cluster_conf(g, 10, 4);
-        let (_, loaded) = cluster::load_str("cluster.conf", &text, &[]);
-        let body = serde_json::json!({
-            "main": "cluster.conf",
-            "files": {"cluster.conf": text},
+    let propose = |main: &str, text: String, full: &str, g: u32, patch: bool| {
+        let (_, loaded) = cluster::load_str("cluster.conf", full, &[]);
+        serde_json::json!({
+            "main": main,
+            "files": {main: text},
             "hash": canon::hash(&loaded.cluster),
             "author": "bench",
             "reason": format!("generation {g}"),
             "proposal_id": format!("bench-{g}"),
+            "patch": patch,
         })
-        .to_string();
+        .to_string()
+    };
+    // With --patch: a first load, then one virtual server's block at a time.
+    let mut gens = [0u32; 10];
+    let first = if patch {
+        let text = cluster_conf(0, 10, 4);
+        let body = propose("cluster.conf", text.clone(), &text, 0, false);
+        let (code, resp) =
+            http(&nodes[leader].addr, "POST", "/v1/proposals", body.as_bytes()).expect("propose");
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&resp));
+        println!("proposals: one virtual server's block each (patches)");
+        1
+    } else {
+        0
+    };
+    let mut lat = Vec::with_capacity(n as usize);
+    let mut commit_lat = Vec::with_capacity(n as usize);
+    let t0 = Instant::now();
+    for g in 1..=n {
+        let body = if patch {
+            let v = g % 10;
+            gens[v as usize] = g;
+            let full = cluster_conf_by(10, 4, |i| gens[i as usize]);
+            propose("patch.conf", http_vs_block(v, g, 4), &full, g, true)
+        } else {
+            let text = cluster_conf(g, 10, 4);
+            propose("cluster.conf", text.clone(), &text, g, false)
+        };
         let start = Instant::now();
         let (code, resp) =
             http(&nodes[leader].addr, "POST", "/v1/proposals", body.as_bytes()).expect("propose");
         assert_eq!(code, 200, "{}", String::from_utf8_lossy(&resp));
         commit_lat.push(start.elapsed());
-        let want = g as u64;
-        loop {
-            if nodes
-                .iter()
-                .all(|x| x.status().is_some_and(|s| s.version >= want))
-            {
-                break;
+        let want = (g + first) as u64;
+        // Each director until it reports the version, a short pause between two asks (a
+        // tight loop of status requests would take the CPU the directors need).
+        for x in &nodes {
+            while !x.status().is_some_and(|s| s.version >= want) {
+                std::thread::sleep(Duration::from_micros(100));
             }
         }
         lat.push(start.elapsed());
