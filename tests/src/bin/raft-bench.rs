@@ -77,7 +77,7 @@ fn main() {
         // Each director until it reports the version, a short pause between two asks (a
         // tight loop of status requests would take the CPU the directors need).
         for x in &nodes {
-            while !x.status().is_some_and(|s| s.version >= want) {
+            while x.status().is_none_or(|s| s.version < want) {
                 std::thread::sleep(Duration::from_micros(100));
             }
         }
