@@ -336,6 +336,8 @@ pub fn build(l: Listing, table: TableId) -> Parsed {
                 .get(&format!("svc_{id}"))
                 .and_then(|rs| rs.iter().find_map(|r| r.modulus))
                 .unwrap_or(0),
+            // Where it is, whatever its destinations (it may have none).
+            empty_in_nat: table.nat,
         };
         let mut ok = spec.is_ok()
             && chains.contains(&id)
@@ -542,6 +544,15 @@ mod tests {
         assert_eq!(nat.cleanup, Vec::<String>::new());
         assert_eq!(nat.services.len(), 1);
         assert!(nat.services.values().all(SvcState::is_nat));
+        // A service read back remembers its table: emptied of its destinations, it is
+        // still where it was read from (not moved to the direct-routing table).
+        for (parsed, nat) in [(&dr, false), (&nat, true)] {
+            for st in parsed.services.values() {
+                let mut empty = st.clone();
+                empty.dests.clear();
+                assert_eq!(empty.table_id(), TableId { nat, shard: 0 }, "{:?}", st.key);
+            }
+        }
     }
 
     #[test]

@@ -303,6 +303,8 @@ impl NftKernel {
                     continue;
                 }
                 let timeout = u64::from(st.flow_timeout());
+                // A service whose last destination goes stays in its table.
+                st.empty_in_nat = st.is_nat();
                 st.dests.retain(|_, s| match s.draining_since {
                     Some(t) => now.saturating_sub(t) <= timeout,
                     None => true,
@@ -662,6 +664,7 @@ fn step(
                 spec: spec.clone(),
                 dests: BTreeMap::new(),
                 slots: 0,
+                empty_in_nat: false,
             });
         }
         Op::EditService(_, spec) => {

@@ -89,6 +89,10 @@ pub struct SvcState {
     /// The slot count its chain picks among (`mod S`): chosen by [`slots::count`], kept
     /// across changes that it still lays out (0: not chosen yet).
     pub slots: u32,
+    /// The table the service sits in while it has no destination: where it was read from
+    /// (a dump), or where it was when its last destination went. A service created empty
+    /// starts in the direct-routing table and moves when a NAT destination comes.
+    pub empty_in_nat: bool,
 }
 
 /// How a service remembers where a client went.
@@ -111,12 +115,13 @@ impl SvcState {
         }
     }
 
-    /// Which table the service lives in: by its destinations' forwarding method.
+    /// Which table the service lives in: by its destinations' forwarding method (without
+    /// any, where it already is).
     pub fn is_nat(&self) -> bool {
         let live = self.dests.values().find(|s| s.draining_since.is_none());
         live.or_else(|| self.dests.values().next())
             .map(|s| s.spec.fwd == Forwarding::Nat)
-            .unwrap_or(false)
+            .unwrap_or(self.empty_in_nat)
     }
 
     pub fn active(&self) -> Vec<(DestKey, DestSpec)> {
@@ -1254,6 +1259,7 @@ mod tests {
             },
             dests,
             slots: 0,
+            empty_in_nat: false,
         };
         st.choose_slots();
         st
