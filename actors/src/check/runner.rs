@@ -134,23 +134,8 @@ fn checker_id(
     CheckerId {
         vs: vname.clone(),
         rs: rname.clone(),
-        checker: checker_label(c.kind.keyword(), n),
+        checker: format!("{}#{n}", c.kind.keyword()).into(),
     }
-}
-
-/// `KIND#N`, one shared copy per label (a handful of distinct ones for 10,000s of checks).
-fn checker_label(kind: &str, n: usize) -> std::sync::Arc<str> {
-    static LABELS: std::sync::OnceLock<std::sync::Mutex<HashMap<String, std::sync::Arc<str>>>> =
-        std::sync::OnceLock::new();
-    let label = format!("{kind}#{n}");
-    let mut labels = LABELS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    labels
-        .entry(label)
-        .or_insert_with_key(|l| l.as_str().into())
-        .clone()
 }
 
 /// A random number in [0, 1) from the clock and a counter (warmup spreading only).

@@ -61,16 +61,9 @@ impl LexLine {
     }
 }
 
-/// Splits a file's text into lexical lines. Problems go to `diags`; the lexer never fails.
-pub fn lex(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<LexLine> {
-    text.split('\n')
-        .enumerate()
-        .filter_map(|(idx, raw)| lex_physical_line(file, (idx + 1) as u32, raw, diags))
-        .collect()
-}
-
 /// One physical line (without its `\n`): its tokens, or None for a blank, comment-only or
-/// refused (over-long) line.
+/// refused (over-long) line. Problems go to `diags`; the lexer never fails. Lines are lexed
+/// one at a time as the parser asks for them ([`super::loader::Lines`]).
 pub fn lex_physical_line(file: FileId, line_no: u32, raw: &str, diags: &mut Diagnostics) -> Option<LexLine> {
     let raw = raw.strip_suffix('\r').unwrap_or(raw);
     if raw.len() > MAX_LINE_BYTES {
@@ -236,7 +229,11 @@ mod tests {
 
     fn lex1(s: &str) -> (Vec<LexLine>, Diagnostics) {
         let mut d = Diagnostics::new();
-        let l = lex(FileId(0), s, &mut d);
+        let l = s
+            .split('\n')
+            .enumerate()
+            .filter_map(|(i, raw)| lex_physical_line(FileId(0), (i + 1) as u32, raw, &mut d))
+            .collect();
         (l, d)
     }
 
