@@ -1,7 +1,8 @@
 //! The replicated state machine on sled: applies committed entries to [`ClusterState`],
 //! keeps the history, builds and installs snapshots.
 //!
-//! Keys in tree `state_machine` (all written in one batch per `apply`, then flushed):
+//! Keys in tree `state_machine` (all written in one batch per `apply`; see `apply` for
+//! why it is not flushed there):
 //! - `state`: the applied log id, the Raft membership and the [`ClusterState`] without
 //!   its configuration;
 //! - `k` + key: one key of the committed configuration ([`ha_config::keyed::Slot`]), so an
@@ -298,8 +299,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             replies.push(reply);
         }
         batch.insert(STATE_KEY, codec::encode(&*applied).map_err(sm_write)?);
+        // Not flushed here: sled writes the batch's buffers in the background, and the
+        // next flush (the next log append's, a snapshot's, or sled's own every 500 ms)
+        // waits for them. A crash before that leaves the applied state behind the log
+        // (sled recovers a prefix of its writes, the batch whole or not at all); openraft
+        // applies the committed entries again from `applied_state()`, and they are still
+        // in the log because the log is purged only up to a snapshot, which is flushed
+        // first. Applying is deterministic, so the history comes out the same.
         self.shared.tree.apply_batch(batch).map_err(sm_write)?;
-        self.shared.tree.flush_async().await.map_err(sm_write)?;
         for h in &records {
             tracing::info!(
                 seq = h.seq,
