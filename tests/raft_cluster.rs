@@ -2,6 +2,7 @@
 //! `hactl` and the admin API. Each test owns its ports, directories and processes.
 
 use e2e::*;
+use ha_config::api::StatusResponse;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -128,17 +129,66 @@ fn seed_config_commits_on_three_directors_and_survives_leader_loss() {
     let leader = leader_index(&nodes);
     let follower = (leader + 1) % 3;
     let f2 = write_conf(root.path(), "gen2.conf", 2);
-    let (v2, h2) = propose(&nodes[follower].addr, &f2, &["--reason", "via a follower"]);
+    let out = hactl(
+        &nodes[follower].addr,
+        &[
+            "propose",
+            "-f",
+            f2.to_str().unwrap(),
+            "--reason",
+            "via a follower",
+            "--wait",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (v2, h2) = committed(&out);
     assert_eq!(v2, 2);
-    converged(&nodes, 2, &h2, Duration::from_secs(2));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("applied: version 2 on "),
+        "{}",
+        text(&out)
+    );
+    // `--wait` returned: every director already runs version 2, no waiting here.
+    for n in &nodes {
+        let s = n.status().expect("status");
+        assert_eq!((s.version, s.hash.as_str()), (2, h2.as_str()), "{}", n.name);
+    }
 
     // kill -9 the leader; a new one is elected and commits.
     nodes[leader].kill9();
     let new_leader = leader_index(&nodes);
     assert_ne!(new_leader, leader);
     let f3 = write_conf(root.path(), "gen3.conf", 3);
-    let (v3, h3) = propose(&spec(&nodes), &f3, &["--reason", "after leader loss"]);
+    // Committed by the two left; `--wait` says which director did not apply it (exit 3).
+    let out = hactl(
+        &spec(&nodes),
+        &[
+            "propose",
+            "-f",
+            f3.to_str().unwrap(),
+            "--reason",
+            "after leader loss",
+            "--wait",
+            "5",
+        ],
+    );
+    let (v3, h3) = committed(&out);
     assert_eq!(v3, 3);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    let (behind, applied) = said
+        .split_once("(applied on ")
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        behind.contains(&format!(
+            "version 3 not applied within 5 s on: {} (",
+            nodes[leader].name
+        )),
+        "{said}"
+    );
+    for n in nodes.iter().filter(|n| n.running()) {
+        assert!(applied.contains(&n.name) && !behind.contains(&n.name), "{said}");
+    }
 
     // The old leader comes back and catches up.
     nodes[leader].start(&[]);
@@ -415,6 +465,31 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         resp.contains("bad.conf:3:23: error: `virtual_router_id` 300 is outside the range 1..255"),
         "{resp}"
     );
+
+    // A status wait with bad parameters names the parameter; a wait for a version not
+    // reached answers when its time is up, with the version there is.
+    for (query, says) in [
+        ("wait_version=x", "query parameter `wait_version`"),
+        (
+            "wait_ms=10",
+            "query parameter `wait_ms`: only with `wait_version`",
+        ),
+    ] {
+        let (code, resp) = http(&follower.addr, "GET", &format!("/v1/status?{query}"), b"").unwrap();
+        let resp = String::from_utf8_lossy(&resp);
+        assert_eq!(code, 400, "{resp}");
+        assert!(resp.contains(says), "{resp}");
+    }
+    let (code, resp) = http(
+        &follower.addr,
+        "GET",
+        "/v1/status?wait_version=999&wait_ms=50",
+        b"",
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    let s: StatusResponse = serde_json::from_slice(&resp).unwrap();
+    assert!(s.version < 999);
 
     // hactl refuses it before sending, with the same lines.
     let badf = root.path().join("bad.conf");

@@ -208,7 +208,7 @@ async fn status_until(
 fn changed(vs: &str, t: &Table, version: u64) -> Desired {
     Desired::Changed {
         vs: vs.into(),
-        services: t.iter().map(|(k, s)| (*k, s.clone())).collect(),
+        services: t.iter().map(|(k, s)| (*k, s.clone())).collect::<Vec<_>>().into(),
         version,
     }
 }
@@ -229,7 +229,7 @@ async fn sync_converges_and_reports_the_applied_version() {
     // The virtual server leaves: its services are deleted (one op each).
     dp.do_send(Desired::Changed {
         vs: "web".into(),
-        services: vec![],
+        services: Vec::new().into(),
         version: 5,
     });
     dp.do_send(Desired::Settled { version: 5 });

@@ -44,6 +44,9 @@ const FORWARDED: &str = "x-ha-forwarded-by";
 /// How long a new learner may take to catch up before it is taken out again.
 const CATCH_UP: Duration = Duration::from_secs(30);
 const MAX_HISTORY_PAGE: u64 = 10_000;
+/// How long `GET /v1/status?wait_version=` waits by default, and at most.
+const STATUS_WAIT_DEFAULT: Duration = Duration::from_secs(10);
+const STATUS_WAIT_MAX: Duration = Duration::from_secs(60);
 
 pub struct Api {
     node: Arc<DirectorNode>,
@@ -370,7 +373,7 @@ impl Api {
             (&Method::GET, "/v1/config") => self.config(&req).await,
             (&Method::GET, "/v1/config/tree") => self.config_tree().await,
             (&Method::GET, "/v1/config/slots") => self.config_slots(&req).await,
-            (&Method::GET, "/v1/status") => self.status().await,
+            (&Method::GET, "/v1/status") => self.status(&req).await,
             (&Method::GET, "/v1/history") => self.history(&req),
             (&Method::GET, "/v1/verify") => self.verify().await,
             (&Method::GET, "/metrics") => self.metrics().await,
@@ -1043,7 +1046,33 @@ impl Api {
         )
     }
 
-    async fn status(&self) -> Reply {
+    /// `GET /v1/status[?wait_version=V[&wait_ms=T]]`: this director's view. With
+    /// `wait_version`, the answer waits until this director has applied version V or
+    /// later, or for T ms (default 10 s, at most 60 s); the caller reads `version` to tell
+    /// which. A script (or `hactl propose --wait`) waits for every director this way
+    /// instead of asking again and again.
+    async fn status(&self, req: &Req) -> Reply {
+        let params = query_params(&req.query);
+        let (wait_version, wait_ms) =
+            match (u64_param(&params, "wait_version"), u64_param(&params, "wait_ms")) {
+                (Ok(v), Ok(t)) => (v, t),
+                (Err(e), _) | (_, Err(e)) => return e,
+            };
+        if let Some(v) = wait_version {
+            let limit = wait_ms
+                .map(Duration::from_millis)
+                .unwrap_or(STATUS_WAIT_DEFAULT)
+                .min(STATUS_WAIT_MAX);
+            let mut applied = self.node.state.subscribe();
+            // A timeout answers with the version reached; a closed channel (shutdown) too.
+            let _ = tokio::time::timeout(limit, applied.wait_for(|s| s.version >= v)).await;
+        } else if wait_ms.is_some() {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "query parameter `wait_ms`: only with `wait_version`",
+            );
+        }
         let m = self.node.metrics();
         let committed = self
             .node
@@ -1934,7 +1963,7 @@ pub fn decode_request(path: &str, query: &str, headers: &[(&str, &str)], body: &
     let mut ok = 0usize;
     let _ = percent_decode(path.strip_prefix("/v1/members/").unwrap_or(path));
     let params = query_params(query);
-    for p in ["from", "to", "limit", "version", "at"] {
+    for p in ["from", "to", "limit", "version", "at", "wait_version", "wait_ms"] {
         ok += usize::from(u64_param(&params, p).is_ok());
     }
     let header = |n: &str| {

@@ -132,6 +132,33 @@ impl Node {
         serde_json::from_slice(&body).ok()
     }
 
+    /// This director's status once it has applied `version` (a long poll,
+    /// `GET /v1/status?wait_version=`), or when `within` is up; `None` if it cannot answer.
+    pub fn status_at(&self, version: u64, within: Duration) -> Option<StatusResponse> {
+        let path = format!("/v1/status?wait_version={version}&wait_ms={}", within.as_millis());
+        let (code, body) = http(&self.addr, "GET", &path, b"").ok()?;
+        if code != 200 {
+            return None;
+        }
+        serde_json::from_slice(&body).ok()
+    }
+
+    /// Waits (long polls) until this director has applied `version`; panics after `within`.
+    pub fn wait_applied(&self, version: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.status_at(version, left) {
+                Some(s) if s.version >= version => return,
+                _ if left.is_zero() => {
+                    panic!("{}: version {version} not applied within {within:?}", self.name)
+                }
+                Some(_) => {}
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
     pub fn history(&self) -> Vec<HistoryItem> {
         let (code, body) = http(&self.addr, "GET", "/v1/history?limit=10000", b"").expect("history");
         assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));

@@ -8,7 +8,7 @@ pub use super::state::ServiceHealth;
 use super::state::{HealthState, NamedVs, Recomputed, Reconfigured};
 use super::table::VsOutcome;
 use crate::lb::model::{Service, SvcKey};
-use crate::lb::sync::Desired;
+use crate::lb::sync::{Desired, VsServices};
 use actix::prelude::*;
 use ha_config::model::VirtualServerGroup;
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ pub struct CheckHub {
     /// Verdicts and desired outcomes (the pure part, shared with replay).
     state: HealthState,
     /// The kernel services last published per virtual server.
-    published: BTreeMap<String, Vec<(SvcKey, Service)>>,
+    published: BTreeMap<String, VsServices>,
     subscribers: Vec<Recipient<Desired>>,
     /// Every checker transition, for the node's event journal.
     events: Option<Recipient<CheckEvent>>,
@@ -126,9 +126,10 @@ impl CheckHub {
     }
 
     fn publish(&mut self, vs: &str, services: Vec<(SvcKey, Service)>) {
-        if self.published.get(vs) == Some(&services) {
+        if self.published.get(vs).map(|p| &p[..]) == Some(&services[..]) {
             return;
         }
+        let services: VsServices = services.into();
         for s in &self.subscribers {
             s.do_send(Desired::Changed {
                 vs: vs.to_string(),

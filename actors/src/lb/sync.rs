@@ -18,6 +18,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// One virtual server's kernel services, shared between the check hub (what it last
+/// published) and the data plane (what it holds per virtual server): one copy of each.
+pub type VsServices = Arc<[(SvcKey, Service)]>;
+
 /// News from the check hub.
 #[derive(Clone, Debug, Message)]
 #[rtype(result = "()")]
@@ -26,7 +30,7 @@ pub enum Desired {
     /// config `version`.
     Changed {
         vs: String,
-        services: Vec<(SvcKey, Service)>,
+        services: VsServices,
         version: u64,
     },
     /// Every virtual server of config `version` has been sent.
@@ -103,11 +107,12 @@ pub struct DataPlane {
     kernel: Arc<Mutex<Box<dyn KernelLb>>>,
     backend: String,
     timing: SyncTiming,
-    by_vs: BTreeMap<String, Vec<(SvcKey, Service)>>,
+    by_vs: BTreeMap<String, VsServices>,
     /// The desired table: each service as the last (by name) virtual server that has it.
     desired: Table,
-    /// The virtual servers that have each service (one, unless the config repeats it).
-    owners: HashMap<SvcKey, BTreeSet<String>>,
+    /// The virtual servers that have each service (one, unless the config repeats it),
+    /// sorted, each once (a `Vec`: a set would allocate a node for eleven names).
+    owners: HashMap<SvcKey, Vec<String>>,
     /// Services changed since the last sync took its work.
     dirty_keys: BTreeSet<SvcKey>,
     /// Diff the whole desired table against `believed` next time (after refused ops).
@@ -168,21 +173,24 @@ impl DataPlane {
 
     /// Records virtual server `vs`'s new services and updates the desired table where
     /// they (and the ones it had) are: O(its services).
-    fn set_services(&mut self, vs: String, services: Vec<(SvcKey, Service)>) {
+    fn set_services(&mut self, vs: String, services: VsServices) {
         let old = if services.is_empty() {
             self.by_vs.remove(&vs)
         } else {
             self.by_vs.insert(vs.clone(), services)
         };
         let mut keys: BTreeSet<SvcKey> = BTreeSet::new();
-        for (k, _) in old.iter().flatten() {
+        for (k, _) in old.iter().flat_map(|o| o.iter()) {
             if let Some(o) = self.owners.get_mut(k) {
-                o.remove(&vs);
+                o.retain(|x| *x != vs);
             }
             keys.insert(*k);
         }
-        for (k, _) in self.by_vs.get(&vs).into_iter().flatten() {
-            self.owners.entry(*k).or_default().insert(vs.clone());
+        for (k, _) in self.by_vs.get(&vs).into_iter().flat_map(|o| o.iter()) {
+            let o = self.owners.entry(*k).or_default();
+            if let Err(i) = o.binary_search(&vs) {
+                o.insert(i, vs.clone());
+            }
             keys.insert(*k);
         }
         for k in keys {

@@ -95,10 +95,10 @@ fn main() {
         &["--config", &settings],
     );
     let cluster: String = nodes.iter().map(|x| x.addr.clone()).collect::<Vec<_>>().join(",");
-    let all_at = |nodes: &[Node], v: u64| nodes.iter().all(|x| x.status().is_some_and(|s| s.version >= v));
+    // Each director answers once it has applied the version (a long poll).
     let wait_all = |v: u64| {
-        while !all_at(&nodes, v) {
-            std::thread::sleep(Duration::from_millis(2));
+        for x in &nodes {
+            x.wait_applied(v, Duration::from_secs(120));
         }
     };
 

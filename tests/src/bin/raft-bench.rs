@@ -74,12 +74,11 @@ fn main() {
         assert_eq!(code, 200, "{}", String::from_utf8_lossy(&resp));
         commit_lat.push(start.elapsed());
         let want = (g + first) as u64;
-        // Each director until it reports the version, a short pause between two asks (a
-        // tight loop of status requests would take the CPU the directors need).
+        // Each director answers once it has applied the version (a long poll, as
+        // `hactl propose --wait` asks: asking again and again would take the CPU the
+        // directors need).
         for x in &nodes {
-            while x.status().is_none_or(|s| s.version < want) {
-                std::thread::sleep(Duration::from_micros(100));
-            }
+            x.wait_applied(want, Duration::from_secs(120));
         }
         lat.push(start.elapsed());
     }

@@ -331,7 +331,7 @@ pub fn build(l: Listing, table: TableId) -> Parsed {
                 persistence: None,
                 ops: false,
             }),
-            dests: BTreeMap::new(),
+            dests: Default::default(),
             slots: rules
                 .get(&format!("svc_{id}"))
                 .and_then(|rs| rs.iter().find_map(|r| r.modulus))

@@ -662,7 +662,7 @@ fn step(
                 key: *k,
                 id,
                 spec: spec.clone(),
-                dests: BTreeMap::new(),
+                dests: Default::default(),
                 slots: 0,
                 empty_in_nat: false,
             });

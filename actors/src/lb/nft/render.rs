@@ -31,7 +31,7 @@
 //! A destination that leaves keeps its mark in `dst` (and its device set) as *draining*
 //! until its flows have expired, so established connections finish, as with IPVS.
 
-use super::super::model::{DestKey, DestSpec, SvcKey, SvcSpec};
+use super::super::model::{DestKey, DestMap, DestSpec, SvcKey, SvcSpec};
 use super::expr::{self, family_check, jump, Base, Data, Expr, Rule};
 use super::slots::{self, Pick};
 use ha_config::model::{Forwarding, Protocol};
@@ -85,7 +85,7 @@ pub struct SvcState {
     pub key: SvcKey,
     pub id: u32,
     pub spec: SvcSpec,
-    pub dests: BTreeMap<DestKey, Slot>,
+    pub dests: DestMap<Slot>,
     /// The slot count its chain picks among (`mod S`): chosen by [`slots::count`], kept
     /// across changes that it still lays out (0: not chosen yet).
     pub slots: u32,
@@ -1225,7 +1225,7 @@ mod tests {
     use super::*;
 
     fn dr_service(weights: &[u32]) -> SvcState {
-        let mut dests = BTreeMap::new();
+        let mut dests = DestMap::new();
         for (i, w) in weights.iter().enumerate() {
             dests.insert(
                 DestKey {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a write keeps retrying while there is no leader.
 const WRITE_PATIENCE: Duration = Duration::from_secs(30);
@@ -74,6 +74,8 @@ pub struct ProposeArgs<'a> {
     pub allow_no_change: bool,
     /// List every change, however many.
     pub full: bool,
+    /// After the commit, wait this long at most for every director to apply it.
+    pub wait: Option<Duration>,
 }
 
 /// Changes listed one by one up to this many; beyond, counts and the first ones.
@@ -156,7 +158,7 @@ pub fn propose(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
         match remote.call::<ProposeResponse>(Method::POST, "/v1/proposals", Some(body), WRITE_PATIENCE)? {
             (ep, Answer::Ok(r)) => {
                 print_committed(&ep, &r);
-                return Ok(ExitCode::SUCCESS);
+                return wait_applied(remote, &ep, r.version, a.wait);
             }
             // Another change committed between the comparison and the proposal: the
             // changed blocks no longer give the file; compare again.
@@ -181,6 +183,60 @@ pub fn propose(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
     Err(anyhow!(
         "the configuration kept changing while proposing; propose again"
     ))
+}
+
+/// With `--wait`: asks each director (the members the committing one knows) to answer
+/// once it has applied `version` (`GET /v1/status?wait_version=`), all within `limit`.
+/// Prints `applied: version N on A, B, C in T ms`, or which directors did not and where
+/// they are (exit 3).
+fn wait_applied(remote: &Remote, ep: &str, version: u64, limit: Option<Duration>) -> Result<ExitCode> {
+    let Some(limit) = limit else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let start = Instant::now();
+    let status = |endpoint: &str, wait: Option<Duration>| -> Result<StatusResponse> {
+        let path = match wait {
+            Some(w) => format!("/v1/status?wait_version={version}&wait_ms={}", w.as_millis()),
+            None => "/v1/status".to_string(),
+        };
+        let timeout = wait.unwrap_or_default() + Duration::from_secs(5);
+        let (code, body) = remote.send_to(endpoint, Method::GET, &path, None, timeout)?;
+        if !code.is_success() {
+            return Err(anyhow!("{endpoint}: {code}: {}", String::from_utf8_lossy(&body)));
+        }
+        serde_json::from_slice(&body).map_err(|e| anyhow!("{endpoint}: unexpected status answer: {e}"))
+    };
+    let members = status(ep, None)?.members;
+    let mut applied = Vec::new();
+    let mut behind = Vec::new();
+    for m in &members {
+        let left = limit.saturating_sub(start.elapsed());
+        match status(&m.addr, Some(left)) {
+            Ok(s) if s.version >= version => applied.push(m.name.clone()),
+            Ok(s) => behind.push(format!("{} (at version {})", m.name, s.version)),
+            Err(e) => behind.push(format!("{} ({e:#})", m.name)),
+        }
+    }
+    let took = start.elapsed().as_millis();
+    if behind.is_empty() {
+        println!(
+            "applied: version {version} on {} in {took} ms",
+            applied.join(", ")
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "hactl: version {version} not applied within {} s on: {}{}",
+            limit.as_secs(),
+            behind.join(", "),
+            if applied.is_empty() {
+                String::new()
+            } else {
+                format!(" (applied on {})", applied.join(", "))
+            }
+        );
+        Ok(ExitCode::from(3))
+    }
 }
 
 /// The line scripts and tests read: `committed: version N hash H (...)`.
@@ -241,10 +297,11 @@ pub fn propose_patch(remote: &Remote, a: ProposeArgs<'_>) -> Result<ExitCode> {
                     "dry run: nothing committed (the result would hash to {})",
                     short(&r.hash)
                 );
+                Ok(ExitCode::SUCCESS)
             } else {
                 print_committed(&ep, &r);
+                wait_applied(remote, &ep, r.version, a.wait)
             }
-            Ok(ExitCode::SUCCESS)
         }
         (_, Answer::Refused(r)) if r.error.kind == "no_change" => {
             println!("  no change\n{}", r.error.message);

@@ -125,6 +125,11 @@ enum Cmd {
         /// List every change (by default, more than 50 are summed up by kind).
         #[arg(long)]
         full: bool,
+        /// After the commit, wait until every director reports the new version applied
+        /// (its checkers and data plane on it), at most SECS seconds (default 30); exit 3
+        /// if one did not.
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "30")]
+        wait: Option<u64>,
     },
     /// The committed configuration.
     Config {
@@ -282,6 +287,7 @@ fn main() -> ExitCode {
             base_version,
             allow_no_change,
             full,
+            wait,
         } => remote(&cli.cluster).and_then(|r| {
             let author = author.unwrap_or_else(cluster_cmds::default_author);
             let (path, is_patch) = match (&file, &patch) {
@@ -297,6 +303,7 @@ fn main() -> ExitCode {
                 base_version,
                 allow_no_change,
                 full,
+                wait: wait.map(std::time::Duration::from_secs),
             };
             if is_patch {
                 cluster_cmds::propose_patch(&r, args)
