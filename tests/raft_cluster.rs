@@ -172,7 +172,7 @@ fn seed_config_commits_on_three_directors_and_survives_leader_loss() {
             "5",
         ],
     );
-    let (v3, h3) = committed(&out);
+    let (v3, h3) = commit_line(&out);
     assert_eq!(v3, 3);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stderr);

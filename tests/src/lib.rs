@@ -304,6 +304,12 @@ pub fn start_voters(root: &Path, names: &[&str], extra: &[&str]) -> Vec<Node> {
 /// Parses `committed: version N hash H` from `hactl propose`'s output (which must succeed).
 pub fn committed(out: &Output) -> (u64, String) {
     assert!(out.status.success(), "{}", text(out));
+    commit_line(out)
+}
+
+/// Parses `committed: version N hash H` from `hactl propose`'s output, whatever its exit
+/// status (`--wait` exits 3 after a commit some director did not apply in time).
+pub fn commit_line(out: &Output) -> (u64, String) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
         .lines()

@@ -10,12 +10,12 @@
 //!   purged its log, a late joiner, and a follower wiped and added again: the time each
 //!   takes to reach the last version, from a snapshot.
 //!
-//!
 //! With `--full`: three full directors in namespaces instead (nftables data plane, a TCP
-//! check on every real server; see `e2e::scale_lab`): the first load and K one-weight
-//! patches timed from the call until every director's kernel table is at the new version
-//! (the `sync` event of that version on each), each sync's own duration, and each
-//! director's RSS once every checker has probed.
+//! check on every real server; see `e2e::scale_lab`): the first load, then K one-weight
+//! patches while the 120,000 checkers make their first probes and K more once every
+//! checker has probed (steady state), each timed from the call until every director's
+//! kernel table is at the new version (the `sync` event of that version on each), each
+//! sync's own duration, and each director's RSS once every checker has probed.
 //!
 //! `cargo build --release --workspace --bins && target/release/config-scale-bench [--full] [N] [K]`
 //! (`config-scale-bench --write N FILE` writes the cluster file alone, for profiling).
@@ -334,28 +334,34 @@ fn full_directors(n: u32, k: u32) {
             .join("/")
     );
     let patch = lab.path().join("patch.conf");
-    let (mut lat, mut sync_us) = (Vec::new(), Vec::new());
-    for g in 1..=k {
-        let target = g * 104_729 % n;
-        std::fs::write(
-            &patch,
-            scale_lab::vs_block(target, |r| if r == 0 { 100 + g } else { 10 }),
-        )
-        .expect("write");
-        let t = now_ms();
-        let out = lab.hactl(&["propose", "--patch", patch.to_str().expect("path")]);
-        assert!(out.status.success(), "{}", text(&out));
-        let (v, _) = committed(&out);
-        let synced = journals.synced(&lab, v);
-        let last = synced.iter().map(|(at, _)| *at).max().unwrap_or(t);
-        lat.push(Duration::from_millis(last.saturating_sub(t)));
-        sync_us.extend(synced.iter().map(|(_, us)| Duration::from_micros(*us)));
-    }
-    report(
-        "one-weight patch -> in all three kernels (hactl call included)",
-        lat,
-    );
-    report("  of which the kernel sync (nftables) on each director", sync_us);
+    let mut round = 0;
+    let mut patches = |journals: &mut Journals, when: &str| {
+        let (mut lat, mut sync_us) = (Vec::new(), Vec::new());
+        for _ in 1..=k {
+            round += 1;
+            let g = round;
+            let target = g * 104_729 % n;
+            std::fs::write(
+                &patch,
+                scale_lab::vs_block(target, |r| if r == 0 { 100 + g } else { 10 }),
+            )
+            .expect("write");
+            let t = now_ms();
+            let out = lab.hactl(&["propose", "--patch", patch.to_str().expect("path")]);
+            assert!(out.status.success(), "{}", text(&out));
+            let (v, _) = committed(&out);
+            let synced = journals.synced(&lab, v);
+            let last = synced.iter().map(|(at, _)| *at).max().unwrap_or(t);
+            lat.push(Duration::from_millis(last.saturating_sub(t)));
+            sync_us.extend(synced.iter().map(|(_, us)| Duration::from_micros(*us)));
+        }
+        report(
+            &format!("one-weight patch -> in all three kernels (hactl call included), {when}"),
+            lat,
+        );
+        report("  of which the kernel sync (nftables) on each director", sync_us);
+    };
+    patches(&mut journals, "during the checkers' first minute");
     // Every probe has run once a warmup (60 s) after the first load.
     let warm = Duration::from_millis((t0 + 65_000).saturating_sub(now_ms()));
     std::thread::sleep(warm);
@@ -375,6 +381,7 @@ fn full_directors(n: u32, k: u32) {
                 .unwrap_or_default()
         })
         .collect();
+    patches(&mut journals, "steady (every checker running)");
     println!(
         "director RSS with every checker running ({} TCP checks each): {} MB",
         n * 4,
