@@ -7,11 +7,18 @@ set -euo pipefail
 has_line() { grep "$@" >/dev/null; }
 cd "$(dirname "$0")/.."
 
-# keepalived: interop peer and `keepalived -t` reference; its package also ships the
-# sample configurations the parser is tested on. nftables/iproute2/curl: namespace tests.
+# The lab (`--deps-only`, the README's main job) needs nftables (its data plane on a kernel
+# without IPVS), iproute2 (namespaces, veth, bridge) and curl (the seed's tests).
+# The suite also needs keepalived: interop peer and `keepalived -t` reference; its package
+# also ships the sample configurations the parser is tested on.
 # qemu-system-x86/linux-image-amd64/busybox-static/ipvsadm: the IPVS test boots Debian's
-# kernel (this machine's has no IPVS) and checks our table with ipvsadm; binutils: strip.
-packages=(keepalived nftables iproute2 curl qemu-system-x86 linux-image-amd64 busybox-static ipvsadm binutils xz-utils systemd)
+# kernel (this machine's has no IPVS) and checks our table with ipvsadm; binutils: strip;
+# systemd: `systemd-analyze verify` of the unit.
+lab_packages=(nftables iproute2 curl)
+suite_packages=(keepalived qemu-system-x86 linux-image-amd64 busybox-static ipvsadm binutils xz-utils systemd)
+packages=("${lab_packages[@]}")
+# `--deps-only`: install what the lab needs, run nothing (no qemu, no kernel image).
+[ "${1:-}" = "--deps-only" ] || packages+=("${suite_packages[@]}")
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | has_line "install ok installed" || missing+=("$p")
@@ -24,7 +31,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# `--deps-only`: install what the tests and the lab need, run nothing.
 [ "${1:-}" = "--deps-only" ] && exit 0
 
 rustup component list --installed 2>/dev/null | has_line '^rustfmt' || rustup component add rustfmt

@@ -357,3 +357,34 @@ fn keepalived_finds_nothing_new_in_the_exports() {
         );
     }
 }
+
+/// `hactl check big.conf | head`: when the reader goes away, hactl ends as other Unix
+/// tools do (SIGPIPE), without a panic message.
+#[test]
+fn check_ends_quietly_when_its_reader_goes_away() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.conf");
+    // 5,000 errors: far more output than a pipe holds.
+    let block = "virtual_server 198.18.0.1 80 {\n  lb_kind XYZ\n}\n";
+    std::fs::write(&big, block.repeat(5000)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hactl"))
+        .arg("check")
+        .arg(&big)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("big.conf:1:"), "{first}");
+    // The reader is gone (dropped above); hactl must not panic on its next line.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Ended by SIGPIPE (13 on Linux), as `cat big.conf | head` ends cat.
+    assert_eq!(out.status.signal(), Some(13), "{:?} {stderr}", out.status);
+}

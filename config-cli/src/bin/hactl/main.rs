@@ -262,7 +262,18 @@ enum ClusterCmd {
     Members,
 }
 
+/// A reader that goes away (`hactl check big.conf | head`) ends hactl quietly, as it ends
+/// other Unix tools: SIGPIPE back to its default. Rust starts with it ignored, and
+/// `println!` then panics on the EPIPE ("failed printing to stdout").
+fn quiet_on_closed_pipe() {
+    // SAFETY: sets one signal's disposition to the default, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let auth = remote::ClientAuth {
         ca: cli.ca.clone(),
