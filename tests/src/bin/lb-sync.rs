@@ -224,7 +224,7 @@ fn random_diffs(choice: Choice, ingress: BTreeSet<String>, n: u32, d: u32, steps
     let mut want = synthetic(n, d);
     let mut known = Table::new();
     let mut next_addr: u32 = 0;
-    let scheds = ["rr", "wrr", "sh", "dh", "fo", "wlc"];
+    let scheds = ["rr", "wrr", "sh", "mh", "dh", "fo", "wlc"];
     let (mut mismatches, mut ops_total) = (0, 0);
     for step in 0..=steps {
         if step > 0 {

@@ -10,6 +10,7 @@
 pub mod dump;
 pub mod exec;
 pub mod expr;
+pub mod maglev;
 pub mod netlink;
 pub mod render;
 pub mod route;

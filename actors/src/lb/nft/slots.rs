@@ -1,7 +1,8 @@
 //! How an IPVS scheduler becomes nftables slot maps (pure).
 //!
 //! A service picks a destination for a new flow with `numgen inc mod S` (rotating) or
-//! `jhash <addr> mod S` (hashing) into a map of S slots, each naming a destination.
+//! `jhash <addr> mod S` (hashing) into a map of S slots, each naming a destination. For
+//! `mh` the S slots are a Maglev lookup table ([`super::maglev`]).
 //! Weights become slot counts (divided by their gcd, capped at [`MAX_SLOTS`]) laid out
 //! in the smooth weighted round-robin order, so `wrr 3:1` yields A A B A rather than
 //! A A A B. Destinations with weight 0 get no slot: they keep their flows, take no new ones.
@@ -27,6 +28,8 @@ pub struct Plan {
     pub weighted: bool,
     /// Only the highest-weight destination gets slots (fo).
     pub highest_only: bool,
+    /// The slots are a Maglev lookup table (mh): see [`super::maglev`].
+    pub maglev: bool,
     pub approximation: Option<&'static str>,
 }
 
@@ -35,6 +38,7 @@ pub fn plan(sched: &str) -> Option<Plan> {
         pick,
         weighted,
         highest_only: false,
+        maglev: false,
         approximation,
     };
     Some(match sched {
@@ -46,11 +50,10 @@ pub fn plan(sched: &str) -> Option<Plan> {
             Some("connection counts are not visible to nftables: scheduled as wrr"),
         ),
         "sh" => p(Pick::HashSource, true, None),
-        "mh" => p(
-            Pick::HashSource,
-            true,
-            Some("jhash over weighted slots instead of a Maglev table"),
-        ),
+        "mh" => Plan {
+            maglev: true,
+            ..p(Pick::HashSource, true, None)
+        },
         "dh" => p(Pick::HashDest, true, None),
         "lblc" | "lblcr" => p(
             Pick::HashDest,
@@ -61,6 +64,7 @@ pub fn plan(sched: &str) -> Option<Plan> {
             pick: Pick::Rotate,
             weighted: false,
             highest_only: true,
+            maglev: false,
             approximation: None,
         },
         _ => return None,
@@ -151,6 +155,9 @@ const MAX_COUNT: u64 = 4096;
 /// [`APPROXIMATE_FROM`]), else the first of [`SLOT_COUNTS`] that does.
 pub fn count(plan: &Plan, dests: &[(DestKey, DestSpec)], current: Option<u32>) -> u32 {
     let w = weights(plan, dests);
+    if plan.maglev {
+        return super::maglev::size(w.len(), current.filter(|s| *s > 0));
+    }
     let total: u64 = w.iter().map(|(_, w)| w).sum();
     let live = w.len() as u64;
     let current = current.filter(|s| *s > 0);
@@ -175,6 +182,11 @@ pub fn count(plan: &Plan, dests: &[(DestKey, DestSpec)], current: Option<u32>) -
 /// destination takes new flows.
 pub fn layout(plan: &Plan, dests: &[(DestKey, DestSpec)], count: u32) -> Vec<usize> {
     let w = weights(plan, dests);
+    if plan.maglev {
+        let live: Vec<(DestKey, u64)> = w.iter().map(|(i, wt)| (dests[*i].0, *wt)).collect();
+        let table = super::maglev::table(&live, count);
+        return table.into_iter().map(|j| w[j].0).collect();
+    }
     let total: u64 = w.iter().map(|(_, w)| w).sum();
     let n = u64::from(count);
     if total == 0 || n == 0 {
