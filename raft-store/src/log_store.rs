@@ -161,11 +161,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta("vote")
     }
 
-    /// Not kept: the state machine persists what it applied (in the same flush as the
-    /// rest of each apply), so a committed-index hint would only cover the entries
-    /// between the last apply and a crash, which the leader commits again for a restarted
-    /// director. Writing it cost one more sled I/O buffer write (and sync) on every apply:
-    /// the apply's batch seals the buffer the hint sits in before writing its own.
+    /// Not kept: the state machine persists what it applied (sled writes each apply's
+    /// batch as soon as it is sealed; see `StateMachine::apply`), so a committed-index
+    /// hint would only cover the entries between the last written apply and a crash, which
+    /// the leader commits again for a restarted director. Writing it cost one more sled
+    /// I/O buffer write (and sync) on every apply: the apply's batch seals the buffer the
+    /// hint sits in before writing its own.
     async fn save_committed(&mut self, _committed: Option<LogId>) -> Result<(), StorageError> {
         Ok(())
     }

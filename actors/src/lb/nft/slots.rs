@@ -152,12 +152,13 @@ const MAX_COUNT: u64 = 4096;
 
 /// How many slots a service with `dests` uses, given the count its chain has now:
 /// kept while it lays the weights out exactly (or closely enough, see
-/// [`APPROXIMATE_FROM`]), else the first of [`SLOT_COUNTS`] that does.
+/// [`APPROXIMATE_FROM`]), else the first of [`SLOT_COUNTS`] that does. A Maglev table
+/// (`mh`) has [`super::maglev::TABLE_SIZE`] slots, always.
 pub fn count(plan: &Plan, dests: &[(DestKey, DestSpec)], current: Option<u32>) -> u32 {
-    let w = weights(plan, dests);
     if plan.maglev {
-        return super::maglev::size(w.len(), current.filter(|s| *s > 0));
+        return super::maglev::TABLE_SIZE;
     }
+    let w = weights(plan, dests);
     let total: u64 = w.iter().map(|(_, w)| w).sum();
     let live = w.len() as u64;
     let current = current.filter(|s| *s > 0);
