@@ -12,7 +12,8 @@
 //!                   fresh backend and compared; exit 1 on any difference
 //!   compare-readings  nftables: read our tables by netlink and through `nft -j`, print
 //!                   where they differ (exit 1) or `same`
-//!   bench N D       full sync of N services x D destinations from empty, one weight
+//!   bench N D [SCHED]  full sync of N services x D destinations (scheduler SCHED, wrr
+//!                   by default) from empty, one weight
 //!                   change, one service add, then 100 changes of each kind (weight,
 //!                   real server down and up, service removed and added: p50/p99), a
 //!                   full re-read checked against the table; prints the figures
@@ -360,6 +361,11 @@ fn random_diffs(choice: Choice, ingress: BTreeSet<String>, n: u32, d: u32, steps
 }
 
 fn synthetic(n: u32, d: u32) -> Table {
+    synthetic_with(n, d, "wrr")
+}
+
+/// `n` services of `d` destinations each, all scheduled by `sched`.
+fn synthetic_with(n: u32, d: u32, sched: &str) -> Table {
     (0..n)
         .map(|i| {
             let addr = IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i));
@@ -387,7 +393,7 @@ fn synthetic(n: u32, d: u32) -> Table {
                 },
                 Service {
                     spec: SvcSpec {
-                        sched: "wrr".into(),
+                        sched: sched.into(),
                         persistence: None,
                         ops: false,
                     },
@@ -456,9 +462,10 @@ fn main() {
             println!("{}", serde_json::to_string(&list).unwrap_or_else(|e| fail(e)));
         }
         ["teardown"] => k.remove_all().unwrap_or_else(|e| fail(format!("teardown: {e}"))),
-        ["bench", n, d] => {
+        ["bench", n, d, rest @ ..] if rest.len() <= 1 => {
             let n: u32 = n.parse().unwrap_or_else(|e| fail(e));
             let d: u32 = d.parse().unwrap_or_else(|e| fail(e));
+            let sched = rest.first().copied().unwrap_or("wrr");
             let (_, errors, _) = sync(k.as_mut(), &Table::new());
             if !errors.is_empty() {
                 fail(format!("clearing: {errors:?}"));
@@ -483,7 +490,7 @@ fn main() {
                 );
                 known = want.clone();
             };
-            let mut want = synthetic(n, d);
+            let mut want = synthetic_with(n, d, sched);
             step(&format!("full_sync_{n}x{d}"), k.as_mut(), &want);
             if let Some(svc) = want.values_mut().nth(n as usize / 2) {
                 if let Some(dest) = svc.dests.values_mut().next() {
@@ -491,7 +498,7 @@ fn main() {
                 }
             }
             step("one_weight_change", k.as_mut(), &want);
-            let extra = synthetic(n + 1, d);
+            let extra = synthetic_with(n + 1, d, sched);
             if let Some((key, svc)) = extra.into_iter().next_back() {
                 want.insert(key, svc);
             }
@@ -511,6 +518,6 @@ fn main() {
                 fail(format!("clearing: {errors:?}"));
             }
         }
-        _ => fail("usage: lb-sync [--backend auto|ipvs|nftables] [--ingress DEV]... apply FILE | dump [--json] | teardown | bench N D"),
+        _ => fail("usage: lb-sync [--backend auto|ipvs|nftables] [--ingress DEV]... apply FILE | dump [--json] | teardown | bench N D [SCHED]"),
     }
 }
