@@ -49,12 +49,14 @@ pub fn diff(old: &ClusterConfig, new: &ClusterConfig) -> Vec<Change> {
     views.extend(names.iter().map(|n| Some(n.as_str())));
     let mut acc: Vec<(Change, BTreeSet<Option<&str>>)> = Vec::new();
     let mut at: HashMap<Change, usize> = HashMap::new();
+    // Views share their virtual servers (`Arc`s): each pair is compared once.
+    let mut memo = VsMemo::new();
     for v in &views {
         let (o, n) = match v {
             None => (&old.default, &new.default),
             Some(name) => (old.view(name), new.view(name)),
         };
-        for c in diff_config(o, n) {
+        for c in diff_views(o, n, &mut memo) {
             match at.get(&c) {
                 Some(&i) => {
                     acc[i].1.insert(*v);
@@ -148,8 +150,177 @@ fn simple(path: String, kind: ChangeKind) -> Change {
 
 /// Changes between two views of one director.
 pub fn diff_config(old: &Config, new: &Config) -> Vec<Change> {
+    diff_views(old, new, &mut VsMemo::new())
+}
+
+/// The changes of each pair of virtual servers compared so far, by their addresses (the
+/// configurations compared are borrowed for as long as the memo lives).
+type VsMemo = HashMap<(*const VirtualServer, *const VirtualServer), VsChanges>;
+
+/// How one virtual server changed: its own settings and real servers changed, real
+/// servers added and removed (listed after every change, as for other items).
+struct VsChanges {
+    changed: Vec<Change>,
+    added: Vec<String>,
+    removed: Vec<String>,
+}
+
+fn vs_changes(o: &VirtualServer, n: &VirtualServer) -> VsChanges {
+    let mut c = VsChanges {
+        changed: Vec::new(),
+        added: Vec::new(),
+        removed: Vec::new(),
+    };
+    let vp = format!("virtual_server {}", o.key);
+    let (oh, nh) = (VsHead::of(o), VsHead::of(n));
+    if oh != nh {
+        fields(&vp, &oh, &nh, &[], &mut c.changed);
+    }
+    let mut rs_pairs = Vec::new();
+    keyed(
+        &o.real_servers,
+        &n.real_servers,
+        |r| (r.ip, r.port),
+        |a, b| {
+            if a != b {
+                rs_pairs.push((a, b))
+            }
+        },
+        |b| {
+            c.added
+                .push(format!("{vp} real_server {} weight {}", rs_name(b), b.weight))
+        },
+        |a| c.removed.push(format!("{vp} real_server {}", rs_name(a))),
+    );
+    for (a, b) in rs_pairs {
+        let rp = format!("{vp} real_server {}", rs_name(a));
+        let (ah, bh) = (RsHead::of(a), RsHead::of(b));
+        if ah != bh {
+            fields(&rp, &ah, &bh, &[], &mut c.changed);
+        }
+        if a.checkers != b.checkers {
+            let kinds = |v: &[Checker]| {
+                v.iter()
+                    .map(|c| c.kind.keyword().to_string())
+                    .collect::<Vec<_>>()
+                    .join("+")
+            };
+            c.changed.push(simple(
+                rp,
+                ChangeKind::Changed {
+                    field: "checkers".into(),
+                    old: kinds(&a.checkers),
+                    new: format!("{} (settings changed)", kinds(&b.checkers)),
+                },
+            ));
+        }
+    }
+    c
+}
+
+/// A virtual server's own settings (its key and real servers left out), with the
+/// model's field names: diffed field by field without serialising its real servers.
+#[derive(PartialEq, Serialize)]
+struct VsHead<'a> {
+    protocol: &'a Protocol,
+    lb_algo: &'a Scheduler,
+    lb_kind: &'a Forwarding,
+    persistence_timeout: &'a Option<u32>,
+    persistence_granularity: &'a Option<std::net::IpAddr>,
+    ops: &'a bool,
+    sorry_server: &'a Option<SorryServer>,
+    sorry_server_inhibit: &'a bool,
+    quorum: &'a u32,
+    hysteresis: &'a u32,
+    quorum_up: &'a Option<Script>,
+    quorum_down: &'a Option<Script>,
+    omega: &'a bool,
+    ha_suspend: &'a bool,
+    extra: &'a Vec<RawStmt>,
+}
+
+impl<'a> VsHead<'a> {
+    fn of(v: &'a VirtualServer) -> Self {
+        // Destructured whole: a field added to the model must be placed here or skipped.
+        let VirtualServer {
+            key: _,
+            protocol,
+            lb_algo,
+            lb_kind,
+            persistence_timeout,
+            persistence_granularity,
+            ops,
+            sorry_server,
+            sorry_server_inhibit,
+            quorum,
+            hysteresis,
+            quorum_up,
+            quorum_down,
+            omega,
+            ha_suspend,
+            real_servers: _,
+            extra,
+        } = v;
+        VsHead {
+            protocol,
+            lb_algo,
+            lb_kind,
+            persistence_timeout,
+            persistence_granularity,
+            ops,
+            sorry_server,
+            sorry_server_inhibit,
+            quorum,
+            hysteresis,
+            quorum_up,
+            quorum_down,
+            omega,
+            ha_suspend,
+            extra,
+        }
+    }
+}
+
+/// A real server's own settings (address and checkers left out).
+#[derive(PartialEq, Serialize)]
+struct RsHead<'a> {
+    weight: &'a u32,
+    lb_kind: &'a Option<Forwarding>,
+    inhibit_on_failure: &'a bool,
+    notify_up: &'a Option<Script>,
+    notify_down: &'a Option<Script>,
+    extra: &'a Vec<RawStmt>,
+}
+
+impl<'a> RsHead<'a> {
+    fn of(r: &'a RealServer) -> Self {
+        let RealServer {
+            ip: _,
+            port: _,
+            weight,
+            lb_kind,
+            inhibit_on_failure,
+            notify_up,
+            notify_down,
+            checkers: _,
+            extra,
+        } = r;
+        RsHead {
+            weight,
+            lb_kind,
+            inhibit_on_failure,
+            notify_up,
+            notify_down,
+            extra,
+        }
+    }
+}
+
+fn diff_views(old: &Config, new: &Config, memo: &mut VsMemo) -> Vec<Change> {
     let mut out = Vec::new();
-    fields("global_defs", &old.global, &new.global, &[], &mut out);
+    if old.global != new.global {
+        fields("global_defs", &old.global, &new.global, &[], &mut out);
+    }
     let mut added = Vec::new();
     let mut removed = Vec::new();
     let mut pairs = Vec::new();
@@ -159,6 +330,9 @@ pub fn diff_config(old: &Config, new: &Config) -> Vec<Change> {
         &new.instances,
         |i| i.name.clone(),
         |o, n| {
+            if o == n {
+                return;
+            }
             pairs.push((
                 format!("vrrp_instance {}", o.name),
                 serde_json::to_value(o),
@@ -173,6 +347,9 @@ pub fn diff_config(old: &Config, new: &Config) -> Vec<Change> {
         &new.vrrp_scripts,
         |i| i.name.clone(),
         |o, n| {
+            if o == n {
+                return;
+            }
             pairs.push((
                 format!("vrrp_script {}", o.name),
                 serde_json::to_value(o),
@@ -187,6 +364,9 @@ pub fn diff_config(old: &Config, new: &Config) -> Vec<Change> {
         &new.sync_groups,
         |i| i.name.clone(),
         |o, n| {
+            if o == n {
+                return;
+            }
             pairs.push((
                 format!("vrrp_sync_group {}", o.name),
                 serde_json::to_value(o),
@@ -201,6 +381,9 @@ pub fn diff_config(old: &Config, new: &Config) -> Vec<Change> {
         &new.vs_groups,
         |i| i.name.clone(),
         |o, n| {
+            if o == n {
+                return;
+            }
             pairs.push((
                 format!("virtual_server_group {}", o.name),
                 serde_json::to_value(o),
@@ -231,41 +414,11 @@ pub fn diff_config(old: &Config, new: &Config) -> Vec<Change> {
         |o| removed.push(format!("virtual_server {}", o.key)),
     );
     for (o, n) in vs_pairs {
-        let vp = format!("virtual_server {}", o.key);
-        fields(&vp, o, n, &["key", "real_servers"], &mut out);
-        let mut rs_pairs = Vec::new();
-        keyed(
-            &o.real_servers,
-            &n.real_servers,
-            |r| (r.ip, r.port),
-            |a, b| {
-                if a != b {
-                    rs_pairs.push((a, b))
-                }
-            },
-            |b| added.push(format!("{vp} real_server {} weight {}", rs_name(b), b.weight)),
-            |a| removed.push(format!("{vp} real_server {}", rs_name(a))),
-        );
-        for (a, b) in rs_pairs {
-            let rp = format!("{vp} real_server {}", rs_name(a));
-            fields(&rp, a, b, &["ip", "port", "checkers"], &mut out);
-            if a.checkers != b.checkers {
-                let kinds = |v: &[Checker]| {
-                    v.iter()
-                        .map(|c| c.kind.keyword().to_string())
-                        .collect::<Vec<_>>()
-                        .join("+")
-                };
-                out.push(simple(
-                    rp,
-                    ChangeKind::Changed {
-                        field: "checkers".into(),
-                        old: kinds(&a.checkers),
-                        new: format!("{} (settings changed)", kinds(&b.checkers)),
-                    },
-                ));
-            }
-        }
+        let id = (std::sync::Arc::as_ptr(o), std::sync::Arc::as_ptr(n));
+        let found = memo.entry(id).or_insert_with(|| vs_changes(o, n));
+        out.extend(found.changed.iter().cloned());
+        added.extend(found.added.iter().cloned());
+        removed.extend(found.removed.iter().cloned());
     }
     if old.extra != new.extra {
         out.push(simple(
@@ -395,5 +548,86 @@ mod tests {
             3,
             "a small change is listed whole"
         );
+    }
+    /// Every kind of change, on all directors and on one: the lines `hactl` prints (pinned:
+    /// the diff compares settings without serialising real servers, and once per pair of
+    /// virtual servers shared by several directors' views).
+    #[test]
+    fn every_kind_of_change_is_listed_once_with_its_directors() {
+        let before = r#"
+global_defs { router_id lvs }
+vrrp_instance VI_1 {
+    state BACKUP
+    interface ens33
+    virtual_router_id 51
+    @lvs01 priority 100
+    @lvs02 priority 90
+    virtual_ipaddress { 198.18.116.134 }
+}
+virtual_server 198.18.116.134 80 {
+    lb_algo rr
+    lb_kind DR
+    real_server 198.18.116.131 80 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 3
+        }
+    }
+    real_server 198.18.116.132 80 { weight 1 }
+    real_server 198.18.116.133 80 { weight 1 }
+}
+virtual_server 198.18.116.134 443 {
+    lb_algo rr
+    lb_kind DR
+    real_server 198.18.116.131 443 { weight 1 }
+}
+"#;
+        let after = r#"
+global_defs { router_id lvs }
+vrrp_instance VI_1 {
+    state BACKUP
+    interface ens33
+    virtual_router_id 51
+    @lvs01 priority 100
+    @lvs02 priority 80
+    virtual_ipaddress { 198.18.116.134 }
+}
+virtual_server 198.18.116.134 80 {
+    lb_algo wrr
+    lb_kind DR
+    persistence_timeout 60
+    real_server 198.18.116.131 80 {
+        weight 2
+        TCP_CHECK {
+            connect_timeout 5
+        }
+    }
+    @lvs01 real_server 198.18.116.132 80 { weight 1 }
+    real_server 198.18.116.134 80 { weight 3 inhibit_on_failure }
+}
+virtual_server 198.18.116.134 8080 {
+    lb_algo rr
+    lb_kind DR
+    real_server 198.18.116.131 8080 { weight 1 }
+}
+"#;
+        let load = |t: &str| crate::cluster::load_str("c.conf", t, &[]).1.cluster;
+        let lines: Vec<String> = diff(&load(before), &load(after))
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let want = [
+            "~ virtual_server 198.18.116.134:80: lb_algo Rr -> Wrr",
+            "~ virtual_server 198.18.116.134:80: persistence_timeout (none) -> 60",
+            "~ virtual_server 198.18.116.134:80 real_server 198.18.116.131:80: weight 1 -> 2",
+            "~ virtual_server 198.18.116.134:80 real_server 198.18.116.131:80: checkers TCP_CHECK -> TCP_CHECK (settings changed)",
+            "+ virtual_server 198.18.116.134:8080",
+            "+ virtual_server 198.18.116.134:80 real_server 198.18.116.134:80 weight 3",
+            "- virtual_server 198.18.116.134:443",
+            "- virtual_server 198.18.116.134:80 real_server 198.18.116.132:80 (on (unnamed directors), lvs02)",
+            "- virtual_server 198.18.116.134:80 real_server 198.18.116.133:80",
+            "~ vrrp_instance VI_1: priority 90 -> 80 (on lvs02)",
+        ];
+        assert_eq!(lines, want);
     }
 }

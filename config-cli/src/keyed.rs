@@ -13,6 +13,7 @@
 
 use crate::cluster::ClusterConfig;
 use crate::model::*;
+use crate::root_hash::RootHasher;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -136,6 +137,9 @@ struct Entry {
 pub struct KeyedCluster {
     map: imbl::OrdMap<Placed, Entry>,
     buckets: Arc<Vec<Leaf>>,
+    /// SHA-256's state after each block of the root's input, to hash again only from the
+    /// first changed bucket.
+    hasher: Arc<RootHasher>,
     root: Leaf,
 }
 
@@ -208,12 +212,13 @@ impl KeyedCluster {
         let mut k = KeyedCluster {
             map,
             buckets: Arc::new(vec![empty_bucket(); BUCKETS]),
+            hasher: Arc::new(RootHasher::new(format!("{SCHEMA}\n").as_bytes(), BUCKETS)),
             root: [0; 32],
         };
         // Empty buckets already hold the empty hash: only the others are hashed.
         let used: BTreeSet<usize> = k.map.keys().map(|p| p.bucket as usize).collect();
         let used: Vec<usize> = used.into_iter().collect();
-        k.rehash(&used);
+        k.rehash(&used, 0);
         k
     }
 
@@ -409,7 +414,11 @@ impl KeyedCluster {
             undo.push((key.clone(), old.map(|e| (*e.slot).clone())));
         }
         let dirty: Vec<usize> = dirty.into_iter().collect();
-        self.rehash(&dirty);
+        // Buckets in order: the root's input changes from the first dirty one on.
+        let from = dirty
+            .first()
+            .map_or(usize::MAX, |&b| self.hasher.block_of_leaf(b));
+        self.rehash(&dirty, from);
         undo.reverse();
         Delta { changes: undo }
     }
@@ -430,7 +439,8 @@ impl KeyedCluster {
         (cluster_of(&before), cluster_of(&after))
     }
 
-    fn rehash(&mut self, buckets: &[usize]) {
+    /// Hashes `buckets` again, then the root from block `from` of its input.
+    fn rehash(&mut self, buckets: &[usize], from: usize) {
         let hashes = Arc::make_mut(&mut self.buckets);
         for &b in buckets {
             let mut h = Sha256::new();
@@ -443,13 +453,8 @@ impl KeyedCluster {
             }
             hashes[b] = h.finalize().into();
         }
-        let mut h = Sha256::new();
-        h.update(SCHEMA.as_bytes());
-        h.update(b"\n");
-        for b in hashes.iter() {
-            h.update(b);
-        }
-        self.root = h.finalize().into();
+        // The root covers the schema tag and every bucket's hash, in order.
+        self.root = Arc::make_mut(&mut self.hasher).root(hashes, from);
     }
 }
 

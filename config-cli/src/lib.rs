@@ -27,6 +27,7 @@ pub mod model;
 pub mod patch;
 pub mod pki;
 pub mod printer;
+pub mod root_hash;
 pub mod syntax;
 pub mod tls;
 pub mod validate;

@@ -90,22 +90,37 @@ fn apply_inner(parsed: &Parsed, committed: &KeyedCluster, extra_nodes: &[String]
         _ => crate::model::GlobalDefs::default(),
     };
     let default = lower_in(&blocks, None, committed_global(None));
+
     diags.extend(default.diags.clone());
     let keys: BTreeSet<Key> = crate::keyed::items_of(&default.config)
         .map(|(k, _)| k)
         .filter(|k| *k != Key::Global)
         .collect();
-    let mut names: BTreeSet<String> = crate::cluster::node_names(&blocks);
+    let named_in_patch: BTreeSet<String> = crate::cluster::node_names(&blocks);
+    let mut names = named_in_patch.clone();
     names.extend(extra_nodes.iter().cloned());
     for k in keys.iter().chain([&Key::Global]) {
         if let Some(s) = committed.get(k) {
             names.extend(s.nodes.keys().cloned());
         }
     }
+    let default_global = committed_global(None);
     let mut views: BTreeMap<String, crate::lower::Lowered> = BTreeMap::new();
     for n in &names {
-        let l = lower_in(&blocks, Some(n), committed_global(Some(n)));
-        diags.extend(l.diags.clone());
+        let global = committed_global(Some(n));
+        // A director no line of the patch names, reading it with the unnamed directors'
+        // global settings, sees what they see: lowered once.
+        let l = if !named_in_patch.contains(n) && global == default_global {
+            crate::lower::Lowered {
+                config: default.config.clone(),
+                spans: default.spans.clone(),
+                diags: Diagnostics::new(),
+            }
+        } else {
+            let l = lower_in(&blocks, Some(n), global);
+            diags.extend(l.diags.clone());
+            l
+        };
         views.insert(n.clone(), l);
     }
     // Each view's items by key, once.
@@ -150,9 +165,11 @@ fn apply_inner(parsed: &Parsed, committed: &KeyedCluster, extra_nodes: &[String]
     if check && !diags.has_errors() {
         let checked = checked_part(&result, &delta);
         // Every director the checked part names, besides the members and the patch's own.
-        for (_, s) in checked.iter() {
+        for s in checked.values() {
             names.extend(s.nodes.keys().cloned());
         }
+        // Validated as configurations; the part needs no hash tree.
+        let checked = crate::keyed::cluster_of(&checked);
         diags.extend(validate_result(&checked, &default.spans, &views, &names));
     }
     Patched {
@@ -166,7 +183,7 @@ fn apply_inner(parsed: &Parsed, committed: &KeyedCluster, extra_nodes: &[String]
 /// servers (VRRP checks look across instances; they are few), the virtual servers the delta
 /// writes, and, when it touches a virtual_server_group, every virtual server naming a group.
 /// Validating it costs O(change), not O(virtual servers).
-fn checked_part(result: &KeyedCluster, delta: &Delta) -> KeyedCluster {
+fn checked_part(result: &KeyedCluster, delta: &Delta) -> BTreeMap<Key, Slot> {
     let groups_touched = delta.changes.iter().any(|(k, _)| matches!(k, Key::VsGroup(_)));
     let written: BTreeSet<&Key> = delta
         .changes
@@ -184,7 +201,7 @@ fn checked_part(result: &KeyedCluster, delta: &Delta) -> KeyedCluster {
         })
         .map(|(k, s)| (k.clone(), s.clone()))
         .collect();
-    KeyedCluster::from_slots(slots)
+    slots
 }
 
 /// Validates every director's view of the result: errors anywhere, warnings located in
@@ -192,7 +209,7 @@ fn checked_part(result: &KeyedCluster, delta: &Delta) -> KeyedCluster {
 /// whole file, an error only the view of directors named in no `@` line has is a warning
 /// when named directors exist (such a director is checked in its own view once it exists).
 fn validate_result(
-    result: &KeyedCluster,
+    result: &crate::cluster::ClusterConfig,
     default_spans: &crate::lower::SpanIndex,
     views: &BTreeMap<String, crate::lower::Lowered>,
     names: &BTreeSet<String>,
@@ -203,13 +220,13 @@ fn validate_result(
             out.push(d);
         }
     };
-    let default_only = validate::validate(&result.view_default(), default_spans);
+    let default_only = validate::validate(&result.default, default_spans);
     let mut named = Diagnostics::new();
     let mut for_cross = BTreeMap::new();
     for n in names {
         let spans = views.get(n).map(|l| l.spans.clone()).unwrap_or_default();
         let view = result.view(n);
-        named.extend(validate::validate(&view, &spans));
+        named.extend(validate::validate(view, &spans));
         for_cross.insert(n.clone(), (view, spans));
     }
     for mut d in default_only {
@@ -221,7 +238,7 @@ fn validate_result(
     for d in named {
         keep(d);
     }
-    let refs = for_cross.iter().map(|(n, (c, s))| (n.clone(), (c, s))).collect();
+    let refs = for_cross.iter().map(|(n, (c, s))| (n.clone(), (*c, s))).collect();
     for d in validate::cross_node(&refs) {
         keep(d);
     }

@@ -207,11 +207,22 @@ fn wait_applied(remote: &Remote, ep: &str, version: u64, limit: Option<Duration>
         serde_json::from_slice(&body).map_err(|e| anyhow!("{endpoint}: unexpected status answer: {e}"))
     };
     let members = status(ep, None)?.members;
+    // Every director asked at once: a slow one does not delay asking the others, and the
+    // time printed is when the last one applied.
+    let left = limit.saturating_sub(start.elapsed());
+    let answers: Vec<Result<StatusResponse>> = std::thread::scope(|scope| {
+        let asks: Vec<_> = members
+            .iter()
+            .map(|m| scope.spawn(|| status(&m.addr, Some(left))))
+            .collect();
+        asks.into_iter()
+            .map(|a| a.join().unwrap_or_else(|_| Err(anyhow!("asking it failed"))))
+            .collect()
+    });
     let mut applied = Vec::new();
     let mut behind = Vec::new();
-    for m in &members {
-        let left = limit.saturating_sub(start.elapsed());
-        match status(&m.addr, Some(left)) {
+    for (m, answer) in members.iter().zip(answers) {
+        match answer {
             Ok(s) if s.version >= version => applied.push(m.name.clone()),
             Ok(s) => behind.push(format!("{} (at version {})", m.name, s.version)),
             Err(e) => behind.push(format!("{} ({e:#})", m.name)),
