@@ -38,6 +38,7 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+pub mod conn_harness;
 pub mod fuzz;
 pub mod netns;
 pub mod scale;

@@ -1,0 +1,61 @@
+//! Benchmark (issue 22): broken connections per failover, by scheduler, on the nftables
+//! data plane. For each scheduler: the seed's two directors and witness in namespaces, an
+//! echo service behind VIP:7000 (DR), C long-lived connections (`conn-harness`) from eight
+//! client addresses; kill -9 of the master's hanode; the connections that break from the
+//! kill until each has exchanged 10 more lines after lvs02 took the VIP.
+//!
+//! `cargo build --workspace --bins && target/debug/failover-bench [C] [SCHED...]`
+//! (run as root; debug binaries, as the suite's).
+
+use e2e::conn_harness::{echo_service, sources, start_echo, Clients, ECHO_PORT};
+use e2e::seed_cluster::{Cluster, VIP};
+use std::time::Duration;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let count: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(200);
+    let mut scheds: Vec<&str> = args
+        .iter()
+        .filter(|a| a.parse::<usize>().is_err())
+        .map(String::as_str)
+        .collect();
+    if scheds.is_empty() {
+        scheds = vec!["rr", "wrr", "mh"];
+    }
+    println!("{count} connections from 8 client addresses, kill -9 of the master's hanode");
+    for sched in scheds {
+        let c = Cluster::start_with(|text| text + &echo_service(sched, [1, 1]));
+        let _echo = start_echo(&c.lab);
+        let mut clients = Clients::start(
+            &c.lab.client,
+            "ens33",
+            &sources(101, 8),
+            &format!("{VIP}:{ECHO_PORT}"),
+            count,
+        );
+        assert!(
+            clients.settle(10, Duration::from_secs(60)),
+            "{sched}: connections did not settle"
+        );
+        let _ = clients.phase("takeover");
+        c.signal_lvs01(libc::SIGKILL);
+        let took = c.wait_backup_takes_over(Duration::from_secs(10));
+        let during = clients.phase("after");
+        let settled = clients.settle(10, Duration::from_secs(60));
+        let after = clients.phase("end");
+        let mut reasons = during.reasons.clone();
+        for (k, v) in &after.reasons {
+            *reasons.entry(k.clone()).or_default() += v;
+        }
+        println!(
+            "{sched:>4}: {} of {count} broken ({reasons:?}), VIP on lvs02 {} ms after the kill{}",
+            during.broken + after.broken,
+            took.as_millis(),
+            if settled {
+                ""
+            } else {
+                " (some never exchanged 10 lines after)"
+            }
+        );
+    }
+}
