@@ -13,9 +13,9 @@ cd "$(dirname "$0")/.."
 # also ships the sample configurations the parser is tested on.
 # qemu-system-x86/linux-image-amd64/busybox-static/ipvsadm: the IPVS test boots Debian's
 # kernel (this machine's has no IPVS) and checks our table with ipvsadm; binutils: strip;
-# systemd: `systemd-analyze verify` of the unit.
+# systemd: `systemd-analyze verify` of the unit; man-db: `man -l` on the generated pages.
 lab_packages=(nftables iproute2 curl)
-suite_packages=(keepalived qemu-system-x86 linux-image-amd64 busybox-static ipvsadm binutils xz-utils systemd)
+suite_packages=(keepalived qemu-system-x86 linux-image-amd64 busybox-static ipvsadm binutils xz-utils systemd man-db)
 packages=("${lab_packages[@]}")
 # `--deps-only`: install what the lab needs, run nothing (no qemu, no kernel image).
 [ "${1:-}" = "--deps-only" ] || packages+=("${suite_packages[@]}")

@@ -23,6 +23,7 @@ pub mod diff;
 pub mod file_check;
 pub mod keyed;
 pub mod lower;
+pub mod manpages;
 pub mod model;
 pub mod patch;
 pub mod pki;

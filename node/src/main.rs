@@ -27,6 +27,7 @@ struct Cli {
     /// This director's name (as in the config's `@NAME` lines).
     #[arg(long)]
     name: Option<String>,
+    /// Where the Raft log, the committed history and the runtime journal are kept.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Address for Raft RPC and the admin API, e.g. 127.0.0.1:7101.
@@ -62,6 +63,7 @@ struct Cli {
     /// This director's certificate (PEM; `hactl cert issue --node NAME`).
     #[arg(long, requires_all = ["tls_ca", "tls_key"])]
     tls_cert: Option<PathBuf>,
+    /// This director's private key (PEM, mode 0600).
     #[arg(long, requires_all = ["tls_ca", "tls_cert"])]
     tls_key: Option<PathBuf>,
     /// Bearer tokens for the admin API: `NAME ROLE sha256:HEX` lines (`hactl token new`).
@@ -94,8 +96,15 @@ enum Mode {
         /// Which director's view to run.
         #[arg(long)]
         node: String,
+        /// Log lines as text or json.
         #[arg(long, default_value = "text")]
         log_format: String,
+    },
+    /// Write the man pages (hanode.8, hanode-vrrp.8) into DIR.
+    Man {
+        /// The directory to write them to (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
     },
     /// Test tooling: flip one byte of a stored history entry of a stopped director, to
     /// show that `hactl verify` names it.
@@ -247,6 +256,14 @@ fn init_logging(format: &str) -> Result<()> {
 fn main() -> std::process::ExitCode {
     let result = (|| -> Result<()> {
         let mut cli = Cli::parse();
+        if let Some(Mode::Man { out }) = &cli.mode {
+            let pages = ha_config::manpages::write_pages(<Cli as clap::CommandFactory>::command(), "8", out)
+                .with_context(|| format!("writing man pages into {}", out.display()))?;
+            for p in pages {
+                println!("{}", p.display());
+            }
+            return Ok(());
+        }
         if let Some(Mode::TamperHistory { data_dir, seq }) = &cli.mode {
             let (db, _, _) = raft_store::open(&data_dir.join("raft"))?;
             let version =
@@ -351,4 +368,50 @@ fn read_join_token(path: &std::path::Path) -> anyhow::Result<String> {
         );
     }
     Ok(token.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn missing(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if !matches!(id, "help" | "version") && !a.is_hide_set() && a.get_help().is_none() {
+                out.push(format!("{path} --{id}"));
+            }
+        }
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            missing(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_option_has_a_one_line_help() {
+        let mut out = Vec::new();
+        missing(&Cli::command(), "hanode", &mut out);
+        assert!(out.is_empty(), "options without help: {out:#?}");
+    }
+
+    #[test]
+    fn man_pages_are_written_for_hanode_and_its_modes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pages = ha_config::manpages::write_pages(Cli::command(), "8", dir.path()).expect("pages");
+        let names: Vec<String> = pages
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        assert!(names.contains(&"hanode.8".to_string()), "{names:?}");
+        assert!(names.contains(&"hanode-vrrp.8".to_string()), "{names:?}");
+        assert!(
+            !names.iter().any(|n| n.contains("tamper")),
+            "hidden test tooling has no page: {names:?}"
+        );
+        let text = std::fs::read_to_string(dir.path().join("hanode.8")).expect("hanode.8");
+        assert!(
+            text.contains("--data-dir") || text.contains("data\\-dir"),
+            "{text}"
+        );
+    }
 }

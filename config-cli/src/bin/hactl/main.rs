@@ -24,23 +24,34 @@ use std::process::ExitCode;
 )]
 struct Cli {
     /// Directors to talk to: HOST:PORT[,HOST:PORT...], tried in turn.
-    #[arg(long, env = "HACTL_CLUSTER", global = true)]
+    #[arg(long, env = "HACTL_CLUSTER", global = true, help_heading = CONNECTION)]
     cluster: Option<String>,
     /// The cluster's CA certificate: talk TLS and check the directors against it.
-    #[arg(long, env = "HACTL_CA", global = true)]
+    #[arg(long, env = "HACTL_CA", global = true, help_heading = CONNECTION)]
     ca: Option<PathBuf>,
     /// Client certificate (`hactl cert issue --client NAME --role ROLE`).
-    #[arg(long, env = "HACTL_CERT", global = true, requires = "key")]
+    #[arg(long, env = "HACTL_CERT", global = true, requires = "key", help_heading = CONNECTION)]
     cert: Option<PathBuf>,
-    #[arg(long, env = "HACTL_KEY", global = true, requires = "cert")]
+    /// The client certificate's private key.
+    #[arg(long, env = "HACTL_KEY", global = true, requires = "cert", help_heading = CONNECTION)]
     key: Option<PathBuf>,
     /// Bearer token (`hactl token new`); prefer HACTL_TOKEN (the command line is visible
     /// to other users in `ps`).
-    #[arg(long, env = "HACTL_TOKEN", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "HACTL_TOKEN",
+        global = true,
+        hide_env_values = true,
+        help_heading = CONNECTION
+    )]
     token: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
+
+/// The heading the options of every cluster command are listed under, apart from a
+/// subcommand's own.
+const CONNECTION: &str = "Cluster connection (every command that talks to the directors)";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -57,11 +68,13 @@ pub enum ExportFormat {
 enum Cmd {
     /// Check configuration files: `FILE:LINE:COL: error|warning: message`; exit 1 on errors.
     Check {
+        /// The files (a cluster file, or one director's keepalived.conf).
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Also check the view of these directors (beyond those named in `@` lines).
         #[arg(long = "node")]
         nodes: Vec<String>,
+        /// Output: text for people, json for scripts.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -76,23 +89,35 @@ enum Cmd {
     },
     /// Write the plain keepalived.conf one director would run (no `@` lines).
     Export {
+        /// The cluster file.
         file: PathBuf,
+        /// The director whose view is written.
         #[arg(long)]
         node: String,
+        /// Write here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
     /// Print the sha256 of the configuration's canonical form.
-    Hash { file: PathBuf },
+    Hash {
+        /// The cluster file.
+        file: PathBuf,
+    },
     /// Show the semantic difference between two configurations.
     Diff {
+        /// The configuration before.
         old: PathBuf,
+        /// The configuration after.
         new: PathBuf,
+        /// Output: text for people, json for scripts.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
     /// Print the configuration in canonical form.
-    Fmt { file: PathBuf },
+    Fmt {
+        /// The cluster file.
+        file: PathBuf,
+    },
     /// Validate, show the change against the committed config, commit through Raft.
     Propose {
         /// The whole cluster file.
@@ -138,6 +163,7 @@ enum Cmd {
     },
     /// One row per director: role, term, leader, applied index, version, hash, lag.
     Status {
+        /// Output: text for people, json for scripts.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -147,6 +173,7 @@ enum Cmd {
         /// Which director (default: the first --cluster endpoint).
         #[arg(long)]
         node: Option<String>,
+        /// Output: text for people, json for scripts.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -154,6 +181,7 @@ enum Cmd {
     /// previous one's hash, config hashes re-checked) and compares the chains across
     /// directors; names the first bad entry (exit 5 on any failure).
     Verify {
+        /// Output: text for people, json for scripts.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -166,6 +194,7 @@ enum Cmd {
         /// Keep printing new events.
         #[arg(long)]
         follow: bool,
+        /// Output: text for people, json for scripts.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -174,6 +203,7 @@ enum Cmd {
         /// First history entry (sequence number).
         #[arg(long)]
         from: Option<u64>,
+        /// Last history entry (sequence number).
         #[arg(long)]
         to: Option<u64>,
         /// Only entries at or after this time: `2026-11-24T03:12:00Z`, `2026-11-24`, an age
@@ -193,6 +223,7 @@ enum Cmd {
         /// Print each config version's semantic diff under it.
         #[arg(long)]
         diff: bool,
+        /// Output: text for people, json for scripts.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -206,12 +237,14 @@ enum Cmd {
         /// Which director (default: the first --cluster endpoint).
         #[arg(long)]
         node: Option<String>,
+        /// Output: text for people, json for scripts.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
     /// The committed history and every director's runtime events, one JSON object a line
     /// (schema in the README), for a SIEM.
     ExportHistory {
+        /// Output format (one JSON object a line).
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
         format: ExportFormat,
     },
@@ -230,14 +263,38 @@ enum Cmd {
         #[command(subcommand)]
         cmd: pki_cmds::TokenCmd,
     },
+    /// Print the completion script for a shell: bash (`hactl completions bash >
+    /// /usr/share/bash-completion/completions/hactl`), zsh (a file `_hactl` in $fpath) or
+    /// fish (`~/.config/fish/completions/hactl.fish`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write the man pages (hactl.1, and hactl-SUBCOMMAND.1 for each subcommand) into DIR.
+    Man {
+        /// The directory to write them to (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+    },
+}
+
+/// The shells `hactl completions` writes for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Subcommand)]
 enum ConfigCmd {
     /// Print the committed cluster file (or the one committed as --version N).
     Show {
+        /// That config version instead of the latest.
         #[arg(long)]
         version: Option<u64>,
+        /// Output: text for people, json for scripts.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -247,14 +304,19 @@ enum ConfigCmd {
 enum ClusterCmd {
     /// Add director NAME reachable at ADDR (its hanode must be running).
     Add {
+        /// The director's name (its hanode --name).
         name: String,
+        /// Where its hanode listens: HOST:PORT.
         addr: String,
+        /// Why (kept in the history).
         #[arg(long, default_value = "")]
         reason: String,
     },
     /// Remove director NAME.
     Remove {
+        /// The director's name.
         name: String,
+        /// Why (kept in the history).
         #[arg(long, default_value = "")]
         reason: String,
     },
@@ -289,6 +351,31 @@ fn main() -> ExitCode {
         Cmd::Hash { file } => offline::hash(&file),
         Cmd::Diff { old, new, format } => offline::diff(&old, &new, format),
         Cmd::Fmt { file } => offline::fmt(&file),
+        Cmd::Completions { shell } => {
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "hactl",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Man { out } => {
+            match ha_config::manpages::write_pages(<Cli as clap::CommandFactory>::command(), "1", &out) {
+                Ok(pages) => {
+                    for p in pages {
+                        println!("{}", p.display());
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err(anyhow::anyhow!("writing man pages into {}: {e}", out.display())),
+            }
+        }
         Cmd::Propose {
             file,
             patch,
@@ -387,5 +474,57 @@ fn main() -> ExitCode {
             eprintln!("hactl: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every subcommand, with the path of subcommands leading to it.
+    fn args(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+        for a in cmd.get_arguments() {
+            out.push((path.to_string(), a.clone()));
+        }
+        for sub in cmd.get_subcommands() {
+            args(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_option_has_a_one_line_help() {
+        let mut all = Vec::new();
+        args(&Cli::command(), "hactl", &mut all);
+        let missing: Vec<String> = all
+            .iter()
+            .filter(|(_, a)| !matches!(a.get_id().as_str(), "help" | "version"))
+            .filter(|(_, a)| a.get_help().is_none_or(|h| h.to_string().trim().is_empty()))
+            .map(|(p, a)| format!("{p} {}", a.get_id()))
+            .collect();
+        assert!(missing.is_empty(), "options without help: {missing:#?}");
+    }
+
+    #[test]
+    fn global_options_are_listed_apart_from_a_subcommands_own() {
+        let cmd = Cli::command();
+        for a in cmd.get_arguments().filter(|a| a.is_global_set()) {
+            assert_eq!(
+                a.get_help_heading(),
+                Some(CONNECTION),
+                "--{} is a global option: under its own heading",
+                a.get_id()
+            );
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let propose = cmd.find_subcommand_mut("propose").expect("propose");
+        let help = propose.render_help().to_string();
+        let own = help.find("--dry-run").expect("propose's own option");
+        let heading = help
+            .find(&format!("{CONNECTION}:"))
+            .expect("the global options' heading");
+        let global = help.find("--cluster").expect("a global option");
+        assert!(own < heading && heading < global, "{help}");
     }
 }

@@ -16,10 +16,13 @@ pub enum CertCmd {
     /// Make a CA: DIR/ca.pem (give it to every director and operator) and DIR/ca.key
     /// (keep it off the directors).
     Init {
+        /// Where ca.pem and ca.key are written (created if missing).
         #[arg(long)]
         dir: PathBuf,
+        /// The CA's common name.
         #[arg(long, default_value = "ha-directors CA")]
         name: String,
+        /// Days the CA certificate is valid.
         #[arg(long, default_value_t = 3650)]
         days: u32,
     },
@@ -27,6 +30,7 @@ pub enum CertCmd {
     /// director (`--node NAME --ip ADDR...`) or a person or tool (`--client NAME --role
     /// operator|read-only`).
     Issue {
+        /// The CA's directory (ca.pem, ca.key); the certificate and key are written there.
         #[arg(long)]
         dir: PathBuf,
         /// A director, by its name in the cluster.
@@ -41,6 +45,7 @@ pub enum CertCmd {
         /// operator or read-only.
         #[arg(long)]
         role: Option<Role>,
+        /// Days the certificate is valid.
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
@@ -51,6 +56,7 @@ pub enum TokenCmd {
     /// Make a token for NAME: prints it once, stores only its hash in the tokens file
     /// (give the same file to every director: `hanode --tokens-file`).
     New {
+        /// Who the token is for (named in the audit events of its requests).
         name: String,
         /// operator or read-only.
         #[arg(long)]
