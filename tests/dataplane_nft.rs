@@ -511,3 +511,76 @@ fn a_thousand_services_all_answer_and_honour_their_weights() {
     let o = lb_sync(d, &["teardown"], None);
     assert!(o.status.success());
 }
+
+/// Issue 22: a DR flow's first packet is logged once (NFLOG, read as hanode reads it) with
+/// the client's address and port and the mark of the real server the data plane chose;
+/// the connection's later packets are not.
+#[test]
+fn a_new_dr_flow_is_logged_once_with_its_client_and_real_server() {
+    use actors::lb::nft::flowlog::LoggedFlow;
+    use actors::lb::nft::flowlog_io::FlowLogSocket;
+    let lab = lab_with_vip();
+    apply(
+        &lab.directors[0],
+        RR,
+        &[(RS_ADDRS[0], "Dr", 1), (RS_ADDRS[1], "Dr", 1)],
+    );
+    let mut log = in_netns(&lab.directors[0], || {
+        FlowLogSocket::open(Duration::from_millis(200))
+    })
+    .expect("subscribe to the flow log");
+    // Two requests on one keep-alive connection: several packets, one new flow.
+    let mut conn = connect(&lab);
+    let client = conn.0.get_ref().local_addr().expect("client address");
+    let answer = conn.get().expect("first request");
+    assert_eq!(conn.get().expect("second request"), answer);
+    let rs = if answer.contains("RS01") {
+        RS_ADDRS[0]
+    } else {
+        RS_ADDRS[1]
+    };
+    // Read until the flow shows up, then a little more: nothing else of it may come.
+    let mut seen: Vec<LoggedFlow> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let before = seen.len();
+        seen.extend(
+            log.read()
+                .expect("flow log")
+                .into_iter()
+                .filter(|f| f.client == client),
+        );
+        // Stop after the read that follows the one that found it (200 ms more).
+        if before > 0 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 1, "the flow logged once: {seen:?}");
+    // The mark names a destination of the service: find it in the kernel's `dst4` map.
+    let mark = seen[0].mark;
+    assert_ne!(
+        mark & 0x7fff,
+        0,
+        "a destination, not a bare service tag: {mark:#x}"
+    );
+    let o = lab.directors[0]
+        .command("nft")
+        .args(["-j", "list", "map", "netdev", "hanode", "dst4"])
+        .output()
+        .expect("nft");
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("nft -j");
+    let elems = json["nftables"]
+        .as_array()
+        .and_then(|a| a.iter().find_map(|i| i["map"]["elem"].as_array().cloned()))
+        .expect("dst4 elements");
+    let dest = elems.iter().find_map(|e| {
+        let pair = e.as_array()?;
+        let key = pair[0].as_u64().or_else(|| pair[0]["elem"]["val"].as_u64())?;
+        (key == u64::from(mark)).then(|| pair[1].as_str().map(str::to_string))?
+    });
+    assert_eq!(
+        dest.as_deref(),
+        Some(rs),
+        "the logged mark is the real server that answered"
+    );
+}

@@ -10,6 +10,8 @@
 pub mod dump;
 pub mod exec;
 pub mod expr;
+pub mod flowlog;
+pub mod flowlog_io;
 pub mod maglev;
 pub mod netlink;
 pub mod render;

@@ -554,13 +554,21 @@ pub fn shared_chains_for(
     let mut out = BTreeMap::new();
     // A slot with no destination (none takes new flows) goes back to the bare tag, so
     // that the service drops the packet rather than remember a flow to nowhere.
-    out.insert(
-        "pick".to_string(),
-        vec![
-            format!("{m} & {SLOT_BIT:#x} != 0 {m} set {m} map @slots"),
-            format!("{m} & {SLOT_BIT:#x} != 0 {m} set {m} & 0xffff0000"),
-        ],
-    );
+    let mut pick = vec![
+        format!("{m} & {SLOT_BIT:#x} != 0 {m} set {m} map @slots"),
+        format!("{m} & {SLOT_BIT:#x} != 0 {m} set {m} & 0xffff0000"),
+    ];
+    if !nat {
+        // Only a flow's first packet comes here: once it has a destination, it is logged
+        // (its mark and first bytes) for the directors that may take the VIP over
+        // (`flowlog`; NAT flows are conntrack's).
+        pick.push(format!(
+            "{m} & {MAX_DESTS:#x} != 0 log group {} snaplen {}",
+            super::flowlog::FLOW_LOG_GROUP,
+            super::flowlog::SNAPLEN
+        ));
+    }
+    out.insert("pick".to_string(), pick);
     for v6 in [false, true] {
         let (f, ip) = (fam(v6), ipf(v6));
         out.insert(
@@ -1307,7 +1315,8 @@ add element netdev hanode svc4 {{ 198.18.116.134 . tcp . 80 comment \"rr\" : jum
             shared["pick"],
             vec![
                 "meta mark & 0x8000 != 0 meta mark set meta mark map @slots",
-                "meta mark & 0x8000 != 0 meta mark set meta mark & 0xffff0000"
+                "meta mark & 0x8000 != 0 meta mark set meta mark & 0xffff0000",
+                "meta mark & 0x7fff != 0 log group 18529 snaplen 64"
             ]
         );
         assert!(shared["fwd6"].is_empty());
