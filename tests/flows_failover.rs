@@ -4,7 +4,8 @@
 //! client addresses, each exchanging a numbered line every 100 ms.
 
 use e2e::conn_harness::{echo_service, sources, start_echo, Clients, PhaseReport, ECHO_PORT};
-use e2e::seed_cluster::{Cluster, VIP};
+use e2e::seed_cluster::{metric, scrape, Cluster, LVS, VIP};
+use e2e::wait_for;
 use std::time::Duration;
 
 /// Connections the harness keeps open.
@@ -25,12 +26,13 @@ fn assert_none_broken(r: &PhaseReport, c: &Cluster) {
     assert!(r.echoes > 0, "phase {}: no echo at all", r.phase);
 }
 
-/// `mh` hashes the client's address alike on every director: the backup forwards a
-/// connection's next packets to the real server the master chose, so kill -9 of the
-/// master's hanode breaks none of them.
-#[test]
-fn mh_connections_survive_kill_9_of_the_master() {
-    let c = Cluster::start_with(|text| text + &echo_service("mh", [1, 1]));
+/// Kill -9 of the master's hanode with `CONNECTIONS` long-lived connections open through
+/// the VIP: none breaks. For `rr` and `wrr` this needs flow sync (the new master must
+/// forward each connection to the real server the old one chose): the test waits until
+/// lvs02 has pinned every connection lvs01 forwards before it kills lvs01. For `mh` both
+/// directors hash the client alike; flow sync pins the same servers.
+fn connections_survive_kill_9_of_the_master(sched: &str) {
+    let c = Cluster::start_with(|text| text + &echo_service(sched, [1, 1]));
     let _echo = start_echo(&c.lab);
     let mut clients = Clients::start(
         &c.lab.client,
@@ -44,7 +46,25 @@ fn mh_connections_survive_kill_9_of_the_master() {
         "connections did not settle\n{}",
         c.logs()
     );
-    let _start = clients.phase("takeover");
+    let start = clients.phase("takeover");
+    assert!(
+        start.new_on.len() == 2,
+        "{sched}: connections should be spread over both real servers: {start:?}"
+    );
+    // Flow sync: every connection lvs01 forwards is pinned on lvs02 before the kill.
+    wait_for(Duration::from_secs(20), "lvs02 pins lvs01's flows", || {
+        let learned = metric(
+            &scrape(&c, LVS[0]),
+            "hanode_flows_total",
+            Some(("event", "learned")),
+        );
+        let pinned = metric(
+            &scrape(&c, LVS[1]),
+            "hanode_flows_total",
+            Some(("event", "installed")),
+        );
+        (learned >= CONNECTIONS as f64 && pinned >= learned).then_some(())
+    });
     c.signal_lvs01(libc::SIGKILL);
     c.wait_backup_takes_over(Duration::from_secs(10));
     let takeover = clients.phase("after");
@@ -54,9 +74,24 @@ fn mh_connections_survive_kill_9_of_the_master() {
         c.logs()
     );
     let after = clients.phase("end");
-    println!("takeover: {takeover:?}\nafter: {after:?}");
+    println!("{sched} takeover: {takeover:?}\nafter: {after:?}");
     assert_none_broken(&takeover, &c);
     assert_none_broken(&after, &c);
+}
+
+#[test]
+fn rr_connections_survive_kill_9_of_the_master() {
+    connections_survive_kill_9_of_the_master("rr");
+}
+
+#[test]
+fn wrr_connections_survive_kill_9_of_the_master() {
+    connections_survive_kill_9_of_the_master("wrr");
+}
+
+#[test]
+fn mh_connections_survive_kill_9_of_the_master() {
+    connections_survive_kill_9_of_the_master("mh");
 }
 
 /// `weight 0` drains: connections on the drained real server go on, new ones go to the

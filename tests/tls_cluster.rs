@@ -442,7 +442,7 @@ fn mutual_tls_cluster_refuses_strangers_and_keeps_committing_through_rotation() 
     let has = |what: &[&str]| lines.iter().any(|l| what.iter().all(|w| l.contains(w)));
     assert!(has(&["connection from", "TLS handshake refused"]), "{lines:#?}");
     assert!(
-        has(&["lvs02", "refused Raft RPC", "used to send as"]),
+        has(&["lvs02", "refused cluster RPC /raft/", "used to send as"]),
         "{lines:#?}"
     );
     assert!(has(&["lvs02", "POST /v1/members", "403"]), "{lines:#?}");

@@ -302,6 +302,8 @@ impl Routes for Api {
     fn body_limit(&self, _method: &Method, path: &str) -> usize {
         if path.starts_with("/raft/") {
             RAFT_MAX_BODY
+        } else if path == crate::flow_sync::FLOWS_PATH {
+            crate::flow_sync::MAX_BODY
         } else if path == "/v1/proposals" {
             self.node.max_proposal_bytes
         } else {
@@ -369,6 +371,7 @@ impl Api {
             (&Method::POST, APPEND_PATH) => self.raft_append(&req).await,
             (&Method::POST, VOTE_PATH) => self.raft_vote(&req).await,
             (&Method::POST, SNAPSHOT_PATH) => self.raft_snapshot(&req).await,
+            (&Method::POST, crate::flow_sync::FLOWS_PATH) => self.cluster_flows(&req),
             (&Method::POST, "/v1/proposals") => self.propose(&req).await,
             (&Method::GET, "/v1/config") => self.config(&req).await,
             (&Method::GET, "/v1/config/tree") => self.config_tree().await,
@@ -393,7 +396,7 @@ impl Api {
                 let name = percent_decode(&p["/v1/members/".len()..]);
                 self.remove_member(&req, &name).await
             }
-            (_, p) if p.starts_with("/v1/") || p.starts_with("/raft/") => err(
+            (_, p) if p.starts_with("/v1/") || p.starts_with("/raft/") || p.starts_with("/cluster/") => err(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 format!("no route {} {p}", req.method),
@@ -409,6 +412,41 @@ impl Api {
 
 /// Raft RPC handlers: decode, hand to openraft, encode its `Result`.
 impl Api {
+    /// Flows another director forwards (flow sync, issue 22): pinned in this director's
+    /// kernel so that it forwards them alike if it takes the VIP over.
+    fn cluster_flows(&self, req: &Req) -> Reply {
+        let batch: ::actors::lb::flows::FlowBatch = match codec::decode(&req.body) {
+            Ok(b) => b,
+            Err(e) => return raw(StatusCode::BAD_REQUEST, "text/plain", e.to_string().into_bytes()),
+        };
+        if let Err(reply) = self.check_sender(req, node_id(&batch.from)) {
+            return reply;
+        }
+        if batch.flows.len() > ::actors::lb::flows::MAX_BATCH {
+            return raw(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "text/plain",
+                format!(
+                    "flows: {} records, at most {} in a batch",
+                    batch.flows.len(),
+                    ::actors::lb::flows::MAX_BATCH
+                )
+                .into_bytes(),
+            );
+        }
+        match &self.runtime {
+            Some(rt) if rt.install_flows(batch.flows) => {
+                raw(StatusCode::NO_CONTENT, "text/plain", Vec::new())
+            }
+            _ => raw(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                b"flows: this director does not sync flows (its data plane does not pin them), or is busy"
+                    .to_vec(),
+            ),
+        }
+    }
+
     fn incarnation_matches(&self, req: &Req) -> bool {
         req.headers
             .get(INCARNATION_HEADER)
@@ -445,12 +483,12 @@ impl Api {
             .security
             .refusal_due(&format!("raft {} {problem}", req.peer.ip()))
         {
-            tracing::warn!(director = %self.node.name, peer = %req.peer, "Raft RPC refused: {problem}");
+            tracing::warn!(director = %self.node.name, peer = %req.peer, path = %req.path, "cluster RPC refused: {problem}");
             audit(
                 &self.node.events,
                 &self.node.name,
                 &who.name,
-                &format!("refused Raft RPC {} from {}: {problem}", req.path, req.peer),
+                &format!("refused cluster RPC {} from {}: {problem}", req.path, req.peer),
             );
         }
         Err(raw(
@@ -1349,6 +1387,35 @@ impl Api {
             "Runtime events dropped by retention (a checkpoint holds their state).",
             self.node.journal.dropped() as f64,
         );
+        if let Some(r) = &self.runtime {
+            let (pinned, [sent, lost, dropped]) = r.flow_counts();
+            if let Some(f) = pinned {
+                e.family(
+                    "hanode_flows_total",
+                    "counter",
+                    "Flow sync (issue 22): flows this director's kernel reported forwarding (learned; unplaced: not described), flows received from other directors and what became of them (installed, skipped: no such service or real server here, dropped: queue full or refused), kernel log overruns.",
+                );
+                for (event, v) in [
+                    ("learned", f.learned),
+                    ("unplaced", f.unplaced),
+                    ("received", f.received),
+                    ("installed", f.installed),
+                    ("skipped", f.skipped),
+                    ("dropped", f.dropped),
+                    ("log_overruns", f.log_overruns),
+                ] {
+                    e.sample("hanode_flows_total", &[("event", event)], v as f64);
+                }
+            }
+            e.family(
+                "hanode_flows_sent_total",
+                "counter",
+                "Learned flows sent to other directors, once per peer: taken (sent), not taken (lost: peer down, slow or refusing), or dropped before sending (queue full).",
+            );
+            for (outcome, v) in [("sent", sent), ("lost", lost), ("dropped", dropped)] {
+                e.sample("hanode_flows_sent_total", &[("outcome", outcome)], v as f64);
+            }
+        }
         let rt = match &self.runtime {
             Some(r) => r.status().await.zip(r.metrics().await),
             None => None,

@@ -27,7 +27,7 @@ pub enum Need {
 
 /// What a route needs, by method and path.
 pub fn need(method: &hyper::Method, path: &str) -> Need {
-    if path.starts_with("/raft/") {
+    if path.starts_with("/raft/") || path.starts_with("/cluster/") {
         Need::Director
     } else if method == hyper::Method::GET || method == hyper::Method::HEAD {
         Need::Read

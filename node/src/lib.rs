@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod auth;
 pub mod director;
+pub mod flow_sync;
 pub mod journal;
 pub mod liveness;
 pub mod metrics;

@@ -53,6 +53,17 @@ impl Default for RuntimeOptions {
 #[derive(Clone)]
 pub struct Runtime {
     addr: Addr<Director>,
+    flows: FlowWiring,
+}
+
+/// What links the data plane's flow sync to the cluster transport: the running flow sync
+/// (set once the kernel is open, when its backend syncs flows), the queue of learned flows
+/// to send and the sender's counters.
+#[derive(Clone)]
+struct FlowWiring {
+    sync: Arc<std::sync::OnceLock<::actors::lb::flowsync::FlowSync>>,
+    learned: tokio::sync::mpsc::Sender<Vec<::actors::lb::flows::FlowRecord>>,
+    sent: Arc<crate::flow_sync::SendStats>,
 }
 
 #[derive(Message)]
@@ -112,6 +123,7 @@ struct GetTables;
 
 struct Director {
     name: String,
+    flows: FlowWiring,
     journal: crate::journal::JournalWriter,
     options: RuntimeOptions,
     dataplane: Option<Addr<DataPlane>>,
@@ -433,6 +445,30 @@ impl Director {
     }
 }
 
+impl Director {
+    /// Starts carrying flows between the kernel and the other directors.
+    fn start_flow_sync(&mut self, kernel: ::actors::lb::flowsync::SharedKernel) {
+        let learned = self.flows.learned.clone();
+        let sent = self.flows.sent.clone();
+        let on_learned = Box::new(move |flows: Vec<::actors::lb::flows::FlowRecord>| {
+            let n = flows.len() as u64;
+            if learned.try_send(flows).is_err() {
+                sent.dropped.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        match ::actors::lb::flowsync::FlowSync::start(&self.name, kernel, on_learned) {
+            Ok(sync) => {
+                tracing::info!(director = %self.name, "flow sync: started (flows this director forwards go to the others)");
+                let _ = self.flows.sync.set(sync);
+            }
+            Err(e) => {
+                tracing::error!(director = %self.name, "flow sync: {e}");
+                self.errors.push(format!("flow sync: {e}"));
+            }
+        }
+    }
+}
+
 /// Whether a key belongs to the VRRP part of the configuration (what the instances run).
 fn is_vrrp_key(k: &Key) -> bool {
     matches!(
@@ -456,7 +492,12 @@ impl Actor for Director {
         match ::actors::lb::backend::open(self.options.backend, self.options.ingress.clone()) {
             Ok(kernel) => {
                 self.backend = kernel.backend().to_string();
-                self.dataplane = Some(DataPlane::new(kernel, vec![ctx.address().recipient()]).start());
+                let syncs_flows = kernel.syncs_flows();
+                let kernel: ::actors::lb::flowsync::SharedKernel = Arc::new(std::sync::Mutex::new(kernel));
+                if syncs_flows {
+                    self.start_flow_sync(kernel.clone());
+                }
+                self.dataplane = Some(DataPlane::shared(kernel, vec![ctx.address().recipient()]).start());
             }
             Err(e) => {
                 tracing::error!(director = %self.name, "data plane: {e}");
@@ -844,6 +885,18 @@ impl Runtime {
     /// Starts the actors on their own thread and feeds them every committed version.
     pub fn start(node: &Arc<DirectorNode>, options: RuntimeOptions) -> anyhow::Result<Runtime> {
         let (tx, rx) = std::sync::mpsc::channel();
+        let (learned, to_send) = tokio::sync::mpsc::channel(crate::flow_sync::SEND_QUEUE);
+        let flows = FlowWiring {
+            sync: Arc::new(std::sync::OnceLock::new()),
+            learned,
+            sent: Arc::new(crate::flow_sync::SendStats::default()),
+        };
+        tokio::spawn(crate::flow_sync::send_learned(
+            node.clone(),
+            to_send,
+            flows.sent.clone(),
+        ));
+        let wiring = flows.clone();
         let name = node.name.clone();
         let cutoff = options.cutoff_after;
         let journal = node.events.clone();
@@ -855,6 +908,7 @@ impl Runtime {
                 sys.block_on(async move {
                     let addr = Director {
                         name,
+                        flows: wiring,
                         journal,
                         options,
                         dataplane: None,
@@ -884,7 +938,7 @@ impl Runtime {
         let addr = rx
             .recv()
             .map_err(|_| anyhow::anyhow!("the actor thread did not start"))?;
-        let rt = Runtime { addr };
+        let rt = Runtime { addr, flows };
         // Committed versions -> the actors.
         let mut watch = node.state.subscribe();
         let me = node.name.clone();
@@ -938,6 +992,26 @@ impl Runtime {
 
     pub async fn tables(&self) -> Option<(String, Option<u64>, Tables)> {
         self.addr.send(GetTables).await.ok()
+    }
+
+    /// Pins flows another director forwards; false when they were dropped (no flow sync
+    /// here, or its queue is full).
+    pub fn install_flows(&self, flows: Vec<::actors::lb::flows::FlowRecord>) -> bool {
+        match self.flows.sync.get() {
+            Some(s) => s.install(flows),
+            None => false,
+        }
+    }
+
+    /// The flow sync's counters: the data plane's side (None: its backend does not sync
+    /// flows) and the sender's (sent, lost, dropped).
+    pub fn flow_counts(&self) -> (Option<::actors::lb::flowsync::FlowCounts>, [u64; 3]) {
+        let s = &self.flows.sent;
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        (
+            self.flows.sync.get().map(|f| f.counts()),
+            [g(&s.sent), g(&s.lost), g(&s.dropped)],
+        )
     }
 
     /// Test hook: keep the data plane at `version` (None: release).

@@ -2,7 +2,9 @@
 //! the in-memory [`FakeKernel`] implement it.
 
 use super::diff::Op;
+use super::flows::{FlowInstall, FlowRecord};
 use super::model::{Service, Table};
+use super::nft::flowlog::LoggedFlow;
 use std::fmt;
 
 /// An operation the kernel refused, or a failure to talk to it.
@@ -46,6 +48,27 @@ pub trait KernelLb: Send {
     /// Applies `ops` in order and answers one result per op: a refused op does not stop
     /// the ones after it.
     fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), KernelError>>;
+
+    /// Whether this kernel's forwarding reports the flows it pins (nftables: the DR
+    /// tables' flow log) and takes flows other directors forward.
+    fn syncs_flows(&self) -> bool {
+        false
+    }
+
+    /// Flows the flow log reported (the client and this kernel's own mark), said in
+    /// terms every director shares; those it cannot place are left out.
+    fn describe_flows(&self, _logged: &[LoggedFlow]) -> Vec<FlowRecord> {
+        Vec::new()
+    }
+
+    /// Pins flows another director forwards, so that packets of theirs that come here
+    /// go to the same real server.
+    fn install_flows(&mut self, flows: &[FlowRecord]) -> Result<FlowInstall, KernelError> {
+        Ok(FlowInstall {
+            installed: 0,
+            skipped: flows.len(),
+        })
+    }
 
     /// Removes everything of ours from the kernel (by default: every service).
     fn remove_all(&mut self) -> Result<(), KernelError> {

@@ -14,6 +14,8 @@
 pub mod backend;
 pub mod desired;
 pub mod diff;
+pub mod flows;
+pub mod flowsync;
 pub mod ipvs;
 pub mod kernel;
 pub mod model;

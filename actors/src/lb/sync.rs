@@ -139,9 +139,18 @@ pub struct DataPlane {
 
 impl DataPlane {
     pub fn new(kernel: Box<dyn KernelLb>, subscribers: Vec<Recipient<SyncEvent>>) -> Self {
-        let backend = kernel.backend().to_string();
+        Self::shared(Arc::new(Mutex::new(kernel)), subscribers)
+    }
+
+    /// A data plane over a kernel handle others also use between its syncs (the flow
+    /// sync: [`super::flowsync`]).
+    pub fn shared(kernel: super::flowsync::SharedKernel, subscribers: Vec<Recipient<SyncEvent>>) -> Self {
+        let backend = match kernel.lock() {
+            Ok(k) => k.backend().to_string(),
+            Err(p) => p.into_inner().backend().to_string(),
+        };
         DataPlane {
-            kernel: Arc::new(Mutex::new(kernel)),
+            kernel,
             backend,
             timing: SyncTiming::default(),
             by_vs: BTreeMap::new(),

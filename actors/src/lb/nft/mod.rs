@@ -19,10 +19,11 @@ pub mod route;
 pub mod slots;
 
 use super::diff::Op;
+use super::flows::{FlowInstall, FlowRecord};
 use super::kernel::{KernelError, KernelLb};
 use super::model::{Service, SvcKey, Table};
 use render::{Cmd, Fingerprint, Slot, SvcState, TableId, Uses};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
@@ -66,6 +67,8 @@ pub struct NftKernel {
     /// The id given last in each shard: new services take the next free one, so that an
     /// id (and the flows remembered under it) is not reused soon.
     last_id: BTreeMap<u32, u32>,
+    /// The service of each id in `state` (the flow log names services by id).
+    by_id: HashMap<u32, SvcKey>,
 }
 
 fn unix_now() -> u64 {
@@ -147,6 +150,7 @@ impl NftKernel {
             lookup: Box::new(route::egress_device),
             clock: unix_now,
             last_id: BTreeMap::new(),
+            by_id: HashMap::new(),
         }
     }
 
@@ -352,6 +356,7 @@ impl NftKernel {
     /// Counts every service of `state` again (after a dump).
     fn recount(&mut self) {
         (self.ids, self.shard_used, self.uses) = counts(&self.state);
+        self.by_id = self.state.iter().map(|(k, st)| (st.id, *k)).collect();
     }
 
     /// The shared chains each touched table needs after this apply, where they differ
@@ -495,10 +500,16 @@ impl NftKernel {
                     if self.ids.insert(s.id) {
                         *self.shard_used.entry(render::shard_of(s.id)).or_default() += 1;
                     }
+                    self.by_id.insert(s.id, *k);
                     self.state.insert(*k, s.clone())
                 }
                 None => self.state.remove(k),
             };
+            if let Some(o) = &old {
+                if st.as_ref().map(|s| s.id) != Some(o.id) && self.by_id.get(&o.id) == Some(k) {
+                    self.by_id.remove(&o.id);
+                }
+            }
             if let Some(o) = old.filter(|o| st.as_ref().map(|s| s.id) != Some(o.id)) {
                 if self.ids.remove(&o.id) {
                     let shard = render::shard_of(o.id);
@@ -601,6 +612,32 @@ impl NftKernel {
 }
 
 /// `nft list chain T ingress`, for [`ingress_devices_of_text`].
+impl NftKernel {
+    /// Pins one flow, replacing an element of the same key that goes elsewhere. False
+    /// when the kernel refuses it either way (the map is gone: the service was removed).
+    fn replace_flow(
+        &mut self,
+        table: &'static str,
+        set: &str,
+        e: render::FlowElem,
+    ) -> Result<bool, KernelError> {
+        let add = Cmd::Flows {
+            table,
+            set: set.to_string(),
+            elems: vec![e.clone()],
+        };
+        if self.send(std::slice::from_ref(&add)).is_ok() {
+            return Ok(true);
+        }
+        let port = e.port.map(|p| format!(" . {p}")).unwrap_or_default();
+        let del = Cmd::Text(format!(
+            "delete element {table} {set} {{ {}{port} . {:#x} }}\n",
+            e.client, e.tag
+        ));
+        Ok(self.send(&[del, add]).is_ok())
+    }
+}
+
 fn list_chain_text(table: &str, chain: &str) -> Result<String, KernelError> {
     let mut args = vec!["list", "chain"];
     args.extend(table.split_whitespace());
@@ -730,6 +767,67 @@ fn run_nft(nft: &mut exec::Nft, script: &str) -> Result<(), KernelError> {
 impl KernelLb for NftKernel {
     fn backend(&self) -> &'static str {
         "nftables"
+    }
+
+    fn syncs_flows(&self) -> bool {
+        true
+    }
+
+    fn describe_flows(&self, logged: &[flowlog::LoggedFlow]) -> Vec<FlowRecord> {
+        logged
+            .iter()
+            .filter_map(|f| {
+                let service = *self.by_id.get(&(f.mark >> 16))?;
+                let d = f.mark & render::MAX_DESTS;
+                let st = self.state.get(&service)?;
+                let (dest, _) = st.dests.iter().find(|(_, s)| s.mark == d)?;
+                Some(FlowRecord {
+                    service,
+                    client: f.client,
+                    dest: *dest,
+                })
+            })
+            .collect()
+    }
+
+    fn install_flows(&mut self, flows: &[FlowRecord]) -> Result<FlowInstall, KernelError> {
+        let mut by_map: BTreeMap<(TableId, String), Vec<render::FlowElem>> = BTreeMap::new();
+        let mut report = FlowInstall::default();
+        for f in flows {
+            match self
+                .state
+                .get(&f.service)
+                .and_then(|st| render::flow_elem(st, f.client, &f.dest))
+            {
+                Some((table, set, elem)) => by_map.entry((table, set)).or_default().push(elem),
+                None => report.skipped += 1,
+            }
+        }
+        for ((table, set), elems) in by_map {
+            let n = elems.len();
+            let cmd = Cmd::Flows {
+                table: table.name(),
+                set,
+                elems,
+            };
+            if self.send(std::slice::from_ref(&cmd)).is_err() {
+                // One flow the kernel pins to another server (it was scheduled here
+                // meanwhile) refuses the batch: each flow alone, replacing it.
+                let Cmd::Flows { table, set, elems } = cmd else {
+                    continue;
+                };
+                for e in elems {
+                    if self.replace_flow(table, &set, e)? {
+                        report.installed += 1;
+                    } else {
+                        report.skipped += 1;
+                    }
+                }
+                continue;
+            }
+            report.installed += n;
+        }
+        Ok(report)
     }
 
     fn dump(&mut self) -> Result<Table, KernelError> {

@@ -226,6 +226,40 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
             }
             Ok(out)
         }
+        Cmd::Flows { table, set, elems } => {
+            let (family, name) = family_and_name(table)?;
+            let mut out = Vec::new();
+            for chunk in elems.chunks(ELEMS_PER_MESSAGE) {
+                let elems = chunk
+                    .iter()
+                    .map(|e| {
+                        ListAttribute::Element(vec![
+                            SetElementAttribute::Key(DataAttribute::Value(e.key_bytes())),
+                            SetElementAttribute::Data(DataAttribute::Value(e.mark.to_ne_bytes().to_vec())),
+                            SetElementAttribute::Timeout(u64::from(e.timeout) * 1000),
+                        ])
+                    })
+                    .collect();
+                let body = SetElementMessage {
+                    attributes: vec![
+                        SetElementList::Table(name.to_string()),
+                        SetElementList::Set(set.clone()),
+                        SetElementList::Elements(elems),
+                    ],
+                };
+                let framed = frame(
+                    NetfilterMessage::new(
+                        NetfilterHeader::new(family, 0, 0),
+                        NfTablesMessage::NewSetElement(body),
+                    ),
+                    0,
+                    0,
+                );
+                let what = format!("add {} flow(s) to {table} {set}", chunk.len());
+                out.push((NFT_MSG_NEWSETELEM, family, create, framed[20..].to_vec(), what));
+            }
+            Ok(out)
+        }
         Cmd::Chain { table, chain, op } => {
             let (family, name) = family_and_name(table)?;
             let ids = [

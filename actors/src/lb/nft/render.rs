@@ -877,6 +877,81 @@ pub struct Elem {
     pub comment: Option<String>,
 }
 
+/// A flow in a flow map: the client (its network, masked, for persistence) and port
+/// (none for persistence), the service's tag, and the destination mark it goes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowElem {
+    pub client: IpAddr,
+    pub port: Option<u16>,
+    pub tag: u32,
+    pub mark: u32,
+    /// Seconds the kernel keeps it without traffic.
+    pub timeout: u32,
+}
+
+impl FlowElem {
+    /// The key's bytes as the map's concatenated type holds them: the address (network
+    /// order), the port (network order, padded to 4 bytes), the tag (host order).
+    pub fn key_bytes(&self) -> Vec<u8> {
+        let mut b = match self.client {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        if let Some(p) = self.port {
+            b.extend_from_slice(&p.to_be_bytes());
+            b.extend_from_slice(&[0, 0]);
+        }
+        b.extend_from_slice(&self.tag.to_ne_bytes());
+        b
+    }
+}
+
+/// Where a flow another director forwards goes in this service's tables: the table, the
+/// flow map and the element. None when the service pins nothing (one-packet scheduling),
+/// is NAT (conntrack's), does not have that real server, or the client is of the other
+/// family.
+pub fn flow_elem(
+    st: &SvcState,
+    client: std::net::SocketAddr,
+    dest: &DestKey,
+) -> Option<(TableId, String, FlowElem)> {
+    let v6 = st.key.is_v6();
+    if st.is_nat() || client.is_ipv6() != v6 {
+        return None;
+    }
+    let slot = st.dests.get(dest)?;
+    let tag = tag(st.id);
+    let (set, addr, port) = match st.affinity() {
+        Affinity::None => return None,
+        Affinity::Conn => (format!("flows{}", fam(v6)), client.ip(), Some(client.port())),
+        Affinity::Client(p) => (format!("pflows{}", fam(v6)), masked(client.ip(), p), None),
+    };
+    let elem = FlowElem {
+        client: addr,
+        port,
+        tag,
+        mark: tag | slot.mark,
+        timeout: st.flow_timeout(),
+    };
+    Some((st.table_id(), set, elem))
+}
+
+/// `addr` with only its first `prefix` bits.
+fn masked(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let bits = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & bits).into())
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6((u128::from(a) & bits).into())
+        }
+    }
+}
+
 /// Elements added to or deleted from one map or set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SetOp {
@@ -912,6 +987,13 @@ pub enum Cmd {
         table: &'static str,
         chain: String,
         op: ChainOp,
+    },
+    /// Flows pinned in a flow map (`flows4`/`6`, `pflows4`/`6`) as another director
+    /// forwarded them: added, or refreshed where the same flow is already there.
+    Flows {
+        table: &'static str,
+        set: String,
+        elems: Vec<FlowElem>,
     },
     /// A service-map entry: added with (comment, chain to jump to), or deleted (None).
     Entry {
@@ -953,6 +1035,17 @@ impl Cmd {
                     ),
                     None => writeln!(s, "delete element {table} {map} {{ {k} }}"),
                 };
+            }
+            Cmd::Flows { table, set, elems } => {
+                let items = join(elems.iter(), |e| {
+                    let mut it = e.client.to_string();
+                    if let Some(p) = e.port {
+                        let _ = write!(it, " . {p}");
+                    }
+                    let _ = write!(it, " . {:#x} timeout {}s : {:#x}", e.tag, e.timeout, e.mark);
+                    it
+                });
+                let _ = writeln!(s, "add element {table} {set} {{ {items} }}");
             }
             Cmd::Elements { table, op } => {
                 let verb = if op.add { "add" } else { "delete" };

@@ -1,0 +1,185 @@
+//! The threads that carry flows between a director's kernel and the cluster (issue 22):
+//! one reads the flow log (the flows this director starts forwarding), describes them
+//! with the kernel's tables and hands them to the node, which sends them to the other
+//! directors; the other pins the flows other directors send into the kernel. Both take
+//! the kernel handle only for the moment of a translation or an install, between the
+//! data plane's syncs. Loss is tolerated: a full queue drops a batch and counts it.
+
+use super::flows::FlowRecord;
+use super::kernel::KernelLb;
+use super::nft::flowlog_io::FlowLogSocket;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub type SharedKernel = Arc<Mutex<Box<dyn KernelLb>>>;
+
+/// Batches waiting to be installed; more are dropped (and counted).
+const INSTALL_QUEUE: usize = 256;
+/// How long a read of the flow log waits before it checks whether to stop.
+const LOG_WAIT: Duration = Duration::from_millis(200);
+/// Between attempts to subscribe to the flow log when it cannot be (another process in
+/// this namespace holds the group, or NFLOG is missing).
+const RESUBSCRIBE: Duration = Duration::from_secs(5);
+
+/// Counters of the flow sync, for status and metrics.
+#[derive(Debug, Default)]
+pub struct FlowStats {
+    /// Flows this director's kernel reported starting to forward.
+    pub learned: AtomicU64,
+    /// Logged flows that could not be described (a service or destination unknown here).
+    pub unplaced: AtomicU64,
+    /// Flows received from other directors.
+    pub received: AtomicU64,
+    pub installed: AtomicU64,
+    pub skipped: AtomicU64,
+    /// Received flows dropped: the install queue was full, or the kernel refused them.
+    pub dropped: AtomicU64,
+    /// Times the kernel dropped logged flows because we read too slowly.
+    pub log_overruns: AtomicU64,
+}
+
+/// A snapshot of [`FlowStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FlowCounts {
+    pub learned: u64,
+    pub unplaced: u64,
+    pub received: u64,
+    pub installed: u64,
+    pub skipped: u64,
+    pub dropped: u64,
+    pub log_overruns: u64,
+}
+
+impl FlowStats {
+    pub fn snapshot(&self) -> FlowCounts {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        FlowCounts {
+            learned: g(&self.learned),
+            unplaced: g(&self.unplaced),
+            received: g(&self.received),
+            installed: g(&self.installed),
+            skipped: g(&self.skipped),
+            dropped: g(&self.dropped),
+            log_overruns: g(&self.log_overruns),
+        }
+    }
+}
+
+/// The running flow sync of one director.
+pub struct FlowSync {
+    install: SyncSender<Vec<FlowRecord>>,
+    stats: Arc<FlowStats>,
+}
+
+impl FlowSync {
+    /// Starts reading the flow log (what it learns goes to `learned`) and installing what
+    /// [`FlowSync::install`] is given. `name` names the director in logs.
+    pub fn start(
+        name: &str,
+        kernel: SharedKernel,
+        learned: Box<dyn Fn(Vec<FlowRecord>) + Send>,
+    ) -> std::io::Result<FlowSync> {
+        let stats = Arc::new(FlowStats::default());
+        let (tx, rx) = sync_channel(INSTALL_QUEUE);
+        let (n, k, s) = (name.to_string(), kernel.clone(), stats.clone());
+        std::thread::Builder::new()
+            .name("hanode-flowlog".into())
+            .spawn(move || learn(&n, &k, &s, learned))?;
+        let (n, s) = (name.to_string(), stats.clone());
+        std::thread::Builder::new()
+            .name("hanode-flowpin".into())
+            .spawn(move || pin(&n, &kernel, &s, rx))?;
+        Ok(FlowSync { install: tx, stats })
+    }
+
+    /// Queues flows another director forwards; false when the queue is full (dropped).
+    pub fn install(&self, flows: Vec<FlowRecord>) -> bool {
+        let n = flows.len() as u64;
+        self.stats.received.fetch_add(n, Ordering::Relaxed);
+        match self.install.try_send(flows) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    pub fn counts(&self) -> FlowCounts {
+        self.stats.snapshot()
+    }
+}
+
+fn learn(name: &str, kernel: &SharedKernel, stats: &FlowStats, learned: Box<dyn Fn(Vec<FlowRecord>) + Send>) {
+    let mut warned = false;
+    loop {
+        let mut log = match FlowLogSocket::open(LOG_WAIT) {
+            Ok(l) => l,
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(director = %name, "flow sync: cannot read the flow log ({e}); flows this director forwards are not sent to the others; retrying every {}s", RESUBSCRIBE.as_secs());
+                    warned = true;
+                }
+                std::thread::sleep(RESUBSCRIBE);
+                continue;
+            }
+        };
+        if warned {
+            tracing::info!(director = %name, "flow sync: reading the flow log");
+        }
+        warned = false;
+        loop {
+            let logged = match log.read() {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(director = %name, "flow sync: reading the flow log: {e}; subscribing again");
+                    break;
+                }
+            };
+            stats.log_overruns.store(log.overruns, Ordering::Relaxed);
+            if logged.is_empty() {
+                continue;
+            }
+            let records = match kernel.lock() {
+                Ok(k) => k.describe_flows(&logged),
+                Err(p) => p.into_inner().describe_flows(&logged),
+            };
+            stats.learned.fetch_add(records.len() as u64, Ordering::Relaxed);
+            stats
+                .unplaced
+                .fetch_add((logged.len() - records.len()) as u64, Ordering::Relaxed);
+            if !records.is_empty() {
+                learned(records);
+            }
+        }
+    }
+}
+
+fn pin(name: &str, kernel: &SharedKernel, stats: &FlowStats, rx: Receiver<Vec<FlowRecord>>) {
+    let mut failing = false;
+    while let Ok(flows) = rx.recv() {
+        let result = match kernel.lock() {
+            Ok(mut k) => k.install_flows(&flows),
+            Err(p) => p.into_inner().install_flows(&flows),
+        };
+        match result {
+            Ok(r) => {
+                stats.installed.fetch_add(r.installed as u64, Ordering::Relaxed);
+                stats.skipped.fetch_add(r.skipped as u64, Ordering::Relaxed);
+                if failing {
+                    tracing::info!(director = %name, "flow sync: pinning flows again");
+                    failing = false;
+                }
+            }
+            Err(e) => {
+                stats.dropped.fetch_add(flows.len() as u64, Ordering::Relaxed);
+                if !failing {
+                    tracing::warn!(director = %name, "flow sync: the kernel refused {} flow(s): {e}", flows.len());
+                    failing = true;
+                }
+            }
+        }
+    }
+}

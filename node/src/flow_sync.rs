@@ -1,0 +1,114 @@
+//! Flow sync over the cluster transport (issue 22; design in
+//! docs/dev-notes/flow-sync.md): the flows this director starts forwarding, as the
+//! data plane's flow log reports them, go to every other director in batches
+//! (`POST /cluster/flows`, a director's certificate, codec-encoded), never through Raft.
+//! A batch is sent once: a peer that is down or slow loses it (its connections would be
+//! rescheduled if it took the VIP over, as without flow sync), and nothing queues without
+//! bound.
+
+use crate::director::DirectorNode;
+use crate::transport::client::Call;
+use ::actors::lb::flows::{FlowBatch, FlowRecord, MAX_BATCH};
+use hyper::Method;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+pub const FLOWS_PATH: &str = "/cluster/flows";
+/// Learned flows waiting to be sent (in the kernel's read batches); more are dropped.
+pub const SEND_QUEUE: usize = 1024;
+/// A batch waits this long for more flows before it goes.
+const LINGER: Duration = Duration::from_millis(20);
+/// A peer that has not taken a batch in this long loses it.
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// The largest body `/cluster/flows` takes.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// What the sender did, for status and metrics.
+#[derive(Debug, Default)]
+pub struct SendStats {
+    /// Flows sent to a peer that took them (counted once per peer).
+    pub sent: AtomicU64,
+    /// Flows a peer did not take (down, slow, or it refused them), once per peer.
+    pub lost: AtomicU64,
+    /// Learned flows dropped before sending: the queue was full.
+    pub dropped: AtomicU64,
+}
+
+/// Sends what arrives on `rx` to every other member until the channel closes.
+pub async fn send_learned(
+    node: Arc<DirectorNode>,
+    mut rx: mpsc::Receiver<Vec<FlowRecord>>,
+    stats: Arc<SendStats>,
+) {
+    while let Some(mut flows) = rx.recv().await {
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while flows.len() < MAX_BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(more)) => flows.extend(more),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let peers: Vec<(String, String)> = node
+            .members()
+            .into_iter()
+            .filter(|m| m.name != node.name)
+            .map(|m| (m.name, m.addr))
+            .collect();
+        if peers.is_empty() {
+            continue;
+        }
+        for chunk in flows.chunks(MAX_BATCH) {
+            let batch = FlowBatch {
+                from: node.name.clone(),
+                flows: chunk.to_vec(),
+            };
+            let body = match raft_store::codec::encode(&batch) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(director = %node.name, "flow sync: encoding a batch: {e}");
+                    continue;
+                }
+            };
+            let n = chunk.len() as u64;
+            let mut sends = tokio::task::JoinSet::new();
+            for (name, addr) in &peers {
+                let (node, name, addr, body) = (node.clone(), name.clone(), addr.clone(), body.clone());
+                sends.spawn(async move {
+                    let r = node
+                        .client
+                        .send(Call {
+                            method: Method::POST,
+                            addr: &addr,
+                            path: FLOWS_PATH,
+                            content_type: crate::transport::raft_network::CONTENT_TYPE,
+                            headers: &[],
+                            body,
+                            timeout: SEND_TIMEOUT,
+                        })
+                        .await;
+                    match r {
+                        Ok((status, _)) if status.is_success() => true,
+                        Ok((status, body)) => {
+                            tracing::debug!(director = %node.name, peer = %name, "flow sync: {status}: {}", String::from_utf8_lossy(&body));
+                            false
+                        }
+                        Err(e) => {
+                            tracing::debug!(director = %node.name, peer = %name, "flow sync: {e}");
+                            false
+                        }
+                    }
+                });
+            }
+            while let Some(r) = sends.join_next().await {
+                let counter = if r.unwrap_or(false) {
+                    &stats.sent
+                } else {
+                    &stats.lost
+                };
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
