@@ -26,72 +26,157 @@ fn assert_none_broken(r: &PhaseReport, c: &Cluster) {
     assert!(r.echoes > 0, "phase {}: no echo at all", r.phase);
 }
 
-/// Kill -9 of the master's hanode with `CONNECTIONS` long-lived connections open through
-/// the VIP: none breaks. For `rr` and `wrr` this needs flow sync (the new master must
-/// forward each connection to the real server the old one chose): the test waits until
-/// lvs02 has pinned every connection lvs01 forwards before it kills lvs01. For `mh` both
-/// directors hash the client alike; flow sync pins the same servers.
-fn connections_survive_kill_9_of_the_master(sched: &str) {
-    let c = Cluster::start_with(|text| text + &echo_service(sched, [1, 1]));
-    let _echo = start_echo(&c.lab);
-    let mut clients = Clients::start(
-        &c.lab.client,
-        "ens33",
-        &sources(101, 8),
-        &format!("{VIP}:{ECHO_PORT}"),
-        CONNECTIONS,
-    );
-    assert!(
-        clients.settle(10, Duration::from_secs(60)),
-        "connections did not settle\n{}",
-        c.logs()
-    );
-    let start = clients.phase("takeover");
-    assert!(
-        start.new_on.len() == 2,
-        "{sched}: connections should be spread over both real servers: {start:?}"
-    );
-    // Flow sync: every connection lvs01 forwards is pinned on lvs02 before the kill.
+/// Waits until lvs02 has pinned every flow lvs01 reports forwarding (flow sync).
+fn wait_pinned_on_lvs02(c: &Cluster, at_least: usize) {
     wait_for(Duration::from_secs(20), "lvs02 pins lvs01's flows", || {
         let learned = metric(
-            &scrape(&c, LVS[0]),
+            &scrape(c, LVS[0]),
             "hanode_flows_total",
             Some(("event", "learned")),
         );
         let pinned = metric(
-            &scrape(&c, LVS[1]),
+            &scrape(c, LVS[1]),
             "hanode_flows_total",
             Some(("event", "installed")),
         );
-        (learned >= CONNECTIONS as f64 && pinned >= learned).then_some(())
+        (learned >= at_least as f64 && pinned >= learned).then_some(())
     });
-    c.signal_lvs01(libc::SIGKILL);
-    c.wait_backup_takes_over(Duration::from_secs(10));
-    let takeover = clients.phase("after");
+}
+
+/// Waits until the client sends to director `i`: its neighbour entry for the VIP has
+/// `i`'s MAC (the new master's gratuitous ARP reached it). Until then the other director
+/// forwards the clients' packets, VIP or not.
+fn wait_traffic_on(c: &Cluster, i: usize) {
+    let mac = c.lab.directors[i].mac("ens33");
+    assert!(!mac.is_empty(), "MAC of lvs0{}", i + 1);
+    wait_for(
+        Duration::from_secs(20),
+        "the client to send to the new master",
+        || {
+            let o = c.lab.client.ip(&["neigh", "show", VIP]);
+            String::from_utf8_lossy(&o.stdout).contains(&mac).then_some(())
+        },
+    );
+}
+
+/// Ends the phase of every set of clients once each has echoed again; none broke.
+fn none_broken(c: &Cluster, clients: &mut [&mut Clients], phase: &str, next: &str) {
+    for cl in clients.iter_mut() {
+        assert!(
+            cl.settle(10, Duration::from_secs(60)),
+            "{phase}: connections did not settle\n{}",
+            c.logs()
+        );
+    }
+    for cl in clients.iter_mut() {
+        let r = cl.phase(next);
+        println!("{phase}: {r:?}");
+        assert_none_broken(&r, c);
+    }
+}
+
+/// Every way the master can go, and its return, with `CONNECTIONS` long-lived
+/// connections open through the VIP: none breaks. For `rr` and `wrr` this needs flow
+/// sync (a new master must forward each connection to the real server the old one chose);
+/// for `mh` both directors hash the client alike. In order:
+/// 1. kill -9 of lvs01's hanode (the test first waits until lvs02 pinned lvs01's flows);
+/// 2. while lvs02 forwards, more connections open (lvs01 is down: it misses them);
+///    lvs01 restarts, catches up with lvs02's flows before its fence lets it preempt,
+///    and takes the VIP back;
+/// 3. graceful stop of lvs01 (SIGTERM), then its restart and return;
+/// 4. lvs01's link goes down, then up again, and it returns.
+fn connections_survive_every_failover(sched: &str) {
+    let mut c = Cluster::start_with(|text| text + &echo_service(sched, [1, 1]));
+    let _echo = start_echo(&c.lab);
+    let target = format!("{VIP}:{ECHO_PORT}");
+    let mut first = Clients::start(&c.lab.client, "ens33", &sources(101, 8), &target, CONNECTIONS);
     assert!(
-        clients.settle(10, Duration::from_secs(60)),
-        "connections did not settle after the takeover\n{}",
+        first.settle(10, Duration::from_secs(60)),
+        "connections did not settle\n{}",
         c.logs()
     );
-    let after = clients.phase("end");
-    println!("{sched} takeover: {takeover:?}\nafter: {after:?}");
-    assert_none_broken(&takeover, &c);
-    assert_none_broken(&after, &c);
+    let start = first.phase("kill-9");
+    assert!(
+        start.new_on.len() == 2,
+        "{sched}: connections should be spread over both real servers: {start:?}"
+    );
+    wait_pinned_on_lvs02(&c, CONNECTIONS);
+
+    // 1. kill -9.
+    c.signal_lvs01(libc::SIGKILL);
+    c.wait_backup_takes_over(Duration::from_secs(10));
+    wait_traffic_on(&c, 1);
+    none_broken(&c, &mut [&mut first], "kill-9", "lvs02-forwards");
+
+    // 2. New connections while lvs01 is down; lvs01 returns.
+    let mut second = Clients::start(&c.lab.client, "ens33", &sources(111, 4), &target, 40);
+    none_broken(
+        &c,
+        &mut [&mut first, &mut second],
+        "lvs02-forwards",
+        "return-after-kill",
+    );
+    if let Some(mut n) = c.nodes[0].take() {
+        n.kill9();
+    }
+    c.restart_lvs01();
+    c.wait_vip(0, Duration::from_secs(20), "lvs01 to preempt after its restart");
+    wait_traffic_on(&c, 0);
+    none_broken(
+        &c,
+        &mut [&mut first, &mut second],
+        "return-after-kill",
+        "graceful-stop",
+    );
+
+    // 3. Graceful stop, and return (no connection opened since lvs02 pinned them all).
+    c.nodes[0].as_mut().expect("lvs01").term();
+    c.wait_backup_takes_over(Duration::from_secs(10));
+    wait_traffic_on(&c, 1);
+    none_broken(
+        &c,
+        &mut [&mut first, &mut second],
+        "graceful-stop",
+        "return-after-stop",
+    );
+    c.restart_lvs01();
+    c.wait_vip(0, Duration::from_secs(20), "lvs01 to preempt after its restart");
+    wait_traffic_on(&c, 0);
+    none_broken(
+        &c,
+        &mut [&mut first, &mut second],
+        "return-after-stop",
+        "link-down",
+    );
+
+    // 4. Link down on the master, and up again.
+    c.lab.directors[0].must(&["link", "set", "ens33", "down"]);
+    c.wait_backup_takes_over(Duration::from_secs(10));
+    wait_traffic_on(&c, 1);
+    none_broken(&c, &mut [&mut first, &mut second], "link-down", "link-up");
+    c.lab.directors[0].must(&["link", "set", "ens33", "up"]);
+    c.wait_vip(
+        0,
+        Duration::from_secs(20),
+        "lvs01 to preempt after its link is back",
+    );
+    wait_traffic_on(&c, 0);
+    none_broken(&c, &mut [&mut first, &mut second], "link-up", "end");
 }
 
 #[test]
-fn rr_connections_survive_kill_9_of_the_master() {
-    connections_survive_kill_9_of_the_master("rr");
+fn rr_connections_survive_every_failover() {
+    connections_survive_every_failover("rr");
 }
 
 #[test]
-fn wrr_connections_survive_kill_9_of_the_master() {
-    connections_survive_kill_9_of_the_master("wrr");
+fn wrr_connections_survive_every_failover() {
+    connections_survive_every_failover("wrr");
 }
 
 #[test]
-fn mh_connections_survive_kill_9_of_the_master() {
-    connections_survive_kill_9_of_the_master("mh");
+fn mh_connections_survive_every_failover() {
+    connections_survive_every_failover("mh");
 }
 
 /// `weight 0` drains: connections on the drained real server go on, new ones go to the

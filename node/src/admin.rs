@@ -372,6 +372,7 @@ impl Api {
             (&Method::POST, VOTE_PATH) => self.raft_vote(&req).await,
             (&Method::POST, SNAPSHOT_PATH) => self.raft_snapshot(&req).await,
             (&Method::POST, crate::flow_sync::FLOWS_PATH) => self.cluster_flows(&req),
+            (&Method::GET, crate::flow_sync::FLOWS_PATH) => self.pinned_flows().await,
             (&Method::POST, "/v1/proposals") => self.propose(&req).await,
             (&Method::GET, "/v1/config") => self.config(&req).await,
             (&Method::GET, "/v1/config/tree") => self.config_tree().await,
@@ -412,6 +413,40 @@ impl Api {
 
 /// Raft RPC handlers: decode, hand to openraft, encode its `Result`.
 impl Api {
+    /// Every flow this director pins, for a director catching up (flow sync).
+    async fn pinned_flows(&self) -> Reply {
+        let flows = match &self.runtime {
+            Some(rt) => rt.pinned_flows().await,
+            None => None,
+        };
+        match flows {
+            Some(Ok(flows)) => {
+                let batch = ::actors::lb::flows::FlowBatch {
+                    from: self.node.name.clone(),
+                    flows,
+                };
+                match codec::encode(&batch) {
+                    Ok(body) => raw(StatusCode::OK, CONTENT_TYPE, body),
+                    Err(e) => raw(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "text/plain",
+                        e.to_string().into_bytes(),
+                    ),
+                }
+            }
+            Some(Err(e)) => raw(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("flows: {e}").into_bytes(),
+            ),
+            None => raw(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                b"flows: this director does not sync flows".to_vec(),
+            ),
+        }
+    }
+
     /// Flows another director forwards (flow sync, issue 22): pinned in this director's
     /// kernel so that it forwards them alike if it takes the VIP over.
     fn cluster_flows(&self, req: &Req) -> Reply {

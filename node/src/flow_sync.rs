@@ -112,3 +112,77 @@ pub async fn send_learned(
         }
     }
 }
+
+/// A whole catch-up from one director may take this long (its kernel dumps its flow maps).
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Asks `peer` (None: every other member) for the flows it pins and pins them here;
+/// answers a one-line summary. Errors are part of the summary: a peer that is down has
+/// nothing to give.
+pub async fn catch_up(
+    node: &Arc<DirectorNode>,
+    sync: &Arc<std::sync::OnceLock<::actors::lb::flowsync::FlowSync>>,
+    peer: Option<&str>,
+) -> String {
+    let peers: Vec<(String, String)> = node
+        .members()
+        .into_iter()
+        .filter(|m| m.name != node.name && peer.is_none_or(|p| p == m.name))
+        .map(|m| (m.name, m.addr))
+        .collect();
+    let mut parts = Vec::new();
+    for (name, addr) in peers {
+        let r = node
+            .client
+            .send(Call {
+                method: Method::GET,
+                addr: &addr,
+                path: FLOWS_PATH,
+                content_type: crate::transport::raft_network::CONTENT_TYPE,
+                headers: &[],
+                body: Vec::new(),
+                timeout: CATCH_UP_TIMEOUT,
+            })
+            .await;
+        let batch: FlowBatch = match r {
+            Ok((status, body)) if status.is_success() => match raft_store::codec::decode(&body) {
+                Ok(b) => b,
+                Err(e) => {
+                    parts.push(format!("{name}: undecodable answer ({e})"));
+                    continue;
+                }
+            },
+            Ok((status, body)) => {
+                parts.push(format!(
+                    "{name}: {status} {}",
+                    String::from_utf8_lossy(&body).trim()
+                ));
+                continue;
+            }
+            Err(e) => {
+                parts.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let n = batch.flows.len();
+        let sync = sync.clone();
+        let pinned = tokio::task::spawn_blocking(move || match sync.get() {
+            Some(s) => s.install_now(&batch.flows).map_err(|e| e.to_string()),
+            None => Err("no flow sync here".to_string()),
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        parts.push(match pinned {
+            Ok(i) => format!(
+                "{name}: {n} flow(s), {} pinned, {} skipped",
+                i.installed, i.skipped
+            ),
+            Err(e) => format!("{name}: {n} flow(s) not pinned: {e}"),
+        });
+    }
+    if parts.is_empty() {
+        "no other director".into()
+    } else {
+        parts.join("; ")
+    }
+}

@@ -62,6 +62,8 @@ pub struct Runtime {
 #[derive(Clone)]
 struct FlowWiring {
     sync: Arc<std::sync::OnceLock<::actors::lb::flowsync::FlowSync>>,
+    /// Requests to catch up with the flows other directors pin (None: every peer).
+    catch_up: tokio::sync::mpsc::Sender<(u64, Option<String>)>,
     learned: tokio::sync::mpsc::Sender<Vec<::actors::lb::flows::FlowRecord>>,
     sent: Arc<crate::flow_sync::SendStats>,
 }
@@ -124,6 +126,10 @@ struct GetTables;
 struct Director {
     name: String,
     flows: FlowWiring,
+    /// Catch-ups of other directors' flows in flight (by request id, since when): the
+    /// config fence holds meanwhile, for at most [`CATCH_UP_LIMIT`].
+    catching_up: BTreeMap<u64, (String, Instant)>,
+    next_catch_up: u64,
     journal: crate::journal::JournalWriter,
     options: RuntimeOptions,
     dataplane: Option<Addr<DataPlane>>,
@@ -203,6 +209,18 @@ impl Director {
             .map(|t| t.elapsed() >= self.options.cutoff_after)
             .unwrap_or(false);
         if self.applied == Some(*committed) {
+            let pulling: Vec<&str> = self
+                .catching_up
+                .values()
+                .filter(|(_, since)| since.elapsed() < CATCH_UP_LIMIT)
+                .map(|(from, _)| from.as_str())
+                .collect();
+            if !pulling.is_empty() {
+                return (
+                    true,
+                    format!("held (catching up flows from {})", pulling.join(" ")),
+                );
+            }
             return (false, "open".into());
         }
         let table = self
@@ -445,7 +463,45 @@ impl Director {
     }
 }
 
+/// The longest a catch-up of other directors' flows holds the config fence.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(3);
+
+/// A catch-up finished (or gave up).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct CaughtUp {
+    id: u64,
+    summary: String,
+}
+
+impl Handler<CaughtUp> for Director {
+    type Result = ();
+
+    fn handle(&mut self, m: CaughtUp, _ctx: &mut Context<Self>) {
+        if let Some((from, since)) = self.catching_up.remove(&m.id) {
+            tracing::info!(director = %self.name, from = %from, "flow sync: caught up in {} ms: {}", since.elapsed().as_millis(), m.summary);
+        }
+        self.update_fence();
+    }
+}
+
 impl Director {
+    /// Asks for the flows `peer` (None: every other director) pins, and holds the config
+    /// fence until they are pinned here (at most [`CATCH_UP_LIMIT`]): a director that
+    /// restarted or was cut off takes no VIP over without the flows it missed.
+    fn catch_up(&mut self, peer: Option<String>) {
+        if self.flows.sync.get().is_none() {
+            return;
+        }
+        self.next_catch_up += 1;
+        let id = self.next_catch_up;
+        let label = peer.clone().unwrap_or_else(|| "every director".into());
+        if self.flows.catch_up.try_send((id, peer)).is_ok() {
+            self.catching_up.insert(id, (label, Instant::now()));
+            self.update_fence();
+        }
+    }
+
     /// Starts carrying flows between the kernel and the other directors.
     fn start_flow_sync(&mut self, kernel: ::actors::lb::flowsync::SharedKernel) {
         let learned = self.flows.learned.clone();
@@ -588,6 +644,10 @@ impl Handler<SyncEvent> for Director {
         c.sync_duration.observe(e.duration_us as f64 / 1e6);
         if e.errors.is_empty() {
             if let Some(v) = e.version {
+                if self.applied.is_none() {
+                    // The first table: now the flows others pin can be placed in it.
+                    self.catch_up(None);
+                }
                 self.applied = Some(v);
             }
         }
@@ -711,6 +771,10 @@ impl Handler<PeerLiveness> for Director {
         entry.liveness = liveness.to_string();
         entry.since_ms = crate::director::now_ms();
         tracing::info!(director = %self.name, peer = %m.name, addr = %m.addr, "peer {liveness}");
+        if m.change.now == crate::liveness::Liveness::Alive && self.applied.is_some() {
+            // Back (restarted, or reachable again): what it forwarded meanwhile.
+            self.catch_up(Some(m.name.clone()));
+        }
         if !m.change.death {
             self.record("peer", &m.name, liveness);
             return;
@@ -886,8 +950,10 @@ impl Runtime {
     pub fn start(node: &Arc<DirectorNode>, options: RuntimeOptions) -> anyhow::Result<Runtime> {
         let (tx, rx) = std::sync::mpsc::channel();
         let (learned, to_send) = tokio::sync::mpsc::channel(crate::flow_sync::SEND_QUEUE);
+        let (catch_up, catch_up_rx) = tokio::sync::mpsc::channel(64);
         let flows = FlowWiring {
             sync: Arc::new(std::sync::OnceLock::new()),
+            catch_up,
             learned,
             sent: Arc::new(crate::flow_sync::SendStats::default()),
         };
@@ -909,6 +975,8 @@ impl Runtime {
                     let addr = Director {
                         name,
                         flows: wiring,
+                        catching_up: BTreeMap::new(),
+                        next_catch_up: 0,
                         journal,
                         options,
                         dataplane: None,
@@ -939,6 +1007,16 @@ impl Runtime {
             .recv()
             .map_err(|_| anyhow::anyhow!("the actor thread did not start"))?;
         let rt = Runtime { addr, flows };
+        {
+            let (node, sync, director) = (node.clone(), rt.flows.sync.clone(), rt.addr.clone());
+            tokio::spawn(async move {
+                let mut rx = catch_up_rx;
+                while let Some((id, peer)) = rx.recv().await {
+                    let summary = crate::flow_sync::catch_up(&node, &sync, peer.as_deref()).await;
+                    director.do_send(CaughtUp { id, summary });
+                }
+            });
+        }
         // Committed versions -> the actors.
         let mut watch = node.state.subscribe();
         let me = node.name.clone();
@@ -1001,6 +1079,18 @@ impl Runtime {
             Some(s) => s.install(flows),
             None => false,
         }
+    }
+
+    /// Every flow this director's kernel pins (None: its backend does not sync flows).
+    pub async fn pinned_flows(&self) -> Option<Result<Vec<::actors::lb::flows::FlowRecord>, String>> {
+        let sync = self.flows.sync.clone();
+        sync.get()?;
+        let r = tokio::task::spawn_blocking(move || match sync.get() {
+            Some(s) => s.pinned().map_err(|e| e.to_string()),
+            None => Ok(Vec::new()),
+        })
+        .await;
+        Some(r.unwrap_or_else(|e| Err(e.to_string())))
     }
 
     /// The flow sync's counters: the data plane's side (None: its backend does not sync

@@ -71,6 +71,7 @@ impl FlowStats {
 pub struct FlowSync {
     install: SyncSender<Vec<FlowRecord>>,
     stats: Arc<FlowStats>,
+    kernel: SharedKernel,
 }
 
 impl FlowSync {
@@ -87,11 +88,15 @@ impl FlowSync {
         std::thread::Builder::new()
             .name("hanode-flowlog".into())
             .spawn(move || learn(&n, &k, &s, learned))?;
-        let (n, s) = (name.to_string(), stats.clone());
+        let (n, s, k) = (name.to_string(), stats.clone(), kernel.clone());
         std::thread::Builder::new()
             .name("hanode-flowpin".into())
-            .spawn(move || pin(&n, &kernel, &s, rx))?;
-        Ok(FlowSync { install: tx, stats })
+            .spawn(move || pin(&n, &k, &s, rx))?;
+        Ok(FlowSync {
+            install: tx,
+            stats,
+            kernel,
+        })
     }
 
     /// Queues flows another director forwards; false when the queue is full (dropped).
@@ -104,6 +109,44 @@ impl FlowSync {
                 self.stats.dropped.fetch_add(n, Ordering::Relaxed);
                 false
             }
+        }
+    }
+
+    /// Pins flows now, on the caller's thread (a director catching up, before it may
+    /// take a VIP over), keeping flows already pinned here. Blocks while the data plane
+    /// syncs.
+    pub fn install_now(
+        &self,
+        flows: &[FlowRecord],
+    ) -> Result<super::flows::FlowInstall, super::kernel::KernelError> {
+        self.stats
+            .received
+            .fetch_add(flows.len() as u64, Ordering::Relaxed);
+        let r = match self.kernel.lock() {
+            Ok(mut k) => k.install_flows(flows, false),
+            Err(p) => p.into_inner().install_flows(flows, false),
+        };
+        match &r {
+            Ok(i) => {
+                self.stats
+                    .installed
+                    .fetch_add(i.installed as u64, Ordering::Relaxed);
+                self.stats.skipped.fetch_add(i.skipped as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.stats
+                    .dropped
+                    .fetch_add(flows.len() as u64, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+
+    /// Every flow pinned in this director's kernel (blocking: a dump of the flow maps).
+    pub fn pinned(&self) -> Result<Vec<FlowRecord>, super::kernel::KernelError> {
+        match self.kernel.lock() {
+            Ok(mut k) => k.pinned_flows(),
+            Err(p) => p.into_inner().pinned_flows(),
         }
     }
 
@@ -161,8 +204,8 @@ fn pin(name: &str, kernel: &SharedKernel, stats: &FlowStats, rx: Receiver<Vec<Fl
     let mut failing = false;
     while let Ok(flows) = rx.recv() {
         let result = match kernel.lock() {
-            Ok(mut k) => k.install_flows(&flows),
-            Err(p) => p.into_inner().install_flows(&flows),
+            Ok(mut k) => k.install_flows(&flows, true),
+            Err(p) => p.into_inner().install_flows(&flows, true),
         };
         match result {
             Ok(r) => {

@@ -62,12 +62,20 @@ pub trait KernelLb: Send {
     }
 
     /// Pins flows another director forwards, so that packets of theirs that come here
-    /// go to the same real server.
-    fn install_flows(&mut self, flows: &[FlowRecord]) -> Result<FlowInstall, KernelError> {
+    /// go to the same real server. `replace`: a flow pinned here to another server is
+    /// re-pinned (the forwarding director's word is newer); else it is kept (a catch-up
+    /// must not override what this director forwards now).
+    fn install_flows(&mut self, flows: &[FlowRecord], _replace: bool) -> Result<FlowInstall, KernelError> {
         Ok(FlowInstall {
             installed: 0,
             skipped: flows.len(),
         })
+    }
+
+    /// Every flow pinned here, said as [`KernelLb::describe_flows`] says them (for a
+    /// director catching up: it restarted, or was cut off).
+    fn pinned_flows(&mut self) -> Result<Vec<FlowRecord>, KernelError> {
+        Ok(Vec::new())
     }
 
     /// Removes everything of ours from the kernel (by default: every service).

@@ -69,6 +69,8 @@ pub struct NftKernel {
     last_id: BTreeMap<u32, u32>,
     /// The service of each id in `state` (the flow log names services by id).
     by_id: HashMap<u32, SvcKey>,
+    /// Whether `state` was read from the kernel at least once.
+    dumped: bool,
 }
 
 fn unix_now() -> u64 {
@@ -151,6 +153,7 @@ impl NftKernel {
             clock: unix_now,
             last_id: BTreeMap::new(),
             by_id: HashMap::new(),
+            dumped: false,
         }
     }
 
@@ -611,15 +614,16 @@ impl NftKernel {
     }
 }
 
-/// `nft list chain T ingress`, for [`ingress_devices_of_text`].
 impl NftKernel {
-    /// Pins one flow, replacing an element of the same key that goes elsewhere. False
-    /// when the kernel refuses it either way (the map is gone: the service was removed).
-    fn replace_flow(
+    /// Pins one flow (`replace`: replacing an element of the same key that goes
+    /// elsewhere). False when it was not pinned: kept as it was, or the kernel refuses it
+    /// (the map is gone: the service was removed).
+    fn pin_flow(
         &mut self,
         table: &'static str,
         set: &str,
         e: render::FlowElem,
+        replace: bool,
     ) -> Result<bool, KernelError> {
         let add = Cmd::Flows {
             table,
@@ -628,6 +632,9 @@ impl NftKernel {
         };
         if self.send(std::slice::from_ref(&add)).is_ok() {
             return Ok(true);
+        }
+        if !replace {
+            return Ok(false);
         }
         let port = e.port.map(|p| format!(" . {p}")).unwrap_or_default();
         let del = Cmd::Text(format!(
@@ -638,6 +645,7 @@ impl NftKernel {
     }
 }
 
+/// `nft list chain T ingress`, for [`ingress_devices_of_text`].
 fn list_chain_text(table: &str, chain: &str) -> Result<String, KernelError> {
     let mut args = vec!["list", "chain"];
     args.extend(table.split_whitespace());
@@ -790,7 +798,49 @@ impl KernelLb for NftKernel {
             .collect()
     }
 
-    fn install_flows(&mut self, flows: &[FlowRecord]) -> Result<FlowInstall, KernelError> {
+    fn pinned_flows(&mut self) -> Result<Vec<FlowRecord>, KernelError> {
+        if !self.dumped {
+            self.dump()?;
+        }
+        let tables: BTreeSet<TableId> = self
+            .state
+            .values()
+            .map(SvcState::table_id)
+            .filter(|t| !t.nat)
+            .collect();
+        let mut logged = Vec::new();
+        for t in tables {
+            for set in render::FLOW_MAPS {
+                let elems = match self.netlink() {
+                    Some(nl) => nl.flow_elements(t.name(), set),
+                    None => return Err(KernelError::other("nftables: reading flows needs netlink")),
+                };
+                let elems = match elems {
+                    Ok(e) => e,
+                    Err(e) => {
+                        self.batches = None;
+                        return Err(e);
+                    }
+                };
+                for (key, mark) in elems {
+                    match render::flow_key_of(set, &key) {
+                        Some((client, tag)) if tag == mark & 0xffff_0000 => {
+                            logged.push(flowlog::LoggedFlow { client, mark })
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(self.describe_flows(&logged))
+    }
+
+    fn install_flows(&mut self, flows: &[FlowRecord], replace: bool) -> Result<FlowInstall, KernelError> {
+        // A director that just started has not read its tables yet: their services are
+        // what the flows name.
+        if !self.dumped {
+            self.dump()?;
+        }
         let mut by_map: BTreeMap<(TableId, String), Vec<render::FlowElem>> = BTreeMap::new();
         let mut report = FlowInstall::default();
         for f in flows {
@@ -817,7 +867,7 @@ impl KernelLb for NftKernel {
                     continue;
                 };
                 for e in elems {
-                    if self.replace_flow(table, &set, e)? {
+                    if self.pin_flow(table, &set, e, replace)? {
                         report.installed += 1;
                     } else {
                         report.skipped += 1;
@@ -873,6 +923,7 @@ impl KernelLb for NftKernel {
             *last = (*last).max(st.id);
         }
         self.state = state;
+        self.dumped = true;
         self.recount();
         self.cleanup = cleanup;
         self.idle = idle;

@@ -748,6 +748,39 @@ impl NfNetlink {
             .unwrap_or_else(|| KernelError::other("nftables: the ruleset kept changing during the listing")))
     }
 
+    /// The elements of one flow map of ours: each key's bytes and the destination mark
+    /// it maps to (empty if the table or map does not exist). Flow maps are only read
+    /// when a director catches up with another's flows: a set dump costs the kernel more
+    /// than linear time in its size (docs/dev-notes/flow-sync.md).
+    pub fn flow_elements(&mut self, table: &str, set: &str) -> Result<Vec<(Vec<u8>, u32)>, KernelError> {
+        let (family, name) = family_and_name(table)?;
+        let msgs = self
+            .dump(
+                family,
+                NfTablesMessage::GetSetElement(SetElementMessage {
+                    attributes: vec![
+                        SetElementList::Table(name.to_string()),
+                        SetElementList::Set(set.to_string()),
+                    ],
+                }),
+            )?
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for (kind, _, a) in msgs {
+            if kind != NFT_MSG_NEWSETELEM || attr(&a, 1).map(c_string).as_deref() != Some(name) {
+                continue;
+            }
+            for (_, e) in attrs(attr(&a, 3).unwrap_or(&[])) {
+                let key = attr(e, 1).and_then(|k| attr(k, 1));
+                let value = attr(e, 2).and_then(|d| attr(d, 1)).and_then(mark_of);
+                if let (Some(k), Some(v)) = (key, value) {
+                    out.push((k.to_vec(), v));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn list_once(&mut self, table: &str) -> Result<Option<Listing>, KernelError> {
         let (family, name) = family_and_name(table)?;
         let ours = |a: &[u8], kind: u16| attr(a, kind).map(c_string).as_deref() == Some(name);

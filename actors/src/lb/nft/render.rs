@@ -936,6 +936,41 @@ pub fn flow_elem(
     Some((st.table_id(), set, elem))
 }
 
+/// A flow map element's key read back: the client (address and port; the network and
+/// port 0 for a persistence map) and the service tag. `set` names the map.
+pub fn flow_key_of(set: &str, key: &[u8]) -> Option<(std::net::SocketAddr, u32)> {
+    let (v6, with_port) = match set {
+        "flows4" => (false, true),
+        "flows6" => (true, true),
+        "pflows4" => (false, false),
+        "pflows6" => (true, false),
+        _ => return None,
+    };
+    let alen = if v6 { 16 } else { 4 };
+    let want = alen + if with_port { 4 } else { 0 } + 4;
+    if key.len() != want {
+        return None;
+    }
+    let addr = if v6 {
+        let a: [u8; 16] = key[..16].try_into().ok()?;
+        IpAddr::from(a)
+    } else {
+        let a: [u8; 4] = key[..4].try_into().ok()?;
+        IpAddr::from(a)
+    };
+    let port = if with_port {
+        u16::from_be_bytes([key[alen], key[alen + 1]])
+    } else {
+        0
+    };
+    let t = &key[want - 4..];
+    let tag = u32::from_ne_bytes([t[0], t[1], t[2], t[3]]);
+    Some((std::net::SocketAddr::new(addr, port), tag))
+}
+
+/// The flow maps of a direct-routing table.
+pub const FLOW_MAPS: [&str; 4] = ["flows4", "flows6", "pflows4", "pflows6"];
+
 /// `addr` with only its first `prefix` bits.
 fn masked(addr: IpAddr, prefix: u8) -> IpAddr {
     match addr {
