@@ -514,7 +514,7 @@ fn a_thousand_services_all_answer_and_honour_their_weights() {
 
 /// Issue 22: a DR flow's first packet is logged once (NFLOG, read as hanode reads it) with
 /// the client's address and port and the mark of the real server the data plane chose;
-/// the connection's later packets are not.
+/// the connection's later packets are not, until the flow's note in `relog4` expires.
 #[test]
 fn a_new_dr_flow_is_logged_once_with_its_client_and_real_server() {
     use actors::lb::nft::flowlog::LoggedFlow;
@@ -583,4 +583,30 @@ fn a_new_dr_flow_is_logged_once_with_its_client_and_real_server() {
         Some(rs),
         "the logged mark is the real server that answered"
     );
+
+    // Announced again once its note in `relog4` is gone (it times out after RELOG_SECS):
+    // the next packet of the pinned flow is logged, once, with the same mark.
+    let o = lab.directors[0]
+        .command("nft")
+        .args(["flush", "set", "netdev", "hanode", "relog4"])
+        .output()
+        .expect("nft");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(conn.get().expect("third request"), answer);
+    assert_eq!(conn.get().expect("fourth request"), answer);
+    let mut again: Vec<LoggedFlow> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let before = again.len();
+        again.extend(
+            log.read()
+                .expect("flow log")
+                .into_iter()
+                .filter(|f| f.client == client),
+        );
+        if before > 0 {
+            break;
+        }
+    }
+    assert_eq!(again, vec![seen[0]], "announced again once, as before");
 }

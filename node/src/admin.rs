@@ -411,6 +411,16 @@ impl Api {
     }
 }
 
+/// 501: this director has no data plane that pins flows (a witness, the IPVS backend);
+/// senders stop sending it flows for a while.
+fn not_syncing() -> Reply {
+    raw(
+        StatusCode::NOT_IMPLEMENTED,
+        "text/plain",
+        b"flows: this director does not sync flows (no data plane that pins them)".to_vec(),
+    )
+}
+
 /// Raft RPC handlers: decode, hand to openraft, encode its `Result`.
 impl Api {
     /// Every flow this director pins, for a director catching up (flow sync).
@@ -424,6 +434,7 @@ impl Api {
                 let batch = ::actors::lb::flows::FlowBatch {
                     from: self.node.name.clone(),
                     flows,
+                    learned_at_us: 0,
                 };
                 match codec::encode(&batch) {
                     Ok(body) => raw(StatusCode::OK, CONTENT_TYPE, body),
@@ -439,11 +450,7 @@ impl Api {
                 "text/plain",
                 format!("flows: {e}").into_bytes(),
             ),
-            None => raw(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                b"flows: this director does not sync flows".to_vec(),
-            ),
+            None => not_syncing(),
         }
     }
 
@@ -469,16 +476,18 @@ impl Api {
                 .into_bytes(),
             );
         }
-        match &self.runtime {
-            Some(rt) if rt.install_flows(batch.flows) => {
-                raw(StatusCode::NO_CONTENT, "text/plain", Vec::new())
-            }
-            _ => raw(
+        match self
+            .runtime
+            .as_ref()
+            .and_then(|rt| rt.install_flows(batch.flows, batch.learned_at_us))
+        {
+            Some(true) => raw(StatusCode::NO_CONTENT, "text/plain", Vec::new()),
+            Some(false) => raw(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",
-                b"flows: this director does not sync flows (its data plane does not pin them), or is busy"
-                    .to_vec(),
+                b"flows: the install queue is full; batch dropped".to_vec(),
             ),
+            None => not_syncing(),
         }
     }
 
@@ -1441,6 +1450,18 @@ impl Api {
                 ] {
                     e.sample("hanode_flows_total", &[("event", event)], v as f64);
                 }
+            }
+            if let Some(f) = pinned {
+                e.family(
+                    "hanode_flow_sync_lag_seconds",
+                    "histogram",
+                    "Flows received from other directors: from the sender's read of its kernel's flow log to pinned here (the directors' clocks must agree).",
+                );
+                e.histogram(
+                    "hanode_flow_sync_lag_seconds",
+                    &[],
+                    &crate::metrics::Histogram::from_counts(f.lag, f.lag_count, f.lag_sum_seconds),
+                );
             }
             e.family(
                 "hanode_flows_sent_total",

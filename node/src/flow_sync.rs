@@ -22,6 +22,8 @@ pub const SEND_QUEUE: usize = 1024;
 const LINGER: Duration = Duration::from_millis(20);
 /// A peer that has not taken a batch in this long loses it.
 const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// A peer that answered it does not sync flows is not sent any for this long.
+const NOT_SYNCING_FOR: Duration = Duration::from_secs(60);
 /// The largest body `/cluster/flows` takes.
 pub const MAX_BODY: usize = 1 << 20;
 
@@ -36,13 +38,24 @@ pub struct SendStats {
     pub dropped: AtomicU64,
 }
 
-/// Sends what arrives on `rx` to every other member until the channel closes.
+enum Sent {
+    Taken,
+    /// The peer has no data plane that pins flows (a witness).
+    NotSyncing,
+    Lost,
+}
+
+/// Sends what arrives on `rx` to every other member until the channel closes; a peer
+/// that answers it does not sync flows is left out for [`NOT_SYNCING_FOR`].
 pub async fn send_learned(
     node: Arc<DirectorNode>,
     mut rx: mpsc::Receiver<Vec<FlowRecord>>,
     stats: Arc<SendStats>,
 ) {
+    // Peers (by address) that answered they do not sync flows (a witness), and when.
+    let mut not_syncing: std::collections::HashMap<String, tokio::time::Instant> = Default::default();
     while let Some(mut flows) = rx.recv().await {
+        let learned_at_us = ::actors::lb::flows::unix_us();
         let deadline = tokio::time::Instant::now() + LINGER;
         while flows.len() < MAX_BATCH {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -54,6 +67,11 @@ pub async fn send_learned(
             .members()
             .into_iter()
             .filter(|m| m.name != node.name)
+            .filter(|m| {
+                not_syncing
+                    .get(&m.addr)
+                    .is_none_or(|t| t.elapsed() >= NOT_SYNCING_FOR)
+            })
             .map(|m| (m.name, m.addr))
             .collect();
         if peers.is_empty() {
@@ -63,6 +81,7 @@ pub async fn send_learned(
             let batch = FlowBatch {
                 from: node.name.clone(),
                 flows: chunk.to_vec(),
+                learned_at_us,
             };
             let body = match raft_store::codec::encode(&batch) {
                 Ok(b) => b,
@@ -75,6 +94,7 @@ pub async fn send_learned(
             let mut sends = tokio::task::JoinSet::new();
             for (name, addr) in &peers {
                 let (node, name, addr, body) = (node.clone(), name.clone(), addr.clone(), body.clone());
+                let peer = addr.clone();
                 sends.spawn(async move {
                     let r = node
                         .client
@@ -88,26 +108,33 @@ pub async fn send_learned(
                             timeout: SEND_TIMEOUT,
                         })
                         .await;
-                    match r {
-                        Ok((status, _)) if status.is_success() => true,
+                    let outcome = match r {
+                        Ok((status, _)) if status.is_success() => Sent::Taken,
+                        Ok((hyper::StatusCode::NOT_IMPLEMENTED, _)) => Sent::NotSyncing,
                         Ok((status, body)) => {
                             tracing::debug!(director = %node.name, peer = %name, "flow sync: {status}: {}", String::from_utf8_lossy(&body));
-                            false
+                            Sent::Lost
                         }
                         Err(e) => {
                             tracing::debug!(director = %node.name, peer = %name, "flow sync: {e}");
-                            false
+                            Sent::Lost
                         }
-                    }
+                    };
+                    (peer, outcome)
                 });
             }
             while let Some(r) = sends.join_next().await {
-                let counter = if r.unwrap_or(false) {
-                    &stats.sent
-                } else {
-                    &stats.lost
-                };
-                counter.fetch_add(n, Ordering::Relaxed);
+                match r {
+                    Ok((_, Sent::Taken)) => {
+                        stats.sent.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Ok((peer, Sent::NotSyncing)) => {
+                        not_syncing.insert(peer, tokio::time::Instant::now());
+                    }
+                    _ => {
+                        stats.lost.fetch_add(n, Ordering::Relaxed);
+                    }
+                }
             }
         }
     }

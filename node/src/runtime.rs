@@ -1072,13 +1072,14 @@ impl Runtime {
         self.addr.send(GetTables).await.ok()
     }
 
-    /// Pins flows another director forwards; false when they were dropped (no flow sync
-    /// here, or its queue is full).
-    pub fn install_flows(&self, flows: Vec<::actors::lb::flows::FlowRecord>) -> bool {
-        match self.flows.sync.get() {
-            Some(s) => s.install(flows),
-            None => false,
-        }
+    /// Pins flows another director forwards: None when this director does not sync flows
+    /// (its backend does not pin them), false when they were dropped (queue full).
+    pub fn install_flows(
+        &self,
+        flows: Vec<::actors::lb::flows::FlowRecord>,
+        learned_at_us: u64,
+    ) -> Option<bool> {
+        self.flows.sync.get().map(|s| s.install(flows, learned_at_us))
     }
 
     /// Every flow this director's kernel pins (None: its backend does not sync flows).

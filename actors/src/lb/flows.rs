@@ -36,4 +36,15 @@ pub struct FlowBatch {
     /// The director that forwards these flows.
     pub from: String,
     pub flows: Vec<FlowRecord>,
+    /// Unix microseconds when the sender read the batch's first flows from its kernel's
+    /// log (0: not from the log, a catch-up): the receiver measures the sync lag from it.
+    pub learned_at_us: u64,
+}
+
+/// Now, in unix microseconds.
+pub fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }

@@ -38,10 +38,18 @@ pub struct FlowStats {
     pub dropped: AtomicU64,
     /// Times the kernel dropped logged flows because we read too slowly.
     pub log_overruns: AtomicU64,
+    /// Sync lag of received flows, from the sender's read of its log to pinned here (per
+    /// flow, in [`LAG_BUCKETS`], not cumulated), their count and sum in µs.
+    pub lag: [AtomicU64; LAG_BUCKETS.len()],
+    pub lag_count: AtomicU64,
+    pub lag_sum_us: AtomicU64,
 }
 
+/// Upper bounds (seconds) of the sync lag histogram's buckets.
+pub const LAG_BUCKETS: [f64; 12] = crate::check::stats::DURATION_BUCKETS;
+
 /// A snapshot of [`FlowStats`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FlowCounts {
     pub learned: u64,
     pub unplaced: u64,
@@ -50,6 +58,10 @@ pub struct FlowCounts {
     pub skipped: u64,
     pub dropped: u64,
     pub log_overruns: u64,
+    /// Per bucket of [`LAG_BUCKETS`] (not cumulated), count, sum in seconds.
+    pub lag: [u64; LAG_BUCKETS.len()],
+    pub lag_count: u64,
+    pub lag_sum_seconds: f64,
 }
 
 impl FlowStats {
@@ -63,13 +75,31 @@ impl FlowStats {
             skipped: g(&self.skipped),
             dropped: g(&self.dropped),
             log_overruns: g(&self.log_overruns),
+            lag: std::array::from_fn(|i| g(&self.lag[i])),
+            lag_count: g(&self.lag_count),
+            lag_sum_seconds: g(&self.lag_sum_us) as f64 / 1e6,
         }
+    }
+
+    /// `flows` flows learned by their sender at `learned_at_us` are pinned now.
+    fn observe_lag(&self, learned_at_us: u64, flows: u64) {
+        if learned_at_us == 0 {
+            return;
+        }
+        let us = super::flows::unix_us().saturating_sub(learned_at_us);
+        let secs = us as f64 / 1e6;
+        if let Some(i) = LAG_BUCKETS.iter().position(|b| secs <= *b) {
+            self.lag[i].fetch_add(flows, Ordering::Relaxed);
+        }
+        self.lag_count.fetch_add(flows, Ordering::Relaxed);
+        self.lag_sum_us
+            .fetch_add(us.saturating_mul(flows), Ordering::Relaxed);
     }
 }
 
 /// The running flow sync of one director.
 pub struct FlowSync {
-    install: SyncSender<Vec<FlowRecord>>,
+    install: SyncSender<(Vec<FlowRecord>, u64)>,
     stats: Arc<FlowStats>,
     kernel: SharedKernel,
 }
@@ -99,11 +129,12 @@ impl FlowSync {
         })
     }
 
-    /// Queues flows another director forwards; false when the queue is full (dropped).
-    pub fn install(&self, flows: Vec<FlowRecord>) -> bool {
+    /// Queues flows another director forwards (learned there at `learned_at_us`, unix
+    /// µs); false when the queue is full (dropped).
+    pub fn install(&self, flows: Vec<FlowRecord>, learned_at_us: u64) -> bool {
         let n = flows.len() as u64;
         self.stats.received.fetch_add(n, Ordering::Relaxed);
-        match self.install.try_send(flows) {
+        match self.install.try_send((flows, learned_at_us)) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats.dropped.fetch_add(n, Ordering::Relaxed);
@@ -200,9 +231,9 @@ fn learn(name: &str, kernel: &SharedKernel, stats: &FlowStats, learned: Box<dyn 
     }
 }
 
-fn pin(name: &str, kernel: &SharedKernel, stats: &FlowStats, rx: Receiver<Vec<FlowRecord>>) {
+fn pin(name: &str, kernel: &SharedKernel, stats: &FlowStats, rx: Receiver<(Vec<FlowRecord>, u64)>) {
     let mut failing = false;
-    while let Ok(flows) = rx.recv() {
+    while let Ok((flows, learned_at_us)) = rx.recv() {
         let result = match kernel.lock() {
             Ok(mut k) => k.install_flows(&flows, true),
             Err(p) => p.into_inner().install_flows(&flows, true),
@@ -211,6 +242,7 @@ fn pin(name: &str, kernel: &SharedKernel, stats: &FlowStats, rx: Receiver<Vec<Fl
             Ok(r) => {
                 stats.installed.fetch_add(r.installed as u64, Ordering::Relaxed);
                 stats.skipped.fetch_add(r.skipped as u64, Ordering::Relaxed);
+                stats.observe_lag(learned_at_us, r.installed as u64);
                 if failing {
                     tracing::info!(director = %name, "flow sync: pinning flows again");
                     failing = false;

@@ -962,6 +962,39 @@ mod tests {
     use crate::lb::nft::render::SetOp;
     use std::net::Ipv4Addr;
 
+    /// A synced flow goes as one NEWSETELEM with its key, the destination mark and the
+    /// timeout in milliseconds (big endian), created or refreshed (no NLM_F_EXCL).
+    #[test]
+    fn flows_are_added_with_their_timeout() {
+        let e = crate::lb::nft::render::FlowElem {
+            client: IpAddr::V4(Ipv4Addr::new(198, 18, 116, 100)),
+            port: Some(40123),
+            tag: 1 << 16,
+            mark: (1 << 16) | 2,
+            timeout: 900,
+        };
+        let cmd = Cmd::Flows {
+            table: "netdev hanode",
+            set: "flows4".into(),
+            elems: vec![e.clone()],
+        };
+        let parts = parts_of(&cmd).unwrap();
+        assert_eq!(parts.len(), 1);
+        let (kind, _, flags, attrs_bytes, what) = &parts[0];
+        assert_eq!(*kind, NFT_MSG_NEWSETELEM);
+        assert_eq!(flags & NLM_F_CREATE, NLM_F_CREATE);
+        assert_eq!(flags & 0x200, 0, "no NLM_F_EXCL: an existing flow is refreshed");
+        assert!(what.contains("add 1 flow(s) to netdev hanode flows4"), "{what}");
+        let list = attr(attrs_bytes, 3).expect("NFTA_SET_ELEM_LIST_ELEMENTS");
+        let (_, elem) = attrs(list).next().expect("one element");
+        let key = attr(elem, 1).and_then(|k| attr(k, 1)).expect("key");
+        assert_eq!(key, e.key_bytes().as_slice());
+        let data = attr(elem, 2).and_then(|d| attr(d, 1)).expect("data");
+        assert_eq!(mark_of(data), Some((1 << 16) | 2));
+        let timeout = attr(elem, 4).expect("NFTA_SET_ELEM_TIMEOUT");
+        assert_eq!(timeout, 900_000u64.to_be_bytes());
+    }
+
     #[test]
     fn values_are_laid_out_as_nft_declares_the_maps() {
         // mark: host order; address: network order; address . port: port big endian,

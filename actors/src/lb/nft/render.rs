@@ -54,6 +54,10 @@ pub const SHARD_FILL: usize = 896;
 pub const SHARDS: u32 = MAX_SERVICES.div_ceil(SHARD_SIZE);
 /// Room for flows in each flow map (the kernel default of 65535 is too small).
 pub const FLOWS_SIZE: u32 = 1 << 24;
+/// A pinned flow is announced to the other directors again at most, and while packets
+/// come at least, once in this many seconds (below every flow timeout but persistence
+/// shorter than this: see docs/dev-notes/flow-sync.md).
+pub const RELOG_SECS: u32 = 60;
 /// Service ids fit in the upper half of a mark.
 pub const MAX_SERVICES: u32 = 0xffff;
 /// Destination numbers fit below the slot bit.
@@ -371,6 +375,8 @@ pub fn skeleton_objects(nat: bool) -> Vec<&'static str> {
     ];
     if nat {
         v.push("prerouting");
+    } else {
+        v.extend(["relog4", "relog6"]);
     }
     v
 }
@@ -406,6 +412,16 @@ pub fn skeleton(table: TableId, ingress: &BTreeSet<String>) -> String {
         );
     }
     let _ = writeln!(s, "add map {t} slots {{ typeof {m} : {m}; }}");
+    if !nat {
+        for v6 in [false, true] {
+            let _ = writeln!(
+                s,
+                "add set {t} relog{} {{ typeof {} saddr . th sport . {m}; flags dynamic,timeout; timeout {RELOG_SECS}s; size {FLOWS_SIZE}; }}",
+                fam(v6),
+                ipf(v6)
+            );
+        }
+    }
     if nat {
         let _ = writeln!(
             s,
@@ -558,23 +574,43 @@ pub fn shared_chains_for(
         format!("{m} & {SLOT_BIT:#x} != 0 {m} set {m} map @slots"),
         format!("{m} & {SLOT_BIT:#x} != 0 {m} set {m} & 0xffff0000"),
     ];
+    let log = format!(
+        "log group {} snaplen {}",
+        super::flowlog::FLOW_LOG_GROUP,
+        super::flowlog::SNAPLEN
+    );
     if !nat {
         // Only a flow's first packet comes here: once it has a destination, it is logged
         // (its mark and first bytes) for the directors that may take the VIP over
-        // (`flowlog`; NAT flows are conntrack's).
-        pick.push(format!(
-            "{m} & {MAX_DESTS:#x} != 0 log group {} snaplen {}",
-            super::flowlog::FLOW_LOG_GROUP,
-            super::flowlog::SNAPLEN
-        ));
+        // (`flowlog`; NAT flows are conntrack's), and noted as announced.
+        pick.push(format!("{m} & {MAX_DESTS:#x} != 0 {log}"));
+        for v6 in [false, true] {
+            pick.push(format!(
+                "{m} & {MAX_DESTS:#x} != 0 add @relog{} {{ {} saddr . th sport . {m} }}",
+                fam(v6),
+                ipf(v6)
+            ));
+        }
     }
     out.insert("pick".to_string(), pick);
+    // A flow found pinned is announced again once per RELOG_SECS while packets come, so
+    // that the other directors' copies (which no packet refreshes) outlive it, and a new
+    // master announces the flows it took over.
+    let relog = |v6: bool| -> Vec<String> {
+        let (f, ip) = (fam(v6), ipf(v6));
+        vec![
+            format!("{m} & {MAX_DESTS:#x} == 0 return"),
+            format!("{ip} saddr . th sport . {m} @relog{f} return"),
+            format!("add @relog{f} {{ {ip} saddr . th sport . {m} }} {log}"),
+        ]
+    };
     for v6 in [false, true] {
         let (f, ip) = (fam(v6), ipf(v6));
-        out.insert(
-            conn_chain(v6),
-            vec![format!("{m} set {ip} saddr . th sport . {m} map @flows{f}")],
-        );
+        let mut rules = vec![format!("{m} set {ip} saddr . th sport . {m} map @flows{f}")];
+        if !nat {
+            rules.extend(relog(v6));
+        }
+        out.insert(conn_chain(v6), rules);
         let rules = if nat {
             vec![format!(
                 "ct mark & {MAX_DESTS:#x} != 0 meta l4proto {{ tcp, udp, sctp }} dnat {ip} addr . port to ct mark map @dst{f}"
@@ -593,14 +629,15 @@ pub fn shared_chains_for(
         out.insert(out_chain(nat, v6), rules);
     }
     for &(v6, p) in prefixes {
-        out.insert(
-            pers_chain(v6, p),
-            vec![format!(
-                "{m} set {} . {m} map @pflows{}",
-                client_net(v6, p),
-                fam(v6)
-            )],
-        );
+        let mut rules = vec![format!(
+            "{m} set {} . {m} map @pflows{}",
+            client_net(v6, p),
+            fam(v6)
+        )];
+        if !nat {
+            rules.extend(relog(v6));
+        }
+        out.insert(pers_chain(v6, p), rules);
     }
     out
 }
@@ -1401,6 +1438,89 @@ mod tests {
         st
     }
 
+    /// A flow another director forwards lands in this service's flow map under its own
+    /// tag and destination mark, with the service's timeout; its key reads back as the
+    /// same client and tag.
+    #[test]
+    fn a_synced_flow_is_pinned_under_this_directors_own_marks() {
+        let mut st = dr_service(&[1, 1]);
+        st.id = 7;
+        let client: std::net::SocketAddr = "198.18.116.100:40123".parse().unwrap();
+        let rs02 = DestKey {
+            addr: IpAddr::from([198, 18, 116, 132]),
+            port: 80,
+        };
+        let (table, set, e) = flow_elem(&st, client, &rs02).expect("pinned");
+        assert_eq!((table, set.as_str()), (TableId::DR, "flows4"));
+        assert_eq!(
+            e,
+            FlowElem {
+                client: client.ip(),
+                port: Some(40123),
+                tag: 7 << 16,
+                mark: (7 << 16) | 2,
+                timeout: 900,
+            }
+        );
+        assert_eq!(flow_key_of("flows4", &e.key_bytes()), Some((client, 7 << 16)));
+        let text = script(&[Cmd::Flows {
+            table: table.name(),
+            set,
+            elems: vec![e],
+        }]);
+        assert_eq!(
+            text,
+            "add element netdev hanode flows4 { 198.18.116.100 . 40123 . 0x70000 timeout 900s : 0x70002 }\n"
+        );
+
+        // Persistence: the client's network, no port, the persistence timeout.
+        st.spec.persistence = Some(Persistence {
+            timeout: 300,
+            prefix: 24,
+        });
+        let (_, set, e) = flow_elem(&st, client, &rs02).expect("pinned");
+        assert_eq!(set, "pflows4");
+        assert_eq!(
+            (e.client, e.port, e.timeout),
+            (IpAddr::from([198, 18, 116, 0]), None, 300)
+        );
+        let back: std::net::SocketAddr = "198.18.116.0:0".parse().unwrap();
+        assert_eq!(flow_key_of("pflows4", &e.key_bytes()), Some((back, 7 << 16)));
+
+        // Nothing to pin: a real server this director does not have, a client of the
+        // other family, one-packet scheduling.
+        let unknown = DestKey {
+            addr: IpAddr::from([198, 18, 116, 199]),
+            port: 80,
+        };
+        assert_eq!(flow_elem(&st, client, &unknown), None);
+        let v6: std::net::SocketAddr = "[2001:db8::1]:5000".parse().unwrap();
+        assert_eq!(flow_elem(&st, v6, &rs02), None);
+        st.spec.persistence = None;
+        st.spec.ops = true;
+        assert_eq!(flow_elem(&st, client, &rs02), None);
+    }
+
+    #[test]
+    fn flow_keys_of_ipv6_maps_read_back_and_bad_lengths_do_not() {
+        let e = FlowElem {
+            client: "2001:db8::7".parse().unwrap(),
+            port: Some(443),
+            tag: 3 << 16,
+            mark: (3 << 16) | 1,
+            timeout: 900,
+        };
+        let key = e.key_bytes();
+        assert_eq!(key.len(), 24);
+        assert_eq!(
+            flow_key_of("flows6", &key),
+            Some(("[2001:db8::7]:443".parse().unwrap(), 3 << 16))
+        );
+        assert_eq!(flow_key_of("flows4", &key), None);
+        assert_eq!(flow_key_of("flows6", &key[..23]), None);
+        assert_eq!(flow_key_of("dst4", &key), None);
+    }
+
     /// `slots { 98304 : 65537, ... }` for the marks laid out in order.
     fn slot_list(marks: &[u32]) -> String {
         let items: Vec<String> = marks
@@ -1435,18 +1555,31 @@ add element netdev hanode svc4 {{ 198.18.116.134 . tcp . 80 comment \"rr\" : jum
             shared["fwd4"],
             vec!["meta mark @fwd4_656e733333 fwd ip to meta mark map @dst4 device \"ens33\""]
         );
+        // A pinned flow is found, then announced again once per RELOG_SECS.
         assert_eq!(
             shared["conn4"],
-            vec!["meta mark set ip saddr . th sport . meta mark map @flows4"]
+            vec![
+                "meta mark set ip saddr . th sport . meta mark map @flows4",
+                "meta mark & 0x7fff == 0 return",
+                "ip saddr . th sport . meta mark @relog4 return",
+                "add @relog4 { ip saddr . th sport . meta mark } log group 18529 snaplen 64"
+            ]
         );
+        // A new flow is logged once it has a destination, and noted as announced.
         assert_eq!(
             shared["pick"],
             vec![
                 "meta mark & 0x8000 != 0 meta mark set meta mark map @slots",
                 "meta mark & 0x8000 != 0 meta mark set meta mark & 0xffff0000",
-                "meta mark & 0x7fff != 0 log group 18529 snaplen 64"
+                "meta mark & 0x7fff != 0 log group 18529 snaplen 64",
+                "meta mark & 0x7fff != 0 add @relog4 { ip saddr . th sport . meta mark }",
+                "meta mark & 0x7fff != 0 add @relog6 { ip6 saddr . th sport . meta mark }"
             ]
         );
+        // NAT flows are conntrack's: nothing logged.
+        let nat = shared_chains_for(true, &[BTreeSet::new(), BTreeSet::new()], &BTreeSet::new());
+        assert_eq!(nat["conn4"].len(), 1);
+        assert_eq!(nat["pick"].len(), 2);
         assert!(shared["fwd6"].is_empty());
         assert_eq!(fingerprint(&shared["fwd4"]).devices.len(), 1);
     }
@@ -1554,9 +1687,10 @@ add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=
         assert!(text.contains("comment \"rr p=300/24\""));
         let shared = shared_chains(false, [&st].into_iter());
         assert_eq!(
-            shared["pers4_24"],
-            vec!["meta mark set ( ip saddr & 255.255.255.0 ) . meta mark map @pflows4"]
+            shared["pers4_24"][0],
+            "meta mark set ( ip saddr & 255.255.255.0 ) . meta mark map @pflows4"
         );
+        assert_eq!(shared["pers4_24"][1..], shared["conn4"][1..]);
         // One-packet scheduling remembers nothing.
         st.spec.persistence = None;
         st.spec.ops = true;
