@@ -180,7 +180,7 @@ fn mh_connections_survive_every_failover() {
 }
 
 /// `weight 0` drains: connections on the drained real server go on, new ones go to the
-/// other.
+/// other; also after kill -9 of the master.
 #[test]
 fn weight_0_drains_without_breaking_connections() {
     let c = Cluster::start_with(|text| text + &echo_service("wrr", [1, 1]));
@@ -223,8 +223,8 @@ fn weight_0_drains_without_breaking_connections() {
         "old connections stalled\n{}",
         c.logs()
     );
-    let drained = old.phase("end");
-    let opened = new.phase("end");
+    let drained = old.phase("takeover");
+    let opened = new.phase("takeover");
     println!("drain: {drained:?}\nnew: {opened:?}");
     assert_none_broken(&drained, &c);
     assert_eq!(opened.broken, 0, "new connections broke: {opened:?}");
@@ -233,4 +233,64 @@ fn weight_0_drains_without_breaking_connections() {
         None,
         "a drained real server got new connections: {opened:?}"
     );
+
+    // Across a takeover: the drained server keeps its connections on the new master,
+    // which sends it no new ones either.
+    wait_pinned_on_lvs02(&c, 100);
+    c.signal_lvs01(libc::SIGKILL);
+    c.wait_backup_takes_over(Duration::from_secs(10));
+    wait_traffic_on(&c, 1);
+    let mut newer = Clients::start(&c.lab.client, "ens33", &sources(115, 2), &target, 20);
+    none_broken(&c, &mut [&mut old, &mut new], "takeover", "end");
+    assert!(
+        newer.settle(10, Duration::from_secs(60)),
+        "connections opened after the takeover did not settle\n{}",
+        c.logs()
+    );
+    let after = newer.phase("end");
+    assert_eq!(after.broken, 0, "{after:?}");
+    assert_eq!(
+        after.new_on.get("rs02"),
+        None,
+        "the new master sent new connections to the drained real server: {after:?}"
+    );
+}
+
+/// A real server whose check fails: only the connections it held break; the others'
+/// stay where they are.
+#[test]
+fn a_failed_real_server_breaks_only_its_own_connections() {
+    let c = Cluster::start_with(|text| text + &echo_service("wrr", [1, 1]));
+    let mut echo = start_echo(&c.lab);
+    let target = format!("{VIP}:{ECHO_PORT}");
+    let mut clients = Clients::start(&c.lab.client, "ens33", &sources(101, 8), &target, 100);
+    assert!(
+        clients.settle(10, Duration::from_secs(60)),
+        "connections did not settle\n{}",
+        c.logs()
+    );
+    let start = clients.phase("rs02-fails");
+    let on_rs02 = start.new_on.get("rs02").copied().unwrap_or(0);
+    assert!(on_rs02 > 0, "no connection on rs02: {start:?}");
+    // rs02's service stops: its connections end, its TCP check fails.
+    echo[1].kill9();
+    wait_for(Duration::from_secs(20), "rs02 out of the table", || {
+        let o = c.hactl(&["table"]);
+        let t = String::from_utf8_lossy(&o.stdout).to_string();
+        (!t.contains(&format!("198.18.116.132:{ECHO_PORT}"))).then_some(())
+    });
+    assert!(
+        clients.settle(10, Duration::from_secs(60)),
+        "connections did not settle after rs02 failed\n{}",
+        c.logs()
+    );
+    let r = clients.phase("end");
+    println!("{r:?}");
+    assert_eq!(
+        r.broken_on.get("rs01"),
+        None,
+        "connections on rs01 broke when rs02 failed: {r:?}"
+    );
+    assert_eq!(r.broken_on.get("rs02").copied(), Some(on_rs02), "{r:?}");
+    assert_eq!(r.new_on.get("rs02"), None, "{r:?}");
 }
