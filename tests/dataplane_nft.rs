@@ -545,7 +545,7 @@ fn a_new_dr_flow_is_logged_once_with_its_client_and_real_server() {
     while std::time::Instant::now() < deadline {
         let before = seen.len();
         seen.extend(
-            log.read()
+            log.read(1024)
                 .expect("flow log")
                 .into_iter()
                 .filter(|f| f.client == client),
@@ -599,7 +599,7 @@ fn a_new_dr_flow_is_logged_once_with_its_client_and_real_server() {
     while std::time::Instant::now() < deadline {
         let before = again.len();
         again.extend(
-            log.read()
+            log.read(1024)
                 .expect("flow log")
                 .into_iter()
                 .filter(|f| f.client == client),

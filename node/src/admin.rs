@@ -372,7 +372,7 @@ impl Api {
             (&Method::POST, VOTE_PATH) => self.raft_vote(&req).await,
             (&Method::POST, SNAPSHOT_PATH) => self.raft_snapshot(&req).await,
             (&Method::POST, crate::flow_sync::FLOWS_PATH) => self.cluster_flows(&req),
-            (&Method::GET, crate::flow_sync::FLOWS_PATH) => self.pinned_flows().await,
+            (&Method::GET, crate::flow_sync::FLOWS_PATH) => self.pinned_flows(&req).await,
             (&Method::POST, "/v1/proposals") => self.propose(&req).await,
             (&Method::GET, "/v1/config") => self.config(&req).await,
             (&Method::GET, "/v1/config/tree") => self.config_tree().await,
@@ -424,7 +424,11 @@ fn not_syncing() -> Reply {
 /// Raft RPC handlers: decode, hand to openraft, encode its `Result`.
 impl Api {
     /// Every flow this director pins, for a director catching up (flow sync).
-    async fn pinned_flows(&self) -> Reply {
+    async fn pinned_flows(&self, req: &Req) -> Reply {
+        // A member's certificate only: the answer names every client.
+        if let Err(reply) = self.check_sender(req, node_id(&req.who.name)) {
+            return reply;
+        }
         let flows = match &self.runtime {
             Some(rt) => rt.pinned_flows().await,
             None => None,
@@ -1661,6 +1665,12 @@ impl Api {
                     n as f64,
                 );
             }
+            e.single(
+                "hanode_flow_catch_up_failures_total",
+                "counter",
+                "Catch-ups of other directors' flows that did not complete (a peer not asked in time, flows not pinned).",
+                c.flow_catch_up_failures as f64,
+            );
             e.single(
                 "hanode_peer_death_signals_total",
                 "counter",

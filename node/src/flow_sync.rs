@@ -45,15 +45,84 @@ enum Sent {
     Lost,
 }
 
-/// Sends what arrives on `rx` to every other member until the channel closes; a peer
-/// that answers it does not sync flows is left out for [`NOT_SYNCING_FOR`].
+/// Batches waiting for one peer; more are lost (counted): a slow or unreachable peer
+/// costs only its own flows, never the others'.
+const PEER_QUEUE: usize = 16;
+
+/// One peer's sender: its queue and the task that posts what it holds, in order.
+struct PeerSender {
+    addr: String,
+    queue: mpsc::Sender<(Vec<u8>, u64)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Posts one encoded batch to `addr`.
+async fn post(node: &DirectorNode, name: &str, addr: &str, body: Vec<u8>) -> Sent {
+    let r = node
+        .client
+        .send(Call {
+            method: Method::POST,
+            addr,
+            path: FLOWS_PATH,
+            content_type: crate::transport::raft_network::CONTENT_TYPE,
+            headers: &[],
+            body,
+            timeout: SEND_TIMEOUT,
+        })
+        .await;
+    match r {
+        Ok((status, _)) if status.is_success() => Sent::Taken,
+        Ok((hyper::StatusCode::NOT_IMPLEMENTED, _)) => Sent::NotSyncing,
+        Ok((status, body)) => {
+            tracing::debug!(director = %node.name, peer = %name, "flow sync: {status}: {}", String::from_utf8_lossy(&body));
+            Sent::Lost
+        }
+        Err(e) => {
+            tracing::debug!(director = %node.name, peer = %name, "flow sync: {e}");
+            Sent::Lost
+        }
+    }
+}
+
+/// Starts the sender of peer `name` at `addr`.
+fn peer_sender(node: &Arc<DirectorNode>, name: &str, addr: &str, stats: &Arc<SendStats>) -> PeerSender {
+    let (queue, mut rx) = mpsc::channel::<(Vec<u8>, u64)>(PEER_QUEUE);
+    let (node, name, to, stats) = (node.clone(), name.to_string(), addr.to_string(), stats.clone());
+    let task = tokio::spawn(async move {
+        let mut not_syncing_since: Option<tokio::time::Instant> = None;
+        while let Some((body, n)) = rx.recv().await {
+            if not_syncing_since.is_some_and(|t| t.elapsed() < NOT_SYNCING_FOR) {
+                continue;
+            }
+            match post(&node, &name, &to, body).await {
+                Sent::Taken => {
+                    not_syncing_since = None;
+                    stats.sent.fetch_add(n, Ordering::Relaxed);
+                }
+                Sent::NotSyncing => not_syncing_since = Some(tokio::time::Instant::now()),
+                Sent::Lost => {
+                    stats.lost.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    PeerSender {
+        addr: addr.to_string(),
+        queue,
+        task,
+    }
+}
+
+/// Sends what arrives on `rx` to every other member until the channel closes: batched
+/// (up to [`MAX_BATCH`] flows or [`LINGER`]), each batch queued for every peer's own
+/// sender; a peer that answers it does not sync flows is left out for
+/// [`NOT_SYNCING_FOR`].
 pub async fn send_learned(
     node: Arc<DirectorNode>,
     mut rx: mpsc::Receiver<Vec<FlowRecord>>,
     stats: Arc<SendStats>,
 ) {
-    // Peers (by address) that answered they do not sync flows (a witness), and when.
-    let mut not_syncing: std::collections::HashMap<String, tokio::time::Instant> = Default::default();
+    let mut peers: std::collections::HashMap<String, PeerSender> = Default::default();
     while let Some(mut flows) = rx.recv().await {
         let learned_at_us = ::actors::lb::flows::unix_us();
         let deadline = tokio::time::Instant::now() + LINGER;
@@ -63,17 +132,24 @@ pub async fn send_learned(
                 Ok(None) | Err(_) => break,
             }
         }
-        let peers: Vec<(String, String)> = node
+        let members: Vec<(String, String)> = node
             .members()
             .into_iter()
             .filter(|m| m.name != node.name)
-            .filter(|m| {
-                not_syncing
-                    .get(&m.addr)
-                    .is_none_or(|t| t.elapsed() >= NOT_SYNCING_FOR)
-            })
             .map(|m| (m.name, m.addr))
             .collect();
+        peers.retain(|name, p| {
+            let keep = members.iter().any(|(n, a)| n == name && *a == p.addr);
+            if !keep {
+                p.task.abort();
+            }
+            keep
+        });
+        for (name, addr) in &members {
+            peers
+                .entry(name.clone())
+                .or_insert_with(|| peer_sender(&node, name, addr, &stats));
+        }
         if peers.is_empty() {
             continue;
         }
@@ -91,49 +167,9 @@ pub async fn send_learned(
                 }
             };
             let n = chunk.len() as u64;
-            let mut sends = tokio::task::JoinSet::new();
-            for (name, addr) in &peers {
-                let (node, name, addr, body) = (node.clone(), name.clone(), addr.clone(), body.clone());
-                let peer = addr.clone();
-                sends.spawn(async move {
-                    let r = node
-                        .client
-                        .send(Call {
-                            method: Method::POST,
-                            addr: &addr,
-                            path: FLOWS_PATH,
-                            content_type: crate::transport::raft_network::CONTENT_TYPE,
-                            headers: &[],
-                            body,
-                            timeout: SEND_TIMEOUT,
-                        })
-                        .await;
-                    let outcome = match r {
-                        Ok((status, _)) if status.is_success() => Sent::Taken,
-                        Ok((hyper::StatusCode::NOT_IMPLEMENTED, _)) => Sent::NotSyncing,
-                        Ok((status, body)) => {
-                            tracing::debug!(director = %node.name, peer = %name, "flow sync: {status}: {}", String::from_utf8_lossy(&body));
-                            Sent::Lost
-                        }
-                        Err(e) => {
-                            tracing::debug!(director = %node.name, peer = %name, "flow sync: {e}");
-                            Sent::Lost
-                        }
-                    };
-                    (peer, outcome)
-                });
-            }
-            while let Some(r) = sends.join_next().await {
-                match r {
-                    Ok((_, Sent::Taken)) => {
-                        stats.sent.fetch_add(n, Ordering::Relaxed);
-                    }
-                    Ok((peer, Sent::NotSyncing)) => {
-                        not_syncing.insert(peer, tokio::time::Instant::now());
-                    }
-                    _ => {
-                        stats.lost.fetch_add(n, Ordering::Relaxed);
-                    }
+            for p in peers.values() {
+                if p.queue.try_send((body.clone(), n)).is_err() {
+                    stats.lost.fetch_add(n, Ordering::Relaxed);
                 }
             }
         }
@@ -143,43 +179,63 @@ pub async fn send_learned(
 /// A whole catch-up from one director may take this long (its kernel dumps its flow maps).
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Asks `peer` (None: every other member) for the flows it pins and pins them here;
-/// answers a one-line summary. Errors are part of the summary: a peer that is down has
-/// nothing to give.
+/// Asks `peer` (None: every other member) for the flows it pins, all at once, and pins
+/// them here (`replace`: over this director's own pins). Answers a one-line summary and
+/// whether anything failed (a peer that could not be asked, flows not pinned); a peer
+/// that does not sync flows is not a failure.
 pub async fn catch_up(
     node: &Arc<DirectorNode>,
     sync: &Arc<std::sync::OnceLock<::actors::lb::flowsync::FlowSync>>,
     peer: Option<&str>,
-) -> String {
+    replace: bool,
+) -> (String, bool) {
     let peers: Vec<(String, String)> = node
         .members()
         .into_iter()
         .filter(|m| m.name != node.name && peer.is_none_or(|p| p == m.name))
         .map(|m| (m.name, m.addr))
         .collect();
-    let mut parts = Vec::new();
+    let mut asks = tokio::task::JoinSet::new();
     for (name, addr) in peers {
-        let r = node
-            .client
-            .send(Call {
-                method: Method::GET,
-                addr: &addr,
-                path: FLOWS_PATH,
-                content_type: crate::transport::raft_network::CONTENT_TYPE,
-                headers: &[],
-                body: Vec::new(),
-                timeout: CATCH_UP_TIMEOUT,
-            })
-            .await;
+        let node = node.clone();
+        asks.spawn(async move {
+            let r = node
+                .client
+                .send(Call {
+                    method: Method::GET,
+                    addr: &addr,
+                    path: FLOWS_PATH,
+                    content_type: crate::transport::raft_network::CONTENT_TYPE,
+                    headers: &[],
+                    body: Vec::new(),
+                    timeout: CATCH_UP_TIMEOUT,
+                })
+                .await;
+            (name, r)
+        });
+    }
+    let mut parts = Vec::new();
+    let mut failed = false;
+    while let Some(joined) = asks.join_next().await {
+        let Ok((name, r)) = joined else {
+            failed = true;
+            continue;
+        };
         let batch: FlowBatch = match r {
             Ok((status, body)) if status.is_success() => match raft_store::codec::decode(&body) {
                 Ok(b) => b,
                 Err(e) => {
+                    failed = true;
                     parts.push(format!("{name}: undecodable answer ({e})"));
                     continue;
                 }
             },
+            Ok((hyper::StatusCode::NOT_IMPLEMENTED, _)) => {
+                parts.push(format!("{name}: does not sync flows"));
+                continue;
+            }
             Ok((status, body)) => {
+                failed = true;
                 parts.push(format!(
                     "{name}: {status} {}",
                     String::from_utf8_lossy(&body).trim()
@@ -187,6 +243,7 @@ pub async fn catch_up(
                 continue;
             }
             Err(e) => {
+                failed = true;
                 parts.push(format!("{name}: {e}"));
                 continue;
             }
@@ -194,7 +251,7 @@ pub async fn catch_up(
         let n = batch.flows.len();
         let sync = sync.clone();
         let pinned = tokio::task::spawn_blocking(move || match sync.get() {
-            Some(s) => s.install_now(&batch.flows).map_err(|e| e.to_string()),
+            Some(s) => s.install_now(&batch.flows, replace).map_err(|e| e.to_string()),
             None => Err("no flow sync here".to_string()),
         })
         .await
@@ -204,12 +261,15 @@ pub async fn catch_up(
                 "{name}: {n} flow(s), {} pinned, {} skipped",
                 i.installed, i.skipped
             ),
-            Err(e) => format!("{name}: {n} flow(s) not pinned: {e}"),
+            Err(e) => {
+                failed = true;
+                format!("{name}: {n} flow(s) not pinned: {e}")
+            }
         });
     }
     if parts.is_empty() {
-        "no other director".into()
+        ("no other director".into(), false)
     } else {
-        parts.join("; ")
+        (parts.join("; "), failed)
     }
 }

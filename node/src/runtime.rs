@@ -62,10 +62,13 @@ pub struct Runtime {
 #[derive(Clone)]
 struct FlowWiring {
     sync: Arc<std::sync::OnceLock<::actors::lb::flowsync::FlowSync>>,
-    /// Requests to catch up with the flows other directors pin (None: every peer).
-    catch_up: tokio::sync::mpsc::Sender<(u64, Option<String>)>,
+    /// Requests to catch up with the flows other directors pin: id, from whom (None:
+    /// every peer), whether theirs replace this director's own pins.
+    catch_up: tokio::sync::mpsc::Sender<(u64, Option<String>, bool)>,
     learned: tokio::sync::mpsc::Sender<Vec<::actors::lb::flows::FlowRecord>>,
     sent: Arc<crate::flow_sync::SendStats>,
+    /// One dump of the flow maps at a time (they are read under the kernel handle).
+    dumping: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Message)]
@@ -130,6 +133,8 @@ struct Director {
     /// config fence holds meanwhile, for at most [`CATCH_UP_LIMIT`].
     catching_up: BTreeMap<u64, (String, Instant)>,
     next_catch_up: u64,
+    /// The VRRP instances that are MASTER here now.
+    masters: BTreeSet<String>,
     journal: crate::journal::JournalWriter,
     options: RuntimeOptions,
     dataplane: Option<Addr<DataPlane>>,
@@ -183,6 +188,9 @@ pub struct Counters {
     pub probes_started: u64,
     pub probes_stopped: u64,
     pub probes_retargeted: u64,
+    /// Catch-ups of other directors' flows that did not complete (a peer could not be
+    /// asked in time, or its flows could not be pinned).
+    pub flow_catch_up_failures: u64,
 }
 
 type MetricsReply = (Counters, Vec<::actors::vrrp::actor::InstanceStatus>);
@@ -472,6 +480,8 @@ const CATCH_UP_LIMIT: Duration = Duration::from_secs(3);
 struct CaughtUp {
     id: u64,
     summary: String,
+    /// A peer could not be asked, or what it gave could not be pinned.
+    failed: bool,
 }
 
 impl Handler<CaughtUp> for Director {
@@ -479,7 +489,13 @@ impl Handler<CaughtUp> for Director {
 
     fn handle(&mut self, m: CaughtUp, _ctx: &mut Context<Self>) {
         if let Some((from, since)) = self.catching_up.remove(&m.id) {
-            tracing::info!(director = %self.name, from = %from, "flow sync: caught up in {} ms: {}", since.elapsed().as_millis(), m.summary);
+            let ms = since.elapsed().as_millis();
+            if m.failed {
+                self.counters.flow_catch_up_failures += 1;
+                tracing::warn!(director = %self.name, from = %from, "flow sync: catch-up incomplete after {ms} ms: {}", m.summary);
+            } else {
+                tracing::info!(director = %self.name, from = %from, "flow sync: caught up in {ms} ms: {}", m.summary);
+            }
         }
         self.update_fence();
     }
@@ -496,7 +512,10 @@ impl Director {
         self.next_catch_up += 1;
         let id = self.next_catch_up;
         let label = peer.clone().unwrap_or_else(|| "every director".into());
-        if self.flows.catch_up.try_send((id, peer)).is_ok() {
+        // A director that forwards nothing (no MASTER instance) holds only what it pinned
+        // before it went away: the others' pins are newer. One that forwards keeps its own.
+        let replace = self.masters.is_empty();
+        if self.flows.catch_up.try_send((id, peer, replace)).is_ok() {
             self.catching_up.insert(id, (label, Instant::now()));
             self.update_fence();
         }
@@ -683,6 +702,11 @@ impl Handler<VrrpEvent> for Director {
                 },
             );
             return;
+        }
+        if e.to == ::actors::vrrp::instance::State::Master {
+            self.masters.insert(e.instance.clone());
+        } else {
+            self.masters.remove(&e.instance);
         }
         *self.counters.transitions.entry(e.instance.clone()).or_default() += 1;
         if e.fast_path_from.is_some() {
@@ -956,6 +980,7 @@ impl Runtime {
             catch_up,
             learned,
             sent: Arc::new(crate::flow_sync::SendStats::default()),
+            dumping: Arc::new(tokio::sync::Semaphore::new(1)),
         };
         tokio::spawn(crate::flow_sync::send_learned(
             node.clone(),
@@ -977,6 +1002,7 @@ impl Runtime {
                         flows: wiring,
                         catching_up: BTreeMap::new(),
                         next_catch_up: 0,
+                        masters: BTreeSet::new(),
                         journal,
                         options,
                         dataplane: None,
@@ -1011,9 +1037,10 @@ impl Runtime {
             let (node, sync, director) = (node.clone(), rt.flows.sync.clone(), rt.addr.clone());
             tokio::spawn(async move {
                 let mut rx = catch_up_rx;
-                while let Some((id, peer)) = rx.recv().await {
-                    let summary = crate::flow_sync::catch_up(&node, &sync, peer.as_deref()).await;
-                    director.do_send(CaughtUp { id, summary });
+                while let Some((id, peer, replace)) = rx.recv().await {
+                    let summary = crate::flow_sync::catch_up(&node, &sync, peer.as_deref(), replace).await;
+                    let (summary, failed) = summary;
+                    director.do_send(CaughtUp { id, summary, failed });
                 }
             });
         }
@@ -1083,9 +1110,13 @@ impl Runtime {
     }
 
     /// Every flow this director's kernel pins (None: its backend does not sync flows).
+    /// One dump at a time: another asked meanwhile is told to come back.
     pub async fn pinned_flows(&self) -> Option<Result<Vec<::actors::lb::flows::FlowRecord>, String>> {
         let sync = self.flows.sync.clone();
         sync.get()?;
+        let Ok(_one) = self.flows.dumping.clone().try_acquire_owned() else {
+            return Some(Err("another catch-up is reading the flow maps; ask again".into()));
+        };
         let r = tokio::task::spawn_blocking(move || match sync.get() {
             Some(s) => s.pinned().map_err(|e| e.to_string()),
             None => Ok(Vec::new()),

@@ -144,18 +144,19 @@ impl FlowSync {
     }
 
     /// Pins flows now, on the caller's thread (a director catching up, before it may
-    /// take a VIP over), keeping flows already pinned here. Blocks while the data plane
-    /// syncs.
+    /// take a VIP over); `replace`: over flows pinned here to another server. Blocks
+    /// while the data plane syncs.
     pub fn install_now(
         &self,
         flows: &[FlowRecord],
+        replace: bool,
     ) -> Result<super::flows::FlowInstall, super::kernel::KernelError> {
         self.stats
             .received
             .fetch_add(flows.len() as u64, Ordering::Relaxed);
         let r = match self.kernel.lock() {
-            Ok(mut k) => k.install_flows(flows, false),
-            Err(p) => p.into_inner().install_flows(flows, false),
+            Ok(mut k) => k.install_flows(flows, replace),
+            Err(p) => p.into_inner().install_flows(flows, replace),
         };
         match &r {
             Ok(i) => {
@@ -204,15 +205,23 @@ fn learn(name: &str, kernel: &SharedKernel, stats: &FlowStats, learned: Box<dyn 
             tracing::info!(director = %name, "flow sync: reading the flow log");
         }
         warned = false;
+        let mut seen_overruns = 0;
         loop {
-            let logged = match log.read() {
+            let logged = match log.read(super::flows::MAX_BATCH) {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(director = %name, "flow sync: reading the flow log: {e}; subscribing again");
                     break;
                 }
             };
-            stats.log_overruns.store(log.overruns, Ordering::Relaxed);
+            // The socket's count starts again with a new subscription: add what is new.
+            let overruns = log.overruns;
+            if overruns > seen_overruns {
+                stats
+                    .log_overruns
+                    .fetch_add(overruns - seen_overruns, Ordering::Relaxed);
+            }
+            seen_overruns = overruns;
             if logged.is_empty() {
                 continue;
             }

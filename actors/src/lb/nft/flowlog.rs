@@ -14,8 +14,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The NFLOG group the DR tables log new flows to.
 pub const FLOW_LOG_GROUP: u16 = 0x4861;
-/// Bytes of each packet the kernel copies: an IPv6 header (40) and a port (2) fit.
-pub const SNAPLEN: u32 = 64;
+/// Bytes of each packet the kernel copies: an IPv6 header (40), a few extension headers
+/// and a port fit.
+pub const SNAPLEN: u32 = 128;
 /// The kernel sends a message when this many packets wait, or after [`FLUSH_HUNDREDTHS`].
 pub const QUEUE_THRESHOLD: u32 = 64;
 pub const FLUSH_HUNDREDTHS: u32 = 1;
@@ -123,13 +124,38 @@ pub fn source(packet: &[u8]) -> Option<SocketAddr> {
             Some(SocketAddr::new(IpAddr::V4(addr), port_at(ihl)?))
         }
         6 => {
-            // Extension headers are not walked: the data plane's DR services match the
-            // transport header right after the fixed one, as nftables' `th` does here.
-            if ![TCP, UDP, SCTP].contains(packet.get(6)?) {
+            // nftables' `th` finds the transport header past extension headers: so does
+            // this, within the bytes copied (hop-by-hop, routing, destination options; a
+            // fragment header only on the first fragment).
+            const HOP_BY_HOP: u8 = 0;
+            const ROUTING: u8 = 43;
+            const FRAGMENT: u8 = 44;
+            const DEST_OPTS: u8 = 60;
+            let mut next = *packet.get(6)?;
+            let mut at = 40;
+            for _ in 0..8 {
+                match next {
+                    HOP_BY_HOP | ROUTING | DEST_OPTS => {
+                        let h = packet.get(at..at + 2)?;
+                        next = h[0];
+                        at += (usize::from(h[1]) + 1) * 8;
+                    }
+                    FRAGMENT => {
+                        let h = packet.get(at..at + 4)?;
+                        if u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
+                            return None;
+                        }
+                        next = h[0];
+                        at += 8;
+                    }
+                    _ => break,
+                }
+            }
+            if ![TCP, UDP, SCTP].contains(&next) {
                 return None;
             }
             let a: [u8; 16] = packet.get(8..24)?.try_into().ok()?;
-            Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(a)), port_at(40)?))
+            Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(a)), port_at(at)?))
         }
         _ => None,
     }
@@ -210,6 +236,17 @@ mod tests {
         v6[40..42].copy_from_slice(&5353u16.to_be_bytes());
         assert_eq!(source(&v6), Some("[2001:db8::7]:5353".parse().expect("addr")));
         assert_eq!(source(&v6[..41]), None);
+        // Past a hop-by-hop header (8 bytes) to a TCP port.
+        let mut ext = v6[..40].to_vec();
+        ext[6] = 0; // hop-by-hop next
+        ext.extend_from_slice(&[6, 0, 0, 0, 0, 0, 0, 0]);
+        ext.extend_from_slice(&443u16.to_be_bytes());
+        assert_eq!(source(&ext), Some("[2001:db8::7]:443".parse().expect("addr")));
+        // A later fragment has no ports.
+        let mut frag6 = v6[..40].to_vec();
+        frag6[6] = 44;
+        frag6.extend_from_slice(&[6, 0, 0, 8, 0, 0, 0, 1, 0, 80]);
+        assert_eq!(source(&frag6), None);
     }
 
     #[test]

@@ -66,11 +66,12 @@ impl FlowLogSocket {
     }
 
     /// The flows logged since the last read: waits up to the socket's timeout for the
-    /// first message, then takes whatever else is queued. Empty on timeout.
-    pub fn read(&mut self) -> Result<Vec<LoggedFlow>, KernelError> {
+    /// first message, then takes what else is queued, up to about `max` flows (the rest
+    /// waits for the next read). Empty on timeout.
+    pub fn read(&mut self, max: usize) -> Result<Vec<LoggedFlow>, KernelError> {
         let mut out = Vec::new();
         let mut flags = 0;
-        loop {
+        while out.len() < max {
             self.buf.clear();
             match self.sock.recv(&mut self.buf, flags) {
                 Ok(_) => out.extend(flowlog::parse(&self.buf)),
@@ -89,5 +90,6 @@ impl FlowLogSocket {
             }
             flags = libc::MSG_DONTWAIT;
         }
+        Ok(out)
     }
 }

@@ -625,23 +625,16 @@ impl NftKernel {
         e: render::FlowElem,
         replace: bool,
     ) -> Result<bool, KernelError> {
-        let add = Cmd::Flows {
+        let add = |replace| Cmd::Flows {
             table,
             set: set.to_string(),
             elems: vec![e.clone()],
+            replace,
         };
-        if self.send(std::slice::from_ref(&add)).is_ok() {
+        if self.send(&[add(false)]).is_ok() {
             return Ok(true);
         }
-        if !replace {
-            return Ok(false);
-        }
-        let port = e.port.map(|p| format!(" . {p}")).unwrap_or_default();
-        let del = Cmd::Text(format!(
-            "delete element {table} {set} {{ {}{port} . {:#x} }}\n",
-            e.client, e.tag
-        ));
-        Ok(self.send(&[del, add]).is_ok())
+        Ok(replace && self.send(&[add(true)]).is_ok())
     }
 }
 
@@ -788,6 +781,9 @@ impl KernelLb for NftKernel {
                 let service = *self.by_id.get(&(f.mark >> 16))?;
                 let d = f.mark & render::MAX_DESTS;
                 let st = self.state.get(&service)?;
+                if st.affinity() == render::Affinity::None {
+                    return None;
+                }
                 let (dest, _) = st.dests.iter().find(|(_, s)| s.mark == d)?;
                 Some(FlowRecord {
                     service,
@@ -859,11 +855,15 @@ impl KernelLb for NftKernel {
                 table: table.name(),
                 set,
                 elems,
+                replace: false,
             };
             if self.send(std::slice::from_ref(&cmd)).is_err() {
                 // One flow the kernel pins to another server (it was scheduled here
                 // meanwhile) refuses the batch: each flow alone, replacing it.
-                let Cmd::Flows { table, set, elems } = cmd else {
+                let Cmd::Flows {
+                    table, set, elems, ..
+                } = cmd
+                else {
                     continue;
                 };
                 for e in elems {

@@ -226,10 +226,48 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
             }
             Ok(out)
         }
-        Cmd::Flows { table, set, elems } => {
+        Cmd::Flows {
+            table,
+            set,
+            elems,
+            replace,
+        } => {
             let (family, name) = family_and_name(table)?;
             let mut out = Vec::new();
             for chunk in elems.chunks(ELEMS_PER_MESSAGE) {
+                if *replace {
+                    let keys = chunk
+                        .iter()
+                        .map(|e| {
+                            ListAttribute::Element(vec![SetElementAttribute::Key(DataAttribute::Value(
+                                e.key_bytes(),
+                            ))])
+                        })
+                        .collect();
+                    let body = SetElementMessage {
+                        attributes: vec![
+                            SetElementList::Table(name.to_string()),
+                            SetElementList::Set(set.clone()),
+                            SetElementList::Elements(keys),
+                        ],
+                    };
+                    let framed = frame(
+                        NetfilterMessage::new(
+                            NetfilterHeader::new(family, 0, 0),
+                            NfTablesMessage::DeleteSetElement(body),
+                        ),
+                        0,
+                        0,
+                    );
+                    let what = format!("delete {} flow(s) from {table} {set}", chunk.len());
+                    out.push((
+                        NFT_MSG_DELSETELEM,
+                        family,
+                        NLM_F_REQUEST,
+                        framed[20..].to_vec(),
+                        what,
+                    ));
+                }
                 let elems = chunk
                     .iter()
                     .map(|e| {
@@ -973,11 +1011,19 @@ mod tests {
             mark: (1 << 16) | 2,
             timeout: 900,
         };
-        let cmd = Cmd::Flows {
+        let mut cmd = Cmd::Flows {
             table: "netdev hanode",
             set: "flows4".into(),
             elems: vec![e.clone()],
+            replace: true,
         };
+        // Replacing: the key deleted first, in the same batch.
+        let parts = parts_of(&cmd).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].0, NFT_MSG_DELSETELEM);
+        if let Cmd::Flows { replace, .. } = &mut cmd {
+            *replace = false;
+        }
         let parts = parts_of(&cmd).unwrap();
         assert_eq!(parts.len(), 1);
         let (kind, _, flags, attrs_bytes, what) = &parts[0];

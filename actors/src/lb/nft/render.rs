@@ -54,6 +54,9 @@ pub const SHARD_FILL: usize = 896;
 pub const SHARDS: u32 = MAX_SERVICES.div_ceil(SHARD_SIZE);
 /// Room for flows in each flow map (the kernel default of 65535 is too small).
 pub const FLOWS_SIZE: u32 = 1 << 24;
+/// The shared chain that maps a slot to its destination without logging the flow: for
+/// one-packet services, which pin nothing (every packet of theirs comes here).
+pub const PICK_ONLY: &str = "pick_once";
 /// A pinned flow is announced to the other directors again at most, and while packets
 /// come at least, once in this many seconds (below every flow timeout but persistence
 /// shorter than this: see docs/dev-notes/flow-sync.md).
@@ -574,6 +577,9 @@ pub fn shared_chains_for(
         format!("{m} & {SLOT_BIT:#x} != 0 {m} set {m} map @slots"),
         format!("{m} & {SLOT_BIT:#x} != 0 {m} set {m} & 0xffff0000"),
     ];
+    if !nat {
+        out.insert(PICK_ONLY.to_string(), pick.clone());
+    }
     let log = format!(
         "log group {} snaplen {}",
         super::flowlog::FLOW_LOG_GROUP,
@@ -851,9 +857,15 @@ pub fn service_rules(st: &SvcState) -> Result<Vec<Rule>, String> {
             ct: nat,
             sreg: expr::REG_1,
         });
-        exprs.push(jump("pick"));
+        // A one-packet service pins nothing: its packets are not logged for flow sync.
+        let to = if affinity == Affinity::None && !nat {
+            PICK_ONLY
+        } else {
+            "pick"
+        };
+        exprs.push(jump(to));
         r.push(Rule {
-            text: format!("{m} {tag} {m} set {pick} jump pick"),
+            text: format!("{m} {tag} {m} set {pick} jump {to}"),
             exprs,
         });
     }
@@ -1066,6 +1078,9 @@ pub enum Cmd {
         table: &'static str,
         set: String,
         elems: Vec<FlowElem>,
+        /// Delete each element's key first, in the same transaction (the key is there,
+        /// pinned to another server).
+        replace: bool,
     },
     /// A service-map entry: added with (comment, chain to jump to), or deleted (None).
     Entry {
@@ -1108,7 +1123,19 @@ impl Cmd {
                     None => writeln!(s, "delete element {table} {map} {{ {k} }}"),
                 };
             }
-            Cmd::Flows { table, set, elems } => {
+            Cmd::Flows {
+                table,
+                set,
+                elems,
+                replace,
+            } => {
+                if *replace {
+                    let keys = join(elems.iter(), |e| {
+                        let port = e.port.map(|p| format!(" . {p}")).unwrap_or_default();
+                        format!("{}{port} . {:#x}", e.client, e.tag)
+                    });
+                    let _ = writeln!(s, "delete element {table} {set} {{ {keys} }}");
+                }
                 let items = join(elems.iter(), |e| {
                     let mut it = e.client.to_string();
                     if let Some(p) = e.port {
@@ -1467,6 +1494,7 @@ mod tests {
             table: table.name(),
             set,
             elems: vec![e],
+            replace: false,
         }]);
         assert_eq!(
             text,
@@ -1562,7 +1590,7 @@ add element netdev hanode svc4 {{ 198.18.116.134 . tcp . 80 comment \"rr\" : jum
                 "meta mark set ip saddr . th sport . meta mark map @flows4",
                 "meta mark & 0x7fff == 0 return",
                 "ip saddr . th sport . meta mark @relog4 return",
-                "add @relog4 { ip saddr . th sport . meta mark } log group 18529 snaplen 64"
+                "add @relog4 { ip saddr . th sport . meta mark } log group 18529 snaplen 128"
             ]
         );
         // A new flow is logged once it has a destination, and noted as announced.
@@ -1571,11 +1599,12 @@ add element netdev hanode svc4 {{ 198.18.116.134 . tcp . 80 comment \"rr\" : jum
             vec![
                 "meta mark & 0x8000 != 0 meta mark set meta mark map @slots",
                 "meta mark & 0x8000 != 0 meta mark set meta mark & 0xffff0000",
-                "meta mark & 0x7fff != 0 log group 18529 snaplen 64",
+                "meta mark & 0x7fff != 0 log group 18529 snaplen 128",
                 "meta mark & 0x7fff != 0 add @relog4 { ip saddr . th sport . meta mark }",
                 "meta mark & 0x7fff != 0 add @relog6 { ip6 saddr . th sport . meta mark }"
             ]
         );
+        assert_eq!(shared[PICK_ONLY], shared["pick"][..2]);
         // NAT flows are conntrack's: nothing logged.
         let nat = shared_chains_for(true, &[BTreeSet::new(), BTreeSet::new()], &BTreeSet::new());
         assert_eq!(nat["conn4"].len(), 1);
@@ -1696,6 +1725,12 @@ add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=
         st.spec.ops = true;
         let rules = service_rules(&st).unwrap();
         assert!(!rules.iter().any(|r| r.text.contains("flows")), "{rules:?}");
+        // ... and logs nothing for flow sync: its every packet picks a slot.
+        assert!(
+            rules.iter().any(|r| r.text.ends_with("jump pick_once")),
+            "{rules:?}"
+        );
+        assert!(!rules.iter().any(|r| r.text.ends_with("jump pick")), "{rules:?}");
     }
 
     #[test]
