@@ -512,12 +512,34 @@ fn a_thousand_services_all_answer_and_honour_their_weights() {
     assert!(o.status.success());
 }
 
+/// What the flow log says of `client`: read until something comes (at most 5 s), then
+/// one read more (200 ms), so that a second message of the same flow would be seen too.
+fn logged_for(
+    log: &mut actors::lb::nft::flowlog_io::FlowLogSocket,
+    client: std::net::SocketAddr,
+) -> Vec<actors::lb::nft::flowlog::LoggedFlow> {
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let before = seen.len();
+        seen.extend(
+            log.read(1024)
+                .expect("flow log")
+                .into_iter()
+                .filter(|f| f.client == client),
+        );
+        if before > 0 {
+            break;
+        }
+    }
+    seen
+}
+
 /// Issue 22: a DR flow's first packet is logged once (NFLOG, read as hanode reads it) with
 /// the client's address and port and the mark of the real server the data plane chose;
 /// the connection's later packets are not, until the flow's note in `relog4` expires.
 #[test]
 fn a_new_dr_flow_is_logged_once_with_its_client_and_real_server() {
-    use actors::lb::nft::flowlog::LoggedFlow;
     use actors::lb::nft::flowlog_io::FlowLogSocket;
     let lab = lab_with_vip();
     apply(
@@ -539,22 +561,7 @@ fn a_new_dr_flow_is_logged_once_with_its_client_and_real_server() {
     } else {
         RS_ADDRS[1]
     };
-    // Read until the flow shows up, then a little more: nothing else of it may come.
-    let mut seen: Vec<LoggedFlow> = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while std::time::Instant::now() < deadline {
-        let before = seen.len();
-        seen.extend(
-            log.read(1024)
-                .expect("flow log")
-                .into_iter()
-                .filter(|f| f.client == client),
-        );
-        // Stop after the read that follows the one that found it (200 ms more).
-        if before > 0 {
-            break;
-        }
-    }
+    let seen = logged_for(&mut log, client);
     assert_eq!(seen.len(), 1, "the flow logged once: {seen:?}");
     // The mark names a destination of the service: find it in the kernel's `dst4` map.
     let mark = seen[0].mark;
@@ -594,19 +601,6 @@ fn a_new_dr_flow_is_logged_once_with_its_client_and_real_server() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(conn.get().expect("third request"), answer);
     assert_eq!(conn.get().expect("fourth request"), answer);
-    let mut again: Vec<LoggedFlow> = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while std::time::Instant::now() < deadline {
-        let before = again.len();
-        again.extend(
-            log.read(1024)
-                .expect("flow log")
-                .into_iter()
-                .filter(|f| f.client == client),
-        );
-        if before > 0 {
-            break;
-        }
-    }
+    let again = logged_for(&mut log, client);
     assert_eq!(again, vec![seen[0]], "announced again once, as before");
 }

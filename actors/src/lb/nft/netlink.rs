@@ -177,6 +177,35 @@ fn described(cmd: &Cmd) -> String {
 type Part = (u8, NetfilterProtoFamily, u16, Vec<u8>, String);
 
 /// The messages of one step.
+/// The attributes of one NEWSETELEM (`add`) or DELSETELEM message for `elems` of `set`
+/// in table `name` (the crate encodes the element list; only its attributes are kept).
+fn set_elements(
+    family: NetfilterProtoFamily,
+    name: &str,
+    set: &str,
+    elems: Vec<ListAttribute<SetElementAttribute>>,
+    add: bool,
+) -> Vec<u8> {
+    let body = SetElementMessage {
+        attributes: vec![
+            SetElementList::Table(name.to_string()),
+            SetElementList::Set(set.to_string()),
+            SetElementList::Elements(elems),
+        ],
+    };
+    let msg = if add {
+        NfTablesMessage::NewSetElement(body)
+    } else {
+        NfTablesMessage::DeleteSetElement(body)
+    };
+    let framed = frame(
+        NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), msg),
+        0,
+        0,
+    );
+    framed[20..].to_vec()
+}
+
 fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
     let create = NLM_F_REQUEST | NLM_F_CREATE;
     match cmd {
@@ -192,29 +221,12 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
                     .iter()
                     .map(|e| element(e, op.add))
                     .collect::<Result<Vec<_>, _>>()?;
-                let body = SetElementMessage {
-                    attributes: vec![
-                        SetElementList::Table(name.to_string()),
-                        SetElementList::Set(op.set.clone()),
-                        SetElementList::Elements(elems),
-                    ],
-                };
                 let (kind, flags) = if op.add {
                     (NFT_MSG_NEWSETELEM, create)
                 } else {
                     (NFT_MSG_DELSETELEM, NLM_F_REQUEST)
                 };
-                // The crate encodes the element list; only its attributes are kept.
-                let msg = if op.add {
-                    NfTablesMessage::NewSetElement(body)
-                } else {
-                    NfTablesMessage::DeleteSetElement(body)
-                };
-                let framed = frame(
-                    NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), msg),
-                    0,
-                    0,
-                );
+                let attrs = set_elements(family, name, &op.set, elems, op.add);
                 let what = format!(
                     "{} {} element(s) {} {table} {}",
                     if op.add { "add" } else { "delete" },
@@ -222,7 +234,7 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
                     if op.add { "to" } else { "from" },
                     op.set
                 );
-                out.push((kind, family, flags, framed[20..].to_vec(), what));
+                out.push((kind, family, flags, attrs, what));
             }
             Ok(out)
         }
@@ -244,29 +256,9 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
                             ))])
                         })
                         .collect();
-                    let body = SetElementMessage {
-                        attributes: vec![
-                            SetElementList::Table(name.to_string()),
-                            SetElementList::Set(set.clone()),
-                            SetElementList::Elements(keys),
-                        ],
-                    };
-                    let framed = frame(
-                        NetfilterMessage::new(
-                            NetfilterHeader::new(family, 0, 0),
-                            NfTablesMessage::DeleteSetElement(body),
-                        ),
-                        0,
-                        0,
-                    );
                     let what = format!("delete {} flow(s) from {table} {set}", chunk.len());
-                    out.push((
-                        NFT_MSG_DELSETELEM,
-                        family,
-                        NLM_F_REQUEST,
-                        framed[20..].to_vec(),
-                        what,
-                    ));
+                    let attrs = set_elements(family, name, set, keys, false);
+                    out.push((NFT_MSG_DELSETELEM, family, NLM_F_REQUEST, attrs, what));
                 }
                 let elems = chunk
                     .iter()
@@ -278,23 +270,9 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
                         ])
                     })
                     .collect();
-                let body = SetElementMessage {
-                    attributes: vec![
-                        SetElementList::Table(name.to_string()),
-                        SetElementList::Set(set.clone()),
-                        SetElementList::Elements(elems),
-                    ],
-                };
-                let framed = frame(
-                    NetfilterMessage::new(
-                        NetfilterHeader::new(family, 0, 0),
-                        NfTablesMessage::NewSetElement(body),
-                    ),
-                    0,
-                    0,
-                );
                 let what = format!("add {} flow(s) to {table} {set}", chunk.len());
-                out.push((NFT_MSG_NEWSETELEM, family, create, framed[20..].to_vec(), what));
+                let attrs = set_elements(family, name, set, elems, true);
+                out.push((NFT_MSG_NEWSETELEM, family, create, attrs, what));
             }
             Ok(out)
         }
