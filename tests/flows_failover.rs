@@ -75,6 +75,13 @@ fn none_broken(c: &Cluster, clients: &mut [&mut Clients], phase: &str, next: &st
     }
 }
 
+/// lvs01 preempts, the client sends to it, and no connection broke in `phase`.
+fn lvs01_takes_back(c: &Cluster, clients: &mut [&mut Clients], phase: &str, next: &str) {
+    c.wait_vip(0, Duration::from_secs(20), "lvs01 to take the VIP back");
+    wait_traffic_on(c, 0);
+    none_broken(c, clients, phase, next);
+}
+
 /// Every way the master can go, and its return, with `CONNECTIONS` long-lived
 /// connections open through the VIP: none breaks. For `rr` and `wrr` this needs flow
 /// sync (a new master must forward each connection to the real server the old one chose);
@@ -120,9 +127,7 @@ fn connections_survive_every_failover(sched: &str) {
         n.kill9();
     }
     c.restart_lvs01();
-    c.wait_vip(0, Duration::from_secs(20), "lvs01 to preempt after its restart");
-    wait_traffic_on(&c, 0);
-    none_broken(
+    lvs01_takes_back(
         &c,
         &mut [&mut first, &mut second],
         "return-after-kill",
@@ -140,9 +145,7 @@ fn connections_survive_every_failover(sched: &str) {
         "return-after-stop",
     );
     c.restart_lvs01();
-    c.wait_vip(0, Duration::from_secs(20), "lvs01 to preempt after its restart");
-    wait_traffic_on(&c, 0);
-    none_broken(
+    lvs01_takes_back(
         &c,
         &mut [&mut first, &mut second],
         "return-after-stop",
@@ -155,13 +158,7 @@ fn connections_survive_every_failover(sched: &str) {
     wait_traffic_on(&c, 1);
     none_broken(&c, &mut [&mut first, &mut second], "link-down", "link-up");
     c.lab.directors[0].must(&["link", "set", "ens33", "up"]);
-    c.wait_vip(
-        0,
-        Duration::from_secs(20),
-        "lvs01 to preempt after its link is back",
-    );
-    wait_traffic_on(&c, 0);
-    none_broken(&c, &mut [&mut first, &mut second], "link-up", "end");
+    lvs01_takes_back(&c, &mut [&mut first, &mut second], "link-up", "end");
 }
 
 #[test]

@@ -764,12 +764,15 @@ impl NfNetlink {
             .unwrap_or_else(|| KernelError::other("nftables: the ruleset kept changing during the listing")))
     }
 
-    /// The elements of one flow map of ours: each key's bytes and the destination mark
-    /// it maps to (empty if the table or map does not exist). Flow maps are only read
-    /// when a director catches up with another's flows: a set dump costs the kernel more
-    /// than linear time in its size (docs/dev-notes/flow-sync.md).
-    pub fn flow_elements(&mut self, table: &str, set: &str) -> Result<Vec<(Vec<u8>, u32)>, KernelError> {
-        let (family, name) = family_and_name(table)?;
+    /// The attributes of each element-list message a dump of `set` in our table `name`
+    /// answers (NFTA_SET_ELEM_LIST_TABLE 1, _SET 2, _ELEMENTS 3 of NFTA_LIST_ELEM);
+    /// none if the table or set does not exist.
+    fn set_element_messages(
+        &mut self,
+        family: NetfilterProtoFamily,
+        name: &str,
+        set: &str,
+    ) -> Result<Vec<Vec<u8>>, KernelError> {
         let msgs = self
             .dump(
                 family,
@@ -781,11 +784,23 @@ impl NfNetlink {
                 }),
             )?
             .unwrap_or_default();
+        Ok(msgs
+            .into_iter()
+            .filter(|(kind, _, a)| {
+                *kind == NFT_MSG_NEWSETELEM && attr(a, 1).map(c_string).as_deref() == Some(name)
+            })
+            .map(|(_, _, a)| a)
+            .collect())
+    }
+
+    /// The elements of one flow map of ours: each key's bytes and the destination mark
+    /// it maps to (empty if the table or map does not exist). Flow maps are only read
+    /// when a director catches up with another's flows: a set dump costs the kernel more
+    /// than linear time in its size (docs/dev-notes/flow-sync.md).
+    pub fn flow_elements(&mut self, table: &str, set: &str) -> Result<Vec<(Vec<u8>, u32)>, KernelError> {
+        let (family, name) = family_and_name(table)?;
         let mut out = Vec::new();
-        for (kind, _, a) in msgs {
-            if kind != NFT_MSG_NEWSETELEM || attr(&a, 1).map(c_string).as_deref() != Some(name) {
-                continue;
-            }
+        for a in self.set_element_messages(family, name, set)? {
             for (_, e) in attrs(attr(&a, 3).unwrap_or(&[])) {
                 let key = attr(e, 1).and_then(|k| attr(k, 1));
                 let value = attr(e, 2).and_then(|d| attr(d, 1)).and_then(mark_of);
@@ -821,22 +836,7 @@ impl NfNetlink {
         }
         let wanted: Vec<String> = l.objects.iter().filter(|s| elements_wanted(s)).cloned().collect();
         for set in wanted {
-            let msgs = self
-                .dump(
-                    family,
-                    NfTablesMessage::GetSetElement(SetElementMessage {
-                        attributes: vec![
-                            SetElementList::Table(name.to_string()),
-                            SetElementList::Set(set.clone()),
-                        ],
-                    }),
-                )?
-                .unwrap_or_default();
-            for (kind, _, a) in msgs {
-                // NFTA_SET_ELEM_LIST_TABLE 1, _SET 2, _ELEMENTS 3 (of NFTA_LIST_ELEM)
-                if kind != NFT_MSG_NEWSETELEM || !ours(&a, 1) {
-                    continue;
-                }
+            for a in self.set_element_messages(family, name, &set)? {
                 for (_, e) in attrs(attr(&a, 3).unwrap_or(&[])) {
                     add_element(&mut l, &set, e);
                 }
