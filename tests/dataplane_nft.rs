@@ -344,6 +344,8 @@ fn service_chains_by_netlink_are_what_nft_builds_from_the_text() {
     let sh32 = r#"{"sched":"sh","persistence":{"timeout":60,"prefix":32},"ops":false}"#;
     let dh_ops = r#"{"sched":"dh","persistence":null,"ops":true}"#;
     let wrr = r#"{"sched":"wrr","persistence":null,"ops":false}"#;
+    let mh_port = r#"{"sched":"mh","persistence":null,"ops":false,"sched_flags":16}"#;
+    let mh = r#"{"sched":"mh","persistence":null,"ops":false}"#;
     let v4 = [
         service_json(
             "Tcp",
@@ -374,6 +376,20 @@ fn service_chains_by_netlink_are_what_nft_builds_from_the_text() {
             &[("198.18.0.3", 8080, "Nat", 2), ("198.18.0.4", 8080, "Nat", 1)],
         ),
         service_json("Tcp", "198.18.116.135", 81, sh32, &[("198.18.0.3", 81, "Nat", 1)]),
+        service_json(
+            "Tcp",
+            "198.18.116.134",
+            8080,
+            mh_port,
+            &[("198.18.0.1", 8080, "Dr", 1), ("198.18.0.2", 8080, "Dr", 2)],
+        ),
+        service_json(
+            "Udp",
+            "198.18.116.135",
+            8080,
+            mh,
+            &[("198.18.0.3", 8080, "Nat", 1), ("198.18.0.4", 8080, "Nat", 1)],
+        ),
     ];
     let table = format!("[{}]", v4.join(","));
     let by_text = veth_netns("nftt");
@@ -389,6 +405,13 @@ fn service_chains_by_netlink_are_what_nft_builds_from_the_text() {
     }
     let text_listing = ruleset(&by_text);
     assert!(text_listing.contains("jhash ip saddr mod 12"), "{text_listing}");
+    // Maglev: each mh service looks its slot up in its own map of 2,039 slots.
+    assert!(
+        text_listing.contains("jhash ip saddr . th sport mod 2039 seed 0x48414e44 offset")
+            && text_listing.contains(" map @mh_")
+            && text_listing.contains("ct mark set jhash ip saddr mod 2039"),
+        "{text_listing}"
+    );
     assert_eq!(
         ruleset(&by_netlink),
         text_listing,

@@ -294,6 +294,7 @@ fn ipvs_seeds() -> Vec<Vec<u8>> {
         sched: sched.into(),
         persistence: p.map(|(timeout, prefix)| Persistence { timeout, prefix }),
         ops: false,
+        sched_flags: 0,
     };
     let d = |a: &str| DestKey {
         addr: ip(a),

@@ -25,6 +25,7 @@ fn svc(
             sched: sched.into(),
             persistence: persistence.map(|(timeout, prefix)| Persistence { timeout, prefix }),
             ops,
+            sched_flags: 0,
         },
         dests: dests
             .iter()

@@ -42,6 +42,7 @@ fn service(sched: &str, dests: &[(u8, u32)]) -> Service {
             sched: sched.into(),
             persistence: None,
             ops: false,
+            sched_flags: 0,
         },
         dests: dests.iter().map(|(d, w)| (dest(*d), dspec(*w))).collect(),
     }

@@ -465,6 +465,9 @@ fn virtual_server(vs: &VirtualServer) -> Node {
     opt(&mut c, "persistence_timeout", &vs.persistence_timeout);
     opt(&mut c, "persistence_granularity", &vs.persistence_granularity);
     flag(&mut c, "ops", vs.ops);
+    for kw in vs.sched_flags.keywords(vs.lb_algo) {
+        c.push(Node::line([kw]));
+    }
     if let Some(s) = &vs.sorry_server {
         let mut w = vec!["sorry_server".to_string(), s.ip.to_string()];
         if let Some(p) = s.port {

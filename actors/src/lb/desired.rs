@@ -88,6 +88,7 @@ pub fn spec(vs: &VirtualServer, v6: bool) -> SvcSpec {
                     .unwrap_or(full),
             }),
         ops: vs.ops,
+        sched_flags: vs.sched_flags.ipvs_bits(),
     }
 }
 

@@ -71,6 +71,26 @@ pub struct SvcSpec {
     pub persistence: Option<Persistence>,
     /// One-packet scheduling (UDP).
     pub ops: bool,
+    #[serde(default)]
+    /// The scheduler flags as IPVS has them ([`SCHED_FALLBACK`], [`SCHED_PORT`],
+    /// [`SCHED_FLAG_3`]): what they mean is the scheduler's.
+    pub sched_flags: u32,
+}
+
+/// `IP_VS_SVC_F_SCHED1`: `sh`/`mh` give a client whose server is unavailable another.
+pub const SCHED_FALLBACK: u32 = 0x8;
+/// `IP_VS_SVC_F_SCHED2`: `sh`/`mh` hash the source port with the address.
+pub const SCHED_PORT: u32 = 0x10;
+/// `IP_VS_SVC_F_SCHED3`.
+pub const SCHED_FLAG_3: u32 = 0x20;
+/// Every scheduler flag.
+pub const SCHED_FLAGS: u32 = SCHED_FALLBACK | SCHED_PORT | SCHED_FLAG_3;
+
+impl SvcSpec {
+    /// Whether the source port is hashed with the address (`sh-port`, `mh-port`).
+    pub fn hashes_port(&self) -> bool {
+        self.sched_flags & SCHED_PORT != 0 && matches!(self.sched.as_str(), "sh" | "mh")
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -29,6 +29,10 @@ pub fn ipvsadm_ln(table: &Table) -> String {
         if svc.spec.ops {
             s.push_str(" ops");
         }
+        let flags = sched_flag_names(&svc.spec);
+        if !flags.is_empty() {
+            let _ = write!(s, " ({})", flags.join(","));
+        }
         s.push('\n');
         for (d, spec) in &svc.dests {
             let fwd = match spec.fwd {
@@ -48,4 +52,25 @@ pub fn ipvsadm_ln(table: &Table) -> String {
         }
     }
     s
+}
+
+/// The scheduler flags as `ipvsadm -Ln` names them after the scheduler.
+fn sched_flag_names(spec: &crate::lb::model::SvcSpec) -> Vec<String> {
+    use crate::lb::model::{SCHED_FALLBACK, SCHED_FLAG_3, SCHED_PORT};
+    let prefix = match spec.sched.as_str() {
+        "sh" | "mh" => Some(spec.sched.as_str()),
+        _ => None,
+    };
+    [
+        (SCHED_FALLBACK, "fallback", 1),
+        (SCHED_PORT, "port", 2),
+        (SCHED_FLAG_3, "", 3),
+    ]
+    .into_iter()
+    .filter(|(bit, _, _)| spec.sched_flags & bit != 0)
+    .map(|(_, name, n)| match prefix {
+        Some(p) if !name.is_empty() => format!("{p}-{name}"),
+        _ => format!("flag-{n}"),
+    })
+    .collect()
 }

@@ -231,6 +231,18 @@ pub fn virtual_server(cx: &mut Ctx, s: &Stmt) -> Option<VirtualServer> {
                 }
             }
             "ops" => vs.ops = cx.flag(c),
+            "flag-1" | "flag-2" | "flag-3" | "sh-fallback" | "sh-port" | "mh-fallback" | "mh-port" => {
+                cx.max_args(c, 0);
+                sched_flag(cx, c, &mut vs);
+            }
+            "hashed" => {
+                cx.max_args(c, 0);
+                cx.warning(
+                    c.span(),
+                    "`hashed` has no effect (the kernel marks every service it holds as hashed): kept for export",
+                );
+                vs.extra.push(cx.raw(c));
+            }
             "sorry_server" => {
                 if let Some(ip) = cx.ip(c, 0) {
                     let port = if c.args().len() > 1 { cx.port(c, 1) } else { None };
@@ -288,6 +300,33 @@ pub fn virtual_server(cx: &mut Ctx, s: &Stmt) -> Option<VirtualServer> {
     vs.real_servers.shrink_to_fit();
     vs.extra.shrink_to_fit();
     Some(vs)
+}
+
+/// One scheduler-flag line of `vs`. `sh-*` and `mh-*` apply to their own scheduler
+/// only, as set at that line (keepalived reads them only after `lb_algo sh`/`mh`):
+/// elsewhere keepalived ignores them, and so do we, with a warning.
+fn sched_flag(cx: &mut Ctx, c: &Stmt, vs: &mut VirtualServer) {
+    let kw = c.keyword();
+    let (only, bit) = match kw {
+        "flag-1" => (None, SchedFlags::FALLBACK),
+        "flag-2" => (None, SchedFlags::PORT),
+        "flag-3" => (None, SchedFlags::FLAG_3),
+        "sh-fallback" => (Some(Scheduler::Sh), SchedFlags::FALLBACK),
+        "sh-port" => (Some(Scheduler::Sh), SchedFlags::PORT),
+        "mh-fallback" => (Some(Scheduler::Mh), SchedFlags::FALLBACK),
+        _ => (Some(Scheduler::Mh), SchedFlags::PORT),
+    };
+    match only {
+        Some(s) if s != vs.lb_algo => cx.warning(
+            c.span(),
+            format!(
+                "`{kw}` applies to the {0} scheduler only, and the scheduler at this line is `{1}` (keepalived reads `{kw}` only below `lb_algo {0}`): ignored, as keepalived ignores it",
+                s.name(),
+                vs.lb_algo.name()
+            ),
+        ),
+        _ => vs.sched_flags.0 |= bit,
+    }
 }
 
 pub fn rs_name(rs: &RealServer) -> String {

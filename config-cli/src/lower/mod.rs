@@ -282,3 +282,62 @@ mod shared_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod sched_flag_tests {
+    use super::*;
+    use crate::model::{SchedFlags, Scheduler};
+    use crate::syntax::parse_str;
+
+    fn lowered(body: &str) -> Lowered {
+        let text =
+            format!("virtual_server 198.18.1.1 80 {{\n{body}\n real_server 198.18.2.1 80 {{\n }}\n}}\n");
+        lower(&parse_str("t.conf", &text).stmts, None)
+    }
+
+    /// Issue 22: `mh-port`/`mh-fallback` (and `sh-*`, `flag-N`) set the IPVS scheduler
+    /// flags; a scheduler's own flag under another scheduler (or above its `lb_algo`,
+    /// which keepalived has not read yet) is ignored with a warning naming the line, as
+    /// keepalived ignores it; the export spells them as keepalived does and reads back
+    /// alike.
+    #[test]
+    fn scheduler_flags_are_read_for_their_scheduler_and_exported_back() {
+        let l = lowered(" mh-port\n lb_algo mh\n lb_kind DR");
+        assert_eq!(l.config.virtual_servers[0].sched_flags, SchedFlags::default());
+        let warnings: Vec<String> = l.diags.iter().map(|d| d.message.clone()).collect();
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("the scheduler at this line is `wlc`"),
+            "{warnings:?}"
+        );
+        let l = lowered(" lb_algo mh\n mh-port\n mh-fallback\n lb_kind DR");
+        assert!(l.diags.iter().next().is_none(), "{:?}", l.diags);
+        let vs = &l.config.virtual_servers[0];
+        assert_eq!(vs.lb_algo, Scheduler::Mh);
+        assert_eq!(
+            vs.sched_flags,
+            SchedFlags(SchedFlags::FALLBACK | SchedFlags::PORT)
+        );
+        assert_eq!(vs.sched_flags.ipvs_bits(), 0x18);
+        let exported = crate::printer::print(&l.config);
+        assert!(
+            exported.contains("mh-fallback") && exported.contains("mh-port"),
+            "{exported}"
+        );
+        let again = lower(&parse_str("e.conf", &exported).stmts, None);
+        assert_eq!(again.config.virtual_servers[0].sched_flags, vs.sched_flags);
+
+        let l = lowered(" lb_algo rr\n sh-port\n flag-3");
+        let vs = &l.config.virtual_servers[0];
+        assert_eq!(vs.sched_flags, SchedFlags(SchedFlags::FLAG_3));
+        let warnings: Vec<String> = l.diags.iter().map(|d| d.message.clone()).collect();
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("`sh-port` applies to the sh scheduler only"),
+            "{warnings:?}"
+        );
+        let exported = crate::printer::print(&l.config);
+        assert!(
+            exported.contains("flag-3") && !exported.contains("sh-port"),
+            "{exported}"
+        );
+    }
+}

@@ -162,6 +162,50 @@ pub struct SorryServer {
     pub forwarding: Option<Forwarding>,
 }
 
+/// A virtual server's scheduler flags, as IPVS numbers them (`IP_VS_SVC_F_SCHED1` is
+/// bit 0 here, the kernel's 0x8): what each means is the scheduler's. `sh` and `mh`
+/// read flag 1 as *fallback* (a client whose server is unavailable goes to another)
+/// and flag 2 as *port* (the source port is hashed with the address).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SchedFlags(pub u8);
+
+impl SchedFlags {
+    pub const FALLBACK: u8 = 1;
+    pub const PORT: u8 = 2;
+    pub const FLAG_3: u8 = 4;
+
+    pub fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// The keyword that sets `bit` (1, 2 or 4) under `sched`, as keepalived spells it.
+    pub fn keyword(sched: Scheduler, bit: u8) -> &'static str {
+        match (sched, bit) {
+            (Scheduler::Sh, Self::FALLBACK) => "sh-fallback",
+            (Scheduler::Sh, Self::PORT) => "sh-port",
+            (Scheduler::Mh, Self::FALLBACK) => "mh-fallback",
+            (Scheduler::Mh, Self::PORT) => "mh-port",
+            (_, Self::FALLBACK) => "flag-1",
+            (_, Self::PORT) => "flag-2",
+            _ => "flag-3",
+        }
+    }
+
+    /// The keywords of the flags set, in bit order.
+    pub fn keywords(self, sched: Scheduler) -> Vec<&'static str> {
+        [Self::FALLBACK, Self::PORT, Self::FLAG_3]
+            .into_iter()
+            .filter(|b| self.has(*b))
+            .map(|b| Self::keyword(sched, b))
+            .collect()
+    }
+
+    /// The `IP_VS_SVC_F_SCHED*` bits (0x8, 0x10, 0x20).
+    pub fn ipvs_bits(self) -> u32 {
+        u32::from(self.0 & 7) << 3
+    }
+}
+
 /// `virtual_server`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VirtualServer {
@@ -175,6 +219,9 @@ pub struct VirtualServer {
     pub persistence_granularity: Option<IpAddr>,
     /// IPVS flags: one-packet scheduling.
     pub ops: bool,
+    /// The scheduler flags (`IP_VS_SVC_F_SCHED1..3`, [`SchedFlags`]): `flag-1`..`flag-3`,
+    /// spelled `sh-fallback`/`sh-port` with `sh` and `mh-fallback`/`mh-port` with `mh`.
+    pub sched_flags: SchedFlags,
     pub sorry_server: Option<SorryServer>,
     pub sorry_server_inhibit: bool,
     /// Minimum total weight of up real servers (default 1).
@@ -200,6 +247,7 @@ impl VirtualServer {
             persistence_timeout: None,
             persistence_granularity: None,
             ops: false,
+            sched_flags: SchedFlags::default(),
             sorry_server: None,
             sorry_server_inhibit: false,
             quorum: 1,

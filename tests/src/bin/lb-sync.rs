@@ -396,6 +396,7 @@ fn synthetic_with(n: u32, d: u32, sched: &str) -> Table {
                         sched: sched.into(),
                         persistence: None,
                         ops: false,
+                        sched_flags: 0,
                     },
                     dests,
                 },

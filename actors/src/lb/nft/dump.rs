@@ -5,7 +5,7 @@
 //! service whose parts were changed behind our back, and anything of ours no service
 //! leads to, is listed for removal, so that the next sync renders it again cleanly.
 
-use super::super::model::{DestKey, DestSpec, Persistence, SvcKey, SvcSpec};
+use super::super::model::{DestKey, DestSpec, Persistence, SvcKey, SvcSpec, SCHED_FLAGS};
 use super::render::{self, Fingerprint, Slot, SvcState, TableId};
 use ha_config::model::{Forwarding, Protocol};
 use serde_json::Value;
@@ -35,10 +35,17 @@ pub fn parse_spec(comment: &str) -> Result<SvcSpec, String> {
         sched,
         persistence: None,
         ops: false,
+        sched_flags: 0,
     };
     for w in words {
         if w == "ops" {
             spec.ops = true;
+        } else if let Some(f) = w.strip_prefix("f=") {
+            spec.sched_flags = f
+                .parse::<u32>()
+                .ok()
+                .filter(|f| f & !SCHED_FLAGS == 0)
+                .ok_or_else(|| format!("bad scheduler flags {f:?}"))?;
         } else if let Some(p) = w.strip_prefix("p=") {
             let (t, m) = p.split_once('/').ok_or("persistence without prefix")?;
             spec.persistence = Some(Persistence {
@@ -138,8 +145,10 @@ pub struct Listing {
     pub entries: Vec<(String, Option<SvcKey>, String, Option<String>)>,
     /// Destination elements: (map, mark, comment).
     pub dsts: Vec<(String, u32, Option<String>)>,
-    /// Slot elements: (slot mark, destination mark).
+    /// Slot elements of the shared `slots` map: (slot mark, destination mark).
     pub slots: Vec<(u32, u32)>,
+    /// Slot elements of the services' own Maglev maps (`mh_N`), alike.
+    pub maglev: Vec<(u32, u32)>,
     /// Device-set elements: (set, destination mark).
     pub fwd: Vec<(String, u32)>,
     /// Chains, with the devices of a base chain's hook.
@@ -159,6 +168,7 @@ impl Listing {
             items.into_iter().any(|i| !seen.insert(i))
         }
         repeats(self.slots.iter().map(|(k, _)| *k))
+            || repeats(self.maglev.iter().map(|(k, _)| *k))
             || repeats(self.dsts.iter().map(|(m, k, _)| (m, *k)))
             || repeats(self.fwd.iter().map(|(s, k)| (s, *k)))
             || repeats(self.entries.iter().filter_map(|(m, k, _, _)| Some((m, (*k)?))))
@@ -201,11 +211,16 @@ pub fn listing_of_json(json: &str) -> Result<Listing, String> {
                         l.dsts.push((name.to_string(), mark, comment));
                     }
                 }
-            } else if name == "slots" {
+            } else if name == "slots" || render::maglev_map_id(name).is_some() {
+                let into = if name == "slots" {
+                    &mut l.slots
+                } else {
+                    &mut l.maglev
+                };
                 for e in elems {
                     let pair = e.as_array();
                     if let Some(kv) = pair.and_then(|p| Some((u32_of(p.first()?)?, u32_of(p.get(1)?)?))) {
-                        l.slots.push(kv);
+                        into.push(kv);
                     }
                 }
             } else if render::fwd_set_device(name).is_some() {
@@ -282,6 +297,16 @@ pub fn build(l: Listing, table: TableId) -> Parsed {
     for (k, v) in l.slots {
         slots.entry(k >> 16).or_default().insert(k, v);
     }
+    // A Maglev map's slots, by the id its name gives (its elements carry it too).
+    let mut maglev: BTreeMap<u32, BTreeMap<u32, u32>> = BTreeMap::new();
+    for (k, v) in l.maglev {
+        maglev.entry(k >> 16).or_default().insert(k, v);
+    }
+    let mut maglev_maps: BTreeSet<u32> = p
+        .objects
+        .iter()
+        .filter_map(|o| render::maglev_map_id(o))
+        .collect();
     // destination mark -> device sets holding it
     let mut fwd: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
     for (set, mark) in l.fwd {
@@ -322,7 +347,9 @@ pub fn build(l: Listing, table: TableId) -> Parsed {
     for (vm, key, id, spec) in entries {
         let Some(key) = key else { continue };
         let dests = dsts.remove(&id).unwrap_or_default();
-        let have_slots = slots.remove(&id).unwrap_or_default();
+        let shared_slots = slots.remove(&id).unwrap_or_default();
+        let own_slots = maglev.remove(&id).unwrap_or_default();
+        let own_map = maglev_maps.remove(&id);
         let mut st = SvcState {
             key,
             id,
@@ -330,6 +357,7 @@ pub fn build(l: Listing, table: TableId) -> Parsed {
                 sched: String::new(),
                 persistence: None,
                 ops: false,
+                sched_flags: 0,
             }),
             dests: Default::default(),
             slots: rules
@@ -363,12 +391,21 @@ pub fn build(l: Listing, table: TableId) -> Parsed {
                 }
             }
         }
-        if !have_slots.is_empty() {
-            let keys: Vec<String> = have_slots.keys().map(u32::to_string).collect();
+        if !shared_slots.is_empty() {
+            let keys: Vec<String> = shared_slots.keys().map(u32::to_string).collect();
             damaged.push(format!("delete element {t} slots {{ {} }}", keys.join(", ")));
         }
+        if own_map {
+            damaged.push(format!("delete map {t} {}", render::maglev_map(id)));
+        }
+        // Its slots, in the map its scheduler puts them in; none in the other.
+        let (have_slots, stray) = if st.is_maglev() {
+            (own_slots, !shared_slots.is_empty() || !own_map)
+        } else {
+            (shared_slots, own_map)
+        };
         let chain_rules = rules.get(&format!("svc_{id}")).map(Vec::len).unwrap_or(0);
-        ok = ok && intact(&st, chain_rules, &have_slots);
+        ok = ok && !stray && intact(&st, chain_rules, &have_slots);
         if ok {
             live.insert(id);
             p.services.insert(key, st);
@@ -393,6 +430,11 @@ pub fn build(l: Listing, table: TableId) -> Parsed {
             p.cleanup
                 .push(format!("delete element {t} slots {{ {} }}", keys.join(", ")));
         }
+    }
+    // Maglev maps no service entry leads to (their chains went above).
+    for id in maglev_maps {
+        p.cleanup
+            .push(format!("delete map {t} {}", render::maglev_map(id)));
     }
     for (id, list) in dsts {
         if !live.contains(&id) {
@@ -483,6 +525,7 @@ fn dst_elem(mark: u32, comment: Option<&str>) -> DstElem {
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::model::{SCHED_FALLBACK, SCHED_PORT};
     use super::*;
 
     #[test]
@@ -494,6 +537,7 @@ mod tests {
                 prefix: 24,
             }),
             ops: true,
+            sched_flags: SCHED_PORT | SCHED_FALLBACK,
         };
         assert_eq!(parse_spec(&render::spec_comment(&spec)).unwrap(), spec);
         let key = DestKey {

@@ -91,6 +91,12 @@ pub enum Expr {
         seed: u32,
         offset: u32,
     },
+    /// `sreg map @set` into `dreg` (no element: the rule stops here).
+    Lookup {
+        set: String,
+        sreg: u32,
+        dreg: u32,
+    },
     /// `update @set { key : data }` with a timeout.
     Update {
         set: String,
@@ -228,6 +234,11 @@ impl Expr {
                     be32(6, *offset),
                     be32(7, 0),
                 ],
+            ),
+            Expr::Lookup { set, sreg, dreg } => (
+                "lookup",
+                // NFTA_LOOKUP_SET 1, _SREG 2, _DREG 3.
+                vec![string(1, set), be32(2, *sreg), be32(3, *dreg)],
             ),
             Expr::Update {
                 set,

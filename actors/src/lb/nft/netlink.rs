@@ -130,6 +130,35 @@ struct Sent {
 const NFT_MSG_DELCHAIN: u8 = 5;
 const NFT_MSG_DELRULE: u8 = 8;
 const NFT_MSG_DELSETELEM: u8 = 14;
+const NFT_MSG_DELSET: u8 = 11;
+/// `NFT_SET_MAP`.
+const NFT_SET_MAP: u32 = 0x8;
+/// nft's datatype numbers of `integer` and `mark` (`TYPE_INTEGER`, `TYPE_MARK`).
+const NFT_TYPE_INTEGER: u32 = 4;
+const NFT_TYPE_MARK: u32 = 19;
+
+/// The user data nft stores with a map declared `typeof numgen inc mod 2 : meta mark`
+/// (libnftnl's TLVs: type, length, value; numbers in host order): key and data byte
+/// order (host), the key's typeof (expression `numgen`: type incremental, modulus 2,
+/// offset 0), the data's (expression `meta`: key `mark`), and no element merging.
+fn maglev_map_udata() -> Vec<u8> {
+    fn tlv(kind: u8, value: &[u8]) -> Vec<u8> {
+        [&[kind, value.len() as u8][..], value].concat()
+    }
+    let n = |v: u32| v.to_ne_bytes();
+    // NFTNL_UDATA_SET_TYPEOF_EXPR 0 (the expression's name number in nft: numgen 23,
+    // meta 9), NFTNL_UDATA_SET_TYPEOF_DATA 1 (its own TLVs).
+    let numgen = [tlv(0, &n(0)), tlv(1, &n(2)), tlv(2, &n(0))].concat();
+    let meta = tlv(0, &n(3));
+    [
+        tlv(0, &n(1)),
+        tlv(1, &n(1)),
+        tlv(3, &[tlv(0, &n(23)), tlv(1, &numgen)].concat()),
+        tlv(4, &[tlv(0, &n(9)), tlv(1, &meta)].concat()),
+        tlv(6, &n(0)),
+    ]
+    .concat()
+}
 const NLM_F_APPEND: u16 = 0x800;
 
 /// A nf_tables message built by hand (the crate has no rule expressions): netlink
@@ -302,6 +331,35 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
                     described(cmd),
                 ),
             }])
+        }
+        Cmd::Map {
+            table,
+            name: map,
+            add,
+        } => {
+            let (family, name) = family_and_name(table)?;
+            let ids = [expr::string(1, name), expr::string(2, map)].concat();
+            if !*add {
+                return Ok(vec![(NFT_MSG_DELSET, family, NLM_F_REQUEST, ids, described(cmd))]);
+            }
+            // NFTA_SET_FLAGS 3 (NFT_SET_MAP), _KEY_TYPE 4 (nft's `integer`) and
+            // _DATA_TYPE 6 (`mark`), _KEY_LEN 5 and _DATA_LEN 7, _ID 10 (the kernel wants
+            // one; unique in the batch: a service's maps are one per id), _USERDATA 13
+            // (what nft stores for render::MAGLEV_MAP_TYPE).
+            let be32 = |kind: u16, v: u32| expr::nla(kind, &v.to_be_bytes());
+            let id = render::maglev_map_id(map).unwrap_or(0);
+            let attrs = [
+                ids,
+                be32(3, NFT_SET_MAP),
+                be32(4, NFT_TYPE_INTEGER),
+                be32(5, 4),
+                be32(6, NFT_TYPE_MARK),
+                be32(7, 4),
+                be32(10, id),
+                expr::nla(13, &maglev_map_udata()),
+            ]
+            .concat();
+            Ok(vec![(NFT_MSG_NEWSET, family, create, attrs, described(cmd))])
         }
         Cmd::Entry {
             table,
@@ -516,7 +574,9 @@ fn be32(b: &[u8]) -> Option<u32> {
 
 /// Maps whose elements the dump reads (the flow maps are left out).
 fn elements_wanted(set: &str) -> bool {
-    matches!(set, "svc4" | "svc6" | "dst4" | "dst6" | "slots") || render::fwd_set_device(set).is_some()
+    matches!(set, "svc4" | "svc6" | "dst4" | "dst6" | "slots")
+        || render::fwd_set_device(set).is_some()
+        || render::maglev_map_id(set).is_some()
 }
 
 fn c_string(b: &[u8]) -> String {
@@ -916,9 +976,13 @@ fn add_element(l: &mut Listing, set: &str, e: &[u8]) {
                 l.dsts.push((set.to_string(), mark, comment));
             }
         }
-        "slots" => {
+        _ if set == "slots" || render::maglev_map_id(set).is_some() => {
             if let (Some(k), Some(v)) = (mark_of(key), value.and_then(mark_of)) {
-                l.slots.push((k, v));
+                if set == "slots" {
+                    l.slots.push((k, v));
+                } else {
+                    l.maglev.push((k, v));
+                }
             }
         }
         _ => {
@@ -975,6 +1039,22 @@ fn acks(buf: &[u8]) -> Vec<(u32, i32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The user data of a Maglev map is what nft 1.0.6 sends for `add map netdev t
+    /// mh_5 { typeof numgen inc mod 2 : meta mark; }` (`nft --debug=mnl`), so that nft
+    /// lists a map we create as its own.
+    #[test]
+    fn a_maglev_map_s_user_data_is_nft_s() {
+        let nft: [u8; 62] = [
+            0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x00, 0x00, 0x00, 0x03, 0x1a, 0x00, 0x04,
+            0x17, 0x00, 0x00, 0x00, 0x01, 0x12, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x01, 0x04, 0x02, 0x00,
+            0x00, 0x00, 0x02, 0x04, 0x00, 0x00, 0x00, 0x00, 0x04, 0x0e, 0x00, 0x04, 0x09, 0x00, 0x00, 0x00,
+            0x01, 0x06, 0x00, 0x04, 0x03, 0x00, 0x00, 0x00, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00,
+        ];
+        if cfg!(target_endian = "little") {
+            assert_eq!(maglev_map_udata(), nft);
+        }
+    }
     use crate::lb::nft::render::SetOp;
     use std::net::Ipv4Addr;
 

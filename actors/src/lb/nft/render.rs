@@ -68,6 +68,23 @@ pub const MAX_DESTS: u32 = 0x7fff;
 const SLOT_BIT: u32 = 0x8000;
 const HASH_SEED: u32 = 0x4841_4e44;
 
+/// The map of a Maglev (`mh`) service's lookup table: one per service, so that a dump
+/// of it walks its own few thousand slots (a set's dump costs the kernel more than
+/// linear time in its size: docs/dev-notes/flow-sync.md).
+pub fn maglev_map(id: u32) -> String {
+    format!("mh_{id}")
+}
+
+/// The type of a Maglev map: a 32-bit integer (a `jhash` result, which nft will not
+/// name as a `typeof`: any 32-bit integer expression declares it) to a mark. The
+/// netlink encoding says the same ([`super::netlink`]), so that nft lists both alike.
+pub const MAGLEV_MAP_TYPE: &str = "typeof numgen inc mod 2 : meta mark";
+
+/// The service id of a Maglev map's name.
+pub fn maglev_map_id(name: &str) -> Option<u32> {
+    name.strip_prefix("mh_")?.parse().ok()
+}
+
 /// The tag of service `id`: its marks share these upper 16 bits.
 pub fn tag(id: u32) -> u32 {
     id << 16
@@ -165,6 +182,20 @@ impl SvcState {
 
     pub fn table(&self) -> &'static str {
         self.table_id().name()
+    }
+
+    /// Whether its slots are a Maglev lookup table in its own map ([`maglev_map`]).
+    pub fn is_maglev(&self) -> bool {
+        slots::plan(&self.spec.sched).is_some_and(|p| p.maglev)
+    }
+
+    /// The map its slots are in.
+    pub fn slot_map(&self) -> String {
+        if self.is_maglev() {
+            maglev_map(self.id)
+        } else {
+            "slots".to_string()
+        }
     }
 
     pub fn table_id(&self) -> TableId {
@@ -313,6 +344,9 @@ pub fn spec_comment(spec: &SvcSpec) -> String {
     }
     if spec.ops {
         s.push_str(" ops");
+    }
+    if spec.sched_flags != 0 {
+        let _ = write!(s, " f={}", spec.sched_flags);
     }
     s
 }
@@ -839,19 +873,47 @@ pub fn service_rules(st: &SvcState) -> Result<Vec<Rule>, String> {
                     base: Base::Network,
                     offset: off,
                     len,
-                    dreg: expr::REG_2,
-                });
-                exprs.push(Expr::Jhash {
-                    sreg: expr::REG_2,
                     dreg: expr::REG_1,
-                    len,
+                });
+                let field = if source { "saddr" } else { "daddr" };
+                let mut input = format!("{ip} {field}");
+                let mut hashed = len;
+                // sh-port / mh-port: the source port too (each in its own 4-byte
+                // register, as nft concatenates).
+                if source && st.spec.hashes_port() {
+                    exprs.push(Expr::Payload {
+                        base: Base::Transport,
+                        offset: 0,
+                        len: 2,
+                        dreg: expr::reg32_after(len),
+                    });
+                    hashed += 4;
+                    input.push_str(" . th sport");
+                }
+                exprs.push(Expr::Jhash {
+                    sreg: expr::REG_1,
+                    dreg: expr::REG_1,
+                    len: hashed,
                     modulus: n,
                     seed: HASH_SEED,
                     offset,
                 });
-                let field = if source { "saddr" } else { "daddr" };
-                format!("jhash {ip} {field} mod {n} seed {HASH_SEED:#x} offset {offset}")
+                format!("jhash {input} mod {n} seed {HASH_SEED:#x} offset {offset}")
             }
+        };
+        // A Maglev service looks its slot up in its own map here (no entry: no
+        // destination takes new flows, the mark stays the bare tag and the packet is
+        // dropped below); the others map theirs in the shared `pick` chain.
+        let pick = if plan.maglev {
+            let map = maglev_map(st.id);
+            exprs.push(Expr::Lookup {
+                set: map.clone(),
+                sreg: expr::REG_1,
+                dreg: expr::REG_1,
+            });
+            format!("{pick} map @{map}")
+        } else {
+            pick
         };
         exprs.push(Expr::MarkSet {
             ct: nat,
@@ -1082,6 +1144,13 @@ pub enum Cmd {
         /// pinned to another server).
         replace: bool,
     },
+    /// A service's own map of marks (a Maglev lookup table, [`maglev_map`]): created
+    /// (if it is not there) or deleted with its elements.
+    Map {
+        table: &'static str,
+        name: String,
+        add: bool,
+    },
     /// A service-map entry: added with (comment, chain to jump to), or deleted (None).
     Entry {
         table: &'static str,
@@ -1106,6 +1175,13 @@ impl Cmd {
                     ChainOp::Flush => writeln!(s, "flush chain {table} {chain}"),
                     ChainOp::Delete => writeln!(s, "delete chain {table} {chain}"),
                     ChainOp::Append(r) => writeln!(s, "add rule {table} {chain} {}", r.text),
+                };
+            }
+            Cmd::Map { table, name, add } => {
+                let _ = if *add {
+                    writeln!(s, "add map {table} {name} {{ {MAGLEV_MAP_TYPE}; }}")
+                } else {
+                    writeln!(s, "delete map {table} {name}")
                 };
             }
             Cmd::Entry {
@@ -1180,8 +1256,10 @@ pub fn script(cmds: &[Cmd]) -> String {
 pub struct Elements {
     /// The `svcN` entry: key and comment.
     pub vmap: Option<(String, String)>,
-    /// Slot mark -> destination mark.
+    /// Slot mark -> destination mark, in map `slot_map` (`slots`, or the service's own
+    /// Maglev map).
     pub slots: BTreeMap<u32, u32>,
+    pub slot_map: String,
     /// Destination mark -> (value, comment).
     pub dst: BTreeMap<u32, (ElemValue, String)>,
     /// (device set, destination mark).
@@ -1196,6 +1274,7 @@ pub fn elements(st: &SvcState) -> Elements {
     let nat = st.is_nat();
     let mut e = Elements {
         vmap: vmap_key(&st.key).map(|k| (k, spec_comment(&st.spec))),
+        slot_map: st.slot_map(),
         ..Elements::default()
     };
     if let Some(plan) = slots::plan(&st.spec.sched) {
@@ -1254,13 +1333,17 @@ fn element_commands(t: &'static str, vm: &str, gone: &Elements, new: &Elements) 
         comment: None,
     };
     let dmap = if vm == "svc6" { "dst6" } else { "dst4" };
-    push("slots", false, gone.slots.keys().map(|k| bare(*k)).collect());
+    push(
+        &gone.slot_map,
+        false,
+        gone.slots.keys().map(|k| bare(*k)).collect(),
+    );
     push(dmap, false, gone.dst.keys().map(|k| bare(*k)).collect());
     for (set, marks) in by_set(&gone.fwd) {
         push(set, false, marks.into_iter().map(bare).collect());
     }
     push(
-        "slots",
+        &new.slot_map,
         true,
         new.slots
             .iter()
@@ -1301,12 +1384,14 @@ fn by_set(fwd: &BTreeSet<(String, u32)>) -> BTreeMap<&str, Vec<u32>> {
 fn minus(a: &Elements, b: &Elements) -> Elements {
     Elements {
         vmap: a.vmap.clone().filter(|v| b.vmap.as_ref() != Some(v)),
+        // Slots in another map (the scheduler became or left Maglev) all differ.
         slots: a
             .slots
             .iter()
-            .filter(|(k, v)| b.slots.get(k) != Some(v))
+            .filter(|(k, v)| a.slot_map != b.slot_map || b.slots.get(k) != Some(v))
             .map(|(k, v)| (*k, *v))
             .collect(),
+        slot_map: a.slot_map.clone(),
         dst: a
             .dst
             .iter()
@@ -1341,8 +1426,21 @@ pub fn delete_service_in(st: &SvcState, table: TableId) -> Vec<Cmd> {
         chain: format!("svc_{}", st.id),
         op: ChainOp::Delete,
     });
-    let rest = Elements { vmap: None, ..gone };
+    let maglev = st.is_maglev();
+    let rest = Elements {
+        vmap: None,
+        // A Maglev map goes whole, with its elements, once the chain reading it went.
+        slots: if maglev { BTreeMap::new() } else { gone.slots },
+        ..gone
+    };
     out.extend(element_commands(t, vm, &rest, &Elements::default()));
+    if maglev {
+        out.push(Cmd::Map {
+            table: t,
+            name: maglev_map(st.id),
+            add: false,
+        });
+    }
     out
 }
 
@@ -1379,7 +1477,26 @@ pub fn render_service(st: &SvcState, existed: Option<&SvcState>) -> Result<Vec<C
     // The service entry goes last (it jumps to the chain), so hold it back.
     let entry = added.vmap.clone();
     let added = Elements { vmap: None, ..added };
-    let mut out = element_commands(t, vm, &gone, &Elements::default());
+    let was_maglev = existed.is_some_and(SvcState::is_maglev);
+    let mut out = Vec::new();
+    if st.is_maglev() && !was_maglev {
+        // Its map first: the chain reads it, the elements go in it.
+        out.push(Cmd::Map {
+            table: t,
+            name: maglev_map(n),
+            add: true,
+        });
+    }
+    // A Maglev map that goes takes its elements with it (once its chain is rewritten).
+    let gone = if was_maglev && !st.is_maglev() {
+        Elements {
+            slots: BTreeMap::new(),
+            ..gone
+        }
+    } else {
+        gone
+    };
+    out.extend(element_commands(t, vm, &gone, &Elements::default()));
     if gone.vmap.is_some() {
         // A changed spec: the entry is replaced below.
         out.insert(
@@ -1407,6 +1524,13 @@ pub fn render_service(st: &SvcState, existed: Option<&SvcState>) -> Result<Vec<C
             out.push(op(ChainOp::Append(r)));
         }
     }
+    if was_maglev && !st.is_maglev() {
+        out.push(Cmd::Map {
+            table: t,
+            name: maglev_map(n),
+            add: false,
+        });
+    }
     out.extend(element_commands(t, vm, &Elements::default(), &added));
     if let Some((_, c)) = entry {
         out.push(Cmd::Entry {
@@ -1421,7 +1545,7 @@ pub fn render_service(st: &SvcState, existed: Option<&SvcState>) -> Result<Vec<C
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::model::Persistence;
+    use super::super::super::model::{Persistence, SCHED_PORT};
     use super::*;
 
     fn dr_service(weights: &[u32]) -> SvcState {
@@ -1456,6 +1580,7 @@ mod tests {
                 sched: "rr".into(),
                 persistence: None,
                 ops: false,
+                sched_flags: 0,
             },
             dests,
             slots: 0,
@@ -1657,6 +1782,106 @@ add element netdev hanode dst4 { 65537 comment \"198.18.116.131:80 DR w=2 u=0 l=
         assert_eq!(seven.slots, 60);
         let text = script(&render_service(&seven, Some(&st)).unwrap());
         assert!(text.contains("numgen inc mod 60 offset 98304"), "{text}");
+    }
+
+    /// Issue 22: `mh` is a Maglev lookup table of 2,039 slots in the service's own map,
+    /// looked up by the service's rule (`mh-port`: the source port hashed too); a third
+    /// destination moves about a third of the slots (no more), all to it; the map goes
+    /// with the service, or when the scheduler changes.
+    #[test]
+    fn a_maglev_service_has_its_own_lookup_map_and_a_new_server_moves_about_one_nth() {
+        let mut old = dr_service(&[1, 1]);
+        old.spec.sched = "mh".into();
+        old.spec.sched_flags = SCHED_PORT;
+        old.choose_slots();
+        assert_eq!(
+            old.slots,
+            slots::plan("mh")
+                .map(|_| super::super::maglev::TABLE_SIZE)
+                .unwrap()
+        );
+        let text = script(&render_service(&old, None).unwrap());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "add map netdev hanode mh_1 { typeof numgen inc mod 2 : meta mark; }"
+        );
+        assert!(
+            text.contains("add rule netdev hanode svc_1 meta mark 65536 meta mark set jhash ip saddr . th sport mod 2039 seed 0x48414e44 offset 98304 map @mh_1 jump pick"),
+            "{text}"
+        );
+        let el = elements(&old);
+        assert_eq!(el.slot_map, "mh_1");
+        assert_eq!(el.slots.len(), 2039);
+        assert!(
+            text.contains("add element netdev hanode mh_1 { 98304 : "),
+            "{text}"
+        );
+        assert!(!text.contains("hanode slots"), "{text}");
+        // Without mh-port: the address alone.
+        let mut plain = old.clone();
+        plain.spec.sched_flags = 0;
+        let rules = service_rules(&plain).unwrap();
+        assert!(
+            rules[1].text.contains("jhash ip saddr mod 2039"),
+            "{}",
+            rules[1].text
+        );
+
+        // A third real server: about a third of the slots move.
+        let mut st = old.clone();
+        let third = DestKey {
+            addr: IpAddr::from([198, 18, 116, 140]),
+            port: 80,
+        };
+        let mut slot = st.dests.values().next().unwrap().clone();
+        slot.mark = 3;
+        st.dests.insert(third, slot);
+        st.choose_slots();
+        let (a, b) = (elements(&old).slots, elements(&st).slots);
+        let moved: Vec<u32> = a.keys().filter(|k| a[*k] != b[*k]).copied().collect();
+        let ideal = 2039.0 / 3.0;
+        assert!(
+            (moved.len() as f64) <= 1.5 * ideal && (moved.len() as f64) >= 0.9 * ideal,
+            "{} moved, ideal {ideal:.0}",
+            moved.len()
+        );
+        // The newcomer's share is a third, to a slot (the rest of what moved is Maglev's
+        // cascade between the others).
+        let newcomer = b.values().filter(|m| **m == tag(1) | 3).count();
+        assert!((679..=680).contains(&newcomer), "{newcomer}");
+        let text = script(&render_service(&st, Some(&old)).unwrap());
+        assert!(!text.contains("add rule") && !text.contains("add map"), "{text}");
+        assert!(text.contains(&format!("delete element netdev hanode mh_1 {{ {}", moved[0])));
+
+        // Removed: the chain, then the map with its elements (none deleted one by one).
+        let text = script(&delete_service(&st));
+        assert!(text.ends_with("delete map netdev hanode mh_1\n"), "{text}");
+        assert!(!text.contains("element netdev hanode mh_1"), "{text}");
+        // mh -> wrr: the slots go to the shared map, the chain is rewritten, the map goes.
+        let mut wrr = st.clone();
+        wrr.spec.sched = "wrr".into();
+        wrr.choose_slots();
+        let text = script(&render_service(&wrr, Some(&st)).unwrap());
+        assert_eq!(wrr.slots, 12);
+        let chain = text.find("add rule").unwrap();
+        let gone = text.find("delete map netdev hanode mh_1").unwrap();
+        assert!(
+            chain < gone && text.contains("add element netdev hanode slots"),
+            "{text}"
+        );
+        assert!(!text.contains("element netdev hanode mh_1"), "{text}");
+        // and back: the map before the chain and its elements.
+        let text = script(&render_service(&st, Some(&wrr)).unwrap());
+        let map = text.find("add map netdev hanode mh_1").unwrap();
+        let rule = text.find("add rule").unwrap();
+        let elems = text.find("add element netdev hanode mh_1").unwrap();
+        assert!(map < rule && map < elems, "{}", &text[..300]);
+        assert!(
+            text.contains("delete element netdev hanode slots"),
+            "{}",
+            &text[..300]
+        );
     }
 
     #[test]

@@ -50,14 +50,11 @@ pub fn plan(sched: &str) -> Option<Plan> {
             Some("connection counts are not visible to nftables: scheduled as wrr"),
         ),
         "sh" => p(Pick::HashSource, true, None),
-        // A Maglev table ([`super::maglev`], `maglev: true`) is ready but not used yet: at
-        // its 2,039 slots per service, the periodic re-read of 1,000 mh services took 157 s
-        // (100: 3.3 s) in `lb-sync bench`, and the drift check must not stall syncs.
-        "mh" => p(
-            Pick::HashSource,
-            true,
-            Some("jhash over weighted slots instead of a Maglev table"),
-        ),
+        // A Maglev lookup table ([`super::maglev`]), in the service's own map.
+        "mh" => Plan {
+            maglev: true,
+            ..p(Pick::HashSource, true, None)
+        },
         "dh" => p(Pick::HashDest, true, None),
         "lblc" | "lblcr" => p(
             Pick::HashDest,
@@ -165,7 +162,8 @@ pub fn count(plan: &Plan, dests: &[(DestKey, DestSpec)], current: Option<u32>) -
     let w = weights(plan, dests);
     let total: u64 = w.iter().map(|(_, w)| w).sum();
     let live = w.len() as u64;
-    let current = current.filter(|s| *s > 0);
+    // A count left by a Maglev table (the scheduler was mh) is not one to keep.
+    let current = current.filter(|s| *s > 0 && *s != super::maglev::TABLE_SIZE);
     if total == 0 {
         return current.unwrap_or(SLOT_COUNTS[0]);
     }

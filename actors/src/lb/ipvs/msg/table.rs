@@ -6,7 +6,7 @@ use super::{
     FWD_MASQ, FWD_TUNNEL, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, SVC_F_ONEPACKET, SVC_F_PERSISTENT,
 };
 use crate::lb::diff::Op;
-use crate::lb::model::{DestKey, DestSpec, Persistence, SvcKey, SvcSpec};
+use crate::lb::model::{DestKey, DestSpec, Persistence, SvcKey, SvcSpec, SCHED_FLAGS};
 use ha_config::model::{Forwarding, Protocol};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -81,6 +81,7 @@ pub fn svc_full(key: &SvcKey, spec: &SvcSpec) -> Vec<SvcAttr> {
     if spec.ops {
         flags |= SVC_F_ONEPACKET;
     }
+    flags |= spec.sched_flags & SCHED_FLAGS;
     let (timeout, prefix) = match spec.persistence {
         Some(p) => (p.timeout, p.prefix),
         None => (0, if v6 { 128 } else { 32 }),
@@ -320,6 +321,7 @@ fn decode_svc_spec(attrs: &[SvcAttr], v6: bool) -> Result<SvcSpec, MsgError> {
         sched,
         persistence,
         ops: flags & SVC_F_ONEPACKET != 0,
+        sched_flags: flags & SCHED_FLAGS,
     })
 }
 

@@ -31,6 +31,7 @@ fn spec(sched: &str, persistence: Option<(u32, u8)>) -> SvcSpec {
         sched: sched.into(),
         persistence: persistence.map(|(timeout, prefix)| Persistence { timeout, prefix }),
         ops: false,
+        sched_flags: 0,
     }
 }
 
@@ -268,6 +269,30 @@ fn one_packet_scheduling_sets_the_flag() {
         flags: SVC_F_PERSISTENT | SVC_F_ONEPACKET,
         mask: u32::MAX
     }));
+}
+
+/// Issue 22: `mh-port` and `mh-fallback` reach the kernel as IP_VS_SVC_F_SCHED2 and
+/// SCHED1 (what `ipvsadm -Ln` prints as `mh-port`, `mh-fallback`), and read back.
+#[test]
+fn scheduler_flags_go_to_the_kernel_and_read_back() {
+    let mut s = spec("mh", None);
+    s.sched_flags = crate::lb::model::SCHED_PORT | crate::lb::model::SCHED_FALLBACK;
+    let key = tcp("198.18.0.1", 80);
+    let mut msg = IpvsMsg::from(&Op::AddService(key, s.clone()));
+    let Some(CmdAttr::Service(attrs)) = msg.attrs.first_mut() else {
+        panic!("no service in {msg:?}");
+    };
+    assert!(attrs.contains(&SvcAttr::Flags {
+        flags: 0x18,
+        mask: u32::MAX
+    }));
+    // The kernel adds HASHED: ignored.
+    for a in attrs.iter_mut() {
+        if let SvcAttr::Flags { flags, .. } = a {
+            *flags |= SVC_F_HASHED;
+        }
+    }
+    assert_eq!(msg.service().unwrap(), (key, s));
 }
 
 // ---- replies --------------------------------------------------------------------------
