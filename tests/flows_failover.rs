@@ -3,9 +3,14 @@
 //! service on both real servers behind VIP:7000 (DR), long-lived connections from eight
 //! client addresses, each exchanging a numbered line every 100 ms.
 
-use e2e::conn_harness::{echo_service, sources, start_echo, Clients, PhaseReport, ECHO_PORT};
+use e2e::conn_harness::{
+    echo_service, echo_service_on, sources, start_echo, start_echo_on, Clients, PhaseReport, ECHO_PORT,
+};
+use e2e::netns::Netns;
 use e2e::seed_cluster::{metric, scrape, Cluster, LVS, VIP};
+use e2e::seed_lab::RS_ADDRS;
 use e2e::wait_for;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Connections the harness keeps open.
@@ -290,4 +295,130 @@ fn a_failed_real_server_breaks_only_its_own_connections() {
     );
     assert_eq!(r.broken_on.get("rs02").copied(), Some(on_rs02), "{r:?}");
     assert_eq!(r.new_on.get("rs02"), None, "{r:?}");
+}
+
+/// The Maglev table of the one `mh` service in director `ns`'s nftables: each slot's
+/// real server address, by slot (empty while there is none).
+fn maglev_table(ns: &Netns) -> BTreeMap<u64, String> {
+    let o = ns
+        .command("nft")
+        .args(["-j", "list", "table", "netdev", "hanode"])
+        .output()
+        .expect("nft");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("nft -j");
+    let items = v["nftables"].as_array().cloned().unwrap_or_default();
+    let map = |pred: &dyn Fn(&str) -> bool| -> Vec<serde_json::Value> {
+        items
+            .iter()
+            .filter_map(|i| i.get("map"))
+            .filter(|m| m["name"].as_str().is_some_and(pred))
+            .flat_map(|m| m["elem"].as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+    // dst4: destination mark (possibly with a comment) -> real server address.
+    let dst: BTreeMap<u64, String> = map(&|n| n == "dst4")
+        .iter()
+        .filter_map(|e| {
+            let k = &e[0];
+            let mark = k["elem"]["val"].as_u64().or(k.as_u64())?;
+            Some((mark, e[1].as_str()?.to_string()))
+        })
+        .collect();
+    map(&|n| n.starts_with("mh_"))
+        .iter()
+        .filter_map(|e| {
+            let mark = e[1]
+                .as_u64()
+                .or_else(|| u64::from_str_radix(e[1].as_str()?.trim_start_matches("0x"), 16).ok())?;
+            Some((e[0].as_u64()?, dst.get(&mark)?.clone()))
+        })
+        .collect()
+}
+
+/// Issue 22: `mh` with `mh-port` on nftables is a Maglev table that every director
+/// computes alike. A third real server added by `hactl propose`: no connection breaks,
+/// the table moves at most 1.5 x the ideal third of its slots (measured in the kernel,
+/// identical on both directors), and new connections from one client address go about a
+/// third to the newcomer (the source port is hashed too).
+#[test]
+fn a_real_server_added_by_proposal_takes_a_third_of_new_mh_port_connections_and_breaks_none() {
+    const RS03: &str = "198.18.116.133";
+    let two: Vec<(&str, u32)> = RS_ADDRS.iter().map(|a| (*a, 1)).collect();
+    let mut c = Cluster::start_with(|text| text + &echo_service_on("mh", &["mh-port"], &two));
+    let _echo = start_echo(&c.lab);
+    c.lab.add_real_server(RS03);
+    let _echo3 = start_echo_on(&c.lab, 2, RS03);
+    let target = format!("{VIP}:{ECHO_PORT}");
+    let mut old = Clients::start(&c.lab.client, "ens33", &sources(101, 8), &target, CONNECTIONS);
+    assert!(
+        old.settle(10, Duration::from_secs(60)),
+        "connections did not settle\n{}",
+        c.logs()
+    );
+    let start = old.phase("add");
+    assert!(start.new_on.len() == 2, "{start:?}");
+    let before = maglev_table(&c.lab.directors[0]);
+    assert_eq!(before.len(), 2039, "a Maglev table of 2,039 slots");
+    assert_eq!(
+        before,
+        maglev_table(&c.lab.directors[1]),
+        "both directors' tables"
+    );
+
+    let three: Vec<(&str, u32)> = RS_ADDRS.iter().copied().chain([RS03]).map(|a| (a, 1)).collect();
+    let patch = c.work.join("add.conf");
+    std::fs::write(&patch, echo_service_on("mh", &["mh-port"], &three)).expect("patch");
+    let o = c.hactl(&[
+        "propose",
+        "--patch",
+        &patch.to_string_lossy(),
+        "--wait",
+        "--reason",
+        "add rs03",
+    ]);
+    assert!(
+        o.status.success(),
+        "propose: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let after = wait_for(Duration::from_secs(20), "rs03 in both directors' tables", || {
+        let t = maglev_table(&c.lab.directors[0]);
+        (t.values().any(|a| a == RS03) && t == maglev_table(&c.lab.directors[1])).then_some(t)
+    });
+    let moved = before.iter().filter(|(k, a)| after.get(*k) != Some(*a)).count();
+    let to_new = after.values().filter(|a| *a == RS03).count();
+    println!("rs03 added: {moved} of 2039 slots moved, {to_new} to rs03");
+    assert!(
+        (moved as f64) <= 1.5 * 2039.0 / 3.0,
+        "{moved} slots moved, more than 1.5 x the ideal third"
+    );
+    assert!(
+        (679..=680).contains(&to_new),
+        "rs03 holds {to_new} slots, not a third"
+    );
+
+    // New connections from one client address: about a third to rs03. 240 of them: 80
+    // expected, standard deviation 7.3; the bounds are 4.5 of them (and exclude half).
+    let mut one = Clients::start(&c.lab.client, "ens33", &sources(120, 1), &target, 240);
+    assert!(
+        one.settle(10, Duration::from_secs(60)),
+        "new connections did not settle\n{}",
+        c.logs()
+    );
+    assert!(
+        old.settle(20, Duration::from_secs(60)),
+        "old connections stalled\n{}",
+        c.logs()
+    );
+    let kept = old.phase("end");
+    let opened = one.phase("end");
+    println!("existing: {kept:?}\nfrom one address: {opened:?}");
+    assert_none_broken(&kept, &c);
+    assert_eq!(opened.broken, 0, "{opened:?}");
+    let on_new = opened.new_on.get("rs03").copied().unwrap_or(0);
+    assert!(
+        (47..=113).contains(&on_new) && opened.new_on.len() == 3,
+        "rs03 got {on_new} of 240 new connections from one address: {opened:?}"
+    );
 }

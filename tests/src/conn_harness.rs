@@ -14,11 +14,21 @@ pub const ECHO_PORT: u16 = 7000;
 /// A `virtual_server` block for the echo service on the seed's VIP (DR, a TCP check on
 /// each real server), with `sched` and the two real servers' weights.
 pub fn echo_service(sched: &str, weights: [u32; 2]) -> String {
+    let servers: Vec<(&str, u32)> = crate::seed_lab::RS_ADDRS.into_iter().zip(weights).collect();
+    echo_service_on(sched, &[], &servers)
+}
+
+/// The echo service's `virtual_server` block with `sched` and its `flags` lines (as
+/// `mh-port`), on `servers` (address, weight).
+pub fn echo_service_on(sched: &str, flags: &[&str], servers: &[(&str, u32)]) -> String {
     let vip = crate::seed_lab::VIP;
     let mut s = format!(
         "\nvirtual_server {vip} {ECHO_PORT} {{\n    delay_loop 1\n    lb_algo {sched}\n    lb_kind DR\n    protocol TCP\n"
     );
-    for (rs, w) in crate::seed_lab::RS_ADDRS.iter().zip(weights) {
+    for f in flags {
+        s.push_str(&format!("    {f}\n"));
+    }
+    for &(rs, w) in servers {
         s.push_str(&format!(
             "    real_server {rs} {ECHO_PORT} {{\n        weight {w}\n        TCP_CHECK {{\n            connect_timeout 1\n        }}\n    }}\n"
         ));
@@ -46,34 +56,36 @@ pub struct PhaseReport {
     pub echoes: u64,
 }
 
-/// Starts `conn-harness echo rs0N 7000` on each real server of `lab`.
+/// Starts `conn-harness echo rs0N 7000` on each of the seed's real servers.
 pub fn start_echo(lab: &SeedLab) -> Vec<NsProcess> {
-    let servers: Vec<NsProcess> = lab
-        .rs
+    crate::seed_lab::RS_ADDRS
         .iter()
         .enumerate()
-        .map(|(i, ns)| {
-            let mut c = ns.command(&crate::bin_dir().join("conn-harness").to_string_lossy());
-            c.args(["echo", &format!("rs0{}", i + 1), &ECHO_PORT.to_string()]);
-            NsProcess::spawn(c, lab.dir.path().join(format!("echo{i}.log")))
-        })
-        .collect();
-    for (i, addr) in crate::seed_lab::RS_ADDRS.iter().enumerate() {
-        crate::wait_for(Duration::from_secs(5), "echo service up", || {
-            let o = lab.rs[i]
-                .command("bash")
-                .args([
-                    "-c",
-                    &format!("exec 3<>/dev/tcp/{addr}/{ECHO_PORT} && head -n1 <&3"),
-                ])
-                .output()
-                .ok()?;
-            String::from_utf8_lossy(&o.stdout)
-                .starts_with("rs0")
-                .then_some(())
-        });
-    }
-    servers
+        .map(|(i, addr)| start_echo_on(lab, i, addr))
+        .collect()
+}
+
+/// Starts `conn-harness echo rs0{i+1} 7000` on the lab's real server `i` (at `addr`),
+/// and waits until it answers.
+pub fn start_echo_on(lab: &SeedLab, i: usize, addr: &str) -> NsProcess {
+    let name = format!("rs0{}", i + 1);
+    let mut c = lab.rs[i].command(&crate::bin_dir().join("conn-harness").to_string_lossy());
+    c.args(["echo", &name, &ECHO_PORT.to_string()]);
+    let p = NsProcess::spawn(c, lab.dir.path().join(format!("echo{i}.log")));
+    crate::wait_for(Duration::from_secs(5), "echo service up", || {
+        let o = lab.rs[i]
+            .command("bash")
+            .args([
+                "-c",
+                &format!("exec 3<>/dev/tcp/{addr}/{ECHO_PORT} && head -n1 <&3"),
+            ])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&o.stdout)
+            .starts_with(&name)
+            .then_some(())
+    });
+    p
 }
 
 /// The client side: `count` connections to `target` from `sources` (addresses of

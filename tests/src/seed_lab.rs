@@ -49,33 +49,41 @@ impl SeedLab {
             ds.push(d);
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut rs = Vec::new();
-        for (i, addr) in RS_ADDRS.iter().enumerate() {
-            let r = Netns::new(&format!("rs0{}", i + 1));
-            attach(&sw, &format!("pr{i}"), &r, "ens33", &format!("{addr}/24"));
-            r.must(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
-            for kv in [
-                "net.ipv4.conf.all.arp_ignore=1",
-                "net.ipv4.conf.all.arp_announce=2",
-                "net.ipv4.conf.lo.arp_ignore=1",
-                "net.ipv4.conf.lo.arp_announce=2",
-            ] {
-                sysctl(&r, kv);
-            }
-            rs.push(r);
-        }
         let mut lab = SeedLab {
             sw,
             client,
             directors: ds,
-            rs,
-            web: vec![None, None],
+            rs: Vec::new(),
+            web: Vec::new(),
             dir,
         };
+        for addr in RS_ADDRS {
+            lab.add_real_server(addr);
+        }
         for i in 0..2 {
             lab.start_web(i);
         }
         lab
+    }
+
+    /// One more direct-routing real server, `rs0{N}` at `addr` on the switch (the VIP on
+    /// its `lo`, with the ARP settings LVS-DR needs); no service runs on it yet.
+    pub fn add_real_server(&mut self, addr: &str) -> &Netns {
+        let i = self.rs.len();
+        let r = Netns::new(&format!("rs0{}", i + 1));
+        attach(&self.sw, &format!("pr{i}"), &r, "ens33", &format!("{addr}/24"));
+        r.must(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+        for kv in [
+            "net.ipv4.conf.all.arp_ignore=1",
+            "net.ipv4.conf.all.arp_announce=2",
+            "net.ipv4.conf.lo.arp_ignore=1",
+            "net.ipv4.conf.lo.arp_announce=2",
+        ] {
+            sysctl(&r, kv);
+        }
+        self.rs.push(r);
+        self.web.push(None);
+        &self.rs[i]
     }
 
     /// Starts rs0{i+1}'s web server (answers on every address, port 80).

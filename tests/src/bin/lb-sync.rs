@@ -437,6 +437,11 @@ fn main() {
         }
         std::process::exit(1);
     }
+    if let ["maglev", n] = cmd.as_slice() {
+        let n: u32 = n.parse().unwrap_or_else(|e| fail(format!("{n}: {e}")));
+        maglev_bench(n);
+        return;
+    }
     if let ["random", n, d, steps, seed] = cmd.as_slice() {
         let num = |s: &str| -> u32 { s.parse().unwrap_or_else(|e| fail(format!("{s}: {e}"))) };
         let ok = random_diffs(choice, ingress, num(n), num(d), num(steps), u64::from(num(seed)));
@@ -519,6 +524,39 @@ fn main() {
                 fail(format!("clearing: {errors:?}"));
             }
         }
-        _ => fail("usage: lb-sync [--backend auto|ipvs|nftables] [--ingress DEV]... apply FILE | dump [--json] | teardown | bench N D [SCHED]"),
+        _ => fail("usage: lb-sync [--backend auto|ipvs|nftables] [--ingress DEV]... apply FILE | dump [--json] | teardown | bench N D [SCHED] | maglev N"),
     }
+}
+
+/// `maglev N`: the time to compute one `mh` service's Maglev lookup table for N real
+/// servers (equal weights), and the slots that move when one more comes, against the
+/// ideal 1/(N+1) (pure: no kernel).
+fn maglev_bench(n: u32) {
+    use actors::lb::model::DestKey;
+    use actors::lb::nft::maglev::{table, TABLE_SIZE};
+    let dest = |i: u32| DestKey {
+        addr: std::net::IpAddr::from([198, 19, (i / 250) as u8, (i % 250) as u8 + 1]),
+        port: 80,
+    };
+    let before: Vec<(DestKey, u64)> = (0..n).map(|i| (dest(i), 1)).collect();
+    let mut after = before.clone();
+    after.push((dest(n), 1));
+    let rounds = 200;
+    let t = std::time::Instant::now();
+    let mut a = Vec::new();
+    for _ in 0..rounds {
+        a = table(&before, TABLE_SIZE);
+    }
+    let build_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    let b = table(&after, TABLE_SIZE);
+    let moved = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| before[**x].0 != after[**y].0)
+        .count();
+    let ideal = f64::from(TABLE_SIZE) / f64::from(n + 1);
+    println!(
+        "BENCH maglev servers={n} slots={TABLE_SIZE} build_us={build_us:.1} added_one_moved={moved} ideal={ideal:.1} ratio={:.2}",
+        moved as f64 / ideal
+    );
 }
