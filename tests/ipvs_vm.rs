@@ -299,3 +299,80 @@ echo "@@STEP dump"; lb-sync --backend auto dump
         "auto picks IPVS here: {dump}"
     );
 }
+
+/// Issue 22: `lvs_sync_daemon` in a real IPVS kernel, through our generic netlink (what
+/// hanode does on VRRP transitions), checked with `ipvsadm -L --daemon`: the backup
+/// daemon starts, becomes master (the backup stopped first), a second run restarts it as
+/// it does not know its settings, and everything stops at the end. Scheduler flags
+/// (`sh-port`, `sh-fallback`) reach the kernel: `ipvsadm -Ln` names them.
+#[test]
+fn lvs_sync_daemon_starts_swaps_and_stops_in_a_real_kernel() {
+    if let Some(why) = e2e::vm::unavailable() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let mut flags = Table::new();
+    let mut sh = svc("sh", None, false, &[("198.18.1.2", 80, Forwarding::Dr, 1)]);
+    sh.spec.sched_flags = actors::lb::model::SCHED_PORT | actors::lb::model::SCHED_FALLBACK;
+    flags.insert(inet(Protocol::Tcp, "198.18.0.9", 80), sh);
+    let script = r#"
+daemons() { echo "@@DAEMONS"; ipvsadm -L --daemon; echo "@@LISTED"; }
+echo "@@STEP backup"; lb-sync --backend ipvs sync-daemon backup dummy0 51; daemons
+echo "@@STEP master"; lb-sync --backend ipvs sync-daemon master dummy0 51; daemons
+echo "@@STEP again"; lb-sync --backend ipvs sync-daemon master dummy0 7; daemons
+echo "@@STEP none"; lb-sync --backend ipvs sync-daemon none; daemons
+echo "@@STEP flags"; lb-sync --backend ipvs apply flags.json; ipvsadm -Ln; lb-sync --backend ipvs dump
+echo "@@STEP end"
+"#;
+    let out = e2e::vm::run(script, &[("flags.json", json(&flags))], Duration::from_secs(300))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let daemons = |step: &str| -> (String, String) {
+        let sec = section(&out, step);
+        let start = sec.find("@@DAEMONS\n").unwrap_or_else(|| panic!("{step}: {sec}"));
+        let end = sec.find("@@LISTED").unwrap_or(sec.len());
+        (
+            sec[..start].trim().to_string(),
+            sec[start + 10..end].trim().to_string(),
+        )
+    };
+    // ipvsadm 1.31 adds the kernel's defaults: `, maxlen=1472, group=224.0.0.81, ...)`.
+    let check = |step: &str, steps: &str, listed: &str| {
+        let (done, list) = daemons(step);
+        assert_eq!(done, steps, "{step}: {out}");
+        assert!(
+            if listed.is_empty() {
+                list.is_empty()
+            } else {
+                list.starts_with(listed)
+            },
+            "{step}: ipvsadm -L --daemon says {list:?}, not {listed:?}"
+        );
+    };
+    check(
+        "backup",
+        "started backup dummy0 51",
+        "backup sync daemon (mcast=dummy0, syncid=51,",
+    );
+    check(
+        "master",
+        "stopped backup\nstarted master dummy0 51",
+        "master sync daemon (mcast=dummy0, syncid=51,",
+    );
+    check(
+        "again",
+        "stopped master\nstarted master dummy0 7",
+        "master sync daemon (mcast=dummy0, syncid=7,",
+    );
+    check("none", "stopped master", "");
+    let sec = section(&out, "flags");
+    assert!(
+        sec.contains("sh (sh-fallback,sh-port)") || sec.contains("sh (flag-1,flag-2)"),
+        "ipvsadm -Ln does not show the scheduler flags:\n{sec}"
+    );
+    // Read back by us as ipvsadm prints them.
+    assert_eq!(
+        sec.matches("sh-fallback,sh-port").count() + sec.matches("flag-1,flag-2").count(),
+        2,
+        "{sec}"
+    );
+}

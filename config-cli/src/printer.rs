@@ -204,6 +204,26 @@ fn global(g: &GlobalDefs) -> Node {
         c.push(Node::line(w));
     }
     flag(&mut c, "enable_script_security", g.enable_script_security);
+    if let Some(l) = &g.lvs_sync_daemon {
+        let mut w = vec![
+            "lvs_sync_daemon".to_string(),
+            l.interface.clone(),
+            l.instance.clone(),
+        ];
+        let opts = [
+            ("id", l.sync_id.map(|v| v.to_string())),
+            ("maxlen", l.maxlen.map(|v| v.to_string())),
+            ("port", l.port.map(|v| v.to_string())),
+            ("ttl", l.ttl.map(|v| v.to_string())),
+            ("group", l.group.map(|v| v.to_string())),
+        ];
+        for (k, v) in opts {
+            if let Some(v) = v {
+                w.extend([k.to_string(), v]);
+            }
+        }
+        c.push(Node::line(w));
+    }
     c.extend(g.extra.iter().map(raw));
     Node::block(["global_defs"], c)
 }

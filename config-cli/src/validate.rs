@@ -17,6 +17,17 @@ pub fn validate(cfg: &Config, spans: &SpanIndex) -> Diagnostics {
     let mut d = Diagnostics::new();
     vrrp_checks(cfg, spans, &mut d);
     lvs_checks(cfg, spans, &mut d);
+    if let Some(l) = &cfg.global.lvs_sync_daemon {
+        if !cfg.instances.iter().any(|i| i.name == l.instance) {
+            d.error(
+                at(spans, &["global lvs_sync_daemon".to_string()]),
+                format!(
+                    "lvs_sync_daemon follows vrrp_instance {}, which is not defined",
+                    l.instance
+                ),
+            );
+        }
+    }
     d
 }
 

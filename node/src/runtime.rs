@@ -14,7 +14,8 @@ use ::actors::check::actor::CheckEvent;
 use ::actors::check::hub::GetRealServers;
 use ::actors::check::runner::Checks;
 use ::actors::lb::backend::Choice;
-use ::actors::lb::sync::{DataPlane, DataPlaneStatus, SyncEvent};
+use ::actors::lb::sync::{DataPlane, DataPlaneStatus, SetSyncDaemon, SyncEvent};
+use ::actors::lb::syncd::{Step, SyncDaemon};
 use ::actors::vrrp::actor::{SetFence, VrrpEvent};
 use ::actors::vrrp::runner::Running;
 use actix::prelude::*;
@@ -135,6 +136,10 @@ struct Director {
     next_catch_up: u64,
     /// The VRRP instances that are MASTER here now.
     masters: BTreeSet<String>,
+    /// The IPVS sync daemon last asked of the data plane (`lvs_sync_daemon`).
+    sync_daemon: Option<SyncDaemon>,
+    /// Said once: `lvs_sync_daemon` has no effect on this backend.
+    sync_daemon_ignored: bool,
     journal: crate::journal::JournalWriter,
     options: RuntimeOptions,
     dataplane: Option<Addr<DataPlane>>,
@@ -424,6 +429,67 @@ impl Director {
 }
 
 impl Director {
+    /// The IPVS sync daemon `lvs_sync_daemon` wants now: master while the instance it
+    /// follows is MASTER here, else backup; its sync id by default the instance's
+    /// `virtual_router_id` (keepalived's default).
+    fn wanted_sync_daemon(&self) -> Option<SyncDaemon> {
+        let Some(Item::Global { defs, .. }) = self.view.get(&Key::Global) else {
+            return None;
+        };
+        let l = defs.lvs_sync_daemon.as_ref()?;
+        let vrid = match self.view.get(&Key::Instance(l.instance.clone())) {
+            Some(Item::Instance(i)) => Some(i.virtual_router_id),
+            _ => None,
+        };
+        ::actors::lb::syncd::wanted(l, vrid, self.masters.contains(&l.instance))
+    }
+
+    /// Asks the data plane for the sync daemon wanted now, if that changed (IPVS only:
+    /// the nftables backend syncs its flows itself).
+    fn update_sync_daemon(&mut self, ctx: &mut Context<Self>) {
+        let want = self.wanted_sync_daemon();
+        if self.backend != "ipvs" {
+            if want.is_some() && !self.sync_daemon_ignored {
+                self.sync_daemon_ignored = true;
+                tracing::info!(director = %self.name, backend = %self.backend,
+                    "lvs_sync_daemon: no IPVS here; the {} backend syncs connections itself (flow sync)", self.backend);
+            }
+            return;
+        }
+        if want == self.sync_daemon {
+            return;
+        }
+        let Some(dp) = self.dataplane.clone() else { return };
+        self.sync_daemon = want.clone();
+        dp.send(SetSyncDaemon(want))
+            .into_actor(self)
+            .map(|r, act, _| {
+                let r = r.map_err(|e| ::actors::lb::kernel::KernelError::other(e.to_string())).and_then(|r| r);
+                match r {
+                    Ok(steps) => {
+                        for s in steps {
+                            match s {
+                                Step::Stop(role) => {
+                                    tracing::info!(director = %act.name, role = role.name(), "IPVS sync daemon stopped")
+                                }
+                                Step::Start(role, spec) => tracing::info!(director = %act.name, role = role.name(),
+                                    interface = %spec.interface, sync_id = spec.sync_id, "IPVS sync daemon started"),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(director = %act.name, "lvs_sync_daemon: {e}");
+                        act.errors.push(format!("lvs_sync_daemon: {e}"));
+                        // Asked again with the next change.
+                        act.sync_daemon = None;
+                    }
+                }
+            })
+            // Not `wait`: the data plane may be busy with a long sync, and VRRP events
+            // must not queue behind it; its mailbox keeps the requests in order.
+            .spawn(ctx);
+    }
+
     /// Checks every script the changed `keys` (and the keys reported before) name on this
     /// director (each director checks its own files: a proposal is valid everywhere only
     /// if every director says so) and
@@ -622,6 +688,7 @@ impl Handler<ApplyConfig> for Director {
         if vrrp_changed || self.vrrp_config.is_none() {
             self.reconfigure_vrrp(ctx);
         }
+        self.update_sync_daemon(ctx);
     }
 }
 
@@ -689,7 +756,7 @@ impl Handler<SyncEvent> for Director {
 impl Handler<VrrpEvent> for Director {
     type Result = ();
 
-    fn handle(&mut self, e: VrrpEvent, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, e: VrrpEvent, ctx: &mut Context<Self>) {
         if let Some(was) = e.priority_was {
             self.record_detail(
                 "vrrp",
@@ -708,6 +775,7 @@ impl Handler<VrrpEvent> for Director {
         } else {
             self.masters.remove(&e.instance);
         }
+        self.update_sync_daemon(ctx);
         *self.counters.transitions.entry(e.instance.clone()).or_default() += 1;
         if e.fast_path_from.is_some() {
             *self
@@ -958,10 +1026,21 @@ impl Handler<Shutdown> for Director {
 
     fn handle(&mut self, _: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
         let vrrp = self.vrrp.take();
+        // The sync daemon stops with the director, as keepalived stops it.
+        let dp = self.dataplane.clone().filter(|_| self.sync_daemon.is_some());
+        self.sync_daemon = None;
+        let name = self.name.clone();
         Box::pin(
             async move {
                 if let Some(v) = vrrp {
                     ::actors::vrrp::runner::stop(&v).await;
+                }
+                if let Some(dp) = dp {
+                    match dp.send(SetSyncDaemon(None)).await {
+                        Ok(Ok(_)) => tracing::info!(director = %name, "IPVS sync daemon stopped"),
+                        Ok(Err(e)) => tracing::warn!(director = %name, "stopping the IPVS sync daemon: {e}"),
+                        Err(e) => tracing::warn!(director = %name, "stopping the IPVS sync daemon: {e}"),
+                    }
                 }
             }
             .into_actor(self),
@@ -1003,6 +1082,8 @@ impl Runtime {
                         catching_up: BTreeMap::new(),
                         next_catch_up: 0,
                         masters: BTreeSet::new(),
+                        sync_daemon: None,
+                        sync_daemon_ignored: false,
                         journal,
                         options,
                         dataplane: None,

@@ -5,6 +5,7 @@ use super::diff::Op;
 use super::flows::{FlowInstall, FlowRecord};
 use super::model::{Service, Table};
 use super::nft::flowlog::LoggedFlow;
+use super::syncd::{Role, Step, SyncDaemon};
 use std::fmt;
 
 /// An operation the kernel refused, or a failure to talk to it.
@@ -78,6 +79,18 @@ pub trait KernelLb: Send {
         Ok(Vec::new())
     }
 
+    /// Runs the connection sync daemon `want` and no other (None: stops every one);
+    /// answers what changed. Only IPVS has one: elsewhere, wanting one is an error.
+    fn sync_daemon(&mut self, want: Option<&SyncDaemon>) -> Result<Vec<Step>, KernelError> {
+        match want {
+            None => Ok(Vec::new()),
+            Some(_) => Err(KernelError::other(format!(
+                "the {} backend has no connection sync daemon (lvs_sync_daemon is IPVS's)",
+                self.backend()
+            ))),
+        }
+    }
+
     /// Removes everything of ours from the kernel (by default: every service).
     fn remove_all(&mut self) -> Result<(), KernelError> {
         let table = self.dump()?;
@@ -97,6 +110,8 @@ pub struct FakeKernel {
     pub log: Vec<Op>,
     /// Fail every dump (the kernel unreachable).
     pub dump_fails: bool,
+    /// The sync daemons running, with their settings.
+    pub daemons: Vec<SyncDaemon>,
 }
 
 impl FakeKernel {
@@ -174,5 +189,22 @@ impl KernelLb for FakeKernel {
                 self.one(op)
             })
             .collect()
+    }
+
+    fn sync_daemon(&mut self, want: Option<&SyncDaemon>) -> Result<Vec<Step>, KernelError> {
+        let running: Vec<(Role, String, u32)> = self
+            .daemons
+            .iter()
+            .map(|(r, s)| (*r, s.interface.clone(), u32::from(s.sync_id)))
+            .collect();
+        let last = self.daemons.iter().find(|d| Some(*d) == want).cloned();
+        let steps = super::syncd::steps(&running, want, last.as_ref());
+        for s in &steps {
+            match s {
+                Step::Stop(role) => self.daemons.retain(|(r, _)| r != role),
+                Step::Start(role, spec) => self.daemons.push((*role, spec.clone())),
+            }
+        }
+        Ok(steps)
     }
 }

@@ -8,6 +8,7 @@
 //! - [`ipvs`]: IPVS over generic netlink.
 //! - [`nft`]: nftables (netdev `fwd` for DR, `dnat` for NAT) for kernels without IPVS.
 //! - [`sync`]: the actor that keeps the kernel equal to the desired table.
+//! - [`syncd`]: IPVS's connection sync daemon (`lvs_sync_daemon`): which runs when.
 //! - [`mod@print`]: `ipvsadm -Ln` layout.
 //! - [`backend`]: IPVS when the kernel has it, else nftables.
 
@@ -23,3 +24,4 @@ pub mod nft;
 pub mod nl_io;
 pub mod print;
 pub mod sync;
+pub mod syncd;

@@ -12,6 +12,7 @@
 use super::diff::{self, Op};
 use super::kernel::{KernelError, KernelLb};
 use super::model::{Service, SvcKey, Table};
+use super::syncd::{Step, SyncDaemon};
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -464,5 +465,32 @@ impl Handler<GetTables> for DataPlane {
             .map_err(|e| KernelError::other(format!("dump task: {e}")))??;
             Ok((desired, actual))
         })
+    }
+}
+
+/// Runs the connection sync daemon `0` and no other (None: stops them all): answers the
+/// steps taken. Handled one at a time, in order (the mailbox waits for the kernel).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Step>, KernelError>")]
+pub struct SetSyncDaemon(pub Option<SyncDaemon>);
+
+impl Handler<SetSyncDaemon> for DataPlane {
+    type Result = AtomicResponse<Self, Result<Vec<Step>, KernelError>>;
+
+    fn handle(&mut self, SetSyncDaemon(want): SetSyncDaemon, _ctx: &mut Context<Self>) -> Self::Result {
+        let kernel = self.kernel.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    kernel
+                        .lock()
+                        .map_err(|_| KernelError::other("kernel handle poisoned"))?
+                        .sync_daemon(want.as_ref())
+                })
+                .await
+                .map_err(|e| KernelError::other(format!("sync daemon task: {e}")))?
+            }
+            .into_actor(self),
+        ))
     }
 }

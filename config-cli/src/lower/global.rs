@@ -1,7 +1,7 @@
 //! `global_defs`.
 
 use super::Ctx;
-use crate::model::{Dur, GlobalDefs, SmtpServer};
+use crate::model::{Dur, GlobalDefs, LvsSyncDaemon, SmtpServer};
 use crate::syntax::keywords::Section;
 use crate::syntax::Stmt;
 
@@ -127,6 +127,20 @@ pub fn global_defs(cx: &mut Ctx, s: &Stmt, g: &mut GlobalDefs) {
                 }
             }
             "enable_script_security" => g.enable_script_security = cx.flag(c),
+            "lvs_sync_daemon" => {
+                if let Some(l) = &g.lvs_sync_daemon {
+                    cx.warning(
+                        c.span(),
+                        format!(
+                            "lvs_sync_daemon is already set ({} {}): this line is ignored, as keepalived ignores it",
+                            l.interface, l.instance
+                        ),
+                    );
+                } else if let Some(l) = lvs_sync_daemon(cx, c) {
+                    cx.mark("global lvs_sync_daemon", c.span());
+                    g.lvs_sync_daemon = Some(l);
+                }
+            }
             _ => {
                 if let Some(raw) = cx.other(Section::GlobalDefs, c) {
                     g.extra.push(raw);
@@ -134,4 +148,75 @@ pub fn global_defs(cx: &mut Ctx, s: &Stmt, g: &mut GlobalDefs) {
             }
         }
     }
+}
+
+/// `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group
+/// ADDR]`, also keepalived's older `INTERFACE VRRP_INSTANCE SYNC_ID`. A bad option is an
+/// error naming its word (keepalived ignores it and runs with its default).
+fn lvs_sync_daemon(cx: &mut Ctx, c: &Stmt) -> Option<LvsSyncDaemon> {
+    let interface = cx.arg(c, 0, "an interface")?.to_string();
+    let Some(instance) = c.args().get(1).map(|w| w.text.clone()) else {
+        cx.error(
+            c.span(),
+            "lvs_sync_daemon needs an interface and the VRRP instance it follows (master while that instance is MASTER)",
+        );
+        return None;
+    };
+    if interface.len() >= 16 {
+        cx.error(
+            c.arg_span(0),
+            format!("lvs_sync_daemon interface name `{interface}` is longer than 15 characters"),
+        );
+        return None;
+    }
+    let mut l = LvsSyncDaemon {
+        interface,
+        instance,
+        ..LvsSyncDaemon::default()
+    };
+    let mut i = 2;
+    while i < c.args().len() {
+        let word = c.args()[i].text.clone();
+        if i == 2 && word.parse::<u8>().is_ok() {
+            cx.warning(
+                c.arg_span(i),
+                "a sync id after the VRRP instance is keepalived's old form: write `id N`",
+            );
+            l.sync_id = cx.uint(c, i, 0, 255, false).map(|v| v as u8);
+            i += 1;
+            continue;
+        }
+        if c.args().get(i + 1).is_none() {
+            cx.error(c.arg_span(i), format!("lvs_sync_daemon `{word}` needs a value"));
+            return None;
+        }
+        match word.as_str() {
+            "id" => l.sync_id = Some(cx.uint(c, i + 1, 0, 255, false)? as u8),
+            "maxlen" => l.maxlen = Some(cx.uint(c, i + 1, 1, 65535 - 20 - 8, false)? as u16),
+            "port" => l.port = Some(cx.uint(c, i + 1, 1, 65535, false)? as u16),
+            "ttl" => l.ttl = Some(cx.uint(c, i + 1, 1, 255, false)? as u8),
+            "group" => {
+                let ip = cx.ip(c, i + 1)?;
+                if !ip.is_multicast() {
+                    cx.error(
+                        c.arg_span(i + 1),
+                        format!("lvs_sync_daemon group {ip} is not a multicast address"),
+                    );
+                    return None;
+                }
+                l.group = Some(ip);
+            }
+            _ => {
+                cx.error(
+                    c.arg_span(i),
+                    format!(
+                        "unknown lvs_sync_daemon option `{word}`: expected id, maxlen, port, ttl or group"
+                    ),
+                );
+                return None;
+            }
+        }
+        i += 2;
+    }
+    Some(l)
 }

@@ -141,6 +141,7 @@ impl ViewLowering {
                 }
             }
             "vrrp_instance" => {
+                sync_daemon_of_instance(cx, s, &mut cfg.global);
                 if let Some(v) = vrrp::instance(cx, s, &cfg.global) {
                     upsert(cx, &mut cfg.instances, v, |v| &v.name, s, "vrrp_instance")
                 }
@@ -187,6 +188,39 @@ impl ViewLowering {
             spans,
             diags,
         }
+    }
+}
+
+/// A `vrrp_instance`'s deprecated `lvs_sync_daemon_interface IFNAME`: the global
+/// `lvs_sync_daemon` on IFNAME following this instance, unless one is set already.
+fn sync_daemon_of_instance(cx: &mut Ctx, s: &Stmt, g: &mut crate::model::GlobalDefs) {
+    let name = s.args().first().map(|w| w.text.clone()).unwrap_or_default();
+    let lines = s.block.iter().flat_map(|b| b.stmts.iter());
+    for c in lines.filter(|c| c.keyword() == "lvs_sync_daemon_interface") {
+        let Some(ifname) = cx.arg(c, 0, "an interface").map(str::to_string) else {
+            continue;
+        };
+        cx.max_args(c, 1);
+        if let Some(l) = &g.lvs_sync_daemon {
+            cx.warning(
+                c.span(),
+                format!(
+                    "lvs_sync_daemon is already set ({} {}): this line is ignored, as keepalived ignores it",
+                    l.interface, l.instance
+                ),
+            );
+            continue;
+        }
+        cx.warning(
+            c.span(),
+            format!("`lvs_sync_daemon_interface` in a vrrp_instance is deprecated: write `lvs_sync_daemon {ifname} {name}` in global_defs"),
+        );
+        cx.mark("global lvs_sync_daemon", c.span());
+        g.lvs_sync_daemon = Some(crate::model::LvsSyncDaemon {
+            interface: ifname,
+            instance: name.clone(),
+            ..Default::default()
+        });
     }
 }
 
@@ -339,5 +373,89 @@ mod sched_flag_tests {
             exported.contains("flag-3") && !exported.contains("sh-port"),
             "{exported}"
         );
+    }
+}
+
+#[cfg(test)]
+mod sync_daemon_tests {
+    use super::*;
+    use crate::model::LvsSyncDaemon;
+    use crate::syntax::parse_str;
+
+    const VI_1: &str = "vrrp_instance VI_1 {\n interface ens33\n virtual_router_id 51\n priority 100\n virtual_ipaddress {\n  198.18.116.134\n }\n";
+
+    fn lowered(text: &str) -> (Lowered, Vec<String>) {
+        let l = lower(&parse_str("t.conf", text).stmts, None);
+        let v = crate::validate::validate(&l.config, &l.spans);
+        let msgs = l
+            .diags
+            .iter()
+            .chain(v.iter())
+            .map(|d| d.message.clone())
+            .collect();
+        (l, msgs)
+    }
+
+    /// Issue 22: `lvs_sync_daemon` as keepalived 2.2.7 reads it (global_defs, its options;
+    /// the old positional sync id and the vrrp_instance form with a warning), exported in
+    /// the global form and read back alike; a bad option or an unknown instance is an
+    /// error naming the line.
+    #[test]
+    fn lvs_sync_daemon_is_read_in_every_form_and_exported_back() {
+        let text = format!(
+            "global_defs {{\n lvs_sync_daemon ens33 VI_1 id 5 maxlen 1400 port 8848 ttl 2 group 224.0.0.81\n}}\n{VI_1}}}\n"
+        );
+        let (l, msgs) = lowered(&text);
+        assert!(msgs.is_empty(), "{msgs:?}");
+        let want = LvsSyncDaemon {
+            interface: "ens33".into(),
+            instance: "VI_1".into(),
+            sync_id: Some(5),
+            maxlen: Some(1400),
+            port: Some(8848),
+            ttl: Some(2),
+            group: Some("224.0.0.81".parse().unwrap()),
+        };
+        assert_eq!(l.config.global.lvs_sync_daemon.as_ref(), Some(&want));
+        let exported = crate::printer::print(&l.config);
+        let (again, _) = lowered(&exported);
+        assert_eq!(again.config.global.lvs_sync_daemon, Some(want));
+
+        // keepalived's old form: the sync id after the instance.
+        let (l, msgs) = lowered(&format!(
+            "global_defs {{\n lvs_sync_daemon ens33 VI_1 7\n}}\n{VI_1}}}\n"
+        ));
+        assert_eq!(l.config.global.lvs_sync_daemon.and_then(|s| s.sync_id), Some(7));
+        assert!(msgs.len() == 1 && msgs[0].contains("write `id N`"), "{msgs:?}");
+
+        // The deprecated vrrp_instance form.
+        let (l, msgs) = lowered(&format!("{VI_1} lvs_sync_daemon_interface ens33\n}}\n"));
+        let s = l.config.global.lvs_sync_daemon.expect("set by the instance");
+        assert_eq!((s.interface.as_str(), s.instance.as_str()), ("ens33", "VI_1"));
+        assert!(msgs.len() == 1 && msgs[0].contains("deprecated"), "{msgs:?}");
+
+        // Errors.
+        for (line, error) in [
+            (
+                "lvs_sync_daemon ens33",
+                "needs an interface and the VRRP instance",
+            ),
+            ("lvs_sync_daemon ens33 VI_1 id 300", "300"),
+            (
+                "lvs_sync_daemon ens33 VI_1 group 198.18.0.1",
+                "not a multicast address",
+            ),
+            (
+                "lvs_sync_daemon ens33 VI_1 colour red",
+                "unknown lvs_sync_daemon option `colour`",
+            ),
+            (
+                "lvs_sync_daemon ens33 VI_2",
+                "follows vrrp_instance VI_2, which is not defined",
+            ),
+        ] {
+            let (_, msgs) = lowered(&format!("global_defs {{\n {line}\n}}\n{VI_1}}}\n"));
+            assert!(msgs.iter().any(|m| m.contains(error)), "{line}: {msgs:?}");
+        }
     }
 }

@@ -321,6 +321,8 @@ pub fn instance(cx: &mut Ctx, s: &Stmt, g: &GlobalDefs) -> Option<VrrpInstance> 
             continue;
         }
         match c.keyword() {
+            // Read by the caller: it sets the global `lvs_sync_daemon`.
+            "lvs_sync_daemon_interface" => {}
             "state" => match cx.arg(c, 0, "MASTER or BACKUP") {
                 Some("MASTER") => v.state = InitialState::Master,
                 Some("BACKUP") => v.state = InitialState::Backup,

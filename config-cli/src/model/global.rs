@@ -29,7 +29,25 @@ pub struct GlobalDefs {
     pub vrrp_mcast_group6: Option<IpAddr>,
     pub script_user: Option<ScriptUser>,
     pub enable_script_security: bool,
+    /// The kernel's IPVS connection sync daemon, following one VRRP instance.
+    pub lvs_sync_daemon: Option<LvsSyncDaemon>,
     pub extra: Vec<RawStmt>,
+}
+
+/// `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group
+/// ADDR]` (or a `vrrp_instance`'s deprecated `lvs_sync_daemon_interface INTERFACE`): the
+/// kernel's IPVS sync daemon, multicasting connections on `interface`; master while
+/// `instance` is MASTER, backup otherwise. Unset numbers are the kernel's defaults
+/// (`sync_id`: the instance's `virtual_router_id`, as keepalived).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LvsSyncDaemon {
+    pub interface: String,
+    pub instance: String,
+    pub sync_id: Option<u8>,
+    pub maxlen: Option<u16>,
+    pub port: Option<u16>,
+    pub ttl: Option<u8>,
+    pub group: Option<IpAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -468,6 +468,23 @@ fn main() {
             println!("{}", serde_json::to_string(&list).unwrap_or_else(|e| fail(e)));
         }
         ["teardown"] => k.remove_all().unwrap_or_else(|e| fail(format!("teardown: {e}"))),
+        // The connection sync daemon as hanode runs it for `lvs_sync_daemon`: only
+        // `role` runs afterwards (none: every one stops); prints the steps taken.
+        ["sync-daemon", "none"] => print_steps(k.sync_daemon(None)),
+        ["sync-daemon", role, iface, id] => {
+            use actors::lb::syncd::{DaemonSpec, Role};
+            let role = match *role {
+                "master" => Role::Master,
+                "backup" => Role::Backup,
+                other => fail(format!("sync-daemon: role {other:?} (master, backup or none)")),
+            };
+            let spec = DaemonSpec {
+                interface: iface.to_string(),
+                sync_id: id.parse().unwrap_or_else(|e| fail(format!("sync id {id}: {e}"))),
+                ..DaemonSpec::default()
+            };
+            print_steps(k.sync_daemon(Some(&(role, spec))));
+        }
         ["bench", n, d, rest @ ..] if rest.len() <= 1 => {
             let n: u32 = n.parse().unwrap_or_else(|e| fail(e));
             let d: u32 = d.parse().unwrap_or_else(|e| fail(e));
@@ -524,7 +541,7 @@ fn main() {
                 fail(format!("clearing: {errors:?}"));
             }
         }
-        _ => fail("usage: lb-sync [--backend auto|ipvs|nftables] [--ingress DEV]... apply FILE | dump [--json] | teardown | bench N D [SCHED] | maglev N"),
+        _ => fail("usage: lb-sync [--backend auto|ipvs|nftables] [--ingress DEV]... apply FILE | dump [--json] | teardown | bench N D [SCHED] | maglev N | sync-daemon master|backup IFACE ID | sync-daemon none"),
     }
 }
 
@@ -559,4 +576,16 @@ fn maglev_bench(n: u32) {
         "BENCH maglev servers={n} slots={TABLE_SIZE} build_us={build_us:.1} added_one_moved={moved} ideal={ideal:.1} ratio={:.2}",
         moved as f64 / ideal
     );
+}
+
+fn print_steps(r: Result<Vec<actors::lb::syncd::Step>, actors::lb::kernel::KernelError>) {
+    use actors::lb::syncd::Step;
+    for s in r.unwrap_or_else(|e| fail(format!("sync daemon: {e}"))) {
+        match s {
+            Step::Stop(role) => println!("stopped {}", role.name()),
+            Step::Start(role, spec) => {
+                println!("started {} {} {}", role.name(), spec.interface, spec.sync_id)
+            }
+        }
+    }
 }

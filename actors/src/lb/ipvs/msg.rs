@@ -79,6 +79,9 @@ pub enum Cmd {
     SetDest,
     DelDest,
     GetDest,
+    NewDaemon,
+    DelDaemon,
+    GetDaemon,
     GetInfo,
     Flush,
     /// Any other command number (daemon, config, info replies...).
@@ -96,6 +99,9 @@ impl From<Cmd> for u8 {
             Cmd::SetDest => 6,
             Cmd::DelDest => 7,
             Cmd::GetDest => 8,
+            Cmd::NewDaemon => 9,
+            Cmd::DelDaemon => 10,
+            Cmd::GetDaemon => 11,
             Cmd::GetInfo => 15,
             Cmd::Flush => 17,
             Cmd::Other(n) => n,
@@ -114,6 +120,9 @@ impl From<u8> for Cmd {
             6 => Cmd::SetDest,
             7 => Cmd::DelDest,
             8 => Cmd::GetDest,
+            9 => Cmd::NewDaemon,
+            10 => Cmd::DelDaemon,
+            11 => Cmd::GetDaemon,
             15 => Cmd::GetInfo,
             17 => Cmd::Flush,
             n => Cmd::Other(n),
@@ -135,6 +144,9 @@ impl Cmd {
                 | Cmd::SetDest
                 | Cmd::DelDest
                 | Cmd::GetDest
+                | Cmd::NewDaemon
+                | Cmd::DelDaemon
+                | Cmd::GetDaemon
         )
     }
 }
@@ -216,6 +228,7 @@ pub enum DestAttr {
 pub enum CmdAttr {
     Service(Vec<SvcAttr>),
     Dest(Vec<DestAttr>),
+    Daemon(Vec<DaemonAttr>),
     Other(DefaultNla),
 }
 
@@ -332,6 +345,7 @@ impl Nla for CmdAttr {
         match self {
             CmdAttr::Service(a) => a.as_slice().buffer_len(),
             CmdAttr::Dest(a) => a.as_slice().buffer_len(),
+            CmdAttr::Daemon(a) => a.as_slice().buffer_len(),
             CmdAttr::Other(n) => n.value_len(),
         }
     }
@@ -341,6 +355,7 @@ impl Nla for CmdAttr {
         match self {
             CmdAttr::Service(_) => CMD_ATTR_SERVICE,
             CmdAttr::Dest(_) => CMD_ATTR_DEST,
+            CmdAttr::Daemon(_) => daemon::CMD_ATTR_DAEMON,
             CmdAttr::Other(n) => n.kind(),
         }
     }
@@ -349,6 +364,7 @@ impl Nla for CmdAttr {
         match self {
             CmdAttr::Service(a) => a.as_slice().emit(buf),
             CmdAttr::Dest(a) => a.as_slice().emit(buf),
+            CmdAttr::Daemon(a) => a.as_slice().emit(buf),
             CmdAttr::Other(n) => n.emit_value(buf),
         }
     }
@@ -462,6 +478,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for CmdAttr {
         Ok(match buf.kind() {
             CMD_ATTR_SERVICE => CmdAttr::Service(nlas(buf.value())?),
             CMD_ATTR_DEST => CmdAttr::Dest(nlas(buf.value())?),
+            daemon::CMD_ATTR_DAEMON => CmdAttr::Daemon(nlas(buf.value())?),
             _ => CmdAttr::Other(DefaultNla::parse(buf)?),
         })
     }
@@ -485,7 +502,9 @@ impl ParseableParametrized<[u8], GenlHeader> for IpvsMsg {
     }
 }
 
+pub mod daemon;
 pub mod table;
+pub use daemon::{DaemonAttr, DaemonSpec, Role};
 #[cfg(all(test, target_endian = "little"))]
 use table::{addr_bytes, netmask};
 pub use table::{dest_full, dest_id, svc_full, svc_id};

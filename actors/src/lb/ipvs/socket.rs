@@ -9,6 +9,7 @@ use crate::lb::diff::Op;
 use crate::lb::kernel::{KernelError, KernelLb};
 use crate::lb::model::{Service, Table};
 use crate::lb::nl_io::{force_buffer, io_error, send_all};
+use crate::lb::syncd::{Role, Step, SyncDaemon};
 use netlink_packet_core::ParseableParametrized;
 use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST};
 use netlink_packet_generic::GenlHeader;
@@ -35,6 +36,9 @@ pub struct Ipvs {
     family: u16,
     seq: u32,
     buf: Vec<u8>,
+    /// The sync daemon this socket started last (the kernel lists only part of its
+    /// settings).
+    last_daemon: Option<SyncDaemon>,
 }
 
 fn open_socket() -> Result<Socket, KernelError> {
@@ -72,6 +76,7 @@ impl Ipvs {
             family: 0,
             seq: 0,
             buf: Vec::with_capacity(RECV_BYTES),
+            last_daemon: None,
         };
         ipvs.family = ipvs.resolve()?;
         tracing::debug!("ipvs: generic netlink family {}", ipvs.family);
@@ -85,10 +90,24 @@ impl Ipvs {
 
     /// Deletes every service (and with them every destination).
     pub fn flush(&mut self) -> Result<(), KernelError> {
+        self.request(IpvsMsg::flush(), "flush")
+    }
+
+    /// One request that only answers an ack.
+    fn request(&mut self, msg: IpvsMsg, what: &str) -> Result<(), KernelError> {
         let seq = self.next_seq();
-        let req = frame::request(IpvsMsg::flush(), self.family, NLM_F_REQUEST | NLM_F_ACK, seq);
+        let req = frame::request(msg, self.family, NLM_F_REQUEST | NLM_F_ACK, seq);
         let (answers, failure) = self.exchange(&req, seq, 1);
-        answer_to_result(answers.first().copied().flatten(), failure.as_ref(), "flush")
+        answer_to_result(answers.first().copied().flatten(), failure.as_ref(), what)
+    }
+
+    /// The connection sync daemons running: role, multicast interface, sync id.
+    pub fn daemons(&mut self) -> Result<Vec<(Role, String, u32)>, KernelError> {
+        Ok(self
+            .dump_all(IpvsMsg::get_daemons(), "list sync daemons")?
+            .iter()
+            .filter_map(IpvsMsg::daemon)
+            .collect())
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -335,6 +354,33 @@ impl KernelLb for Ipvs {
             rest = later;
         }
         results
+    }
+
+    fn sync_daemon(&mut self, want: Option<&SyncDaemon>) -> Result<Vec<Step>, KernelError> {
+        let running = self.daemons()?;
+        let steps = crate::lb::syncd::steps(&running, want, self.last_daemon.as_ref());
+        for s in &steps {
+            match s {
+                Step::Stop(role) => {
+                    self.request(
+                        IpvsMsg::del_daemon(*role),
+                        &format!("stop the {} sync daemon", role.name()),
+                    )?;
+                    self.last_daemon = None;
+                }
+                Step::Start(role, spec) => {
+                    let what = format!(
+                        "start the {} sync daemon on {} (sync id {})",
+                        role.name(),
+                        spec.interface,
+                        spec.sync_id
+                    );
+                    self.request(IpvsMsg::new_daemon(*role, spec), &what)?;
+                    self.last_daemon = Some((*role, spec.clone()));
+                }
+            }
+        }
+        Ok(steps)
     }
 }
 
