@@ -376,3 +376,113 @@ echo "@@STEP end"
         "{sec}"
     );
 }
+
+/// Issue 22: IPVS connection sync between two real IPVS kernels (two VMs on one virtual
+/// Ethernet), the daemons run as hanode runs them for `lvs_sync_daemon`. lvs01 (master
+/// daemon) schedules a UDP flow from lvs02 to its VIP: lvs02's backup daemon receives
+/// it, and `ipvsadm -Lnc` on lvs02 lists the same client, VIP and real server. Then the
+/// roles swap (as on a VRRP takeover: lvs01 backup first, then lvs02 master) and a flow
+/// lvs02 schedules reaches lvs01's table.
+#[test]
+fn ipvs_connections_sync_between_two_kernels_and_back_after_the_roles_swap() {
+    if let Some(why) = e2e::vm::unavailable() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let table = |vip: &str| {
+        let mut t = Table::new();
+        t.insert(
+            inet(Protocol::Udp, vip, 53),
+            svc("rr", None, false, &[("198.18.50.3", 53, Forwarding::Dr, 1)]),
+        );
+        json(&t)
+    };
+    // Waits for a connection to VIP:53 in this kernel's table (the master flushes its
+    // sync buffer within seconds), then lists the table.
+    let common = r#"
+set +e
+ip link set eth0 up
+signal() { i=0; until echo go | nc -w 2 $1 $2 >/dev/null 2>&1; do usleep 200000; i=$((i+1)); [ $i -gt 300 ] && echo "@@NO-PEER $1:$2" && return 1; done; }
+synced() { i=0; until ipvsadm -Lnc | grep -q " $1:53 "; do usleep 200000; i=$((i+1)); [ $i -gt 100 ] && break; done; echo "@@CONNS"; ipvsadm -Lnc; echo "@@DONE"; }
+"#;
+    let lvs01 = format!(
+        r#"{common}
+ip addr add 198.18.60.1/32 dev lo
+lb-sync --backend ipvs apply vip1.json >/dev/null
+echo "@@STEP master"; lb-sync --backend ipvs sync-daemon master eth0 51
+ip addr add 198.18.50.1/24 dev eth0
+nc -l -p 9000 >/dev/null
+echo "@@STEP swap"; lb-sync --backend ipvs sync-daemon backup eth0 51
+signal 198.18.50.2 9001
+nc -l -p 9002 >/dev/null
+ip route add 198.18.60.2/32 via 198.18.50.2
+echo "@@STEP send"; lb-sync udp-send 198.18.60.2:53 5
+echo "@@STEP synced"; synced 198.18.60.2
+signal 198.18.50.2 9003
+"#
+    );
+    let lvs02 = format!(
+        r#"{common}
+echo "@@STEP backup"; lb-sync --backend ipvs sync-daemon backup eth0 51
+ip addr add 198.18.50.2/24 dev eth0
+i=0; until ping -c 1 -W 1 198.18.50.1 >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 120 ] && echo "@@NO-PEER" && break; done
+ip route add 198.18.60.1/32 via 198.18.50.1
+echo "@@STEP send"; lb-sync udp-send 198.18.60.1:53 5
+echo "@@STEP synced"; synced 198.18.60.1
+signal 198.18.50.1 9000
+nc -l -p 9001 >/dev/null
+echo "@@STEP swap"; lb-sync --backend ipvs sync-daemon master eth0 51
+ip addr add 198.18.60.2/32 dev lo
+lb-sync --backend ipvs apply vip2.json >/dev/null
+signal 198.18.50.1 9002
+nc -l -p 9003 >/dev/null
+"#
+    );
+    let [one, two] = e2e::vm::run_pair(
+        [&lvs01, &lvs02],
+        &[
+            ("vip1.json", table("198.18.60.1")),
+            ("vip2.json", table("198.18.60.2")),
+        ],
+        Duration::from_secs(400),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let both = format!("lvs01:\n{one}\nlvs02:\n{two}");
+    println!("{both}");
+    assert!(!both.contains("@@NO-PEER"), "{both}");
+    let conns = |out: &str| -> String {
+        let sec = section(out, "synced");
+        let start = sec.find("@@CONNS\n").map(|i| i + 8).unwrap_or(0);
+        sec[start..sec.find("@@DONE").unwrap_or(sec.len())].to_string()
+    };
+    // lvs02's backup daemon has lvs01's connection: client lvs02, VIP 1, the real server.
+    let synced = |out: &str, vip: &str, client: &str| {
+        conns(out).lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.first() == Some(&"UDP")
+                && w.iter().any(|x| x.starts_with(&format!("{client}:")))
+                && w.contains(&format!("{vip}:53").as_str())
+                && w.contains(&"198.18.50.3:53")
+        })
+    };
+    assert!(
+        synced(&two, "198.18.60.1", "198.18.50.2"),
+        "lvs02 did not get lvs01's connection:\n{both}"
+    );
+    assert_eq!(section(&two, "backup").trim(), "started backup eth0 51", "{both}");
+    assert_eq!(section(&one, "master").trim(), "started master eth0 51", "{both}");
+    // After the swap, the other way.
+    assert_eq!(
+        section(&one, "swap").trim(),
+        "stopped master\nstarted backup eth0 51",
+        "{both}"
+    );
+    assert!(
+        section(&two, "swap").contains("stopped backup\nstarted master eth0 51"),
+        "{both}"
+    );
+    assert!(
+        synced(&one, "198.18.60.2", "198.18.50.1"),
+        "lvs01 did not get lvs02's connection:\n{both}"
+    );
+}

@@ -1,9 +1,10 @@
 //! A throwaway VM with a real IPVS kernel: Debian's kernel under `qemu -accel tcg`
 //! (this machine's own kernel has no IPVS), booted from an initramfs built here from
 //! installed packages: static busybox, `ipvsadm` and its libraries, our `lb-sync`, and
-//! the ip_vs modules loaded in dependency order (from `modules.dep`). The VM has no
-//! network card (`-nic none`): nothing leaves it. Results come back on the serial
-//! console between marker lines.
+//! the ip_vs modules loaded in dependency order (from `modules.dep`). A VM alone has no
+//! network card (`-nic none`); [`run_pair`] joins two VMs by a virtual Ethernet of their
+//! own (a TCP connection between the two qemu processes on 127.0.0.1): nothing leaves
+//! them. Results come back on the serial console between marker lines.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,8 @@ pub const MODULES: &[&str] = &[
     "ip_vs_wlc",
     "ip_vs_lc",
     "dummy",
+    "virtio_pci",
+    "virtio_net",
 ];
 
 /// Why the VM cannot run here (the test then skips, saying so).
@@ -225,7 +228,7 @@ fn stripped(bin: &Path, cache: &Path) -> Result<Vec<u8>, String> {
     );
     let out = cache.join(format!("stripped-{key}"));
     if !out.exists() {
-        let tmp = cache.join(format!("stripped-{key}.tmp"));
+        let tmp = unique_tmp(cache, &format!("stripped-{key}"));
         let o = Command::new("strip")
             .arg("-o")
             .arg(&tmp)
@@ -238,6 +241,13 @@ fn stripped(bin: &Path, cache: &Path) -> Result<Vec<u8>, String> {
         std::fs::rename(&tmp, &out).map_err(|e| format!("rename: {e}"))?;
     }
     read(&out)
+}
+
+/// A temporary name beside `name` in `cache` that no other thread or process uses.
+fn unique_tmp(cache: &Path, name: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    cache.join(format!("{name}.{}-{n}.tmp", std::process::id()))
 }
 
 /// Loaded module contents, cached (decompressed when the kernel ships them as .xz).
@@ -258,7 +268,11 @@ fn module_bytes(mods: &Path, rel: &str, cache: &Path) -> Result<Vec<u8>, String>
                     String::from_utf8_lossy(&o.stderr)
                 ));
             }
-            std::fs::write(&out, &o.stdout).map_err(|e| format!("{}: {e}", out.display()))?;
+            // Tests boot VMs at once: each writes its own file and renames it in place,
+            // so that none reads another's half-written copy.
+            let tmp = unique_tmp(cache, &stem.replace('/', "_"));
+            std::fs::write(&tmp, &o.stdout).map_err(|e| format!("{}: {e}", tmp.display()))?;
+            std::fs::rename(&tmp, &out).map_err(|e| format!("rename: {e}"))?;
         }
         return read(&out);
     }
@@ -285,9 +299,8 @@ echo "@@END"
 poweroff -f
 "#;
 
-/// Builds the initramfs (with `script` as /t/test.sh and `files` under /t) and boots it;
-/// returns the console output between `@@READY` and `@@END`.
-pub fn run(script: &str, files: &[(&str, Vec<u8>)], timeout: Duration) -> Result<String, String> {
+/// The kernel to boot and an initramfs with `script` as /t/test.sh and `files` under /t.
+fn initramfs(script: &str, files: &[(&str, Vec<u8>)]) -> Result<(PathBuf, PathBuf), String> {
     let (vmlinuz, mods) = kernel()?;
     let cache = crate::bin_dir().join("vm-cache");
     std::fs::create_dir_all(&cache).map_err(|e| format!("{}: {e}", cache.display()))?;
@@ -337,61 +350,144 @@ pub fn run(script: &str, files: &[(&str, Vec<u8>)], timeout: Duration) -> Result
     for (name, data) in files {
         cpio.file(&format!("/t/{name}"), 0o644, data);
     }
-    let initrd = cache.join(format!("initrd-{}.cpio", std::process::id()));
+    static BUILT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let initrd = cache.join(format!("initrd-{}-{n}.cpio", std::process::id()));
     std::fs::write(&initrd, cpio.finish()).map_err(|e| format!("{}: {e}", initrd.display()))?;
-    let started = Instant::now();
-    let mut child = Command::new("qemu-system-x86_64")
+    Ok((vmlinuz, initrd))
+}
+
+/// Boots `initrd` with the network card `nic` (qemu arguments; `-nic none` for none),
+/// its console on a pipe.
+fn boot(vmlinuz: &Path, initrd: &Path, nic: &[String]) -> Result<std::process::Child, String> {
+    Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1"])
         .arg("-kernel")
-        .arg(&vmlinuz)
+        .arg(vmlinuz)
         .arg("-initrd")
-        .arg(&initrd)
+        .arg(initrd)
         .args([
             "-append",
             "console=ttyS0 panic=-1 loglevel=3 quiet",
             "-nographic",
             "-no-reboot",
-            "-nic",
-            "none",
             "-monitor",
             "none",
             "-serial",
             "stdio",
         ])
+        .args(nic)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("qemu: {e}"))?;
-    // Read the console on a thread; kill qemu at the deadline.
-    let mut stdout = child.stdout.take().ok_or("qemu stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stdout, &mut buf);
-        buf
-    });
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if started.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        .map_err(|e| format!("qemu: {e}"))
+}
+
+/// A booted VM whose console is being read.
+struct Console {
+    child: std::process::Child,
+    reader: std::thread::JoinHandle<Vec<u8>>,
+    initrd: PathBuf,
+}
+
+impl Console {
+    fn start(mut child: std::process::Child, initrd: PathBuf) -> Result<Console, String> {
+        let mut stdout = child.stdout.take().ok_or("qemu stdout")?;
+        let reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stdout, &mut buf);
+            buf
+        });
+        Ok(Console {
+            child,
+            reader,
+            initrd,
+        })
     }
-    let _ = std::fs::remove_file(&initrd);
-    let out = String::from_utf8_lossy(&reader.join().unwrap_or_default()).replace('\r', "");
-    let Some(start) = out.find("@@READY\n") else {
-        return Err(format!("the VM did not get ready within {timeout:?}:\n{out}"));
+
+    /// Waits until the VM powers off or `deadline` (then kills it); the console output
+    /// between `@@READY` and `@@END`.
+    fn finish(mut self, deadline: Instant, timeout: Duration) -> Result<String, String> {
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = std::fs::remove_file(&self.initrd);
+        let out = String::from_utf8_lossy(&self.reader.join().unwrap_or_default()).replace('\r', "");
+        let Some(start) = out.find("@@READY\n") else {
+            return Err(format!("the VM did not get ready within {timeout:?}:\n{out}"));
+        };
+        if let Some(line) = out.lines().find(|l| l.starts_with("@@INSMOD-FAILED")) {
+            return Err(format!("{line}\n{out}"));
+        }
+        let body = &out[start + "@@READY\n".len()..];
+        match body.find("@@END") {
+            Some(end) => Ok(body[..end].to_string()),
+            None => Err(format!("the VM test did not finish within {timeout:?}:\n{out}")),
+        }
+    }
+}
+
+/// Builds the initramfs (with `script` as /t/test.sh and `files` under /t) and boots it
+/// without a network card; returns the console output between `@@READY` and `@@END`.
+pub fn run(script: &str, files: &[(&str, Vec<u8>)], timeout: Duration) -> Result<String, String> {
+    let (vmlinuz, initrd) = initramfs(script, files)?;
+    let started = Instant::now();
+    let child = boot(&vmlinuz, &initrd, &["-nic".into(), "none".into()])?;
+    Console::start(child, initrd)?.finish(started + timeout, timeout)
+}
+
+/// Two VMs on one virtual Ethernet of their own (qemu's `-netdev socket`: a TCP
+/// connection between the two qemu processes on 127.0.0.1, nothing else on it), each
+/// with its script (`eth0`, MAC 52:54:00:00:00:01 and :02); both outputs.
+pub fn run_pair(
+    scripts: [&str; 2],
+    files: &[(&str, Vec<u8>)],
+    timeout: Duration,
+) -> Result<[String; 2], String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("a free port: {e}"))?
+        .port();
+    let started = Instant::now();
+    let nic = |i: usize, how: &str| -> Vec<String> {
+        vec![
+            "-netdev".into(),
+            format!("socket,id=n0,{how}=127.0.0.1:{port}"),
+            "-device".into(),
+            format!("virtio-net-pci,netdev=n0,mac=52:54:00:00:00:0{}", i + 1),
+        ]
     };
-    if let Some(line) = out.lines().find(|l| l.starts_with("@@INSMOD-FAILED")) {
-        return Err(format!("{line}\n{out}"));
+    let (vmlinuz, initrd0) = initramfs(scripts[0], files)?;
+    let first = Console::start(boot(&vmlinuz, &initrd0, &nic(0, "listen"))?, initrd0)?;
+    // The second connects once the first listens (qemu does not retry).
+    let listening = || {
+        std::fs::read_to_string("/proc/net/tcp")
+            .map(|t| {
+                t.lines()
+                    .any(|l| l.contains(&format!(":{port:04X} 00000000:0000 0A")))
+            })
+            .unwrap_or(false)
+    };
+    while !listening() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = first.finish(Instant::now(), timeout);
+            return Err(format!("qemu did not listen on 127.0.0.1:{port}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    let body = &out[start + "@@READY\n".len()..];
-    match body.find("@@END") {
-        Some(end) => Ok(body[..end].to_string()),
-        None => Err(format!("the VM test did not finish within {timeout:?}:\n{out}")),
-    }
+    let (_, initrd1) = initramfs(scripts[1], files)?;
+    let second = Console::start(boot(&vmlinuz, &initrd1, &nic(1, "connect"))?, initrd1)?;
+    let deadline = started + timeout;
+    let b = second.finish(deadline, timeout);
+    let a = first.finish(deadline, timeout);
+    Ok([a?, b?])
 }

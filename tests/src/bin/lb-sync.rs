@@ -437,6 +437,22 @@ fn main() {
         }
         std::process::exit(1);
     }
+    if let ["udp-send", to, count] = cmd.as_slice() {
+        // COUNT datagrams to TO (`ip:port`) from one socket: one IPVS connection (the VM
+        // tests have no UDP client: busybox's nc is TCP only).
+        let sock =
+            std::net::UdpSocket::bind("0.0.0.0:0").unwrap_or_else(|e| fail(format!("udp socket: {e}")));
+        let n: u32 = count.parse().unwrap_or_else(|e| fail(format!("{count}: {e}")));
+        for i in 0..n {
+            sock.send_to(format!("{i}\n").as_bytes(), to)
+                .unwrap_or_else(|e| fail(format!("send to {to}: {e}")));
+        }
+        println!(
+            "sent {n} from {}",
+            sock.local_addr().map(|a| a.to_string()).unwrap_or_default()
+        );
+        return;
+    }
     if let ["maglev", n] = cmd.as_slice() {
         let n: u32 = n.parse().unwrap_or_else(|e| fail(format!("{n}: {e}")));
         maglev_bench(n);
