@@ -49,6 +49,15 @@ pub struct Patched {
 
 /// Applies the parsed patch to `committed` and validates the result. `extra_nodes`:
 /// directors known from elsewhere (Raft membership) whose views are validated too.
+/// Whether a `vrrp_instance` block has the deprecated `lvs_sync_daemon_interface`
+/// (which sets a global setting, outside what a patch may change).
+fn sets_sync_daemon(s: &crate::syntax::Stmt) -> bool {
+    s.block
+        .iter()
+        .flat_map(|b| b.stmts.iter())
+        .any(|c| c.keyword() == "lvs_sync_daemon_interface")
+}
+
 pub fn apply(parsed: &Parsed, committed: &KeyedCluster, extra_nodes: &[String]) -> Patched {
     apply_inner(parsed, committed, extra_nodes, true)
 }
@@ -67,6 +76,10 @@ fn apply_inner(parsed: &Parsed, committed: &KeyedCluster, extra_nodes: &[String]
                 Ok(k) => deletes.push((k, s)),
                 Err(d) => diags.extend(d),
             },
+            "vrrp_instance" if sets_sync_daemon(s) => diags.error(
+                s.span(),
+                "`lvs_sync_daemon_interface` sets the global lvs_sync_daemon: propose the whole file (better: `lvs_sync_daemon` in global_defs)",
+            ),
             kw if BLOCKS.contains(&kw) => blocks.push(s.clone()),
             "global_defs" => diags.error(
                 s.span(),
@@ -406,6 +419,10 @@ mod tests {
             ("delete virtual_server 198.18.116.134 81\n", "not in the committed configuration"),
             ("delete frobnicate x\n", "only vrrp_script"),
             ("static_ipaddress {\n 198.18.5.1/24 dev ens33\n}\n", "proposing the whole file"),
+            (
+                "vrrp_instance VI_1 {\n interface ens33\n virtual_router_id 51\n lvs_sync_daemon_interface ens33\n}\n",
+                "propose the whole file",
+            ),
             (
                 "vrrp_instance VI_2 {\n interface ens33\n virtual_router_id 51\n virtual_ipaddress {\n  198.18.116.135\n }\n}\n",
                 "51",

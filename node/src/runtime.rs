@@ -136,8 +136,11 @@ struct Director {
     next_catch_up: u64,
     /// The VRRP instances that are MASTER here now.
     masters: BTreeSet<String>,
-    /// The IPVS sync daemon last asked of the data plane (`lvs_sync_daemon`).
-    sync_daemon: Option<SyncDaemon>,
+    /// The IPVS sync daemon last asked of the data plane (`lvs_sync_daemon`); None:
+    /// not known (at start, or a request failed), so the next update asks again.
+    sync_daemon: Option<Option<SyncDaemon>>,
+    /// Shutting down: the sync daemon stops, no transition starts one again.
+    stopping: bool,
     /// Said once: `lvs_sync_daemon` has no effect on this backend.
     sync_daemon_ignored: bool,
     journal: crate::journal::JournalWriter,
@@ -447,6 +450,9 @@ impl Director {
     /// Asks the data plane for the sync daemon wanted now, if that changed (IPVS only:
     /// the nftables backend syncs its flows itself).
     fn update_sync_daemon(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
         let want = self.wanted_sync_daemon();
         if self.backend != "ipvs" {
             if want.is_some() && !self.sync_daemon_ignored {
@@ -456,11 +462,11 @@ impl Director {
             }
             return;
         }
-        if want == self.sync_daemon {
+        if self.sync_daemon.as_ref() == Some(&want) {
             return;
         }
         let Some(dp) = self.dataplane.clone() else { return };
-        self.sync_daemon = want.clone();
+        self.sync_daemon = Some(want.clone());
         dp.send(SetSyncDaemon(want))
             .into_actor(self)
             .map(|r, act, _| {
@@ -480,7 +486,7 @@ impl Director {
                     Err(e) => {
                         tracing::warn!(director = %act.name, "lvs_sync_daemon: {e}");
                         act.errors.push(format!("lvs_sync_daemon: {e}"));
-                        // Asked again with the next change.
+                        // Not known now: asked again with the next change.
                         act.sync_daemon = None;
                     }
                 }
@@ -1026,8 +1032,10 @@ impl Handler<Shutdown> for Director {
 
     fn handle(&mut self, _: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
         let vrrp = self.vrrp.take();
-        // The sync daemon stops with the director, as keepalived stops it.
-        let dp = self.dataplane.clone().filter(|_| self.sync_daemon.is_some());
+        // The sync daemon stops with the director, as keepalived stops it (whatever was
+        // asked before: a request may have failed).
+        self.stopping = true;
+        let dp = self.dataplane.clone().filter(|_| self.backend == "ipvs");
         self.sync_daemon = None;
         let name = self.name.clone();
         Box::pin(
@@ -1037,7 +1045,10 @@ impl Handler<Shutdown> for Director {
                 }
                 if let Some(dp) = dp {
                     match dp.send(SetSyncDaemon(None)).await {
-                        Ok(Ok(_)) => tracing::info!(director = %name, "IPVS sync daemon stopped"),
+                        Ok(Ok(steps)) if !steps.is_empty() => {
+                            tracing::info!(director = %name, "IPVS sync daemon stopped")
+                        }
+                        Ok(Ok(_)) => {}
                         Ok(Err(e)) => tracing::warn!(director = %name, "stopping the IPVS sync daemon: {e}"),
                         Err(e) => tracing::warn!(director = %name, "stopping the IPVS sync daemon: {e}"),
                     }
@@ -1083,6 +1094,7 @@ impl Runtime {
                         next_catch_up: 0,
                         masters: BTreeSet::new(),
                         sync_daemon: None,
+                        stopping: false,
                         sync_daemon_ignored: false,
                         journal,
                         options,

@@ -162,12 +162,18 @@ fn lvs_sync_daemon(cx: &mut Ctx, c: &Stmt) -> Option<LvsSyncDaemon> {
         );
         return None;
     };
-    if interface.len() >= 16 {
-        cx.error(
-            c.arg_span(0),
-            format!("lvs_sync_daemon interface name `{interface}` is longer than 15 characters"),
-        );
-        return None;
+    // keepalived refuses (and ignores) either name at 16 characters or more.
+    for (i, (what, name)) in [("interface", &interface), ("VRRP instance", &instance)]
+        .into_iter()
+        .enumerate()
+    {
+        if name.len() >= 16 {
+            cx.error(
+                c.arg_span(i),
+                format!("lvs_sync_daemon {what} name `{name}` is longer than 15 characters"),
+            );
+            return None;
+        }
     }
     let mut l = LvsSyncDaemon {
         interface,

@@ -195,8 +195,11 @@ impl ViewLowering {
 /// `lvs_sync_daemon` on IFNAME following this instance, unless one is set already.
 fn sync_daemon_of_instance(cx: &mut Ctx, s: &Stmt, g: &mut crate::model::GlobalDefs) {
     let name = s.args().first().map(|w| w.text.clone()).unwrap_or_default();
-    let lines = s.block.iter().flat_map(|b| b.stmts.iter());
-    for c in lines.filter(|c| c.keyword() == "lvs_sync_daemon_interface") {
+    let lines = s.block.as_ref().map(|b| cx.visible(&b.stmts)).unwrap_or_default();
+    for c in lines
+        .into_iter()
+        .filter(|c| c.keyword() == "lvs_sync_daemon_interface")
+    {
         let Some(ifname) = cx.arg(c, 0, "an interface").map(str::to_string) else {
             continue;
         };
@@ -434,6 +437,17 @@ mod sync_daemon_tests {
         assert_eq!((s.interface.as_str(), s.instance.as_str()), ("ens33", "VI_1"));
         assert!(msgs.len() == 1 && msgs[0].contains("deprecated"), "{msgs:?}");
 
+        // Per director: each sees its own line.
+        let text = format!(
+            "{VI_1} @lvs01 lvs_sync_daemon_interface eth0\n @lvs02 lvs_sync_daemon_interface eth1\n}}\n"
+        );
+        for (node, ifname) in [("lvs01", "eth0"), ("lvs02", "eth1")] {
+            let l = lower(&parse_str("t.conf", &text).stmts, Some(node));
+            let s = l.config.global.lvs_sync_daemon.expect("set");
+            assert_eq!(s.interface, ifname, "{node}");
+            assert_eq!(l.diags.iter().count(), 1, "{node}: {:?}", l.diags);
+        }
+
         // Errors.
         for (line, error) in [
             (
@@ -452,6 +466,10 @@ mod sync_daemon_tests {
             (
                 "lvs_sync_daemon ens33 VI_2",
                 "follows vrrp_instance VI_2, which is not defined",
+            ),
+            (
+                "lvs_sync_daemon ens33 VI_1_with_a_long_name",
+                "longer than 15 characters",
             ),
         ] {
             let (_, msgs) = lowered(&format!("global_defs {{\n {line}\n}}\n{VI_1}}}\n"));

@@ -366,7 +366,10 @@ impl KernelLb for Ipvs {
                         IpvsMsg::del_daemon(*role),
                         &format!("stop the {} sync daemon", role.name()),
                     )?;
-                    self.last_daemon = None;
+                    // A kept daemon of the other role keeps its known settings.
+                    if self.last_daemon.as_ref().is_some_and(|(r, _)| r == role) {
+                        self.last_daemon = None;
+                    }
                 }
                 Step::Start(role, spec) => {
                     let what = format!(

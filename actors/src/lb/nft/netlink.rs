@@ -140,7 +140,7 @@ const NFT_TYPE_MARK: u32 = 19;
 /// The user data nft stores with a map declared `typeof numgen inc mod 2 : meta mark`
 /// (libnftnl's TLVs: type, length, value; numbers in host order): key and data byte
 /// order (host), the key's typeof (expression `numgen`: type incremental, modulus 2,
-/// offset 0), the data's (expression `meta`: key `mark`), and no element merging.
+/// offset 0), the data's (expression `meta`: key `mark`), and data interval 0.
 fn maglev_map_udata() -> Vec<u8> {
     fn tlv(kind: u8, value: &[u8]) -> Vec<u8> {
         [&[kind, value.len() as u8][..], value].concat()
