@@ -31,6 +31,25 @@ fn assert_none_broken(r: &PhaseReport, c: &Cluster) {
     assert!(r.echoes > 0, "phase {}: no echo at all", r.phase);
 }
 
+/// Proposes `text` as patch file `name` (with `reason`) and waits until it is applied.
+fn propose(c: &Cluster, name: &str, text: &str, reason: &str) {
+    let patch = c.work.join(name);
+    std::fs::write(&patch, text).expect("patch");
+    let o = c.hactl(&[
+        "propose",
+        "--patch",
+        &patch.to_string_lossy(),
+        "--wait",
+        "--reason",
+        reason,
+    ]);
+    assert!(
+        o.status.success(),
+        "propose: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// Waits until lvs02 has pinned every flow lvs01 reports forwarding (flow sync).
 fn wait_pinned_on_lvs02(c: &Cluster, at_least: usize) {
     wait_for(Duration::from_secs(20), "lvs02 pins lvs01's flows", || {
@@ -199,21 +218,7 @@ fn weight_0_drains_without_breaking_connections() {
         start.new_on.get("rs02").copied().unwrap_or(0) > 0,
         "no connection went to rs02 before the drain: {start:?}"
     );
-    let patch = c.work.join("drain.conf");
-    std::fs::write(&patch, echo_service("wrr", [1, 0])).expect("patch");
-    let o = c.hactl(&[
-        "propose",
-        "--patch",
-        &patch.to_string_lossy(),
-        "--wait",
-        "--reason",
-        "drain rs02",
-    ]);
-    assert!(
-        o.status.success(),
-        "propose: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    propose(&c, "drain.conf", &echo_service("wrr", [1, 0]), "drain rs02");
     let mut new = Clients::start(&c.lab.client, "ens33", &sources(111, 4), &target, 40);
     assert!(
         new.settle(10, Duration::from_secs(60)),
@@ -367,20 +372,11 @@ fn a_real_server_added_by_proposal_takes_a_third_of_new_mh_port_connections_and_
     );
 
     let three: Vec<(&str, u32)> = RS_ADDRS.iter().copied().chain([RS03]).map(|a| (a, 1)).collect();
-    let patch = c.work.join("add.conf");
-    std::fs::write(&patch, echo_service_on("mh", &["mh-port"], &three)).expect("patch");
-    let o = c.hactl(&[
-        "propose",
-        "--patch",
-        &patch.to_string_lossy(),
-        "--wait",
-        "--reason",
+    propose(
+        &c,
+        "add.conf",
+        &echo_service_on("mh", &["mh-port"], &three),
         "add rs03",
-    ]);
-    assert!(
-        o.status.success(),
-        "propose: {}",
-        String::from_utf8_lossy(&o.stderr)
     );
     let after = wait_for(Duration::from_secs(20), "rs03 in both directors' tables", || {
         let t = maglev_table(&c.lab.directors[0]);

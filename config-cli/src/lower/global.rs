@@ -129,13 +129,7 @@ pub fn global_defs(cx: &mut Ctx, s: &Stmt, g: &mut GlobalDefs) {
             "enable_script_security" => g.enable_script_security = cx.flag(c),
             "lvs_sync_daemon" => {
                 if let Some(l) = &g.lvs_sync_daemon {
-                    cx.warning(
-                        c.span(),
-                        format!(
-                            "lvs_sync_daemon is already set ({} {}): this line is ignored, as keepalived ignores it",
-                            l.interface, l.instance
-                        ),
-                    );
+                    sync_daemon_already_set(cx, c, l);
                 } else if let Some(l) = lvs_sync_daemon(cx, c) {
                     cx.mark("global lvs_sync_daemon", c.span());
                     g.lvs_sync_daemon = Some(l);
@@ -225,4 +219,16 @@ fn lvs_sync_daemon(cx: &mut Ctx, c: &Stmt) -> Option<LvsSyncDaemon> {
         i += 2;
     }
     Some(l)
+}
+
+/// A second `lvs_sync_daemon` (or instance `lvs_sync_daemon_interface`) line: keepalived
+/// keeps the first and ignores this one, with a warning.
+pub(super) fn sync_daemon_already_set(cx: &mut Ctx, c: &Stmt, l: &LvsSyncDaemon) {
+    cx.warning(
+        c.span(),
+        format!(
+            "lvs_sync_daemon is already set ({} {}): this line is ignored, as keepalived ignores it",
+            l.interface, l.instance
+        ),
+    );
 }

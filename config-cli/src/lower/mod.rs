@@ -205,13 +205,7 @@ fn sync_daemon_of_instance(cx: &mut Ctx, s: &Stmt, g: &mut crate::model::GlobalD
         };
         cx.max_args(c, 1);
         if let Some(l) = &g.lvs_sync_daemon {
-            cx.warning(
-                c.span(),
-                format!(
-                    "lvs_sync_daemon is already set ({} {}): this line is ignored, as keepalived ignores it",
-                    l.interface, l.instance
-                ),
-            );
+            global::sync_daemon_already_set(cx, c, l);
             continue;
         }
         cx.warning(
