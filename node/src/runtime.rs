@@ -467,24 +467,32 @@ impl Director {
         }
         let Some(dp) = self.dataplane.clone() else { return };
         self.sync_daemon = Some(want.clone());
+        // The VRRP instance it follows, for the log lines.
+        let instance = match self.view.get(&Key::Global) {
+            Some(Item::Global { defs, .. }) => defs.lvs_sync_daemon.as_ref().map(|l| l.instance.clone()),
+            _ => None,
+        }
+        .unwrap_or_default();
         dp.send(SetSyncDaemon(want))
             .into_actor(self)
-            .map(|r, act, _| {
-                let r = r.map_err(|e| ::actors::lb::kernel::KernelError::other(e.to_string())).and_then(|r| r);
+            .map(move |r, act, _| {
+                let r = r
+                    .map_err(|e| ::actors::lb::kernel::KernelError::other(e.to_string()))
+                    .and_then(|r| r);
                 match r {
                     Ok(steps) => {
                         for s in steps {
                             match s {
-                                Step::Stop(role) => {
-                                    tracing::info!(director = %act.name, role = role.name(), "IPVS sync daemon stopped")
-                                }
-                                Step::Start(role, spec) => tracing::info!(director = %act.name, role = role.name(),
-                                    interface = %spec.interface, sync_id = spec.sync_id, "IPVS sync daemon started"),
+                                Step::Stop(role) => tracing::info!(director = %act.name, %instance,
+                                    role = role.name(), "IPVS sync daemon stopped"),
+                                Step::Start(role, spec) => tracing::info!(director = %act.name, %instance,
+                                    role = role.name(), interface = %spec.interface, sync_id = spec.sync_id,
+                                    "IPVS sync daemon started"),
                             }
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(director = %act.name, "lvs_sync_daemon: {e}");
+                        tracing::warn!(director = %act.name, %instance, "lvs_sync_daemon: {e}");
                         act.errors.push(format!("lvs_sync_daemon: {e}"));
                         // Not known now: asked again with the next change.
                         act.sync_daemon = None;
