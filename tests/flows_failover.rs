@@ -31,6 +31,16 @@ fn assert_none_broken(r: &PhaseReport, c: &Cluster) {
     assert!(r.echoes > 0, "phase {}: no echo at all", r.phase);
 }
 
+/// Waits until every connection of `clients` has echoed `echoes` times in this phase
+/// (else fails, saying `what` with the directors' logs).
+fn settled(c: &Cluster, clients: &mut Clients, echoes: u64, what: &str) {
+    assert!(
+        clients.settle(echoes, Duration::from_secs(60)),
+        "{what}\n{}",
+        c.logs()
+    );
+}
+
 /// Proposes `text` as patch file `name` (with `reason`) and waits until it is applied.
 fn propose(c: &Cluster, name: &str, text: &str, reason: &str) {
     let patch = c.work.join(name);
@@ -121,11 +131,7 @@ fn connections_survive_every_failover(sched: &str) {
     let _echo = start_echo(&c.lab);
     let target = format!("{VIP}:{ECHO_PORT}");
     let mut first = Clients::start(&c.lab.client, "ens33", &sources(101, 8), &target, CONNECTIONS);
-    assert!(
-        first.settle(10, Duration::from_secs(60)),
-        "connections did not settle\n{}",
-        c.logs()
-    );
+    settled(&c, &mut first, 10, "connections did not settle");
     let start = first.phase("kill-9");
     assert!(
         start.new_on.len() == 2,
@@ -208,11 +214,7 @@ fn weight_0_drains_without_breaking_connections() {
     let _echo = start_echo(&c.lab);
     let target = format!("{VIP}:{ECHO_PORT}");
     let mut old = Clients::start(&c.lab.client, "ens33", &sources(101, 4), &target, 60);
-    assert!(
-        old.settle(10, Duration::from_secs(60)),
-        "connections did not settle\n{}",
-        c.logs()
-    );
+    settled(&c, &mut old, 10, "connections did not settle");
     let start = old.phase("drain");
     assert!(
         start.new_on.get("rs02").copied().unwrap_or(0) > 0,
@@ -220,16 +222,8 @@ fn weight_0_drains_without_breaking_connections() {
     );
     propose(&c, "drain.conf", &echo_service("wrr", [1, 0]), "drain rs02");
     let mut new = Clients::start(&c.lab.client, "ens33", &sources(111, 4), &target, 40);
-    assert!(
-        new.settle(10, Duration::from_secs(60)),
-        "new connections did not settle\n{}",
-        c.logs()
-    );
-    assert!(
-        old.settle(20, Duration::from_secs(60)),
-        "old connections stalled\n{}",
-        c.logs()
-    );
+    settled(&c, &mut new, 10, "new connections did not settle");
+    settled(&c, &mut old, 20, "old connections stalled");
     let drained = old.phase("takeover");
     let opened = new.phase("takeover");
     println!("drain: {drained:?}\nnew: {opened:?}");
@@ -249,10 +243,11 @@ fn weight_0_drains_without_breaking_connections() {
     wait_traffic_on(&c, 1);
     let mut newer = Clients::start(&c.lab.client, "ens33", &sources(115, 2), &target, 20);
     none_broken(&c, &mut [&mut old, &mut new], "takeover", "end");
-    assert!(
-        newer.settle(10, Duration::from_secs(60)),
-        "connections opened after the takeover did not settle\n{}",
-        c.logs()
+    settled(
+        &c,
+        &mut newer,
+        10,
+        "connections opened after the takeover did not settle",
     );
     let after = newer.phase("end");
     assert_eq!(after.broken, 0, "{after:?}");
@@ -271,11 +266,7 @@ fn a_failed_real_server_breaks_only_its_own_connections() {
     let mut echo = start_echo(&c.lab);
     let target = format!("{VIP}:{ECHO_PORT}");
     let mut clients = Clients::start(&c.lab.client, "ens33", &sources(101, 8), &target, 100);
-    assert!(
-        clients.settle(10, Duration::from_secs(60)),
-        "connections did not settle\n{}",
-        c.logs()
-    );
+    settled(&c, &mut clients, 10, "connections did not settle");
     let start = clients.phase("rs02-fails");
     let on_rs02 = start.new_on.get("rs02").copied().unwrap_or(0);
     assert!(on_rs02 > 0, "no connection on rs02: {start:?}");
@@ -286,10 +277,11 @@ fn a_failed_real_server_breaks_only_its_own_connections() {
         let t = String::from_utf8_lossy(&o.stdout).to_string();
         (!t.contains(&format!("198.18.116.132:{ECHO_PORT}"))).then_some(())
     });
-    assert!(
-        clients.settle(10, Duration::from_secs(60)),
-        "connections did not settle after rs02 failed\n{}",
-        c.logs()
+    settled(
+        &c,
+        &mut clients,
+        10,
+        "connections did not settle after rs02 failed",
     );
     let r = clients.phase("end");
     println!("{r:?}");
@@ -356,11 +348,7 @@ fn a_real_server_added_by_proposal_takes_a_third_of_new_mh_port_connections_and_
     let _echo3 = start_echo_on(&c.lab, 2, RS03);
     let target = format!("{VIP}:{ECHO_PORT}");
     let mut old = Clients::start(&c.lab.client, "ens33", &sources(101, 8), &target, CONNECTIONS);
-    assert!(
-        old.settle(10, Duration::from_secs(60)),
-        "connections did not settle\n{}",
-        c.logs()
-    );
+    settled(&c, &mut old, 10, "connections did not settle");
     let start = old.phase("add");
     assert!(start.new_on.len() == 2, "{start:?}");
     let before = maglev_table(&c.lab.directors[0]);
@@ -397,16 +385,8 @@ fn a_real_server_added_by_proposal_takes_a_third_of_new_mh_port_connections_and_
     // New connections from one client address: about a third to rs03. 240 of them: 80
     // expected, standard deviation 7.3; the bounds are 4.5 of them (and exclude half).
     let mut one = Clients::start(&c.lab.client, "ens33", &sources(120, 1), &target, 240);
-    assert!(
-        one.settle(10, Duration::from_secs(60)),
-        "new connections did not settle\n{}",
-        c.logs()
-    );
-    assert!(
-        old.settle(20, Duration::from_secs(60)),
-        "old connections stalled\n{}",
-        c.logs()
-    );
+    settled(&c, &mut one, 10, "new connections did not settle");
+    settled(&c, &mut old, 20, "old connections stalled");
     let kept = old.phase("end");
     let opened = one.phase("end");
     println!("existing: {kept:?}\nfrom one address: {opened:?}");

@@ -747,6 +747,17 @@ fn addr_field(v6: bool, source: bool) -> (u32, u32) {
     }
 }
 
+/// Loads the source port (`th sport`) into the 4-byte register after `bytes` of a key
+/// or hash input that starts at `REG_1` (as nft concatenates).
+fn source_port(bytes: u32) -> Expr {
+    Expr::Payload {
+        base: Base::Transport,
+        offset: 0,
+        len: 2,
+        dreg: expr::reg32_after(bytes),
+    }
+}
+
 /// The prefix mask of an address, in network order.
 fn prefix_mask(v6: bool, prefix: u8) -> Vec<u8> {
     if v6 {
@@ -788,12 +799,7 @@ fn update_exprs(nat: bool, v6: bool, affinity: Affinity, timeout: u32) -> Vec<Ex
             format!("pflows{}", fam(v6))
         }
         _ => {
-            e.push(Expr::Payload {
-                base: Base::Transport,
-                offset: 0,
-                len: 2,
-                dreg: expr::reg32_after(key_len),
-            });
+            e.push(source_port(key_len));
             key_len += 4;
             format!("flows{}", fam(v6))
         }
@@ -881,12 +887,7 @@ pub fn service_rules(st: &SvcState) -> Result<Vec<Rule>, String> {
                 // sh-port / mh-port: the source port too (each in its own 4-byte
                 // register, as nft concatenates).
                 if source && st.spec.hashes_port() {
-                    exprs.push(Expr::Payload {
-                        base: Base::Transport,
-                        offset: 0,
-                        len: 2,
-                        dreg: expr::reg32_after(len),
-                    });
+                    exprs.push(source_port(len));
                     hashed += 4;
                     input.push_str(" . th sport");
                 }
