@@ -373,6 +373,7 @@ impl Api {
             (&Method::POST, SNAPSHOT_PATH) => self.raft_snapshot(&req).await,
             (&Method::POST, crate::flow_sync::FLOWS_PATH) => self.cluster_flows(&req),
             (&Method::GET, crate::flow_sync::FLOWS_PATH) => self.pinned_flows(&req).await,
+            (&Method::GET, crate::ipvs_catch_up::CONNS_PATH) => self.ipvs_conns(&req).await,
             (&Method::POST, "/v1/proposals") => self.propose(&req).await,
             (&Method::GET, "/v1/config") => self.config(&req).await,
             (&Method::GET, "/v1/config/tree") => self.config_tree().await,
@@ -455,6 +456,42 @@ impl Api {
                 format!("flows: {e}").into_bytes(),
             ),
             None => not_syncing(),
+        }
+    }
+
+    /// The connections this director's IPVS kernel forwards, for a director catching up
+    /// before it takes a VIP back (`lvs_sync_daemon`, issue 22).
+    async fn ipvs_conns(&self, req: &Req) -> Reply {
+        // A member's certificate only: the answer names every client.
+        if let Err(reply) = self.check_sender(req, node_id(&req.who.name)) {
+            return reply;
+        }
+        let list = match &self.runtime {
+            Some(rt) => rt.ipvs_conns().await,
+            None => None,
+        };
+        match list {
+            Some(Ok(mut list)) => {
+                list.from = self.node.name.clone();
+                match codec::encode(&list) {
+                    Ok(body) => raw(StatusCode::OK, CONTENT_TYPE, body),
+                    Err(e) => raw(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "text/plain",
+                        e.to_string().into_bytes(),
+                    ),
+                }
+            }
+            Some(Err(e)) => raw(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("IPVS connections: {e}").into_bytes(),
+            ),
+            None => raw(
+                StatusCode::NOT_IMPLEMENTED,
+                "text/plain",
+                b"IPVS connections: this director's data plane is not IPVS".to_vec(),
+            ),
         }
     }
 

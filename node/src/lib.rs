@@ -14,6 +14,7 @@ pub mod admin;
 pub mod auth;
 pub mod director;
 pub mod flow_sync;
+pub mod ipvs_catch_up;
 pub mod journal;
 pub mod liveness;
 pub mod metrics;

@@ -63,14 +63,48 @@ pub struct Runtime {
 #[derive(Clone)]
 struct FlowWiring {
     sync: Arc<std::sync::OnceLock<::actors::lb::flowsync::FlowSync>>,
-    /// Requests to catch up with the flows other directors pin: id, from whom (None:
-    /// every peer), whether theirs replace this director's own pins.
-    catch_up: tokio::sync::mpsc::Sender<(u64, Option<String>, bool)>,
+    /// Requests to catch up with what other directors forward: id, from whom (None:
+    /// every peer), what.
+    catch_up: tokio::sync::mpsc::Sender<(u64, Option<String>, CatchUp)>,
     learned: tokio::sync::mpsc::Sender<Vec<::actors::lb::flows::FlowRecord>>,
     sent: Arc<crate::flow_sync::SendStats>,
     /// One dump of the flow maps at a time (they are read under the kernel handle).
     dumping: Arc<tokio::sync::Semaphore>,
 }
+
+/// What a director catches up with before its fence lets it claim MASTER.
+#[derive(Clone, Copy, Debug)]
+enum CatchUp {
+    /// The flows other directors pin (nftables); `replace`: theirs replace this
+    /// director's own pins.
+    Flows { replace: bool },
+    /// The connections forwarding directors hold, delivered by the kernel's sync
+    /// daemon (IPVS with `lvs_sync_daemon`).
+    IpvsConns,
+}
+
+impl CatchUp {
+    /// The longest it holds the config fence.
+    fn limit(self) -> Duration {
+        match self {
+            CatchUp::Flows { .. } => CATCH_UP_LIMIT,
+            CatchUp::IpvsConns => crate::ipvs_catch_up::LIMIT,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            CatchUp::Flows { .. } => "flows",
+            CatchUp::IpvsConns => "IPVS connections",
+        }
+    }
+}
+
+/// Whether this director's kernel is IPVS and which VRRP instances it is MASTER of
+/// (for `GET /cluster/ipvs-conns`).
+#[derive(Message)]
+#[rtype(result = "(bool, bool)")]
+struct GetForwarding;
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -130,9 +164,9 @@ struct GetTables;
 struct Director {
     name: String,
     flows: FlowWiring,
-    /// Catch-ups of other directors' flows in flight (by request id, since when): the
-    /// config fence holds meanwhile, for at most [`CATCH_UP_LIMIT`].
-    catching_up: BTreeMap<u64, (String, Instant)>,
+    /// Catch-ups in flight (by request id: what, from whom, since when): the config
+    /// fence holds meanwhile, for at most the catch-up's limit.
+    catching_up: BTreeMap<u64, (CatchUp, String, Instant)>,
     next_catch_up: u64,
     /// The VRRP instances that are MASTER here now.
     masters: BTreeSet<String>,
@@ -225,17 +259,14 @@ impl Director {
             .map(|t| t.elapsed() >= self.options.cutoff_after)
             .unwrap_or(false);
         if self.applied == Some(*committed) {
-            let pulling: Vec<&str> = self
+            let pulling: Vec<String> = self
                 .catching_up
                 .values()
-                .filter(|(_, since)| since.elapsed() < CATCH_UP_LIMIT)
-                .map(|(from, _)| from.as_str())
+                .filter(|(what, _, since)| since.elapsed() < what.limit())
+                .map(|(what, from, _)| format!("{} from {from}", what.what()))
                 .collect();
             if !pulling.is_empty() {
-                return (
-                    true,
-                    format!("held (catching up flows from {})", pulling.join(" ")),
-                );
+                return (true, format!("held (catching up {})", pulling.join(", ")));
             }
             return (false, "open".into());
         }
@@ -568,13 +599,14 @@ impl Handler<CaughtUp> for Director {
     type Result = ();
 
     fn handle(&mut self, m: CaughtUp, _ctx: &mut Context<Self>) {
-        if let Some((from, since)) = self.catching_up.remove(&m.id) {
+        if let Some((what, from, since)) = self.catching_up.remove(&m.id) {
             let ms = since.elapsed().as_millis();
+            let what = what.what();
             if m.failed {
                 self.counters.flow_catch_up_failures += 1;
-                tracing::warn!(director = %self.name, from = %from, "flow sync: catch-up incomplete after {ms} ms: {}", m.summary);
+                tracing::warn!(director = %self.name, from = %from, "catch-up of {what} incomplete after {ms} ms: {}", m.summary);
             } else {
-                tracing::info!(director = %self.name, from = %from, "flow sync: caught up in {ms} ms: {}", m.summary);
+                tracing::info!(director = %self.name, from = %from, "caught up with {what} in {ms} ms: {}", m.summary);
             }
         }
         self.update_fence();
@@ -582,21 +614,28 @@ impl Handler<CaughtUp> for Director {
 }
 
 impl Director {
-    /// Asks for the flows `peer` (None: every other director) pins, and holds the config
-    /// fence until they are pinned here (at most [`CATCH_UP_LIMIT`]): a director that
-    /// restarted or was cut off takes no VIP over without the flows it missed.
+    /// Asks what `peer` (None: every other director) forwards, and holds the config
+    /// fence until this director has it too (at most the catch-up's limit): a director
+    /// that restarted or was cut off takes no VIP over without the flows (nftables) or
+    /// the connections (IPVS with `lvs_sync_daemon`) it missed.
     fn catch_up(&mut self, peer: Option<String>) {
-        if self.flows.sync.get().is_none() {
+        let what = if self.flows.sync.get().is_some() {
+            // A director that forwards nothing (no MASTER instance) holds only what it
+            // pinned before it went away: the others' pins are newer. One that forwards
+            // keeps its own.
+            CatchUp::Flows {
+                replace: self.masters.is_empty(),
+            }
+        } else if self.backend == "ipvs" && self.wanted_sync_daemon().is_some() {
+            CatchUp::IpvsConns
+        } else {
             return;
-        }
+        };
         self.next_catch_up += 1;
         let id = self.next_catch_up;
         let label = peer.clone().unwrap_or_else(|| "every director".into());
-        // A director that forwards nothing (no MASTER instance) holds only what it pinned
-        // before it went away: the others' pins are newer. One that forwards keeps its own.
-        let replace = self.masters.is_empty();
-        if self.flows.catch_up.try_send((id, peer, replace)).is_ok() {
-            self.catching_up.insert(id, (label, Instant::now()));
+        if self.flows.catch_up.try_send((id, peer, what)).is_ok() {
+            self.catching_up.insert(id, (what, label, Instant::now()));
             self.update_fence();
         }
     }
@@ -1014,6 +1053,14 @@ impl Handler<GetRuntimeStatus> for Director {
     }
 }
 
+impl Handler<GetForwarding> for Director {
+    type Result = MessageResult<GetForwarding>;
+
+    fn handle(&mut self, _: GetForwarding, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult((self.backend == "ipvs", !self.masters.is_empty()))
+    }
+}
+
 impl Handler<GetTables> for Director {
     type Result = ResponseFuture<(String, Option<u64>, Tables)>;
 
@@ -1138,9 +1185,13 @@ impl Runtime {
             let (node, sync, director) = (node.clone(), rt.flows.sync.clone(), rt.addr.clone());
             tokio::spawn(async move {
                 let mut rx = catch_up_rx;
-                while let Some((id, peer, replace)) = rx.recv().await {
-                    let summary = crate::flow_sync::catch_up(&node, &sync, peer.as_deref(), replace).await;
-                    let (summary, failed) = summary;
+                while let Some((id, peer, what)) = rx.recv().await {
+                    let (summary, failed) = match what {
+                        CatchUp::Flows { replace } => {
+                            crate::flow_sync::catch_up(&node, &sync, peer.as_deref(), replace).await
+                        }
+                        CatchUp::IpvsConns => crate::ipvs_catch_up::catch_up(&node, peer.as_deref()).await,
+                    };
                     director.do_send(CaughtUp { id, summary, failed });
                 }
             });
@@ -1224,6 +1275,28 @@ impl Runtime {
         })
         .await;
         Some(r.unwrap_or_else(|e| Err(e.to_string())))
+    }
+
+    /// The live connections in this director's IPVS kernel while it forwards (None: its
+    /// backend is not IPVS), for a director catching up.
+    pub async fn ipvs_conns(&self) -> Option<Result<crate::ipvs_catch_up::ConnList, String>> {
+        let (ipvs, forwarding) = self.addr.send(GetForwarding).await.ok()?;
+        if !ipvs {
+            return None;
+        }
+        let keys = if forwarding {
+            match crate::ipvs_catch_up::live_keys().await {
+                Ok(k) => k,
+                Err(e) => return Some(Err(e)),
+            }
+        } else {
+            Vec::new()
+        };
+        Some(Ok(crate::ipvs_catch_up::ConnList {
+            from: String::new(),
+            forwarding,
+            keys,
+        }))
     }
 
     /// The flow sync's counters: the data plane's side (None: its backend does not sync

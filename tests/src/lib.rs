@@ -40,6 +40,7 @@ pub fn free_port() -> u16 {
 
 pub mod conn_harness;
 pub mod fuzz;
+pub mod ipvs_cluster;
 pub mod netns;
 pub mod scale;
 pub mod scale_lab;

@@ -7,6 +7,7 @@
 //! them. Results come back on the serial console between marker lines.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -59,8 +60,9 @@ fn kernel() -> Result<(PathBuf, PathBuf), String> {
         .ok_or_else(|| "no /boot/vmlinuz-* with /lib/modules (apt-get install linux-image-amd64)".into())
 }
 
-/// Module file paths (relative to the modules dir) in load order.
-fn module_order(mods: &Path) -> Result<Vec<String>, String> {
+/// Module file paths (relative to the modules dir) in load order: [`MODULES`] and
+/// `extra`.
+fn module_order(mods: &Path, extra: &[&str]) -> Result<Vec<String>, String> {
     let dep = std::fs::read_to_string(mods.join("modules.dep")).map_err(|e| format!("modules.dep: {e}"))?;
     let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut by_name: BTreeMap<String, String> = BTreeMap::new();
@@ -103,7 +105,7 @@ fn module_order(mods: &Path) -> Result<Vec<String>, String> {
         }
         order.push(m.to_string());
     }
-    for want in MODULES {
+    for want in MODULES.iter().chain(extra) {
         let m = by_name
             .get(*want)
             .ok_or_else(|| format!("module {want} not in {}", mods.display()))?;
@@ -299,8 +301,19 @@ echo "@@END"
 poweroff -f
 "#;
 
-/// The kernel to boot and an initramfs with `script` as /t/test.sh and `files` under /t.
-fn initramfs(script: &str, files: &[(&str, Vec<u8>)]) -> Result<(PathBuf, PathBuf), String> {
+/// What a VM carries besides the test script: `files` under /t, the target directory's
+/// binaries `bins` in /bin (stripped, with their libraries), and kernel `modules` loaded
+/// besides [`MODULES`].
+#[derive(Default)]
+pub struct Payload<'a> {
+    pub files: &'a [(&'a str, Vec<u8>)],
+    pub bins: &'a [&'a str],
+    pub modules: &'a [&'a str],
+}
+
+/// The kernel to boot and an initramfs with `script` as /t/test.sh and `payload`.
+fn initramfs(script: &str, payload: &Payload) -> Result<(PathBuf, PathBuf), String> {
+    let Payload { files, bins, modules } = payload;
     let (vmlinuz, mods) = kernel()?;
     let cache = crate::bin_dir().join("vm-cache");
     std::fs::create_dir_all(&cache).map_err(|e| format!("{}: {e}", cache.display()))?;
@@ -320,17 +333,23 @@ fn initramfs(script: &str, files: &[(&str, Vec<u8>)]) -> Result<(PathBuf, PathBu
         .map(Path::new)
         .find(|p| p.exists())
         .ok_or("ipvsadm not installed (apt-get install ipvsadm)")?;
-    let lb_sync = crate::bin_dir().join("lb-sync");
+    let ours: Vec<(&str, PathBuf)> = std::iter::once("lb-sync")
+        .chain(bins.iter().copied())
+        .map(|b| (b, crate::bin_dir().join(b)))
+        .collect();
     let mut libs = BTreeSet::new();
-    for bin in [ipvsadm, lb_sync.as_path()] {
+    libs.extend(libraries(ipvsadm)?);
+    for (_, bin) in &ours {
         libs.extend(libraries(bin)?);
     }
     for lib in libs {
         cpio.file(&lib.to_string_lossy(), 0o755, &read(&lib)?);
     }
     cpio.file("/sbin/ipvsadm", 0o755, &read(ipvsadm)?);
-    cpio.file("/bin/lb-sync", 0o755, &stripped(&lb_sync, &cache)?);
-    let order = module_order(&mods)?;
+    for (name, bin) in &ours {
+        cpio.file(&format!("/bin/{name}"), 0o755, &stripped(bin, &cache)?);
+    }
+    let order = module_order(&mods, modules)?;
     let mut names = Vec::new();
     for rel in &order {
         let base = Path::new(rel)
@@ -347,7 +366,7 @@ fn initramfs(script: &str, files: &[(&str, Vec<u8>)]) -> Result<(PathBuf, PathBu
     }
     cpio.file("/modules.order", 0o644, names.join("\n").as_bytes());
     cpio.file("/t/test.sh", 0o755, script.as_bytes());
-    for (name, data) in files {
+    for (name, data) in files.iter() {
         cpio.file(&format!("/t/{name}"), 0o644, data);
     }
     static BUILT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -360,8 +379,19 @@ fn initramfs(script: &str, files: &[(&str, Vec<u8>)]) -> Result<(PathBuf, PathBu
 /// Boots `initrd` with the network card `nic` (qemu arguments; `-nic none` for none),
 /// its console on a pipe.
 fn boot(vmlinuz: &Path, initrd: &Path, nic: &[String]) -> Result<std::process::Child, String> {
-    Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1"])
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.stdin(Stdio::null());
+    boot_with(qemu, vmlinuz, initrd, nic)
+}
+
+/// Boots with `qemu` (the program, maybe wrapped, with its stdin set).
+fn boot_with(
+    mut qemu: Command,
+    vmlinuz: &Path,
+    initrd: &Path,
+    nic: &[String],
+) -> Result<std::process::Child, String> {
+    qemu.args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1"])
         .arg("-kernel")
         .arg(vmlinuz)
         .arg("-initrd")
@@ -377,7 +407,6 @@ fn boot(vmlinuz: &Path, initrd: &Path, nic: &[String]) -> Result<std::process::C
             "stdio",
         ])
         .args(nic)
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -439,7 +468,13 @@ impl Console {
 /// Builds the initramfs (with `script` as /t/test.sh and `files` under /t) and boots it
 /// without a network card; returns the console output between `@@READY` and `@@END`.
 pub fn run(script: &str, files: &[(&str, Vec<u8>)], timeout: Duration) -> Result<String, String> {
-    let (vmlinuz, initrd) = initramfs(script, files)?;
+    let (vmlinuz, initrd) = initramfs(
+        script,
+        &Payload {
+            files,
+            ..Payload::default()
+        },
+    )?;
     let started = Instant::now();
     let child = boot(&vmlinuz, &initrd, &["-nic".into(), "none".into()])?;
     Console::start(child, initrd)?.finish(started + timeout, timeout)
@@ -466,7 +501,11 @@ pub fn run_pair(
             format!("virtio-net-pci,netdev=n0,mac=52:54:00:00:00:0{}", i + 1),
         ]
     };
-    let (vmlinuz, initrd0) = initramfs(scripts[0], files)?;
+    let payload = Payload {
+        files,
+        ..Payload::default()
+    };
+    let (vmlinuz, initrd0) = initramfs(scripts[0], &payload)?;
     let first = Console::start(boot(&vmlinuz, &initrd0, &nic(0, "listen"))?, initrd0)?;
     // The second connects once the first listens (qemu does not retry).
     let listening = || {
@@ -484,10 +523,169 @@ pub fn run_pair(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (_, initrd1) = initramfs(scripts[1], files)?;
+    let (_, initrd1) = initramfs(scripts[1], &payload)?;
     let second = Console::start(boot(&vmlinuz, &initrd1, &nic(1, "connect"))?, initrd1)?;
     let deadline = started + timeout;
     let b = second.finish(deadline, timeout);
     let a = first.finish(deadline, timeout);
     Ok([a?, b?])
+}
+
+/// The console loop of a [`LiveVm`]: each line `@@CMD ID BASE64` runs the decoded command
+/// and answers `@@OUT ID`, its output, `@@RC ID STATUS`.
+const CONSOLE_LOOP: &str = r#"
+while read -r tag id b64; do
+  [ "$tag" = "@@CMD" ] || continue
+  echo "$b64" | base64 -d > /tmp/cmd.sh
+  sh /tmp/cmd.sh > /tmp/cmd.out 2>&1 < /dev/null
+  rc=$?
+  echo "@@OUT $id"
+  cat /tmp/cmd.out
+  echo "@@RC $id $rc"
+done
+"#;
+
+/// A VM that stays up while a test drives it: its network card is a tap device on the
+/// bridge `br0` of a switch namespace the test made (see `netns::switch`), so it joins
+/// the test's own namespaces as a host among them; the test runs shell commands in it
+/// over its serial console ([`LiveVm::sh`]). qemu runs inside the switch namespace and
+/// dies with it (and with the test).
+pub struct LiveVm {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    console: std::sync::Arc<std::sync::Mutex<String>>,
+    initrd: PathBuf,
+    seq: u64,
+}
+
+impl LiveVm {
+    /// Boots a VM with `payload`, its `eth0` (MAC `mac`) on tap `tap` of `sw`'s bridge,
+    /// which runs `setup` and then
+    /// takes commands ([`LiveVm::wait_ready`] waits for that). qemu dies with the
+    /// calling thread: boot from the test's own thread.
+    pub fn boot_on_switch(
+        sw: &crate::netns::Netns,
+        tap: &str,
+        mac: &str,
+        setup: &str,
+        payload: &Payload,
+    ) -> Result<LiveVm, String> {
+        sw.must(&["tuntap", "add", "dev", tap, "mode", "tap"]);
+        sw.must(&["link", "set", tap, "master", "br0"]);
+        sw.must(&["link", "set", tap, "up"]);
+        let script = format!("{setup}\necho @@LIVE\n{CONSOLE_LOOP}");
+        let (vmlinuz, initrd) = initramfs(&script, payload)?;
+        let mut qemu = sw.command("qemu-system-x86_64");
+        qemu.stdin(Stdio::piped());
+        crate::die_with_parent(&mut qemu);
+        let nic = vec![
+            "-netdev".into(),
+            format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
+            "-device".into(),
+            format!("virtio-net-pci,netdev=n0,mac={mac}"),
+        ];
+        let mut child = boot_with(qemu, &vmlinuz, &initrd, &nic)?;
+        let stdin = child.stdin.take().ok_or("qemu stdin")?;
+        let stdout = child.stdout.take().ok_or("qemu stdout")?;
+        let console = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, lines) = std::sync::mpsc::channel();
+        let all = console.clone();
+        std::thread::spawn(move || {
+            let mut r = std::io::BufReader::new(stdout);
+            let mut buf = Vec::new();
+            while matches!(std::io::BufRead::read_until(&mut r, b'\n', &mut buf), Ok(n) if n > 0) {
+                let line = String::from_utf8_lossy(&buf).replace('\r', "");
+                if let Ok(mut c) = all.lock() {
+                    c.push_str(&line);
+                }
+                if tx.send(line.trim_end_matches('\n').to_string()).is_err() {
+                    break;
+                }
+                buf.clear();
+            }
+        });
+        Ok(LiveVm {
+            child,
+            stdin,
+            lines,
+            console,
+            initrd,
+            seq: 0,
+        })
+    }
+
+    /// Waits until the VM has booted and run its setup.
+    pub fn wait_ready(&mut self) -> Result<(), String> {
+        self.expect_line(|l| l == "@@LIVE", Duration::from_secs(180), "the VM to boot")
+            .map(|_| ())
+    }
+
+    /// Waits for a console line `is` accepts.
+    fn expect_line(
+        &mut self,
+        is: impl Fn(&str) -> bool,
+        within: Duration,
+        what: &str,
+    ) -> Result<String, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with("@@INSMOD-FAILED") => return Err(format!("{l}\n{}", self.console())),
+                Ok(l) if is(&l) => return Ok(l),
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(format!(
+                        "timed out after {within:?} waiting for {what}; console:\n{}",
+                        self.console()
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Runs `cmd` with `sh` in the VM: (exit status, output).
+    pub fn sh(&mut self, cmd: &str, within: Duration) -> Result<(i32, String), String> {
+        self.seq += 1;
+        let id = self.seq;
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cmd);
+        writeln!(self.stdin, "@@CMD {id} {b64}")
+            .and_then(|_| self.stdin.flush())
+            .map_err(|e| format!("the VM's console: {e}"))?;
+        let begin = format!("@@OUT {id}");
+        let end = format!("@@RC {id} ");
+        self.expect_line(|l| l == begin, within, cmd)?;
+        let mut out = String::new();
+        loop {
+            let l = self.expect_line(|_| true, within, cmd)?;
+            if let Some(rc) = l.strip_prefix(&end) {
+                return Ok((rc.trim().parse().unwrap_or(-1), out));
+            }
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+
+    /// Runs `cmd`, which must succeed within 60 s; its output.
+    pub fn must(&mut self, cmd: &str) -> String {
+        match self.sh(cmd, Duration::from_secs(60)) {
+            Ok((0, out)) => out,
+            Ok((rc, out)) => panic!("`{cmd}` in the VM exited {rc}:\n{out}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Everything the console printed so far.
+    pub fn console(&self) -> String {
+        self.console.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for LiveVm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.initrd);
+    }
 }

@@ -5,7 +5,9 @@
 //!   [`msg::table`] maps `Op` -> request and dump reply -> table entry. Pure.
 //! - [`frame`]: netlink framing, ack matching, family lookup messages. Pure.
 //! - [`socket`]: [`Ipvs`], the [`super::kernel::KernelLb`] that talks to the kernel.
+//! - [`conns`]: the connection table (`/proc/net/ip_vs_conn`), parsed.
 
+pub mod conns;
 pub mod frame;
 pub mod msg;
 pub mod socket;
