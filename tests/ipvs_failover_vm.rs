@@ -5,7 +5,7 @@
 //! the master's connections to the backup. The witness, the real servers (DR, an echo
 //! service) and the clients are the lab's namespaces, as in `flows_failover`.
 
-use e2e::conn_harness::{sources, start_echo, Clients, PhaseReport, ECHO_PORT};
+use e2e::conn_harness::{echo_service, sources, start_echo, Clients, PhaseReport, ECHO_PORT};
 use e2e::ipvs_cluster::{start_hanode, VmCluster};
 use e2e::seed_cluster::VIP;
 use std::time::Duration;
@@ -153,4 +153,98 @@ fn ipvs_wrr_connections_survive_every_failover_with_lvs_sync_daemon() {
 #[test]
 fn ipvs_mh_connections_survive_every_failover_with_lvs_sync_daemon() {
     ipvs_connections_survive_every_failover("mh");
+}
+
+/// `weight 0` drains on IPVS: connections on the drained real server go on, new ones go
+/// to the other; also after kill -9 of the master (the new master's kernel has the
+/// drained server's connections from the sync daemon, and schedules none to it).
+#[test]
+fn ipvs_weight_0_drains_without_breaking_connections_also_across_a_takeover() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(why) = e2e::vm::unavailable() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let mut c = VmCluster::start("wrr", true);
+    let _echo = start_echo(&c.lab);
+    let target = format!("{VIP}:{ECHO_PORT}");
+    let mut old = Clients::start(&c.lab.client, "ens33", &sources(101, 4), &target, 40);
+    if !old.settle(10, Duration::from_secs(60)) {
+        panic!("connections did not settle\n{}", c.logs());
+    }
+    let start = old.phase("drain");
+    assert!(
+        start.new_on.get("rs02").copied().unwrap_or(0) > 0,
+        "no connection went to rs02 before the drain: {start:?}"
+    );
+    let patch = c.work.join("drain.conf");
+    std::fs::write(&patch, echo_service("wrr", [1, 0])).expect("patch");
+    let o = c.hactl(&[
+        "propose",
+        "--patch",
+        &patch.to_string_lossy(),
+        "--wait=60",
+        "--reason",
+        "drain rs02",
+    ]);
+    assert!(
+        o.status.success(),
+        "propose: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut new = Clients::start(&c.lab.client, "ens33", &sources(111, 4), &target, 20);
+    if !new.settle(10, Duration::from_secs(60)) {
+        panic!("new connections did not settle\n{}", c.logs());
+    }
+    let opened = new.phase("takeover");
+    assert_none_broken(&opened, &mut c);
+    assert_eq!(
+        opened.new_on.get("rs02"),
+        None,
+        "a drained real server got new connections: {opened:?}"
+    );
+    none_broken(&mut c, &mut [&mut old], "drain", "takeover");
+
+    // Across a takeover: the drained server keeps its connections on the new master,
+    // which sends it no new ones either.
+    c.wait_synced_on_lvs02(60);
+    c.vms[0].must("kill -9 $(pidof hanode)");
+    c.wait_backup_takes_over();
+    c.wait_traffic_on(1);
+    let mut newer = Clients::start(&c.lab.client, "ens33", &sources(115, 2), &target, 10);
+    none_broken(&mut c, &mut [&mut old, &mut new], "takeover", "end");
+    if !newer.settle(10, Duration::from_secs(60)) {
+        panic!(
+            "connections opened after the takeover did not settle\n{}",
+            c.logs()
+        );
+    }
+    let after = newer.phase("end");
+    assert_none_broken(&after, &mut c);
+    assert_eq!(
+        after.new_on.get("rs02"),
+        None,
+        "the new master sent new connections to the drained real server: {after:?}"
+    );
+    let table = c.vms[1].must("ipvsadm -Ln");
+    let rs02 = table
+        .lines()
+        .find(|l| l.contains(&format!("198.18.116.132:{ECHO_PORT}")))
+        .unwrap_or_else(|| panic!("rs02 left lvs02's table:\n{table}"));
+    assert_eq!(
+        rs02.split_whitespace().nth(3),
+        Some("0"),
+        "rs02's weight on lvs02: {rs02}"
+    );
+    // rs02's connections from before the drain are all in the new master's kernel.
+    let on_rs02 = c.vms[1]
+        .must("ipvsadm -Lnc")
+        .lines()
+        .filter(|l| l.contains("ESTABLISHED") && l.ends_with(&format!("198.18.116.132:{ECHO_PORT}")))
+        .count();
+    assert_eq!(
+        on_rs02 as u64,
+        start.new_on.get("rs02").copied().unwrap_or(0),
+        "rs02's connections in lvs02's kernel after the takeover"
+    );
 }
