@@ -196,6 +196,10 @@ pub struct RuntimeStatus {
     /// What the cluster transport says of the other directors' processes.
     #[serde(default)]
     pub peers: Vec<PeerInfo>,
+    /// The quorum gate: `off (...)`, `contact with N of M voters`, or `lost: N of M
+    /// voters reached; VRRP instances in FAULT` (issue 23).
+    #[serde(default)]
+    pub quorum_gate: String,
 }
 
 /// One other director, as this one's peer-liveness watch sees it.

@@ -374,6 +374,9 @@ impl Api {
             (&Method::POST, crate::flow_sync::FLOWS_PATH) => self.cluster_flows(&req),
             (&Method::GET, crate::flow_sync::FLOWS_PATH) => self.pinned_flows(&req).await,
             (&Method::GET, crate::ipvs_catch_up::CONNS_PATH) => self.ipvs_conns(&req).await,
+            (&Method::GET, crate::quorum::PING_PATH) => {
+                raw(StatusCode::OK, "text/plain", self.node.name.clone().into_bytes())
+            }
             (&Method::POST, "/v1/proposals") => self.propose(&req).await,
             (&Method::GET, "/v1/config") => self.config(&req).await,
             (&Method::GET, "/v1/config/tree") => self.config_tree().await,

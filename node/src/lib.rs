@@ -18,6 +18,7 @@ pub mod ipvs_catch_up;
 pub mod journal;
 pub mod liveness;
 pub mod metrics;
+pub mod quorum;
 pub mod replay;
 pub mod retention;
 pub mod runtime;

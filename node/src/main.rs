@@ -51,6 +51,11 @@ struct Cli {
     /// Kernel table backend: auto (IPVS when available, else nftables), ipvs, nftables.
     #[arg(long)]
     dataplane: Option<String>,
+    /// The quorum gate (split-brain guard): a director that cannot reach a majority of the
+    /// cluster's voters puts its VRRP instances in FAULT (releases its VIPs) until it can.
+    /// `auto`: on with three voters or more (keepalived's behaviour with two); `on`; `off`.
+    #[arg(long, value_parser = ["auto", "on", "off"])]
+    quorum_gate: Option<String>,
     /// A device DR traffic arrives on (nftables); repeat for more.
     #[arg(long)]
     ingress: Vec<String>,
@@ -183,12 +188,19 @@ fn settings(cli: Cli) -> Result<(Settings, String)> {
             .unwrap_or_else(|| "auto".into())
             .parse::<actors::lb::backend::Choice>()
             .map_err(|e| anyhow::anyhow!("--dataplane: {e}"))?;
+        let quorum_gate = match cli.quorum_gate.or(file.quorum_gate).as_deref() {
+            None | Some("auto") => None,
+            Some("on") => Some(true),
+            Some("off") => Some(false),
+            Some(other) => anyhow::bail!("quorum_gate: expected auto, on or off, got {other:?}"),
+        };
         let mut ingress: std::collections::BTreeSet<String> = file.ingress.into_iter().collect();
         ingress.extend(cli.ingress);
         Some(hanode::runtime::RuntimeOptions {
             backend,
             ingress,
             hold: cli.test_hold_table,
+            quorum_gate,
             ..Default::default()
         })
     };

@@ -37,6 +37,8 @@ pub struct RuntimeOptions {
     pub cutoff_after: Duration,
     /// Test hook: start with the data plane held at this version.
     pub hold: Option<u64>,
+    /// The quorum gate: on, off, or None (automatic: on with three voters or more).
+    pub quorum_gate: Option<bool>,
 }
 
 impl Default for RuntimeOptions {
@@ -46,6 +48,7 @@ impl Default for RuntimeOptions {
             ingress: BTreeSet::new(),
             cutoff_after: Duration::from_secs(3),
             hold: None,
+            quorum_gate: None,
         }
     }
 }
@@ -99,6 +102,11 @@ impl CatchUp {
         }
     }
 }
+
+/// A round of the quorum gate's probes.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct QuorumRound(crate::quorum::Round);
 
 /// Whether this director's kernel is IPVS and which VRRP instances it is MASTER of
 /// (for `GET /cluster/ipvs-conns`).
@@ -170,6 +178,11 @@ struct Director {
     next_catch_up: u64,
     /// The VRRP instances that are MASTER here now.
     masters: BTreeSet<String>,
+    /// The quorum gate: contact with a majority of the voters (times since `started`).
+    gate: ::actors::vrrp::quorum::Gate,
+    started: Instant,
+    /// What the gate says, for status.
+    gate_text: String,
     /// The IPVS sync daemon last asked of the data plane (`lvs_sync_daemon`); None:
     /// not known (at start, or a request failed), so the next update asks again.
     sync_daemon: Option<Option<SyncDaemon>>,
@@ -429,6 +442,11 @@ impl Director {
                 i.do_send(SetFence(fence));
             }
             let result = running.start_missing(&part, Some(events), fence);
+            if !act.gate.in_contact() {
+                for i in &running.instances {
+                    i.do_send(::actors::vrrp::actor::SetQuorum(false));
+                }
+            }
             let started = match &result {
                 Ok(s) => s.clone(),
                 Err(_) => Vec::new(),
@@ -1034,6 +1052,7 @@ impl Handler<GetRuntimeStatus> for Director {
                     gaps: dp.map(|d| d.gaps).unwrap_or_default(),
                 },
                 fence: act.fence_state().1,
+                quorum_gate: act.gate_text.clone(),
                 instances,
                 services: crate::replay::services_info(services),
                 errors: act
@@ -1050,6 +1069,71 @@ impl Handler<GetRuntimeStatus> for Director {
                 peers: act.peers.values().cloned().collect(),
             }
         }))
+    }
+}
+
+impl Director {
+    /// The smallest advert interval of this director's VRRP instances (None: it runs none).
+    fn smallest_advert_int(&self) -> Option<Duration> {
+        self.view
+            .values()
+            .filter_map(|item| match item {
+                Item::Instance(i) => Some(i.advert_int.as_std()),
+                _ => None,
+            })
+            .min()
+    }
+}
+
+impl Handler<QuorumRound> for Director {
+    type Result = ();
+
+    fn handle(&mut self, QuorumRound(r): QuorumRound, _ctx: &mut Context<Self>) {
+        use ::actors::vrrp::quorum::{applies, release_after};
+        let now = self.started.elapsed();
+        for name in &r.answered {
+            self.gate.answered(name, now);
+        }
+        let voters = r.others.len() + usize::from(r.self_votes);
+        let Some(advert) = self.smallest_advert_int() else {
+            self.gate_text = "idle (no VRRP instance)".into();
+            return;
+        };
+        self.gate.set_after(release_after(advert));
+        let change = if !applies(self.options.quorum_gate, voters) {
+            self.gate_text = format!("off ({voters} voter(s); --quorum-gate on turns it on)");
+            self.gate.reset(now)
+        } else if r.stalled {
+            // This process did not run for a while: the silence is its own.
+            None
+        } else {
+            let change = self.gate.evaluate(now, &r.others, r.self_votes);
+            let reached = self.gate.reached(now, &r.others, r.self_votes);
+            self.gate_text = if self.gate.in_contact() {
+                format!("contact with {reached} of {voters} voters")
+            } else {
+                format!(
+                    "lost: {reached} of {voters} voters reached within {} ms; VRRP instances in FAULT",
+                    self.gate.after().as_millis()
+                )
+            };
+            change
+        };
+        let Some(in_contact) = change else {
+            return;
+        };
+        let text = self.gate_text.clone();
+        if in_contact {
+            tracing::info!(director = %self.name, gate = %text, "quorum gate: contact with a majority of the voters is back");
+        } else {
+            tracing::warn!(director = %self.name, gate = %text, "quorum gate: no contact with a majority of the voters; releasing the VIPs");
+        }
+        self.record("quorum", "quorum gate", &text);
+        if let Some(v) = &self.vrrp {
+            for i in &v.instances {
+                i.do_send(::actors::vrrp::actor::SetQuorum(in_contact));
+            }
+        }
     }
 }
 
@@ -1148,6 +1232,12 @@ impl Runtime {
                         catching_up: BTreeMap::new(),
                         next_catch_up: 0,
                         masters: BTreeSet::new(),
+                        gate: ::actors::vrrp::quorum::Gate::new(
+                            Duration::ZERO,
+                            ::actors::vrrp::quorum::release_after(Duration::from_secs(1)),
+                        ),
+                        started: Instant::now(),
+                        gate_text: "not judged yet".into(),
                         sync_daemon: None,
                         stopping: false,
                         sync_daemon_ignored: false,
@@ -1224,6 +1314,9 @@ impl Runtime {
         });
         // The other directors' processes, over the cluster transport.
         spawn_liveness(node.clone(), rt.addr.clone());
+        // Contact with a majority of the voters (the quorum gate).
+        let director = rt.addr.clone();
+        crate::quorum::spawn(node.clone(), move |round| director.do_send(QuorumRound(round)));
         // Whether the cluster is reachable (a leader is known).
         let raft = node.raft.clone();
         let a = rt.addr.clone();

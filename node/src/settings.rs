@@ -83,6 +83,8 @@ pub struct FileSettings {
     /// Devices DR traffic arrives on (nftables), besides those toward the real servers.
     #[serde(default)]
     pub ingress: Vec<String>,
+    /// The quorum gate: `auto` (on with three voters or more), `on` or `off`.
+    pub quorum_gate: Option<String>,
     #[serde(default)]
     pub journal: JournalSettings,
     /// TLS for Raft RPC and the admin API (mutual between directors).

@@ -46,6 +46,7 @@ pub mod scale;
 pub mod scale_lab;
 pub mod seed_cluster;
 pub mod seed_lab;
+pub mod vip_watch;
 pub mod vm;
 pub mod vrrp_lab;
 

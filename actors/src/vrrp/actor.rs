@@ -69,6 +69,12 @@ pub struct InstanceStatus {
 #[rtype(result = "()")]
 pub struct SetFence(pub bool);
 
+/// The quorum gate: whether this director is in contact with a majority of the cluster's
+/// voters (see `Input::Quorum`).
+#[derive(Clone, Copy, Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetQuorum(pub bool);
+
 /// The cluster transport's death signal: the director with these VRRP addresses has lost
 /// its process (see `Input::PeerGone`).
 #[derive(Clone, Debug, Message)]
@@ -639,6 +645,14 @@ impl Handler<PeerGone> for InstanceActor {
         for a in addrs {
             self.feed(Input::PeerGone(a), ctx);
         }
+    }
+}
+
+impl Handler<SetQuorum> for InstanceActor {
+    type Result = ();
+
+    fn handle(&mut self, SetQuorum(in_contact): SetQuorum, ctx: &mut Context<Self>) {
+        self.feed(Input::Quorum(in_contact), ctx);
     }
 }
 

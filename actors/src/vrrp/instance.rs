@@ -46,6 +46,10 @@ pub enum Reason {
     /// A tracked interface or script put the instance in FAULT, or cleared it.
     Fault,
     FaultCleared,
+    /// The quorum gate: this director lost contact with a majority of the Raft voters
+    /// (it may be on the minority side of a partition), or regained it.
+    NoQuorum,
+    QuorumBack,
     /// Its sync group moved it.
     SyncGroup,
     Shutdown,
@@ -63,6 +67,8 @@ impl fmt::Display for Reason {
             Reason::HigherPriority { from, priority } => write!(f, "higher priority {priority} from {from}"),
             Reason::Fault => f.write_str("fault"),
             Reason::FaultCleared => f.write_str("fault cleared"),
+            Reason::NoQuorum => f.write_str("no contact with a majority of the cluster's voters"),
+            Reason::QuorumBack => f.write_str("contact with a majority of the cluster's voters is back"),
             Reason::SyncGroup => f.write_str("sync group"),
             Reason::Shutdown => f.write_str("shutdown"),
         }
@@ -111,6 +117,10 @@ pub enum Input {
     /// kernel table is not yet at the committed config version). A claim it would have
     /// made waits and is made when the fence is lifted, unless a master is heard first.
     Fence(bool),
+    /// The quorum gate (issue 23): `false` when this director has lost contact with a
+    /// majority of the cluster's voters: FAULT (a MASTER sends priority 0 and releases
+    /// its VIPs) until it is `true` again, like a tracked interface going down.
+    Quorum(bool),
     /// The director whose VRRP address this is has lost its process (the cluster
     /// transport's connection was refused by its host). If it is the master this backup
     /// defers to, it is treated as an advert of priority 0: takeover after Skew_Time, so
@@ -142,7 +152,10 @@ pub struct Instance {
     state: State,
     /// Priority in effect (base adjusted by tracking).
     priority: u8,
+    /// FAULT: a tracked interface or script, or the quorum gate.
     fault: bool,
+    tracking_fault: bool,
+    quorum_lost: bool,
     /// The master's advert interval (v3 backups learn it from adverts).
     master_adver_int: Duration,
     deadline: Option<Duration>,
@@ -166,6 +179,8 @@ impl Instance {
             master_adver_int: p.advert_int,
             state: State::Init,
             fault: false,
+            tracking_fault: false,
+            quorum_lost: false,
             deadline: None,
             preempt_at: None,
             last_master: None,
@@ -224,7 +239,15 @@ impl Instance {
                 priority,
                 interval,
             } => self.advert(now, from, priority, interval, &mut out),
-            Input::Tracking { priority, fault } => self.tracking(now, priority, fault, &mut out),
+            Input::Tracking { priority, fault } => {
+                self.priority = priority.max(1);
+                self.tracking_fault = fault;
+                self.set_fault(now, Reason::Fault, Reason::FaultCleared, &mut out);
+            }
+            Input::Quorum(in_contact) => {
+                self.quorum_lost = !in_contact;
+                self.set_fault(now, Reason::NoQuorum, Reason::QuorumBack, &mut out);
+            }
             Input::Force(s) => self.force(now, s, &mut out),
             Input::Shutdown => self.shutdown(&mut out),
             Input::Fence(held) => self.fence(now, held, &mut out),
@@ -294,8 +317,9 @@ impl Instance {
         if self.state != State::Init {
             return;
         }
-        self.fault = fault;
-        if fault {
+        self.tracking_fault = fault;
+        self.fault = fault || self.quorum_lost;
+        if self.fault {
             self.go(State::Fault, Reason::Startup, out);
             self.deadline = None;
             // A crash may have left our VIPs configured: not ours to hold now.
@@ -416,26 +440,27 @@ impl Instance {
         now < until
     }
 
-    fn tracking(&mut self, now: Duration, priority: u8, fault: bool, out: &mut Vec<Action>) {
-        self.priority = priority.max(1);
+    /// FAULT while tracking or the quorum gate says so (`set`/`cleared`: why it changed).
+    fn set_fault(&mut self, now: Duration, set: Reason, cleared: Reason, out: &mut Vec<Action>) {
         let was = self.fault;
+        let fault = self.tracking_fault || self.quorum_lost;
         self.fault = fault;
         match (was, fault, self.state) {
             (false, true, State::Master) => {
                 out.push(Action::Send { priority: 0 });
                 out.push(Action::DelVips);
-                self.go(State::Fault, Reason::Fault, out);
+                self.go(State::Fault, set, out);
                 self.deadline = None;
             }
             (false, true, State::Backup) => {
-                self.go(State::Fault, Reason::Fault, out);
+                self.go(State::Fault, set, out);
                 self.deadline = None;
             }
             (true, false, State::Fault) => {
                 if self.p.priority == 255 && self.p.want_master {
-                    self.claim(now, Reason::FaultCleared, out);
+                    self.claim(now, cleared, out);
                 } else {
-                    self.become_backup(now, Reason::FaultCleared, out);
+                    self.become_backup(now, cleared, out);
                 }
             }
             _ => {}

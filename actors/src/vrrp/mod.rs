@@ -1,6 +1,6 @@
 //! VRRP: packet codec ([`packet`]), IPv4 header handling for raw sockets ([`ipv4`]),
 //! receive checks ([`check`]), the per-instance state machine ([`instance`]), gratuitous
-//! ARP frames ([`garp`]); and the shell: config to spec ([`setup`]), kernel I/O ([`io`]),
+//! ARP frames ([`garp`]), the quorum gate ([`quorum`]); and the shell: config to spec ([`setup`]), kernel I/O ([`io`]),
 //! the actix actor ([`actor`]) and the runner ([`runner`]).
 
 pub mod actor;
@@ -11,6 +11,7 @@ pub mod io;
 pub mod ipv4;
 pub mod notify;
 pub mod packet;
+pub mod quorum;
 pub mod runner;
 pub mod scripts;
 pub mod setup;

@@ -14,6 +14,8 @@ pub struct Router {
     pub sent: Vec<(Duration, u8)>,
     pub transitions: Vec<(Duration, State, State)>,
     pub garps: Vec<Duration>,
+    /// The interval its adverts carry.
+    pub advert_int: Duration,
 }
 
 pub struct Sim {
@@ -47,6 +49,7 @@ impl Sim {
             .into_iter()
             .map(|p| Router {
                 addr: p.primary,
+                advert_int: p.advert_int,
                 inst: Instance::new(p),
                 alive: true,
                 holds_vip: false,
@@ -75,7 +78,7 @@ impl Sim {
                 Action::Send { priority } => {
                     self.routers[i].sent.push((self.now, priority));
                     if !self.cut[i] {
-                        let interval = Duration::from_secs(1);
+                        let interval = self.routers[i].advert_int;
                         self.in_flight
                             .push((self.now + self.latency, i, priority, interval));
                     }

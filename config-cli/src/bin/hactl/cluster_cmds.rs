@@ -549,7 +549,7 @@ fn print_runtime(name: &str, version: u64, hash: &str, rt: &ha_config::api::Runt
         .map(|v| v.to_string())
         .unwrap_or_else(|| "-".into());
     println!(
-        "{name}: config version {version} ({}), data plane {} at version {applied}{}, fence {}",
+        "{name}: config version {version} ({}), data plane {} at version {applied}{}, fence {}, quorum gate {}",
         short(hash),
         if dp.backend.is_empty() { "-" } else { &dp.backend },
         if dp.in_sync {
@@ -557,7 +557,12 @@ fn print_runtime(name: &str, version: u64, hash: &str, rt: &ha_config::api::Runt
         } else {
             " (not in sync)"
         },
-        rt.fence
+        rt.fence,
+        if rt.quorum_gate.is_empty() {
+            "-"
+        } else {
+            &rt.quorum_gate
+        }
     );
     for (op, e) in &dp.gaps {
         println!("  kernel refused: {op}: {e}");
