@@ -104,11 +104,23 @@ fn ipvs_connections_survive_every_failover(sched: &str) {
         "graceful-stop",
     );
     // It took the VIP back once its kernel held the connections lvs02 forwards (the
-    // 20 opened while it was down among them): the catch-up, not luck.
-    let caught = c.vms[0].must("grep 'caught up with IPVS connections' /tmp/hanode.log || true");
-    println!("lvs01: {caught}");
+    // 20 opened while it was down among them): the catch-up came first, not luck.
+    let log = c.vms[0].must("cat /tmp/hanode.log");
+    let since_restart: Vec<&str> = log
+        .lines()
+        .rev()
+        .take_while(|l| !l.contains("hanode started"))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let caught = since_restart
+        .iter()
+        .position(|l| l.contains("caught up with IPVS connections") && l.contains("connection(s) of lvs02"));
+    let master = since_restart.iter().position(|l| l.contains("to=MASTER"));
+    println!("lvs01 after its restart: {:?}", caught.map(|i| since_restart[i]));
     assert!(
-        caught.contains("connection(s) of lvs02"),
+        matches!((caught, master), (Some(c), Some(m)) if c < m),
         "lvs01 did not wait for lvs02's connections before taking the VIP back\n{}",
         c.logs()
     );

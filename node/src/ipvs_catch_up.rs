@@ -25,9 +25,10 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the local table is read while connections are missing.
 const POLL: Duration = Duration::from_millis(100);
 
-/// A director's answer: the live connections in its kernel while it forwards (holds a
-/// VRRP instance as MASTER); none while it does not (a backup's table is what it was
-/// sent, not what it must hand on).
+/// A director's answer: the established connections in its kernel while it forwards (is
+/// MASTER of the instance `lvs_sync_daemon` follows, so its master daemon sends them);
+/// none while it does not (a backup's table is what it was sent, not what it must hand
+/// on).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ConnList {
     pub from: String,

@@ -13,11 +13,12 @@ use std::time::Instant;
 
 pub const PING_PATH: &str = "/cluster/ping";
 
-/// One probe round: the other voters, those that answered, whether this director votes.
+/// One probe round: the other voters, those that answered (and when), whether this
+/// director votes.
 #[derive(Debug, Clone)]
 pub struct Round {
     pub others: Vec<String>,
-    pub answered: Vec<String>,
+    pub answered: Vec<(String, Instant)>,
     pub self_votes: bool,
     /// The round took far longer than it may (this process was stopped or starved): its
     /// silence says nothing about the network.
@@ -42,13 +43,13 @@ pub fn spawn(node: Arc<DirectorNode>, report: impl Fn(Round) + Send + 'static) {
             let mut probes = tokio::task::JoinSet::new();
             for (name, addr) in &others {
                 let (node, name, addr) = (node.clone(), name.clone(), addr.clone());
-                probes.spawn(async move { ping(&node, &addr).await.then_some(name) });
+                probes.spawn(async move { ping(&node, &addr).await.then(|| (name, Instant::now())) });
             }
             let mut answered = Vec::new();
             let deadline = tokio::time::Instant::now() + PROBE_EVERY;
             while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, probes.join_next()).await {
-                if let Ok(Some(name)) = joined {
-                    answered.push(name);
+                if let Ok(Some(answer)) = joined {
+                    answered.push(answer);
                 }
             }
             probes.abort_all();
@@ -62,7 +63,8 @@ pub fn spawn(node: Arc<DirectorNode>, report: impl Fn(Round) + Send + 'static) {
     });
 }
 
-/// Whether the director at `addr` answers the ping within a probe interval.
+/// Whether the director at `addr` answers the ping within a probe interval. Any HTTP
+/// answer is contact (a director of an older version answers 404).
 async fn ping(node: &DirectorNode, addr: &str) -> bool {
     let r = node
         .client
@@ -76,5 +78,5 @@ async fn ping(node: &DirectorNode, addr: &str) -> bool {
             timeout: PROBE_EVERY,
         })
         .await;
-    matches!(r, Ok((status, _)) if status.is_success())
+    r.is_ok()
 }

@@ -183,6 +183,9 @@ struct Director {
     started: Instant,
     /// What the gate says, for status.
     gate_text: String,
+    /// Probe rounds judged so far (contact is assumed for one release time from the first:
+    /// connections to the others are still being made).
+    gate_rounds: u64,
     /// The IPVS sync daemon last asked of the data plane (`lvs_sync_daemon`); None:
     /// not known (at start, or a request failed), so the next update asks again.
     sync_daemon: Option<Option<SyncDaemon>>,
@@ -655,6 +658,8 @@ impl Director {
         if self.flows.catch_up.try_send((id, peer, what)).is_ok() {
             self.catching_up.insert(id, (what, label, Instant::now()));
             self.update_fence();
+        } else {
+            tracing::warn!(director = %self.name, from = %label, "catch-up of {} not started: too many queued", what.what());
         }
     }
 
@@ -942,6 +947,16 @@ impl Handler<PeerLiveness> for Director {
             self.record("peer", &m.name, liveness);
             return;
         }
+        // A dead director sends no more connections: a catch-up of IPVS connections that
+        // waits on it would only keep the fence held (a backup could not take over).
+        let before = self.catching_up.len();
+        self.catching_up.retain(|_, (what, from, _)| {
+            !matches!(what, CatchUp::IpvsConns) || (from != &m.name && from != "every director")
+        });
+        if self.catching_up.len() != before {
+            tracing::info!(director = %self.name, peer = %m.name, "catch-up of IPVS connections given up: the peer's process is gone");
+            self.update_fence();
+        }
         let instances: Vec<_> = self
             .vrrp
             .as_ref()
@@ -1073,12 +1088,13 @@ impl Handler<GetRuntimeStatus> for Director {
 }
 
 impl Director {
-    /// The smallest advert interval of this director's VRRP instances (None: it runs none).
+    /// The smallest interval this director's VRRP instances advertise at, as they run
+    /// it (None: it runs none).
     fn smallest_advert_int(&self) -> Option<Duration> {
         self.view
             .values()
             .filter_map(|item| match item {
-                Item::Instance(i) => Some(i.advert_int.as_std()),
+                Item::Instance(i) => Some(::actors::vrrp::setup::advert_interval(i)),
                 _ => None,
             })
             .min()
@@ -1091,8 +1107,13 @@ impl Handler<QuorumRound> for Director {
     fn handle(&mut self, QuorumRound(r): QuorumRound, _ctx: &mut Context<Self>) {
         use ::actors::vrrp::quorum::{applies, release_after};
         let now = self.started.elapsed();
-        for name in &r.answered {
-            self.gate.answered(name, now);
+        if self.gate_rounds == 0 {
+            self.gate.reset(now);
+        }
+        self.gate_rounds += 1;
+        for (name, at) in &r.answered {
+            self.gate
+                .answered(name, at.saturating_duration_since(self.started));
         }
         let voters = r.others.len() + usize::from(r.self_votes);
         let Some(advert) = self.smallest_advert_int() else {
@@ -1109,8 +1130,16 @@ impl Handler<QuorumRound> for Director {
         } else {
             let change = self.gate.evaluate(now, &r.others, r.self_votes);
             let reached = self.gate.reached(now, &r.others, r.self_votes);
+            let short = if ::actors::vrrp::quorum::in_time(advert) {
+                String::new()
+            } else {
+                format!(
+                    " (advert_int {} ms is too short for the gate to release before another director's master-down timer; 0.5 s or more is)",
+                    advert.as_millis()
+                )
+            };
             self.gate_text = if self.gate.in_contact() {
-                format!("contact with {reached} of {voters} voters")
+                format!("contact with {reached} of {voters} voters{short}")
             } else {
                 format!(
                     "lost: {reached} of {voters} voters reached within {} ms; VRRP instances in FAULT",
@@ -1141,7 +1170,16 @@ impl Handler<GetForwarding> for Director {
     type Result = MessageResult<GetForwarding>;
 
     fn handle(&mut self, _: GetForwarding, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult((self.backend == "ipvs", !self.masters.is_empty()))
+        // Forwarding, for a catch-up: MASTER of the instance the sync daemon follows (its
+        // master daemon sends what this kernel schedules).
+        let syncing = match self.view.get(&Key::Global) {
+            Some(Item::Global { defs, .. }) => defs
+                .lvs_sync_daemon
+                .as_ref()
+                .is_some_and(|l| self.masters.contains(&l.instance)),
+            _ => false,
+        };
+        MessageResult((self.backend == "ipvs", syncing))
     }
 }
 
@@ -1238,6 +1276,7 @@ impl Runtime {
                         ),
                         started: Instant::now(),
                         gate_text: "not judged yet".into(),
+                        gate_rounds: 0,
                         sync_daemon: None,
                         stopping: false,
                         sync_daemon_ignored: false,

@@ -450,11 +450,11 @@ impl Instance {
                 out.push(Action::Send { priority: 0 });
                 out.push(Action::DelVips);
                 self.go(State::Fault, set, out);
-                self.deadline = None;
+                self.enter_fault();
             }
             (false, true, State::Backup) => {
                 self.go(State::Fault, set, out);
-                self.deadline = None;
+                self.enter_fault();
             }
             (true, false, State::Fault) => {
                 if self.p.priority == 255 && self.p.want_master {
@@ -465,6 +465,14 @@ impl Instance {
             }
             _ => {}
         }
+    }
+
+    /// In FAULT no timer runs, and nothing decided before carries over: a claim held by
+    /// the fence, or a master seen stopping, is judged anew once the fault clears.
+    fn enter_fault(&mut self) {
+        self.deadline = None;
+        self.pending = None;
+        self.stopping_master = None;
     }
 
     fn force(&mut self, now: Duration, to: State, out: &mut Vec<Action>) {

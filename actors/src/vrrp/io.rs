@@ -314,12 +314,26 @@ impl GarpSender {
             IpAddr::V4(v4) => super::garp::frame(self.mac, v4).to_vec(),
             IpAddr::V6(v6) => super::garp::na_frame(self.mac, v6),
         };
+        // A packet socket keeps an error from a link that went down (ENETDOWN) and reports
+        // it once, on the next send after the link is back: each frame gets a second try,
+        // and one failure does not cancel the repeats. Err only when none went out.
+        let mut last = None;
+        let mut sent = 0;
         for _ in 0..count {
-            if let Some(r) = self.tx.send_to(&f, None) {
-                r?;
+            for _attempt in 0..2 {
+                match self.tx.send_to(&f, None) {
+                    Some(Err(e)) => last = Some(e),
+                    _ => {
+                        sent += 1;
+                        break;
+                    }
+                }
             }
         }
-        Ok(())
+        match last {
+            Some(e) if sent == 0 => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 

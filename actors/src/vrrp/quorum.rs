@@ -35,6 +35,12 @@ pub fn release_after(advert_int: Duration) -> Duration {
     (advert_int * 2).saturating_sub(PROBE_EVERY + MARGIN).max(FLOOR)
 }
 
+/// Whether the gate releases in time (before another director's master-down timer) with
+/// `advert_int`: not below 0.4 s, where [`FLOOR`] takes over.
+pub fn in_time(advert_int: Duration) -> bool {
+    advert_int * 2 >= FLOOR + PROBE_EVERY + MARGIN
+}
+
 /// Whether the gate applies: `setting` (None: automatic, on with three voters or more)
 /// and the number of voters.
 pub fn applies(setting: Option<bool>, voters: usize) -> bool {
@@ -108,6 +114,10 @@ impl Gate {
     /// changed.
     pub fn evaluate(&mut self, now: Duration, others: &[String], self_votes: bool) -> Option<bool> {
         let voters = others.len() + usize::from(self_votes);
+        if voters == 0 {
+            // The membership is not known yet: nothing to judge.
+            return None;
+        }
         let ok = self.reached(now, others, self_votes) > voters / 2;
         (ok != self.in_contact).then(|| {
             self.in_contact = ok;
@@ -134,8 +144,9 @@ mod tests {
     fn release_time_leaves_room_before_the_other_sides_timer() {
         assert_eq!(release_after(Duration::from_secs(1)), ms(1500));
         assert_eq!(release_after(ms(500)), ms(500));
-        // Very short adverts: the floor; the test below shows what that means.
+        // Very short adverts: the floor, which cannot release in time (said in status).
         assert_eq!(release_after(ms(100)), FLOOR);
+        assert!(in_time(ms(400)) && !in_time(ms(390)));
     }
 
     #[test]

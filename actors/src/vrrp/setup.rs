@@ -52,6 +52,19 @@ pub enum SetupError {
 }
 
 /// Every instance of `config` (`addrs`: the addresses of an interface, by name).
+/// The interval an instance advertises at: its `advert_int` as the packet can carry it
+/// (v2: whole seconds, 1-255, sub-second intervals rounded up to 1 s as keepalived does;
+/// v3: centiseconds, 0.01-40.95 s).
+pub fn advert_interval(inst: &VrrpInstance) -> Duration {
+    let configured = Duration::from_micros(inst.advert_int.0);
+    let centis = if inst.version == 3 {
+        (configured.as_millis() / 10).clamp(1, 4095) as u64
+    } else {
+        configured.as_secs().clamp(1, 255) * 100
+    };
+    Duration::from_millis(centis * 10)
+}
+
 pub fn specs(config: &Config, addrs: impl Fn(&str) -> IfAddrs) -> Result<Vec<InstanceSpec>, SetupError> {
     config
         .instances
@@ -116,13 +129,8 @@ pub fn spec(g: &GlobalDefs, inst: &VrrpInstance, ifaddrs: IfAddrs) -> Result<Ins
         (Some(CfgAuth::Ah(_)), Version::V2) => Auth::Ah,
         _ => Auth::None,
     };
-    let advert_int = Duration::from_micros(inst.advert_int.0);
-    let interval_cs = match version {
-        // v2 carries whole seconds; keepalived rounds sub-second v2 intervals up to 1 s.
-        Version::V2 => (advert_int.as_secs().clamp(1, 255) * 100) as u16,
-        Version::V3 => (advert_int.as_millis() / 10).clamp(1, 4095) as u16,
-    };
-    let advert_int = Duration::from_millis(u64::from(interval_cs) * 10);
+    let advert_int = advert_interval(inst);
+    let interval_cs = (advert_int.as_millis() / 10) as u16;
     let unicast = !inst.unicast_peer.is_empty();
     let destinations: Vec<IpAddr> = if unicast {
         inst.unicast_peer
