@@ -444,14 +444,7 @@ impl Api {
                     flows,
                     learned_at_us: 0,
                 };
-                match codec::encode(&batch) {
-                    Ok(body) => raw(StatusCode::OK, CONTENT_TYPE, body),
-                    Err(e) => raw(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "text/plain",
-                        e.to_string().into_bytes(),
-                    ),
-                }
+                encoded(&batch)
             }
             Some(Err(e)) => raw(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -476,14 +469,7 @@ impl Api {
         match list {
             Some(Ok(mut list)) => {
                 list.from = self.node.name.clone();
-                match codec::encode(&list) {
-                    Ok(body) => raw(StatusCode::OK, CONTENT_TYPE, body),
-                    Err(e) => raw(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "text/plain",
-                        e.to_string().into_bytes(),
-                    ),
-                }
+                encoded(&list)
             }
             Some(Err(e)) => raw(
                 StatusCode::SERVICE_UNAVAILABLE,

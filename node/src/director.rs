@@ -171,6 +171,15 @@ impl DirectorNode {
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
+    /// The other members' (name, transport address); only `only` when given.
+    pub fn peers(&self, only: Option<&str>) -> Vec<(String, String)> {
+        self.members()
+            .into_iter()
+            .filter(|m| m.name != self.name && only.is_none_or(|p| p == m.name))
+            .map(|m| (m.name, m.addr))
+            .collect()
+    }
+
     pub fn members(&self) -> Vec<Member> {
         let m = self.metrics();
         let membership = m.membership_config.membership();

@@ -189,12 +189,7 @@ pub async fn catch_up(
     peer: Option<&str>,
     replace: bool,
 ) -> (String, bool) {
-    let peers: Vec<(String, String)> = node
-        .members()
-        .into_iter()
-        .filter(|m| m.name != node.name && peer.is_none_or(|p| p == m.name))
-        .map(|m| (m.name, m.addr))
-        .collect();
+    let peers = node.peers(peer);
     let mut asks = tokio::task::JoinSet::new();
     for (name, addr) in peers {
         let node = node.clone();

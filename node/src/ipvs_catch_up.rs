@@ -82,12 +82,7 @@ async fn ask(node: &DirectorNode, name: &str, addr: &str) -> Result<Option<ConnL
 /// whether it failed (a peer not asked, or connections still missing).
 pub async fn catch_up(node: &Arc<DirectorNode>, peer: Option<&str>) -> (String, bool) {
     let started = Instant::now();
-    let peers: Vec<(String, String)> = node
-        .members()
-        .into_iter()
-        .filter(|m| m.name != node.name && peer.is_none_or(|p| p == m.name))
-        .map(|m| (m.name, m.addr))
-        .collect();
+    let peers = node.peers(peer);
     let mut asks = tokio::task::JoinSet::new();
     for (name, addr) in peers {
         let node = node.clone();

@@ -18,7 +18,7 @@
 
 use crate::conn_harness::{echo_service, ECHO_PORT};
 use crate::netns::{attach, Netns, NsProcess};
-use crate::seed_cluster::{cluster_arg, hanode, seed_file, LVS, VIP, WITNESS};
+use crate::seed_cluster::{cluster_arg, hanode, import_seed, LVS, VIP, WITNESS};
 use crate::seed_lab::SeedLab;
 use crate::vm::{LiveVm, Payload};
 use crate::{bin_dir, wait_for};
@@ -115,23 +115,7 @@ impl VmCluster {
     /// `eth0` with 0.5 s adverts, maybe `lvs_sync_daemon`, and the echo service
     /// scheduled by `sched`.
     fn cluster_file(&self, sched: &str, sync_daemon: bool) -> PathBuf {
-        let l1 = seed_file(&self.work, "lvs01-master");
-        let l2 = seed_file(&self.work, "lvs02-backup");
-        let conf = self.work.join("cluster.conf");
-        let o = std::process::Command::new(bin_dir().join("hactl"))
-            .args(["import", "--node"])
-            .arg(format!("lvs01={}", l1.display()))
-            .arg("--node")
-            .arg(format!("lvs02={}", l2.display()))
-            .arg("-o")
-            .arg(&conf)
-            .output()
-            .expect("hactl import");
-        assert!(
-            o.status.success(),
-            "import: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let conf = import_seed(&self.work);
         let text = std::fs::read_to_string(&conf).expect("cluster file");
         assert!(text.contains("global_defs {"), "{text}");
         assert!(text.contains("advert_int 1\n"), "{text}");

@@ -29,6 +29,29 @@ pub fn seed_file(work: &Path, name: &str) -> PathBuf {
     out
 }
 
+/// The seed's two keepalived files (addresses mapped) imported with `hactl import` into
+/// one cluster file, `cluster.conf` in `work`; its path.
+pub fn import_seed(work: &Path) -> PathBuf {
+    let l1 = seed_file(work, "lvs01-master");
+    let l2 = seed_file(work, "lvs02-backup");
+    let conf = work.join("cluster.conf");
+    let o = std::process::Command::new(bin_dir().join("hactl"))
+        .args(["import", "--node"])
+        .arg(format!("lvs01={}", l1.display()))
+        .arg("--node")
+        .arg(format!("lvs02={}", l2.display()))
+        .arg("-o")
+        .arg(&conf)
+        .output()
+        .expect("hactl import");
+    assert!(
+        o.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    conf
+}
+
 pub fn hanode(ns: &Netns, work: &Path, name: &str, addr: &str, extra: &[&str]) -> NsProcess {
     let mut c = ns.command(&bin_dir().join("hanode").to_string_lossy());
     c.args(["--name", name, "--data-dir"])
@@ -88,23 +111,7 @@ impl Cluster {
             witness_node: w,
             work,
         };
-        let l1 = seed_file(&c.work, "lvs01-master");
-        let l2 = seed_file(&c.work, "lvs02-backup");
-        let conf = c.work.join("cluster.conf");
-        let o = std::process::Command::new(bin_dir().join("hactl"))
-            .args(["import", "--node"])
-            .arg(format!("lvs01={}", l1.display()))
-            .arg("--node")
-            .arg(format!("lvs02={}", l2.display()))
-            .arg("-o")
-            .arg(&conf)
-            .output()
-            .expect("hactl import");
-        assert!(
-            o.status.success(),
-            "import: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let conf = import_seed(&c.work);
         let text = std::fs::read_to_string(&conf).expect("cluster file");
         std::fs::write(&conf, edit(text)).expect("cluster file");
         wait_for(Duration::from_secs(20), "three voters", || {

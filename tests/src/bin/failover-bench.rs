@@ -14,6 +14,7 @@
 use e2e::conn_harness::{echo_service, sources, start_echo, Clients, PhaseReport, ECHO_PORT};
 use e2e::ipvs_cluster::VmCluster;
 use e2e::seed_cluster::{Cluster, VIP};
+use e2e::seed_lab::SeedLab;
 use std::time::Duration;
 
 /// One row: the connections broken from the kill until every one exchanged 10 more lines.
@@ -36,22 +37,28 @@ fn row(label: &str, count: usize, took: Duration, during: PhaseReport, clients: 
     );
 }
 
+/// `count` connections from 8 client addresses through the VIP, each exchanging lines.
+fn settled_clients(lab: &SeedLab, sched: &str, count: usize) -> Clients {
+    let mut clients = Clients::start(
+        &lab.client,
+        "ens33",
+        &sources(101, 8),
+        &format!("{VIP}:{ECHO_PORT}"),
+        count,
+    );
+    assert!(
+        clients.settle(10, Duration::from_secs(60)),
+        "{sched}: connections did not settle"
+    );
+    clients
+}
+
 /// The IPVS rows: directors in VMs, `sched` without and with `lvs_sync_daemon`.
 fn ipvs(sched: &str, count: usize) {
     for sync in [false, true] {
         let mut c = VmCluster::start(sched, sync);
         let _echo = start_echo(&c.lab);
-        let mut clients = Clients::start(
-            &c.lab.client,
-            "ens33",
-            &sources(101, 8),
-            &format!("{VIP}:{ECHO_PORT}"),
-            count,
-        );
-        assert!(
-            clients.settle(10, Duration::from_secs(60)),
-            "{sched}: connections did not settle"
-        );
+        let mut clients = settled_clients(&c.lab, sched, count);
         if sync {
             c.wait_synced_on_lvs02(count);
         }
@@ -96,17 +103,7 @@ fn main() {
     for sched in scheds {
         let c = Cluster::start_with(|text| text + &echo_service(sched, [1, 1]));
         let _echo = start_echo(&c.lab);
-        let mut clients = Clients::start(
-            &c.lab.client,
-            "ens33",
-            &sources(101, 8),
-            &format!("{VIP}:{ECHO_PORT}"),
-            count,
-        );
-        assert!(
-            clients.settle(10, Duration::from_secs(60)),
-            "{sched}: connections did not settle"
-        );
+        let mut clients = settled_clients(&c.lab, sched, count);
         let _ = clients.phase("takeover");
         c.signal_lvs01(libc::SIGKILL);
         let took = c.wait_backup_takes_over(Duration::from_secs(10));
