@@ -444,11 +444,12 @@ impl Director {
             for i in &running.instances {
                 i.do_send(SetFence(fence));
             }
+            running.quorum = ::actors::vrrp::runner::QuorumVerdict(act.gate.in_contact());
             let result = running.start_missing(&part, Some(events), fence);
-            if !act.gate.in_contact() {
-                for i in &running.instances {
-                    i.do_send(::actors::vrrp::actor::SetQuorum(false));
-                }
+            // The gate's verdict may have changed while the instances were out of reach
+            // (being reconfigured): every one gets the current one (the same is a no-op).
+            for i in &running.instances {
+                i.do_send(::actors::vrrp::actor::SetQuorum(act.gate.in_contact()));
             }
             let started = match &result {
                 Ok(s) => s.clone(),

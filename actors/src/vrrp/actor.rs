@@ -136,6 +136,12 @@ impl InstanceActor {
         self
     }
 
+    /// Starts with the quorum gate's verdict: without contact it starts in FAULT.
+    pub fn in_contact(mut self, in_contact: bool) -> Self {
+        let _ = self.core.handle(Duration::ZERO, Input::Quorum(in_contact));
+        self
+    }
+
     pub fn new(
         spec: InstanceSpec,
         iface: Iface,

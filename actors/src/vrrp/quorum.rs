@@ -286,6 +286,22 @@ mod tests {
     }
 
     #[test]
+    fn an_address_owner_started_without_contact_never_holds_the_vip() {
+        let mut owner = params(255, "198.18.116.130");
+        owner.want_master = true;
+        let mut sim = Sim::new(vec![owner, params(80, "198.18.116.135")]);
+        sim.input(0, Input::Quorum(false));
+        sim.start_all();
+        assert_eq!(sim.routers[0].inst.state(), State::Fault);
+        sim.run_until(Duration::from_secs(10));
+        assert!(sim.routers[0].transitions.iter().all(|t| t.2 != State::Master));
+        assert_eq!(sim.vip_holders(), vec![1]);
+        sim.input(0, Input::Quorum(true));
+        sim.run_until(Duration::from_secs(12));
+        assert_eq!(sim.vip_holders(), vec![0]);
+    }
+
+    #[test]
     fn tracking_and_the_gate_both_must_clear() {
         let mut sim = Sim::new(vec![params(100, "198.18.116.130"), params(80, "198.18.116.135")]);
         sim.start_all();

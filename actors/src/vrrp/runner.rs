@@ -56,6 +56,19 @@ pub struct Running {
     units: BTreeMap<String, (Unit, Addr<InstanceActor>)>,
     scripts: BTreeMap<String, Script>,
     groups: BTreeMap<String, (SyncGroup, Addr<SyncGroupActor>)>,
+    /// The quorum gate's verdict given to instances started from now on (they begin in
+    /// FAULT without contact, never holding a VIP for a moment).
+    pub quorum: QuorumVerdict,
+}
+
+/// Whether this director is in contact with a majority of the voters (the quorum gate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuorumVerdict(pub bool);
+
+impl Default for QuorumVerdict {
+    fn default() -> Self {
+        QuorumVerdict(true)
+    }
 }
 
 fn default_user(config: &Config) -> Result<Option<RunAs>, RunError> {
@@ -204,6 +217,7 @@ impl Running {
             let tracked: Vec<String> = spec.track_scripts.iter().map(|(n, _)| n.clone()).collect();
             let addr = InstanceActor::new(spec, ifc, socket, addrs.clone(), garp, events.clone(), user)
                 .fenced(fenced)
+                .in_contact(self.quorum.0)
                 .start();
             for script in tracked {
                 match self.scripts.get(&script) {
