@@ -18,10 +18,10 @@
 
 use crate::conn_harness::{echo_service, ECHO_PORT};
 use crate::netns::{attach, Netns, NsProcess};
-use crate::seed_cluster::{cluster_arg, hanode, import_seed, LVS, VIP, WITNESS};
+use crate::seed_cluster::{hactl_from, hanode, import_seed, LVS, VIP, WITNESS};
 use crate::seed_lab::SeedLab;
 use crate::vm::{LiveVm, Payload};
-use crate::{bin_dir, wait_for};
+use crate::wait_for;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -132,12 +132,7 @@ impl VmCluster {
     }
 
     pub fn hactl(&self, args: &[&str]) -> std::process::Output {
-        self.witness
-            .command(&bin_dir().join("hactl").to_string_lossy())
-            .args(["--cluster", &cluster_arg()])
-            .args(args)
-            .output()
-            .expect("hactl")
+        hactl_from(&self.witness, args)
     }
 
     pub fn holds(&mut self, i: usize) -> bool {

@@ -65,6 +65,16 @@ pub fn hanode(ns: &Netns, work: &Path, name: &str, addr: &str, extra: &[&str]) -
     NsProcess::spawn(c, work.join(format!("{name}.log")))
 }
 
+/// `hactl --cluster (the seed's three members) ARGS`, run in the witness's namespace.
+pub fn hactl_from(witness: &Netns, args: &[&str]) -> std::process::Output {
+    witness
+        .command(&bin_dir().join("hactl").to_string_lossy())
+        .args(["--cluster", &cluster_arg()])
+        .args(args)
+        .output()
+        .expect("hactl")
+}
+
 pub fn cluster_arg() -> String {
     format!("{}:7101,{}:7101,{WITNESS}:7101", LVS[0], LVS[1])
 }
@@ -139,12 +149,7 @@ impl Cluster {
     }
 
     pub fn hactl(&self, args: &[&str]) -> std::process::Output {
-        self.witness
-            .command(&bin_dir().join("hactl").to_string_lossy())
-            .args(["--cluster", &cluster_arg()])
-            .args(args)
-            .output()
-            .expect("hactl")
+        hactl_from(&self.witness, args)
     }
 
     pub fn holds(&self, i: usize) -> bool {
