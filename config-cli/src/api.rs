@@ -152,6 +152,10 @@ pub struct StatusResponse {
     /// How this director's API is protected (absent from older directors).
     #[serde(default)]
     pub security: Option<SecurityStatus>,
+    /// Why this director's store takes no writes (a full disk), while it does not: Raft
+    /// is stopped here until the store is reopened. None: the store is fine.
+    #[serde(default)]
+    pub store_failure: Option<String>,
 }
 
 /// Transport security and authentication of one director.

@@ -192,7 +192,8 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes, what: &str) -> Resul
     })
 }
 
-fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Director>>) -> Reply {
+/// `director`: this director's name, for errors that are about it.
+fn write_error(director: &str, e: RaftError<NodeId, ClientWriteError<NodeId, Director>>) -> Reply {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => err(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -202,7 +203,16 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Director>>) -> Repl
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
             err(StatusCode::CONFLICT, "conflict", format!("membership change refused: {e}"))
         }
-        RaftError::Fatal(e) => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("raft stopped: {e}")),
+        // 503: nothing was acknowledged; a client goes on to another director (a retry with
+        // the same proposal id commits once).
+        RaftError::Fatal(e) => err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!(
+                "director {director}: raft stopped ({}); the change is not committed here",
+                crate::store_recovery::plain_cause(&e.to_string())
+            ),
+        ),
     }
 }
 
@@ -576,7 +586,7 @@ impl Api {
         match codec::decode::<openraft::raft::AppendEntriesRequest<raft_store::types::TypeConfig>>(&req.body)
         {
             Ok(rpc) => match self.check_sender(req, rpc.vote.leader_id().node_id) {
-                Ok(()) => encoded(&self.node.raft.append_entries(rpc).await),
+                Ok(()) => encoded(&self.node.raft().append_entries(rpc).await),
                 Err(reply) => reply,
             },
             Err(e) => raw(StatusCode::BAD_REQUEST, "text/plain", e.to_string().into_bytes()),
@@ -586,7 +596,7 @@ impl Api {
     async fn raft_vote(&self, req: &Req) -> Reply {
         match codec::decode::<openraft::raft::VoteRequest<NodeId>>(&req.body) {
             Ok(rpc) => match self.check_sender(req, rpc.vote.leader_id().node_id) {
-                Ok(()) => encoded(&self.node.raft.vote(rpc).await),
+                Ok(()) => encoded(&self.node.raft().vote(rpc).await),
                 Err(reply) => reply,
             },
             Err(e) => raw(StatusCode::BAD_REQUEST, "text/plain", e.to_string().into_bytes()),
@@ -598,7 +608,7 @@ impl Api {
             &req.body,
         ) {
             Ok(rpc) => match self.check_sender(req, rpc.vote.leader_id().node_id) {
-                Ok(()) => encoded(&self.node.raft.install_snapshot(rpc).await),
+                Ok(()) => encoded(&self.node.raft().install_snapshot(rpc).await),
                 Err(reply) => reply,
             },
             Err(e) => raw(StatusCode::BAD_REQUEST, "text/plain", e.to_string().into_bytes()),
@@ -633,6 +643,18 @@ fn encoded<T: Serialize>(v: &T) -> Reply {
 impl Api {
     /// `None`: this director is the leader, handle here. `Some(reply)`: forwarded (or refused).
     async fn route_to_leader(&self, req: &Req) -> Option<Reply> {
+        if let Some(f) = self.node.store_failure() {
+            // 503: a client goes on to the next director, which can take the change.
+            return Some(err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!(
+                    "director {} cannot take changes: its store failed ({}); raft is stopped there \
+                     until the store takes writes again",
+                    self.node.name, f.cause
+                ),
+            ));
+        }
         if self.node.is_leader() {
             return None;
         }
@@ -886,7 +908,7 @@ impl Api {
                 accepted_by: self.node.name.clone(),
             };
             self.held(HOLD_BEFORE_COMMIT, "before commit").await;
-            match self.node.raft.client_write(cmd).await {
+            match self.node.raft().client_write(cmd).await {
                 Ok(resp) => match resp.data {
                     Applied::Committed { version, hash } => {
                         tracing::info!(version, %hash, log_index = resp.log_id.index, "proposal committed");
@@ -934,7 +956,7 @@ impl Api {
                         )
                     }
                 },
-                Err(e) => return write_error(e),
+                Err(e) => return write_error(&self.node.name, e),
             }
         }
         err(
@@ -1204,7 +1226,7 @@ impl Api {
         let m = self.node.metrics();
         let committed = self
             .node
-            .raft
+            .raft()
             .with_raft_state(|s| s.committed.map(|l| l.index))
             .await
             .ok()
@@ -1241,6 +1263,13 @@ impl Api {
                 members: self.node.members(),
                 runtime,
                 security: Some(self.security.status()),
+                store_failure: self.node.store_failure().map(|f| {
+                    format!(
+                        "{} (for {} s)",
+                        f.cause,
+                        now_ms().saturating_sub(f.since_ms) / 1000
+                    )
+                }),
             },
         )
     }
@@ -1821,11 +1850,11 @@ impl Api {
             accepted_by: self.node.name.clone(),
         };
         self.node
-            .raft
+            .raft()
             .client_write(cmd)
             .await
             .map(|_| ())
-            .map_err(write_error)
+            .map_err(|e| write_error(&self.node.name, e))
     }
 
     fn members_reply(&self) -> Reply {
@@ -1945,8 +1974,8 @@ impl Api {
             addr: r.addr.clone(),
             incarnation,
         };
-        if let Err(e) = self.node.raft.add_learner(id, director, false).await {
-            return write_error(e);
+        if let Err(e) = self.node.raft().add_learner(id, director, false).await {
+            return write_error(&self.node.name, e);
         }
         tracing::info!(member = %r.name, addr = %r.addr, "learner added; waiting for it to catch up");
         match self.wait_caught_up(id).await {
@@ -1964,7 +1993,7 @@ impl Api {
             CatchUp::TimedOut => {
                 let removed = self
                     .node
-                    .raft
+                    .raft()
                     .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
                     .await;
                 let what = match removed {
@@ -1985,7 +2014,7 @@ impl Api {
         }
         match self
             .node
-            .raft
+            .raft()
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
         {
@@ -1993,7 +2022,7 @@ impl Api {
                 tracing::info!(member = %r.name, "promoted to voter");
                 self.members_reply()
             }
-            Err(e) => write_error(e),
+            Err(e) => write_error(&self.node.name, e),
         }
     }
 
@@ -2118,12 +2147,12 @@ impl Api {
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        match self.node.raft.change_membership(change, false).await {
+        match self.node.raft().change_membership(change, false).await {
             Ok(_) => {
                 tracing::info!(member = %name, "removed from the cluster");
                 self.members_reply()
             }
-            Err(e) => write_error(e),
+            Err(e) => write_error(&self.node.name, e),
         }
     }
 }

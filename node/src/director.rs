@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use ha_config::api::Member;
 use openraft::ServerState;
 use raft_store::types::{node_id, Director, NodeId, Raft, RaftMetrics};
-use raft_store::StateReader;
+use raft_store::{StateMachine, StateReader};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,11 @@ pub struct DirectorNode {
     pub id: NodeId,
     /// Advertised address (Raft RPC and admin API).
     pub addr: String,
-    pub raft: Raft,
+    /// Replaced when the store is reopened after a write error ([`Self::reopen_store`]).
+    raft: std::sync::RwLock<Raft>,
+    /// The state machine Raft applies to; kept across a reopen (its readers and
+    /// subscribers with it).
+    sm: StateMachine,
     pub state: StateReader,
     pub client: HttpClient,
     pub max_request_bytes: usize,
@@ -31,7 +35,20 @@ pub struct DirectorNode {
     pub events: crate::journal::JournalWriter,
     /// TLS material (None: plain HTTP).
     pub tls: Option<Arc<crate::transport::tls::Tls>>,
-    _db: sled::Db,
+    /// The open store (None while it is being reopened).
+    db: std::sync::Mutex<Option<sled::Db>>,
+    /// Where the store lives (`DATA_DIR/raft`).
+    store_dir: std::path::PathBuf,
+    raft_config: Arc<openraft::Config>,
+    /// Why the store cannot be written, while it cannot (see [`crate::store_recovery`]).
+    store_failure: std::sync::Mutex<Option<StoreFailure>>,
+}
+
+/// The store failed a write: Raft stopped on this director until it is reopened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreFailure {
+    pub cause: String,
+    pub since_ms: u64,
 }
 
 /// Creates the data directory (Raft log, history, journal) readable by its owner only,
@@ -80,9 +97,15 @@ impl DirectorNode {
         let client = HttpClient::new(tls.as_ref());
         let config = Arc::new(settings.raft.openraft_config("ha-directors")?);
         let id = node_id(&settings.name);
-        let raft = Raft::new(id, config, HttpRaftNetwork::new(client.clone()), log, sm)
-            .await
-            .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
+        let raft = Raft::new(
+            id,
+            config.clone(),
+            HttpRaftNetwork::new(client.clone()),
+            log,
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
         let journal = Arc::new(crate::journal::Journal::open(
             &db,
             &settings.name,
@@ -97,7 +120,8 @@ impl DirectorNode {
             name: settings.name.clone(),
             id,
             addr: settings.advertise.clone(),
-            raft,
+            raft: std::sync::RwLock::new(raft),
+            sm,
             state,
             client,
             max_request_bytes: settings.max_request_bytes,
@@ -106,12 +130,15 @@ impl DirectorNode {
             journal,
             events,
             tls,
-            _db: db,
+            db: std::sync::Mutex::new(Some(db)),
+            store_dir: settings.data_dir.join("raft"),
+            raft_config: config,
+            store_failure: std::sync::Mutex::new(None),
         });
         if settings.bootstrap {
             if pristine {
                 let members = BTreeMap::from([(id, node.director())]);
-                node.raft
+                node.raft()
                     .initialize(members)
                     .await
                     .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
@@ -131,8 +158,88 @@ impl DirectorNode {
         }
     }
 
+    /// This director's Raft instance (a handle: cheap to clone).
+    pub fn raft(&self) -> Raft {
+        match self.raft.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     pub fn metrics(&self) -> RaftMetrics {
-        self.raft.metrics().borrow().clone()
+        self.raft().metrics().borrow().clone()
+    }
+
+    /// Why this director's store cannot be written, while it cannot.
+    pub fn store_failure(&self) -> Option<StoreFailure> {
+        self.store_failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    pub(crate) fn set_store_failure(&self, failure: Option<StoreFailure>) {
+        if let Ok(mut f) = self.store_failure.lock() {
+            *f = failure;
+        }
+    }
+
+    /// Where the store lives.
+    pub fn store_dir(&self) -> &std::path::Path {
+        &self.store_dir
+    }
+
+    /// Closes the store and opens it again, then starts a new Raft instance on it: after a
+    /// write error (a full disk), sled refuses every write until it is reopened, and
+    /// openraft stops for good on a storage error. What was durable is kept; the log then
+    /// catches up from the leader. The actors, the admin API and the journal's and state
+    /// machine's readers keep running throughout (their reads fail for the moment the
+    /// store is closed).
+    pub async fn reopen_store(&self) -> Result<()> {
+        let old = self.raft();
+        if let Err(e) = old.shutdown().await {
+            tracing::debug!(director = %self.name, "stopping raft before reopening the store: {e}");
+        }
+        drop(old);
+        self.sm.detach();
+        self.journal.detach();
+        if let Ok(mut db) = self.db.lock() {
+            *db = None;
+        }
+        // sled's flusher lets go of the file lock a moment after the last handle is dropped.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let db = loop {
+            match raft_store::open_db(&self.store_dir) {
+                Ok(db) => break db,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(director = %self.name, "reopening the store: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => anyhow::bail!("reopening the store in {}: {e}", self.store_dir.display()),
+            }
+        };
+        let log = raft_store::LogStore::open(&db).context("reopening the Raft log")?;
+        self.sm
+            .reattach(&db)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the applied state again: {e}"))?;
+        self.journal
+            .reattach(&db)
+            .context("reopening the event journal")?;
+        let raft = Raft::new(
+            self.id,
+            self.raft_config.clone(),
+            HttpRaftNetwork::new(self.client.clone()),
+            log,
+            self.sm.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("starting raft again: {e}"))?;
+        match self.raft.write() {
+            Ok(mut r) => *r = raft,
+            Err(poisoned) => *poisoned.into_inner() = raft,
+        }
+        if let Ok(mut d) = self.db.lock() {
+            *d = Some(db);
+        }
+        Ok(())
     }
 
     /// True when this director votes (a learner is still catching up).

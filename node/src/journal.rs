@@ -30,6 +30,7 @@ pub struct JournalWriter {
 const MAX_GROUP: usize = 1024;
 
 /// An event waiting for the journal thread.
+#[derive(Clone)]
 struct Pending {
     at_ms: u64,
     kind: String,
@@ -38,27 +39,71 @@ struct Pending {
     detail: Option<EventDetail>,
 }
 
+/// Events held back while the journal cannot be written (a full disk, the store being
+/// reopened) are kept up to this many, then the oldest are dropped (and counted).
+const MAX_HELD: usize = 100_000;
+
+/// The writer thread. Group commit: what queued while the last flush ran is written and
+/// flushed together (40,000 checkers coming up at start are a few hundred flushes, not
+/// 40,000), still in order, still flushed before the next. Events that could not be
+/// written are kept and tried again every second, before newer ones, so a full disk loses
+/// no event (a group written in part before the failure may be written twice).
+fn write_events(journal: &Journal, history: &HistorySource, rx: &std::sync::mpsc::Receiver<Pending>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut held: Vec<Pending> = Vec::new();
+    loop {
+        let first = if held.is_empty() {
+            match rx.recv() {
+                Ok(p) => Some(p),
+                Err(_) => return,
+            }
+        } else {
+            match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                Ok(p) => Some(p),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        };
+        let was_held = held.len();
+        let mut group = std::mem::take(&mut held);
+        group.extend(first);
+        let room = MAX_GROUP.saturating_sub(group.len()).max(1);
+        group.extend(rx.try_iter().take(room));
+        match journal.append_group(&group) {
+            Ok(_) => {
+                if was_held > 0 {
+                    tracing::info!(node = %journal.node, events = was_held,
+                        "event journal writable again: the held events are written");
+                }
+                if let Err(e) = crate::retention::enforce(journal, history) {
+                    tracing::error!(node = %journal.node, "event journal retention: {e:#}");
+                }
+            }
+            Err(e) => {
+                if was_held == 0 {
+                    tracing::error!(node = %journal.node,
+                        "event journal: {e:#}; holding events in memory until it can be written");
+                }
+                if group.len() > MAX_HELD {
+                    let over = group.len() - MAX_HELD;
+                    group.drain(..over);
+                    journal.dropped.fetch_add(over as u64, Ordering::Relaxed);
+                    tracing::error!(node = %journal.node, dropped = over,
+                        "event journal: too many events held, the oldest dropped");
+                }
+                held = group;
+            }
+        }
+    }
+}
+
 impl JournalWriter {
     /// After each append the cap on kept events is enforced (see [`crate::retention`]).
     pub fn spawn(journal: std::sync::Arc<Journal>, history: HistorySource) -> std::io::Result<JournalWriter> {
         let (tx, rx) = std::sync::mpsc::channel::<Pending>();
         std::thread::Builder::new()
             .name("hanode-journal".into())
-            .spawn(move || {
-                // Group commit: what queued while the last flush ran is written and
-                // flushed together (40,000 checkers coming up at start are a few hundred
-                // flushes, not 40,000), still in order, still flushed before the next.
-                while let Ok(first) = rx.recv() {
-                    let mut group = vec![first];
-                    group.extend(rx.try_iter().take(MAX_GROUP - 1));
-                    if let Err(e) = journal.append_group(group) {
-                        tracing::error!(node = %journal.node, "event journal: {e}");
-                    }
-                    if let Err(e) = crate::retention::enforce(&journal, &history) {
-                        tracing::error!(node = %journal.node, "event journal retention: {e:#}");
-                    }
-                }
-            })?;
+            .spawn(move || write_events(&journal, &history, &rx))?;
         Ok(JournalWriter { tx })
     }
 
@@ -75,7 +120,8 @@ impl JournalWriter {
 }
 
 pub struct Journal {
-    tree: sled::Tree,
+    /// None while the store is being reopened ([`Self::detach`]).
+    tree: std::sync::RwLock<Option<sled::Tree>>,
     pub(crate) node: String,
     /// The sequence numbers kept (the lock also orders appends and truncations).
     bounds: Mutex<Bounds>,
@@ -142,35 +188,73 @@ fn seq_of(k: &[u8]) -> anyhow::Result<u64> {
     Ok(u64::from_be_bytes(bytes))
 }
 
+/// The journal's tree in `db`, its bounds and the count of events retention dropped.
+fn load(db: &sled::Db) -> anyhow::Result<(sled::Tree, Bounds, u64)> {
+    let tree = db.open_tree("journal")?;
+    let next = match tree.last()? {
+        Some((k, _)) => seq_of(&k)? + 1,
+        None => 1,
+    };
+    let (first, dropped) = match tree.first()? {
+        Some((k, v)) => {
+            let e = decode(&v)?;
+            let dropped = match e.detail {
+                Some(EventDetail::Checkpoint(c)) => c.dropped,
+                _ => 0,
+            };
+            (seq_of(&k)?, dropped)
+        }
+        None => (next, 0),
+    };
+    Ok((tree, Bounds { first, next }, dropped))
+}
+
 impl Journal {
     /// `max_events`: the cap on kept events (at least [`MIN_MAX_EVENTS`]).
     pub fn open(db: &sled::Db, node: &str, max_events: u64) -> anyhow::Result<Journal> {
         if max_events < MIN_MAX_EVENTS {
             anyhow::bail!("journal max_events must be at least {MIN_MAX_EVENTS}, got {max_events}");
         }
-        let tree = db.open_tree("journal")?;
-        let next = match tree.last()? {
-            Some((k, _)) => seq_of(&k)? + 1,
-            None => 1,
-        };
-        let (first, dropped) = match tree.first()? {
-            Some((k, v)) => {
-                let e = decode(&v)?;
-                let dropped = match e.detail {
-                    Some(EventDetail::Checkpoint(c)) => c.dropped,
-                    _ => 0,
-                };
-                (seq_of(&k)?, dropped)
-            }
-            None => (next, 0),
-        };
+        let (tree, bounds, dropped) = load(db)?;
         Ok(Journal {
-            tree,
+            tree: std::sync::RwLock::new(Some(tree)),
             node: node.to_string(),
-            bounds: Mutex::new(Bounds { first, next }),
+            bounds: Mutex::new(bounds),
             max_events,
             dropped: AtomicU64::new(dropped),
         })
+    }
+
+    /// The store's tree, or an error while it is detached.
+    fn tree(&self) -> anyhow::Result<sled::Tree> {
+        self.tree
+            .read()
+            .ok()
+            .and_then(|t| t.clone())
+            .ok_or_else(|| anyhow::anyhow!("the store is being reopened"))
+    }
+
+    /// Lets go of the store so that it can be reopened; appends and reads fail until
+    /// [`Self::reattach`].
+    pub fn detach(&self) {
+        if let Ok(mut t) = self.tree.write() {
+            *t = None;
+        }
+    }
+
+    /// Continues in a reopened store, from what is durable there.
+    pub fn reattach(&self, db: &sled::Db) -> anyhow::Result<()> {
+        let (tree, bounds, dropped) = load(db)?;
+        let mut b = self
+            .bounds
+            .lock()
+            .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
+        *b = bounds;
+        self.dropped.store(dropped, Ordering::Relaxed);
+        if let Ok(mut t) = self.tree.write() {
+            *t = Some(tree);
+        }
+        Ok(())
     }
 
     pub fn max_events(&self) -> u64 {
@@ -211,8 +295,9 @@ impl Journal {
             batch.remove(&seq.to_be_bytes());
         }
         batch.insert(&cut.to_be_bytes(), encode(checkpoint)?);
-        self.tree.apply_batch(batch)?;
-        self.tree.flush()?;
+        let tree = self.tree()?;
+        tree.apply_batch(batch)?;
+        tree.flush()?;
         b.first = cut;
         self.dropped.store(c.dropped, Ordering::Relaxed);
         Ok(())
@@ -232,7 +317,7 @@ impl Journal {
         summary: &str,
         detail: Option<EventDetail>,
     ) -> anyhow::Result<u64> {
-        self.append_group(vec![Pending {
+        self.append_group(&[Pending {
             at_ms,
             kind: kind.to_string(),
             subject: subject.to_string(),
@@ -244,27 +329,28 @@ impl Journal {
     /// Appends events in order, with consecutive sequence numbers, and flushes once;
     /// returns the last one's. A crash keeps a prefix of them (sled recovers a prefix of
     /// its writes), so the journal never has a gap.
-    fn append_group(&self, events: Vec<Pending>) -> anyhow::Result<u64> {
+    fn append_group(&self, events: &[Pending]) -> anyhow::Result<u64> {
         let mut b = self
             .bounds
             .lock()
             .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
         let mut next = b.next;
+        let tree = self.tree()?;
         let written = (|| {
             for p in events {
                 let item = EventItem {
                     seq: next,
                     at_ms: p.at_ms,
                     node: self.node.clone(),
-                    kind: p.kind,
-                    subject: p.subject,
-                    summary: p.summary,
-                    detail: p.detail,
+                    kind: p.kind.clone(),
+                    subject: p.subject.clone(),
+                    summary: p.summary.clone(),
+                    detail: p.detail.clone(),
                 };
-                self.tree.insert(item.seq.to_be_bytes(), encode(&item)?)?;
+                tree.insert(item.seq.to_be_bytes(), encode(&item)?)?;
                 next += 1;
             }
-            self.tree.flush()?;
+            tree.flush()?;
             anyhow::Ok(())
         })();
         // What was inserted holds its numbers even if the flush failed: the next event
@@ -276,16 +362,24 @@ impl Journal {
 
     /// Every event from sequence number `from` on, decoded as it is read.
     pub fn iter_from(&self, from: u64) -> impl Iterator<Item = anyhow::Result<EventItem>> + '_ {
-        self.tree.range(from.to_be_bytes()..).map(|kv| {
-            let (_, v) = kv?;
-            decode(&v)
-        })
+        let (tree, detached) = match self.tree() {
+            Ok(t) => (Some(t), None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        detached.into_iter().chain(
+            tree.into_iter()
+                .flat_map(move |t| t.range(from.to_be_bytes()..))
+                .map(|kv| {
+                    let (_, v) = kv?;
+                    decode(&v)
+                }),
+        )
     }
 
     /// Up to `limit` events from sequence number `from` on.
     pub fn list(&self, from: u64, limit: usize) -> anyhow::Result<Vec<EventItem>> {
         let mut out = Vec::new();
-        for kv in self.tree.range(from.to_be_bytes()..).take(limit) {
+        for kv in self.tree()?.range(from.to_be_bytes()..).take(limit) {
             let (_, v) = kv?;
             out.push(decode(&v)?);
         }
@@ -334,6 +428,40 @@ mod tests {
         assert_eq!(kinds, vec!["vrrp", "check", "sync"]);
         assert_eq!(j.list(3, 10).unwrap().len(), 1);
         drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// While the store cannot be written (detached for a reopen after a full disk), the
+    /// writer holds events in memory; once it is back they are written, in order, none lost.
+    #[test]
+    fn events_recorded_while_the_store_is_away_are_written_once_it_is_back() {
+        let dir = std::env::temp_dir().join(format!("journal-away-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = sled::open(&dir).unwrap();
+        let j = std::sync::Arc::new(Journal::open(&db, "lvs01", DEFAULT_MAX_EVENTS).unwrap());
+        let w = JournalWriter::spawn(j.clone(), Box::new(|| Ok(Vec::new()))).unwrap();
+        w.record("vrrp", "VI_1", "BACKUP -> MASTER", None);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while j.bounds().unwrap().len() < 1 {
+            assert!(std::time::Instant::now() < deadline, "first event never written");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        j.detach();
+        assert!(j.list(1, 10).is_err(), "reads fail while the store is away");
+        for i in 0..3 {
+            w.record("check", "rs01", &format!("event {i}"), None);
+        }
+        j.reattach(&db).unwrap();
+        while j.list(1, 10).unwrap().len() < 4 {
+            assert!(std::time::Instant::now() < deadline, "held events never written");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let all = j.list(1, 10).unwrap();
+        let summaries: Vec<&str> = all.iter().map(|e| e.summary.as_str()).collect();
+        assert_eq!(summaries, ["BACKUP -> MASTER", "event 0", "event 1", "event 2"]);
+        let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4], "numbered without a gap");
+        drop((w, j, db));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

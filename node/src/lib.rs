@@ -24,4 +24,5 @@ pub mod retention;
 pub mod runtime;
 pub mod security;
 pub mod settings;
+pub mod store_recovery;
 pub mod transport;

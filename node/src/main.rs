@@ -334,6 +334,7 @@ async fn run(settings: Settings) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     let node = DirectorNode::start(&settings, tls.clone()).await?;
+    hanode::store_recovery::spawn(node.clone());
     let security = hanode::security::Security::new(tls.clone(), tokens, settings.insecure);
     security.spawn_reloader(std::time::Duration::from_secs(2));
     if settings.insecure && tls.is_none() {
@@ -362,7 +363,7 @@ async fn run(settings: Settings) -> Result<()> {
         rt.shutdown().await;
     }
     server.abort();
-    if let Err(e) = node.raft.shutdown().await {
+    if let Err(e) = node.raft().shutdown().await {
         tracing::warn!("raft shutdown: {e}");
     }
     Ok(())

@@ -1358,12 +1358,12 @@ impl Runtime {
         let director = rt.addr.clone();
         crate::quorum::spawn(node.clone(), move |round| director.do_send(QuorumRound(round)));
         // Whether the cluster is reachable (a leader is known).
-        let raft = node.raft.clone();
+        let node_for_health = node.clone();
         let a = rt.addr.clone();
         tokio::spawn(async move {
             let period = (cutoff / 4).max(Duration::from_millis(100));
             loop {
-                let has_leader = raft.metrics().borrow().current_leader.is_some();
+                let has_leader = node_for_health.metrics().current_leader.is_some();
                 a.do_send(RaftHealth { has_leader });
                 tokio::time::sleep(period).await;
             }

@@ -26,13 +26,19 @@ pub use state_machine::{StateMachine, StateReader};
 
 /// Opens (or creates) a director's store in `dir`.
 pub fn open(dir: &std::path::Path) -> Result<(sled::Db, LogStore, StateMachine), OpenError> {
-    let db = sled::Config::new()
-        .path(dir)
-        .mode(sled::Mode::HighThroughput)
-        .open()?;
+    let db = open_db(dir)?;
     let log = LogStore::open(&db)?;
     let sm = StateMachine::open(&db).map_err(|e| OpenError::State(e.to_string()))?;
     Ok((db, log, sm))
+}
+
+/// Opens (or creates) the sled database of a director's store in `dir`; what
+/// [`open`] builds on, and what a director reopens after a write error.
+pub fn open_db(dir: &std::path::Path) -> Result<sled::Db, sled::Error> {
+    sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::HighThroughput)
+        .open()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -55,7 +55,9 @@ struct StoredSnapshot {
 }
 
 struct Shared {
-    tree: sled::Tree,
+    /// None between [`StateMachine::detach`] and [`StateMachine::reattach`] (the store
+    /// being reopened after a write error).
+    tree: std::sync::RwLock<Option<sled::Tree>>,
     applied: RwLock<AppliedState>,
     published: watch::Sender<Arc<ClusterState>>,
     snapshot_seq: AtomicU64,
@@ -119,39 +121,77 @@ pub fn member_names(m: &Membership<NodeId, Director>) -> (Vec<String>, Vec<Strin
     (voters, learners)
 }
 
+/// The state machine's tree in `db` and the applied state stored there.
+fn load(db: &sled::Db) -> Result<(sled::Tree, AppliedState), StorageError> {
+    let tree = db.open_tree("state_machine").map_err(sm_read)?;
+    let mut applied: AppliedState = match tree.get(STATE_KEY).map_err(sm_read)? {
+        Some(v) => codec::decode(&v).map_err(sm_read)?,
+        None => AppliedState::default(),
+    };
+    let mut slots = std::collections::BTreeMap::new();
+    for kv in tree.scan_prefix([b'k']) {
+        let (k, v) = kv.map_err(sm_read)?;
+        let key: Key = codec::decode(&k[1..]).map_err(sm_read)?;
+        let slot: Slot = codec::decode(&v).map_err(sm_read)?;
+        slots.insert(key, slot);
+    }
+    applied.state.config = KeyedCluster::from_slots(slots);
+    if applied.state.config.hash() != applied.state.hash && applied.state.version > 0 {
+        return Err(StorageIOError::read_state_machine(&std::io::Error::other(format!(
+            "the stored configuration hashes to {}, but version {} recorded {}",
+            applied.state.config.hash(),
+            applied.state.version,
+            applied.state.hash
+        )))
+        .into());
+    }
+    Ok((tree, applied))
+}
+
+impl Shared {
+    /// The store's tree, or an error while it is detached.
+    fn tree(&self) -> Result<sled::Tree, StorageError> {
+        self.tree
+            .read()
+            .ok()
+            .and_then(|t| t.clone())
+            .ok_or_else(|| sm_read(std::io::Error::other("the store is being reopened")))
+    }
+}
+
 impl StateMachine {
     pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
-        let tree = db.open_tree("state_machine").map_err(sm_read)?;
-        let mut applied: AppliedState = match tree.get(STATE_KEY).map_err(sm_read)? {
-            Some(v) => codec::decode(&v).map_err(sm_read)?,
-            None => AppliedState::default(),
-        };
-        let mut slots = std::collections::BTreeMap::new();
-        for kv in tree.scan_prefix([b'k']) {
-            let (k, v) = kv.map_err(sm_read)?;
-            let key: Key = codec::decode(&k[1..]).map_err(sm_read)?;
-            let slot: Slot = codec::decode(&v).map_err(sm_read)?;
-            slots.insert(key, slot);
-        }
-        applied.state.config = KeyedCluster::from_slots(slots);
-        if applied.state.config.hash() != applied.state.hash && applied.state.version > 0 {
-            return Err(StorageIOError::read_state_machine(&std::io::Error::other(format!(
-                "the stored configuration hashes to {}, but version {} recorded {}",
-                applied.state.config.hash(),
-                applied.state.version,
-                applied.state.hash
-            )))
-            .into());
-        }
+        let (tree, applied) = load(db)?;
         let (published, _) = watch::channel(Arc::new(applied.state.clone()));
         Ok(StateMachine {
             shared: Arc::new(Shared {
-                tree,
+                tree: std::sync::RwLock::new(Some(tree)),
                 applied: RwLock::new(applied),
                 published,
                 snapshot_seq: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// Lets go of the store (every reader and the Raft instance keep this state machine):
+    /// the store can then be reopened. Reads fail until [`Self::reattach`].
+    pub fn detach(&self) {
+        if let Ok(mut t) = self.shared.tree.write() {
+            *t = None;
+        }
+    }
+
+    /// Reads the applied state again from a reopened store: what is durable there, which
+    /// the Raft log then brings forward. Subscribers keep their subscription; nothing is
+    /// published until the next apply.
+    pub async fn reattach(&self, db: &sled::Db) -> Result<(), StorageError> {
+        let (tree, loaded) = load(db)?;
+        let mut applied = self.shared.applied.write().await;
+        *applied = loaded;
+        if let Ok(mut t) = self.shared.tree.write() {
+            *t = Some(tree);
+        }
+        Ok(())
     }
 
     pub fn reader(&self) -> StateReader {
@@ -168,7 +208,7 @@ impl StateMachine {
         let read_err = |e: &dyn std::error::Error| -> StorageError {
             StorageIOError::read_snapshot(None, &std::io::Error::other(e.to_string())).into()
         };
-        match self.shared.tree.get(SNAPSHOT_KEY).map_err(|e| read_err(&e))? {
+        match self.shared.tree()?.get(SNAPSHOT_KEY).map_err(|e| read_err(&e))? {
             None => Ok(None),
             Some(v) => Ok(Some(codec::decode(&v).map_err(|e| read_err(&e))?)),
         }
@@ -211,8 +251,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             .is_some_and(|s| s.meta.last_log_id > meta.last_log_id);
         if !newer_stored {
             let bytes = encode_snapshot(&meta, &data)?;
-            self.shared.tree.insert(SNAPSHOT_KEY, bytes).map_err(sm_write)?;
-            self.shared.tree.flush_async().await.map_err(sm_write)?;
+            let tree = self.shared.tree()?;
+            tree.insert(SNAPSHOT_KEY, bytes).map_err(sm_write)?;
+            tree.flush_async().await.map_err(sm_write)?;
         }
         drop(applied);
         tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "snapshot built");
@@ -306,7 +347,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // applies the committed entries again from `applied_state()`, and they are still
         // in the log because the log is purged only up to a snapshot, which is flushed
         // first. Applying is deterministic, so the history comes out the same.
-        self.shared.tree.apply_batch(batch).map_err(sm_write)?;
+        self.shared.tree()?.apply_batch(batch).map_err(sm_write)?;
         for h in &records {
             tracing::info!(
                 seq = h.seq,
@@ -344,7 +385,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             codec::decode(&data).map_err(|e| StorageIOError::read_snapshot(sig(), &e))?;
         let mut applied = self.shared.applied.write().await;
         let mut batch = sled::Batch::default();
-        for kv in self.shared.tree.iter() {
+        for kv in self.shared.tree()?.iter() {
             let (k, _) = kv.map_err(sm_read)?;
             batch.remove(k);
         }
@@ -379,8 +420,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         new_applied.membership = meta.last_membership.clone();
         batch.insert(STATE_KEY, codec::encode(&new_applied).map_err(sm_write)?);
         batch.insert(SNAPSHOT_KEY, encode_snapshot(meta, &data)?);
-        self.shared.tree.apply_batch(batch).map_err(sm_write)?;
-        self.shared.tree.flush_async().await.map_err(sm_write)?;
+        let tree = self.shared.tree()?;
+        tree.apply_batch(batch).map_err(sm_write)?;
+        tree.flush_async().await.map_err(sm_write)?;
         *applied = new_applied;
         tracing::info!(
             snapshot = %meta.snapshot_id,
@@ -438,7 +480,12 @@ impl StateReader {
     pub async fn verify_history(&self) -> Result<crate::chain::Verified, crate::chain::BadEntry> {
         // Hold the read lock: no apply in between, the history and the state agree.
         let a = self.shared.applied.read().await;
-        let items = self.shared.tree.scan_prefix([b'h']).enumerate().map(|(i, kv)| {
+        let tree = self.shared.tree().map_err(|e| crate::chain::BadEntry {
+            seq: 0,
+            version: None,
+            reason: e.to_string(),
+        })?;
+        let items = tree.scan_prefix([b'h']).enumerate().map(|(i, kv)| {
             let fallback = i as u64 + 1;
             let (k, v) = kv.map_err(|e| (fallback, e.to_string()))?;
             let seq = k
@@ -476,7 +523,7 @@ impl StateReader {
         if from > to {
             return Ok(out);
         }
-        for kv in self.shared.tree.range(hkey(from)..=hkey(to)) {
+        for kv in self.shared.tree()?.range(hkey(from)..=hkey(to)) {
             let (_, v) = kv.map_err(sm_read)?;
             out.push(codec::decode(&v).map_err(sm_read)?);
         }
@@ -487,7 +534,7 @@ impl StateReader {
     pub fn committed_as(&self, proposal_id: &str) -> Result<Option<u64>, StorageError> {
         Ok(self
             .shared
-            .tree
+            .tree()?
             .get(pkey(proposal_id))
             .map_err(sm_read)?
             .and_then(|v| be_u64(&v)))
@@ -497,7 +544,7 @@ impl StateReader {
     pub fn committed_version(&self, version: u64) -> Result<Option<HistoryEntry>, StorageError> {
         let Some(seq) = self
             .shared
-            .tree
+            .tree()?
             .get(vkey(version))
             .map_err(sm_read)?
             .and_then(|v| be_u64(&v))

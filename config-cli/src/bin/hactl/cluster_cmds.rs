@@ -493,6 +493,15 @@ pub fn status(remote: &Remote, format: Format) -> Result<ExitCode> {
     }
     println!();
     for s in rows.iter().filter_map(|(_, r)| r.as_ref().ok()) {
+        if let Some(cause) = &s.store_failure {
+            all_ok = false;
+            println!(
+                "{}: STORE FAILED, raft stopped there until it takes writes again: {cause}",
+                s.name
+            );
+        }
+    }
+    for s in rows.iter().filter_map(|(_, r)| r.as_ref().ok()) {
         if let Some(sec) = &s.security {
             println!("{}: {}", s.name, security_line(sec));
         }

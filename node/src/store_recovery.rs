@@ -1,0 +1,172 @@
+//! A store that fails a write (a full disk, an I/O error) is answered, never fatal: openraft
+//! stops its Raft instance for good on a storage error and sled refuses every write after
+//! one, so this task notices the stop, says why (log, event, status, and a 503 naming this
+//! director and the cause to every proposal sent here), waits until the data directory
+//! takes writes again, and reopens the store with a new Raft instance, which catches up
+//! from the leader. The actors keep the VIP and the table they have throughout.
+//!
+//! Nothing is acknowledged that is not durable: openraft counts a log entry towards a
+//! commit only once this director's store flushed it, and a failed flush stops Raft here
+//! before it can count.
+
+use crate::director::{now_ms, DirectorNode, StoreFailure};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a stopped store is checked for room again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Room the data directory must take (written, synced and removed) before the store is
+/// reopened: a few of sled's segments (512 KiB each), so the reopened store does not stop
+/// again at its first write.
+const PROBE_BYTES: usize = 4 << 20;
+
+pub fn spawn(node: Arc<DirectorNode>) {
+    tokio::spawn(async move {
+        loop {
+            let cause = stopped(&node).await;
+            fail(&node, cause);
+            recover(&node).await;
+        }
+    });
+}
+
+/// Waits until this director's Raft instance stops on an error; its cause.
+async fn stopped(node: &DirectorNode) -> String {
+    loop {
+        let mut metrics = node.raft().metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                // The instance ended: its last metrics say why (none: it was shut down).
+                if let Err(fatal) = &metrics.borrow().running_state {
+                    return fatal.to_string();
+                }
+                break;
+            }
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+fn fail(node: &DirectorNode, cause: String) {
+    let cause = plain_cause(&cause);
+    tracing::error!(director = %node.name, "store failed, raft stopped here: {cause}; \
+        keeping the VIP and the table this director has, reopening the store once it takes writes");
+    node.events
+        .record("store", &node.name, &format!("store failed: {cause}"), None);
+    node.set_store_failure(Some(StoreFailure {
+        cause,
+        since_ms: now_ms(),
+    }));
+}
+
+async fn recover(node: &DirectorNode) {
+    let mut said = String::new();
+    loop {
+        tokio::time::sleep(RETRY).await;
+        let dir = node.store_dir().to_path_buf();
+        let probe = tokio::task::spawn_blocking(move || takes_writes(&dir)).await;
+        let problem = match probe {
+            Ok(Ok(())) => match node.reopen_store().await {
+                Ok(()) => {
+                    let down = node
+                        .store_failure()
+                        .map(|f| now_ms().saturating_sub(f.since_ms))
+                        .unwrap_or(0);
+                    node.set_store_failure(None);
+                    tracing::info!(director = %node.name, down_ms = down,
+                        "store reopened, raft running again: catching up from the leader");
+                    node.events.record(
+                        "store",
+                        &node.name,
+                        &format!("store reopened after {down} ms, raft running again"),
+                        None,
+                    );
+                    return;
+                }
+                Err(e) => format!("{e:#}"),
+            },
+            Ok(Err(e)) => format!("the data directory still takes no writes: {e}"),
+            Err(e) => format!("probe: {e}"),
+        };
+        if problem != said {
+            tracing::warn!(director = %node.name, "store not reopened yet: {problem}");
+            if let Some(mut f) = node.store_failure() {
+                f.cause = format!("{}; {problem}", f.cause.split("; ").next().unwrap_or(""));
+                node.set_store_failure(Some(f));
+            }
+            said = problem;
+        }
+    }
+}
+
+/// Whether `dir` takes [`PROBE_BYTES`] (written, synced, removed).
+fn takes_writes(dir: &Path) -> std::io::Result<()> {
+    let path = dir.join(".space-probe");
+    let result = (|| {
+        let mut f = std::fs::File::create(&path)?;
+        f.write_all(&vec![0u8; PROBE_BYTES])?;
+        f.sync_all()
+    })();
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+/// openraft's fatal error text reduced to what an operator needs: the OS error and what
+/// was being written, e.g. "No space left on device (os error 28), while: write logs".
+pub fn plain_cause(fatal: &str) -> String {
+    let (what, why) = match fatal.find("when ").map(|at| &fatal[at + 5..]) {
+        Some(rest) => match rest.split_once(": ") {
+            Some((what, why)) => (Some(what.to_lowercase()), why),
+            None => (None, fatal),
+        },
+        None => (None, fatal),
+    };
+    // An io::Error's Debug form: `Os { code: 28, kind: StorageFull, message: "No space.." }`.
+    let field = |name: &str, end: char| -> Option<&str> {
+        let at = why.find(name)? + name.len();
+        why[at..].split(end).next()
+    };
+    let why = match (field("message: \"", '"'), field("code: ", ',')) {
+        (Some(m), Some(c)) => format!("{m} (os error {c})"),
+        _ => why.to_string(),
+    };
+    match what {
+        Some(w) => format!("{why}, while: {w}"),
+        None => why,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_names_the_os_error_and_what_was_written() {
+        assert_eq!(
+            plain_cause("storage error: when Write Logs: No space left on device (os error 28)"),
+            "No space left on device (os error 28), while: write logs"
+        );
+        assert_eq!(
+            plain_cause(
+                "storage error: when Write Logs: sled::result::Error: IO error: Os { code: 28, \
+                 kind: StorageFull, message: \"No space left on device\" }"
+            ),
+            "No space left on device (os error 28), while: write logs"
+        );
+        assert_eq!(plain_cause("panicked"), "panicked");
+    }
+
+    #[test]
+    fn a_directory_that_takes_writes_passes_the_probe_and_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        takes_writes(dir.path()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(takes_writes(&dir.path().join("missing")).is_err());
+    }
+}
