@@ -442,7 +442,7 @@ mod tests {
         let w = JournalWriter::spawn(j.clone(), Box::new(|| Ok(Vec::new()))).unwrap();
         w.record("vrrp", "VI_1", "BACKUP -> MASTER", None);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while j.bounds().unwrap().len() < 1 {
+        while j.bounds().unwrap().is_empty() {
             assert!(std::time::Instant::now() < deadline, "first event never written");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
