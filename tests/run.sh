@@ -13,9 +13,11 @@ cd "$(dirname "$0")/.."
 # also ships the sample configurations the parser is tested on.
 # qemu-system-x86/linux-image-amd64/busybox-static/ipvsadm: the IPVS test boots Debian's
 # kernel (this machine's has no IPVS) and checks our table with ipvsadm; binutils: strip;
-# systemd: `systemd-analyze verify` of the unit; man-db: `man -l` on the generated pages.
+# systemd: `systemd-analyze verify` of the unit; man-db: `man -l` on the generated pages;
+# ethtool: the chaos lab's link emulator relays frames as read, so the lab's interfaces
+# leave checksums and segmentation to the kernel, not the device.
 lab_packages=(nftables iproute2 curl)
-suite_packages=(keepalived qemu-system-x86 linux-image-amd64 busybox-static ipvsadm binutils xz-utils systemd man-db)
+suite_packages=(keepalived qemu-system-x86 linux-image-amd64 busybox-static ipvsadm binutils xz-utils systemd man-db ethtool)
 packages=("${lab_packages[@]}")
 # `--deps-only`: install what the lab needs, run nothing (no qemu, no kernel image).
 [ "${1:-}" = "--deps-only" ] || packages+=("${suite_packages[@]}")

@@ -388,6 +388,19 @@ impl Api {
                 raw(StatusCode::OK, "text/plain", self.node.name.clone().into_bytes())
             }
             (&Method::POST, "/v1/proposals") => self.propose(&req).await,
+            // A director whose store failed cannot know the committed configuration: a
+            // client reads it from another (503: hactl goes on to the next).
+            (&Method::GET, p) if p.starts_with("/v1/config") && self.node.store_failure().is_some() => {
+                let cause = self.node.store_failure().map(|f| f.cause).unwrap_or_default();
+                err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!(
+                        "director {}: its store failed ({cause}); its configuration may be behind the cluster's",
+                        self.node.name
+                    ),
+                )
+            }
             (&Method::GET, "/v1/config") => self.config(&req).await,
             (&Method::GET, "/v1/config/tree") => self.config_tree().await,
             (&Method::GET, "/v1/config/slots") => self.config_slots(&req).await,

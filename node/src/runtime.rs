@@ -133,6 +133,8 @@ enum ViewChange {
 #[rtype(result = "()")]
 struct RaftHealth {
     has_leader: bool,
+    /// Why this director's store takes no writes, while it does not.
+    store_failed: Option<String>,
 }
 
 #[derive(Message)]
@@ -214,6 +216,8 @@ struct Director {
     applied: Option<u64>,
     dp_status: Option<DataPlaneStatus>,
     leaderless_since: Option<Instant>,
+    /// Why this director's store failed (Raft stopped here), while it is so.
+    store_failed: Option<String>,
     fence_held: bool,
     errors: Vec<String>,
     /// What is wrong with the scripts the applied config names, here (missing, not
@@ -267,6 +271,11 @@ impl Director {
     }
 
     fn fence_state(&self) -> (bool, String) {
+        // Raft is stopped here: what the cluster committed meanwhile is unknown. A MASTER
+        // keeps the VIP and its table; a BACKUP does not claim with a table maybe behind.
+        if let Some(cause) = &self.store_failed {
+            return (true, format!("held (store failed: {cause})"));
+        }
         let Some(committed) = &self.committed else {
             return (false, "open".into());
         };
@@ -915,6 +924,7 @@ impl Handler<RaftHealth> for Director {
     type Result = ();
 
     fn handle(&mut self, m: RaftHealth, _ctx: &mut Context<Self>) {
+        self.store_failed = m.store_failed;
         match (m.has_leader, self.leaderless_since) {
             (true, Some(_)) => self.leaderless_since = None,
             (false, None) => self.leaderless_since = Some(Instant::now()),
@@ -1296,6 +1306,7 @@ impl Runtime {
                         applied: None,
                         dp_status: None,
                         leaderless_since: None,
+                        store_failed: None,
                         fence_held: false,
                         errors: Vec::new(),
                         script_problems: BTreeMap::new(),
@@ -1364,7 +1375,11 @@ impl Runtime {
             let period = (cutoff / 4).max(Duration::from_millis(100));
             loop {
                 let has_leader = node_for_health.metrics().current_leader.is_some();
-                a.do_send(RaftHealth { has_leader });
+                let store_failed = node_for_health.store_failure().map(|f| f.cause);
+                a.do_send(RaftHealth {
+                    has_leader,
+                    store_failed,
+                });
                 tokio::time::sleep(period).await;
             }
         });

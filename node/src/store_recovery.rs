@@ -10,6 +10,7 @@
 //! before it can count.
 
 use crate::director::{now_ms, DirectorNode, StoreFailure};
+use openraft::error::Fatal;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -33,18 +34,23 @@ pub fn spawn(node: Arc<DirectorNode>) {
     });
 }
 
-/// Waits until this director's Raft instance stops on an error; its cause.
+/// Waits until this director's Raft instance stops on an error; its cause. A stop we
+/// asked for (hanode shutting down, or the instance replaced by a reopen) is not one.
 async fn stopped(node: &DirectorNode) -> String {
+    let failed = |m: &raft_store::types::RaftMetrics| match &m.running_state {
+        Err(Fatal::Stopped) | Ok(()) => None,
+        Err(fatal) => Some(fatal.to_string()),
+    };
     loop {
         let mut metrics = node.raft().metrics();
         loop {
-            if let Err(fatal) = &metrics.borrow().running_state {
-                return fatal.to_string();
+            if let Some(cause) = failed(&metrics.borrow()) {
+                return cause;
             }
             if metrics.changed().await.is_err() {
-                // The instance ended: its last metrics say why (none: it was shut down).
-                if let Err(fatal) = &metrics.borrow().running_state {
-                    return fatal.to_string();
+                // The instance ended: its last metrics say why.
+                if let Some(cause) = failed(&metrics.borrow()) {
+                    return cause;
                 }
                 break;
             }

@@ -38,6 +38,8 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+pub mod chaos;
+pub mod chaos_schedule;
 pub mod conn_harness;
 pub mod fuzz;
 pub mod ipvs_cluster;

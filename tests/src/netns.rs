@@ -12,7 +12,7 @@ fn ip(args: &[&str]) -> Output {
     Command::new("ip").args(args).output().expect("run ip")
 }
 
-fn must(args: &[&str]) {
+pub fn must(args: &[&str]) {
     let o = ip(args);
     assert!(
         o.status.success(),

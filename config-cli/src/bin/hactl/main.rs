@@ -45,6 +45,11 @@ struct Cli {
         help_heading = CONNECTION
     )]
     token: Option<String>,
+    /// While every director answers "unavailable" (an election, a director whose store
+    /// failed), keep trying for SECS seconds before giving up (default: 30 for changes,
+    /// 5 for reads).
+    #[arg(long, env = "HACTL_PATIENCE", global = true, value_name = "SECS", help_heading = CONNECTION)]
+    patience: Option<u64>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -342,6 +347,7 @@ fn main() -> ExitCode {
         cert: cli.cert.clone(),
         key: cli.key.clone(),
         token: cli.token.clone(),
+        patience: cli.patience.map(std::time::Duration::from_secs),
     };
     let remote = |spec: &Option<String>| remote::Remote::new(spec.as_deref().unwrap_or(""), &auth);
     let result = match cli.cmd {

@@ -20,6 +20,9 @@ pub struct Remote {
     scheme: &'static str,
     /// `Bearer TOKEN`, when a token was given.
     authorization: Option<String>,
+    /// How long to keep trying while every director answers "unavailable" (`--patience`;
+    /// None: the command's own default).
+    patience: Option<Duration>,
 }
 
 /// How hactl proves who it is and checks the directors (all optional: a director on
@@ -32,6 +35,8 @@ pub struct ClientAuth {
     pub cert: Option<std::path::PathBuf>,
     pub key: Option<std::path::PathBuf>,
     pub token: Option<String>,
+    /// `--patience SECS`.
+    pub patience: Option<Duration>,
 }
 
 /// A refusal by the cluster (as opposed to not reaching it).
@@ -114,6 +119,7 @@ impl Remote {
             rt,
             scheme,
             authorization,
+            patience: auth.patience,
         })
     }
 
@@ -167,6 +173,7 @@ impl Remote {
         body: Option<Vec<u8>>,
         patience: Duration,
     ) -> Result<(String, Answer<T>)> {
+        let patience = self.patience.unwrap_or(patience);
         let start = Instant::now();
         let mut last_problem = String::new();
         loop {
