@@ -200,8 +200,10 @@ impl DirectorNode {
         drop(old);
         self.sm.detach();
         self.journal.detach();
-        if let Ok(mut db) = self.db.lock() {
-            *db = None;
+        // Dropping the last handle joins sled's flusher thread: off the async workers.
+        let old_db = self.db.lock().ok().and_then(|mut d| d.take());
+        if let Some(db) = old_db {
+            let _ = tokio::task::spawn_blocking(move || drop(db)).await;
         }
         // sled's flusher lets go of the file lock a moment after the last handle is dropped.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -94,6 +94,7 @@ fn write_events(journal: &Journal, history: &HistorySource, rx: &std::sync::mpsc
                 held = group;
             }
         }
+        journal.held.store(held.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -129,6 +130,8 @@ pub struct Journal {
     max_events: u64,
     /// Runtime events dropped by retention since this journal began.
     dropped: AtomicU64,
+    /// Events the writer holds in memory because the journal cannot be written.
+    held: AtomicU64,
 }
 
 /// The sequence numbers a journal holds: `first..next`.
@@ -222,6 +225,7 @@ impl Journal {
             bounds: Mutex::new(bounds),
             max_events,
             dropped: AtomicU64::new(dropped),
+            held: AtomicU64::new(0),
         })
     }
 
@@ -250,11 +254,17 @@ impl Journal {
             .lock()
             .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
         *b = bounds;
-        self.dropped.store(dropped, Ordering::Relaxed);
+        // Events dropped while held in memory were never stored: keep counting them.
+        self.dropped.fetch_max(dropped, Ordering::Relaxed);
         if let Ok(mut t) = self.tree.write() {
             *t = Some(tree);
         }
         Ok(())
+    }
+
+    /// Events held in memory until the journal can be written again.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
     }
 
     pub fn max_events(&self) -> u64 {
@@ -450,6 +460,13 @@ mod tests {
         assert!(j.list(1, 10).is_err(), "reads fail while the store is away");
         for i in 0..3 {
             w.record("check", "rs01", &format!("event {i}"), None);
+        }
+        while j.held() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never held the events"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
         j.reattach(&db).unwrap();
         while j.list(1, 10).unwrap().len() < 4 {

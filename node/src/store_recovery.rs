@@ -24,18 +24,52 @@ const RETRY: Duration = Duration::from_secs(1);
 /// again at its first write.
 const PROBE_BYTES: usize = 4 << 20;
 
+/// The longest pause between two probes when the store keeps failing again.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// A failure this soon after the last recovery counts as the same trouble coming back:
+/// the pause between probes doubles.
+const RELAPSE: Duration = Duration::from_secs(60);
+
 pub fn spawn(node: Arc<DirectorNode>) {
     tokio::spawn(async move {
+        let mut pause = RETRY;
+        let mut last_recovery: Option<tokio::time::Instant> = None;
         loop {
             let cause = stopped(&node).await;
+            // What this director had applied: after the reopen it must get there again
+            // before it serves its configuration or lifts its fence (applied batches are
+            // not flushed one by one, so the store may hold less).
+            let applied = node.metrics().last_applied.map(|l| l.index).unwrap_or(0);
+            pause = match last_recovery {
+                Some(t) if t.elapsed() < RELAPSE => (pause * 2).min(MAX_RETRY),
+                _ => RETRY,
+            };
             fail(&node, cause);
-            recover(&node).await;
+            reopen(&node, pause).await;
+            if caught_up(&node, applied).await {
+                last_recovery = Some(tokio::time::Instant::now());
+                let down = node
+                    .store_failure()
+                    .map(|f| now_ms().saturating_sub(f.since_ms))
+                    .unwrap_or(0);
+                node.set_store_failure(None);
+                tracing::info!(director = %node.name, down_ms = down,
+                    "store reopened and caught up: raft running again");
+                node.events.record(
+                    "store",
+                    &node.name,
+                    &format!("store reopened after {down} ms, caught up, raft running again"),
+                    None,
+                );
+            }
         }
     });
 }
 
 /// Waits until this director's Raft instance stops on an error; its cause. A stop we
-/// asked for (hanode shutting down, or the instance replaced by a reopen) is not one.
+/// asked for (hanode shutting down, or the instance replaced by a reopen) is not one; an
+/// instance whose task ended without saying why (a panic) is.
 async fn stopped(node: &DirectorNode) -> String {
     let failed = |m: &raft_store::types::RaftMetrics| match &m.running_state {
         Err(Fatal::Stopped) | Ok(()) => None,
@@ -49,12 +83,15 @@ async fn stopped(node: &DirectorNode) -> String {
             }
             if metrics.changed().await.is_err() {
                 // The instance ended: its last metrics say why.
-                if let Some(cause) = failed(&metrics.borrow()) {
-                    return cause;
+                let last = metrics.borrow().running_state.clone();
+                match last {
+                    Err(Fatal::Stopped) => break,
+                    Err(fatal) => return fatal.to_string(),
+                    Ok(()) => return "raft stopped without a cause (its task ended: a panic?)".into(),
                 }
-                break;
             }
         }
+        // Stopped on purpose: a reopen put a new instance in place, or hanode is exiting.
         tokio::time::sleep(RETRY).await;
     }
 }
@@ -71,28 +108,26 @@ fn fail(node: &DirectorNode, cause: String) {
     }));
 }
 
-async fn recover(node: &DirectorNode) {
+/// Adds `what` to the failure's cause as it stands now (the original cause first).
+fn note(node: &DirectorNode, what: &str) {
+    if let Some(mut f) = node.store_failure() {
+        let first = f.cause.split("; ").next().unwrap_or("").to_string();
+        f.cause = format!("{first}; {what}");
+        node.set_store_failure(Some(f));
+    }
+}
+
+/// Probes the data directory every `pause` until it takes writes, then reopens the store.
+async fn reopen(node: &DirectorNode, pause: Duration) {
     let mut said = String::new();
     loop {
-        tokio::time::sleep(RETRY).await;
+        tokio::time::sleep(pause).await;
         let dir = node.store_dir().to_path_buf();
         let probe = tokio::task::spawn_blocking(move || takes_writes(&dir)).await;
         let problem = match probe {
             Ok(Ok(())) => match node.reopen_store().await {
                 Ok(()) => {
-                    let down = node
-                        .store_failure()
-                        .map(|f| now_ms().saturating_sub(f.since_ms))
-                        .unwrap_or(0);
-                    node.set_store_failure(None);
-                    tracing::info!(director = %node.name, down_ms = down,
-                        "store reopened, raft running again: catching up from the leader");
-                    node.events.record(
-                        "store",
-                        &node.name,
-                        &format!("store reopened after {down} ms, raft running again"),
-                        None,
-                    );
+                    tracing::info!(director = %node.name, "store reopened: raft catching up from the leader");
                     return;
                 }
                 Err(e) => format!("{e:#}"),
@@ -102,11 +137,32 @@ async fn recover(node: &DirectorNode) {
         };
         if problem != said {
             tracing::warn!(director = %node.name, "store not reopened yet: {problem}");
-            if let Some(mut f) = node.store_failure() {
-                f.cause = format!("{}; {problem}", f.cause.split("; ").next().unwrap_or(""));
-                node.set_store_failure(Some(f));
-            }
+            note(node, &problem);
             said = problem;
+        }
+    }
+}
+
+/// Waits until the new instance has applied at least log index `applied` again (true), or
+/// stops on an error again (false; the caller starts over).
+async fn caught_up(node: &DirectorNode, applied: u64) -> bool {
+    note(
+        node,
+        &format!("store reopened, catching up to log index {applied}"),
+    );
+    let mut metrics = node.raft().metrics();
+    loop {
+        {
+            let m = metrics.borrow();
+            if m.running_state.is_err() {
+                return false;
+            }
+            if m.last_applied.map(|l| l.index).unwrap_or(0) >= applied {
+                return true;
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return false;
         }
     }
 }

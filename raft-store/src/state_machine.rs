@@ -149,6 +149,15 @@ fn load(db: &sled::Db) -> Result<(sled::Tree, AppliedState), StorageError> {
 }
 
 impl Shared {
+    /// Hands `state` to the subscribers, unless they already have it or a later one: after
+    /// a reopen the store may apply again entries whose batch was not durable, and the
+    /// actors must never see the configuration go back.
+    fn publish(&self, state: &ClusterState) {
+        if state.history_len > self.published.borrow().history_len {
+            self.published.send_replace(Arc::new(state.clone()));
+        }
+    }
+
     /// The store's tree, or an error while it is detached.
     fn tree(&self) -> Result<sled::Tree, StorageError> {
         self.tree
@@ -359,9 +368,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             );
         }
         if !records.is_empty() {
-            self.shared
-                .published
-                .send_replace(Arc::new(applied.state.clone()));
+            self.shared.publish(&applied.state);
         }
         Ok(replies)
     }
@@ -430,9 +437,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             history = applied.state.history_len,
             "snapshot installed"
         );
-        self.shared
-            .published
-            .send_replace(Arc::new(applied.state.clone()));
+        self.shared.publish(&applied.state);
         Ok(())
     }
 

@@ -26,8 +26,10 @@ pub const PORTS: [&str; 3] = ["pd0", "pd1", "pw"];
 /// Each member's tmpfs (its data directory): room for the store, small enough to fill.
 const DATA_DIR_SIZE: &str = "64m";
 /// How long after a fault that excuses a split heals it is still excused: the other
-/// director's next advert (1 s) ends it.
+/// director's next advert (1 s) ends it; a killed director's address goes when its
+/// restarted hanode starts its instance (a process start, on a busy machine).
 const SPLIT_GRACE: Duration = Duration::from_millis(2500);
+const SPLIT_GRACE_AFTER_KILL: Duration = Duration::from_secs(6);
 /// The longest the VIP may be on both directors at a handover outside a fault that
 /// excuses it: the new master adds it a moment before the old one, hearing the new one's
 /// advert, removes it.
@@ -557,6 +559,8 @@ pub struct Workload {
 /// The proposer and the curler, running until stopped.
 pub struct Background {
     stop: Arc<AtomicBool>,
+    /// Proposals acknowledged so far.
+    pub acked: Arc<AtomicU64>,
     proposer: std::thread::JoinHandle<Workload>,
     curler: std::thread::JoinHandle<(u64, u64)>,
 }
@@ -570,6 +574,8 @@ impl Background {
         let proposer_lab = lab.lock().expect("lab").proposer();
         let client_name = proposer_lab.client_ns.clone();
         let (s1, tag) = (stop.clone(), tag.to_string());
+        let acked = Arc::new(AtomicU64::new(0));
+        let acks = acked.clone();
         let proposer = std::thread::spawn(move || {
             let mut w = Workload::default();
             while !s1.load(Ordering::SeqCst) {
@@ -577,7 +583,10 @@ impl Background {
                 let reason = format!("{tag}-{n}");
                 // Weights 2..=9 in turn: every proposal is a change.
                 match proposer_lab.propose(2 + (n % 8) as u32, &reason) {
-                    Ok((v, h)) => w.acked.push((reason, v, h)),
+                    Ok((v, h)) => {
+                        w.acked.push((reason, v, h));
+                        acks.fetch_add(1, Ordering::SeqCst);
+                    }
                     Err(e) => w.unknown.push((reason, e)),
                 }
                 std::thread::sleep(Duration::from_millis(200));
@@ -602,6 +611,7 @@ impl Background {
         });
         Background {
             stop,
+            acked,
             proposer,
             curler,
         }
@@ -726,26 +736,26 @@ impl std::fmt::Display for Report {
 }
 
 /// Splits the time both directors held the VIP into (outside excusing windows, the longest
-/// such stretch, inside them). `excused`: [from, to) windows.
+/// such stretch, inside them). `excused`: [from, to) windows. Each of lvs01's samples is
+/// judged against lvs02's state at that time (the two samplers run on their own clocks).
 pub fn dual_time(samples: &[Samples], excused: &[(Duration, Duration)]) -> (Duration, Duration, Duration) {
-    let (mut out, mut inside, mut run, mut longest) =
-        (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    let n = samples.iter().map(|s| s.len()).min().unwrap_or(0);
-    for k in 0..n {
-        let at = samples[0][k].0;
-        let both = samples.iter().all(|s| s[k].1);
-        if !both {
-            run = Duration::ZERO;
+    let (mut out, mut inside) = (Duration::ZERO, Duration::ZERO);
+    let (mut run_from, mut longest) = (None::<Duration>, Duration::ZERO);
+    let [a, b] = samples else {
+        return (out, longest, inside);
+    };
+    for &(t, holds) in a {
+        let both = holds && crate::vip_watch::at(b, t);
+        let is_excused = excused.iter().any(|(from, to)| t >= *from && t < *to);
+        if both && is_excused {
+            inside += crate::vip_watch::EVERY;
+        } else if both {
+            out += crate::vip_watch::EVERY;
+            let from = *run_from.get_or_insert(t);
+            longest = longest.max(t - from + crate::vip_watch::EVERY);
             continue;
         }
-        if excused.iter().any(|(a, b)| at >= *a && at < *b) {
-            inside += crate::vip_watch::EVERY;
-            run = Duration::ZERO;
-        } else {
-            out += crate::vip_watch::EVERY;
-            run += crate::vip_watch::EVERY;
-            longest = longest.max(run);
-        }
+        run_from = None;
     }
     (out, longest, inside)
 }
@@ -771,8 +781,15 @@ pub fn run_schedule(
     let mut id = seed as usize * 10;
     for step in steps {
         let start = t0.elapsed();
+        let holder;
         {
             let mut l = lab.lock().expect("lab");
+            // Which director's adverts a cut must stop to let the other claim.
+            holder = match (l.lab.directors[0].has_addr(VIP), l.lab.directors[1].has_addr(VIP)) {
+                (true, false) => Some(0),
+                (false, true) => Some(1),
+                _ => None,
+            };
             for (k, f) in step.faults.iter().enumerate() {
                 l.inject(id + k, f);
                 timeline.push((t0.elapsed(), format!("inject: {f}")));
@@ -788,8 +805,13 @@ pub fn run_schedule(
             }
         }
         let healed = t0.elapsed();
-        if step.faults.iter().any(|f| f.may_split()) {
-            excused.push((start, healed + SPLIT_GRACE));
+        if step.faults.iter().any(|f| f.may_split(holder)) {
+            let grace = if step.faults.iter().any(|f| matches!(f, Fault::Kill { .. })) {
+                SPLIT_GRACE_AFTER_KILL
+            } else {
+                SPLIT_GRACE
+            };
+            excused.push((start, healed + grace));
         }
         id += step.faults.len();
         std::thread::sleep(step.pause);

@@ -83,14 +83,16 @@ impl Fault {
     }
 
     /// Whether, while this fault lasts (and a moment after), both directors may hold the
-    /// VIP by design, the quorum gate notwithstanding:
-    /// - a partition that cuts VRRP between lvs01 and lvs02 while each still reaches a
-    ///   majority over the transport (non-transitive, or VRRP only): each side may act, and
-    ///   neither hears the other;
+    /// VIP by design, the quorum gate notwithstanding. `holder`: the director holding the
+    /// VIP when the fault starts (None: unknown, judged as if either).
+    /// - a partition that stops the holder's adverts reaching the other director (a BACKUP
+    ///   sends none: cutting the other way changes nothing) while each still reaches a
+    ///   majority over the transport (non-transitive, or VRRP only): each side may act and
+    ///   the other does not hear it;
     /// - adverts lost on a director's link (three in a row make the backup claim);
     /// - a director killed or frozen: its address stays configured (nothing runs to remove
     ///   it) though it no longer answers as a director.
-    pub fn may_split(&self) -> bool {
+    pub fn may_split(&self, holder: Option<usize>) -> bool {
         match self {
             Fault::Partition {
                 from,
@@ -98,8 +100,18 @@ impl Fault {
                 traffic,
                 one_way,
             } => {
-                let apart = (from.contains(&0) && to.contains(&1)) || (from.contains(&1) && to.contains(&0));
-                if !apart || *traffic == Traffic::Transport {
+                if *traffic == Traffic::Transport {
+                    return false;
+                }
+                let drops = |a: usize, b: usize| {
+                    (from.contains(&a) && to.contains(&b))
+                        || (!*one_way && from.contains(&b) && to.contains(&a))
+                };
+                let adverts_cut = match holder {
+                    Some(h) => drops(h, 1 - h),
+                    None => drops(0, 1) || drops(1, 0),
+                };
+                if !adverts_cut {
                     return false;
                 }
                 if *traffic == Traffic::Vrrp {
@@ -107,8 +119,7 @@ impl Fault {
                 }
                 // All traffic: does each director still reach a majority (itself and one
                 // more) over TCP? A connection needs both directions, so a one-way cut
-                // breaks it as a two-way one does (`one_way` only matters to VRRP).
-                let _ = one_way;
+                // breaks it as a two-way one does.
                 let cut = |a: usize, b: usize| {
                     (from.contains(&a) && to.contains(&b)) || (from.contains(&b) && to.contains(&a))
                 };
@@ -320,20 +331,25 @@ mod tests {
     /// Where the quorum gate must keep the VIP on one side, and where VRRP alone decides.
     #[test]
     fn a_split_is_excused_only_where_both_directors_still_reach_a_majority() {
+        let lvs01 = Some(0);
         // lvs01 cut off from everyone: lvs01 has no majority, the gate releases it.
-        assert!(!cut(&[0], &[1, 2], false, Traffic::All).may_split());
+        assert!(!cut(&[0], &[1, 2], false, Traffic::All).may_split(lvs01));
         // lvs01 and lvs02 apart, the witness with lvs02: lvs01 alone, released.
-        assert!(!cut(&[0], &[1, 2], true, Traffic::All).may_split());
+        assert!(!cut(&[0], &[1, 2], true, Traffic::All).may_split(lvs01));
         // lvs01 and lvs02 apart, both still reach the witness: non-transitive.
-        assert!(cut(&[0], &[1], false, Traffic::All).may_split());
-        // VRRP alone cut: both keep their majority.
-        assert!(cut(&[0], &[1], true, Traffic::Vrrp).may_split());
+        assert!(cut(&[0], &[1], false, Traffic::All).may_split(lvs01));
+        // VRRP alone cut from the master: both keep their majority, lvs02 hears nothing.
+        assert!(cut(&[0], &[1], true, Traffic::Vrrp).may_split(lvs01));
+        // ... but cut from the backup only, lvs02 still hears the master.
+        assert!(!cut(&[1], &[0], true, Traffic::Vrrp).may_split(lvs01));
+        assert!(cut(&[1], &[0], true, Traffic::Vrrp).may_split(Some(1)));
+        assert!(cut(&[1], &[0], true, Traffic::Vrrp).may_split(None));
         // The transport alone cut: VRRP still flows, no split.
-        assert!(!cut(&[0], &[1, 2], false, Traffic::Transport).may_split());
+        assert!(!cut(&[0], &[1, 2], false, Traffic::Transport).may_split(lvs01));
         // The witness cut off: the directors still hear each other.
-        assert!(!cut(&[2], &[0, 1], false, Traffic::All).may_split());
-        assert!(!Fault::DiskFull { who: 0 }.may_split());
-        assert!(Fault::Stop { who: 0 }.may_split());
-        assert!(!Fault::Stop { who: 2 }.may_split());
+        assert!(!cut(&[2], &[0, 1], false, Traffic::All).may_split(lvs01));
+        assert!(!Fault::DiskFull { who: 0 }.may_split(lvs01));
+        assert!(Fault::Stop { who: 0 }.may_split(lvs01));
+        assert!(!Fault::Stop { who: 2 }.may_split(lvs01));
     }
 }

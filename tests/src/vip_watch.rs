@@ -90,7 +90,7 @@ impl VipWatch {
 }
 
 /// The state of `s` at time `t` (its last sample at or before `t`).
-fn at(s: &Samples, t: Duration) -> bool {
+pub fn at(s: &Samples, t: Duration) -> bool {
     match s.partition_point(|(x, _)| *x <= t) {
         0 => false,
         i => s[i - 1].1,

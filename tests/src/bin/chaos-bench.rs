@@ -8,7 +8,7 @@
 use e2e::chaos::{panics, run_schedule, ChaosLab};
 use e2e::chaos_schedule::schedule;
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,20 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
     sorted[(sorted.len() - 1) * p / 100]
 }
 
+/// Set by SIGINT/SIGTERM: the run stops after the current schedule, and the lab is taken
+/// down (namespaces, processes, mounts) as the test's would be.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
 fn main() {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
     let args: Vec<String> = std::env::args().collect();
     let n = arg(&args, "--schedules", 100);
     let first = arg(&args, "--first-seed", 1);
@@ -45,7 +58,13 @@ fn main() {
     let (mut violations, mut broken) = (0usize, Vec::new());
     let (mut dual_out, mut dual_longest, mut dual_in) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let (mut acked, mut unknown, mut curl_ok, mut curl_failed) = (0usize, 0usize, 0u64, 0u64);
+    let mut n = n;
     for seed in first..first + n {
+        if STOP.load(Ordering::SeqCst) {
+            println!("stopped by a signal after {} schedules", seed - first);
+            n = seed - first;
+            break;
+        }
         let r = run_schedule(&lab, seed, &schedule(seed, steps), &counter);
         for k in &r.faults {
             *kinds.entry(k).or_default() += 1;

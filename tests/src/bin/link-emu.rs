@@ -47,11 +47,12 @@ impl Ord for Due {
 
 type Queue = Arc<(Mutex<BinaryHeap<Due>>, Condvar)>;
 
-/// An AF_PACKET socket bound to `ifname`, not seeing what it sends itself.
+/// An AF_PACKET socket bound to `ifname`, not seeing what it sends itself. Created with
+/// protocol 0 (it receives nothing) and given ETH_P_ALL at bind: a socket created with
+/// ETH_P_ALL would take frames of every interface until bound, and relay them.
 fn packet_socket(ifname: &str) -> std::io::Result<i32> {
-    let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
     // SAFETY: plain socket(2).
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto) };
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -79,14 +80,18 @@ fn packet_socket(ifname: &str) -> std::io::Result<i32> {
     }
     let one: libc::c_int = 1;
     // SAFETY: setsockopt with an int option.
-    unsafe {
+    let rc = unsafe {
         libc::setsockopt(
             fd,
             libc::SOL_PACKET,
             libc::PACKET_IGNORE_OUTGOING,
             &one as *const libc::c_int as *const libc::c_void,
             std::mem::size_of::<libc::c_int>() as u32,
-        );
+        )
+    };
+    if rc != 0 {
+        // Without it we would read our own frames back and relay them in a loop.
+        return Err(std::io::Error::last_os_error());
     }
     Ok(fd)
 }
@@ -118,7 +123,15 @@ fn read_side(from: i32, params: Arc<Params>, queue: Queue, seed: u64) {
     loop {
         // SAFETY: recv into our buffer.
         let n = unsafe { libc::recv(from, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
-        if n <= 0 {
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                // The interface went away (the lab is being torn down): do not spin.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            continue;
+        }
+        if n == 0 {
             continue;
         }
         let frame = buf[..n as usize].to_vec();
