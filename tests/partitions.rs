@@ -15,22 +15,9 @@ const WINDOW: Duration = Duration::from_secs(8);
 
 /// A partition: nftables rules on the switch's bridge, removed by [`heal`].
 fn cut(sw: &Netns, rules: &str) {
-    let text = format!(
+    sw.nft(&format!(
         "table bridge partition {{\n  chain forward {{\n    type filter hook forward priority 0; policy accept;\n{rules}\n  }}\n}}\n"
-    );
-    let mut c = sw.command("nft");
-    c.args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().expect("nft");
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), text.as_bytes()).expect("nft rules");
-    let o = child.wait_with_output().expect("nft");
-    assert!(
-        o.status.success(),
-        "nft: {}\n{text}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    ));
 }
 
 fn heal(sw: &Netns) {

@@ -300,27 +300,6 @@ impl ChaosLab {
         )
     }
 
-    fn nft(&self, text: &str) {
-        let mut c = self.lab.sw.command("nft");
-        c.args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("nft");
-        child
-            .stdin
-            .as_mut()
-            .expect("stdin")
-            .write_all(text.as_bytes())
-            .expect("nft rules");
-        let o = child.wait_with_output().expect("nft");
-        assert!(
-            o.status.success(),
-            "nft: {}\n{text}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-
     fn set_link(&mut self, i: usize, loss: u32, delay: u32, jitter: u32, dup: u32) {
         let l = &mut self.links[i];
         writeln!(l.stdin, "{loss} {delay} {jitter} {dup}").expect("link emulator");
@@ -332,7 +311,7 @@ impl ChaosLab {
         match f {
             Fault::Partition { .. } => {
                 let t = self.partition_table(id, f);
-                self.nft(&t);
+                self.lab.sw.nft(&t);
             }
             Fault::Link {
                 who,

@@ -60,6 +60,23 @@ impl Netns {
         c
     }
 
+    /// Loads `rules` (an nftables script) into the namespace with `nft -f -`; must succeed.
+    pub fn nft(&self, rules: &str) {
+        let mut c = self.command("nft");
+        c.args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("nft");
+        std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), rules.as_bytes()).expect("nft rules");
+        let o = child.wait_with_output().expect("nft");
+        assert!(
+            o.status.success(),
+            "nft: {}\n{rules}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
     /// Whether `addr` is configured on any interface of the namespace.
     pub fn has_addr(&self, addr: &str) -> bool {
         let o = self.ip(&["-o", "addr", "show"]);
