@@ -365,28 +365,74 @@ fn full_directors(n: u32, k: u32) {
     // Every probe has run once a warmup (60 s) after the first load.
     let warm = Duration::from_millis((t0 + 65_000).saturating_sub(now_ms()));
     std::thread::sleep(warm);
-    let rss: Vec<String> = lab
-        .nodes
+    let pids: Vec<u32> = lab.nodes.iter().flatten().map(|p| p.child.id()).collect();
+    let rss = |pids: &[u32]| -> String {
+        pids.iter()
+            .map(|p| rss_of(*p).map(|kb| (kb / 1024).to_string()).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let (rss_warm, cpu0, at0) = (
+        rss(&pids),
+        pids.iter().map(|p| cpu_ticks(*p)).collect::<Vec<_>>(),
+        Instant::now(),
+    );
+    patches(&mut journals, "steady (every checker running)");
+    // The checkers' CPU over 20 s of steady state.
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(at0.elapsed()));
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let secs = at0.elapsed().as_secs_f64();
+    let cpu: Vec<String> = pids
         .iter()
-        .flatten()
+        .zip(&cpu0)
+        .map(|(p, c0)| format!("{:.0}", (cpu_ticks(*p) - c0) as f64 / ticks / secs * 100.0))
+        .collect();
+    println!(
+        "director RSS with every checker running ({} TCP checks each): {} MB; {:.0} s later {} MB",
+        n * 4,
+        rss_warm,
+        secs,
+        rss(&pids)
+    );
+    println!(
+        "director CPU with every checker running: {} % of a core over {secs:.0} s",
+        cpu.join("/")
+    );
+    let hwm: Vec<String> = pids
+        .iter()
         .map(|p| {
-            std::fs::read_to_string(format!("/proc/{}/status", p.child.id()))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("VmRSS:"))
-                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                })
+            status_kb(*p, "VmHWM:")
                 .map(|kb| (kb / 1024).to_string())
                 .unwrap_or_default()
         })
         .collect();
-    patches(&mut journals, "steady (every checker running)");
     println!(
-        "director RSS with every checker running ({} TCP checks each): {} MB",
-        n * 4,
-        rss.join("/")
+        "director peak RSS (the first load's full sync): {} MB",
+        hwm.join("/")
     );
+}
+
+/// A process's resident set (KiB).
+fn rss_of(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmRSS:")
+}
+
+/// A `/proc/PID/status` figure in KiB (`VmRSS:`, `VmHWM:`).
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+}
+
+/// A process's user and system time, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command's closing parenthesis: state is field 3, utime 14, stime 15.
+    let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
 }
 
 /// `label: p50 …, p99 …, max …` over `lat`.
@@ -442,15 +488,7 @@ fn timed(cmd: &mut Command) -> (f64, u64, bool) {
 }
 
 fn rss_kb(node: &Node) -> u64 {
-    let Some(pid) = node.pid() else { return 0 };
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    node.pid().and_then(rss_of).unwrap_or(0)
 }
 
 fn dir_bytes(p: &Path) -> u64 {

@@ -453,9 +453,9 @@ impl NftKernel {
             return Ok(());
         }
         if self.netlink().is_some() {
-            let (batch, text): (Vec<Cmd>, Vec<Cmd>) = cmds.iter().cloned().partition(Cmd::is_netlink);
+            let (batch, text): (Vec<&Cmd>, Vec<&Cmd>) = cmds.iter().partition(|c| c.is_netlink());
             if !text.is_empty() {
-                run_nft(&mut self.nft, &render::script(&text))?;
+                run_nft(&mut self.nft, &render::script(text))?;
             }
             if let Some(b) = self.batches.as_mut() {
                 let r = b.commit(&batch);
@@ -487,7 +487,7 @@ impl NftKernel {
     #[allow(clippy::too_many_arguments)]
     fn commit(
         &mut self,
-        services: &[(SvcKey, Option<SvcState>)],
+        services: Vec<(SvcKey, Option<SvcState>)>,
         ingress: BTreeSet<String>,
         skeletons: Vec<TableId>,
         shared: Vec<(TableId, String, Vec<String>)>,
@@ -495,25 +495,24 @@ impl NftKernel {
         uses: BTreeMap<TableId, Uses>,
     ) {
         for (k, st) in services {
+            let new_id = st.as_ref().map(|s| s.id);
             let old = match st {
                 Some(s) => {
-                    if self.state.get(k).map(|o| o.id) != Some(s.id) {
+                    if self.state.get(&k).map(|o| o.id) != Some(s.id) {
                         self.last_id.insert(render::shard_of(s.id), s.id);
                     }
                     if self.ids.insert(s.id) {
                         *self.shard_used.entry(render::shard_of(s.id)).or_default() += 1;
                     }
-                    self.by_id.insert(s.id, *k);
-                    self.state.insert(*k, s.clone())
+                    self.by_id.insert(s.id, k);
+                    self.state.insert(k, s)
                 }
-                None => self.state.remove(k),
+                None => self.state.remove(&k),
             };
-            if let Some(o) = &old {
-                if st.as_ref().map(|s| s.id) != Some(o.id) && self.by_id.get(&o.id) == Some(k) {
+            if let Some(o) = old.filter(|o| new_id != Some(o.id)) {
+                if self.by_id.get(&o.id) == Some(&k) {
                     self.by_id.remove(&o.id);
                 }
-            }
-            if let Some(o) = old.filter(|o| st.as_ref().map(|s| s.id) != Some(o.id)) {
                 if self.ids.remove(&o.id) {
                     let shard = render::shard_of(o.id);
                     if let Some(n) = self.shard_used.get_mut(&shard) {
@@ -608,7 +607,7 @@ impl NftKernel {
             .filter(|(_, u)| u.services > 0)
             .map(|(t, _)| *t)
             .collect();
-        self.commit(&services, ingress, skeletons, shared, &dropped, uses);
+        self.commit(services, ingress, skeletons, shared, &dropped, uses);
         self.idle.retain(|t| !dropped.contains(t) && !used.contains(t));
         Ok(())
     }

@@ -121,10 +121,13 @@ fn frame(msg: NetfilterMessage, flags: u16, seq: u32) -> Vec<u8> {
     buf
 }
 
-/// One message of a batch: what it does, for errors.
+/// Where one message of a batch came from: its command and which of the command's
+/// messages it is (described only when the kernel refuses it: a full sync sends 100,000s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Sent {
     seq: u32,
-    what: String,
+    cmd: u32,
+    part: u32,
 }
 
 const NFT_MSG_DELCHAIN: u8 = 5;
@@ -164,8 +167,14 @@ const NLM_F_APPEND: u16 = 0x800;
 /// A nf_tables message built by hand (the crate has no rule expressions): netlink
 /// header, nfgenmsg (family, version 0, resource id 0), attributes.
 fn raw_frame(kind: u8, family: NetfilterProtoFamily, flags: u16, seq: u32, attrs: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(16 + 4 + attrs.len());
+    write_frame(&mut b, kind, family, flags, seq, attrs);
+    b
+}
+
+/// Appends one nf_tables message (netlink header, nfgenmsg, `attrs`) to `b`.
+fn write_frame(b: &mut Vec<u8>, kind: u8, family: NetfilterProtoFamily, flags: u16, seq: u32, attrs: &[u8]) {
     let len = 16 + 4 + attrs.len();
-    let mut b = Vec::with_capacity(len);
     b.extend_from_slice(&(len as u32).to_ne_bytes());
     b.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | u16::from(kind)).to_ne_bytes());
     b.extend_from_slice(&flags.to_ne_bytes());
@@ -173,7 +182,6 @@ fn raw_frame(kind: u8, family: NetfilterProtoFamily, flags: u16, seq: u32, attrs
     b.extend_from_slice(&0u32.to_ne_bytes());
     b.extend_from_slice(&[u8::from(family), 0, 0, 0]);
     b.extend_from_slice(attrs);
-    b
 }
 
 /// The bytes of a service-map key: address, protocol, port, each padded to 4 bytes.
@@ -201,9 +209,8 @@ fn described(cmd: &Cmd) -> String {
     render::script(std::slice::from_ref(cmd)).trim_end().to_string()
 }
 
-/// One message of a batch, before framing: type, family, flags, attributes, and what it
-/// does.
-type Part = (u8, NetfilterProtoFamily, u16, Vec<u8>, String);
+/// One message of a batch, before framing: type, family, flags, attributes.
+type Part = (u8, NetfilterProtoFamily, u16, Vec<u8>);
 
 /// The messages of one step.
 /// The attributes of one NEWSETELEM (`add`) or DELSETELEM message for `elems` of `set`
@@ -256,14 +263,7 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
                     (NFT_MSG_DELSETELEM, NLM_F_REQUEST)
                 };
                 let attrs = set_elements(family, name, &op.set, elems, op.add);
-                let what = format!(
-                    "{} {} element(s) {} {table} {}",
-                    if op.add { "add" } else { "delete" },
-                    chunk.len(),
-                    if op.add { "to" } else { "from" },
-                    op.set
-                );
-                out.push((kind, family, flags, attrs, what));
+                out.push((kind, family, flags, attrs));
             }
             Ok(out)
         }
@@ -285,9 +285,8 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
                             ))])
                         })
                         .collect();
-                    let what = format!("delete {} flow(s) from {table} {set}", chunk.len());
                     let attrs = set_elements(family, name, set, keys, false);
-                    out.push((NFT_MSG_DELSETELEM, family, NLM_F_REQUEST, attrs, what));
+                    out.push((NFT_MSG_DELSETELEM, family, NLM_F_REQUEST, attrs));
                 }
                 let elems = chunk
                     .iter()
@@ -299,9 +298,8 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
                         ])
                     })
                     .collect();
-                let what = format!("add {} flow(s) to {table} {set}", chunk.len());
                 let attrs = set_elements(family, name, set, elems, true);
-                out.push((NFT_MSG_NEWSETELEM, family, create, attrs, what));
+                out.push((NFT_MSG_NEWSETELEM, family, create, attrs));
             }
             Ok(out)
         }
@@ -320,15 +318,14 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
             ]
             .concat();
             Ok(vec![match op {
-                ChainOp::Add => (NFT_MSG_NEWCHAIN, family, create, ids, described(cmd)),
-                ChainOp::Delete => (NFT_MSG_DELCHAIN, family, NLM_F_REQUEST, ids, described(cmd)),
-                ChainOp::Flush => (NFT_MSG_DELRULE, family, NLM_F_REQUEST, ids, described(cmd)),
+                ChainOp::Add => (NFT_MSG_NEWCHAIN, family, create, ids),
+                ChainOp::Delete => (NFT_MSG_DELCHAIN, family, NLM_F_REQUEST, ids),
+                ChainOp::Flush => (NFT_MSG_DELRULE, family, NLM_F_REQUEST, ids),
                 ChainOp::Append(r) => (
                     NFT_MSG_NEWRULE,
                     family,
                     create | NLM_F_APPEND,
                     [ids, expr::expressions(&r.exprs)].concat(),
-                    described(cmd),
                 ),
             }])
         }
@@ -340,7 +337,7 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
             let (family, name) = family_and_name(table)?;
             let ids = [expr::string(1, name), expr::string(2, map)].concat();
             if !*add {
-                return Ok(vec![(NFT_MSG_DELSET, family, NLM_F_REQUEST, ids, described(cmd))]);
+                return Ok(vec![(NFT_MSG_DELSET, family, NLM_F_REQUEST, ids)]);
             }
             // NFTA_SET_FLAGS 3 (NFT_SET_MAP), _KEY_TYPE 4 (nft's `integer`) and
             // _DATA_TYPE 6 (`mark`), _KEY_LEN 5 and _DATA_LEN 7, _ID 10 (the kernel wants
@@ -359,7 +356,7 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
                 expr::nla(13, &maglev_map_udata()),
             ]
             .concat();
-            Ok(vec![(NFT_MSG_NEWSET, family, create, attrs, described(cmd))])
+            Ok(vec![(NFT_MSG_NEWSET, family, create, attrs)])
         }
         Cmd::Entry {
             table,
@@ -382,23 +379,55 @@ fn parts_of(cmd: &Cmd) -> Result<Vec<Part>, KernelError> {
             ]
             .concat();
             Ok(vec![match target {
-                Some(_) => (NFT_MSG_NEWSETELEM, family, create, attrs, described(cmd)),
-                None => (NFT_MSG_DELSETELEM, family, NLM_F_REQUEST, attrs, described(cmd)),
+                Some(_) => (NFT_MSG_NEWSETELEM, family, create, attrs),
+                None => (NFT_MSG_DELSETELEM, family, NLM_F_REQUEST, attrs),
             }])
         }
     }
 }
 
-/// Encodes `cmds` as one batch (begin, the messages, end), sequence numbers from
-/// `first` (the batch begin). Only the last message asks for an acknowledgement: the
-/// kernel answers errors whatever the flags, after the whole batch, and the last
-/// message's answer comes after them all (a batch of 50,000 acknowledged messages would
-/// overflow any receive buffer). Returns the bytes and what each message does.
-fn encode(cmds: &[Cmd], first: u32) -> Result<(Vec<u8>, Vec<Sent>), KernelError> {
-    let mut parts = Vec::new();
-    for c in cmds {
-        parts.extend(parts_of(c)?);
+/// What message `part` of `cmd` (as [`parts_of`] makes them) does, for an error.
+fn what_of(cmd: &Cmd, part: usize) -> String {
+    let chunk_len = |n: usize, i: usize| n.saturating_sub(i * ELEMS_PER_MESSAGE).min(ELEMS_PER_MESSAGE);
+    match cmd {
+        Cmd::Elements { table, op } => format!(
+            "{} {} element(s) {} {table} {}",
+            if op.add { "add" } else { "delete" },
+            chunk_len(op.elems.len(), part),
+            if op.add { "to" } else { "from" },
+            op.set
+        ),
+        Cmd::Flows {
+            table,
+            set,
+            elems,
+            replace,
+        } => {
+            // With `replace`, each chunk is a delete then an add.
+            let (chunk, delete) = if *replace {
+                (part / 2, part.is_multiple_of(2))
+            } else {
+                (part, false)
+            };
+            let n = chunk_len(elems.len(), chunk);
+            if delete {
+                format!("delete {n} flow(s) from {table} {set}")
+            } else {
+                format!("add {n} flow(s) to {table} {set}")
+            }
+        }
+        _ => described(cmd),
     }
+}
+
+/// Encodes `cmds` as one batch (begin, the messages, end), sequence numbers from
+/// `first` (the batch begin), each command's messages framed as they are made (a full
+/// sync's batch is tens of megabytes: nothing else of that size is built beside it).
+/// Only the last message asks for an acknowledgement: the kernel answers errors whatever
+/// the flags, after the whole batch, and the last message's answer comes after them all
+/// (a batch of 50,000 acknowledged messages would overflow any receive buffer). Returns
+/// the bytes and where each message came from.
+fn encode(cmds: &[&Cmd], first: u32) -> Result<(Vec<u8>, Vec<Sent>), KernelError> {
     let mut seq = first;
     let mut bytes = frame(
         NetfilterMessage::new(
@@ -408,13 +437,24 @@ fn encode(cmds: &[Cmd], first: u32) -> Result<(Vec<u8>, Vec<Sent>), KernelError>
         NLM_F_REQUEST,
         seq,
     );
-    let mut sent = Vec::with_capacity(parts.len());
-    let last = parts.len();
-    for (i, (kind, family, flags, attrs, what)) in parts.into_iter().enumerate() {
-        seq = seq.wrapping_add(1);
-        let ack = if i + 1 == last { NLM_F_ACK } else { 0 };
-        bytes.extend(raw_frame(kind, family, flags | ack, seq, &attrs));
-        sent.push(Sent { seq, what });
+    let mut sent = Vec::new();
+    let mut last_at = None;
+    for (i, c) in cmds.iter().enumerate() {
+        for (p, (kind, family, flags, attrs)) in parts_of(c)?.into_iter().enumerate() {
+            seq = seq.wrapping_add(1);
+            last_at = Some(bytes.len());
+            write_frame(&mut bytes, kind, family, flags, seq, &attrs);
+            sent.push(Sent {
+                seq,
+                cmd: i as u32,
+                part: p as u32,
+            });
+        }
+    }
+    if let Some(at) = last_at {
+        // The header's flags: after its length (4 bytes) and type (2).
+        let flags = u16::from_ne_bytes([bytes[at + 6], bytes[at + 7]]) | NLM_F_ACK;
+        bytes[at + 6..at + 8].copy_from_slice(&flags.to_ne_bytes());
     }
     seq = seq.wrapping_add(1);
     bytes.extend(frame(
@@ -460,7 +500,7 @@ impl NfNetlink {
 
     /// Applies `cmds` (netlink steps only) in one transaction: all or nothing. The error
     /// names the message the kernel refused.
-    pub fn commit(&mut self, cmds: &[Cmd]) -> Result<(), KernelError> {
+    pub fn commit(&mut self, cmds: &[&Cmd]) -> Result<(), KernelError> {
         let first = self.seq.wrapping_add(1);
         let (bytes, sent) = encode(cmds, first)?;
         self.seq = first.wrapping_add(sent.len() as u32 + 1);
@@ -475,13 +515,13 @@ impl NfNetlink {
             }
         }
         send_all(&self.sock, &bytes, "nftables netlink send")?;
-        self.read_acks(first, &sent)
+        self.read_acks(first, cmds, &sent)
     }
 
     /// Reads the answers until the last message's: an error names its message (an error
     /// at commit, such as a loop found when the kernel validates the table, comes with
     /// the batch begin's sequence number).
-    fn read_acks(&mut self, begin: u32, sent: &[Sent]) -> Result<(), KernelError> {
+    fn read_acks(&mut self, begin: u32, cmds: &[&Cmd], sent: &[Sent]) -> Result<(), KernelError> {
         let first = sent.first().map(|s| s.seq).unwrap_or(0);
         let last = sent.last().map(|s| s.seq).unwrap_or(0);
         let mut failure: Option<KernelError> = None;
@@ -505,7 +545,10 @@ impl NfNetlink {
             for (seq, errno) in acks(&self.buf) {
                 if errno != 0 && failure.is_none() {
                     let what = match sent.get(seq.wrapping_sub(first) as usize) {
-                        Some(s) if seq != begin => s.what.clone(),
+                        Some(s) if seq != begin => match cmds.get(s.cmd as usize) {
+                            Some(c) => what_of(c, s.part as usize),
+                            None => format!("message {seq}"),
+                        },
                         _ => "the transaction, at commit".to_string(),
                     };
                     failure = Some(KernelError::errno(errno, &format!("nftables refused: {what}")));
@@ -1079,12 +1122,15 @@ mod tests {
         let parts = parts_of(&cmd).unwrap();
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].0, NFT_MSG_DELSETELEM);
+        assert_eq!(what_of(&cmd, 0), "delete 1 flow(s) from netdev hanode flows4");
+        assert_eq!(what_of(&cmd, 1), "add 1 flow(s) to netdev hanode flows4");
         if let Cmd::Flows { replace, .. } = &mut cmd {
             *replace = false;
         }
         let parts = parts_of(&cmd).unwrap();
         assert_eq!(parts.len(), 1);
-        let (kind, _, flags, attrs_bytes, what) = &parts[0];
+        let (kind, _, flags, attrs_bytes) = &parts[0];
+        let what = what_of(&cmd, 0);
         assert_eq!(*kind, NFT_MSG_NEWSETELEM);
         assert_eq!(flags & NLM_F_CREATE, NLM_F_CREATE);
         assert_eq!(flags & 0x200, 0, "no NLM_F_EXCL: an existing flow is refreshed");
@@ -1152,12 +1198,15 @@ mod tests {
                 target: Some(("rr".into(), "svc_1".into())),
             },
         ];
-        let (bytes, sent) = encode(&cmds, 7).unwrap();
+        let refs: Vec<&Cmd> = cmds.iter().collect();
+        let (bytes, sent) = encode(&refs, 7).unwrap();
         // 501 elements: two messages, sequence 8 and 9 (7 is the batch begin), then the
         // chain (10) and the entry (11).
         assert_eq!(sent.iter().map(|s| s.seq).collect::<Vec<_>>(), [8, 9, 10, 11]);
-        assert!(sent[1].what.contains("add 1 element(s) to netdev hanode dst4"));
-        assert!(sent[3].what.contains("198.18.116.134"), "{}", sent[3].what);
+        let what = |i: usize| what_of(&cmds[sent[i].cmd as usize], sent[i].part as usize);
+        assert_eq!(what(0), "add 500 element(s) to netdev hanode dst4");
+        assert_eq!(what(1), "add 1 element(s) to netdev hanode dst4");
+        assert!(what(3).contains("198.18.116.134"), "{}", what(3));
         // Walk the frames: BATCH_BEGIN, NEWSETELEM x2, NEWCHAIN, NEWSETELEM, BATCH_END;
         // only the last message before the end asks for an ack.
         let mut off = 0;
@@ -1177,7 +1226,7 @@ mod tests {
         let k = svc_key_bytes(&key).unwrap();
         assert_eq!(svc_key_of(&k), Some(key));
         assert!(bytes.windows(k.len()).any(|w| w == k));
-        assert!(encode(&[Cmd::Text("add table x".into())], 1).is_err());
+        assert!(encode(&[&Cmd::Text("add table x".into())], 1).is_err());
     }
 
     fn nla(kind: u16, value: &[u8]) -> Vec<u8> {

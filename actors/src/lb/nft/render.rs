@@ -1244,7 +1244,7 @@ impl Cmd {
 }
 
 /// The nft script of `cmds` (one transaction).
-pub fn script(cmds: &[Cmd]) -> String {
+pub fn script<'a>(cmds: impl IntoIterator<Item = &'a Cmd>) -> String {
     let mut s = String::new();
     for c in cmds {
         c.write_to(&mut s);
