@@ -30,6 +30,10 @@ pub struct Diagnostic {
     pub suggestion: Option<String>,
     /// The director whose view produced this diagnostic, when it is not common to all.
     pub node: Option<String>,
+    /// A keyword hanode does not run (a checker, a tracker, a route...): an error unless
+    /// the view's `global_defs` accepts it with `hanode_ignore KEYWORD`, decided once the
+    /// whole view is read (see [`Diagnostic::accept_not_run`]).
+    pub not_run: Option<String>,
 }
 
 impl Diagnostic {
@@ -40,6 +44,46 @@ impl Diagnostic {
             message: message.into(),
             suggestion: None,
             node: None,
+            not_run: None,
+        }
+    }
+
+    /// `keyword` is in the configuration and hanode does not run it: `what` says what
+    /// that means for the operator (an error until `hanode_ignore keyword` accepts it).
+    pub fn not_run(span: impl Into<Option<Span>>, keyword: &str, what: &str) -> Self {
+        Diagnostic {
+            not_run: Some(keyword.to_string()),
+            ..Diagnostic::error(
+                span,
+                format!(
+                    "`{keyword}` is not run by hanode: {what}; remove it, or accept that with `hanode_ignore {keyword}` in global_defs"
+                ),
+            )
+        }
+    }
+
+    /// A [`Diagnostic::not_run`] decided against the keywords the view's `global_defs`
+    /// accepts (`hanode_ignore`): a warning if `ignored` holds its keyword, the error
+    /// otherwise. Any other diagnostic is returned as it is.
+    pub fn accept_not_run(self, ignored: impl Fn(&str) -> bool) -> Self {
+        match self.not_run.as_deref() {
+            Some(kw) if ignored(kw) => {
+                let what = self
+                    .message
+                    .split_once(": ")
+                    .and_then(|(_, rest)| rest.rsplit_once("; remove it"))
+                    .map(|(w, _)| w.to_string())
+                    .unwrap_or_default();
+                Diagnostic {
+                    severity: Severity::Warning,
+                    message: format!(
+                        "`{kw}` is not run by hanode (accepted by `hanode_ignore {kw}`): {what}"
+                    ),
+                    not_run: None,
+                    ..self
+                }
+            }
+            _ => self,
         }
     }
 

@@ -61,6 +61,9 @@ struct Views {
     /// `virtual_server group NAME` blocks (rare): where, and the views that have them; the
     /// group may be defined later in the file, so they are checked at the end.
     group_refs: Vec<(VsKey, Option<Span>, BTreeSet<usize>)>,
+    /// What virtual servers hold that hanode does not run, and the views that have it:
+    /// decided at the end, against each view's `hanode_ignore` (global_defs may come later).
+    not_run: Vec<(crate::diag::Diagnostic, BTreeSet<usize>)>,
 }
 
 impl Views {
@@ -72,6 +75,7 @@ impl Views {
             common_keys: HashSet::new(),
             own_keys: vec![HashSet::new()],
             group_refs: Vec::new(),
+            not_run: Vec::new(),
         };
         let extra: BTreeSet<&String> = extra_nodes.iter().collect();
         for n in extra {
@@ -88,6 +92,11 @@ impl Views {
         self.own_keys.push(self.own_keys[0].clone());
         self.notes.fork(0, to);
         for (_, _, set) in &mut self.group_refs {
+            if set.contains(&0) {
+                set.insert(to);
+            }
+        }
+        for (_, set) in &mut self.not_run {
             if set.contains(&0) {
                 set.insert(to);
             }
@@ -122,6 +131,10 @@ impl Views {
     fn virtual_server(&mut self, s: &Stmt, node: Option<&str>, views: &[usize]) {
         let (vs, diags, spans) = lower::virtual_server_alone(s, node);
         for d in diags {
+            if d.not_run.is_some() {
+                self.not_run.push((d, views.iter().copied().collect()));
+                continue;
+            }
             for &v in views {
                 self.notes.note(d.clone(), v);
             }
@@ -160,6 +173,13 @@ impl Views {
             .into_iter()
             .map(ViewLowering::finish)
             .collect();
+        for (d, set) in std::mem::take(&mut self.not_run) {
+            for v in set {
+                let global = &lowered[v].config.global;
+                self.notes
+                    .note(d.clone().accept_not_run(|kw| global.ignores(kw)), v);
+            }
+        }
         for (v, l) in lowered.iter().enumerate() {
             for d in l.diags.iter() {
                 self.notes.note(d.clone(), v);

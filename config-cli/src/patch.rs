@@ -554,10 +554,12 @@ mod tests {
         assert_eq!(p.result, target);
         assert_eq!(p.result.hash(), target.hash());
         // Verbatim top-level statements are changed by the whole file only.
+        let accept = "global_defs {\n hanode_ignore static_ipaddress\n}\n";
+        let without = keyed(&format!("{accept}{BASE}"));
         let with_extra = keyed(&format!(
-            "{BASE}static_ipaddress {{\n 198.18.5.1/24 dev ens33\n}}\n"
+            "{accept}{BASE}static_ipaddress {{\n 198.18.5.1/24 dev ens33\n}}\n"
         ));
-        assert!(render(&base.slots(), &with_extra.slots()).is_none());
+        assert!(render(&without.slots(), &with_extra.slots()).is_none());
     }
 
     #[test]

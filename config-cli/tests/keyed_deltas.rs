@@ -56,7 +56,10 @@ impl Spec {
     }
 
     fn text(&self) -> String {
-        let mut s = format!("global_defs {{\n router_id R{}\n}}\n", self.router_id);
+        let mut s = format!(
+            "global_defs {{\n router_id R{}\n hanode_ignore static_ipaddress\n}}\n",
+            self.router_id
+        );
         if self.extra_block {
             s.push_str("static_ipaddress {\n 198.18.5.1/24 dev ens33\n}\n");
         }

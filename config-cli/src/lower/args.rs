@@ -92,13 +92,14 @@ impl Ctx {
             return Some(self.raw(s));
         }
         if keywords::is_known(section, kw) {
-            self.warning(
+            self.push(Diagnostic::not_run(
                 s.span(),
-                format!(
-                    "`{kw}` in {} is not modelled yet: kept for export, not acted on by hanode",
+                kw,
+                &format!(
+                    "keepalived acts on it in {}, hanode keeps it for export only",
                     section.name()
                 ),
-            );
+            ));
             return Some(self.raw(s));
         }
         let mut d = Diagnostic::warning(s.span(), format!("unknown keyword `{kw}` in {}", section.name()));

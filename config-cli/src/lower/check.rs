@@ -4,7 +4,7 @@
 use super::lvs::Inherit;
 use super::Ctx;
 use crate::model::*;
-use crate::syntax::keywords::Section;
+use crate::syntax::keywords::{self, Section};
 use crate::syntax::Stmt;
 
 /// Checkers keepalived has that we keep for export but do not run.
@@ -21,16 +21,23 @@ pub fn is_checker(kw: &str) -> bool {
     matches!(kw, "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK") || OTHER_CHECKERS.contains(&kw)
 }
 
+/// Whether `hanode_ignore` may name `word`: a keepalived keyword (of any block), which
+/// hanode may not run.
+pub fn may_be_not_run(word: &str) -> bool {
+    OTHER_CHECKERS.contains(&word) || Section::ALL.iter().any(|s| keywords::is_known(*s, word))
+}
+
 pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &RealServer) -> Option<Checker> {
     let kw = s.keyword();
     if OTHER_CHECKERS.contains(&kw) {
-        cx.warning(
+        cx.push(crate::diag::Diagnostic::not_run(
             s.span(),
-            format!(
-                "{kw} is not run by hanode yet: kept for export; real server {} counts it as up",
+            kw,
+            &format!(
+                "real server {} would count it as up (kept for export)",
                 super::lvs::rs_name(rs)
             ),
-        );
+        ));
         return Some(Checker {
             kind: CheckKind::Other(kw.to_string()),
             common: CheckCommon::default(),

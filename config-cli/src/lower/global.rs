@@ -13,6 +13,23 @@ pub fn global_defs(cx: &mut Ctx, s: &Stmt, g: &mut GlobalDefs) {
     for c in cx.block(s) {
         let kw = c.keyword();
         match kw {
+            crate::model::HANODE_IGNORE => {
+                if c.args().is_empty() {
+                    cx.error(
+                        c.span(),
+                        "`hanode_ignore` needs the keywords it accepts (for example `hanode_ignore UDP_CHECK`)",
+                    );
+                }
+                for (i, w) in c.args().iter().enumerate() {
+                    if !super::check::may_be_not_run(&w.text) {
+                        cx.error(
+                            c.arg_span(i),
+                            format!("`hanode_ignore {}`: not a keepalived keyword", w.text),
+                        );
+                    }
+                }
+                g.extra.push(cx.raw(c));
+            }
             "router_id" => {
                 if let Some(v) = cx.arg(c, 0, "a name") {
                     g.router_id = Some(v.to_string());

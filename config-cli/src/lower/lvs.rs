@@ -9,6 +9,9 @@ use crate::syntax::Stmt;
 
 /// IPVS accepts weights up to this.
 pub const IPVS_WEIGHT_LIMIT: u64 = 65535;
+/// `persistence_timeout` without a value: keepalived's (and ipvsadm's) default, 6 minutes.
+pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 360;
+
 /// keepalived's bound for persistence_timeout (31 days).
 pub const LVS_MAX_TIMEOUT: u64 = 2_678_400;
 
@@ -212,7 +215,10 @@ pub fn virtual_server(cx: &mut Ctx, s: &Stmt) -> Option<VirtualServer> {
                 }
             }
             "persistence_timeout" => {
-                if c.args().first().is_some_and(|w| w.text == "0") {
+                if c.args().is_empty() {
+                    // keepalived: persistence with the kernel's default timeout.
+                    vs.persistence_timeout = Some(DEFAULT_PERSISTENCE_TIMEOUT);
+                } else if c.args().first().is_some_and(|w| w.text == "0") {
                     cx.warning(
                         c.arg_span(0),
                         format!("`persistence_timeout` 0 is outside the range 1..{LVS_MAX_TIMEOUT} and keepalived ignores the line, so persistence stays off (which is what 0 usually intends): remove the line"),

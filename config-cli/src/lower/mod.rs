@@ -182,7 +182,12 @@ impl ViewLowering {
 
     /// The view's configuration, where its entities were written, and its diagnostics.
     pub fn finish(self) -> Lowered {
-        let (diags, spans) = self.cx.finish();
+        let (all, spans) = self.cx.finish();
+        // What hanode does not run is decided now that the view's global_defs is known.
+        let mut diags = crate::diag::Diagnostics::new();
+        for d in all {
+            diags.push(d.accept_not_run(|kw| self.cfg.global.ignores(kw)));
+        }
         Lowered {
             config: self.cfg,
             spans,

@@ -475,7 +475,16 @@ pub fn instance(cx: &mut Ctx, s: &Stmt, g: &GlobalDefs) -> Option<VrrpInstance> 
                     .map(|n| n as u32)
                     .unwrap_or(v.garp.master_refresh_repeat)
             }
-            "smtp_alert" => v.smtp_alert = cx.flag(c),
+            "smtp_alert" => {
+                v.smtp_alert = cx.flag(c);
+                if v.smtp_alert {
+                    cx.push(crate::diag::Diagnostic::not_run(
+                        c.span(),
+                        "smtp_alert",
+                        "no email is sent on this instance's state changes (hanode records them in its event history)",
+                    ));
+                }
+            }
             _ => {
                 if let Some(raw) = cx.other(Section::VrrpInstance, c) {
                     v.extra.push(raw);

@@ -34,6 +34,22 @@ pub struct GlobalDefs {
     pub extra: Vec<RawStmt>,
 }
 
+impl GlobalDefs {
+    /// Whether a `hanode_ignore` line accepts `keyword`, something in the configuration
+    /// that hanode does not run (kept among the raw lines: it is hanode's own, printed
+    /// back as written).
+    pub fn ignores(&self, keyword: &str) -> bool {
+        self.extra.iter().any(|r| {
+            r.words.first().map(String::as_str) == Some(HANODE_IGNORE)
+                && r.words.iter().skip(1).any(|w| w == keyword)
+        })
+    }
+}
+
+/// `global_defs { hanode_ignore KEYWORD... }`: what the operator accepts that hanode does
+/// not run (each use is still a warning).
+pub const HANODE_IGNORE: &str = "hanode_ignore";
+
 /// `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group
 /// ADDR]` (or a `vrrp_instance`'s deprecated `lvs_sync_daemon_interface INTERFACE`): the
 /// kernel's IPVS sync daemon, multicasting connections on `interface`; master while

@@ -20,6 +20,21 @@ pub enum Section {
 }
 
 impl Section {
+    pub const ALL: [Section; 12] = [
+        Section::Root,
+        Section::GlobalDefs,
+        Section::VrrpScript,
+        Section::SyncGroup,
+        Section::VrrpInstance,
+        Section::Authentication,
+        Section::VirtualServer,
+        Section::RealServer,
+        Section::TcpCheck,
+        Section::HttpCheck,
+        Section::MiscCheck,
+        Section::Url,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Section::Root => "the top level",

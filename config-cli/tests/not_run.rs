@@ -1,0 +1,178 @@
+//! Nothing in a configuration is silently not run (issue 24): a checker, tracker or
+//! block keepalived acts on and hanode does not is an error at its line, in `hactl check`
+//! (one pass) and in a proposal's path (the whole file) alike, unless `global_defs`
+//! accepts it with `hanode_ignore KEYWORD`, and then each use is still a warning.
+
+use ha_config::cluster;
+use ha_config::diag::Severity;
+use ha_config::file_check::check_str;
+use ha_config::model::VsKey;
+
+const SAMPLES: &str = "/usr/share/doc/keepalived/samples";
+
+/// (line, severity, keyword) of each diagnostic about something hanode does not run, by
+/// both paths (which must agree).
+fn not_run(text: &str) -> Vec<(u32, Severity, String)> {
+    let (_, loaded) = cluster::load_str("t.conf", text, &[]);
+    let keyword = |m: &str| m.split('`').nth(1).unwrap_or("").to_string();
+    let pick = |d: &ha_config::diag::Diagnostic| {
+        d.message.contains("is not run by hanode").then(|| {
+            (
+                d.span.map(|s| s.line).unwrap_or(0),
+                d.severity,
+                keyword(&d.message),
+            )
+        })
+    };
+    let whole: Vec<_> = loaded.diags.iter().filter_map(pick).collect();
+    let checked = check_str("t.conf", text, &[]);
+    let streamed: Vec<_> = checked.diags.iter().filter_map(pick).collect();
+    assert_eq!(
+        streamed, whole,
+        "hactl check and the whole-file path disagree on:\n{text}"
+    );
+    whole
+}
+
+const TEXT: &str = "vrrp_track_process nginx {\n process nginx\n}\n\
+vrrp_instance VI_1 {\n interface ens33\n virtual_router_id 51\n priority 100\n smtp_alert\n\
+ virtual_ipaddress {\n  198.18.116.134\n }\n track_process {\n  nginx\n }\n\
+ virtual_routes {\n  198.18.200.0/24 via 198.18.116.1\n }\n}\n\
+virtual_server 198.18.116.134 53 {\n protocol UDP\n lb_kind DR\n\
+ real_server 198.18.116.131 53 {\n  DNS_CHECK {\n   type A\n  }\n }\n\
+ real_server 198.18.116.132 53 {\n  UDP_CHECK {\n  }\n }\n}\n";
+
+#[test]
+fn what_hanode_does_not_run_is_an_error_at_its_line() {
+    let found = not_run(TEXT);
+    let expect = [
+        (1, "vrrp_track_process"),
+        (8, "smtp_alert"),
+        (12, "track_process"),
+        (15, "virtual_routes"),
+        (23, "DNS_CHECK"),
+        (28, "UDP_CHECK"),
+    ];
+    assert_eq!(
+        found,
+        expect
+            .iter()
+            .map(|(l, k)| (*l, Severity::Error, k.to_string()))
+            .collect::<Vec<_>>()
+    );
+    let (_, loaded) = cluster::load_str("t.conf", TEXT, &[]);
+    assert!(loaded.diags.has_errors(), "a proposal of it is refused");
+}
+
+#[test]
+fn hanode_ignore_accepts_each_keyword_it_names_wherever_global_defs_is() {
+    let accept = "global_defs {\n hanode_ignore UDP_CHECK DNS_CHECK track_process\n}\n";
+    // Before the uses (lines shift by 3) and after them (global_defs last).
+    for (text, shift) in [(format!("{accept}{TEXT}"), 3), (format!("{TEXT}{accept}"), 0)] {
+        let found = not_run(&text);
+        let severity = |kw: &str| {
+            found
+                .iter()
+                .find(|(_, _, k)| k == kw)
+                .map(|(l, s, _)| (*l - shift, *s))
+        };
+        assert_eq!(severity("UDP_CHECK"), Some((28, Severity::Warning)), "{found:?}");
+        assert_eq!(severity("DNS_CHECK"), Some((23, Severity::Warning)));
+        assert_eq!(severity("track_process"), Some((12, Severity::Warning)));
+        // Not named: still refused.
+        assert_eq!(severity("virtual_routes"), Some((15, Severity::Error)));
+        assert_eq!(severity("vrrp_track_process"), Some((1, Severity::Error)));
+    }
+    // Per director: `@lvs02 hanode_ignore` accepts it on lvs02 only.
+    let text = format!("global_defs {{\n @lvs02 hanode_ignore UDP_CHECK\n}}\n@lvs01 router_id a\n{TEXT}");
+    let (parsed, loaded) = cluster::load_str("t.conf", &text, &[]);
+    let udp: Vec<String> = loaded
+        .diags
+        .iter()
+        .filter(|d| d.message.contains("`UDP_CHECK`"))
+        .map(|d| d.render(&parsed.sources))
+        .collect();
+    assert!(
+        udp.iter()
+            .any(|d| d.contains("error") && d.contains("lvs01") && !d.contains("lvs02")),
+        "{udp:?}"
+    );
+    assert!(
+        udp.iter().any(|d| d.contains("warning") && d.contains("lvs02")),
+        "{udp:?}"
+    );
+}
+
+#[test]
+fn hanode_ignore_names_keepalived_keywords_only() {
+    let (parsed, loaded) = cluster::load_str("t.conf", "global_defs {\n hanode_ignore UDP_CHEK\n}\n", &[]);
+    let rendered: Vec<String> = loaded.diags.iter().map(|d| d.render(&parsed.sources)).collect();
+    assert_eq!(
+        rendered,
+        ["t.conf:2:16: error: `hanode_ignore UDP_CHEK`: not a keepalived keyword"]
+    );
+    let (_, loaded) = cluster::load_str("t.conf", "global_defs {\n hanode_ignore\n}\n", &[]);
+    assert!(loaded.diags.has_errors());
+}
+
+/// keepalived: `persistence_timeout` alone is persistence for IPVS's default 360 s.
+#[test]
+fn persistence_timeout_without_a_value_is_keepalived_default() {
+    let (_, loaded) = cluster::load_str(
+        "t.conf",
+        "virtual_server 198.18.116.134 80 {\n lb_kind DR\n persistence_timeout\n real_server 198.18.116.131 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
+        &[],
+    );
+    assert!(!loaded.diags.has_errors(), "{:?}", loaded.diags);
+    let vs = &loaded.cluster.default.virtual_servers[0];
+    assert!(matches!(vs.key, VsKey::Addr { .. }));
+    assert_eq!(vs.persistence_timeout, Some(360));
+}
+
+/// Every Debian sample either runs entirely or is refused with an error at each line it
+/// holds that hanode does not run; accepting those keywords with `hanode_ignore` leaves
+/// warnings at the same lines and no such error.
+#[test]
+fn every_debian_sample_runs_entirely_or_is_refused_at_the_line() {
+    let mut refused = 0;
+    let files = std::fs::read_dir(SAMPLES)
+        .expect("Debian's keepalived package must be installed (the README's test command installs it)");
+    for e in files.flatten() {
+        if !e.file_name().to_string_lossy().starts_with("keepalived.conf") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(e.path()).expect("read sample")).into_owned();
+        let found = not_run(&text);
+        if found.is_empty() {
+            continue;
+        }
+        refused += 1;
+        let name = e.file_name();
+        assert!(
+            found.iter().all(|(l, s, _)| *s == Severity::Error && *l > 0),
+            "{name:?}: {found:?}"
+        );
+        let keywords: std::collections::BTreeSet<&str> = found.iter().map(|(_, _, k)| k.as_str()).collect();
+        let accepted = format!(
+            "global_defs {{\n hanode_ignore {}\n}}\n{text}",
+            keywords.into_iter().collect::<Vec<_>>().join(" ")
+        );
+        let again = not_run(&accepted);
+        assert_eq!(
+            again
+                .iter()
+                .map(|(l, s, k)| (*l - 3, *s, k.clone()))
+                .collect::<Vec<_>>(),
+            found
+                .iter()
+                .map(|(l, _, k)| (*l, Severity::Warning, k.clone()))
+                .collect::<Vec<_>>(),
+            "{name:?}"
+        );
+    }
+    // Debian's samples use SMTP_CHECK, UDP_CHECK, PING_CHECK, static and virtual routes.
+    assert!(
+        refused >= 5,
+        "only {refused} samples hold something hanode does not run"
+    );
+}
