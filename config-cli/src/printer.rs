@@ -598,7 +598,29 @@ fn checker(chk: &Checker) -> Node {
             opt(&mut c, "misc_timeout", &m.misc_timeout);
             flag(&mut c, "misc_dynamic", m.misc_dynamic);
         }
-        CheckKind::Tcp | CheckKind::Other(_) => {}
+        CheckKind::Udp(u) => {
+            if let Some(p) = &u.payload {
+                c.push(Node::line(["payload".to_string(), p.to_string()]));
+            }
+            if u.require_reply {
+                let mut w = vec!["require_reply".to_string()];
+                w.extend(u.reply.as_ref().map(|r| r.to_string()));
+                c.push(Node::line(w));
+            }
+            if u.min_reply_length != 0 {
+                c.push(Node::line([
+                    "min_reply_length".to_string(),
+                    u.min_reply_length.to_string(),
+                ]));
+            }
+            if u.max_reply_length != UDP_REPLY_MAX_DEFAULT {
+                c.push(Node::line([
+                    "max_reply_length".to_string(),
+                    u.max_reply_length.to_string(),
+                ]));
+            }
+        }
+        CheckKind::Tcp | CheckKind::Ping | CheckKind::Other(_) => {}
     }
     c.extend(chk.extra.iter().map(raw));
     Node::block([chk.kind.keyword().to_string()], c)

@@ -40,7 +40,8 @@ vrrp_instance VI_1 {\n interface ens33\n virtual_router_id 51\n priority 100\n s
  virtual_routes {\n  198.18.200.0/24 via 198.18.116.1\n }\n}\n\
 virtual_server 198.18.116.134 53 {\n protocol UDP\n lb_kind DR\n\
  real_server 198.18.116.131 53 {\n  DNS_CHECK {\n   type A\n  }\n }\n\
- real_server 198.18.116.132 53 {\n  UDP_CHECK {\n  }\n }\n}\n";
+ real_server 198.18.116.132 53 {\n  SMTP_CHECK {\n  }\n }\n\
+ real_server 198.18.116.133 53 {\n  UDP_CHECK {\n   require_reply 0a0bXX\n  }\n  PING_CHECK {\n  }\n }\n}\n";
 
 #[test]
 fn what_hanode_does_not_run_is_an_error_at_its_line() {
@@ -51,7 +52,7 @@ fn what_hanode_does_not_run_is_an_error_at_its_line() {
         (12, "track_process"),
         (15, "virtual_routes"),
         (23, "DNS_CHECK"),
-        (28, "UDP_CHECK"),
+        (28, "SMTP_CHECK"),
     ];
     assert_eq!(
         found,
@@ -62,11 +63,24 @@ fn what_hanode_does_not_run_is_an_error_at_its_line() {
     );
     let (_, loaded) = cluster::load_str("t.conf", TEXT, &[]);
     assert!(loaded.diags.has_errors(), "a proposal of it is refused");
+    // UDP_CHECK and PING_CHECK are run: lowered with their settings.
+    let rs = &loaded.cluster.default.virtual_servers[0].real_servers[2];
+    match &rs.checkers[0].kind {
+        ha_config::model::CheckKind::Udp(u) => {
+            assert!(u.require_reply);
+            let want = u.reply.as_ref().expect("reply pattern");
+            assert_eq!(want.to_string(), "0a0bXX");
+            assert!(want.matches(&[0x0a, 0x0b, 0x7f, 0x01]));
+            assert!(!want.matches(&[0x0a, 0x0c]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rs.checkers[1].kind, ha_config::model::CheckKind::Ping);
 }
 
 #[test]
 fn hanode_ignore_accepts_each_keyword_it_names_wherever_global_defs_is() {
-    let accept = "global_defs {\n hanode_ignore UDP_CHECK DNS_CHECK track_process\n}\n";
+    let accept = "global_defs {\n hanode_ignore SMTP_CHECK DNS_CHECK track_process\n}\n";
     // Before the uses (lines shift by 3) and after them (global_defs last).
     for (text, shift) in [(format!("{accept}{TEXT}"), 3), (format!("{TEXT}{accept}"), 0)] {
         let found = not_run(&text);
@@ -76,7 +90,7 @@ fn hanode_ignore_accepts_each_keyword_it_names_wherever_global_defs_is() {
                 .find(|(_, _, k)| k == kw)
                 .map(|(l, s, _)| (*l - shift, *s))
         };
-        assert_eq!(severity("UDP_CHECK"), Some((28, Severity::Warning)), "{found:?}");
+        assert_eq!(severity("SMTP_CHECK"), Some((28, Severity::Warning)), "{found:?}");
         assert_eq!(severity("DNS_CHECK"), Some((23, Severity::Warning)));
         assert_eq!(severity("track_process"), Some((12, Severity::Warning)));
         // Not named: still refused.
@@ -84,12 +98,12 @@ fn hanode_ignore_accepts_each_keyword_it_names_wherever_global_defs_is() {
         assert_eq!(severity("vrrp_track_process"), Some((1, Severity::Error)));
     }
     // Per director: `@lvs02 hanode_ignore` accepts it on lvs02 only.
-    let text = format!("global_defs {{\n @lvs02 hanode_ignore UDP_CHECK\n}}\n@lvs01 router_id a\n{TEXT}");
+    let text = format!("global_defs {{\n @lvs02 hanode_ignore SMTP_CHECK\n}}\n@lvs01 router_id a\n{TEXT}");
     let (parsed, loaded) = cluster::load_str("t.conf", &text, &[]);
     let udp: Vec<String> = loaded
         .diags
         .iter()
-        .filter(|d| d.message.contains("`UDP_CHECK`"))
+        .filter(|d| d.message.contains("`SMTP_CHECK`"))
         .map(|d| d.render(&parsed.sources))
         .collect();
     assert!(
@@ -105,11 +119,11 @@ fn hanode_ignore_accepts_each_keyword_it_names_wherever_global_defs_is() {
 
 #[test]
 fn hanode_ignore_names_keepalived_keywords_only() {
-    let (parsed, loaded) = cluster::load_str("t.conf", "global_defs {\n hanode_ignore UDP_CHEK\n}\n", &[]);
+    let (parsed, loaded) = cluster::load_str("t.conf", "global_defs {\n hanode_ignore SMTP_CHEK\n}\n", &[]);
     let rendered: Vec<String> = loaded.diags.iter().map(|d| d.render(&parsed.sources)).collect();
     assert_eq!(
         rendered,
-        ["t.conf:2:16: error: `hanode_ignore UDP_CHEK`: not a keepalived keyword"]
+        ["t.conf:2:16: error: `hanode_ignore SMTP_CHEK`: not a keepalived keyword"]
     );
     let (_, loaded) = cluster::load_str("t.conf", "global_defs {\n hanode_ignore\n}\n", &[]);
     assert!(loaded.diags.has_errors());

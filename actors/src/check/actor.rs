@@ -29,6 +29,11 @@ pub enum ProbeSpec {
         timeout: Duration,
         dynamic: bool,
     },
+    Udp {
+        target: Target,
+        check: ha_config::model::UdpCheck,
+    },
+    Ping(Target),
 }
 
 /// Identifies a checker: its virtual server, real server and kind (with its index among
@@ -109,6 +114,8 @@ impl CheckerActor {
             ProbeSpec::Http { .. } => 1,
             ProbeSpec::Https { .. } => 2,
             ProbeSpec::Misc { .. } => 3,
+            ProbeSpec::Udp { .. } => 4,
+            ProbeSpec::Ping(_) => 5,
         };
         let started = std::time::Instant::now();
         let fut = probe_future(spec, timeout);
@@ -183,6 +190,18 @@ fn probe_future(spec: std::sync::Arc<ProbeSpec>, timeout: Duration) -> ProbeFutu
                     timeout,
                     dynamic,
                 } => probe::misc(argv, *run_as, *timeout, *dynamic).await,
+                _ => ProbeResult::down("internal: probe kind changed under the probe"),
+            }
+        }),
+        ProbeSpec::Udp { .. } => Box::pin(async move {
+            match &*spec {
+                ProbeSpec::Udp { target, check } => super::datagram::udp(target, check, timeout).await,
+                _ => ProbeResult::down("internal: probe kind changed under the probe"),
+            }
+        }),
+        ProbeSpec::Ping(_) => Box::pin(async move {
+            match &*spec {
+                ProbeSpec::Ping(target) => super::datagram::ping(target, timeout).await,
                 _ => ProbeResult::down("internal: probe kind changed under the probe"),
             }
         }),

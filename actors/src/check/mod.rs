@@ -4,7 +4,9 @@
 //! which publishes each virtual server's desired table; [`runner`] starts them.
 
 pub mod actor;
+pub mod datagram;
 pub mod hub;
+pub mod icmp;
 pub mod probe;
 pub mod runner;
 pub mod schedule;

@@ -225,6 +225,14 @@ fn plan_vs(
                         dynamic: m.misc_dynamic,
                     }
                 }
+                CheckKind::Udp(u) => ProbeSpec::Udp {
+                    target,
+                    check: u.clone(),
+                },
+                CheckKind::Ping => ProbeSpec::Ping(Target {
+                    addr: SocketAddr::new(ip, 0),
+                    bind: target.bind,
+                }),
                 CheckKind::Other(k) => {
                     tracing::warn!(vs = %vname, rs = %rs_name(rs), "{k} is not supported; checker ignored");
                     continue;
@@ -520,6 +528,8 @@ fn probe_key(t: &Timing, p: &ProbeSpec, ca: &Option<String>) -> ProbeKey {
             timeout,
             dynamic,
         } => format!("misc {argv:?} {run_as:?} {timeout:?} {dynamic} {t:?}"),
+        ProbeSpec::Udp { target, check } => format!("udp {target:?} {check:?} {t:?}"),
+        ProbeSpec::Ping(target) => format!("ping {target:?} {t:?}"),
     };
     key.into()
 }

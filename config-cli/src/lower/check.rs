@@ -8,17 +8,13 @@ use crate::syntax::keywords::{self, Section};
 use crate::syntax::Stmt;
 
 /// Checkers keepalived has that we keep for export but do not run.
-const OTHER_CHECKERS: [&str; 6] = [
-    "SMTP_CHECK",
-    "DNS_CHECK",
-    "UDP_CHECK",
-    "PING_CHECK",
-    "FILE_CHECK",
-    "BFD_CHECK",
-];
+const OTHER_CHECKERS: [&str; 4] = ["SMTP_CHECK", "DNS_CHECK", "FILE_CHECK", "BFD_CHECK"];
 
 pub fn is_checker(kw: &str) -> bool {
-    matches!(kw, "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK") || OTHER_CHECKERS.contains(&kw)
+    matches!(
+        kw,
+        "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "UDP_CHECK" | "PING_CHECK"
+    ) || OTHER_CHECKERS.contains(&kw)
 }
 
 /// Whether `hanode_ignore` may name `word`: a keepalived keyword (of any block), which
@@ -49,7 +45,16 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
     let section = match kw {
         "TCP_CHECK" => Section::TcpCheck,
         "MISC_CHECK" => Section::MiscCheck,
+        "UDP_CHECK" => Section::UdpCheck,
+        "PING_CHECK" => Section::PingCheck,
         _ => Section::HttpCheck,
+    };
+    let mut udp = UdpCheck {
+        payload: None,
+        require_reply: false,
+        reply: None,
+        min_reply_length: 0,
+        max_reply_length: UDP_REPLY_MAX_DEFAULT,
     };
     let mut http = HttpCheck {
         urls: Vec::new(),
@@ -102,6 +107,39 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
                     .or(misc.misc_timeout)
             }
             "misc_dynamic" if section == Section::MiscCheck => misc.misc_dynamic = cx.flag(c),
+            "payload" if section == Section::UdpCheck => {
+                let text = words_from(c, 0);
+                match HexPattern::parse(&text, false) {
+                    Some(p) => udp.payload = Some(p),
+                    None => cx.error(
+                        c.span(),
+                        format!("UDP_CHECK payload `{text}` is not a hexadecimal string (for example `payload 0a1b2c`)"),
+                    ),
+                }
+            }
+            "require_reply" if section == Section::UdpCheck => {
+                udp.require_reply = true;
+                if !c.args().is_empty() {
+                    let text = words_from(c, 0);
+                    match HexPattern::parse(&text, true) {
+                        Some(p) => udp.reply = Some(p),
+                        None => cx.error(
+                            c.span(),
+                            format!("UDP_CHECK require_reply `{text}` is not a hexadecimal string (`X`: any nibble)"),
+                        ),
+                    }
+                }
+            }
+            "min_reply_length" if section == Section::UdpCheck => {
+                if let Some(v) = cx.uint(c, 0, 0, u16::MAX as u64, false) {
+                    udp.min_reply_length = v as u16;
+                }
+            }
+            "max_reply_length" if section == Section::UdpCheck => {
+                if let Some(v) = cx.uint(c, 0, 0, u16::MAX as u64, false) {
+                    udp.max_reply_length = v as u16;
+                }
+            }
             "user" if section == Section::MiscCheck => {
                 if cx.arg(c, 0, "a user name").is_some() {
                     misc.user = cx.user_words(c, c.args());
@@ -122,6 +160,19 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
     common.alpha = timing.alpha.unwrap_or(false);
     let kind = match kw {
         "TCP_CHECK" => CheckKind::Tcp,
+        "PING_CHECK" => CheckKind::Ping,
+        "UDP_CHECK" => {
+            if udp.reply.is_some() && udp.min_reply_length > udp.max_reply_length {
+                cx.error(
+                    s.span(),
+                    format!(
+                        "UDP_CHECK min_reply_length {} > max_reply_length {}: it would always fail",
+                        udp.min_reply_length, udp.max_reply_length
+                    ),
+                );
+            }
+            CheckKind::Udp(udp)
+        }
         "MISC_CHECK" => {
             if misc.misc_path.is_empty() {
                 cx.error(s.span(), "MISC_CHECK has no misc_path");
@@ -147,11 +198,22 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
     if common.connect_port.is_none()
         && rs.port.is_none()
         && matches!(vs, VsKey::Fwmark(_))
-        && !matches!(kind, CheckKind::Misc(_))
+        && !matches!(kind, CheckKind::Misc(_) | CheckKind::Ping)
     {
         cx.error(s.span(), format!("{kw} has no port: set connect_port (the real server and its fwmark virtual server have none)"));
     }
     Some(Checker { kind, common, extra })
+}
+
+/// The words of `s` from argument `from` on, joined by spaces (keepalived's hex strings
+/// may be written in groups).
+fn words_from(s: &Stmt, from: usize) -> String {
+    s.args()
+        .iter()
+        .skip(from)
+        .map(|w| w.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn url(cx: &mut Ctx, s: &Stmt) -> Option<UrlCheck> {

@@ -394,8 +394,108 @@ pub enum CheckKind {
     Ssl(HttpCheck),
     Misc(MiscCheck),
     /// A checker keepalived has that we do not run (SMTP_CHECK, DNS_CHECK, ...): kept for
-    /// export; the product treats it as always up and says so in `hactl check`.
+    /// export; refused unless `hanode_ignore` accepts it (then it counts as up).
     Other(String),
+    // New kinds go last: stored configurations name the kinds by their index.
+    /// UDP_CHECK: a datagram sent; an ICMP error is down, silence up unless a reply is
+    /// required.
+    Udp(UdpCheck),
+    /// PING_CHECK: an ICMP (ICMPv6) echo answered within `connect_timeout`.
+    Ping,
+}
+
+/// UDP_CHECK's settings, as keepalived 2.2.7 reads them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UdpCheck {
+    /// What is sent (None: keepalived's 32 bytes of `keepalived check - ` repeated).
+    pub payload: Option<HexPattern>,
+    /// Down unless an answer comes within `connect_timeout`.
+    pub require_reply: bool,
+    /// What the answer must start with (masked nibbles: any); lengths are checked only
+    /// with it, as keepalived does.
+    pub reply: Option<HexPattern>,
+    pub min_reply_length: u16,
+    pub max_reply_length: u16,
+}
+
+/// keepalived's UDP_CHECK reply length bounds when unset.
+pub const UDP_REPLY_MAX_DEFAULT: u16 = 255;
+
+/// Octets written in hexadecimal (`payload`, `require_reply`), with keepalived's `X`
+/// wildcard nibbles in a reply: `mask` has 0xf in each nibble that matches anything
+/// (empty: none).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HexPattern {
+    pub bytes: Vec<u8>,
+    pub mask: Vec<u8>,
+}
+
+impl HexPattern {
+    /// keepalived's reading: pairs of hex digits (`X`: a wildcard, with `wildcards`),
+    /// spaces between octets; a lone digit before a space is one octet. None when empty
+    /// or not hexadecimal.
+    pub fn parse(text: &str, wildcards: bool) -> Option<HexPattern> {
+        let digit = |c: u8| -> Option<(u8, u8)> {
+            match c {
+                b'0'..=b'9' => Some((c - b'0', 0)),
+                b'a'..=b'f' => Some((c - b'a' + 10, 0)),
+                b'A'..=b'F' => Some((c - b'A' + 10, 0)),
+                b'x' | b'X' if wildcards => Some((0, 0xf)),
+                _ => None,
+            }
+        };
+        let (mut bytes, mut mask) = (Vec::new(), Vec::new());
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b' ' || b[i] == b'\t' {
+                i += 1;
+                continue;
+            }
+            let (mut v, mut m) = digit(b[i])?;
+            i += 1;
+            if i < b.len() && b[i] != b' ' && b[i] != b'\t' {
+                let (v2, m2) = digit(b[i])?;
+                v = (v << 4) | v2;
+                m = (m << 4) | m2;
+                i += 1;
+            }
+            bytes.push(v);
+            mask.push(m);
+        }
+        if bytes.is_empty() {
+            return None;
+        }
+        if mask.iter().all(|m| *m == 0) {
+            mask.clear();
+        }
+        Some(HexPattern { bytes, mask })
+    }
+
+    /// Whether `data` matches on the octets both have (keepalived compares the shorter).
+    pub fn matches(&self, data: &[u8]) -> bool {
+        self.bytes.iter().zip(data).enumerate().all(|(i, (want, got))| {
+            let care = !self.mask.get(i).copied().unwrap_or(0);
+            (want ^ got) & care == 0
+        })
+    }
+}
+
+impl std::fmt::Display for HexPattern {
+    /// Two digits per octet, `X` for a wildcard nibble.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, b) in self.bytes.iter().enumerate() {
+            let m = self.mask.get(i).copied().unwrap_or(0);
+            for (shift, nib_mask) in [(4, 0xf0), (0, 0x0f)] {
+                if m & nib_mask == nib_mask {
+                    f.write_str("X")?;
+                } else {
+                    write!(f, "{:x}", (b >> shift) & 0xf)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl CheckKind {
@@ -406,6 +506,8 @@ impl CheckKind {
             CheckKind::Ssl(_) => "SSL_GET",
             CheckKind::Misc(_) => "MISC_CHECK",
             CheckKind::Other(k) => k,
+            CheckKind::Udp(_) => "UDP_CHECK",
+            CheckKind::Ping => "PING_CHECK",
         }
     }
 }

@@ -17,10 +17,12 @@ pub enum Section {
     HttpCheck,
     MiscCheck,
     Url,
+    UdpCheck,
+    PingCheck,
 }
 
 impl Section {
-    pub const ALL: [Section; 12] = [
+    pub const ALL: [Section; 14] = [
         Section::Root,
         Section::GlobalDefs,
         Section::VrrpScript,
@@ -33,6 +35,8 @@ impl Section {
         Section::HttpCheck,
         Section::MiscCheck,
         Section::Url,
+        Section::UdpCheck,
+        Section::PingCheck,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +53,8 @@ impl Section {
             Section::HttpCheck => "HTTP_GET/SSL_GET",
             Section::MiscCheck => "MISC_CHECK",
             Section::Url => "url",
+            Section::UdpCheck => "UDP_CHECK",
+            Section::PingCheck => "PING_CHECK",
         }
     }
 
@@ -66,6 +72,8 @@ impl Section {
             Section::HttpCheck => HTTP_CHECK,
             Section::MiscCheck => MISC_CHECK,
             Section::Url => URL,
+            Section::UdpCheck => UDP_CHECK,
+            Section::PingCheck => CHECK_COMMON,
         }
     }
 }
@@ -410,6 +418,26 @@ const CHECK_COMMON: &[&str] = &[
     "delay_loop",
     "alpha",
     "log_all_failures",
+];
+
+const UDP_CHECK: &[&str] = &[
+    "connect_ip",
+    "connect_port",
+    "bindto",
+    "bind_port",
+    "bind_if",
+    "connect_timeout",
+    "fwmark",
+    "retry",
+    "delay_before_retry",
+    "warmup",
+    "delay_loop",
+    "alpha",
+    "log_all_failures",
+    "payload",
+    "require_reply",
+    "min_reply_length",
+    "max_reply_length",
 ];
 
 const HTTP_CHECK: &[&str] = &[

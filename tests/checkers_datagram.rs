@@ -1,0 +1,255 @@
+//! UDP_CHECK and PING_CHECK against real servers in namespaces (issue 24): up; down when
+//! the server stops (ICMP port unreachable), answers wrong, or is filtered; back up; and
+//! keepalived's rule that a UDP server that stays silent is up unless `require_reply`.
+//! The checkers run in `checker-watch` in the director's namespace; each transition is
+//! read from its output, timed from the change the test made, against keepalived's
+//! bound: the next probe within `delay_loop`, then `retry` more attempts each after
+//! `delay_before_retry`, each attempt taking up to `connect_timeout`.
+
+use e2e::netns::{link, Netns, NsProcess};
+use e2e::*;
+use std::time::{Duration, Instant};
+
+const RS: &str = "198.18.30.2";
+
+/// delay_loop 1, connect_timeout 1, retry 1, delay_before_retry 1.
+const TIMING: &str = "connect_timeout 1\n   retry 1\n   delay_before_retry 1\n   delay_loop 1";
+
+/// keepalived's bound for a failure to be noticed: delay_loop + retry x delay_before_retry
+/// + (retry + 1) x connect_timeout.
+const DOWN_BOUND: Duration = Duration::from_secs(4);
+/// And for a recovery: delay_before_retry (the failed checker's probes) + connect_timeout.
+const UP_BOUND: Duration = Duration::from_secs(2);
+/// What the machine may add (two cores shared with the rest of the suite).
+const SLACK: Duration = Duration::from_secs(3);
+
+struct Lab {
+    dir: Netns,
+    rs: Netns,
+    work: tempfile::TempDir,
+    watches: usize,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let dir = Netns::new(&format!("{tag}d"));
+        let rs = Netns::new(&format!("{tag}r"));
+        link(&dir, "198.18.30.1/24", &rs, &format!("{RS}/24"), "ens33");
+        Lab {
+            dir,
+            rs,
+            work: tempfile::tempdir().expect("tempdir"),
+            watches: 0,
+        }
+    }
+
+    fn udp_server(&self, port: u16, reply: Option<&str>) -> NsProcess {
+        let mut c = self.rs.command(&bin_dir().join("udp-echo").to_string_lossy());
+        c.arg(format!("{RS}:{port}"));
+        c.args(reply);
+        let p = NsProcess::spawn(c, self.work.path().join(format!("udp-{port}.log")));
+        wait_for(Duration::from_secs(5), "udp-echo listening", || {
+            p.log_text().contains("listening").then_some(())
+        });
+        p
+    }
+
+    /// `checker-watch` of `conf` in the director's namespace (its own log each time).
+    fn watch(&mut self, conf: &str) -> NsProcess {
+        self.watches += 1;
+        let file = self.work.path().join(format!("checks-{}.conf", self.watches));
+        std::fs::write(&file, conf).expect("write conf");
+        let mut c = self
+            .dir
+            .command(&bin_dir().join("checker-watch").to_string_lossy());
+        c.arg(&file);
+        NsProcess::spawn(c, self.work.path().join(format!("watch-{}.log", self.watches)))
+    }
+}
+
+/// Waits for a line of `w`'s output, after the first `from` bytes, holding every part of
+/// `want`; the time from `since` to when it was seen.
+fn saw(w: &NsProcess, from: usize, want: &[&str], since: Instant, within: Duration) -> Duration {
+    let deadline = Instant::now() + within;
+    loop {
+        let text = w.log_text();
+        let found = text
+            .get(from..)
+            .is_some_and(|t| t.lines().any(|l| want.iter().all(|p| l.contains(p))));
+        if found {
+            return since.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {want:?} within {within:?}; checker-watch said:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn check_bound(what: &str, took: Duration, bound: Duration) {
+    eprintln!("{what}: {took:?} (keepalived's bound {bound:?})");
+    assert!(
+        took <= bound + SLACK,
+        "{what} took {took:?}, keepalived's bound is {bound:?}"
+    );
+}
+
+#[test]
+fn udp_check_up_down_wrong_answer_filtered_and_back() {
+    let mut lab = Lab::new("ckudp");
+    let pong = lab.udp_server(5353, Some("pong"));
+    let _nope = lab.udp_server(5356, Some("nope"));
+    let conf = format!(
+        "virtual_server 198.18.116.134 53 {{\n protocol UDP\n lb_kind NAT\n\
+         real_server {RS} 5353 {{\n  UDP_CHECK {{\n   {TIMING}\n   require_reply 706f6e67\n  }}\n }}\n\
+         real_server {RS} 5354 {{\n  UDP_CHECK {{\n   {TIMING}\n  }}\n }}\n\
+         real_server {RS} 5356 {{\n  UDP_CHECK {{\n   {TIMING}\n   require_reply 706f6e67\n  }}\n }}\n}}\n"
+    );
+    let start = Instant::now();
+    let w = lab.watch(&conf);
+    let long = Duration::from_secs(20);
+    // First results: the answering server up, the closed port and the wrong answer down.
+    saw(&w, 0, &[":5353 UDP_CHECK#0", "UP->UP", "matches"], start, long);
+    saw(
+        &w,
+        0,
+        &[":5354 UDP_CHECK#0", "->DOWN", "ICMP port unreachable"],
+        start,
+        long,
+    );
+    saw(
+        &w,
+        0,
+        &[":5356 UDP_CHECK#0", "->DOWN", "does not match"],
+        start,
+        long,
+    );
+
+    // The server stops: the port is closed, ICMP says so.
+    let mark = w.log_text().len();
+    let t = Instant::now();
+    drop(pong);
+    let took = saw(
+        &w,
+        mark,
+        &[":5353", "UP->DOWN", "ICMP port unreachable"],
+        t,
+        DOWN_BOUND + SLACK,
+    );
+    check_bound("UDP_CHECK, server stopped -> DOWN", took, DOWN_BOUND);
+
+    // Back.
+    let mark = w.log_text().len();
+    let t = Instant::now();
+    let _pong = lab.udp_server(5353, Some("pong"));
+    let took = saw(&w, mark, &[":5353", "DOWN->UP"], t, UP_BOUND + SLACK);
+    check_bound("UDP_CHECK, server back -> UP", took, UP_BOUND);
+
+    // Filtered: no answer and no ICMP error. Down where a reply is required; up where it
+    // is not (keepalived counts silence as success).
+    let mark = w.log_text().len();
+    let t = Instant::now();
+    lab.rs.nft(
+        "table inet ckf {\n chain in {\n  type filter hook input priority 0;\n  udp dport { 5353, 5354 } drop\n }\n}\n",
+    );
+    let took = saw(
+        &w,
+        mark,
+        &[":5353", "UP->DOWN", "no reply within 1 s"],
+        t,
+        DOWN_BOUND + SLACK,
+    );
+    check_bound("UDP_CHECK require_reply, filtered -> DOWN", took, DOWN_BOUND);
+    saw(
+        &w,
+        mark,
+        &[":5354", "DOWN->UP", "no ICMP error within 1 s"],
+        t,
+        UP_BOUND + SLACK,
+    );
+    lab.rs.nft("delete table inet ckf\n");
+    let mark = w.log_text().len();
+    let t = Instant::now();
+    saw(&w, mark, &[":5353", "DOWN->UP", "matches"], t, UP_BOUND + SLACK);
+    saw(
+        &w,
+        mark,
+        &[":5354", "UP->DOWN", "ICMP port unreachable"],
+        t,
+        DOWN_BOUND + SLACK,
+    );
+}
+
+#[test]
+fn ping_check_by_raw_and_ping_sockets() {
+    let mut lab = Lab::new("ckping");
+    let conf = format!(
+        "virtual_server 198.18.116.134 80 {{\n lb_kind DR\n\
+         real_server {RS} 80 {{\n  PING_CHECK {{\n   {TIMING}\n  }}\n }}\n}}\n"
+    );
+    // A fresh namespace admits no group to ping sockets: the raw socket (we are root).
+    let start = Instant::now();
+    let w = lab.watch(&conf);
+    saw(
+        &w,
+        0,
+        &["PING_CHECK#0", "UP->UP", "echo reply (raw socket)"],
+        start,
+        Duration::from_secs(20),
+    );
+    let mark = w.log_text().len();
+    let t = Instant::now();
+    lab.rs.nft(
+        "table inet ckp {\n chain in {\n  type filter hook input priority 0;\n  icmp type echo-request drop\n }\n}\n",
+    );
+    let took = saw(
+        &w,
+        mark,
+        &["PING_CHECK#0", "UP->DOWN", "no echo reply within 1 s"],
+        t,
+        DOWN_BOUND + SLACK,
+    );
+    check_bound("PING_CHECK, echo filtered -> DOWN", took, DOWN_BOUND);
+    let mark = w.log_text().len();
+    let t = Instant::now();
+    lab.rs.nft("delete table inet ckp\n");
+    let took = saw(
+        &w,
+        mark,
+        &["PING_CHECK#0", "DOWN->UP", "echo reply"],
+        t,
+        UP_BOUND + SLACK,
+    );
+    check_bound("PING_CHECK, echo answered again -> UP", took, UP_BOUND);
+    drop(w);
+
+    // Where ping_group_range admits root's group, keepalived's way: a ping socket.
+    let ok = lab
+        .dir
+        .command("sysctl")
+        .args(["-qw", "net.ipv4.ping_group_range=0 2147483647"])
+        .status()
+        .expect("sysctl");
+    assert!(ok.success());
+    let start = Instant::now();
+    let w = lab.watch(&conf);
+    saw(
+        &w,
+        0,
+        &["PING_CHECK#0", "UP->UP", "echo reply (ping socket)"],
+        start,
+        Duration::from_secs(20),
+    );
+    // The server's address gone: nothing answers (neighbour resolution fails).
+    let mark = w.log_text().len();
+    let t = Instant::now();
+    lab.rs.must(&["addr", "del", &format!("{RS}/24"), "dev", "ens33"]);
+    saw(
+        &w,
+        mark,
+        &["PING_CHECK#0", "UP->DOWN", "(ping socket)"],
+        t,
+        DOWN_BOUND + SLACK,
+    );
+}
