@@ -1,4 +1,4 @@
-//! UDP_CHECK and PING_CHECK against real servers in namespaces (issue 24): up; down when
+//! UDP_CHECK, PING_CHECK and DNS_CHECK against real servers in namespaces (issue 24): up; down when
 //! the server stops (ICMP port unreachable), answers wrong, or is filtered; back up; and
 //! keepalived's rule that a UDP server that stays silent is up unless `require_reply`.
 //! The checkers run in `checker-watch` in the director's namespace; each transition is
@@ -252,4 +252,99 @@ fn ping_check_by_raw_and_ping_sockets() {
         t,
         DOWN_BOUND + SLACK,
     );
+}
+
+/// dnsmasq (Debian's `dnsmasq-base`) in the real server's namespace: `www.example.test`
+/// answers, `bad.test` is NXDOMAIN; its log to stderr.
+fn dnsmasq(lab: &Lab, n: usize) -> NsProcess {
+    let mut c = lab.rs.command("dnsmasq");
+    c.args([
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--pid-file=",
+        "--bind-interfaces",
+        "--log-facility=-",
+        "--log-queries",
+        "--address=/www.example.test/198.18.30.9",
+        "--address=/bad.test/",
+    ]);
+    c.arg(format!("--listen-address={RS}"));
+    let p = NsProcess::spawn(c, lab.work.path().join(format!("dnsmasq-{n}.log")));
+    wait_for(Duration::from_secs(10), "dnsmasq started", || {
+        p.log_text().contains("started").then_some(())
+    });
+    p
+}
+
+#[test]
+fn dns_check_answer_error_rcode_stopped_and_back() {
+    let mut lab = Lab::new("ckdns");
+    let server = dnsmasq(&lab, 1);
+    let conf = format!(
+        "virtual_server 198.18.116.134 53 {{\n protocol UDP\n lb_kind DR\n\
+         real_server {RS} 53 {{\n  DNS_CHECK {{\n   {TIMING}\n   type A\n   name www.example.test\n  }}\n\
+         DNS_CHECK {{\n   {TIMING}\n   type A\n   name bad.test\n  }}\n }}\n}}\n"
+    );
+    let start = Instant::now();
+    let w = lab.watch(&conf);
+    let long = Duration::from_secs(20);
+    saw(
+        &w,
+        0,
+        &["DNS_CHECK#0", "UP->UP", "A www.example.test: NOERROR"],
+        start,
+        long,
+    );
+    saw(
+        &w,
+        0,
+        &["DNS_CHECK#1", "->DOWN", "A bad.test: NXDOMAIN"],
+        start,
+        long,
+    );
+
+    let mark = w.log_text().len();
+    let t = Instant::now();
+    drop(server);
+    let took = saw(
+        &w,
+        mark,
+        &["DNS_CHECK#0", "UP->DOWN", "ICMP port unreachable"],
+        t,
+        DOWN_BOUND + SLACK,
+    );
+    check_bound("DNS_CHECK, server stopped -> DOWN", took, DOWN_BOUND);
+
+    let mark = w.log_text().len();
+    let t = Instant::now();
+    let _server = dnsmasq(&lab, 2);
+    let took = saw(
+        &w,
+        mark,
+        &["DNS_CHECK#0", "DOWN->UP", "NOERROR"],
+        t,
+        UP_BOUND + SLACK,
+    );
+    check_bound("DNS_CHECK, server back -> UP", took, UP_BOUND);
+
+    // Filtered: no answer within connect_timeout.
+    let mark = w.log_text().len();
+    let t = Instant::now();
+    lab.rs.nft(
+        "table inet ckd {\n chain in {\n  type filter hook input priority 0;\n  udp dport 53 drop\n }\n}\n",
+    );
+    let took = saw(
+        &w,
+        mark,
+        &[
+            "DNS_CHECK#0",
+            "UP->DOWN",
+            "no answer to A www.example.test within 1 s",
+        ],
+        t,
+        DOWN_BOUND + SLACK,
+    );
+    check_bound("DNS_CHECK, filtered -> DOWN", took, DOWN_BOUND);
 }

@@ -620,6 +620,12 @@ fn checker(chk: &Checker) -> Node {
                 ]));
             }
         }
+        CheckKind::Dns(d) => {
+            c.push(Node::line(["type".to_string(), d.qtype.clone()]));
+            if !d.name.is_empty() {
+                c.push(Node::line(["name".to_string(), d.name.clone()]));
+            }
+        }
         CheckKind::Tcp | CheckKind::Ping | CheckKind::Other(_) => {}
     }
     c.extend(chk.extra.iter().map(raw));

@@ -39,7 +39,7 @@ vrrp_instance VI_1 {\n interface ens33\n virtual_router_id 51\n priority 100\n s
  virtual_ipaddress {\n  198.18.116.134\n }\n track_process {\n  nginx\n }\n\
  virtual_routes {\n  198.18.200.0/24 via 198.18.116.1\n }\n}\n\
 virtual_server 198.18.116.134 53 {\n protocol UDP\n lb_kind DR\n\
- real_server 198.18.116.131 53 {\n  DNS_CHECK {\n   type A\n  }\n }\n\
+ real_server 198.18.116.131 53 {\n  BFD_CHECK {\n   name bfd1\n  }\n }\n\
  real_server 198.18.116.132 53 {\n  SMTP_CHECK {\n  }\n }\n\
  real_server 198.18.116.133 53 {\n  UDP_CHECK {\n   require_reply 0a0bXX\n  }\n  PING_CHECK {\n  }\n }\n}\n";
 
@@ -51,7 +51,7 @@ fn what_hanode_does_not_run_is_an_error_at_its_line() {
         (8, "smtp_alert"),
         (12, "track_process"),
         (15, "virtual_routes"),
-        (23, "DNS_CHECK"),
+        (23, "BFD_CHECK"),
         (28, "SMTP_CHECK"),
     ];
     assert_eq!(
@@ -80,7 +80,7 @@ fn what_hanode_does_not_run_is_an_error_at_its_line() {
 
 #[test]
 fn hanode_ignore_accepts_each_keyword_it_names_wherever_global_defs_is() {
-    let accept = "global_defs {\n hanode_ignore SMTP_CHECK DNS_CHECK track_process\n}\n";
+    let accept = "global_defs {\n hanode_ignore SMTP_CHECK BFD_CHECK track_process\n}\n";
     // Before the uses (lines shift by 3) and after them (global_defs last).
     for (text, shift) in [(format!("{accept}{TEXT}"), 3), (format!("{TEXT}{accept}"), 0)] {
         let found = not_run(&text);
@@ -91,7 +91,7 @@ fn hanode_ignore_accepts_each_keyword_it_names_wherever_global_defs_is() {
                 .map(|(l, s, _)| (*l - shift, *s))
         };
         assert_eq!(severity("SMTP_CHECK"), Some((28, Severity::Warning)), "{found:?}");
-        assert_eq!(severity("DNS_CHECK"), Some((23, Severity::Warning)));
+        assert_eq!(severity("BFD_CHECK"), Some((23, Severity::Warning)));
         assert_eq!(severity("track_process"), Some((12, Severity::Warning)));
         // Not named: still refused.
         assert_eq!(severity("virtual_routes"), Some((15, Severity::Error)));
@@ -188,5 +188,49 @@ fn every_debian_sample_runs_entirely_or_is_refused_at_the_line() {
     assert!(
         refused >= 5,
         "only {refused} samples hold something hanode does not run"
+    );
+}
+
+/// keepalived's DNS_CHECK defaults: `SOA` of the root, 3 retries `delay_loop` apart.
+#[test]
+fn dns_check_defaults_are_keepalived_s() {
+    let (_, loaded) = cluster::load_str(
+        "t.conf",
+        "virtual_server 198.18.116.134 53 {\n protocol UDP\n delay_loop 6\n real_server 198.18.116.131 53 {\n  DNS_CHECK {\n  }\n  DNS_CHECK {\n   type aaaa\n   name www.example.test\n   retry 1\n  }\n }\n}\n",
+        &[],
+    );
+    assert!(!loaded.diags.has_errors(), "{:?}", loaded.diags);
+    let rs = &loaded.cluster.default.virtual_servers[0].real_servers[0];
+    let c = &rs.checkers[0];
+    assert_eq!(
+        c.kind,
+        ha_config::model::CheckKind::Dns(ha_config::model::DnsCheck {
+            qtype: "SOA".into(),
+            name: String::new()
+        })
+    );
+    assert_eq!(c.common.retry, 3);
+    assert_eq!(c.common.delay_before_retry, ha_config::model::Dur::from_secs(6));
+    match &rs.checkers[1].kind {
+        ha_config::model::CheckKind::Dns(d) => {
+            assert_eq!((d.qtype.as_str(), d.name.as_str()), ("AAAA", "www.example.test"));
+            assert_eq!(d.qtype_code(), 28);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rs.checkers[1].common.retry, 1);
+    let (parsed, loaded) = cluster::load_str(
+        "t.conf",
+        "virtual_server 198.18.116.134 53 {\n real_server 198.18.116.131 53 {\n  DNS_CHECK {\n   type PTR\n   name a..b\n  }\n }\n}\n",
+        &[],
+    );
+    let text = loaded.diags.render(&parsed.sources);
+    assert!(
+        text.contains("t.conf:4:9: error: DNS_CHECK type `PTR` is not one of A, NS"),
+        "{text}"
+    );
+    assert!(
+        text.contains("t.conf:5:9: error: DNS_CHECK name `a..b` has an empty label"),
+        "{text}"
     );
 }

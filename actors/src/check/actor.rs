@@ -34,6 +34,10 @@ pub enum ProbeSpec {
         check: ha_config::model::UdpCheck,
     },
     Ping(Target),
+    Dns {
+        target: Target,
+        check: ha_config::model::DnsCheck,
+    },
 }
 
 /// Identifies a checker: its virtual server, real server and kind (with its index among
@@ -116,6 +120,7 @@ impl CheckerActor {
             ProbeSpec::Misc { .. } => 3,
             ProbeSpec::Udp { .. } => 4,
             ProbeSpec::Ping(_) => 5,
+            ProbeSpec::Dns { .. } => 6,
         };
         let started = std::time::Instant::now();
         let fut = probe_future(spec, timeout);
@@ -196,6 +201,12 @@ fn probe_future(spec: std::sync::Arc<ProbeSpec>, timeout: Duration) -> ProbeFutu
         ProbeSpec::Udp { .. } => Box::pin(async move {
             match &*spec {
                 ProbeSpec::Udp { target, check } => super::datagram::udp(target, check, timeout).await,
+                _ => ProbeResult::down("internal: probe kind changed under the probe"),
+            }
+        }),
+        ProbeSpec::Dns { .. } => Box::pin(async move {
+            match &*spec {
+                ProbeSpec::Dns { target, check } => super::datagram::dns(target, check, timeout).await,
                 _ => ProbeResult::down("internal: probe kind changed under the probe"),
             }
         }),

@@ -15,7 +15,7 @@
 use super::icmp::{self, Answer};
 use super::probe::Target;
 use super::schedule::ProbeResult;
-use ha_config::model::UdpCheck;
+use ha_config::model::{DnsCheck, UdpCheck};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
@@ -129,6 +129,44 @@ pub async fn udp(t: &Target, check: &UdpCheck, timeout: Duration) -> ProbeResult
             }
             None => ProbeResult::up(format!("reply of {} bytes", reply.len())),
         },
+    }
+}
+
+/// DNS_CHECK: the query (from [`super::dns::query`]) on a connected UDP socket; up when
+/// the answer with its id has rcode 0; an ICMP error, an error rcode or no answer within
+/// the timeout is down (keepalived 2.2.7).
+pub async fn dns(t: &Target, check: &DnsCheck, timeout: Duration) -> ProbeResult {
+    // Unpredictable, as keepalived's `random()`: an off-path host cannot forge the answer.
+    let id = getrandom::u32()
+        .map(|r| r as u16)
+        .unwrap_or_else(|_| SEQ.fetch_add(1, Ordering::Relaxed));
+    let Some(query) = super::dns::query(id, &check.name, check.qtype_code()) else {
+        return ProbeResult::down(format!("name {:?} has a label over 63 bytes", check.name));
+    };
+    let sock = match udp_socket(t) {
+        Ok(s) => s,
+        Err(e) => return ProbeResult::down(format!("UDP socket: {e}")),
+    };
+    let exchange = async {
+        sock.send(&query).await?;
+        let mut buf = [0u8; 768];
+        loop {
+            let n = sock.recv(&mut buf).await?;
+            if let super::dns::Verdict::Rcode(r) = super::dns::judge(id, &buf[..n]) {
+                return Ok::<_, io::Error>(r);
+            }
+        }
+    };
+    let what = format!(
+        "{} {}",
+        check.qtype,
+        if check.name.is_empty() { "." } else { &check.name }
+    );
+    match tokio::time::timeout(timeout, exchange).await {
+        Err(_) => ProbeResult::down(format!("no answer to {what} within {}", secs(timeout))),
+        Ok(Err(e)) => ProbeResult::down(icmp_error(&e)),
+        Ok(Ok(0)) => ProbeResult::up(format!("{what}: NOERROR")),
+        Ok(Ok(r)) => ProbeResult::down(format!("{what}: {} (rcode {r})", super::dns::rcode_name(r))),
     }
 }
 

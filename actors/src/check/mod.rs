@@ -5,6 +5,7 @@
 
 pub mod actor;
 pub mod datagram;
+pub mod dns;
 pub mod hub;
 pub mod icmp;
 pub mod probe;

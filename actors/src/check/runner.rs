@@ -229,6 +229,10 @@ fn plan_vs(
                     target,
                     check: u.clone(),
                 },
+                CheckKind::Dns(d) => ProbeSpec::Dns {
+                    target,
+                    check: d.clone(),
+                },
                 CheckKind::Ping => ProbeSpec::Ping(Target {
                     addr: SocketAddr::new(ip, 0),
                     bind: target.bind,
@@ -530,6 +534,7 @@ fn probe_key(t: &Timing, p: &ProbeSpec, ca: &Option<String>) -> ProbeKey {
         } => format!("misc {argv:?} {run_as:?} {timeout:?} {dynamic} {t:?}"),
         ProbeSpec::Udp { target, check } => format!("udp {target:?} {check:?} {t:?}"),
         ProbeSpec::Ping(target) => format!("ping {target:?} {t:?}"),
+        ProbeSpec::Dns { target, check } => format!("dns {target:?} {check:?} {t:?}"),
     };
     key.into()
 }

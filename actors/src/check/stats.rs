@@ -13,13 +13,14 @@ pub const DURATION_BUCKETS: [f64; 12] = [
 ];
 
 /// The probe kinds, as the duration histogram labels them.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "TCP_CHECK",
     "HTTP_GET",
     "SSL_GET",
     "MISC_CHECK",
     "UDP_CHECK",
     "PING_CHECK",
+    "DNS_CHECK",
 ];
 
 /// One kind's probe durations: per-bucket counts (not cumulated), total count, sum in µs.

@@ -8,12 +8,12 @@ use crate::syntax::keywords::{self, Section};
 use crate::syntax::Stmt;
 
 /// Checkers keepalived has that we keep for export but do not run.
-const OTHER_CHECKERS: [&str; 4] = ["SMTP_CHECK", "DNS_CHECK", "FILE_CHECK", "BFD_CHECK"];
+const OTHER_CHECKERS: [&str; 3] = ["SMTP_CHECK", "FILE_CHECK", "BFD_CHECK"];
 
 pub fn is_checker(kw: &str) -> bool {
     matches!(
         kw,
-        "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "UDP_CHECK" | "PING_CHECK"
+        "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "UDP_CHECK" | "PING_CHECK" | "DNS_CHECK"
     ) || OTHER_CHECKERS.contains(&kw)
 }
 
@@ -47,8 +47,14 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
         "MISC_CHECK" => Section::MiscCheck,
         "UDP_CHECK" => Section::UdpCheck,
         "PING_CHECK" => Section::PingCheck,
+        "DNS_CHECK" => Section::DnsCheck,
         _ => Section::HttpCheck,
     };
+    let mut dns = DnsCheck {
+        qtype: "SOA".into(),
+        name: String::new(),
+    };
+    let mut dns_name_set = false;
     let mut udp = UdpCheck {
         payload: None,
         require_reply: false,
@@ -140,6 +146,38 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
                     udp.max_reply_length = v as u16;
                 }
             }
+            "type" if section == Section::DnsCheck => {
+                if let Some(t) = cx.arg(c, 0, "a query type") {
+                    match DNS_TYPES.iter().find(|(n, _)| n.eq_ignore_ascii_case(t)) {
+                        Some((n, _)) => dns.qtype = n.to_string(),
+                        None => {
+                            let known: Vec<&str> = DNS_TYPES.iter().map(|(n, _)| *n).collect();
+                            cx.error(
+                                c.arg_span(0),
+                                format!("DNS_CHECK type `{t}` is not one of {}", known.join(", ")),
+                            )
+                        }
+                    }
+                }
+                cx.max_args(c, 1);
+            }
+            "name" if section == Section::DnsCheck => {
+                if let Some(n) = cx.arg(c, 0, "a domain name") {
+                    let n = n.to_string();
+                    if dns_name_set {
+                        cx.error(
+                            c.span(),
+                            "DNS_CHECK name is already set (keepalived ignores the second)",
+                        );
+                    } else if (n.starts_with('.') && n != ".") || n.contains("..") || n.len() > 253 {
+                        cx.error(c.arg_span(0), format!("DNS_CHECK name `{n}` has an empty label"));
+                    } else {
+                        dns.name = n;
+                        dns_name_set = true;
+                    }
+                }
+                cx.max_args(c, 1);
+            }
             "user" if section == Section::MiscCheck => {
                 if cx.arg(c, 0, "a user name").is_some() {
                     misc.user = cx.user_words(c, c.args());
@@ -153,14 +191,25 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
         }
     }
     common.connect_timeout = timing.connect_timeout.unwrap_or(Dur::from_secs(5));
-    common.retry = timing.retry.unwrap_or(if kw == "MISC_CHECK" { 0 } else { 1 });
-    common.delay_before_retry = timing.delay_before_retry.unwrap_or(Dur::from_secs(1));
+    // keepalived's defaults: MISC_CHECK does not retry; DNS_CHECK retries 3 times,
+    // `delay_loop` apart.
+    common.retry = timing.retry.unwrap_or(match kw {
+        "MISC_CHECK" => 0,
+        "DNS_CHECK" => 3,
+        _ => 1,
+    });
     common.delay_loop = timing.delay_loop.unwrap_or(Dur::from_secs(60));
+    common.delay_before_retry = timing.delay_before_retry.unwrap_or(if kw == "DNS_CHECK" {
+        common.delay_loop
+    } else {
+        Dur::from_secs(1)
+    });
     common.warmup = timing.warmup;
     common.alpha = timing.alpha.unwrap_or(false);
     let kind = match kw {
         "TCP_CHECK" => CheckKind::Tcp,
         "PING_CHECK" => CheckKind::Ping,
+        "DNS_CHECK" => CheckKind::Dns(dns),
         "UDP_CHECK" => {
             if udp.reply.is_some() && udp.min_reply_length > udp.max_reply_length {
                 cx.error(

@@ -402,6 +402,42 @@ pub enum CheckKind {
     Udp(UdpCheck),
     /// PING_CHECK: an ICMP (ICMPv6) echo answered within `connect_timeout`.
     Ping,
+    /// DNS_CHECK: a query over UDP answered without error.
+    Dns(DnsCheck),
+}
+
+/// DNS_CHECK's settings: the query's type and name (keepalived's defaults: `SOA` of the
+/// root, `.`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DnsCheck {
+    /// The type's name, upper case, one of [`DNS_TYPES`].
+    pub qtype: String,
+    /// The name queried, as written (`""`: the root).
+    pub name: String,
+}
+
+/// The query types keepalived's DNS_CHECK knows, with their codes.
+pub const DNS_TYPES: [(&str, u16); 9] = [
+    ("A", 1),
+    ("NS", 2),
+    ("CNAME", 5),
+    ("SOA", 6),
+    ("MX", 15),
+    ("TXT", 16),
+    ("AAAA", 28),
+    ("RRSIG", 46),
+    ("DNSKEY", 48),
+];
+
+impl DnsCheck {
+    /// The query type's code.
+    pub fn qtype_code(&self) -> u16 {
+        DNS_TYPES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&self.qtype))
+            .map(|(_, c)| *c)
+            .unwrap_or(6)
+    }
 }
 
 /// UDP_CHECK's settings, as keepalived 2.2.7 reads them.
@@ -508,6 +544,7 @@ impl CheckKind {
             CheckKind::Other(k) => k,
             CheckKind::Udp(_) => "UDP_CHECK",
             CheckKind::Ping => "PING_CHECK",
+            CheckKind::Dns(_) => "DNS_CHECK",
         }
     }
 }

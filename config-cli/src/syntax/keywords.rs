@@ -19,10 +19,11 @@ pub enum Section {
     Url,
     UdpCheck,
     PingCheck,
+    DnsCheck,
 }
 
 impl Section {
-    pub const ALL: [Section; 14] = [
+    pub const ALL: [Section; 15] = [
         Section::Root,
         Section::GlobalDefs,
         Section::VrrpScript,
@@ -37,6 +38,7 @@ impl Section {
         Section::Url,
         Section::UdpCheck,
         Section::PingCheck,
+        Section::DnsCheck,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +57,7 @@ impl Section {
             Section::Url => "url",
             Section::UdpCheck => "UDP_CHECK",
             Section::PingCheck => "PING_CHECK",
+            Section::DnsCheck => "DNS_CHECK",
         }
     }
 
@@ -74,6 +77,7 @@ impl Section {
             Section::Url => URL,
             Section::UdpCheck => UDP_CHECK,
             Section::PingCheck => CHECK_COMMON,
+            Section::DnsCheck => DNS_CHECK,
         }
     }
 }
@@ -438,6 +442,24 @@ const UDP_CHECK: &[&str] = &[
     "require_reply",
     "min_reply_length",
     "max_reply_length",
+];
+
+const DNS_CHECK: &[&str] = &[
+    "connect_ip",
+    "connect_port",
+    "bindto",
+    "bind_port",
+    "bind_if",
+    "connect_timeout",
+    "fwmark",
+    "retry",
+    "delay_before_retry",
+    "warmup",
+    "delay_loop",
+    "alpha",
+    "log_all_failures",
+    "type",
+    "name",
 ];
 
 const HTTP_CHECK: &[&str] = &[
