@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 # ethtool: the chaos lab's link emulator relays frames as read, so the lab's interfaces
 # leave checksums and segmentation to the kernel, not the device.
 lab_packages=(nftables iproute2 curl)
-suite_packages=(keepalived dnsmasq-base qemu-system-x86 linux-image-amd64 busybox-static ipvsadm binutils xz-utils systemd man-db ethtool)
+suite_packages=(keepalived dnsmasq-base python3-aiosmtpd qemu-system-x86 linux-image-amd64 busybox-static ipvsadm binutils xz-utils systemd man-db ethtool)
 packages=("${lab_packages[@]}")
 # `--deps-only`: install what the lab needs, run nothing (no qemu, no kernel image).
 [ "${1:-}" = "--deps-only" ] || packages+=("${suite_packages[@]}")

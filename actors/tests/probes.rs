@@ -207,3 +207,65 @@ async fn ssl_get_accepts_a_self_signed_certificate_like_keepalived_and_sends_sni
     let r = probe::http(&target(addr), &[url("/")], None, T).await;
     assert!(!r.ok);
 }
+
+/// A scripted SMTP server: greets with `greeting` (lines), answers HELO with `helo` and
+/// QUIT with 221; remembers the commands it got.
+async fn smtp_server(greeting: &'static str, helo: &'static str) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::AsyncBufReadExt;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut s = tokio::io::BufReader::new(s);
+                let _ = s.get_mut().write_all(greeting.as_bytes()).await;
+                let mut line = String::new();
+                while s.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    let cmd = line.trim_end().to_string();
+                    log.lock().unwrap().push(cmd.clone());
+                    let answer = if cmd.starts_with("HELO") {
+                        helo
+                    } else {
+                        "221 2.0.0 bye\r\n"
+                    };
+                    let _ = s.get_mut().write_all(answer.as_bytes()).await;
+                    line.clear();
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn smtp_greeting_helo_and_quit_as_keepalived() {
+    // A multi-line greeting, then HELO with our name, then QUIT.
+    let (ok, seen) = smtp_server("220-mx.example.test ESMTP\r\n220 ready\r\n", "250 hello\r\n").await;
+    let r = probe::smtp(&target(ok), "checker.example.test", T).await;
+    assert!(r.ok, "{}", r.reason);
+    assert_eq!(r.reason, "SMTP 220, HELO 250, QUIT 221");
+    assert_eq!(*seen.lock().unwrap(), ["HELO checker.example.test", "QUIT"]);
+    // Refused service, or HELO refused: down, with the code.
+    let (busy, _) = smtp_server("554 5.3.2 not now\r\n", "250 hello\r\n").await;
+    let r = probe::smtp(&target(busy), "x", T).await;
+    assert!(!r.ok);
+    assert_eq!(r.reason, "greeting 554, not 220");
+    let (picky, _) = smtp_server("220 ready\r\n", "501 5.5.4 bad HELO\r\n").await;
+    let r = probe::smtp(&target(picky), "x", T).await;
+    assert!(!r.ok);
+    assert_eq!(r.reason, "HELO answered 501, not 250");
+    // A server that never greets: down after the timeout.
+    let (mute, _) = server(200, "", true).await;
+    let started = Instant::now();
+    let r = probe::smtp(&target(mute), "x", Duration::from_millis(300)).await;
+    assert!(
+        !r.ok && r.reason.starts_with("greeting: no answer within"),
+        "{}",
+        r.reason
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -626,6 +626,11 @@ fn checker(chk: &Checker) -> Node {
                 c.push(Node::line(["name".to_string(), d.name.clone()]));
             }
         }
+        CheckKind::Smtp(m) => {
+            if m.helo_name != SMTP_DEFAULT_HELO {
+                c.push(Node::line(["helo_name".to_string(), m.helo_name.clone()]));
+            }
+        }
         CheckKind::Tcp | CheckKind::Ping | CheckKind::Other(_) => {}
     }
     c.extend(chk.extra.iter().map(raw));

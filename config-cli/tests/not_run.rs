@@ -40,7 +40,7 @@ vrrp_instance VI_1 {\n interface ens33\n virtual_router_id 51\n priority 100\n s
  virtual_routes {\n  198.18.200.0/24 via 198.18.116.1\n }\n}\n\
 virtual_server 198.18.116.134 53 {\n protocol UDP\n lb_kind DR\n\
  real_server 198.18.116.131 53 {\n  BFD_CHECK {\n   name bfd1\n  }\n }\n\
- real_server 198.18.116.132 53 {\n  SMTP_CHECK {\n  }\n }\n\
+ real_server 198.18.116.132 53 {\n  FILE_CHECK {\n  }\n }\n\
  real_server 198.18.116.133 53 {\n  UDP_CHECK {\n   require_reply 0a0bXX\n  }\n  PING_CHECK {\n  }\n }\n}\n";
 
 #[test]
@@ -52,7 +52,7 @@ fn what_hanode_does_not_run_is_an_error_at_its_line() {
         (12, "track_process"),
         (15, "virtual_routes"),
         (23, "BFD_CHECK"),
-        (28, "SMTP_CHECK"),
+        (28, "FILE_CHECK"),
     ];
     assert_eq!(
         found,
@@ -80,7 +80,7 @@ fn what_hanode_does_not_run_is_an_error_at_its_line() {
 
 #[test]
 fn hanode_ignore_accepts_each_keyword_it_names_wherever_global_defs_is() {
-    let accept = "global_defs {\n hanode_ignore SMTP_CHECK BFD_CHECK track_process\n}\n";
+    let accept = "global_defs {\n hanode_ignore FILE_CHECK BFD_CHECK track_process\n}\n";
     // Before the uses (lines shift by 3) and after them (global_defs last).
     for (text, shift) in [(format!("{accept}{TEXT}"), 3), (format!("{TEXT}{accept}"), 0)] {
         let found = not_run(&text);
@@ -90,7 +90,7 @@ fn hanode_ignore_accepts_each_keyword_it_names_wherever_global_defs_is() {
                 .find(|(_, _, k)| k == kw)
                 .map(|(l, s, _)| (*l - shift, *s))
         };
-        assert_eq!(severity("SMTP_CHECK"), Some((28, Severity::Warning)), "{found:?}");
+        assert_eq!(severity("FILE_CHECK"), Some((28, Severity::Warning)), "{found:?}");
         assert_eq!(severity("BFD_CHECK"), Some((23, Severity::Warning)));
         assert_eq!(severity("track_process"), Some((12, Severity::Warning)));
         // Not named: still refused.
@@ -98,12 +98,12 @@ fn hanode_ignore_accepts_each_keyword_it_names_wherever_global_defs_is() {
         assert_eq!(severity("vrrp_track_process"), Some((1, Severity::Error)));
     }
     // Per director: `@lvs02 hanode_ignore` accepts it on lvs02 only.
-    let text = format!("global_defs {{\n @lvs02 hanode_ignore SMTP_CHECK\n}}\n@lvs01 router_id a\n{TEXT}");
+    let text = format!("global_defs {{\n @lvs02 hanode_ignore FILE_CHECK\n}}\n@lvs01 router_id a\n{TEXT}");
     let (parsed, loaded) = cluster::load_str("t.conf", &text, &[]);
     let udp: Vec<String> = loaded
         .diags
         .iter()
-        .filter(|d| d.message.contains("`SMTP_CHECK`"))
+        .filter(|d| d.message.contains("`FILE_CHECK`"))
         .map(|d| d.render(&parsed.sources))
         .collect();
     assert!(
@@ -184,7 +184,8 @@ fn every_debian_sample_runs_entirely_or_is_refused_at_the_line() {
             "{name:?}"
         );
     }
-    // Debian's samples use SMTP_CHECK, UDP_CHECK, PING_CHECK, static and virtual routes.
+    // Debian's samples still hold static and virtual routes and rules, smtp_alert, use_vmac
+    // and net_namespace.
     assert!(
         refused >= 5,
         "only {refused} samples hold something hanode does not run"
@@ -233,4 +234,53 @@ fn dns_check_defaults_are_keepalived_s() {
         text.contains("t.conf:5:9: error: DNS_CHECK name `a..b` has an empty label"),
         "{text}"
     );
+}
+
+/// keepalived's SMTP_CHECK `host` blocks: one checker per host, with the block's timing
+/// and `helo_name`; the block's own connection is a checker too only when it sets one.
+#[test]
+fn smtp_check_host_blocks_are_checkers_of_their_own() {
+    let block = |own: &str| {
+        format!(
+            "virtual_server 198.18.116.134 25 {{\n lb_kind DR\n real_server 198.18.116.131 25 {{\n  SMTP_CHECK {{\n   retry 2\n   helo_name \"foo.bar.com\"\n{own}   host {{\n    connect_ip 198.18.116.140\n    connect_timeout 7\n   }}\n   host {{\n    connect_ip 198.18.116.141\n    connect_port 2525\n   }}\n  }}\n }}\n}}\n"
+        )
+    };
+    let checkers = |text: &str| {
+        let (_, loaded) = cluster::load_str("t.conf", text, &[]);
+        assert!(!loaded.diags.has_errors(), "{:?}", loaded.diags);
+        assert!(loaded
+            .diags
+            .iter()
+            .any(|d| d.message.contains("`host` in SMTP_CHECK is deprecated")));
+        loaded.cluster.default.virtual_servers[0].real_servers[0]
+            .checkers
+            .clone()
+    };
+    let hosts = checkers(&block(""));
+    assert_eq!(hosts.len(), 2);
+    let ip = |c: &ha_config::model::Checker| c.common.connect_ip.map(|i| i.to_string());
+    assert_eq!(ip(&hosts[0]).as_deref(), Some("198.18.116.140"));
+    assert_eq!(
+        hosts[0].common.connect_timeout,
+        ha_config::model::Dur::from_secs(7)
+    );
+    assert_eq!(ip(&hosts[1]).as_deref(), Some("198.18.116.141"));
+    assert_eq!(hosts[1].common.connect_port, Some(2525));
+    assert_eq!(
+        hosts[1].common.connect_timeout,
+        ha_config::model::Dur::from_secs(5)
+    );
+    for c in &hosts {
+        assert_eq!(c.common.retry, 2);
+        assert_eq!(
+            c.kind,
+            ha_config::model::CheckKind::Smtp(ha_config::model::SmtpCheck {
+                helo_name: "foo.bar.com".into()
+            })
+        );
+    }
+    let with_own = checkers(&block("   connect_port 587\n"));
+    assert_eq!(with_own.len(), 3);
+    assert_eq!(with_own[0].common.connect_port, Some(587));
+    assert_eq!(ip(&with_own[0]), None, "the real server itself");
 }

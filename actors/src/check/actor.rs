@@ -38,6 +38,10 @@ pub enum ProbeSpec {
         target: Target,
         check: ha_config::model::DnsCheck,
     },
+    Smtp {
+        target: Target,
+        helo_name: String,
+    },
 }
 
 /// Identifies a checker: its virtual server, real server and kind (with its index among
@@ -121,6 +125,7 @@ impl CheckerActor {
             ProbeSpec::Udp { .. } => 4,
             ProbeSpec::Ping(_) => 5,
             ProbeSpec::Dns { .. } => 6,
+            ProbeSpec::Smtp { .. } => 7,
         };
         let started = std::time::Instant::now();
         let fut = probe_future(spec, timeout);
@@ -201,6 +206,12 @@ fn probe_future(spec: std::sync::Arc<ProbeSpec>, timeout: Duration) -> ProbeFutu
         ProbeSpec::Udp { .. } => Box::pin(async move {
             match &*spec {
                 ProbeSpec::Udp { target, check } => super::datagram::udp(target, check, timeout).await,
+                _ => ProbeResult::down("internal: probe kind changed under the probe"),
+            }
+        }),
+        ProbeSpec::Smtp { .. } => Box::pin(async move {
+            match &*spec {
+                ProbeSpec::Smtp { target, helo_name } => probe::smtp(target, helo_name, timeout).await,
                 _ => ProbeResult::down("internal: probe kind changed under the probe"),
             }
         }),

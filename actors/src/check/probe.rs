@@ -214,6 +214,81 @@ fn hex_lower(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The longest SMTP reply read (keepalived reads 512 bytes).
+const SMTP_REPLY_MAX: usize = 4096;
+
+/// One SMTP reply: its lines until the last (`NNN text`, not `NNN-text`); its code.
+async fn smtp_reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Result<u16, String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut read = 0;
+    loop {
+        let mut line = String::new();
+        let n = r
+            .read_line(&mut line)
+            .await
+            .map_err(|e| format!("reading: {e}"))?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        read += n;
+        if read > SMTP_REPLY_MAX {
+            return Err(format!("reply longer than {SMTP_REPLY_MAX} bytes"));
+        }
+        let code = line
+            .get(..3)
+            .and_then(|c| c.parse::<u16>().ok())
+            .ok_or_else(|| format!("not an SMTP reply: {:?}", line.trim_end()))?;
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return Ok(code);
+        }
+    }
+}
+
+/// SMTP_CHECK as keepalived 2.2.7: the greeting must be 220, the answer to `HELO
+/// helo_name` 250, then `QUIT` and its answer (whatever it is); each step within
+/// `timeout`.
+pub async fn smtp(t: &Target, helo_name: &str, timeout: Duration) -> ProbeResult {
+    use tokio::io::AsyncWriteExt;
+    let step = |what: &'static str| move |_| format!("{what}: no answer within {}", secs(timeout));
+    let stream = match tokio::time::timeout(timeout, connect(t)).await {
+        Err(_) => return ProbeResult::down(format!("connect timeout after {}", secs(timeout))),
+        Ok(Err(e)) => return ProbeResult::down(connect_failure(&e)),
+        Ok(Ok(s)) => s,
+    };
+    let mut io = tokio::io::BufReader::new(stream);
+    let exchange = async {
+        let greeting = tokio::time::timeout(timeout, smtp_reply(&mut io))
+            .await
+            .map_err(step("greeting"))??;
+        if greeting != 220 {
+            return Err(format!("greeting {greeting}, not 220"));
+        }
+        let helo = format!("HELO {helo_name}\r\n");
+        tokio::time::timeout(timeout, io.get_mut().write_all(helo.as_bytes()))
+            .await
+            .map_err(step("HELO"))?
+            .map_err(|e| format!("sending HELO: {e}"))?;
+        let hello = tokio::time::timeout(timeout, smtp_reply(&mut io))
+            .await
+            .map_err(step("HELO"))??;
+        if hello != 250 {
+            return Err(format!("HELO answered {hello}, not 250"));
+        }
+        tokio::time::timeout(timeout, io.get_mut().write_all(b"QUIT\r\n"))
+            .await
+            .map_err(step("QUIT"))?
+            .map_err(|e| format!("sending QUIT: {e}"))?;
+        let bye = tokio::time::timeout(timeout, smtp_reply(&mut io))
+            .await
+            .map_err(step("QUIT"))??;
+        Ok(bye)
+    };
+    match exchange.await {
+        Ok(bye) => ProbeResult::up(format!("SMTP 220, HELO 250, QUIT {bye}")),
+        Err(why) => ProbeResult::down(why),
+    }
+}
+
 /// MISC_CHECK: exit 0 up, 1 down; with `dynamic`, 2..=255 up with weight exit-2.
 pub async fn misc(argv: &[String], run_as: Option<RunAs>, timeout: Duration, dynamic: bool) -> ProbeResult {
     match script::run(argv, run_as, timeout).await {

@@ -229,6 +229,10 @@ fn plan_vs(
                     target,
                     check: u.clone(),
                 },
+                CheckKind::Smtp(m) => ProbeSpec::Smtp {
+                    target,
+                    helo_name: m.helo_name.clone(),
+                },
                 CheckKind::Dns(d) => ProbeSpec::Dns {
                     target,
                     check: d.clone(),
@@ -535,6 +539,7 @@ fn probe_key(t: &Timing, p: &ProbeSpec, ca: &Option<String>) -> ProbeKey {
         ProbeSpec::Udp { target, check } => format!("udp {target:?} {check:?} {t:?}"),
         ProbeSpec::Ping(target) => format!("ping {target:?} {t:?}"),
         ProbeSpec::Dns { target, check } => format!("dns {target:?} {check:?} {t:?}"),
+        ProbeSpec::Smtp { target, helo_name } => format!("smtp {target:?} {helo_name:?} {t:?}"),
     };
     key.into()
 }

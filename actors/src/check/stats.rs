@@ -13,7 +13,7 @@ pub const DURATION_BUCKETS: [f64; 12] = [
 ];
 
 /// The probe kinds, as the duration histogram labels them.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 8] = [
     "TCP_CHECK",
     "HTTP_GET",
     "SSL_GET",
@@ -21,6 +21,7 @@ pub const KINDS: [&str; 7] = [
     "UDP_CHECK",
     "PING_CHECK",
     "DNS_CHECK",
+    "SMTP_CHECK",
 ];
 
 /// One kind's probe durations: per-bucket counts (not cumulated), total count, sum in µs.

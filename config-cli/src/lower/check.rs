@@ -8,12 +8,19 @@ use crate::syntax::keywords::{self, Section};
 use crate::syntax::Stmt;
 
 /// Checkers keepalived has that we keep for export but do not run.
-const OTHER_CHECKERS: [&str; 3] = ["SMTP_CHECK", "FILE_CHECK", "BFD_CHECK"];
+const OTHER_CHECKERS: [&str; 2] = ["FILE_CHECK", "BFD_CHECK"];
 
 pub fn is_checker(kw: &str) -> bool {
     matches!(
         kw,
-        "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "UDP_CHECK" | "PING_CHECK" | "DNS_CHECK"
+        "TCP_CHECK"
+            | "HTTP_GET"
+            | "SSL_GET"
+            | "MISC_CHECK"
+            | "UDP_CHECK"
+            | "PING_CHECK"
+            | "DNS_CHECK"
+            | "SMTP_CHECK"
     ) || OTHER_CHECKERS.contains(&kw)
 }
 
@@ -23,7 +30,9 @@ pub fn may_be_not_run(word: &str) -> bool {
     OTHER_CHECKERS.contains(&word) || Section::ALL.iter().any(|s| keywords::is_known(*s, word))
 }
 
-pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &RealServer) -> Option<Checker> {
+/// The checkers of one checker block: one, or none when it is unusable; an SMTP_CHECK
+/// with keepalived's deprecated `host` blocks gives one per host (as keepalived does).
+pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &RealServer) -> Vec<Checker> {
     let kw = s.keyword();
     if OTHER_CHECKERS.contains(&kw) {
         cx.push(crate::diag::Diagnostic::not_run(
@@ -34,11 +43,11 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
                 super::lvs::rs_name(rs)
             ),
         ));
-        return Some(Checker {
+        return vec![Checker {
             kind: CheckKind::Other(kw.to_string()),
             common: CheckCommon::default(),
             extra: vec![cx.raw(s)],
-        });
+        }];
     }
     let mut timing = inh.clone();
     let mut common = CheckCommon::default();
@@ -48,8 +57,14 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
         "UDP_CHECK" => Section::UdpCheck,
         "PING_CHECK" => Section::PingCheck,
         "DNS_CHECK" => Section::DnsCheck,
+        "SMTP_CHECK" => Section::SmtpCheck,
         _ => Section::HttpCheck,
     };
+    let mut smtp = SmtpCheck {
+        helo_name: SMTP_DEFAULT_HELO.to_string(),
+    };
+    // SMTP_CHECK `host` blocks: each one's connection and its own connect_timeout.
+    let mut smtp_hosts: Vec<(CheckCommon, Option<Dur>)> = Vec::new();
     let mut dns = DnsCheck {
         qtype: "SOA".into(),
         name: String::new(),
@@ -146,6 +161,37 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
                     udp.max_reply_length = v as u16;
                 }
             }
+            "helo_name" if section == Section::SmtpCheck => {
+                if let Some(h) = cx.arg(c, 0, "a host name") {
+                    smtp.helo_name = h.to_string();
+                }
+                cx.max_args(c, 1);
+            }
+            "host" if section == Section::SmtpCheck => {
+                cx.warning(
+                    c.span(),
+                    "`host` in SMTP_CHECK is deprecated (keepalived says so too): each host is an SMTP_CHECK of its own, and export writes it that way",
+                );
+                let mut host = CheckCommon::default();
+                let mut host_timing = Inherit::default();
+                for h in cx.block(c) {
+                    match h.keyword() {
+                        "connect_ip" => host.connect_ip = cx.ip(h, 0).or(host.connect_ip),
+                        "connect_port" => host.connect_port = cx.port(h, 0).or(host.connect_port),
+                        "bindto" => host.bindto = cx.ip(h, 0).or(host.bindto),
+                        "bind_port" => host.bind_port = cx.port(h, 0).or(host.bind_port),
+                        "connect_timeout" => {
+                            super::lvs::timing_kw(cx, h, &mut host_timing);
+                        }
+                        _ => {
+                            if let Some(raw) = cx.other(Section::TcpCheck, h) {
+                                extra.push(raw);
+                            }
+                        }
+                    }
+                }
+                smtp_hosts.push((host, host_timing.connect_timeout));
+            }
             "type" if section == Section::DnsCheck => {
                 if let Some(t) = cx.arg(c, 0, "a query type") {
                     match DNS_TYPES.iter().find(|(n, _)| n.eq_ignore_ascii_case(t)) {
@@ -210,6 +256,7 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
         "TCP_CHECK" => CheckKind::Tcp,
         "PING_CHECK" => CheckKind::Ping,
         "DNS_CHECK" => CheckKind::Dns(dns),
+        "SMTP_CHECK" => CheckKind::Smtp(smtp),
         "UDP_CHECK" => {
             if udp.reply.is_some() && udp.min_reply_length > udp.max_reply_length {
                 cx.error(
@@ -225,14 +272,14 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
         "MISC_CHECK" => {
             if misc.misc_path.is_empty() {
                 cx.error(s.span(), "MISC_CHECK has no misc_path");
-                return None;
+                return Vec::new();
             }
             CheckKind::Misc(misc)
         }
         _ => {
             if http.urls.is_empty() {
                 cx.error(s.span(), format!("{kw} has no url block: it would check nothing"));
-                return None;
+                return Vec::new();
             }
             if http.virtualhost.is_none() {
                 http.virtualhost = inh.virtualhost.clone();
@@ -251,7 +298,39 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
     {
         cx.error(s.span(), format!("{kw} has no port: set connect_port (the real server and its fwmark virtual server have none)"));
     }
-    Some(Checker { kind, common, extra })
+    if smtp_hosts.is_empty() {
+        return vec![Checker { kind, common, extra }];
+    }
+    // keepalived: the block's own connection is checked too when it sets one; each host
+    // is a checker with the block's timing and its own connection.
+    let own = s.block.iter().flat_map(|b| b.stmts.iter()).any(|c| {
+        matches!(
+            c.keyword(),
+            "connect_ip" | "connect_port" | "bindto" | "bind_port" | "connect_timeout"
+        )
+    });
+    let mut out = Vec::new();
+    if own {
+        out.push(Checker {
+            kind: kind.clone(),
+            common: common.clone(),
+            extra: extra.clone(),
+        });
+    }
+    for (host, timeout) in smtp_hosts {
+        let mut c = common.clone();
+        c.connect_ip = host.connect_ip;
+        c.connect_port = host.connect_port;
+        c.bindto = host.bindto;
+        c.bind_port = host.bind_port;
+        c.connect_timeout = timeout.unwrap_or(c.connect_timeout);
+        out.push(Checker {
+            kind: kind.clone(),
+            common: c,
+            extra: extra.clone(),
+        });
+    }
+    out
 }
 
 /// The words of `s` from argument `from` on, joined by spaces (keepalived's hex strings

@@ -377,9 +377,7 @@ fn real_server(cx: &mut Ctx, s: &Stmt, vs_inh: &Inherit, vs_key: &VsKey) -> Opti
     }
     rs.inhibit_on_failure = inh.inhibit_on_failure.unwrap_or(false);
     for c in body.iter().copied().filter(|c| check::is_checker(c.keyword())) {
-        if let Some(chk) = check::checker(cx, c, &inh, vs_key, &rs) {
-            rs.checkers.push(chk);
-        }
+        rs.checkers.extend(check::checker(cx, c, &inh, vs_key, &rs));
     }
     // Exact sizes: 10,000s of these are held (a one-checker Vec would reserve four).
     rs.checkers.shrink_to_fit();

@@ -404,7 +404,19 @@ pub enum CheckKind {
     Ping,
     /// DNS_CHECK: a query over UDP answered without error.
     Dns(DnsCheck),
+    /// SMTP_CHECK: the greeting (220), `HELO` (250) and `QUIT`.
+    Smtp(SmtpCheck),
 }
+
+/// SMTP_CHECK's settings (each of keepalived's deprecated `host` blocks is a checker of
+/// its own).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SmtpCheck {
+    pub helo_name: String,
+}
+
+/// keepalived's `helo_name` when none is set.
+pub const SMTP_DEFAULT_HELO: &str = "smtpchecker.keepalived.org";
 
 /// DNS_CHECK's settings: the query's type and name (keepalived's defaults: `SOA` of the
 /// root, `.`).
@@ -545,6 +557,7 @@ impl CheckKind {
             CheckKind::Udp(_) => "UDP_CHECK",
             CheckKind::Ping => "PING_CHECK",
             CheckKind::Dns(_) => "DNS_CHECK",
+            CheckKind::Smtp(_) => "SMTP_CHECK",
         }
     }
 }

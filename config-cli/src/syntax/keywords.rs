@@ -20,10 +20,11 @@ pub enum Section {
     UdpCheck,
     PingCheck,
     DnsCheck,
+    SmtpCheck,
 }
 
 impl Section {
-    pub const ALL: [Section; 15] = [
+    pub const ALL: [Section; 16] = [
         Section::Root,
         Section::GlobalDefs,
         Section::VrrpScript,
@@ -39,6 +40,7 @@ impl Section {
         Section::UdpCheck,
         Section::PingCheck,
         Section::DnsCheck,
+        Section::SmtpCheck,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +60,7 @@ impl Section {
             Section::UdpCheck => "UDP_CHECK",
             Section::PingCheck => "PING_CHECK",
             Section::DnsCheck => "DNS_CHECK",
+            Section::SmtpCheck => "SMTP_CHECK",
         }
     }
 
@@ -78,6 +81,7 @@ impl Section {
             Section::UdpCheck => UDP_CHECK,
             Section::PingCheck => CHECK_COMMON,
             Section::DnsCheck => DNS_CHECK,
+            Section::SmtpCheck => SMTP_CHECK,
         }
     }
 }
@@ -442,6 +446,24 @@ const UDP_CHECK: &[&str] = &[
     "require_reply",
     "min_reply_length",
     "max_reply_length",
+];
+
+const SMTP_CHECK: &[&str] = &[
+    "connect_ip",
+    "connect_port",
+    "bindto",
+    "bind_port",
+    "bind_if",
+    "connect_timeout",
+    "fwmark",
+    "retry",
+    "delay_before_retry",
+    "warmup",
+    "delay_loop",
+    "alpha",
+    "log_all_failures",
+    "helo_name",
+    "host",
 ];
 
 const DNS_CHECK: &[&str] = &[

@@ -1,4 +1,5 @@
-//! UDP_CHECK, PING_CHECK and DNS_CHECK against real servers in namespaces (issue 24): up; down when
+//! UDP_CHECK, PING_CHECK, DNS_CHECK and SMTP_CHECK against real servers in namespaces
+//! (issue 24): up; down when
 //! the server stops (ICMP port unreachable), answers wrong, or is filtered; back up; and
 //! keepalived's rule that a UDP server that stays silent is up unless `require_reply`.
 //! The checkers run in `checker-watch` in the director's namespace; each transition is
@@ -347,4 +348,80 @@ fn dns_check_answer_error_rcode_stopped_and_back() {
         DOWN_BOUND + SLACK,
     );
     check_bound("DNS_CHECK, filtered -> DOWN", took, DOWN_BOUND);
+}
+
+/// aiosmtpd (Debian's `python3-aiosmtpd`, a real SMTP server) in the real server's
+/// namespace on port 25.
+fn aiosmtpd(lab: &Lab, n: usize) -> NsProcess {
+    let mut c = lab.rs.command("/usr/bin/python3");
+    c.args(["-m", "aiosmtpd", "-n", "-l", &format!("{RS}:25")]);
+    let p = NsProcess::spawn(c, lab.work.path().join(format!("smtpd-{n}.log")));
+    // Listening once a connection is greeted.
+    wait_for(Duration::from_secs(20), "aiosmtpd listening", || {
+        lab.rs
+            .command("bash")
+            .args(["-c", &format!("exec 3<>/dev/tcp/{RS}/25 && head -c3 <&3")])
+            .output()
+            .ok()
+            .filter(|o| o.stdout.starts_with(b"220"))
+    });
+    p
+}
+
+#[test]
+fn smtp_check_greeting_helo_refusal_stopped_and_back() {
+    let mut lab = Lab::new("cksmtp");
+    let server = aiosmtpd(&lab, 1);
+    let mut refuser = lab.rs.command(&bin_dir().join("tcp-banner").to_string_lossy());
+    refuser.args([&format!("{RS}:2525"), "554 5.3.2 not accepting mail"]);
+    let refuser = NsProcess::spawn(refuser, lab.work.path().join("refuser.log"));
+    wait_for(Duration::from_secs(5), "tcp-banner listening", || {
+        refuser.log_text().contains("listening").then_some(())
+    });
+    let conf = format!(
+        "virtual_server 198.18.116.134 25 {{\n lb_kind DR\n\
+         real_server {RS} 25 {{\n  SMTP_CHECK {{\n   {TIMING}\n   helo_name checker.example.test\n  }}\n\
+         SMTP_CHECK {{\n   {TIMING}\n   connect_port 2525\n  }}\n }}\n}}\n"
+    );
+    let start = Instant::now();
+    let w = lab.watch(&conf);
+    let long = Duration::from_secs(20);
+    saw(
+        &w,
+        0,
+        &["SMTP_CHECK#0", "UP->UP", "SMTP 220, HELO 250, QUIT 221"],
+        start,
+        long,
+    );
+    saw(
+        &w,
+        0,
+        &["SMTP_CHECK#1", "->DOWN", "greeting 554, not 220"],
+        start,
+        long,
+    );
+
+    let mark = w.log_text().len();
+    let t = Instant::now();
+    drop(server);
+    let took = saw(
+        &w,
+        mark,
+        &["SMTP_CHECK#0", "UP->DOWN", "connection refused"],
+        t,
+        DOWN_BOUND + SLACK,
+    );
+    check_bound("SMTP_CHECK, server stopped -> DOWN", took, DOWN_BOUND);
+
+    let mark = w.log_text().len();
+    let t = Instant::now();
+    let _server = aiosmtpd(&lab, 2);
+    let took = saw(
+        &w,
+        mark,
+        &["SMTP_CHECK#0", "DOWN->UP"],
+        t,
+        UP_BOUND + SLACK + Duration::from_secs(5),
+    );
+    eprintln!("SMTP_CHECK, server back -> UP: {took:?} (aiosmtpd's own start included)");
 }
