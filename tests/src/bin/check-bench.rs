@@ -1,7 +1,10 @@
-//! Benchmark (issue 6): N HTTP_GET and N TCP_CHECK checkers at delay_loop 1 s against
-//! loopback targets (a few server processes), all inside a fresh network namespace (only
-//! `lo`, addresses 127.0.x.y). Prints checks/s, the checker process's CPU and RSS, and the
-//! p50/p99 lateness of probes against their schedule.
+//! Benchmark (issues 6, 24): N checkers of each kind in `CHECK_BENCH_KINDS` (a comma list
+//! of http, tcp, udp, dns, ping; default `http,tcp`) at delay_loop 1 s against loopback
+//! targets (a few server processes: HTTP, a TCP listener, a UDP echo, a DNS responder that
+//! answers every query; the kernel answers pings), all inside a fresh network namespace
+//! (only `lo`, addresses 127.0.x.y; ping sockets allowed, keepalived's way). Prints
+//! checks/s, the checker process's CPU and RSS, and the p50/p99 lateness of probes
+//! against their schedule.
 //!
 //! `cargo build --release -p e2e --bin check-bench && target/release/check-bench [N] [SECS]`
 
@@ -12,6 +15,8 @@ use std::time::{Duration, Instant};
 
 const HTTP_PORTS: [u16; 2] = [8001, 8002];
 const TCP_PORT: u16 = 9001;
+const UDP_PORT: u16 = 9002;
+const DNS_PORT: u16 = 9053;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -27,6 +32,11 @@ fn outer(args: &[String]) {
     let n = args.first().cloned().unwrap_or_else(|| "10000".into());
     let secs = args.get(1).cloned().unwrap_or_else(|| "20".into());
     let ns = Netns::new("chkbench");
+    // keepalived's PING_CHECK uses ping sockets, which the kernel allows by group.
+    let _ = ns
+        .command("sysctl")
+        .args(["-qw", "net.ipv4.ping_group_range=0 2147483647"])
+        .status();
     let exe = std::env::current_exe().expect("exe");
     let status = ns
         .command(exe.to_str().expect("path"))
@@ -48,6 +58,36 @@ fn serve(ports: &[String]) {
         .expect("runtime");
     rt.block_on(async {
         for p in ports {
+            // `udp:PORT:FIRST:COUNT` (an echo) or `dns:PORT:FIRST:COUNT` (every query
+            // answered with rcode 0): a socket bound to each target's own address, so that
+            // the answer comes from the address the checker's connected socket expects.
+            if let Some((kind, rest)) = p.split_once(':').filter(|(k, _)| matches!(*k, "udp" | "dns")) {
+                let f: Vec<usize> = rest.split(':').map(|x| x.parse().expect("number")).collect();
+                let (port, first, count) = (f[0] as u16, f[1], f[2]);
+                raise_nofile();
+                let dns = kind == "dns";
+                for i in first..first + count {
+                    let sock = tokio::net::UdpSocket::bind((target_addr(i).as_str(), port))
+                        .await
+                        .expect("bind");
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 2048];
+                        loop {
+                            let Ok((n, from)) = sock.recv_from(&mut buf).await else { continue };
+                            if dns {
+                                if n < 12 {
+                                    continue;
+                                }
+                                // The query back as its answer: response bit, rcode 0.
+                                buf[2] |= 0x80;
+                                buf[3] &= 0xf0;
+                            }
+                            let _ = sock.send_to(&buf[..n], from).await;
+                        }
+                    });
+                }
+                continue;
+            }
             let port: u16 = p.parse().expect("port");
             let l = tokio::net::TcpListener::bind(("0.0.0.0", port))
                 .await
@@ -97,33 +137,70 @@ fn rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Real server `i`'s address (on `lo`: all of 127/8 is local).
+fn target_addr(i: usize) -> String {
+    format!("127.{}.{}.{}", 1 + i / 65536, (i / 256) % 256, i % 256)
+}
+
+/// Room for a socket per UDP target (the soft limit is often 1,024).
+fn raise_nofile() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on our own process.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
+            r.rlim_cur = r.rlim_max.min(1 << 20);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+/// The kinds measured (`CHECK_BENCH_KINDS`).
+fn bench_kinds() -> Vec<&'static str> {
+    let env = std::env::var("CHECK_BENCH_KINDS").unwrap_or_else(|_| "http,tcp".into());
+    let env = if env == "both" { "http,tcp".to_string() } else { env };
+    ["http", "tcp", "udp", "dns", "ping"]
+        .into_iter()
+        .filter(|k| env.split(',').any(|e| e.trim() == *k))
+        .collect()
+}
+
 fn config_text(n: usize) -> String {
     let mut s = String::new();
     let per_vs = 100;
-    let addr = |i: usize| format!("127.{}.{}.{}", 1 + i / 65536, (i / 256) % 256, i % 256);
-    let kinds = std::env::var("CHECK_BENCH_KINDS").unwrap_or_else(|_| "both".into());
-    for (kind, offset) in [("HTTP_GET", 0usize), ("TCP_CHECK", n)] {
-        if (kinds == "http" && kind == "TCP_CHECK") || (kinds == "tcp" && kind == "HTTP_GET") {
-            continue;
-        }
+    let addr = target_addr;
+    let kinds = bench_kinds();
+    for (k, kind) in kinds.iter().enumerate() {
+        let offset = k * n;
         for v in 0..n.div_ceil(per_vs) {
             let vs_index = offset / per_vs + v;
+            let proto = if matches!(*kind, "udp" | "dns") { "UDP" } else { "TCP" };
             s.push_str(&format!(
-                "virtual_server 198.18.{}.{} 80 {{\n  delay_loop 1\n  lb_kind NAT\n  protocol TCP\n",
+                "virtual_server 198.18.{}.{} 80 {{\n  delay_loop 1\n  lb_kind NAT\n  protocol {proto}\n",
                 100 + vs_index / 250,
                 1 + vs_index % 250
             ));
             for r in 0..per_vs.min(n - v * per_vs) {
                 let i = offset + v * per_vs + r;
-                let port = if kind == "HTTP_GET" {
-                    HTTP_PORTS[i % 2]
-                } else {
-                    TCP_PORT
-                };
-                let check = if kind == "HTTP_GET" {
-                    "HTTP_GET {\n      url {\n        path /\n      }\n      connect_timeout 2\n      retry 1\n      delay_before_retry 1\n      warmup 1\n    }"
-                } else {
-                    "TCP_CHECK {\n      connect_timeout 2\n      retry 1\n      delay_before_retry 1\n      warmup 1\n    }"
+                let timing = "connect_timeout 2\n      retry 1\n      delay_before_retry 1\n      warmup 1";
+                let (port, check) = match *kind {
+                    "http" => (
+                        HTTP_PORTS[i % 2],
+                        format!("HTTP_GET {{\n      url {{\n        path /\n      }}\n      {timing}\n    }}"),
+                    ),
+                    "udp" => (
+                        UDP_PORT,
+                        // The echo of keepalived's payload: `keepalived check - ...`.
+                        format!("UDP_CHECK {{\n      require_reply 6b656570\n      {timing}\n    }}"),
+                    ),
+                    "dns" => (
+                        DNS_PORT,
+                        format!("DNS_CHECK {{\n      type A\n      name bench.test\n      {timing}\n    }}"),
+                    ),
+                    "ping" => (TCP_PORT, format!("PING_CHECK {{\n      {timing}\n    }}")),
+                    _ => (TCP_PORT, format!("TCP_CHECK {{\n      {timing}\n    }}")),
                 };
                 s.push_str(&format!(
                     "  real_server {} {port} {{\n    {check}\n  }}\n",
@@ -155,12 +232,27 @@ fn inner(args: &[String]) {
             .spawn()
             .expect("target"),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    for (k, kind) in bench_kinds().iter().enumerate() {
+        let port = match *kind {
+            "udp" => UDP_PORT,
+            "dns" => DNS_PORT,
+            _ => continue,
+        };
+        targets.push(
+            std::process::Command::new(&exe)
+                .args(["--serve", &format!("{kind}:{port}:{}:{n}", k * n)])
+                .spawn()
+                .expect("target"),
+        );
+    }
+    // Binding 10,000s of sockets takes a moment.
+    std::thread::sleep(Duration::from_millis(300 + n as u64 / 10));
     let text = config_text(n);
     let t = Instant::now();
     let (_, loaded) = ha_config::cluster::load_str("bench.conf", &text, &[]);
     println!(
-        "config: {n} HTTP_GET + {n} TCP_CHECK real servers in {} virtual servers ({} KiB), parsed in {:.2} s",
+        "config: {n} real servers with a check of each kind of {:?} in {} virtual servers ({} KiB), parsed in {:.2} s",
+        bench_kinds(),
         loaded.cluster.default.virtual_servers.len(),
         text.len() / 1024,
         t.elapsed().as_secs_f64()
