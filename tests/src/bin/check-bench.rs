@@ -73,7 +73,9 @@ fn serve(ports: &[String]) {
                     tokio::spawn(async move {
                         let mut buf = [0u8; 2048];
                         loop {
-                            let Ok((n, from)) = sock.recv_from(&mut buf).await else { continue };
+                            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                                continue;
+                            };
                             if dns {
                                 if n < 12 {
                                     continue;
@@ -160,7 +162,11 @@ fn raise_nofile() {
 /// The kinds measured (`CHECK_BENCH_KINDS`).
 fn bench_kinds() -> Vec<&'static str> {
     let env = std::env::var("CHECK_BENCH_KINDS").unwrap_or_else(|_| "http,tcp".into());
-    let env = if env == "both" { "http,tcp".to_string() } else { env };
+    let env = if env == "both" {
+        "http,tcp".to_string()
+    } else {
+        env
+    };
     ["http", "tcp", "udp", "dns", "ping"]
         .into_iter()
         .filter(|k| env.split(',').any(|e| e.trim() == *k))
@@ -176,7 +182,11 @@ fn config_text(n: usize) -> String {
         let offset = k * n;
         for v in 0..n.div_ceil(per_vs) {
             let vs_index = offset / per_vs + v;
-            let proto = if matches!(*kind, "udp" | "dns") { "UDP" } else { "TCP" };
+            let proto = if matches!(*kind, "udp" | "dns") {
+                "UDP"
+            } else {
+                "TCP"
+            };
             s.push_str(&format!(
                 "virtual_server 198.18.{}.{} 80 {{\n  delay_loop 1\n  lb_kind NAT\n  protocol {proto}\n",
                 100 + vs_index / 250,
@@ -188,7 +198,9 @@ fn config_text(n: usize) -> String {
                 let (port, check) = match *kind {
                     "http" => (
                         HTTP_PORTS[i % 2],
-                        format!("HTTP_GET {{\n      url {{\n        path /\n      }}\n      {timing}\n    }}"),
+                        format!(
+                            "HTTP_GET {{\n      url {{\n        path /\n      }}\n      {timing}\n    }}"
+                        ),
                     ),
                     "udp" => (
                         UDP_PORT,
