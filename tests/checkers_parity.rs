@@ -9,7 +9,7 @@
 
 use e2e::netns::{link, Netns, NsProcess};
 use e2e::*;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const RS: &str = "198.18.30.2";
 
@@ -70,15 +70,30 @@ impl Lab {
 
 /// Waits for a line of `w`'s output, after the first `from` bytes, holding every part of
 /// `want`; the time from `since` to when it was seen.
-fn saw(w: &NsProcess, from: usize, want: &[&str], since: Instant, within: Duration) -> Duration {
+fn saw(w: &NsProcess, from: usize, want: &[&str], since: SystemTime, within: Duration) -> Duration {
     let deadline = Instant::now() + within;
+    let since_ms = since
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     loop {
         let text = w.log_text();
+        // The line's own time (when the checker decided), not when it was read here.
         let found = text
             .get(from..)
-            .is_some_and(|t| t.lines().any(|l| want.iter().all(|p| l.contains(p))));
-        if found {
-            return since.elapsed();
+            .and_then(|t| t.lines().find(|l| want.iter().all(|p| l.contains(p))))
+            .and_then(|l| l.split_whitespace().next()?.parse::<u128>().ok());
+        if let Some(at_ms) = found {
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            assert!(
+                at_ms + 60_000 >= since_ms && at_ms <= now_ms + 1_000,
+                "{at_ms} is not when the line was written (since {since_ms}, now {now_ms})"
+            );
+            // A transition decided while the change was being made counts as at once.
+            return Duration::from_millis(at_ms.saturating_sub(since_ms) as u64);
         }
         assert!(
             Instant::now() < deadline,
@@ -96,6 +111,31 @@ fn check_bound(what: &str, took: Duration, bound: Duration) {
     );
 }
 
+/// Does `act` (a server stopped, or started and answering; a filter loaded), then waits
+/// for a line of `w`'s output written since, holding every part of `want`, and checks the
+/// time from the end of `act` against keepalived's `bound`. Returns where the output was
+/// before `act` and when `act` ended, for other lines the same change brings.
+fn after(
+    w: &NsProcess,
+    what: &str,
+    bound: Duration,
+    act: impl FnOnce(),
+    want: &[&str],
+) -> (usize, SystemTime) {
+    let mark = w.log_text().len();
+    act();
+    let t = SystemTime::now();
+    check_bound(what, saw(w, mark, want, t, bound + SLACK), bound);
+    (mark, t)
+}
+
+/// Loads an nftables table into `ns` that drops what `rule` matches on input.
+fn filter(ns: &Netns, table: &str, rule: &str) {
+    ns.nft(&format!(
+        "table inet {table} {{\n chain in {{\n  type filter hook input priority 0;\n  {rule} drop\n }}\n}}\n"
+    ));
+}
+
 #[test]
 fn udp_check_up_down_wrong_answer_filtered_and_back() {
     let mut lab = Lab::new("ckudp");
@@ -107,7 +147,7 @@ fn udp_check_up_down_wrong_answer_filtered_and_back() {
          real_server {RS} 5354 {{\n  UDP_CHECK {{\n   {TIMING}\n  }}\n }}\n\
          real_server {RS} 5356 {{\n  UDP_CHECK {{\n   {TIMING}\n   require_reply 706f6e67\n  }}\n }}\n}}\n"
     );
-    let start = Instant::now();
+    let start = SystemTime::now();
     let w = lab.watch(&conf);
     let long = Duration::from_secs(20);
     // First results: the answering server up, the closed port and the wrong answer down.
@@ -127,52 +167,50 @@ fn udp_check_up_down_wrong_answer_filtered_and_back() {
         long,
     );
 
-    // The server stops: the port is closed, ICMP says so.
-    let mark = w.log_text().len();
-    let t = Instant::now();
-    drop(pong);
-    let took = saw(
+    // The server stops: the port is closed, ICMP says so; then back.
+    after(
         &w,
-        mark,
+        "UDP_CHECK, server stopped -> DOWN",
+        DOWN_BOUND,
+        || drop(pong),
         &[":5353", "UP->DOWN", "ICMP port unreachable"],
-        t,
-        DOWN_BOUND + SLACK,
     );
-    check_bound("UDP_CHECK, server stopped -> DOWN", took, DOWN_BOUND);
-
-    // Back.
-    let mark = w.log_text().len();
-    let t = Instant::now();
-    let _pong = lab.udp_server(5353, Some("pong"));
-    let took = saw(&w, mark, &[":5353", "DOWN->UP"], t, UP_BOUND + SLACK);
-    check_bound("UDP_CHECK, server back -> UP", took, UP_BOUND);
+    let mut _pong = None;
+    after(
+        &w,
+        "UDP_CHECK, server back -> UP",
+        UP_BOUND,
+        || _pong = Some(lab.udp_server(5353, Some("pong"))),
+        &[":5353", "DOWN->UP"],
+    );
 
     // Filtered: no answer and no ICMP error. Down where a reply is required; up where it
     // is not (keepalived counts silence as success).
-    let mark = w.log_text().len();
-    let t = Instant::now();
-    lab.rs.nft(
-        "table inet ckf {\n chain in {\n  type filter hook input priority 0;\n  udp dport { 5353, 5354 } drop\n }\n}\n",
-    );
-    let took = saw(
+    let (mark, t) = after(
         &w,
-        mark,
+        "UDP_CHECK require_reply, filtered -> DOWN",
+        DOWN_BOUND,
+        || filter(&lab.rs, "ckf", "udp dport { 5353, 5354 }"),
         &[":5353", "UP->DOWN", "no reply within 1 s"],
-        t,
-        DOWN_BOUND + SLACK,
     );
-    check_bound("UDP_CHECK require_reply, filtered -> DOWN", took, DOWN_BOUND);
-    saw(
+    check_bound(
+        "UDP_CHECK, filtered, no reply required -> UP",
+        saw(
+            &w,
+            mark,
+            &[":5354", "DOWN->UP", "no ICMP error within 1 s"],
+            t,
+            UP_BOUND + SLACK,
+        ),
+        UP_BOUND,
+    );
+    let (mark, t) = after(
         &w,
-        mark,
-        &[":5354", "DOWN->UP", "no ICMP error within 1 s"],
-        t,
-        UP_BOUND + SLACK,
+        "UDP_CHECK require_reply, filter gone -> UP",
+        UP_BOUND,
+        || lab.rs.nft("delete table inet ckf\n"),
+        &[":5353", "DOWN->UP", "matches"],
     );
-    lab.rs.nft("delete table inet ckf\n");
-    let mark = w.log_text().len();
-    let t = Instant::now();
-    saw(&w, mark, &[":5353", "DOWN->UP", "matches"], t, UP_BOUND + SLACK);
     saw(
         &w,
         mark,
@@ -190,7 +228,7 @@ fn ping_check_by_raw_and_ping_sockets() {
          real_server {RS} 80 {{\n  PING_CHECK {{\n   {TIMING}\n  }}\n }}\n}}\n"
     );
     // A fresh namespace admits no group to ping sockets: the raw socket (we are root).
-    let start = Instant::now();
+    let start = SystemTime::now();
     let w = lab.watch(&conf);
     saw(
         &w,
@@ -199,30 +237,20 @@ fn ping_check_by_raw_and_ping_sockets() {
         start,
         Duration::from_secs(20),
     );
-    let mark = w.log_text().len();
-    let t = Instant::now();
-    lab.rs.nft(
-        "table inet ckp {\n chain in {\n  type filter hook input priority 0;\n  icmp type echo-request drop\n }\n}\n",
-    );
-    let took = saw(
+    after(
         &w,
-        mark,
+        "PING_CHECK, echo filtered -> DOWN",
+        DOWN_BOUND,
+        || filter(&lab.rs, "ckp", "icmp type echo-request"),
         &["PING_CHECK#0", "UP->DOWN", "no echo reply within 1 s"],
-        t,
-        DOWN_BOUND + SLACK,
     );
-    check_bound("PING_CHECK, echo filtered -> DOWN", took, DOWN_BOUND);
-    let mark = w.log_text().len();
-    let t = Instant::now();
-    lab.rs.nft("delete table inet ckp\n");
-    let took = saw(
+    after(
         &w,
-        mark,
+        "PING_CHECK, echo answered again -> UP",
+        UP_BOUND,
+        || lab.rs.nft("delete table inet ckp\n"),
         &["PING_CHECK#0", "DOWN->UP", "echo reply"],
-        t,
-        UP_BOUND + SLACK,
     );
-    check_bound("PING_CHECK, echo answered again -> UP", took, UP_BOUND);
     drop(w);
 
     // Where ping_group_range admits root's group, keepalived's way: a ping socket.
@@ -233,7 +261,7 @@ fn ping_check_by_raw_and_ping_sockets() {
         .status()
         .expect("sysctl");
     assert!(ok.success());
-    let start = Instant::now();
+    let start = SystemTime::now();
     let w = lab.watch(&conf);
     saw(
         &w,
@@ -243,15 +271,12 @@ fn ping_check_by_raw_and_ping_sockets() {
         Duration::from_secs(20),
     );
     // The server's address gone: nothing answers (neighbour resolution fails).
-    let mark = w.log_text().len();
-    let t = Instant::now();
-    lab.rs.must(&["addr", "del", &format!("{RS}/24"), "dev", "ens33"]);
-    saw(
+    after(
         &w,
-        mark,
+        "PING_CHECK, address gone -> DOWN",
+        DOWN_BOUND,
+        || lab.rs.must(&["addr", "del", &format!("{RS}/24"), "dev", "ens33"]),
         &["PING_CHECK#0", "UP->DOWN", "(ping socket)"],
-        t,
-        DOWN_BOUND + SLACK,
     );
 }
 
@@ -288,7 +313,7 @@ fn dns_check_answer_error_rcode_stopped_and_back() {
          real_server {RS} 53 {{\n  DNS_CHECK {{\n   {TIMING}\n   type A\n   name www.example.test\n  }}\n\
          DNS_CHECK {{\n   {TIMING}\n   type A\n   name bad.test\n  }}\n }}\n}}\n"
     );
-    let start = Instant::now();
+    let start = SystemTime::now();
     let w = lab.watch(&conf);
     let long = Duration::from_secs(20);
     saw(
@@ -306,48 +331,33 @@ fn dns_check_answer_error_rcode_stopped_and_back() {
         long,
     );
 
-    let mark = w.log_text().len();
-    let t = Instant::now();
-    drop(server);
-    let took = saw(
+    after(
         &w,
-        mark,
+        "DNS_CHECK, server stopped -> DOWN",
+        DOWN_BOUND,
+        || drop(server),
         &["DNS_CHECK#0", "UP->DOWN", "ICMP port unreachable"],
-        t,
-        DOWN_BOUND + SLACK,
     );
-    check_bound("DNS_CHECK, server stopped -> DOWN", took, DOWN_BOUND);
-
-    let mark = w.log_text().len();
-    let t = Instant::now();
-    let _server = dnsmasq(&lab, 2);
-    let took = saw(
+    let mut _server = None;
+    after(
         &w,
-        mark,
+        "DNS_CHECK, server back -> UP",
+        UP_BOUND,
+        || _server = Some(dnsmasq(&lab, 2)),
         &["DNS_CHECK#0", "DOWN->UP", "NOERROR"],
-        t,
-        UP_BOUND + SLACK,
     );
-    check_bound("DNS_CHECK, server back -> UP", took, UP_BOUND);
-
     // Filtered: no answer within connect_timeout.
-    let mark = w.log_text().len();
-    let t = Instant::now();
-    lab.rs.nft(
-        "table inet ckd {\n chain in {\n  type filter hook input priority 0;\n  udp dport 53 drop\n }\n}\n",
-    );
-    let took = saw(
+    after(
         &w,
-        mark,
+        "DNS_CHECK, filtered -> DOWN",
+        DOWN_BOUND,
+        || filter(&lab.rs, "ckd", "udp dport 53"),
         &[
             "DNS_CHECK#0",
             "UP->DOWN",
             "no answer to A www.example.test within 1 s",
         ],
-        t,
-        DOWN_BOUND + SLACK,
     );
-    check_bound("DNS_CHECK, filtered -> DOWN", took, DOWN_BOUND);
 }
 
 /// aiosmtpd (Debian's `python3-aiosmtpd`, a real SMTP server) in the real server's
@@ -383,7 +393,7 @@ fn smtp_check_greeting_helo_refusal_stopped_and_back() {
          real_server {RS} 25 {{\n  SMTP_CHECK {{\n   {TIMING}\n   helo_name checker.example.test\n  }}\n\
          SMTP_CHECK {{\n   {TIMING}\n   connect_port 2525\n  }}\n }}\n}}\n"
     );
-    let start = Instant::now();
+    let start = SystemTime::now();
     let w = lab.watch(&conf);
     let long = Duration::from_secs(20);
     saw(
@@ -401,27 +411,19 @@ fn smtp_check_greeting_helo_refusal_stopped_and_back() {
         long,
     );
 
-    let mark = w.log_text().len();
-    let t = Instant::now();
-    drop(server);
-    let took = saw(
+    after(
         &w,
-        mark,
+        "SMTP_CHECK, server stopped -> DOWN",
+        DOWN_BOUND,
+        || drop(server),
         &["SMTP_CHECK#0", "UP->DOWN", "connection refused"],
-        t,
-        DOWN_BOUND + SLACK,
     );
-    check_bound("SMTP_CHECK, server stopped -> DOWN", took, DOWN_BOUND);
-
-    let mark = w.log_text().len();
-    let t = Instant::now();
-    let _server = aiosmtpd(&lab, 2);
-    let took = saw(
+    let mut _server = None;
+    after(
         &w,
-        mark,
+        "SMTP_CHECK, server back -> UP",
+        UP_BOUND,
+        || _server = Some(aiosmtpd(&lab, 2)),
         &["SMTP_CHECK#0", "DOWN->UP"],
-        t,
-        UP_BOUND + SLACK + Duration::from_secs(5),
     );
-    eprintln!("SMTP_CHECK, server back -> UP: {took:?} (aiosmtpd's own start included)");
 }

@@ -30,10 +30,18 @@ pub struct Diagnostic {
     pub suggestion: Option<String>,
     /// The director whose view produced this diagnostic, when it is not common to all.
     pub node: Option<String>,
-    /// A keyword hanode does not run (a checker, a tracker, a route...): an error unless
+    /// Something hanode does not run (a checker, a tracker, a route...): an error unless
     /// the view's `global_defs` accepts it with `hanode_ignore KEYWORD`, decided once the
     /// whole view is read (see [`Diagnostic::accept_not_run`]).
-    pub not_run: Option<String>,
+    pub not_run: Option<Box<NotRun>>,
+}
+
+/// A keyword in the configuration that hanode does not run, and what that means for the
+/// operator.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NotRun {
+    pub keyword: String,
+    pub what: String,
 }
 
 impl Diagnostic {
@@ -52,7 +60,10 @@ impl Diagnostic {
     /// that means for the operator (an error until `hanode_ignore keyword` accepts it).
     pub fn not_run(span: impl Into<Option<Span>>, keyword: &str, what: &str) -> Self {
         Diagnostic {
-            not_run: Some(keyword.to_string()),
+            not_run: Some(Box::new(NotRun {
+                keyword: keyword.to_string(),
+                what: what.to_string(),
+            })),
             ..Diagnostic::error(
                 span,
                 format!(
@@ -66,24 +77,17 @@ impl Diagnostic {
     /// accepts (`hanode_ignore`): a warning if `ignored` holds its keyword, the error
     /// otherwise. Any other diagnostic is returned as it is.
     pub fn accept_not_run(self, ignored: impl Fn(&str) -> bool) -> Self {
-        match self.not_run.as_deref() {
-            Some(kw) if ignored(kw) => {
-                let what = self
-                    .message
-                    .split_once(": ")
-                    .and_then(|(_, rest)| rest.rsplit_once("; remove it"))
-                    .map(|(w, _)| w.to_string())
-                    .unwrap_or_default();
-                Diagnostic {
-                    severity: Severity::Warning,
-                    message: format!(
-                        "`{kw}` is not run by hanode (accepted by `hanode_ignore {kw}`): {what}"
-                    ),
-                    not_run: None,
-                    ..self
-                }
+        let message = match self.not_run.as_deref() {
+            Some(NotRun { keyword, what }) if ignored(keyword) => {
+                format!("`{keyword}` is not run by hanode (accepted by `hanode_ignore {keyword}`): {what}")
             }
-            _ => self,
+            _ => return self,
+        };
+        Diagnostic {
+            severity: Severity::Warning,
+            message,
+            not_run: None,
+            ..self
         }
     }
 

@@ -1,5 +1,5 @@
-//! The datagram probes: UDP_CHECK and PING_CHECK, one attempt each bounded by the
-//! checker's `connect_timeout`, with keepalived 2.2.7's meaning.
+//! The datagram probes: UDP_CHECK, DNS_CHECK and PING_CHECK, one attempt each bounded by
+//! the checker's `connect_timeout`, with keepalived 2.2.7's meaning.
 //!
 //! UDP_CHECK sends its payload (or keepalived's 32 bytes) on a connected socket that
 //! receives ICMP errors (`IP_RECVERR`): an ICMP error (port or host unreachable) is down;
@@ -7,13 +7,15 @@
 //! `min_reply_length`..`max_reply_length`); silence until the timeout is up, unless
 //! `require_reply` is set.
 //!
+//! DNS_CHECK sends its query the same way (see [`dns`]).
+//!
 //! PING_CHECK sends an ICMP (ICMPv6) echo request and is up on the echo reply: through an
 //! unprivileged ping socket where `net.ipv4.ping_group_range` admits us (keepalived's
 //! way), else a raw socket (root), which sees every echo reply from the server and keeps
 //! those with its identifier and sequence.
 
 use super::icmp::{self, Answer};
-use super::probe::Target;
+use super::probe::{secs, Target};
 use super::schedule::ProbeResult;
 use ha_config::model::{DnsCheck, UdpCheck};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -24,15 +26,6 @@ use std::time::Duration;
 
 /// keepalived's UDP_CHECK payload length when none is configured.
 const UDP_DEFAULT_PAYLOAD: usize = 32;
-
-fn secs(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s.fract() == 0.0 {
-        format!("{s:.0} s")
-    } else {
-        format!("{s:.1} s")
-    }
-}
 
 fn domain(a: &SocketAddr) -> Domain {
     if a.is_ipv4() {

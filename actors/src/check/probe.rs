@@ -19,7 +19,8 @@ pub struct Target {
     pub bind: Option<SocketAddr>,
 }
 
-fn secs(d: Duration) -> String {
+/// A duration for a reason: `2 s`, `0.5 s`.
+pub(super) fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s.fract() == 0.0 {
         format!("{s:.0} s")

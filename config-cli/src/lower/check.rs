@@ -215,8 +215,13 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
                             c.span(),
                             "DNS_CHECK name is already set (keepalived ignores the second)",
                         );
-                    } else if (n.starts_with('.') && n != ".") || n.contains("..") || n.len() > 253 {
+                    } else if (n.starts_with('.') && n != ".") || n.contains("..") {
                         cx.error(c.arg_span(0), format!("DNS_CHECK name `{n}` has an empty label"));
+                    } else if n.len() > 253 || n.split('.').any(|l| l.len() > 63) {
+                        cx.error(
+                            c.arg_span(0),
+                            format!("DNS_CHECK name `{n}` is longer than DNS allows (63 bytes a label, 253 in all)"),
+                        );
                     } else {
                         dns.name = n;
                         dns_name_set = true;

@@ -64,7 +64,23 @@ impl Section {
         }
     }
 
-    pub fn keywords(self) -> &'static [&'static str] {
+    /// The keywords of the block: those every checker has (for a checker block) and its
+    /// own.
+    pub fn keywords(self) -> impl Iterator<Item = &'static str> {
+        let common: &'static [&'static str] = match self {
+            Section::TcpCheck
+            | Section::HttpCheck
+            | Section::MiscCheck
+            | Section::UdpCheck
+            | Section::PingCheck
+            | Section::DnsCheck
+            | Section::SmtpCheck => CHECK_COMMON,
+            _ => &[],
+        };
+        common.iter().chain(self.own_keywords()).copied()
+    }
+
+    fn own_keywords(self) -> &'static [&'static str] {
         match self {
             Section::Root => ROOT,
             Section::GlobalDefs => GLOBAL_DEFS,
@@ -74,12 +90,11 @@ impl Section {
             Section::Authentication => &["auth_type", "auth_pass"],
             Section::VirtualServer => VIRTUAL_SERVER,
             Section::RealServer => REAL_SERVER,
-            Section::TcpCheck => CHECK_COMMON,
+            Section::TcpCheck | Section::PingCheck => &[],
             Section::HttpCheck => HTTP_CHECK,
             Section::MiscCheck => MISC_CHECK,
             Section::Url => URL,
             Section::UdpCheck => UDP_CHECK,
-            Section::PingCheck => CHECK_COMMON,
             Section::DnsCheck => DNS_CHECK,
             Section::SmtpCheck => SMTP_CHECK,
         }
@@ -412,6 +427,7 @@ const REAL_SERVER: &[&str] = &[
     "BFD_CHECK",
 ];
 
+/// The keywords every checker block has.
 const CHECK_COMMON: &[&str] = &[
     "connect_ip",
     "connect_port",
@@ -428,76 +444,17 @@ const CHECK_COMMON: &[&str] = &[
     "log_all_failures",
 ];
 
-const UDP_CHECK: &[&str] = &[
-    "connect_ip",
-    "connect_port",
-    "bindto",
-    "bind_port",
-    "bind_if",
-    "connect_timeout",
-    "fwmark",
-    "retry",
-    "delay_before_retry",
-    "warmup",
-    "delay_loop",
-    "alpha",
-    "log_all_failures",
-    "payload",
-    "require_reply",
-    "min_reply_length",
-    "max_reply_length",
-];
+/// Besides [`CHECK_COMMON`].
+const UDP_CHECK: &[&str] = &["payload", "require_reply", "min_reply_length", "max_reply_length"];
 
-const SMTP_CHECK: &[&str] = &[
-    "connect_ip",
-    "connect_port",
-    "bindto",
-    "bind_port",
-    "bind_if",
-    "connect_timeout",
-    "fwmark",
-    "retry",
-    "delay_before_retry",
-    "warmup",
-    "delay_loop",
-    "alpha",
-    "log_all_failures",
-    "helo_name",
-    "host",
-];
+/// Besides [`CHECK_COMMON`].
+const SMTP_CHECK: &[&str] = &["helo_name", "host"];
 
-const DNS_CHECK: &[&str] = &[
-    "connect_ip",
-    "connect_port",
-    "bindto",
-    "bind_port",
-    "bind_if",
-    "connect_timeout",
-    "fwmark",
-    "retry",
-    "delay_before_retry",
-    "warmup",
-    "delay_loop",
-    "alpha",
-    "log_all_failures",
-    "type",
-    "name",
-];
+/// Besides [`CHECK_COMMON`].
+const DNS_CHECK: &[&str] = &["type", "name"];
 
+/// Besides [`CHECK_COMMON`].
 const HTTP_CHECK: &[&str] = &[
-    "connect_ip",
-    "connect_port",
-    "bindto",
-    "bind_port",
-    "bind_if",
-    "connect_timeout",
-    "fwmark",
-    "retry",
-    "delay_before_retry",
-    "warmup",
-    "delay_loop",
-    "alpha",
-    "log_all_failures",
     "nb_get_retry",
     "virtualhost",
     "http_protocol",
@@ -506,25 +463,8 @@ const HTTP_CHECK: &[&str] = &[
     "url",
 ];
 
-const MISC_CHECK: &[&str] = &[
-    "connect_ip",
-    "connect_port",
-    "bindto",
-    "bind_port",
-    "bind_if",
-    "connect_timeout",
-    "fwmark",
-    "retry",
-    "delay_before_retry",
-    "warmup",
-    "delay_loop",
-    "alpha",
-    "log_all_failures",
-    "misc_path",
-    "misc_timeout",
-    "misc_dynamic",
-    "user",
-];
+/// Besides [`CHECK_COMMON`].
+const MISC_CHECK: &[&str] = &["misc_path", "misc_timeout", "misc_dynamic", "user"];
 
 const URL: &[&str] = &[
     "path",
@@ -540,7 +480,7 @@ const URL: &[&str] = &[
 ];
 
 pub fn is_known(section: Section, kw: &str) -> bool {
-    section.keywords().contains(&kw)
+    section.keywords().any(|k| k == kw)
 }
 
 /// The replacement of a deprecated keyword.
@@ -556,7 +496,7 @@ pub fn deprecated(section: Section, kw: &str) -> Option<&'static str> {
 /// The known keyword closest to a misspelt one, if any is close enough.
 pub fn closest(section: Section, word: &str) -> Option<&'static str> {
     let mut best: Option<(&'static str, f64)> = None;
-    for &k in section.keywords() {
+    for k in section.keywords() {
         let score = if k.starts_with(word) && word.len() >= 3 {
             0.95
         } else {

@@ -1,7 +1,7 @@
 //! Runs the checkers of a keepalived.conf (the view of directors no `@` line names) and
-//! prints each transition as one line, `MS VS RS CHECKER FROM->TO REASON` (`MS`:
-//! milliseconds since the start), for tests that run it in a namespace beside real
-//! servers.
+//! prints each transition as one line, `MS VS RS CHECKER FROM->TO REASON` (`MS`: when the
+//! checker decided, milliseconds since the Unix epoch), for tests that run it in a
+//! namespace beside real servers.
 //!
 //! `checker-watch FILE`
 
@@ -9,11 +9,9 @@ use ::actors::check::actor::CheckEvent;
 use ::actors::check::runner;
 use actix::prelude::*;
 use std::io::Write;
-use std::time::Instant;
+use std::time::UNIX_EPOCH;
 
-struct Printer {
-    start: Instant,
-}
+struct Printer;
 
 impl Actor for Printer {
     type Context = Context<Self>;
@@ -27,7 +25,9 @@ impl Handler<CheckEvent> for Printer {
         let _ = writeln!(
             out,
             "{} {} {}->{} {}",
-            self.start.elapsed().as_millis(),
+            e.at.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0),
             e.id,
             e.from,
             e.to,
@@ -49,10 +49,7 @@ fn main() {
     }
     let config = loaded.cluster.default.clone();
     System::new().block_on(async move {
-        let printer = Printer {
-            start: Instant::now(),
-        }
-        .start();
+        let printer = Printer.start();
         let _checks = runner::start_with(&config, 1, vec![], Some(printer.recipient()));
         std::future::pending::<()>().await;
     });
