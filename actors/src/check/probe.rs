@@ -249,8 +249,6 @@ async fn smtp_reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Result<u16
 /// helo_name` 250, then `QUIT` and its answer (whatever it is); each step within
 /// `timeout`.
 pub async fn smtp(t: &Target, helo_name: &str, timeout: Duration) -> ProbeResult {
-    use tokio::io::AsyncWriteExt;
-    let step = |what: &'static str| move |_| format!("{what}: no answer within {}", secs(timeout));
     let stream = match tokio::time::timeout(timeout, connect(t)).await {
         Err(_) => return ProbeResult::down(format!("connect timeout after {}", secs(timeout))),
         Ok(Err(e)) => return ProbeResult::down(connect_failure(&e)),
@@ -258,36 +256,42 @@ pub async fn smtp(t: &Target, helo_name: &str, timeout: Duration) -> ProbeResult
     };
     let mut io = tokio::io::BufReader::new(stream);
     let exchange = async {
-        let greeting = tokio::time::timeout(timeout, smtp_reply(&mut io))
-            .await
-            .map_err(step("greeting"))??;
+        let greeting = smtp_step(&mut io, None, "greeting", timeout).await?;
         if greeting != 220 {
             return Err(format!("greeting {greeting}, not 220"));
         }
         let helo = format!("HELO {helo_name}\r\n");
-        tokio::time::timeout(timeout, io.get_mut().write_all(helo.as_bytes()))
-            .await
-            .map_err(step("HELO"))?
-            .map_err(|e| format!("sending HELO: {e}"))?;
-        let hello = tokio::time::timeout(timeout, smtp_reply(&mut io))
-            .await
-            .map_err(step("HELO"))??;
+        let hello = smtp_step(&mut io, Some(&helo), "HELO", timeout).await?;
         if hello != 250 {
             return Err(format!("HELO answered {hello}, not 250"));
         }
-        tokio::time::timeout(timeout, io.get_mut().write_all(b"QUIT\r\n"))
-            .await
-            .map_err(step("QUIT"))?
-            .map_err(|e| format!("sending QUIT: {e}"))?;
-        let bye = tokio::time::timeout(timeout, smtp_reply(&mut io))
-            .await
-            .map_err(step("QUIT"))??;
-        Ok(bye)
+        smtp_step(&mut io, Some("QUIT\r\n"), "QUIT", timeout).await
     };
     match exchange.await {
         Ok(bye) => ProbeResult::up(format!("SMTP 220, HELO 250, QUIT {bye}")),
         Err(why) => ProbeResult::down(why),
     }
+}
+
+/// One step of the SMTP exchange: `command` sent (if any), then the reply's code, each
+/// within `timeout`.
+async fn smtp_step(
+    io: &mut tokio::io::BufReader<TcpStream>,
+    command: Option<&str>,
+    what: &str,
+    timeout: Duration,
+) -> Result<u16, String> {
+    use tokio::io::AsyncWriteExt;
+    let late = |_| format!("{what}: no answer within {}", secs(timeout));
+    if let Some(c) = command {
+        tokio::time::timeout(timeout, io.get_mut().write_all(c.as_bytes()))
+            .await
+            .map_err(late)?
+            .map_err(|e| format!("sending {what}: {e}"))?;
+    }
+    tokio::time::timeout(timeout, smtp_reply(io))
+        .await
+        .map_err(late)?
 }
 
 /// MISC_CHECK: exit 0 up, 1 down; with `dynamic`, 2..=255 up with weight exit-2.
