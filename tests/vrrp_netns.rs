@@ -564,3 +564,170 @@ fn unicast_peers_are_an_allow_list() {
         "{log}"
     );
 }
+
+/// Processes running under a name of their own (`comm`), killed when dropped.
+struct Daemons {
+    program: std::path::PathBuf,
+    running: Vec<std::process::Child>,
+}
+
+impl Daemons {
+    fn new(dir: &std::path::Path, name: &str) -> Daemons {
+        // A link, not a copy: the kernel names a process after the path it was started
+        // by, and a freshly written executable could be busy (ETXTBSY) while another
+        // test forks.
+        let program = dir.join(name);
+        std::os::unix::fs::symlink("/bin/sleep", &program).unwrap();
+        Daemons {
+            program,
+            running: Vec::new(),
+        }
+    }
+
+    fn start(&mut self) {
+        let child = std::process::Command::new(&self.program)
+            .arg("3600")
+            .spawn()
+            .unwrap();
+        self.running.push(child);
+    }
+
+    /// kill -9 of the oldest copy (reaped at once).
+    fn kill_one(&mut self) {
+        let mut c = self.running.remove(0);
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        while !self.running.is_empty() {
+            self.kill_one();
+        }
+    }
+}
+
+/// The track_file phases both engines go through as lvs01 (priority 100, against 80):
+/// `hard` (weight 0) non-zero is FAULT; `soft` (weight -10) at 3 is 100 - 30 = 70.
+fn track_file_phases(lab: &Lab, hard: &std::path::Path, soft: &std::path::Path, who: &str) {
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(10),
+        &format!("{who} lvs01 to hold the VIP"),
+    );
+    std::fs::write(hard, "1\n").unwrap();
+    lab.wait_holder(
+        (false, true),
+        Duration::from_secs(8),
+        &format!("lvs02 to take over from the FAULTed {who} lvs01"),
+    );
+    std::fs::write(hard, "0\n").unwrap();
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(10),
+        &format!("{who} lvs01 back from FAULT"),
+    );
+    std::fs::write(soft, "3\n").unwrap();
+    lab.wait_holder(
+        (false, true),
+        Duration::from_secs(8),
+        &format!("lvs02 to preempt {who} lvs01 at 100 - 3 x 10"),
+    );
+    std::fs::write(soft, "0\n").unwrap();
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(8),
+        &format!("{who} lvs01 to preempt back"),
+    );
+}
+
+fn track_file_conf(hard: &std::path::Path, soft: &std::path::Path) -> String {
+    format!(
+        "global_defs {{\n    router_id LVS_DEVEL\n}}\n\
+         track_file hard {{\n    file {hard}\n    weight 0\n    init_file 0 overwrite\n}}\n\
+         track_file soft {{\n    file {soft}\n    weight -10\n    init_file 0 overwrite\n}}\n\
+         vrrp_instance VI_1 {{\n    @lvs01 state MASTER\n    @lvs02 state BACKUP\n    interface ens33\n    virtual_router_id 51\n    @lvs01 priority 100\n    @lvs02 priority 80\n    advert_int 1\n    virtual_ipaddress {{\n        {VIP}\n    }}\n    track_file {{\n        @lvs01 hard\n        @lvs01 soft\n    }}\n}}\n",
+        hard = hard.display(),
+        soft = soft.display(),
+    )
+}
+
+#[test]
+fn track_file_moves_the_vip_in_the_same_phases_as_keepalived() {
+    let files = temp_root("tfile");
+    let (hard, soft) = (files.path().join("hard"), files.path().join("soft"));
+    let conf = track_file_conf(&hard, &soft);
+    // keepalived tracks the files, our engine is its peer...
+    {
+        let lab = Lab::new("tfk", &conf);
+        let _a = lab.keepalived("lvs01");
+        let _b = lab.ours("lvs02");
+        track_file_phases(&lab, &hard, &soft, "keepalived");
+    }
+    // ...then ours tracks them with keepalived as the peer: the same phases.
+    let lab = Lab::new("tfo", &conf);
+    let _a = lab.ours("lvs01");
+    let _b = lab.keepalived("lvs02");
+    track_file_phases(&lab, &hard, &soft, "our");
+    let log = std::fs::read_to_string(lab.root.path().join("ours-lvs01.log")).unwrap();
+    assert!(
+        log.contains("to=FAULT") && log.contains("tracked file changed"),
+        "{log}"
+    );
+}
+
+#[test]
+fn track_process_quorum_moves_the_vip_from_process_events() {
+    // lvs01 (100) loses 30 while fewer than two `hatrackd` run: 70 < 80.
+    let dir = temp_root("tproc");
+    let mut daemons = Daemons::new(dir.path(), "hatrackd");
+    daemons.start();
+    daemons.start();
+    let conf = format!(
+        "global_defs {{\n    router_id LVS_DEVEL\n}}\n\
+         vrrp_track_process daemon {{\n    process hatrackd\n    weight -30\n    quorum 2\n}}\n\
+         vrrp_instance VI_1 {{\n    @lvs01 state MASTER\n    @lvs02 state BACKUP\n    interface ens33\n    virtual_router_id 51\n    @lvs01 priority 100\n    @lvs02 priority 80\n    advert_int 1\n    virtual_ipaddress {{\n        {VIP}\n    }}\n    track_process {{\n        @lvs01 daemon\n    }}\n}}\n"
+    );
+    let lab = Lab::new("tproc", &conf);
+    let _a = lab.ours("lvs01");
+    let _b = lab.keepalived("lvs02");
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(10),
+        "lvs01 (two daemons running) to hold the VIP",
+    );
+    let ours = lab.root.path().join("ours-lvs01.log");
+    let log = || std::fs::read_to_string(&ours).unwrap_or_default();
+    assert!(log().contains("tracked process quorum reached"), "{}", log());
+    // From the kernel's events (opened in the initial namespace), not a /proc poll.
+    assert!(!log().contains("scanning /proc every second"), "{}", log());
+
+    daemons.kill_one();
+    // The exit is an event: the priority drops at once, lvs02 preempts (keepalived's
+    // backup waits out its master-down timer, 3 x 1 s + skew).
+    lab.wait_holder(
+        (false, true),
+        Duration::from_secs(8),
+        "lvs02 to preempt lvs01 (one daemon left)",
+    );
+    assert!(log().contains("tracked process quorum lost"), "{}", log());
+
+    daemons.start();
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(8),
+        "lvs01 back with two daemons",
+    );
+    // And a box with no copy at all, then back.
+    daemons.kill_one();
+    daemons.kill_one();
+    lab.wait_holder(
+        (false, true),
+        Duration::from_secs(8),
+        "lvs02 with no daemon on lvs01",
+    );
+    daemons.start();
+    daemons.start();
+    lab.wait_holder((true, false), Duration::from_secs(8), "lvs01 back");
+}

@@ -6,4 +6,5 @@
 pub mod check;
 pub mod lb;
 pub mod script;
+pub mod track;
 pub mod vrrp;

@@ -165,7 +165,7 @@ pub fn scripts_of_item(item: &ha_config::keyed::Item) -> Vec<ScriptUse> {
         Item::SyncGroup(g) => notify_scripts(&mut out, &format!("vrrp_sync_group {}", g.name), &g.notify),
         Item::Script(s) => track_script(&mut out, s),
         Item::VirtualServer(vs) => vs_scripts(&mut out, vs),
-        Item::Global { .. } | Item::VsGroup(_) => {}
+        Item::Global { .. } | Item::VsGroup(_) | Item::TrackFile(_) | Item::TrackProcess(_) => {}
     }
     out
 }

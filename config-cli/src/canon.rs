@@ -54,12 +54,16 @@ pub fn canonical_sync_group(g: &mut SyncGroup) {
     g.members.sort();
     g.track_script.sort_by(|a, b| a.name.cmp(&b.name));
     g.track_interface.sort_by(|a, b| a.name.cmp(&b.name));
+    g.track_file.sort_by(|a, b| a.name.cmp(&b.name));
+    g.track_process.sort_by(|a, b| a.name.cmp(&b.name));
 }
 
 /// A VRRP instance in canonical order.
 pub fn canonical_instance(i: &mut VrrpInstance) {
     i.track_script.sort_by(|a, b| a.name.cmp(&b.name));
     i.track_interface.sort_by(|a, b| a.name.cmp(&b.name));
+    i.track_file.sort_by(|a, b| a.name.cmp(&b.name));
+    i.track_process.sort_by(|a, b| a.name.cmp(&b.name));
     i.unicast_peer.sort_by_key(|p| p.addr);
 }
 
@@ -80,6 +84,8 @@ pub fn canonical_virtual_server(vs: &mut VirtualServer) {
 pub fn canonical_config(c: &Config) -> Config {
     let mut c = c.clone();
     c.vrrp_scripts.sort_by(|a, b| a.name.cmp(&b.name));
+    c.track_files.sort_by(|a, b| a.name.cmp(&b.name));
+    c.track_processes.sort_by(|a, b| a.name.cmp(&b.name));
     c.sync_groups.iter_mut().for_each(canonical_sync_group);
     c.sync_groups.sort_by(|a, b| a.name.cmp(&b.name));
     c.instances.iter_mut().for_each(canonical_instance);

@@ -346,6 +346,40 @@ fn diff_views(old: &Config, new: &Config, memo: &mut VsMemo) -> Vec<Change> {
         |o| removed.push(format!("vrrp_instance {}", o.name)),
     );
     keyed(
+        &old.track_files,
+        &new.track_files,
+        |i| i.name.clone(),
+        |o, n| {
+            if o == n {
+                return;
+            }
+            pairs.push((
+                format!("track_file {}", o.name),
+                serde_json::to_value(o),
+                serde_json::to_value(n),
+            ))
+        },
+        |n| added.push(format!("track_file {}", n.name)),
+        |o| removed.push(format!("track_file {}", o.name)),
+    );
+    keyed(
+        &old.track_processes,
+        &new.track_processes,
+        |i| i.name.clone(),
+        |o, n| {
+            if o == n {
+                return;
+            }
+            pairs.push((
+                format!("vrrp_track_process {}", o.name),
+                serde_json::to_value(o),
+                serde_json::to_value(n),
+            ))
+        },
+        |n| added.push(format!("vrrp_track_process {}", n.name)),
+        |o| removed.push(format!("vrrp_track_process {}", o.name)),
+    );
+    keyed(
         &old.vrrp_scripts,
         &new.vrrp_scripts,
         |i| i.name.clone(),

@@ -38,6 +38,8 @@ pub enum Key {
     Instance(String),
     VsGroup(String),
     VirtualServer(VsKey),
+    TrackFile(String),
+    TrackProcess(String),
 }
 
 impl fmt::Display for Key {
@@ -49,6 +51,8 @@ impl fmt::Display for Key {
             Key::Instance(n) => write!(f, "vrrp_instance {n}"),
             Key::VsGroup(n) => write!(f, "virtual_server_group {n}"),
             Key::VirtualServer(k) => write!(f, "virtual_server {k}"),
+            Key::TrackFile(n) => write!(f, "track_file {n}"),
+            Key::TrackProcess(n) => write!(f, "vrrp_track_process {n}"),
         }
     }
 }
@@ -63,6 +67,8 @@ impl Key {
             Key::Instance(_) => "vrrp_instance",
             Key::VsGroup(_) => "virtual_server_group",
             Key::VirtualServer(_) => "virtual_server",
+            Key::TrackFile(_) => "track_file",
+            Key::TrackProcess(_) => "vrrp_track_process",
         }
     }
 }
@@ -79,6 +85,8 @@ pub enum Item {
     Instance(Box<VrrpInstance>),
     VsGroup(Box<VirtualServerGroup>),
     VirtualServer(Arc<VirtualServer>),
+    TrackFile(Box<TrackFile>),
+    TrackProcess(Box<TrackProcess>),
 }
 
 /// One key across the directors.
@@ -510,12 +518,26 @@ pub(crate) fn items_of(c: &Config) -> impl Iterator<Item = (Key, Item)> + '_ {
         let v = crate::canon::canonical_shared(v);
         (Key::VirtualServer(v.key.clone()), Item::VirtualServer(v))
     });
+    let files = c.track_files.iter().map(|t| {
+        (
+            Key::TrackFile(t.name.clone()),
+            Item::TrackFile(Box::new(t.clone())),
+        )
+    });
+    let processes = c.track_processes.iter().map(|t| {
+        (
+            Key::TrackProcess(t.name.clone()),
+            Item::TrackProcess(Box::new(t.clone())),
+        )
+    });
     global
         .chain(scripts)
         .chain(groups)
         .chain(instances)
         .chain(vs_groups)
         .chain(vss)
+        .chain(files)
+        .chain(processes)
 }
 
 /// The cluster configuration of some slots (canonical order), without a hash tree.
@@ -556,6 +578,8 @@ pub fn assemble<'a>(items: impl Iterator<Item = &'a Item>) -> Config {
             Item::Instance(i) => c.instances.push((**i).clone()),
             Item::VsGroup(g) => c.vs_groups.push((**g).clone()),
             Item::VirtualServer(v) => c.virtual_servers.push(v.clone()),
+            Item::TrackFile(t) => c.track_files.push((**t).clone()),
+            Item::TrackProcess(t) => c.track_processes.push((**t).clone()),
         }
     }
     c

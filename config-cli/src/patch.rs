@@ -27,8 +27,11 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The blocks a patch may hold. `global_defs` is not one of them: it decides how every
 /// `vrrp_instance` is read (its defaults), so it is changed by proposing the whole file, as
 /// are the top-level statements kept verbatim.
-const BLOCKS: [&str; 5] = [
+const BLOCKS: [&str; 8] = [
     "vrrp_script",
+    "track_file",
+    "vrrp_track_file",
+    "vrrp_track_process",
     "vrrp_sync_group",
     "vrrp_instance",
     "virtual_server_group",
@@ -315,6 +318,8 @@ fn delete_words(key: &Key) -> Vec<String> {
         }
         Key::VirtualServer(VsKey::Fwmark(m)) => vec!["virtual_server".into(), "fwmark".into(), m.to_string()],
         Key::VirtualServer(VsKey::Group(g)) => vec!["virtual_server".into(), "group".into(), q(g)],
+        Key::TrackFile(n) => vec!["track_file".into(), q(n)],
+        Key::TrackProcess(n) => vec!["vrrp_track_process".into(), q(n)],
     }
 }
 
@@ -340,6 +345,8 @@ fn deleted_key(s: &Stmt) -> Result<Key, Diagnostics> {
             return virtual_server_key(&inner).map(Key::VirtualServer);
         }
         "vrrp_script" => name().map(Key::Script),
+        "track_file" | "vrrp_track_file" => name().map(Key::TrackFile),
+        "vrrp_track_process" => name().map(Key::TrackProcess),
         "vrrp_sync_group" => name().map(Key::SyncGroup),
         "vrrp_instance" => name().map(Key::Instance),
         "virtual_server_group" => name().map(Key::VsGroup),

@@ -118,6 +118,8 @@ pub fn print(cfg: &Config) -> String {
 pub fn nodes(cfg: &Config) -> Vec<Node> {
     let mut out = vec![global(&cfg.global)];
     out.extend(cfg.vrrp_scripts.iter().map(vrrp_script));
+    out.extend(cfg.track_files.iter().map(track_file));
+    out.extend(cfg.track_processes.iter().map(track_process));
     out.extend(cfg.sync_groups.iter().map(sync_group));
     out.extend(cfg.instances.iter().map(instance));
     out.extend(cfg.vs_groups.iter().map(vs_group));
@@ -258,6 +260,75 @@ fn vrrp_script(s: &VrrpScript) -> Node {
     )
 }
 
+fn weight_line(c: &mut Vec<Node>, weight: i32, reverse: bool) {
+    let mut w = vec!["weight".to_string(), weight.to_string()];
+    if reverse {
+        w.push("reverse".into());
+    }
+    c.push(Node::line(w));
+}
+
+fn track_file(t: &TrackFile) -> Node {
+    let mut c = vec![Node::line(["file".to_string(), quote(&t.file)])];
+    if t.weight != 1 || t.weight_reverse {
+        weight_line(&mut c, t.weight, t.weight_reverse);
+    }
+    if let Some(i) = t.init {
+        let mut w = vec!["init_file".to_string(), i.value.to_string()];
+        if i.overwrite {
+            w.push("overwrite".into());
+        }
+        c.push(Node::line(w));
+    }
+    c.extend(t.extra.iter().map(raw));
+    with_origin(
+        Node::block(["track_file".to_string(), t.name.clone()], c),
+        format!("track_file {}", t.name),
+    )
+}
+
+fn track_process(t: &TrackProcess) -> Node {
+    let mut p = vec!["process".to_string(), quote(&t.process)];
+    p.extend(t.params.iter().map(|w| quote(w)));
+    let mut c = vec![Node::line(p)];
+    match t.param_match {
+        ParamMatch::None => {}
+        ParamMatch::Exact => c.push(Node::line(["param_match"])),
+        ParamMatch::Partial => c.push(Node::line(["param_match", "partial"])),
+        ParamMatch::Initial => c.push(Node::line(["param_match", "initial"])),
+    }
+    flag(&mut c, "full_command", t.full_command);
+    if t.weight != 0 || t.weight_reverse {
+        weight_line(&mut c, t.weight, t.weight_reverse);
+    }
+    if t.quorum_max != u32::MAX {
+        c.push(Node::line(["quorum_max".to_string(), t.quorum_max.to_string()]));
+    }
+    if t.quorum != 1 && t.quorum_max != 0 {
+        c.push(Node::line(["quorum".to_string(), t.quorum.to_string()]));
+    }
+    if t.fork_delay == t.terminate_delay {
+        if t.fork_delay != Dur(0) {
+            c.push(Node::line(["delay".to_string(), t.fork_delay.to_string()]));
+        }
+    } else {
+        if t.fork_delay != Dur(0) {
+            c.push(Node::line(["fork_delay".to_string(), t.fork_delay.to_string()]));
+        }
+        if t.terminate_delay != Dur(0) {
+            c.push(Node::line([
+                "terminate_delay".to_string(),
+                t.terminate_delay.to_string(),
+            ]));
+        }
+    }
+    c.extend(t.extra.iter().map(raw));
+    with_origin(
+        Node::block(["vrrp_track_process".to_string(), t.name.clone()], c),
+        format!("vrrp_track_process {}", t.name),
+    )
+}
+
 fn notify(c: &mut Vec<Node>, n: &Notify) {
     script(c, "notify_master", &n.master);
     script(c, "notify_backup", &n.backup);
@@ -278,7 +349,7 @@ fn weight_words(name: &str, weight: Option<i32>, reverse: bool) -> Vec<String> {
     w
 }
 
-fn tracks(c: &mut Vec<Node>, ti: &[TrackInterface], ts: &[TrackScript]) {
+fn tracks(c: &mut Vec<Node>, ti: &[TrackInterface], refs: [(&str, &[TrackRef]); 3]) {
     if !ti.is_empty() {
         c.push(Node::list(
             ["track_interface"],
@@ -287,13 +358,15 @@ fn tracks(c: &mut Vec<Node>, ti: &[TrackInterface], ts: &[TrackScript]) {
                 .collect(),
         ));
     }
-    if !ts.is_empty() {
-        c.push(Node::list(
-            ["track_script"],
-            ts.iter()
-                .map(|t| Node::entry(weight_words(&t.name, t.weight, t.weight_reverse)))
-                .collect(),
-        ));
+    for (kw, list) in refs {
+        if !list.is_empty() {
+            c.push(Node::list(
+                [kw],
+                list.iter()
+                    .map(|t| Node::entry(weight_words(&t.name, t.weight, t.weight_reverse)))
+                    .collect(),
+            ));
+        }
     }
 }
 
@@ -302,7 +375,16 @@ fn sync_group(g: &SyncGroup) -> Node {
         ["group"],
         g.members.iter().map(|m| Node::entry([m.clone()])).collect(),
     )];
-    tracks(&mut c, &g.track_interface, &g.track_script);
+    tracks(
+        &mut c,
+        &g.track_interface,
+        [
+            ("track_script", &g.track_script),
+            ("track_file", &g.track_file),
+            ("track_process", &g.track_process),
+        ],
+    );
+    flag(&mut c, "sync_group_tracking_weight", g.tracking_weight);
     notify(&mut c, &g.notify);
     c.extend(g.extra.iter().map(raw));
     with_origin(
@@ -403,7 +485,15 @@ fn instance(i: &VrrpInstance) -> Node {
                 .collect(),
         ));
     }
-    tracks(&mut c, &i.track_interface, &i.track_script);
+    tracks(
+        &mut c,
+        &i.track_interface,
+        [
+            ("track_script", &i.track_script),
+            ("track_file", &i.track_file),
+            ("track_process", &i.track_process),
+        ],
+    );
     notify(&mut c, &i.notify);
     let d = Garp::default();
     if i.garp.master_delay != d.master_delay {

@@ -138,16 +138,40 @@ fn vrrp_checks(cfg: &Config, spans: &SpanIndex, d: &mut Diagnostics) {
                 );
             }
         }
-        for ts in &inst.track_script {
-            if cfg.vrrp_script(&ts.name).is_none() {
-                d.error(
-                    at(spans, &[format!("track_script {}", ts.name), k.clone()]),
-                    format!(
-                        "vrrp_instance {} tracks script `{}`, which no vrrp_script defines",
-                        inst.name, ts.name
-                    ),
-                );
+        for (kw, refs) in [
+            ("track_script", &inst.track_script),
+            ("track_file", &inst.track_file),
+            ("track_process", &inst.track_process),
+        ] {
+            for t in refs {
+                if let Some(block) = undefined(cfg, kw, &t.name) {
+                    d.error(
+                        at(
+                            spans,
+                            &[
+                                format!("{kw} {} in vrrp_instance {}", t.name, inst.name),
+                                k.clone(),
+                            ],
+                        ),
+                        format!(
+                            "vrrp_instance {} tracks `{}` ({kw}), which no {block} defines",
+                            inst.name, t.name
+                        ),
+                    );
+                }
             }
+        }
+        for n in cfg.tracking(inst).1 {
+            d.warning(
+                at(
+                    spans,
+                    &[
+                        format!("{} {} in vrrp_instance {}", n.kind.keyword(), n.name, inst.name),
+                        k.clone(),
+                    ],
+                ),
+                n.message,
+            );
         }
         if inst.unicast_peer.is_empty() && inst.unicast_src_ip.is_some() {
             d.warning(
@@ -188,17 +212,39 @@ fn vrrp_checks(cfg: &Config, spans: &SpanIndex, d: &mut Diagnostics) {
                 format!("vrrp_sync_group {} has fewer than two members", g.name),
             );
         }
-        for ts in &g.track_script {
-            if cfg.vrrp_script(&ts.name).is_none() {
-                d.error(
-                    spans.get(&k).copied(),
-                    format!(
-                        "vrrp_sync_group {} tracks script `{}`, which no vrrp_script defines",
-                        g.name, ts.name
-                    ),
-                );
+        for (kw, refs) in [
+            ("track_script", &g.track_script),
+            ("track_file", &g.track_file),
+            ("track_process", &g.track_process),
+        ] {
+            for t in refs {
+                if let Some(block) = undefined(cfg, kw, &t.name) {
+                    d.error(
+                        at(
+                            spans,
+                            &[
+                                format!("{kw} {} in vrrp_sync_group {}", t.name, g.name),
+                                k.clone(),
+                            ],
+                        ),
+                        format!(
+                            "vrrp_sync_group {} tracks `{}` ({kw}), which no {block} defines",
+                            g.name, t.name
+                        ),
+                    );
+                }
             }
         }
+    }
+}
+
+/// The block that should define what a `track_script`/`track_file`/`track_process` line
+/// names, when none does.
+fn undefined(cfg: &Config, kw: &str, name: &str) -> Option<&'static str> {
+    match kw {
+        "track_script" => cfg.vrrp_script(name).is_none().then_some("vrrp_script"),
+        "track_file" => cfg.track_file(name).is_none().then_some("track_file"),
+        _ => cfg.track_process(name).is_none().then_some("vrrp_track_process"),
     }
 }
 

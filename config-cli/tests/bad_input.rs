@@ -93,7 +93,7 @@ fn semantic_errors() {
         "{e}"
     );
     assert!(
-        e.contains("t.conf:15:3: error: vrrp_instance B tracks script `nosuch`"),
+        e.contains("t.conf:15:3: error: vrrp_instance B tracks `nosuch` (track_script), which no vrrp_script defines"),
         "{e}"
     );
     assert!(e.contains("t.conf:20:2: error: real_server 198.18.0.2:8080 in DR virtual_server 198.18.0.1:80: DR cannot change the port"), "{e}");

@@ -34,9 +34,9 @@ fn not_run(text: &str) -> Vec<(u32, Severity, String)> {
     whole
 }
 
-const TEXT: &str = "vrrp_track_process nginx {\n process nginx\n}\n\
+const TEXT: &str = "bfd_instance bfd1 {\n neighbor_ip 198.18.116.131\n}\n\
 vrrp_instance VI_1 {\n interface ens33\n virtual_router_id 51\n priority 100\n smtp_alert\n\
- virtual_ipaddress {\n  198.18.116.134\n }\n track_process {\n  nginx\n }\n\
+ virtual_ipaddress {\n  198.18.116.134\n }\n track_bfd {\n  bfd1\n }\n\
  virtual_routes {\n  198.18.200.0/24 via 198.18.116.1\n }\n}\n\
 virtual_server 198.18.116.134 53 {\n protocol UDP\n lb_kind DR\n\
  real_server 198.18.116.131 53 {\n  BFD_CHECK {\n   name bfd1\n  }\n }\n\
@@ -47,9 +47,9 @@ virtual_server 198.18.116.134 53 {\n protocol UDP\n lb_kind DR\n\
 fn what_hanode_does_not_run_is_an_error_at_its_line() {
     let found = not_run(TEXT);
     let expect = [
-        (1, "vrrp_track_process"),
+        (1, "bfd_instance"),
         (8, "smtp_alert"),
-        (12, "track_process"),
+        (12, "track_bfd"),
         (15, "virtual_routes"),
         (23, "BFD_CHECK"),
         (28, "FILE_CHECK"),
@@ -80,7 +80,7 @@ fn what_hanode_does_not_run_is_an_error_at_its_line() {
 
 #[test]
 fn hanode_ignore_accepts_each_keyword_it_names_wherever_global_defs_is() {
-    let accept = "global_defs {\n hanode_ignore FILE_CHECK BFD_CHECK track_process\n}\n";
+    let accept = "global_defs {\n hanode_ignore FILE_CHECK BFD_CHECK track_bfd\n}\n";
     // Before the uses (lines shift by 3) and after them (global_defs last).
     for (text, shift) in [(format!("{accept}{TEXT}"), 3), (format!("{TEXT}{accept}"), 0)] {
         let found = not_run(&text);
@@ -92,10 +92,10 @@ fn hanode_ignore_accepts_each_keyword_it_names_wherever_global_defs_is() {
         };
         assert_eq!(severity("FILE_CHECK"), Some((28, Severity::Warning)), "{found:?}");
         assert_eq!(severity("BFD_CHECK"), Some((23, Severity::Warning)));
-        assert_eq!(severity("track_process"), Some((12, Severity::Warning)));
+        assert_eq!(severity("track_bfd"), Some((12, Severity::Warning)));
         // Not named: still refused.
         assert_eq!(severity("virtual_routes"), Some((15, Severity::Error)));
-        assert_eq!(severity("vrrp_track_process"), Some((1, Severity::Error)));
+        assert_eq!(severity("bfd_instance"), Some((1, Severity::Error)));
     }
     // Per director: `@lvs02 hanode_ignore` accepts it on lvs02 only.
     let text = format!("global_defs {{\n @lvs02 hanode_ignore FILE_CHECK\n}}\n@lvs01 router_id a\n{TEXT}");

@@ -126,7 +126,7 @@ fn instance(scripts: Vec<String>) -> impl Strategy<Value = VrrpInstance> {
                 i.preempt_delay = pdelay.map(Dur::from_secs);
                 i.track_script = tracked
                     .into_iter()
-                    .map(|name| TrackScript {
+                    .map(|name| TrackRef {
                         name,
                         weight: tw,
                         weight_reverse: false,

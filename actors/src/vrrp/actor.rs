@@ -7,9 +7,9 @@ use super::instance::{Action, Input, Instance, Reason, State};
 use super::io::{Addresses, GarpSender, Iface, VrrpSocket};
 use super::notify::{self, NotifyQueue};
 use super::packet::Advert;
-use super::scripts::ScriptVerdict;
 use super::setup::InstanceSpec;
-use super::tracking::{effective, Weight};
+use super::trackers::TrackerReading;
+use super::tracking::{effective, Reading, TrackerId, Weight};
 use crate::script::{lookup_user, RunAs};
 use actix::prelude::*;
 use std::collections::BTreeMap;
@@ -113,8 +113,8 @@ pub struct InstanceActor {
     received: u64,
     sent: u64,
     events: Option<Recipient<VrrpEvent>>,
-    /// Tracked scripts: weight, verdict (None until known).
-    scripts: BTreeMap<String, (Weight, Option<bool>)>,
+    /// Tracked scripts, files and processes: weight, reading (None until known).
+    trackers: BTreeMap<TrackerId, (Weight, Option<Reading>)>,
     ifaces: Vec<TrackedIface>,
     /// Started (tracking allowed it: no FAULT-tracked script still unknown).
     running: bool,
@@ -151,14 +151,14 @@ impl InstanceActor {
         events: Option<Recipient<VrrpEvent>>,
         default_user: Option<RunAs>,
     ) -> Self {
-        let scripts = spec
-            .track_scripts
+        let trackers = spec
+            .trackers
             .iter()
             .map(|(n, w)| (n.clone(), (*w, None)))
             .collect();
         let base = spec.params.priority;
         InstanceActor {
-            scripts,
+            trackers,
             ifaces: Vec::new(),
             running: false,
             tracking: (base, false),
@@ -501,17 +501,17 @@ impl Actor for InstanceActor {
 
 impl InstanceActor {
     /// Recomputes priority and fault from everything tracked; starts the instance once
-    /// every FAULT-tracked script has a verdict.
+    /// every FAULT-tracked object has a reading.
     fn retrack(&mut self, ctx: &mut Context<Self>) {
         let waiting = self
-            .scripts
+            .trackers
             .values()
             .any(|(w, v)| v.is_none() && w.weight.unwrap_or(0) == 0);
-        let items = self.ifaces.iter().map(|i| (i.weight, i.up)).chain(
-            self.scripts
-                .values()
-                .filter_map(|(w, v)| v.map(|good| (*w, good))),
-        );
+        let items = self
+            .ifaces
+            .iter()
+            .map(|i| (i.weight, Reading::Good(i.up)))
+            .chain(self.trackers.values().filter_map(|(w, v)| v.map(|r| (*w, r))));
         let (priority, fault) = effective(self.spec.params.priority, items);
         if !self.running {
             if waiting {
@@ -588,12 +588,15 @@ impl Handler<JoinGroup> for InstanceActor {
     }
 }
 
-impl Handler<ScriptVerdict> for InstanceActor {
+impl Handler<TrackerReading> for InstanceActor {
     type Result = ();
 
-    fn handle(&mut self, v: ScriptVerdict, ctx: &mut Context<Self>) {
-        if let Some(entry) = self.scripts.get_mut(&v.script) {
-            entry.1 = Some(v.good);
+    fn handle(&mut self, v: TrackerReading, ctx: &mut Context<Self>) {
+        if let Some(entry) = self.trackers.get_mut(&v.id) {
+            if entry.1 != Some(v.reading) {
+                tracing::debug!(instance = %self.spec.name, tracker = %v.id, reading = ?v.reading, "tracked object reading");
+            }
+            entry.1 = Some(v.reading);
             self.retrack(ctx);
         }
     }

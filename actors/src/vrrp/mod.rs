@@ -5,12 +5,14 @@
 
 pub mod actor;
 pub mod check;
+pub mod file_tracker;
 pub mod garp;
 pub mod instance;
 pub mod io;
 pub mod ipv4;
 pub mod notify;
 pub mod packet;
+pub mod process_tracker;
 pub mod quorum;
 pub mod runner;
 pub mod scripts;
@@ -18,4 +20,5 @@ pub mod setup;
 #[cfg(test)]
 mod sim;
 pub mod sync_group;
+pub mod trackers;
 pub mod tracking;

@@ -5,14 +5,18 @@
 
 use super::actor::JoinGroup;
 use super::actor::{InstanceActor, Stop};
+use super::file_tracker::FileTracker;
 use super::io::{self, Addresses, GarpSender, VrrpSocket};
-use super::scripts::{Retire, ScriptVerdict, Subscribe, VrrpScriptActor};
+use super::process_tracker::ProcessTracker;
+use super::scripts::VrrpScriptActor;
 use super::setup;
 use super::sync_group::SyncGroupActor;
+use super::trackers::{Retire, Subscribe, TrackerReading};
 use super::tracking::ScriptHealth;
+use super::tracking::TrackerId;
 use crate::script::{self, lookup_user, RunAs};
 use actix::prelude::*;
-use ha_config::model::{GlobalDefs, SyncGroup, VrrpScript};
+use ha_config::model::{GlobalDefs, SyncGroup, TrackFile, TrackProcess, TrackedKind, VrrpScript};
 use ha_config::Config;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -37,15 +41,34 @@ pub enum RunError {
 struct Unit {
     spec: setup::InstanceSpec,
     global: GlobalDefs,
-    /// The definitions of the scripts it tracks.
-    scripts: Vec<Option<VrrpScript>>,
+    /// The definitions of what it tracks.
+    trackers: Vec<Option<TrackerDef>>,
     /// The sync group it belongs to.
     group: Option<SyncGroup>,
 }
 
-struct Script {
-    def: VrrpScript,
-    addr: Addr<VrrpScriptActor>,
+/// The definition of a tracked object.
+#[derive(Clone, Debug, PartialEq)]
+enum TrackerDef {
+    Script(VrrpScript),
+    File(TrackFile),
+    Process(TrackProcess),
+}
+
+fn tracker_def(config: &Config, id: &TrackerId) -> Option<TrackerDef> {
+    match id.kind {
+        TrackedKind::Script => config.vrrp_script(&id.name).cloned().map(TrackerDef::Script),
+        TrackedKind::File => config.track_file(&id.name).cloned().map(TrackerDef::File),
+        TrackedKind::Process => config.track_process(&id.name).cloned().map(TrackerDef::Process),
+        TrackedKind::Interface => None,
+    }
+}
+
+/// A running tracker actor (script, file or process).
+struct RunningTracker {
+    def: TrackerDef,
+    subscribe: Recipient<Subscribe>,
+    retire: Recipient<Retire>,
 }
 
 /// The running VRRP part of a director.
@@ -54,7 +77,7 @@ pub struct Running {
     /// Every running instance, by name order.
     pub instances: Vec<Addr<InstanceActor>>,
     units: BTreeMap<String, (Unit, Addr<InstanceActor>)>,
-    scripts: BTreeMap<String, Script>,
+    trackers: BTreeMap<TrackerId, RunningTracker>,
     groups: BTreeMap<String, (SyncGroup, Addr<SyncGroupActor>)>,
     /// The quorum gate's verdict given to instances started from now on (they begin in
     /// FAULT without contact, never holding a VIP for a moment).
@@ -90,10 +113,10 @@ fn units(config: &Config) -> Result<BTreeMap<String, Unit>, RunError> {
     Ok(specs
         .into_iter()
         .map(|spec| {
-            let scripts = spec
-                .track_scripts
+            let trackers = spec
+                .trackers
                 .iter()
-                .map(|(n, _)| config.vrrp_script(n).cloned())
+                .map(|(id, _)| tracker_def(config, id))
                 .collect();
             let group = config
                 .sync_groups
@@ -102,7 +125,7 @@ fn units(config: &Config) -> Result<BTreeMap<String, Unit>, RunError> {
                 .cloned();
             let unit = Unit {
                 global: config.global.clone(),
-                scripts,
+                trackers,
                 group,
                 spec,
             };
@@ -152,20 +175,20 @@ impl Running {
                 out.push((name, addr));
             }
         }
-        // A script goes when its definition changes or nothing running tracks it.
-        let tracked: BTreeSet<&String> = want
+        // A tracker goes when its definition changes or nothing running tracks it.
+        let tracked: BTreeSet<&TrackerId> = want
             .values()
-            .flat_map(|u| u.spec.track_scripts.iter().map(|(n, _)| n))
+            .flat_map(|u| u.spec.trackers.iter().map(|(n, _)| n))
             .collect();
-        let gone: Vec<String> = self
-            .scripts
+        let gone: Vec<TrackerId> = self
+            .trackers
             .iter()
-            .filter(|(name, s)| !tracked.contains(name) || config.vrrp_script(name) != Some(&s.def))
-            .map(|(name, _)| name.clone())
+            .filter(|(id, t)| !tracked.contains(id) || tracker_def(config, id).as_ref() != Some(&t.def))
+            .map(|(id, _)| id.clone())
             .collect();
-        for name in gone {
-            if let Some(s) = self.scripts.remove(&name) {
-                s.addr.do_send(Retire);
+        for id in gone {
+            if let Some(t) = self.trackers.remove(&id) {
+                t.retire.do_send(Retire);
             }
         }
         self.instances = self.units.values().map(|(_, a)| a.clone()).collect();
@@ -201,7 +224,7 @@ impl Running {
             instance: "(netlink)".into(),
             source,
         })?;
-        let mut new_subscribers: BTreeMap<String, Vec<Recipient<ScriptVerdict>>> = BTreeMap::new();
+        let mut new_subscribers: BTreeMap<TrackerId, Vec<Recipient<TrackerReading>>> = BTreeMap::new();
         for (name, unit) in want {
             if self.units.contains_key(name) {
                 continue;
@@ -214,16 +237,16 @@ impl Running {
             let ifc = io::iface(&spec.interface).map_err(io_err)?;
             let socket = VrrpSocket::open(&ifc, spec.src, spec.multicast).map_err(io_err)?;
             let garp = GarpSender::open(&ifc).map_err(io_err)?;
-            let tracked: Vec<String> = spec.track_scripts.iter().map(|(n, _)| n.clone()).collect();
+            let tracked: Vec<TrackerId> = spec.trackers.iter().map(|(n, _)| n.clone()).collect();
             let addr = InstanceActor::new(spec, ifc, socket, addrs.clone(), garp, events.clone(), user)
                 .fenced(fenced)
                 .in_contact(self.quorum.0)
                 .start();
-            for script in tracked {
-                match self.scripts.get(&script) {
-                    Some(s) => s.addr.do_send(Subscribe(addr.clone().recipient())),
+            for id in tracked {
+                match self.trackers.get(&id) {
+                    Some(t) => t.subscribe.do_send(Subscribe(addr.clone().recipient())),
                     None => new_subscribers
-                        .entry(script)
+                        .entry(id)
                         .or_default()
                         .push(addr.clone().recipient()),
                 }
@@ -248,30 +271,37 @@ impl Running {
             }
             self.groups.insert(g.name.clone(), (g.clone(), group));
         }
-        for (name, subs) in new_subscribers {
-            let Some(s) = config.vrrp_script(&name) else {
+        for (id, subs) in new_subscribers {
+            let Some(def) = tracker_def(config, &id) else {
                 continue;
             };
-            let argv = script::split_argv(&s.script).map_err(|message| RunError::Script {
-                script: name.clone(),
-                message,
-            })?;
-            let run_as =
-                match &s.user {
-                    Some(u) => Some(lookup_user(&u.user, u.group.as_deref()).map_err(|message| {
-                        RunError::Script {
-                            script: name.clone(),
-                            message,
-                        }
-                    })?),
-                    None => user,
-                };
-            let interval = Duration::from_micros(s.interval.0).max(Duration::from_millis(10));
-            let timeout = s.timeout.map(|t| Duration::from_micros(t.0)).unwrap_or(interval);
-            let health = ScriptHealth::new(s.rise, s.fall, s.init_fail);
-            let addr =
-                VrrpScriptActor::new(name.clone(), argv, run_as, interval, timeout, health, subs).start();
-            self.scripts.insert(name, Script { def: s.clone(), addr });
+            let running = match &def {
+                TrackerDef::Script(s) => {
+                    let addr = start_script(&id.name, s, user, subs)?;
+                    RunningTracker {
+                        def,
+                        subscribe: addr.clone().recipient(),
+                        retire: addr.recipient(),
+                    }
+                }
+                TrackerDef::File(f) => {
+                    let addr = FileTracker::new(f.clone(), subs).start();
+                    RunningTracker {
+                        def,
+                        subscribe: addr.clone().recipient(),
+                        retire: addr.recipient(),
+                    }
+                }
+                TrackerDef::Process(p) => {
+                    let addr = ProcessTracker::new(p.clone(), subs).start();
+                    RunningTracker {
+                        def,
+                        subscribe: addr.clone().recipient(),
+                        retire: addr.recipient(),
+                    }
+                }
+            };
+            self.trackers.insert(id, running);
         }
         Ok(())
     }
@@ -280,6 +310,31 @@ impl Running {
     pub fn names(&self) -> Vec<String> {
         self.units.keys().cloned().collect()
     }
+}
+
+fn start_script(
+    name: &str,
+    s: &VrrpScript,
+    user: Option<RunAs>,
+    subs: Vec<Recipient<TrackerReading>>,
+) -> Result<Addr<VrrpScriptActor>, RunError> {
+    let argv = script::split_argv(&s.script).map_err(|message| RunError::Script {
+        script: name.to_string(),
+        message,
+    })?;
+    let run_as = match &s.user {
+        Some(u) => Some(
+            lookup_user(&u.user, u.group.as_deref()).map_err(|message| RunError::Script {
+                script: name.to_string(),
+                message,
+            })?,
+        ),
+        None => user,
+    };
+    let interval = Duration::from_micros(s.interval.0).max(Duration::from_millis(10));
+    let timeout = s.timeout.map(|t| Duration::from_micros(t.0)).unwrap_or(interval);
+    let health = ScriptHealth::new(s.rise, s.fall, s.init_fail);
+    Ok(VrrpScriptActor::new(name.to_string(), argv, run_as, interval, timeout, health, subs).start())
 }
 
 /// Stops these instances gracefully, all at once, and waits for them.
@@ -295,10 +350,10 @@ pub async fn stop_instances(instances: &[Addr<InstanceActor>]) {
     }
 }
 
-/// Stops every instance gracefully and waits for them; the scripts stop too.
+/// Stops every instance gracefully and waits for them; the trackers stop too.
 pub async fn stop(running: &Running) {
     stop_instances(&running.instances).await;
-    for s in running.scripts.values() {
-        s.addr.do_send(Retire);
+    for t in running.trackers.values() {
+        t.retire.do_send(Retire);
     }
 }

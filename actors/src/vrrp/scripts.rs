@@ -1,28 +1,12 @@
 //! One actor per `vrrp_script`: runs it every `interval` (never two at once), applies
 //! rise/fall, and tells the instances tracking it when its verdict changes.
 
-use super::tracking::ScriptHealth;
+use super::trackers::{Retire, Subscribe, Subscribers, TrackerReading};
+use super::tracking::{Reading, ScriptHealth, TrackerId};
 use crate::script::{self, Outcome, RunAs};
 use actix::prelude::*;
+use ha_config::model::TrackedKind;
 use std::time::Duration;
-
-/// A script's verdict changed (or was first decided): `good` = succeeding.
-#[derive(Clone, Debug, PartialEq, Eq, Message)]
-#[rtype(result = "()")]
-pub struct ScriptVerdict {
-    pub script: String,
-    pub good: bool,
-}
-
-/// One more instance tracks the script: it is told the current verdict at once.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Subscribe(pub Recipient<ScriptVerdict>);
-
-/// The script is no longer tracked (or its definition changed): stop running it.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Retire;
 
 pub struct VrrpScriptActor {
     name: String,
@@ -32,7 +16,7 @@ pub struct VrrpScriptActor {
     timeout: Duration,
     health: ScriptHealth,
     running: bool,
-    subscribers: Vec<Recipient<ScriptVerdict>>,
+    subscribers: Subscribers,
 }
 
 impl VrrpScriptActor {
@@ -44,8 +28,13 @@ impl VrrpScriptActor {
         interval: Duration,
         timeout: Duration,
         health: ScriptHealth,
-        subscribers: Vec<Recipient<ScriptVerdict>>,
+        subscribers: Vec<Recipient<TrackerReading>>,
     ) -> Self {
+        let id = TrackerId {
+            kind: TrackedKind::Script,
+            name: name.clone(),
+        };
+        let subscribers = Subscribers::new(id, subscribers);
         VrrpScriptActor {
             name,
             argv,
@@ -81,14 +70,7 @@ impl VrrpScriptActor {
             } else {
                 tracing::info!(script = %self.name, outcome = ?outcome, "VRRP script failed");
             }
-            // Instances that were stopped by a reconfiguration drop out here.
-            self.subscribers.retain(|s| s.connected());
-            for s in &self.subscribers {
-                s.do_send(ScriptVerdict {
-                    script: self.name.clone(),
-                    good,
-                });
-            }
+            self.subscribers.tell(Reading::Good(good));
         }
     }
 }
@@ -97,13 +79,7 @@ impl Handler<Subscribe> for VrrpScriptActor {
     type Result = ();
 
     fn handle(&mut self, Subscribe(s): Subscribe, _ctx: &mut Context<Self>) {
-        if self.health.known() {
-            s.do_send(ScriptVerdict {
-                script: self.name.clone(),
-                good: self.health.good(),
-            });
-        }
-        self.subscribers.push(s);
+        self.subscribers.add(s);
     }
 }
 
@@ -122,12 +98,7 @@ impl Actor for VrrpScriptActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // A script that starts failed (`init_fail`) is known at once.
         if self.health.known() {
-            for s in &self.subscribers {
-                s.do_send(ScriptVerdict {
-                    script: self.name.clone(),
-                    good: self.health.good(),
-                });
-            }
+            self.subscribers.tell(Reading::Good(self.health.good()));
         }
         self.launch(ctx);
         ctx.run_interval(self.interval, |act, ctx| act.launch(ctx));

@@ -5,8 +5,10 @@
 use super::check::RxPolicy;
 use super::instance::Params;
 use super::packet::{Auth, Version, MCAST_V4, MCAST_V6};
-use super::tracking::Weight;
-use ha_config::model::{Auth as CfgAuth, Config, GlobalDefs, InitialState, Notify, VrrpInstance};
+use super::tracking::{TrackerId, Weight};
+use ha_config::model::{
+    Auth as CfgAuth, Config, GlobalDefs, InitialState, Notify, TrackedKind, VrrpInstance,
+};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -31,8 +33,9 @@ pub struct InstanceSpec {
     /// While MASTER, every `garp_refresh` (zero: never) send `garp_refresh_repeat` GARPs.
     pub garp_refresh: Duration,
     pub garp_refresh_repeat: u32,
-    /// Tracked `vrrp_script`s by name, with the weight in effect for this instance.
-    pub track_scripts: Vec<(String, Weight)>,
+    /// Tracked scripts, files and processes (its sync group's too), with the weight in
+    /// effect for this instance.
+    pub trackers: Vec<(TrackerId, Weight)>,
     /// Tracked interfaces (the instance's own interface first, FAULT while down, unless
     /// `dont_track_primary`).
     pub track_interfaces: Vec<(String, Weight)>,
@@ -47,8 +50,8 @@ pub enum SetupError {
     MixedFamilies(String),
     #[error("vrrp_instance {0}: no IPv4 source address (interface has none and no unicast_src_ip)")]
     NoSource(String),
-    #[error("vrrp_instance {0}: track_script {1} names no vrrp_script")]
-    NoScript(String, String),
+    #[error("vrrp_instance {0}: {1} is not defined")]
+    Undefined(String, TrackerId),
 }
 
 /// Every instance of `config` (`addrs`: the addresses of an interface, by name).
@@ -71,18 +74,59 @@ pub fn specs(config: &Config, addrs: impl Fn(&str) -> IfAddrs) -> Result<Vec<Ins
         .iter()
         .map(|i| {
             let mut s = spec(&config.global, i, addrs(&i.interface))?;
-            for t in &i.track_script {
-                let script = config
-                    .vrrp_script(&t.name)
-                    .ok_or_else(|| SetupError::NoScript(i.name.clone(), t.name.clone()))?;
-                let weight = t.weight.or((script.weight != 0).then_some(script.weight));
-                s.track_scripts.push((
-                    t.name.clone(),
-                    Weight {
-                        weight,
-                        reverse: t.weight_reverse || (t.weight.is_none() && script.weight_reverse),
-                    },
-                ));
+            // Validation refuses what names nothing; a configuration that skipped it
+            // does not start with the line silently left out.
+            let group = config.group_of(&i.name);
+            for (kind, refs) in [
+                (TrackedKind::Script, &i.track_script),
+                (TrackedKind::File, &i.track_file),
+                (TrackedKind::Process, &i.track_process),
+            ]
+            .into_iter()
+            .chain(group.into_iter().flat_map(|g| {
+                [
+                    (TrackedKind::Script, &g.track_script),
+                    (TrackedKind::File, &g.track_file),
+                    (TrackedKind::Process, &g.track_process),
+                ]
+            })) {
+                for r in refs {
+                    let defined = match kind {
+                        TrackedKind::Script => config.vrrp_script(&r.name).is_some(),
+                        TrackedKind::File => config.track_file(&r.name).is_some(),
+                        _ => config.track_process(&r.name).is_some(),
+                    };
+                    if !defined {
+                        let id = TrackerId {
+                            kind,
+                            name: r.name.clone(),
+                        };
+                        return Err(SetupError::Undefined(i.name.clone(), id));
+                    }
+                }
+            }
+            let (tracked, notes) = config.tracking(i);
+            for n in notes {
+                tracing::debug!(instance = %i.name, "{}", n.message);
+            }
+            for t in tracked {
+                let weight = Weight {
+                    weight: t.weight,
+                    reverse: t.reverse,
+                };
+                if t.kind == TrackedKind::Interface {
+                    match s.track_interfaces.iter_mut().find(|(n, _)| *n == t.name) {
+                        // The instance's own interface: the line sets its weight.
+                        Some(own) if !i.dont_track_primary && t.name == i.interface => own.1 = weight,
+                        _ => s.track_interfaces.push((t.name, weight)),
+                    }
+                    continue;
+                }
+                let id = TrackerId {
+                    kind: t.kind,
+                    name: t.name,
+                };
+                s.trackers.push((id, weight));
             }
             Ok(s)
         })
@@ -197,35 +241,19 @@ pub fn spec(g: &GlobalDefs, inst: &VrrpInstance, ifaddrs: IfAddrs) -> Result<Ins
         garp_delay: Duration::from_secs(u64::from(inst.garp.master_delay)),
         garp_refresh: Duration::from_secs(u64::from(inst.garp.master_refresh)),
         garp_refresh_repeat: inst.garp.master_refresh_repeat.max(1),
-        track_scripts: Vec::new(),
-        track_interfaces: {
-            let mut t = Vec::new();
-            if !inst.dont_track_primary {
-                t.push((
-                    inst.interface.clone(),
-                    Weight {
-                        weight: None,
-                        reverse: false,
-                    },
-                ));
-            }
-            for ti in &inst.track_interface {
-                if ti.name == inst.interface && !inst.dont_track_primary {
-                    t[0].1 = Weight {
-                        weight: ti.weight,
-                        reverse: ti.weight_reverse,
-                    };
-                    continue;
-                }
-                t.push((
-                    ti.name.clone(),
-                    Weight {
-                        weight: ti.weight,
-                        reverse: ti.weight_reverse,
-                    },
-                ));
-            }
-            t
+        trackers: Vec::new(),
+        // The instance's own interface first: FAULT while down, unless
+        // `dont_track_primary`; `track_interface` lines are added by [`specs`].
+        track_interfaces: if inst.dont_track_primary {
+            Vec::new()
+        } else {
+            vec![(
+                inst.interface.clone(),
+                Weight {
+                    weight: None,
+                    reverse: false,
+                },
+            )]
         },
         notify: inst.notify.clone(),
     })

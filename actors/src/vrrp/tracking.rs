@@ -1,6 +1,29 @@
 //! What tracking does to an instance, as keepalived 2.2.7 does it: script results with
-//! rise/fall hysteresis, and the effective priority (or FAULT) from tracked scripts and
-//! interfaces. Pure.
+//! rise/fall hysteresis, and the effective priority (or FAULT) from tracked interfaces,
+//! scripts, files and processes. Pure.
+
+use ha_config::model::TrackedKind;
+
+/// One tracked object: its kind and name (kinds have separate name spaces).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TrackerId {
+    pub kind: TrackedKind,
+    pub name: String,
+}
+
+impl std::fmt::Display for TrackerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind.keyword(), self.name)
+    }
+}
+
+/// What a tracked object reports: ok or failing (interface, script, process quorum), or
+/// the number in a tracked file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    Good(bool),
+    Value(i64),
+}
 
 /// Hysteresis of one `vrrp_script` (keepalived's `result` counter: 0..rise+fall-1,
 /// good when `>= rise`).
@@ -69,12 +92,42 @@ pub struct Weight {
     pub reverse: bool,
 }
 
-/// The priority change (or fault) of one tracked item that is `ok` (script good,
-/// interface up), as keepalived computes it: a positive weight counts while ok, a negative
-/// one while not ok; `reverse` negates the weight; without a weight the instance is FAULT
-/// while not ok (while ok, with `reverse`).
-fn contribution(w: Weight, ok: bool) -> Result<i32, ()> {
+/// The priority change (or fault) of one tracked item, as keepalived computes it.
+///
+/// Ok/failing (script good, interface up, process quorum): a positive weight counts while
+/// ok, a negative one while not ok; `reverse` negates the weight; without a weight the
+/// instance is FAULT while not ok (while ok, with `reverse`).
+///
+/// A file's value: without a weight, any value but 0 is FAULT (with `reverse`, 0 is);
+/// otherwise `value * weight` (negated by `reverse`), within -254..253, where -254 is FAULT.
+fn contribution(w: Weight, reading: Reading) -> Result<i32, ()> {
     let mult = if w.reverse { -1 } else { 1 };
+    let ok = match reading {
+        Reading::Good(ok) => ok,
+        Reading::Value(v) => {
+            return match w.weight {
+                None | Some(0) => {
+                    if (v != 0) != w.reverse {
+                        Err(())
+                    } else {
+                        Ok(0)
+                    }
+                }
+                Some(x) => {
+                    let s = v
+                        .saturating_mul(i64::from(x))
+                        .saturating_mul(mult)
+                        .clamp(-254, 253);
+                    if s == -254 {
+                        Err(())
+                    } else {
+                        Ok(s as i32)
+                    }
+                }
+            };
+        }
+    };
+    let mult = mult as i32;
     match w.weight {
         None | Some(0) => {
             if ok != w.reverse {
@@ -90,11 +143,11 @@ fn contribution(w: Weight, ok: bool) -> Result<i32, ()> {
 
 /// Effective priority and fault from the base priority and every tracked item. The
 /// address owner (255) is not moved by weights; others stay within 1..=254.
-pub fn effective(base: u8, items: impl IntoIterator<Item = (Weight, bool)>) -> (u8, bool) {
+pub fn effective(base: u8, items: impl IntoIterator<Item = (Weight, Reading)>) -> (u8, bool) {
     let mut sum: i32 = 0;
     let mut fault = false;
-    for (w, ok) in items {
-        match contribution(w, ok) {
+    for (w, reading) in items {
+        match contribution(w, reading) {
             Ok(x) => sum += x,
             Err(()) => fault = true,
         }
@@ -141,6 +194,39 @@ mod tests {
 
     fn w(weight: Option<i32>, reverse: bool) -> Weight {
         Weight { weight, reverse }
+    }
+
+    /// The ok/failing cases below, as readings.
+    fn effective(base: u8, items: impl IntoIterator<Item = (Weight, bool)>) -> (u8, bool) {
+        super::effective(base, items.into_iter().map(|(w, ok)| (w, Reading::Good(ok))))
+    }
+
+    fn file(base: u8, weight: Option<i32>, reverse: bool, value: i64) -> (u8, bool) {
+        super::effective(base, [(w(weight, reverse), Reading::Value(value))])
+    }
+
+    #[test]
+    fn file_values_as_keepalived() {
+        assert_eq!(file(100, None, false, 0), (100, false), "unweighted: 0 is ok");
+        assert_eq!(
+            file(100, None, false, 7),
+            (100, true),
+            "unweighted: non-zero is FAULT"
+        );
+        assert_eq!(file(100, None, true, 0), (100, true), "reverse: 0 is FAULT");
+        assert_eq!(file(100, None, true, -3), (100, false));
+        assert_eq!(file(100, Some(1), false, 20), (120, false), "value * weight");
+        assert_eq!(file(100, Some(-10), false, 3), (70, false));
+        assert_eq!(file(100, Some(10), true, 3), (70, false), "reverse negates");
+        assert_eq!(
+            file(100, Some(1), false, 500),
+            (254, false),
+            "253 at most, within 1..254"
+        );
+        assert_eq!(file(100, Some(1), false, -254), (100, true), "-254 is FAULT");
+        assert_eq!(file(100, Some(2), false, -200), (100, true), "below -254 too");
+        assert_eq!(file(100, Some(1), false, -253), (1, false));
+        assert_eq!(file(100, Some(254), false, i64::MAX), (254, false), "no overflow");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod args;
 mod check;
 mod global;
 mod lvs;
+mod track;
 mod vrrp;
 
 pub use args::{Ctx, SpanIndex};
@@ -133,6 +134,23 @@ impl ViewLowering {
             "vrrp_script" => {
                 if let Some(v) = vrrp::vrrp_script(cx, s) {
                     upsert(cx, &mut cfg.vrrp_scripts, v, |v| &v.name, s, "vrrp_script")
+                }
+            }
+            "track_file" | "vrrp_track_file" => {
+                if let Some(v) = track::track_file(cx, s) {
+                    upsert(cx, &mut cfg.track_files, v, |v| &v.name, s, "track_file")
+                }
+            }
+            "vrrp_track_process" => {
+                if let Some(v) = track::track_process(cx, s) {
+                    upsert(
+                        cx,
+                        &mut cfg.track_processes,
+                        v,
+                        |v| &v.name,
+                        s,
+                        "vrrp_track_process",
+                    )
                 }
             }
             "vrrp_sync_group" => {

@@ -97,14 +97,16 @@ fn weight_reverse(cx: &mut Ctx, c: &Stmt, at: usize) -> bool {
     }
 }
 
-/// Lines of a `track_script { NAME [weight N [reverse]] }` block.
-fn track_scripts(cx: &mut Ctx, s: &Stmt) -> Vec<TrackScript> {
+/// Lines of a `track_script`, `track_file` or `track_process` block:
+/// `NAME [weight N [reverse]]`.
+/// Each line is marked `KEYWORD NAME in OWNER` (`OWNER`: `vrrp_instance X`, ...).
+fn track_refs(cx: &mut Ctx, s: &Stmt, owner: &str) -> Vec<TrackRef> {
     let mut out = Vec::new();
     for c in cx.block(s) {
         let name = c.keyword().to_string();
-        cx.mark(format!("track_script {name}"), c.span());
+        cx.mark(format!("{} {name} in {owner}", s.keyword()), c.span());
         let (weight, weight_reverse) = track_weight(cx, c);
-        out.push(TrackScript {
+        out.push(TrackRef {
             name,
             weight,
             weight_reverse,
@@ -134,9 +136,10 @@ fn track_weight(cx: &mut Ctx, c: &Stmt) -> (Option<i32>, bool) {
     }
 }
 
-fn track_interfaces(cx: &mut Ctx, s: &Stmt) -> Vec<TrackInterface> {
+fn track_interfaces(cx: &mut Ctx, s: &Stmt, owner: &str) -> Vec<TrackInterface> {
     let mut out = Vec::new();
     for c in cx.block(s) {
+        cx.mark(format!("track_interface {} in {owner}", c.keyword()), c.span());
         let (weight, weight_reverse) = track_weight(cx, c);
         out.push(TrackInterface {
             name: c.keyword().to_string(),
@@ -169,6 +172,9 @@ pub fn sync_group(cx: &mut Ctx, s: &Stmt) -> Option<SyncGroup> {
         notify: Notify::default(),
         track_script: Vec::new(),
         track_interface: Vec::new(),
+        track_file: Vec::new(),
+        track_process: Vec::new(),
+        tracking_weight: false,
         extra: Vec::new(),
     };
     cx.mark(format!("sync_group {}", g.name), s.span());
@@ -184,8 +190,20 @@ pub fn sync_group(cx: &mut Ctx, s: &Stmt) -> Option<SyncGroup> {
                     }
                 }
             }
-            "track_script" => g.track_script = track_scripts(cx, c),
-            "track_interface" => g.track_interface = track_interfaces(cx, c),
+            "track_script" => g.track_script = track_refs(cx, c, &format!("vrrp_sync_group {}", g.name)),
+            "track_file" => g.track_file = track_refs(cx, c, &format!("vrrp_sync_group {}", g.name)),
+            "track_process" => g.track_process = track_refs(cx, c, &format!("vrrp_sync_group {}", g.name)),
+            "track_interface" => {
+                g.track_interface = track_interfaces(cx, c, &format!("vrrp_sync_group {}", g.name))
+            }
+            "sync_group_tracking_weight" => g.tracking_weight = cx.flag(c),
+            "global_tracking" => {
+                cx.warning(
+                    c.span(),
+                    "`global_tracking` is deprecated; use `sync_group_tracking_weight`",
+                );
+                g.tracking_weight = cx.flag(c);
+            }
             _ => {
                 if let Some(raw) = cx.other(Section::SyncGroup, c) {
                     g.extra.push(raw);
@@ -416,8 +434,12 @@ pub fn instance(cx: &mut Ctx, s: &Stmt, g: &GlobalDefs) -> Option<VrrpInstance> 
                     v.preempt_delay = if d == Dur(0) { None } else { Some(d) };
                 }
             }
-            "track_interface" => v.track_interface = track_interfaces(cx, c),
-            "track_script" => v.track_script = track_scripts(cx, c),
+            "track_interface" => {
+                v.track_interface = track_interfaces(cx, c, &format!("vrrp_instance {}", v.name))
+            }
+            "track_script" => v.track_script = track_refs(cx, c, &format!("vrrp_instance {}", v.name)),
+            "track_file" => v.track_file = track_refs(cx, c, &format!("vrrp_instance {}", v.name)),
+            "track_process" => v.track_process = track_refs(cx, c, &format!("vrrp_instance {}", v.name)),
             "dont_track_primary" => v.dont_track_primary = cx.flag(c),
             "unicast_src_ip" => v.unicast_src_ip = cx.ip(c, 0).or(v.unicast_src_ip),
             "mcast_src_ip" => v.mcast_src_ip = cx.ip(c, 0).or(v.mcast_src_ip),

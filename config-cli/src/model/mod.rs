@@ -7,11 +7,13 @@
 mod common;
 mod global;
 mod lvs;
+mod track;
 mod vrrp;
 
 pub use common::*;
 pub use global::*;
 pub use lvs::*;
+pub use track::*;
 pub use vrrp::*;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +23,9 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     pub global: GlobalDefs,
     pub vrrp_scripts: Vec<VrrpScript>,
+    /// `track_file` (and `vrrp_track_file`) blocks.
+    pub track_files: Vec<TrackFile>,
+    pub track_processes: Vec<TrackProcess>,
     pub sync_groups: Vec<SyncGroup>,
     pub instances: Vec<VrrpInstance>,
     pub vs_groups: Vec<VirtualServerGroup>,
@@ -42,5 +47,13 @@ impl Config {
 
     pub fn vrrp_script(&self, name: &str) -> Option<&VrrpScript> {
         self.vrrp_scripts.iter().find(|s| s.name == name)
+    }
+
+    pub fn track_file(&self, name: &str) -> Option<&TrackFile> {
+        self.track_files.iter().find(|s| s.name == name)
+    }
+
+    pub fn track_process(&self, name: &str) -> Option<&TrackProcess> {
+        self.track_processes.iter().find(|s| s.name == name)
     }
 }

@@ -58,8 +58,16 @@ pub struct SyncGroup {
     pub name: String,
     pub members: Vec<String>,
     pub notify: Notify,
-    pub track_script: Vec<TrackScript>,
+    /// Tracked by every member, with these weights (a member that owns its addresses
+    /// turns them into FAULT).
+    pub track_script: Vec<TrackRef>,
     pub track_interface: Vec<TrackInterface>,
+    pub track_file: Vec<TrackRef>,
+    pub track_process: Vec<TrackRef>,
+    /// `sync_group_tracking_weight` (or the deprecated `global_tracking`): members keep the
+    /// weights of what they track themselves; without it keepalived drops a member's
+    /// weighted scripts, files and processes and makes its weighted interfaces FAULT.
+    pub tracking_weight: bool,
     pub extra: Vec<RawStmt>,
 }
 
@@ -120,9 +128,11 @@ pub struct TrackInterface {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct TrackScript {
+/// One line of a `track_script`, `track_file` or `track_process` block: the tracked
+/// object's name, and a weight overriding its own.
+pub struct TrackRef {
     pub name: String,
-    /// Overrides the script's own weight.
+    /// Overrides the tracked object's own weight.
     pub weight: Option<i32>,
     pub weight_reverse: bool,
 }
@@ -177,7 +187,9 @@ pub struct VrrpInstance {
     pub nopreempt: bool,
     pub preempt_delay: Option<Dur>,
     pub track_interface: Vec<TrackInterface>,
-    pub track_script: Vec<TrackScript>,
+    pub track_script: Vec<TrackRef>,
+    pub track_file: Vec<TrackRef>,
+    pub track_process: Vec<TrackRef>,
     pub dont_track_primary: bool,
     pub unicast_src_ip: Option<IpAddr>,
     pub unicast_peer: Vec<UnicastPeer>,
@@ -205,6 +217,8 @@ impl VrrpInstance {
             preempt_delay: None,
             track_interface: Vec::new(),
             track_script: Vec::new(),
+            track_file: Vec::new(),
+            track_process: Vec::new(),
             dont_track_primary: false,
             unicast_src_ip: None,
             unicast_peer: Vec::new(),

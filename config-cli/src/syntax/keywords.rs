@@ -21,10 +21,12 @@ pub enum Section {
     PingCheck,
     DnsCheck,
     SmtpCheck,
+    TrackFile,
+    TrackProcess,
 }
 
 impl Section {
-    pub const ALL: [Section; 16] = [
+    pub const ALL: [Section; 18] = [
         Section::Root,
         Section::GlobalDefs,
         Section::VrrpScript,
@@ -41,6 +43,8 @@ impl Section {
         Section::PingCheck,
         Section::DnsCheck,
         Section::SmtpCheck,
+        Section::TrackFile,
+        Section::TrackProcess,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +65,8 @@ impl Section {
             Section::PingCheck => "PING_CHECK",
             Section::DnsCheck => "DNS_CHECK",
             Section::SmtpCheck => "SMTP_CHECK",
+            Section::TrackFile => "track_file",
+            Section::TrackProcess => "vrrp_track_process",
         }
     }
 
@@ -97,6 +103,18 @@ impl Section {
             Section::UdpCheck => UDP_CHECK,
             Section::DnsCheck => DNS_CHECK,
             Section::SmtpCheck => SMTP_CHECK,
+            Section::TrackFile => &["file", "weight", "init_file"],
+            Section::TrackProcess => &[
+                "process",
+                "param_match",
+                "weight",
+                "quorum",
+                "quorum_max",
+                "delay",
+                "terminate_delay",
+                "fork_delay",
+                "full_command",
+            ],
         }
     }
 }
