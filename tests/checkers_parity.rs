@@ -427,3 +427,87 @@ fn smtp_check_greeting_helo_refusal_stopped_and_back() {
         &["SMTP_CHECK#0", "DOWN->UP"],
     );
 }
+
+#[test]
+fn file_check_follows_the_file_when_it_changes() {
+    // keepalived reads a track_file when inotify says it changed, not on a schedule
+    // (FILE_CHECK has no delay_loop): the bound is "at once"; a periodic read would take
+    // the default delay_loop, 60 s.
+    let mut lab = Lab::new("fchk");
+    let maint = lab.work.path().join("maint");
+    let boost = lab.work.path().join("boost");
+    std::fs::write(&boost, "0\n").expect("write");
+    let conf = format!(
+        "track_file maint {{\n file {maint}\n weight 0\n init_file 0 overwrite\n}}\n\
+         track_file boost {{\n file {boost}\n}}\n\
+         virtual_server {RS} 80 {{\n lb_kind DR\n protocol TCP\n\
+          real_server {RS} 80 {{\n  weight 5\n  FILE_CHECK {{\n   track_file maint\n  }}\n  FILE_CHECK {{\n   track_file boost\n   weight 2\n  }}\n }}\n}}\n",
+        maint = maint.display(),
+        boost = boost.display(),
+    );
+    let w = lab.watch(&conf);
+    // Known at once: down (alpha) until the first reading, which says up.
+    saw(
+        &w,
+        0,
+        &["FILE_CHECK#0", "DOWN->UP", "file value 0"],
+        SystemTime::now(),
+        SLACK,
+    );
+    saw(
+        &w,
+        0,
+        &["FILE_CHECK#1", "DOWN->UP", "file value 0: weight 5"],
+        SystemTime::now(),
+        SLACK,
+    );
+    let at_once = Duration::ZERO;
+    after(
+        &w,
+        "maintenance flag set",
+        at_once,
+        || std::fs::write(&maint, "1\n").expect("write"),
+        &["FILE_CHECK#0", "UP->DOWN", "file value 1"],
+    );
+    after(
+        &w,
+        "maintenance flag cleared",
+        at_once,
+        || std::fs::write(&maint, "0\n").expect("write"),
+        &["FILE_CHECK#0", "DOWN->UP", "file value 0"],
+    );
+    // Weighted: 5 + 3 x 2; a value driving it below 0 leaves it up with weight 0.
+    after(
+        &w,
+        "weight raised",
+        at_once,
+        || std::fs::write(&boost, "3\n").expect("write"),
+        &["FILE_CHECK#1", "UP->UP", "weight 11"],
+    );
+    after(
+        &w,
+        "weight lowered",
+        at_once,
+        || std::fs::write(&boost, "-4\n").expect("write"),
+        &["FILE_CHECK#1", "UP->UP", "weight 0"],
+    );
+    // A file moved into place (how tools update files atomically), then deleted (0).
+    let tmp = lab.work.path().join("maint.new");
+    after(
+        &w,
+        "flag moved into place",
+        at_once,
+        || {
+            std::fs::write(&tmp, "7\n").expect("write");
+            std::fs::rename(&tmp, &maint).expect("rename");
+        },
+        &["FILE_CHECK#0", "UP->DOWN", "file value 7"],
+    );
+    after(
+        &w,
+        "flag deleted",
+        at_once,
+        || std::fs::remove_file(&maint).expect("rm"),
+        &["FILE_CHECK#0", "DOWN->UP", "file value 0"],
+    );
+}

@@ -636,6 +636,19 @@ fn checker(chk: &Checker) -> Node {
             return raw(r);
         }
     }
+    if let CheckKind::File(f) = &chk.kind {
+        // No connection or timing lines: keepalived's FILE_CHECK has none.
+        let mut c = vec![Node::line(["track_file".to_string(), quote(&f.track_file)])];
+        if let Some(w) = f.weight {
+            let mut words = vec!["weight".to_string(), w.to_string()];
+            if f.reverse {
+                words.push("reverse".into());
+            }
+            c.push(Node::line(words));
+        }
+        c.extend(chk.extra.iter().map(raw));
+        return Node::block(["FILE_CHECK"], c);
+    }
     let cm = &chk.common;
     let mut c = Vec::new();
     opt(&mut c, "connect_ip", &cm.connect_ip);
@@ -721,7 +734,7 @@ fn checker(chk: &Checker) -> Node {
                 c.push(Node::line(["helo_name".to_string(), m.helo_name.clone()]));
             }
         }
-        CheckKind::Tcp | CheckKind::Ping | CheckKind::Other(_) => {}
+        CheckKind::Tcp | CheckKind::Ping | CheckKind::Other(_) | CheckKind::File(_) => {}
     }
     c.extend(chk.extra.iter().map(raw));
     Node::block([chk.kind.keyword().to_string()], c)

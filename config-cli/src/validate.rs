@@ -254,6 +254,23 @@ fn lvs_checks(cfg: &Config, spans: &SpanIndex, d: &mut Diagnostics) {
         let here = spans.get(&format!("vs {}", vs.key)).copied();
         group_reference(&vs.key, here, |g| groups.contains(g), d);
         virtual_server(vs, spans, d);
+        for rs in &vs.real_servers {
+            for c in &rs.checkers {
+                let CheckKind::File(f) = &c.kind else { continue };
+                if cfg.track_file(&f.track_file).is_none() {
+                    let place = format!("vs {} rs {} FILE_CHECK", vs.key, crate::lower::rs_name(rs));
+                    d.error(
+                        at(spans, &[format!("{place} track_file {}", f.track_file), format!("vs {}", vs.key)]),
+                        format!(
+                            "real server {} of virtual_server {}: FILE_CHECK reads `{}`, which no track_file defines",
+                            crate::lower::rs_name(rs),
+                            vs.key,
+                            f.track_file
+                        ),
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -40,7 +40,7 @@ vrrp_instance VI_1 {\n interface ens33\n virtual_router_id 51\n priority 100\n s
  virtual_routes {\n  198.18.200.0/24 via 198.18.116.1\n }\n}\n\
 virtual_server 198.18.116.134 53 {\n protocol UDP\n lb_kind DR\n\
  real_server 198.18.116.131 53 {\n  BFD_CHECK {\n   name bfd1\n  }\n }\n\
- real_server 198.18.116.132 53 {\n  FILE_CHECK {\n  }\n }\n\
+ real_server 198.18.116.132 53 {\n  BFD_CHECK {\n  }\n }\n\
  real_server 198.18.116.133 53 {\n  UDP_CHECK {\n   require_reply 0a0bXX\n  }\n  PING_CHECK {\n  }\n }\n}\n";
 
 #[test]
@@ -52,7 +52,7 @@ fn what_hanode_does_not_run_is_an_error_at_its_line() {
         (12, "track_bfd"),
         (15, "virtual_routes"),
         (23, "BFD_CHECK"),
-        (28, "FILE_CHECK"),
+        (28, "BFD_CHECK"),
     ];
     assert_eq!(
         found,
@@ -80,7 +80,7 @@ fn what_hanode_does_not_run_is_an_error_at_its_line() {
 
 #[test]
 fn hanode_ignore_accepts_each_keyword_it_names_wherever_global_defs_is() {
-    let accept = "global_defs {\n hanode_ignore FILE_CHECK BFD_CHECK track_bfd\n}\n";
+    let accept = "global_defs {\n hanode_ignore BFD_CHECK track_bfd\n}\n";
     // Before the uses (lines shift by 3) and after them (global_defs last).
     for (text, shift) in [(format!("{accept}{TEXT}"), 3), (format!("{TEXT}{accept}"), 0)] {
         let found = not_run(&text);
@@ -90,20 +90,19 @@ fn hanode_ignore_accepts_each_keyword_it_names_wherever_global_defs_is() {
                 .find(|(_, _, k)| k == kw)
                 .map(|(l, s, _)| (*l - shift, *s))
         };
-        assert_eq!(severity("FILE_CHECK"), Some((28, Severity::Warning)), "{found:?}");
-        assert_eq!(severity("BFD_CHECK"), Some((23, Severity::Warning)));
+        assert_eq!(severity("BFD_CHECK"), Some((23, Severity::Warning)), "{found:?}");
         assert_eq!(severity("track_bfd"), Some((12, Severity::Warning)));
         // Not named: still refused.
         assert_eq!(severity("virtual_routes"), Some((15, Severity::Error)));
         assert_eq!(severity("bfd_instance"), Some((1, Severity::Error)));
     }
     // Per director: `@lvs02 hanode_ignore` accepts it on lvs02 only.
-    let text = format!("global_defs {{\n @lvs02 hanode_ignore FILE_CHECK\n}}\n@lvs01 router_id a\n{TEXT}");
+    let text = format!("global_defs {{\n @lvs02 hanode_ignore BFD_CHECK\n}}\n@lvs01 router_id a\n{TEXT}");
     let (parsed, loaded) = cluster::load_str("t.conf", &text, &[]);
     let udp: Vec<String> = loaded
         .diags
         .iter()
-        .filter(|d| d.message.contains("`FILE_CHECK`"))
+        .filter(|d| d.message.contains("`BFD_CHECK`"))
         .map(|d| d.render(&parsed.sources))
         .collect();
     assert!(

@@ -165,3 +165,48 @@ vrrp_instance B {\n interface ens33\n virtual_router_id 2\n virtual_ipaddress {\
         .iter()
         .any(|t| t.kind == TrackedKind::Script && t.weight == Some(20)));
 }
+
+#[test]
+fn file_check_reads_a_track_file_and_prints_back() {
+    let text = "track_file maint {\n file /run/ha/maint\n weight 0\n}\n\
+virtual_server 198.18.116.134 80 {\n lb_kind DR\n real_server 198.18.116.131 80 {\n  FILE_CHECK {\n   track_file maint\n   weight 4 reverse\n  }\n }\n\
+ real_server 198.18.116.132 80 {\n  FILE_CHECK {\n   track_file gone\n  }\n }\n\
+ real_server 198.18.116.133 80 {\n  FILE_CHECK {\n   weight 1\n  }\n }\n}\n";
+    let e: Vec<String> = rendered(text)
+        .into_iter()
+        .filter(|d| d.contains("error"))
+        .collect();
+    assert_eq!(
+        e,
+        [
+            "t.conf:15:4: error: real server 198.18.116.132:80 of virtual_server 198.18.116.134:80: FILE_CHECK reads `gone`, which no track_file defines",
+            "t.conf:19:3: error: FILE_CHECK has no `track_file` line",
+        ],
+        "{e:?}"
+    );
+    let ok = text
+        .replace("   track_file gone\n", "   track_file maint\n")
+        .replace("  FILE_CHECK {\n   weight 1\n  }\n", "");
+    let (_, l) = load(&ok);
+    assert!(!l.diags.has_errors(), "{:?}", rendered(&ok));
+    let c = &l.cluster.default;
+    let rs = &c.virtual_servers[0].real_servers[0];
+    assert_eq!(
+        rs.checkers[0].kind,
+        CheckKind::File(FileCheck {
+            track_file: "maint".into(),
+            weight: Some(4),
+            reverse: true
+        })
+    );
+    let printed = l.cluster.print().expect("print");
+    assert!(
+        printed.contains("FILE_CHECK {\n            track_file maint\n            weight 4 reverse\n"),
+        "{printed}"
+    );
+    let (_, again) = load(&printed);
+    assert_eq!(
+        ha_config::canon::canonical_config(&again.cluster.default),
+        ha_config::canon::canonical_config(c)
+    );
+}

@@ -328,7 +328,8 @@ impl Director {
         }
     }
 
-    /// The VRRP part of the view: global settings, track scripts, sync groups, instances.
+    /// The VRRP part of the view: global settings, tracked scripts, files and processes,
+    /// sync groups, instances.
     fn vrrp_part(&self) -> Config {
         let mut c = assemble(self.view.iter().filter(|(k, _)| is_vrrp_key(k)).map(|(_, i)| i));
         c.extra.clear();
@@ -337,7 +338,7 @@ impl Director {
 
     /// Feeds the checkers (and through them the data plane) the committed version,
     /// unless held by the test hook. Only the virtual servers changed since the last feed
-    /// are handed over, unless the global settings or a group changed.
+    /// are handed over, unless the global settings, a group or a track_file changed.
     fn feed(&mut self, ctx: &mut Context<Self>) {
         let Some(version) = self.committed else {
             return;
@@ -349,7 +350,10 @@ impl Director {
         let unfed = self.unfed.replace(BTreeSet::new());
         let whole = match &unfed {
             None => true,
-            Some(keys) => keys.iter().any(|k| matches!(k, Key::Global | Key::VsGroup(_))),
+            // FILE_CHECKs read the track_file definitions.
+            Some(keys) => keys
+                .iter()
+                .any(|k| matches!(k, Key::Global | Key::VsGroup(_) | Key::TrackFile(_))),
         };
         let (checks, probes) = match &mut self.checks {
             Some(c) if !whole => {
@@ -700,7 +704,12 @@ impl Director {
 fn is_vrrp_key(k: &Key) -> bool {
     matches!(
         k,
-        Key::Global | Key::Script(_) | Key::SyncGroup(_) | Key::Instance(_)
+        Key::Global
+            | Key::Script(_)
+            | Key::SyncGroup(_)
+            | Key::Instance(_)
+            | Key::TrackFile(_)
+            | Key::TrackProcess(_)
     )
 }
 

@@ -42,6 +42,14 @@ pub enum ProbeSpec {
         target: Target,
         helo_name: String,
     },
+    /// FILE_CHECK: the file's number, with the weight in effect and the real server's
+    /// configured weight.
+    File {
+        path: std::path::PathBuf,
+        weight: i32,
+        reverse: bool,
+        rs_weight: u32,
+    },
 }
 
 /// Identifies a checker: its virtual server, real server and kind (with its index among
@@ -110,10 +118,12 @@ impl CheckerActor {
 
     fn schedule(&mut self, delay: Duration, ctx: &mut Context<Self>) {
         self.due = std::time::Instant::now() + delay;
-        ctx.run_later(delay, |act, ctx| act.run_probe(ctx));
+        ctx.run_later(delay, |act, ctx| act.run_probe(ctx, true));
     }
 
-    fn run_probe(&mut self, ctx: &mut Context<Self>) {
+    /// One probe; `on_schedule`: the periodic one (which schedules the next), not one the
+    /// file's change asked for.
+    fn run_probe(&mut self, ctx: &mut Context<Self>, on_schedule: bool) {
         super::stats::STATS.record(self.due.elapsed());
         let timeout = self.core.timing().connect_timeout;
         let spec = self.probe.clone();
@@ -126,6 +136,7 @@ impl CheckerActor {
             ProbeSpec::Ping(_) => 5,
             ProbeSpec::Dns { .. } => 6,
             ProbeSpec::Smtp { .. } => 7,
+            ProbeSpec::File { .. } => 8,
         };
         let started = std::time::Instant::now();
         let fut = probe_future(spec, timeout);
@@ -155,7 +166,9 @@ impl CheckerActor {
                     });
                 }
             }
-            act.schedule(next, ctx);
+            if on_schedule {
+                act.schedule(next, ctx);
+            }
         }));
     }
 }
@@ -227,6 +240,18 @@ fn probe_future(spec: std::sync::Arc<ProbeSpec>, timeout: Duration) -> ProbeFutu
                 _ => ProbeResult::down("internal: probe kind changed under the probe"),
             }
         }),
+        ProbeSpec::File {
+            path,
+            weight,
+            reverse,
+            rs_weight,
+        } => {
+            let r = match crate::track::file::read_value(path) {
+                Some(v) => probe::file(v, *weight, *reverse, *rs_weight),
+                None => ProbeResult::down(format!("{}: not a number keepalived accepts", path.display())),
+            };
+            Box::pin(std::future::ready(r))
+        }
     }
 }
 
@@ -282,7 +307,47 @@ impl Actor for CheckerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if let ProbeSpec::File { path, .. } = &*self.probe {
+            // Read again whenever the kernel says the file changed (as keepalived does).
+            let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+            let watch = inotify::Inotify::init().and_then(|i| {
+                i.watches().add(
+                    dir,
+                    inotify::WatchMask::CLOSE_WRITE
+                        | inotify::WatchMask::MOVED_TO
+                        | inotify::WatchMask::MOVED_FROM
+                        | inotify::WatchMask::DELETE,
+                )?;
+                i.into_event_stream([0u8; 1024])
+            });
+            match watch {
+                Ok(stream) => {
+                    ctx.add_stream(stream);
+                }
+                Err(e) => {
+                    let ids: Vec<String> = self.ids.iter().map(|i| i.to_string()).collect();
+                    tracing::warn!(checkers = ?ids, file = %path.display(), "cannot watch the file ({e}); read at each delay_loop");
+                }
+            }
+        }
         let first = self.core.first_delay(self.unit);
         self.schedule(first, ctx);
     }
+}
+
+impl StreamHandler<std::io::Result<inotify::Event<std::ffi::OsString>>> for CheckerActor {
+    fn handle(&mut self, ev: std::io::Result<inotify::Event<std::ffi::OsString>>, ctx: &mut Context<Self>) {
+        let ProbeSpec::File { path, .. } = &*self.probe else {
+            return;
+        };
+        let ours = match &ev {
+            Ok(e) => e.name.as_deref() == path.file_name(),
+            Err(_) => true, // overflowed: it may have changed unseen
+        };
+        if ours {
+            self.run_probe(ctx, false);
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
 }

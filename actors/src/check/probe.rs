@@ -294,6 +294,34 @@ async fn smtp_step(
         .map_err(late)?
 }
 
+/// FILE_CHECK on a reading `value` of its file, as keepalived 2.2.7: with weight 0, any
+/// value but 0 is down (with `reverse`, 0 is); otherwise `value * weight` (negated by
+/// `reverse`) is added to the real server's configured weight (at least 0), and only a
+/// product at or below i32's minimum is down.
+pub fn file(value: i64, weight: i32, reverse: bool, rs_weight: u32) -> ProbeResult {
+    if weight == 0 {
+        return if (value != 0) != reverse {
+            ProbeResult::down(format!("file value {value}"))
+        } else {
+            ProbeResult::up(format!("file value {value}"))
+        };
+    }
+    let mult = if reverse { -1 } else { 1 };
+    let status = value
+        .saturating_mul(i64::from(weight))
+        .saturating_mul(mult)
+        .clamp(i64::from(i32::MIN), i64::from(i32::MAX));
+    if status == i64::from(i32::MIN) {
+        return ProbeResult::down(format!("file value {value} x weight {weight}: fault"));
+    }
+    let w = (i64::from(rs_weight) + status).clamp(0, i64::from(i32::MAX)) as u32;
+    ProbeResult {
+        ok: true,
+        reason: format!("file value {value}: weight {w}"),
+        weight: Some(w),
+    }
+}
+
 /// MISC_CHECK: exit 0 up, 1 down; with `dynamic`, 2..=255 up with weight exit-2.
 pub async fn misc(argv: &[String], run_as: Option<RunAs>, timeout: Duration, dynamic: bool) -> ProbeResult {
     match script::run(argv, run_as, timeout).await {
@@ -307,5 +335,32 @@ pub async fn misc(argv: &[String], run_as: Option<RunAs>, timeout: Duration, dyn
         Outcome::Signaled(s) => ProbeResult::down(format!("killed by signal {s}")),
         Outcome::TimedOut => ProbeResult::down(format!("timed out after {}; killed", secs(timeout))),
         Outcome::NotStarted(e) => ProbeResult::down(format!("not started: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_check_readings_as_keepalived() {
+        assert!(file(0, 0, false, 5).ok, "unweighted: 0 is up");
+        assert!(!file(2, 0, false, 5).ok, "unweighted: non-zero is down");
+        assert!(!file(0, 0, true, 5).ok, "reverse: 0 is down");
+        assert_eq!(
+            file(0, 0, false, 5).weight,
+            None,
+            "unweighted: the configured weight"
+        );
+        assert_eq!(file(3, 2, false, 5).weight, Some(11), "5 + 3 x 2");
+        assert_eq!(file(3, 2, true, 5).weight, Some(0), "5 - 6: at least 0, still up");
+        assert!(file(3, 2, true, 5).ok);
+        assert_eq!(file(-1, 1, false, 1).weight, Some(0));
+        let fault = file(i64::from(i32::MIN), 1, false, 5);
+        assert!(!fault.ok, "at i32's minimum: down");
+        assert_eq!(
+            file(i64::from(i32::MAX) + 1, 2, false, 1).weight,
+            Some(i32::MAX as u32)
+        );
     }
 }

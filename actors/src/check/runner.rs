@@ -75,11 +75,18 @@ struct PlanContext {
     tls: std::sync::Arc<rustls::ClientConfig>,
     ca: Option<String>,
     default_user: Result<Option<script::RunAs>, String>,
+    /// The `track_file`s FILE_CHECKs read.
+    track_files: BTreeMap<String, ha_config::model::TrackFile>,
 }
 
 impl PlanContext {
     fn of(config: &Config) -> Self {
         PlanContext {
+            track_files: config
+                .track_files
+                .iter()
+                .map(|t| (t.name.clone(), t.clone()))
+                .collect(),
             // keepalived's SSL_GET does not verify certificates (see `tls`) unless `SSL { ca }`.
             tls: tls_config(config),
             ca: ssl_ca(config),
@@ -117,7 +124,7 @@ pub fn checker_ids(config: &Config) -> BTreeMap<CheckerId, super::schedule::Heal
                 }
                 out.insert(
                     checker_id(&vname, &rname, n, c),
-                    CheckerCore::new(Timing::from(&c.common)).health(),
+                    CheckerCore::new(timing_of(c)).health(),
                 );
             }
         }
@@ -241,6 +248,26 @@ fn plan_vs(
                     addr: SocketAddr::new(ip, 0),
                     bind: target.bind,
                 }),
+                CheckKind::File(f) => {
+                    let Some(def) = cx.track_files.get(&f.track_file) else {
+                        tracing::error!(vs = %vname, rs = %rs_name(rs), "FILE_CHECK: no track_file {}; checker not started", f.track_file);
+                        unstarted.push(checker_id(&vshared, &rname, n, c));
+                        continue;
+                    };
+                    let (weight, reverse) = match f.weight {
+                        Some(w) => (w, f.reverse),
+                        None => (def.weight, def.weight_reverse),
+                    };
+                    let timing = timing_of(c);
+                    let probe = ProbeSpec::File {
+                        path: def.file.clone().into(),
+                        weight,
+                        reverse,
+                        rs_weight: rs.weight,
+                    };
+                    specs.push((checker_id(&vshared, &rname, n, c), timing, probe));
+                    continue;
+                }
                 CheckKind::Other(k) => {
                     tracing::warn!(vs = %vname, rs = %rs_name(rs), "{k} is not supported; checker ignored");
                     continue;
@@ -248,6 +275,22 @@ fn plan_vs(
             };
             specs.push((checker_id(&vshared, &rname, n, c), Timing::from(&c.common), probe));
         }
+    }
+}
+
+/// A checker's timing. FILE_CHECK is read when the file changes (and at each
+/// `delay_loop`), decided by one reading (no retries), and counts as down until its first
+/// reading, which comes at once.
+fn timing_of(c: &ha_config::model::Checker) -> Timing {
+    let t = Timing::from(&c.common);
+    match c.kind {
+        CheckKind::File(_) => Timing {
+            retry: 0,
+            alpha: true,
+            warmup: None,
+            ..t
+        },
+        _ => t,
     }
 }
 
@@ -540,6 +583,12 @@ fn probe_key(t: &Timing, p: &ProbeSpec, ca: &Option<String>) -> ProbeKey {
         ProbeSpec::Ping(target) => format!("ping {target:?} {t:?}"),
         ProbeSpec::Dns { target, check } => format!("dns {target:?} {check:?} {t:?}"),
         ProbeSpec::Smtp { target, helo_name } => format!("smtp {target:?} {helo_name:?} {t:?}"),
+        ProbeSpec::File {
+            path,
+            weight,
+            reverse,
+            rs_weight,
+        } => format!("file {path:?} {weight} {reverse} {rs_weight} {t:?}"),
     };
     key.into()
 }

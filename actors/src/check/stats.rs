@@ -13,7 +13,7 @@ pub const DURATION_BUCKETS: [f64; 12] = [
 ];
 
 /// The probe kinds, as the duration histogram labels them.
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
     "TCP_CHECK",
     "HTTP_GET",
     "SSL_GET",
@@ -22,6 +22,7 @@ pub const KINDS: [&str; 8] = [
     "PING_CHECK",
     "DNS_CHECK",
     "SMTP_CHECK",
+    "FILE_CHECK",
 ];
 
 /// One kind's probe durations: per-bucket counts (not cumulated), total count, sum in µs.

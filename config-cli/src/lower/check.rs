@@ -1,5 +1,6 @@
-//! Checker blocks inside `real_server`: TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, and
-//! keepalived's other checkers kept verbatim.
+//! Checker blocks inside `real_server`: TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK,
+//! UDP_CHECK, PING_CHECK, DNS_CHECK, SMTP_CHECK, FILE_CHECK; BFD_CHECK is kept verbatim
+//! (and refused unless `hanode_ignore` names it).
 
 use super::lvs::Inherit;
 use super::Ctx;
@@ -8,7 +9,7 @@ use crate::syntax::keywords::{self, Section};
 use crate::syntax::Stmt;
 
 /// Checkers keepalived has that we keep for export but do not run.
-const OTHER_CHECKERS: [&str; 2] = ["FILE_CHECK", "BFD_CHECK"];
+const OTHER_CHECKERS: [&str; 1] = ["BFD_CHECK"];
 
 pub fn is_checker(kw: &str) -> bool {
     matches!(
@@ -21,6 +22,7 @@ pub fn is_checker(kw: &str) -> bool {
             | "PING_CHECK"
             | "DNS_CHECK"
             | "SMTP_CHECK"
+            | "FILE_CHECK"
     ) || OTHER_CHECKERS.contains(&kw)
 }
 
@@ -48,6 +50,10 @@ pub(super) fn checker(cx: &mut Ctx, s: &Stmt, inh: &Inherit, vs: &VsKey, rs: &Re
             common: CheckCommon::default(),
             extra: vec![cx.raw(s)],
         }];
+    }
+    if kw == "FILE_CHECK" {
+        let place = format!("vs {vs} rs {} FILE_CHECK", super::lvs::rs_name(rs));
+        return file_check(cx, s, &place).into_iter().collect();
     }
     let mut timing = inh.clone();
     let mut common = CheckCommon::default();
@@ -436,6 +442,60 @@ pub fn normalize_status(mut v: Vec<StatusRange>) -> Vec<StatusRange> {
         }
     }
     out
+}
+
+/// `FILE_CHECK { track_file NAME; weight W [reverse] }`: keepalived's FILE_CHECK has no
+/// connection or timing keywords (it is read when the file changes).
+fn file_check(cx: &mut Ctx, s: &Stmt, place: &str) -> Option<Checker> {
+    let mut f = FileCheck {
+        track_file: String::new(),
+        weight: None,
+        reverse: false,
+    };
+    let mut extra = Vec::new();
+    for c in cx.block(s) {
+        match c.keyword() {
+            "track_file" => {
+                if let Some(n) = cx.arg(c, 0, "a track_file name") {
+                    f.track_file = n.to_string();
+                    cx.mark(format!("{place} track_file {n}"), c.span());
+                }
+                cx.max_args(c, 1);
+            }
+            "weight" => {
+                let Some(w) = cx.int(c, 0, -i64::from(i32::MAX), i64::from(i32::MAX)) else {
+                    continue;
+                };
+                f.weight = Some(w as i32);
+                f.reverse = match c.args().get(1).map(|w| w.text.as_str()) {
+                    None | Some("noreverse") => false,
+                    Some("reverse") => true,
+                    Some(other) => {
+                        cx.error(
+                            c.arg_span(1),
+                            format!("unknown weight option `{other}` (only `reverse` or `noreverse`)"),
+                        );
+                        false
+                    }
+                };
+                cx.max_args(c, 2);
+            }
+            _ => {
+                if let Some(raw) = cx.other(Section::FileCheck, c) {
+                    extra.push(raw);
+                }
+            }
+        }
+    }
+    if f.track_file.is_empty() {
+        cx.error(s.span(), "FILE_CHECK has no `track_file` line");
+        return None;
+    }
+    Some(Checker {
+        kind: CheckKind::File(f),
+        common: CheckCommon::default(),
+        extra,
+    })
 }
 
 #[cfg(test)]

@@ -406,6 +406,18 @@ pub enum CheckKind {
     Dns(DnsCheck),
     /// SMTP_CHECK: the greeting (220), `HELO` (250) and `QUIT`.
     Smtp(SmtpCheck),
+    /// FILE_CHECK: the number in a `track_file`, read when the file changes.
+    File(FileCheck),
+}
+
+/// FILE_CHECK's settings: the `track_file` it reads and the weight that overrides the
+/// file's own. Weight 0: any value but 0 is down (`reverse`: 0 is); otherwise `value *
+/// weight` is added to the real server's weight (at least 0).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileCheck {
+    pub track_file: String,
+    pub weight: Option<i32>,
+    pub reverse: bool,
 }
 
 /// SMTP_CHECK's settings (each of keepalived's deprecated `host` blocks is a checker of
@@ -558,6 +570,7 @@ impl CheckKind {
             CheckKind::Ping => "PING_CHECK",
             CheckKind::Dns(_) => "DNS_CHECK",
             CheckKind::Smtp(_) => "SMTP_CHECK",
+            CheckKind::File(_) => "FILE_CHECK",
         }
     }
 }

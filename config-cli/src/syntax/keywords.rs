@@ -23,10 +23,11 @@ pub enum Section {
     SmtpCheck,
     TrackFile,
     TrackProcess,
+    FileCheck,
 }
 
 impl Section {
-    pub const ALL: [Section; 18] = [
+    pub const ALL: [Section; 19] = [
         Section::Root,
         Section::GlobalDefs,
         Section::VrrpScript,
@@ -45,6 +46,7 @@ impl Section {
         Section::SmtpCheck,
         Section::TrackFile,
         Section::TrackProcess,
+        Section::FileCheck,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +69,7 @@ impl Section {
             Section::SmtpCheck => "SMTP_CHECK",
             Section::TrackFile => "track_file",
             Section::TrackProcess => "vrrp_track_process",
+            Section::FileCheck => "FILE_CHECK",
         }
     }
 
@@ -104,6 +107,7 @@ impl Section {
             Section::DnsCheck => DNS_CHECK,
             Section::SmtpCheck => SMTP_CHECK,
             Section::TrackFile => &["file", "weight", "init_file"],
+            Section::FileCheck => &["track_file", "weight"],
             Section::TrackProcess => &[
                 "process",
                 "param_match",
