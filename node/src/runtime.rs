@@ -1541,3 +1541,24 @@ fn vrrp_addresses(cluster: &ha_config::keyed::KeyedCluster, name: &str, transpor
     }
     out.into_iter().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vrrp_part_holds_everything_an_instance_tracks() {
+        let n = || "x".to_string();
+        for k in [
+            Key::Global,
+            Key::Script(n()),
+            Key::SyncGroup(n()),
+            Key::Instance(n()),
+            Key::TrackFile(n()),
+            Key::TrackProcess(n()),
+        ] {
+            assert!(is_vrrp_key(&k), "{k}: an instance tracking it would not start");
+        }
+        assert!(!is_vrrp_key(&Key::VsGroup(n())));
+    }
+}
