@@ -731,3 +731,136 @@ fn track_process_quorum_moves_the_vip_from_process_events() {
     daemons.start();
     lab.wait_holder((true, false), Duration::from_secs(8), "lvs01 back");
 }
+
+/// What a director's kernel holds of the routing test's making: its routes of protocol
+/// keepalived (every table), its rules but the kernel's three, and its addresses (by
+/// device), as `ip` prints them (sorted: order of install is not compared).
+fn routing_state(ns: &Netns) -> Vec<String> {
+    let text = |args: &[&str]| String::from_utf8_lossy(&ns.ip(args).stdout).into_owned();
+    let mut out: Vec<String> = text(&["-o", "route", "show", "table", "all", "proto", "keepalived"])
+        .lines()
+        .map(|l| format!("route {}", l.split_whitespace().collect::<Vec<_>>().join(" ")))
+        .collect();
+    out.extend(
+        text(&["-o", "rule", "show"])
+            .lines()
+            .filter(|l| !["0:", "32766:", "32767:"].iter().any(|p| l.starts_with(p)))
+            .map(|l| format!("rule {}", l.split_whitespace().collect::<Vec<_>>().join(" "))),
+    );
+    out.extend(text(&["-o", "-4", "addr", "show"]).lines().filter_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let dev = w.get(1)?;
+        let addr = w.get(3)?;
+        addr.starts_with("198.18.").then(|| format!("addr {dev} {addr}"))
+    }));
+    out.sort();
+    out
+}
+
+const ROUTING_CONF: &str = "global_defs {\n    router_id LVS_DEVEL\n}\n\
+static_ipaddress {\n    @lvs01 198.18.118.1/32 dev ens34\n    @lvs02 198.18.118.2/32 dev ens34\n}\n\
+static_routes {\n    198.18.119.0/24 via 198.18.117.1 dev ens34\n}\n\
+static_rules {\n    from 198.18.118.0/24 table 118 priority 1180\n}\n\
+vrrp_instance VI_1 {\n    @lvs01 state MASTER\n    @lvs02 state BACKUP\n    interface ens33\n    virtual_router_id 51\n    @lvs01 priority 100\n    @lvs02 priority 80\n    advert_int 1\n\
+    virtual_ipaddress {\n        198.18.116.134\n        198.18.117.134/24 dev ens34\n    }\n\
+    virtual_ipaddress_excluded {\n        198.18.116.136\n    }\n\
+    virtual_routes {\n        198.18.120.0/24 via 198.18.116.1 dev ens33 table 120\n        blackhole 198.18.121.0/24\n        src 198.18.116.134 198.18.122.0/24 dev ens33 metric 7\n    }\n\
+    virtual_rules {\n        from 198.18.116.134 table 120 priority 1200\n        to 198.18.123.0/24 priority 1201 blackhole\n    }\n}\n";
+
+#[test]
+fn routes_rules_and_addresses_follow_the_vip_as_keepalived_installs_them() {
+    // keepalived as the master (lvs01) and our backup; then the other way round, in a
+    // fresh lab: each director's kernel must hold the same routes, rules and addresses.
+    let (ka_master, ours_backup) = {
+        let lab = Lab::new("rtk", ROUTING_CONF);
+        let _t = lab.second_lan("rtk");
+        let ka = lab.keepalived("lvs01");
+        let _b = lab.ours("lvs02");
+        lab.wait_holder(
+            (true, false),
+            Duration::from_secs(10),
+            "keepalived lvs01 to hold the VIP",
+        );
+        let master = wait_for(
+            Duration::from_secs(10),
+            "keepalived's virtual routes and rules",
+            || {
+                let s = routing_state(&lab.lvs01);
+                s.iter().any(|l| l.contains("198.18.123.0/24")).then_some(s)
+            },
+        );
+        let backup = wait_for(Duration::from_secs(5), "our static routing on lvs02", || {
+            let s = routing_state(&lab.lvs02);
+            s.iter().any(|l| l.contains("lookup 118")).then_some(s)
+        });
+        assert!(ka_complaints(&ka.log_text()).is_empty(), "{}", ka.log_text());
+        (master, backup)
+    };
+    let lab = Lab::new("rto", ROUTING_CONF);
+    let _t = lab.second_lan("rto");
+    let mut ours = lab.ours("lvs01");
+    let ka = lab.keepalived("lvs02");
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(10),
+        "our lvs01 to hold the VIP",
+    );
+    let ours_master = wait_for(Duration::from_secs(10), "our virtual routes and rules", || {
+        let s = routing_state(&lab.lvs01);
+        (s.len() >= ka_master.len()).then_some(s)
+    });
+    let ka_backup = routing_state(&lab.lvs02);
+    eprintln!("master's kernel: {ours_master:#?}\nbackup's kernel: {ka_backup:#?}");
+    assert_eq!(
+        ours_master, ka_master,
+        "the master's kernel: ours (left) and keepalived's (right)"
+    );
+    assert_eq!(
+        ka_backup, ours_backup,
+        "the backup's kernel: keepalived's (left) and ours (right)"
+    );
+    for want in [
+        "addr ens34 198.18.117.134/24",
+        "addr ens33 198.18.116.136/32",
+        "198.18.120.0/24 via 198.18.116.1 dev ens33",
+        "blackhole 198.18.121.0/24",
+        "lookup 120",
+    ] {
+        assert!(
+            ours_master.iter().any(|l| l.contains(want)),
+            "no {want:?} in {ours_master:#?}"
+        );
+    }
+    // The excluded address is not in the adverts: keepalived, which checks the list, is content.
+    assert!(ka_complaints(&ka.log_text()).is_empty(), "{}", ka.log_text());
+
+    // Our master stops: its virtual and static routing goes with it; keepalived takes over
+    // and installs the virtual part.
+    ours.term();
+    lab.wait_holder(
+        (false, true),
+        Duration::from_secs(8),
+        "keepalived lvs02 to take over",
+    );
+    let left = wait_for(Duration::from_secs(5), "lvs01's routing removed", || {
+        let s = routing_state(&lab.lvs01);
+        (!s.iter()
+            .any(|l| l.starts_with("route") || l.starts_with("rule") || l.contains("198.18.118.1")))
+        .then_some(s)
+    });
+    assert!(
+        left.iter()
+            .all(|l| l == "addr ens33 198.18.116.130/24" || l == "addr ens34 198.18.117.130/24"),
+        "{left:#?}"
+    );
+    wait_for(
+        Duration::from_secs(5),
+        "keepalived's virtual routes on lvs02",
+        || {
+            routing_state(&lab.lvs02)
+                .iter()
+                .any(|l| l.contains("198.18.123.0/24"))
+                .then_some(())
+        },
+    );
+}

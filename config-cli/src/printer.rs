@@ -117,6 +117,25 @@ pub fn print(cfg: &Config) -> String {
 
 pub fn nodes(cfg: &Config) -> Vec<Node> {
     let mut out = vec![global(&cfg.global)];
+    let st = &cfg.global.statics;
+    if !st.addresses.is_empty() {
+        out.push(Node::list(
+            ["static_ipaddress"],
+            st.addresses.iter().map(|v| Node::entry(vip_words(v))).collect(),
+        ));
+    }
+    if !st.routes.is_empty() {
+        out.push(Node::list(
+            ["static_routes"],
+            st.routes.iter().map(|r| Node::entry(route_words(r))).collect(),
+        ));
+    }
+    if !st.rules.is_empty() {
+        out.push(Node::list(
+            ["static_rules"],
+            st.rules.iter().map(|r| Node::entry(rule_words(r))).collect(),
+        ));
+    }
     out.extend(cfg.vrrp_scripts.iter().map(vrrp_script));
     out.extend(cfg.track_files.iter().map(track_file));
     out.extend(cfg.track_processes.iter().map(track_process));
@@ -393,6 +412,93 @@ fn sync_group(g: &SyncGroup) -> Node {
     )
 }
 
+/// A route as an `ip route` line keepalived reads back the same.
+pub fn route_words(r: &Route) -> Vec<String> {
+    let mut w = Vec::new();
+    if r.kind != RouteType::Unicast {
+        w.push(r.kind.keyword().to_string());
+    }
+    w.push(if r.dest.len == 0 && r.dest.addr.is_ipv4() {
+        "0.0.0.0/0".to_string()
+    } else {
+        r.dest.to_string()
+    });
+    if let Some(s) = r.src {
+        w.extend(["src".to_string(), s.to_string()]);
+    }
+    for (n, h) in r.via.iter().enumerate() {
+        w.extend([if n == 0 { "via" } else { "or" }.to_string(), h.via.to_string()]);
+    }
+    let mut opt = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            w.extend([k.to_string(), v]);
+        }
+    };
+    opt("dev", r.dev.clone());
+    opt("scope", r.scope.map(scope_name));
+    opt("table", r.table.map(|t| t.to_string()));
+    opt("metric", r.metric.map(|t| t.to_string()));
+    opt("protocol", r.protocol.map(|t| t.to_string()));
+    opt("mtu", r.mtu.map(|t| t.to_string()));
+    opt("advmss", r.advmss.map(|t| t.to_string()));
+    if r.onlink {
+        w.push("onlink".into());
+    }
+    if r.no_track {
+        w.push("no_track".into());
+    }
+    w
+}
+
+/// A rule as an `ip rule` line keepalived reads back the same.
+pub fn rule_words(r: &Rule) -> Vec<String> {
+    let mut w = Vec::new();
+    if r.from.is_none() && r.to.is_none() {
+        w.push(if r.v6 { "inet6" } else { "inet" }.to_string());
+    }
+    if r.not {
+        w.push("not".into());
+    }
+    if let Some(p) = r.from {
+        w.extend(["from".to_string(), p.to_string()]);
+    }
+    if let Some(p) = r.to {
+        w.extend(["to".to_string(), p.to_string()]);
+    }
+    if let Some((m, mask)) = r.fwmark {
+        w.extend([
+            "fwmark".to_string(),
+            match mask {
+                Some(k) => format!("{m:#x}/{k:#x}"),
+                None => format!("{m:#x}"),
+            },
+        ]);
+    }
+    let mut opt = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            w.extend([k.to_string(), v]);
+        }
+    };
+    opt("iif", r.iif.clone());
+    opt("oif", r.oif.clone());
+    opt("tos", r.tos.map(|t| t.to_string()));
+    opt("ipproto", r.ipproto.map(|t| t.to_string()));
+    let range = |(a, b): (u16, u16)| if a == b { a.to_string() } else { format!("{a}-{b}") };
+    opt("sport", r.sport.map(range));
+    opt("dport", r.dport.map(range));
+    opt("priority", r.priority.map(|t| t.to_string()));
+    match r.action {
+        RuleAction::Table(t) => w.extend(["table".to_string(), t.to_string()]),
+        RuleAction::Blackhole => w.push("blackhole".into()),
+        RuleAction::Unreachable => w.push("unreachable".into()),
+        RuleAction::Prohibit => w.push("prohibit".into()),
+    }
+    if r.no_track {
+        w.push("no_track".into());
+    }
+    w
+}
+
 pub fn vip_words(v: &VipAddr) -> Vec<String> {
     let mut w = vec![match v.prefix {
         Some(p) => format!("{}/{p}", v.addr),
@@ -482,6 +588,24 @@ fn instance(i: &VrrpInstance) -> Node {
             i.virtual_ipaddress_excluded
                 .iter()
                 .map(|v| Node::entry(vip_words(v)))
+                .collect(),
+        ));
+    }
+    if !i.virtual_routes.is_empty() {
+        c.push(Node::list(
+            ["virtual_routes"],
+            i.virtual_routes
+                .iter()
+                .map(|r| Node::entry(route_words(r)))
+                .collect(),
+        ));
+    }
+    if !i.virtual_rules.is_empty() {
+        c.push(Node::list(
+            ["virtual_rules"],
+            i.virtual_rules
+                .iter()
+                .map(|r| Node::entry(rule_words(r)))
                 .collect(),
         ));
     }

@@ -108,6 +108,8 @@ pub struct InstanceActor {
     socket: Arc<VrrpSocket>,
     addrs: Addresses,
     garp: GarpSender,
+    /// Gratuitous ARP / NA senders of the other interfaces VIPs name (`dev`).
+    other_garp: BTreeMap<String, GarpSender>,
     timer: Option<SpawnHandle>,
     rejected: BTreeMap<String, u64>,
     received: u64,
@@ -127,6 +129,14 @@ pub struct InstanceActor {
     master_notify: Option<u8>,
     /// Stop received: no more inputs are acted on.
     stopping: bool,
+}
+
+/// The interface a VIP goes on: its own `dev`, else the instance's.
+fn vip_index(v: &super::setup::VipSpec, instance: u32) -> Option<u32> {
+    match &v.dev {
+        Some(d) => super::io::index_of(d),
+        None => Some(instance),
+    }
 }
 
 impl InstanceActor {
@@ -174,6 +184,7 @@ impl InstanceActor {
             socket,
             addrs,
             garp,
+            other_garp: BTreeMap::new(),
             timer: None,
             rejected: BTreeMap::new(),
             received: 0,
@@ -237,7 +248,13 @@ impl InstanceActor {
             priority,
             interval_cs: self.spec.policy.interval_cs,
             auth: self.spec.auth,
-            addrs: self.spec.vips.iter().map(|v| v.0).collect(),
+            addrs: self
+                .spec
+                .vips
+                .iter()
+                .filter(|v| v.advertised)
+                .map(|v| v.addr)
+                .collect(),
             checksum: 0,
         };
         for dst in &self.spec.destinations {
@@ -258,12 +275,40 @@ impl InstanceActor {
     fn add_vips_then_garp(&mut self, ctx: &mut Context<Self>) {
         let addrs = self.addrs.clone();
         let vips = self.spec.vips.clone();
+        let routes = self.spec.routes.clone();
+        let rules = self.spec.rules.clone();
         let index = self.iface.index;
         let name = self.spec.name.clone();
+        // As keepalived: the addresses, then the routes, then the rules.
         let fut = async move {
-            for (ip, prefix, label) in &vips {
-                if let Err(e) = addrs.add(index, *ip, *prefix, label.as_deref()).await {
-                    tracing::error!(instance = %name, vip = %ip, "adding VIP: {e}");
+            for v in &vips {
+                let Some(i) = vip_index(v, index) else {
+                    tracing::error!(instance = %name, vip = %v.addr, dev = ?v.dev, "adding VIP: no such interface");
+                    continue;
+                };
+                if let Err(e) = addrs.add(i, v).await {
+                    tracing::error!(instance = %name, vip = %v.addr, "adding VIP: {e}");
+                }
+            }
+            let routing = addrs.routing();
+            for r in &routes {
+                match routing.add_route(r).await {
+                    Ok(()) => {
+                        tracing::info!(instance = %name, route = %ha_config::printer::route_words(r).join(" "), "virtual route added")
+                    }
+                    Err(e) => {
+                        tracing::error!(instance = %name, route = %ha_config::printer::route_words(r).join(" "), "adding virtual route: {e}")
+                    }
+                }
+            }
+            for r in &rules {
+                match routing.add_rule(r).await {
+                    Ok(()) => {
+                        tracing::info!(instance = %name, rule = %ha_config::printer::rule_words(r).join(" "), "virtual rule added")
+                    }
+                    Err(e) => {
+                        tracing::error!(instance = %name, rule = %ha_config::printer::rule_words(r).join(" "), "adding virtual rule: {e}")
+                    }
                 }
             }
         };
@@ -292,16 +337,31 @@ impl InstanceActor {
         ctx.wait(fut.into_actor(self));
     }
 
-    /// Removes every VIP of the instance (absent ones are fine).
+    /// Removes every rule, route and VIP of the instance, in that order (absent ones are
+    /// fine).
     fn removal(&self) -> impl std::future::Future<Output = ()> + 'static {
         let addrs = self.addrs.clone();
         let vips = self.spec.vips.clone();
+        let routes = self.spec.routes.clone();
+        let rules = self.spec.rules.clone();
         let index = self.iface.index;
         let name = self.spec.name.clone();
         async move {
-            for (ip, prefix, _) in &vips {
-                if let Err(e) = addrs.del(index, *ip, *prefix).await {
-                    tracing::error!(instance = %name, vip = %ip, "removing VIP: {e}");
+            let routing = addrs.routing();
+            for r in &rules {
+                if let Err(e) = routing.del_rule(r).await {
+                    tracing::error!(instance = %name, rule = %ha_config::printer::rule_words(r).join(" "), "removing virtual rule: {e}");
+                }
+            }
+            for r in &routes {
+                if let Err(e) = routing.del_route(r).await {
+                    tracing::error!(instance = %name, route = %ha_config::printer::route_words(r).join(" "), "removing virtual route: {e}");
+                }
+            }
+            for v in &vips {
+                let Some(i) = vip_index(v, index) else { continue };
+                if let Err(e) = addrs.del(i, v.addr, v.prefix).await {
+                    tracing::error!(instance = %name, vip = %v.addr, "removing VIP: {e}");
                 }
             }
         }
@@ -313,9 +373,16 @@ impl InstanceActor {
     }
 
     fn send_garp_n(&mut self, n: u32) {
-        for (ip, _, _) in &self.spec.vips {
-            if let Err(e) = self.garp.send(*ip, n) {
-                tracing::warn!(instance = %self.spec.name, vip = %ip, "gratuitous ARP / NA: {e}");
+        for v in &self.spec.vips {
+            let sender = match &v.dev {
+                Some(d) if *d != self.spec.interface => match self.other_garp.get_mut(d) {
+                    Some(s) => s,
+                    None => continue, // said when the instance started
+                },
+                _ => &mut self.garp,
+            };
+            if let Err(e) = sender.send(v.addr, n) {
+                tracing::warn!(instance = %self.spec.name, vip = %v.addr, "gratuitous ARP / NA: {e}");
             }
         }
     }
@@ -452,6 +519,22 @@ impl Actor for InstanceActor {
         });
         ctx.add_stream(stream);
         self.notify = Some(NotifyQueue::start(self.spec.name.clone()));
+        for v in &self.spec.vips {
+            let Some(d) = v.dev.as_ref().filter(|d| **d != self.spec.interface) else {
+                continue;
+            };
+            if self.other_garp.contains_key(d) {
+                continue;
+            }
+            match super::io::iface(d).and_then(|i| GarpSender::open(&i)) {
+                Ok(g) => {
+                    self.other_garp.insert(d.clone(), g);
+                }
+                Err(e) => {
+                    tracing::error!(instance = %self.spec.name, dev = %d, "no gratuitous ARP / NA for the VIPs on it: {e}")
+                }
+            }
+        }
         if !self.spec.garp_refresh.is_zero() {
             // `garp_master_refresh`: periodic GARPs while MASTER (switch caches age out).
             ctx.run_interval(self.spec.garp_refresh, |act, _| {

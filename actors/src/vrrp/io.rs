@@ -351,28 +351,37 @@ impl Addresses {
         Ok(Addresses { handle })
     }
 
-    pub async fn add(
-        &self,
-        index: u32,
-        addr: IpAddr,
-        prefix: u8,
-        label: Option<&str>,
-    ) -> Result<(), IoError> {
-        let mut req = self.handle.address().add(index, addr, prefix).replace();
-        if addr.is_ipv6() {
-            // A VIP moves between directors: no duplicate address detection delay.
-            req.message_mut()
-                .attributes
-                .push(rtnetlink::packet_route::address::AddressAttribute::Flags(
-                    rtnetlink::packet_route::address::AddressFlags::Nodad,
-                ));
+    /// Routes and rules over the same connection.
+    pub fn routing(&self) -> Routing {
+        Routing {
+            handle: self.handle.clone(),
         }
-        if let Some(l) = label {
+    }
+
+    pub async fn add(&self, index: u32, v: &super::setup::VipSpec) -> Result<(), IoError> {
+        use rtnetlink::packet_route::address::AddressAttribute;
+        let mut req = self.handle.address().add(index, v.addr, v.prefix).replace();
+        if v.addr.is_ipv6() {
+            // A VIP moves between directors: no duplicate address detection delay.
+            req.message_mut().attributes.push(AddressAttribute::Flags(
+                rtnetlink::packet_route::address::AddressFlags::Nodad,
+            ));
+        }
+        if let Some(l) = &v.label {
             req.message_mut()
                 .attributes
-                .push(rtnetlink::packet_route::address::AddressAttribute::Label(
-                    l.to_string(),
-                ));
+                .push(AddressAttribute::Label(l.to_string()));
+        }
+        if let Some(s) = v.scope {
+            req.message_mut().header.scope = s.into();
+        }
+        if let Some(b) = v.brd {
+            let m = req.message_mut();
+            m.attributes
+                .retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+            if let IpAddr::V4(b) = b {
+                m.attributes.push(AddressAttribute::Broadcast(b));
+            }
         }
         req.execute().await.map_err(|e| IoError::Netlink(e.to_string()))
     }
@@ -403,6 +412,79 @@ impl Addresses {
                 .execute()
                 .await
                 .map_err(|e| IoError::Netlink(e.to_string())),
+        }
+    }
+}
+
+/// An interface's index by name (`if_nametoindex`).
+pub fn index_of(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a NUL-terminated name that lives across the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+fn absent(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m)
+        if m.raw_code() == -libc::ESRCH || m.raw_code() == -libc::ENOENT || m.raw_code() == -libc::EADDRNOTAVAIL)
+}
+
+/// Installs and removes routes and rules (`ip route replace` / `ip rule add`) over
+/// rtnetlink: an instance's `virtual_routes`/`virtual_rules` and the `static_*` ones.
+#[derive(Clone)]
+pub struct Routing {
+    handle: rtnetlink::Handle,
+}
+
+impl Routing {
+    /// Opens a netlink connection; its driver runs as a task on the current runtime.
+    pub fn open() -> Result<Self, IoError> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(os("netlink socket"))?;
+        tokio::spawn(conn);
+        Ok(Routing { handle })
+    }
+
+    /// Adds (or replaces) a route.
+    pub async fn add_route(&self, r: &ha_config::model::Route) -> Result<(), IoError> {
+        let m = super::routes::route_message(r, &index_of).map_err(IoError::Netlink)?;
+        self.handle
+            .route()
+            .add(m)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| IoError::Netlink(e.to_string()))
+    }
+
+    /// Removes a route (one already gone is fine).
+    pub async fn del_route(&self, r: &ha_config::model::Route) -> Result<(), IoError> {
+        let m = super::routes::route_message(r, &index_of).map_err(IoError::Netlink)?;
+        match self.handle.route().del(m).execute().await {
+            Err(e) if !absent(&e) => Err(IoError::Netlink(e.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds a rule, once: a copy left by an earlier run is removed first (rules have no
+    /// replace).
+    pub async fn add_rule(&self, r: &ha_config::model::Rule) -> Result<(), IoError> {
+        self.del_rule(r).await?;
+        let mut req = self.handle.rule().add();
+        *req.message_mut() = super::routes::rule_message(r);
+        req.execute().await.map_err(|e| IoError::Netlink(e.to_string()))
+    }
+
+    /// Removes a rule (one already gone is fine).
+    pub async fn del_rule(&self, r: &ha_config::model::Rule) -> Result<(), IoError> {
+        match self
+            .handle
+            .rule()
+            .del(super::routes::rule_message(r))
+            .execute()
+            .await
+        {
+            Err(e) if !absent(&e) => Err(IoError::Netlink(e.to_string())),
+            _ => Ok(()),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod notify;
 pub mod packet;
 pub mod process_tracker;
 pub mod quorum;
+pub mod routes;
 pub mod runner;
 pub mod scripts;
 pub mod setup;

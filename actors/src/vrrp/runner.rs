@@ -16,7 +16,9 @@ use super::tracking::ScriptHealth;
 use super::tracking::TrackerId;
 use crate::script::{self, lookup_user, RunAs};
 use actix::prelude::*;
-use ha_config::model::{GlobalDefs, SyncGroup, TrackFile, TrackProcess, TrackedKind, VrrpScript};
+use ha_config::model::{
+    GlobalDefs, StaticRouting, SyncGroup, TrackFile, TrackProcess, TrackedKind, VrrpScript,
+};
 use ha_config::Config;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -82,6 +84,8 @@ pub struct Running {
     /// The quorum gate's verdict given to instances started from now on (they begin in
     /// FAULT without contact, never holding a VIP for a moment).
     pub quorum: QuorumVerdict,
+    /// The `static_*` addresses, routes and rules installed (or being installed).
+    statics: StaticRouting,
 }
 
 /// Whether this director is in contact with a majority of the voters (the quorum gate).
@@ -205,6 +209,7 @@ impl Running {
         fenced: bool,
     ) -> Result<Vec<String>, RunError> {
         let want = units(config)?;
+        self.install_statics(&config.global.statics);
         let mut started = Vec::new();
         let result = self.start_units(config, &want, events, fenced, &mut started);
         self.instances = self.units.values().map(|(_, a)| a.clone()).collect();
@@ -306,6 +311,48 @@ impl Running {
         Ok(())
     }
 
+    /// Brings the `static_*` blocks installed to `want`: what left them goes (rules,
+    /// routes, then addresses), what is new comes (addresses, routes, then rules), as
+    /// keepalived orders them.
+    fn install_statics(&mut self, want: &StaticRouting) {
+        if *want == self.statics {
+            return;
+        }
+        let old = std::mem::replace(&mut self.statics, want.clone());
+        let new = want.clone();
+        let addrs = match Addresses::open() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("static addresses, routes and rules: {e}");
+                return;
+            }
+        };
+        actix::spawn(async move {
+            let gone = StaticRouting {
+                addresses: old
+                    .addresses
+                    .iter()
+                    .filter(|a| !new.addresses.contains(a))
+                    .cloned()
+                    .collect(),
+                routes: old
+                    .routes
+                    .iter()
+                    .filter(|r| !new.routes.contains(r))
+                    .cloned()
+                    .collect(),
+                rules: old
+                    .rules
+                    .iter()
+                    .filter(|r| !new.rules.contains(r))
+                    .cloned()
+                    .collect(),
+            };
+            remove_statics(&addrs, &gone).await;
+            add_statics(&addrs, &new).await;
+        });
+    }
+
     /// Names of the running instances.
     pub fn names(&self) -> Vec<String> {
         self.units.keys().cloned().collect()
@@ -350,10 +397,71 @@ pub async fn stop_instances(instances: &[Addr<InstanceActor>]) {
     }
 }
 
-/// Stops every instance gracefully and waits for them; the trackers stop too.
+/// Stops every instance gracefully and waits for them; the trackers stop too, and the
+/// `static_*` addresses, routes and rules are removed.
 pub async fn stop(running: &Running) {
     stop_instances(&running.instances).await;
     for t in running.trackers.values() {
         t.retire.do_send(Retire);
+    }
+    if !running.statics.is_empty() {
+        match Addresses::open() {
+            Ok(a) => remove_statics(&a, &running.statics).await,
+            Err(e) => tracing::error!("removing static addresses, routes and rules: {e}"),
+        }
+    }
+}
+
+fn static_address(v: &ha_config::model::VipAddr) -> Option<(u32, super::setup::VipSpec)> {
+    let dev = v.dev.as_deref()?;
+    Some((super::io::index_of(dev)?, super::setup::VipSpec::of(v, false)))
+}
+
+async fn add_statics(addrs: &Addresses, st: &StaticRouting) {
+    let routing = addrs.routing();
+    for v in &st.addresses {
+        let words = ha_config::printer::vip_words(v).join(" ");
+        match static_address(v) {
+            Some((i, spec)) => match addrs.add(i, &spec).await {
+                Ok(()) => tracing::info!(address = %words, "static address added"),
+                Err(e) => tracing::error!(address = %words, "adding static address: {e}"),
+            },
+            None => tracing::error!(address = %words, "adding static address: no such interface"),
+        }
+    }
+    for r in &st.routes {
+        let words = ha_config::printer::route_words(r).join(" ");
+        match routing.add_route(r).await {
+            Ok(()) => tracing::info!(route = %words, "static route added"),
+            Err(e) => tracing::error!(route = %words, "adding static route: {e}"),
+        }
+    }
+    for r in &st.rules {
+        let words = ha_config::printer::rule_words(r).join(" ");
+        match routing.add_rule(r).await {
+            Ok(()) => tracing::info!(rule = %words, "static rule added"),
+            Err(e) => tracing::error!(rule = %words, "adding static rule: {e}"),
+        }
+    }
+}
+
+async fn remove_statics(addrs: &Addresses, st: &StaticRouting) {
+    let routing = addrs.routing();
+    for r in &st.rules {
+        if let Err(e) = routing.del_rule(r).await {
+            tracing::error!(rule = %ha_config::printer::rule_words(r).join(" "), "removing static rule: {e}");
+        }
+    }
+    for r in &st.routes {
+        if let Err(e) = routing.del_route(r).await {
+            tracing::error!(route = %ha_config::printer::route_words(r).join(" "), "removing static route: {e}");
+        }
+    }
+    for v in &st.addresses {
+        if let Some((i, spec)) = static_address(v) {
+            if let Err(e) = addrs.del(i, spec.addr, spec.prefix).await {
+                tracing::error!(address = %ha_config::printer::vip_words(v).join(" "), "removing static address: {e}");
+            }
+        }
     }
 }

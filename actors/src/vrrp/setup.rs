@@ -12,6 +12,35 @@ use ha_config::model::{
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+/// One address an instance adds while MASTER (`ip addr add ADDR/PREFIX dev DEV brd B
+/// scope S label L`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VipSpec {
+    pub addr: IpAddr,
+    pub prefix: u8,
+    pub label: Option<String>,
+    /// Another interface than the instance's (`dev`).
+    pub dev: Option<String>,
+    pub scope: Option<u8>,
+    pub brd: Option<IpAddr>,
+    /// In the adverts (`virtual_ipaddress`), or not (`virtual_ipaddress_excluded`).
+    pub advertised: bool,
+}
+
+impl VipSpec {
+    pub fn of(v: &ha_config::model::VipAddr, advertised: bool) -> Self {
+        VipSpec {
+            addr: v.addr,
+            prefix: v.prefix_len(),
+            label: v.label.clone(),
+            dev: v.dev.clone(),
+            scope: v.scope.as_deref().and_then(ha_config::model::parse_scope),
+            brd: v.brd,
+            advertised,
+        }
+    }
+}
+
 /// One instance, ready to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstanceSpec {
@@ -26,8 +55,11 @@ pub struct InstanceSpec {
     /// Where adverts go: 224.0.0.18 / ff02::12, or each unicast peer.
     pub destinations: Vec<IpAddr>,
     pub multicast: bool,
-    /// VIPs: address, prefix length, label.
-    pub vips: Vec<(IpAddr, u8, Option<String>)>,
+    /// Addresses added while MASTER: the VIPs (advertised), then the excluded ones.
+    pub vips: Vec<VipSpec>,
+    /// Routes and rules added while MASTER, after the addresses (removed before them).
+    pub routes: Vec<ha_config::model::Route>,
+    pub rules: Vec<ha_config::model::Rule>,
     pub garp_repeat: u32,
     pub garp_delay: Duration,
     /// While MASTER, every `garp_refresh` (zero: never) send `garp_refresh_repeat` GARPs.
@@ -187,16 +219,15 @@ pub fn spec(g: &GlobalDefs, inst: &VrrpInstance, ifaddrs: IfAddrs) -> Result<Ins
     } else {
         vec![IpAddr::V4(MCAST_V4)]
     };
-    let vips: Vec<(IpAddr, u8, Option<String>)> = inst
+    let vips: Vec<VipSpec> = inst
         .virtual_ipaddress
         .iter()
-        .map(|v| {
-            (
-                v.addr,
-                v.prefix.unwrap_or(if v6 { 128 } else { 32 }),
-                v.label.clone(),
-            )
-        })
+        .map(|v| VipSpec::of(v, true))
+        .chain(
+            inst.virtual_ipaddress_excluded
+                .iter()
+                .map(|v| VipSpec::of(v, false)),
+        )
         .collect();
     let want_master = inst.state == InitialState::Master;
     let params = Params {
@@ -221,7 +252,7 @@ pub fn spec(g: &GlobalDefs, inst: &VrrpInstance, ifaddrs: IfAddrs) -> Result<Ins
         version,
         auth,
         interval_cs,
-        vips: vips.iter().map(|v| v.0).collect(),
+        vips: vips.iter().filter(|v| v.advertised).map(|v| v.addr).collect(),
         skip_check_adv_addr: g.vrrp_skip_check_adv_addr,
         unicast,
         unicast_peers: inst.unicast_peer.iter().map(|p| p.addr).collect(),
@@ -237,6 +268,8 @@ pub fn spec(g: &GlobalDefs, inst: &VrrpInstance, ifaddrs: IfAddrs) -> Result<Ins
         destinations,
         multicast: !unicast,
         vips,
+        routes: inst.virtual_routes.clone(),
+        rules: inst.virtual_rules.clone(),
         garp_repeat: inst.garp.master_repeat.max(1),
         garp_delay: Duration::from_secs(u64::from(inst.garp.master_delay)),
         garp_refresh: Duration::from_secs(u64::from(inst.garp.master_refresh)),
@@ -280,7 +313,18 @@ mod tests {
         assert_eq!(s.auth, Auth::pass("1111"));
         assert_eq!(s.destinations, vec![IpAddr::V4(MCAST_V4)]);
         assert!(s.policy.skip_check_adv_addr);
-        assert_eq!(s.vips, vec![("198.18.116.134".parse().unwrap(), 32, None)]);
+        assert_eq!(
+            s.vips,
+            vec![VipSpec {
+                addr: "198.18.116.134".parse().unwrap(),
+                prefix: 32,
+                label: None,
+                dev: None,
+                scope: None,
+                brd: None,
+                advertised: true
+            }]
+        );
         let c1 = l.cluster.view("lvs01");
         let s1 = spec(&c1.global, &c1.instances[0], a(Ipv4Addr::new(198, 18, 116, 130))).unwrap();
         assert!(s1.params.want_master);

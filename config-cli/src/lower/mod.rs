@@ -9,6 +9,7 @@ mod args;
 mod check;
 mod global;
 mod lvs;
+mod routing;
 mod track;
 mod vrrp;
 
@@ -135,6 +136,27 @@ impl ViewLowering {
                 if let Some(v) = vrrp::vrrp_script(cx, s) {
                     upsert(cx, &mut cfg.vrrp_scripts, v, |v| &v.name, s, "vrrp_script")
                 }
+            }
+            "static_ipaddress" => {
+                for c in cx.block(s) {
+                    let Some(v) = vrrp::vip_line(cx, c) else { continue };
+                    if v.dev.is_none() {
+                        cx.error(
+                            c.span(),
+                            format!("static address {} needs `dev` (no instance says where)", v.addr),
+                        );
+                        continue;
+                    }
+                    cfg.global.statics.addresses.push(v);
+                }
+            }
+            "static_routes" => {
+                let routes = routing::routes(cx, s);
+                cfg.global.statics.routes.extend(routes);
+            }
+            "static_rules" => {
+                let rules = routing::rules(cx, s);
+                cfg.global.statics.rules.extend(rules);
             }
             "track_file" | "vrrp_track_file" => {
                 if let Some(v) = track::track_file(cx, s) {

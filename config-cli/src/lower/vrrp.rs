@@ -303,7 +303,7 @@ pub fn vip_line(cx: &mut Ctx, c: &Stmt) -> Option<VipAddr> {
     Some(v)
 }
 
-fn vip_block(cx: &mut Ctx, s: &Stmt) -> Vec<VipAddr> {
+pub fn vip_block(cx: &mut Ctx, s: &Stmt) -> Vec<VipAddr> {
     let mut out = Vec::new();
     for c in cx.block(s) {
         if let Some(v) = vip_line(cx, c) {
@@ -424,6 +424,8 @@ pub fn instance(cx: &mut Ctx, s: &Stmt, g: &GlobalDefs) -> Option<VrrpInstance> 
             }
             "virtual_ipaddress" => v.virtual_ipaddress.extend(vip_block(cx, c)),
             "virtual_ipaddress_excluded" => v.virtual_ipaddress_excluded.extend(vip_block(cx, c)),
+            "virtual_routes" => v.virtual_routes.extend(super::routing::routes(cx, c)),
+            "virtual_rules" => v.virtual_rules.extend(super::routing::rules(cx, c)),
             "nopreempt" => v.nopreempt = cx.flag(c),
             "preempt" => {
                 cx.flag(c);

@@ -32,6 +32,9 @@ pub struct GlobalDefs {
     /// The kernel's IPVS connection sync daemon, following one VRRP instance.
     pub lvs_sync_daemon: Option<LvsSyncDaemon>,
     pub extra: Vec<RawStmt>,
+    /// The top-level `static_ipaddress`, `static_routes` and `static_rules` blocks (kept
+    /// here: like `global_defs`, they are the director's, not an instance's).
+    pub statics: super::StaticRouting,
 }
 
 impl GlobalDefs {

@@ -7,12 +7,14 @@
 mod common;
 mod global;
 mod lvs;
+mod routing;
 mod track;
 mod vrrp;
 
 pub use common::*;
 pub use global::*;
 pub use lvs::*;
+pub use routing::*;
 pub use track::*;
 pub use vrrp::*;
 

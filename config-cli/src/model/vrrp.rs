@@ -184,6 +184,9 @@ pub struct VrrpInstance {
     pub auth: Option<Auth>,
     pub virtual_ipaddress: Vec<VipAddr>,
     pub virtual_ipaddress_excluded: Vec<VipAddr>,
+    /// Installed while MASTER, after the addresses.
+    pub virtual_routes: Vec<super::Route>,
+    pub virtual_rules: Vec<super::Rule>,
     pub nopreempt: bool,
     pub preempt_delay: Option<Dur>,
     pub track_interface: Vec<TrackInterface>,
@@ -213,6 +216,8 @@ impl VrrpInstance {
             auth: None,
             virtual_ipaddress: Vec::new(),
             virtual_ipaddress_excluded: Vec::new(),
+            virtual_routes: Vec::new(),
+            virtual_rules: Vec::new(),
             nopreempt: false,
             preempt_delay: None,
             track_interface: Vec::new(),
