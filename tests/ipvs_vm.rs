@@ -486,3 +486,94 @@ nc -l -p 9003 >/dev/null
         "lvs01 did not get lvs02's connection:\n{both}"
     );
 }
+
+/// Our table of a keepalived.conf with every real server up (no checkers).
+fn table_of(text: &str) -> Table {
+    let (parsed, loaded) = ha_config::cluster::load_str("ka.conf", text, &[]);
+    assert!(
+        !loaded.diags.has_errors(),
+        "{}",
+        loaded.diags.render(&parsed.sources)
+    );
+    let cfg = &loaded.cluster.default;
+    let mut t = Table::new();
+    for vs in &cfg.virtual_servers {
+        let out = actors::check::table::desired(vs, |_, _| actors::check::table::rs_verdict([]), true);
+        t.extend(actors::lb::desired::services(vs, &cfg.vs_groups, &out));
+    }
+    t
+}
+
+/// virtual_server_group (address ranges, ports, fwmark members), fwmark services,
+/// persistence, one-packet scheduling, NAT and DR: keepalived programs the VM's IPVS from
+/// the file, then our backend programs it from our table of the same file; `ipvsadm -Ln`
+/// must read the same (issue 24).
+#[test]
+fn groups_and_fwmark_services_as_keepalived_programs_them() {
+    if let Some(why) = e2e::vm::unavailable() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let conf = "global_defs {\n router_id VM\n}\n\
+virtual_server_group web {\n 198.18.0.10-12 80\n 198.18.0.20 80\n fwmark 7\n}\n\
+virtual_server group web {\n delay_loop 6\n lb_algo wrr\n lb_kind DR\n protocol TCP\n persistence_timeout 300\n\
+ real_server 198.18.1.1 80 {\n  weight 3\n }\n real_server 198.18.1.2 80 {\n  weight 1\n }\n}\n\
+virtual_server fwmark 9 {\n lb_algo sh\n lb_kind NAT\n persistence_timeout 120\n persistence_granularity 255.255.255.0\n\
+ real_server 198.18.1.3 443 {\n  weight 2\n }\n}\n\
+virtual_server 198.18.0.30 53 {\n protocol UDP\n lb_algo rr\n lb_kind NAT\n ops\n\
+ real_server 198.18.1.4 5353 {\n  weight 1\n }\n real_server 198.18.1.5 5353 {\n  weight 4\n }\n}\n";
+    let ours = table_of(conf);
+    assert_eq!(ours.len(), 7, "5 addresses and 2 marks: {ours:?}");
+    // keepalived's checker process alone (-C), in the foreground; it programs IPVS at
+    // start. Then it is stopped (it removes what it added) and ours programs the same.
+    let script = r#"
+mkdir -p /var/run /run /etc
+echo "root:x:0:0:root:/root:/bin/sh" > /etc/passwd
+echo "root:x:0:" > /etc/group
+/usr/sbin/keepalived -n -l -C -f /t/ka.conf -p /tmp/ka.pid -c /tmp/ka-c.pid > /tmp/ka.log 2>&1 &
+KA=$!
+i=0
+while [ $i -lt 200 ]; do
+  n=$(ipvsadm -Ln | grep -c -- '->' )
+  [ "$n" -ge 14 ] && break
+  sleep 0.1; i=$((i+1))
+done
+sleep 1
+echo "@@STEP keepalived"; echo "@@IPVSADM"; ipvsadm -Ln; echo "@@PCONN"
+kill $KA; wait $KA
+echo "@@STEP log"; cat /tmp/ka.log | tail -20
+echo "@@STEP after"; echo "@@IPVSADM"; ipvsadm -Ln; echo "@@PCONN"
+echo "@@STEP ours"; lb-sync --backend ipvs apply /t/ours.json; echo "@@IPVSADM"; ipvsadm -Ln; echo "@@PCONN"
+echo "@@STEP done"
+"#;
+    let files = vec![("ka.conf", conf.as_bytes().to_vec()), ("ours.json", json(&ours))];
+    let out = e2e::vm::run_with(
+        script,
+        &e2e::vm::Payload {
+            files: &files,
+            system: &["/usr/sbin/keepalived"],
+            ..Default::default()
+        },
+        Duration::from_secs(300),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ka = blocks(ipvsadm_part(section(&out, "keepalived")));
+    let mine = blocks(ipvsadm_part(section(&out, "ours")));
+    eprintln!(
+        "keepalived programmed:\n{}",
+        ipvsadm_part(section(&out, "keepalived"))
+    );
+    assert_eq!(ka.len(), 7, "keepalived's services:\n{out}");
+    assert_eq!(
+        mine, ka,
+        "ipvsadm -Ln: ours (left) and keepalived's (right)\n{out}"
+    );
+    assert!(
+        blocks(ipvsadm_part(section(&out, "after"))).is_empty(),
+        "keepalived removes its services when it stops:\n{out}"
+    );
+    assert!(
+        mine.keys().any(|k| k.starts_with("FWM 7")) && mine.keys().any(|k| k.starts_with("FWM 9")),
+        "{mine:?}"
+    );
+}

@@ -309,11 +309,19 @@ pub struct Payload<'a> {
     pub files: &'a [(&'a str, Vec<u8>)],
     pub bins: &'a [&'a str],
     pub modules: &'a [&'a str],
+    /// Programs of this machine (absolute paths) put at the same path, with their
+    /// libraries: keepalived, to compare what it programs with what we do.
+    pub system: &'a [&'a str],
 }
 
 /// The kernel to boot and an initramfs with `script` as /t/test.sh and `payload`.
 fn initramfs(script: &str, payload: &Payload) -> Result<(PathBuf, PathBuf), String> {
-    let Payload { files, bins, modules } = payload;
+    let Payload {
+        files,
+        bins,
+        modules,
+        system,
+    } = payload;
     let (vmlinuz, mods) = kernel()?;
     let cache = crate::bin_dir().join("vm-cache");
     std::fs::create_dir_all(&cache).map_err(|e| format!("{}: {e}", cache.display()))?;
@@ -341,6 +349,14 @@ fn initramfs(script: &str, payload: &Payload) -> Result<(PathBuf, PathBuf), Stri
     libs.extend(libraries(ipvsadm)?);
     for (_, bin) in &ours {
         libs.extend(libraries(bin)?);
+    }
+    for prog in system.iter() {
+        let p = Path::new(prog);
+        if !p.exists() {
+            return Err(format!("{prog} is not installed"));
+        }
+        libs.extend(libraries(p)?);
+        cpio.file(prog, 0o755, &read(p)?);
     }
     for lib in libs {
         cpio.file(&lib.to_string_lossy(), 0o755, &read(&lib)?);
@@ -468,13 +484,19 @@ impl Console {
 /// Builds the initramfs (with `script` as /t/test.sh and `files` under /t) and boots it
 /// without a network card; returns the console output between `@@READY` and `@@END`.
 pub fn run(script: &str, files: &[(&str, Vec<u8>)], timeout: Duration) -> Result<String, String> {
-    let (vmlinuz, initrd) = initramfs(
+    run_with(
         script,
         &Payload {
             files,
             ..Payload::default()
         },
-    )?;
+        timeout,
+    )
+}
+
+/// As [`run`], with everything a [`Payload`] carries.
+pub fn run_with(script: &str, payload: &Payload, timeout: Duration) -> Result<String, String> {
+    let (vmlinuz, initrd) = initramfs(script, payload)?;
     let started = Instant::now();
     let child = boot(&vmlinuz, &initrd, &["-nic".into(), "none".into()])?;
     Console::start(child, initrd)?.finish(started + timeout, timeout)

@@ -4,7 +4,7 @@
 
 use super::model::{DestKey, DestSpec, Persistence, Service, SvcKey, SvcSpec};
 use crate::check::table::VsOutcome;
-use ha_config::model::{VirtualServer, VirtualServerGroup, VsKey, VsgMember};
+use ha_config::model::{Forwarding, VirtualServer, VirtualServerGroup, VsKey, VsgMember};
 use std::net::IpAddr;
 
 /// The kernel keys a virtual server stands for.
@@ -120,11 +120,14 @@ pub fn services(
                 .dests
                 .iter()
                 .map(|d| {
+                    // keepalived: a fwmark service's real servers have no port unless
+                    // masqueraded ("port will be ignored"): IPVS lists them as `:0`.
+                    let port = match key {
+                        SvcKey::Fwmark { .. } if d.forwarding != Forwarding::Nat => 0,
+                        _ => d.port.unwrap_or(port),
+                    };
                     (
-                        DestKey {
-                            addr: d.ip,
-                            port: d.port.unwrap_or(port),
-                        },
+                        DestKey { addr: d.ip, port },
                         DestSpec {
                             fwd: d.forwarding,
                             weight: d.weight,
@@ -150,7 +153,6 @@ mod tests {
     use super::*;
     use crate::check::table::Dest;
     use ha_config::cluster;
-    use ha_config::model::Forwarding;
 
     fn config(text: &str) -> ha_config::model::Config {
         let (_, l) = cluster::load_str("t.conf", text, &[]);
@@ -207,6 +209,32 @@ mod tests {
                 "FWM 7"
             ]
         );
+    }
+
+    #[test]
+    fn fwmark_real_servers_have_no_port_unless_masqueraded() {
+        let c = config("virtual_server fwmark 7 {\n lb_kind DR\n real_server 198.18.116.131 80 {\n }\n}\n");
+        let dest = |fwd| Dest {
+            ip: "198.18.116.131".parse().unwrap(),
+            port: Some(80),
+            weight: 1,
+            forwarding: fwd,
+        };
+        let port_of = |fwd| {
+            let outcome = VsOutcome {
+                dests: vec![dest(fwd)],
+                quorum_up: true,
+                sorry_active: false,
+            };
+            let s = services(&c.virtual_servers[0], &c.vs_groups, &outcome);
+            s[0].1.dests.keys().next().map(|k| k.port)
+        };
+        assert_eq!(
+            port_of(Forwarding::Dr),
+            Some(0),
+            "keepalived: `port will be ignored`"
+        );
+        assert_eq!(port_of(Forwarding::Nat), Some(80));
     }
 
     #[test]
