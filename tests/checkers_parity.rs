@@ -511,3 +511,116 @@ fn file_check_follows_the_file_when_it_changes() {
         &["FILE_CHECK#0", "DOWN->UP", "file value 0"],
     );
 }
+
+/// One real server's transitions in order, from keepalived's log (`Adding service [IP]`:
+/// up, `Removing service [IP]`: down) and from checker-watch's (`... IP:PORT ... ->UP`).
+fn phases(log: &str, rs: &str, keepalived: bool) -> Vec<&'static str> {
+    log.lines()
+        .filter_map(|l| {
+            if keepalived {
+                if l.contains(&format!("Adding service [{rs}]")) {
+                    Some("up")
+                } else if l.contains(&format!("Removing service [{rs}]")) {
+                    Some("down")
+                } else {
+                    None
+                }
+            } else {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                if !w.iter().any(|x| x.starts_with(&format!("{rs}:"))) {
+                    return None;
+                }
+                w.iter().find_map(|x| match *x {
+                    "DOWN->UP" => Some("up"),
+                    "UP->DOWN" => Some("down"),
+                    _ => None,
+                })
+            }
+        })
+        .collect()
+}
+
+/// keepalived beside us (issue 24): in the IPVS VM (keepalived's checkers need IPVS),
+/// keepalived and checker-watch run the same UDP_CHECK, TCP_CHECK, PING_CHECK and
+/// DNS_CHECK against the same servers (udp-echo, tcp-banner, the VM's own address, a real
+/// dnsmasq); the servers go away and come back; each real server must change state in the
+/// same phases in both logs.
+#[test]
+fn checkers_change_state_in_the_same_phases_as_keepalived() {
+    if let Some(why) = e2e::vm::unavailable() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let timing = "connect_timeout 1\n   retry 1\n   delay_before_retry 1\n   alpha";
+    let conf = format!(
+        "global_defs {{\n router_id VM\n}}\n\
+virtual_server 198.18.3.1 7 {{\n protocol UDP\n lb_kind DR\n delay_loop 1\n real_server 198.18.2.1 7 {{\n  UDP_CHECK {{\n   {timing}\n   require_reply\n  }}\n }}\n}}\n\
+virtual_server 198.18.3.2 25 {{\n protocol TCP\n lb_kind DR\n delay_loop 1\n real_server 198.18.2.2 25 {{\n  TCP_CHECK {{\n   {timing}\n  }}\n }}\n}}\n\
+virtual_server 198.18.3.3 80 {{\n protocol TCP\n lb_kind DR\n delay_loop 1\n real_server 198.18.2.3 80 {{\n  PING_CHECK {{\n   {timing}\n  }}\n }}\n}}\n\
+virtual_server 198.18.3.4 53 {{\n protocol UDP\n lb_kind DR\n delay_loop 1\n real_server 198.18.2.4 53 {{\n  DNS_CHECK {{\n   {timing}\n   type A\n   name www.example.test\n  }}\n }}\n}}\n"
+    );
+    let script = r#"
+mkdir -p /var/run /run /etc
+echo "root:x:0:0:root:/root:/bin/sh" > /etc/passwd
+echo "root:x:0:" > /etc/group
+for a in 1 2 3 4; do ip addr add 198.18.2.$a/32 dev dummy0; done
+servers() {
+  udp-echo 198.18.2.1:7 > /tmp/udp.log 2>&1 & echo $! > /tmp/udp.pid
+  tcp-banner 198.18.2.2:25 "220 ready" > /tmp/tcp.log 2>&1 & echo $! > /tmp/tcp.pid
+  /usr/sbin/dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --pid-file= \
+    --bind-interfaces --user=root --listen-address=198.18.2.4 --address=/www.example.test/198.18.9.9 \
+    > /tmp/dns.log 2>&1 & echo $! > /tmp/dns.pid
+}
+# Waits (up to 60 s) until keepalived's log has $1 lines with $2 and ours $1 with $3.
+both() {
+  i=0
+  while [ $i -lt 300 ]; do
+    k=$(grep -c "$2" /tmp/ka.log); o=$(grep -c -- "$3" /tmp/ours.log)
+    [ "$k" -ge "$1" ] && [ "$o" -ge "$1" ] && return 0
+    sleep 0.2; i=$((i+1))
+  done
+  echo "@@TIMEOUT $1 $2 $3 ka=$k ours=$o"
+}
+servers
+/usr/sbin/keepalived -n -l -D -C -f /t/checks.conf -p /tmp/ka.pid -c /tmp/ka-c.pid > /tmp/ka.log 2>&1 &
+checker-watch /t/checks.conf > /tmp/ours.log 2>&1 &
+both 4 "Adding service" "DOWN->UP"
+echo "@@PHASE down"
+kill $(cat /tmp/udp.pid) $(cat /tmp/tcp.pid) $(cat /tmp/dns.pid)
+ip addr del 198.18.2.3/32 dev dummy0
+both 4 "Removing service" "UP->DOWN"
+echo "@@PHASE up"
+ip addr add 198.18.2.3/32 dev dummy0
+servers
+both 8 "Adding service" "DOWN->UP"
+echo "@@STEP keepalived"; cat /tmp/ka.log
+echo "@@STEP ours"; cat /tmp/ours.log
+echo "@@STEP end"
+"#;
+    let files = vec![("checks.conf", conf.into_bytes())];
+    let out = e2e::vm::run_with(
+        script,
+        &e2e::vm::Payload {
+            files: &files,
+            bins: &["checker-watch", "udp-echo", "tcp-banner"],
+            system: &["/usr/sbin/keepalived", "/usr/sbin/dnsmasq"],
+            ..Default::default()
+        },
+        Duration::from_secs(400),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.contains("@@TIMEOUT"), "{out}");
+    let part = |name: &str| {
+        let start = out.find(&format!("@@STEP {name}\n")).unwrap_or_else(|| panic!("{out}"));
+        let rest = &out[start..];
+        rest[..rest.find("@@STEP end").unwrap_or(rest.len())].to_string()
+    };
+    let (ka, ours) = (part("keepalived"), part("ours"));
+    for rs in ["198.18.2.1", "198.18.2.2", "198.18.2.3", "198.18.2.4"] {
+        let k = phases(&ka, rs, true);
+        let o = phases(&ours, rs, false);
+        eprintln!("{rs}: keepalived {k:?}, ours {o:?}");
+        assert_eq!(k, ["up", "down", "up"], "keepalived, {rs}:\n{ka}");
+        assert_eq!(o, k, "ours against keepalived, {rs}:\n{ours}\n{ka}");
+    }
+}
