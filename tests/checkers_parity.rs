@@ -541,9 +541,10 @@ fn phases(log: &str, rs: &str, keepalived: bool) -> Vec<&'static str> {
 }
 
 /// keepalived beside us (issue 24): in the IPVS VM (keepalived's checkers need IPVS),
-/// keepalived and checker-watch run the same UDP_CHECK, TCP_CHECK, PING_CHECK and
-/// DNS_CHECK against the same servers (udp-echo, tcp-banner, the VM's own address, a real
-/// dnsmasq); the servers go away and come back; each real server must change state in the
+/// keepalived and checker-watch run the same UDP_CHECK, TCP_CHECK, PING_CHECK, DNS_CHECK
+/// and SMTP_CHECK against the same servers (udp-echo, tcp-banner, the VM's own address, a
+/// real dnsmasq, tcp-banner speaking SMTP); the servers answer wrong, right again, go
+/// away and come back; each real server must change state in the
 /// same phases in both logs.
 #[test]
 fn checkers_change_state_in_the_same_phases_as_keepalived() {
@@ -554,22 +555,32 @@ fn checkers_change_state_in_the_same_phases_as_keepalived() {
     let timing = "connect_timeout 1\n   retry 1\n   delay_before_retry 1\n   alpha";
     let conf = format!(
         "global_defs {{\n router_id VM\n}}\n\
-virtual_server 198.18.3.1 7 {{\n protocol UDP\n lb_kind DR\n delay_loop 1\n real_server 198.18.2.1 7 {{\n  UDP_CHECK {{\n   {timing}\n   require_reply\n  }}\n }}\n}}\n\
+virtual_server 198.18.3.1 7 {{\n protocol UDP\n lb_kind DR\n delay_loop 1\n real_server 198.18.2.1 7 {{\n  UDP_CHECK {{\n   {timing}\n   require_reply 706f6e67\n  }}\n }}\n}}\n\
 virtual_server 198.18.3.2 25 {{\n protocol TCP\n lb_kind DR\n delay_loop 1\n real_server 198.18.2.2 25 {{\n  TCP_CHECK {{\n   {timing}\n  }}\n }}\n}}\n\
 virtual_server 198.18.3.3 80 {{\n protocol TCP\n lb_kind DR\n delay_loop 1\n real_server 198.18.2.3 80 {{\n  PING_CHECK {{\n   {timing}\n  }}\n }}\n}}\n\
-virtual_server 198.18.3.4 53 {{\n protocol UDP\n lb_kind DR\n delay_loop 1\n real_server 198.18.2.4 53 {{\n  DNS_CHECK {{\n   {timing}\n   type A\n   name www.example.test\n  }}\n }}\n}}\n"
+virtual_server 198.18.3.4 53 {{\n protocol UDP\n lb_kind DR\n delay_loop 1\n real_server 198.18.2.4 53 {{\n  DNS_CHECK {{\n   {timing}\n   type A\n   name www.example.test\n  }}\n }}\n}}\n\
+virtual_server 198.18.3.5 25 {{\n protocol TCP\n lb_kind DR\n delay_loop 1\n real_server 198.18.2.5 25 {{\n  SMTP_CHECK {{\n   {timing}\n  }}\n }}\n}}\n"
     );
     let script = r#"
 mkdir -p /var/run /run /etc
 echo "root:x:0:0:root:/root:/bin/sh" > /etc/passwd
 echo "root:x:0:" > /etc/group
-for a in 1 2 3 4; do ip addr add 198.18.2.$a/32 dev dummy0; done
+for a in 1 2 3 4 5; do ip addr add 198.18.2.$a/32 dev dummy0; done
+# The servers answering right ("") or wrong ("wrong": another UDP reply, no such DNS
+# name, an SMTP server refusing service).
 servers() {
-  udp-echo 198.18.2.1:7 > /tmp/udp.log 2>&1 & echo $! > /tmp/udp.pid
+  if [ "$1" = wrong ]; then reply=nope; dns=/www.example.test/; banner="554 not accepting mail"; smtp=
+  else reply=pong; dns=/www.example.test/198.18.9.9; banner="220 smtp ready"; smtp=--smtp; fi
+  udp-echo 198.18.2.1:7 $reply > /tmp/udp.log 2>&1 & echo $! > /tmp/udp.pid
   tcp-banner 198.18.2.2:25 "220 ready" > /tmp/tcp.log 2>&1 & echo $! > /tmp/tcp.pid
+  tcp-banner 198.18.2.5:25 "$banner" $smtp > /tmp/smtp.log 2>&1 & echo $! > /tmp/smtp.pid
   /usr/sbin/dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --pid-file= \
-    --bind-interfaces --user=root --listen-address=198.18.2.4 --address=/www.example.test/198.18.9.9 \
+    --bind-interfaces --user=root --listen-address=198.18.2.4 --address=$dns \
     > /tmp/dns.log 2>&1 & echo $! > /tmp/dns.pid
+}
+stop_servers() {
+  kill $(cat /tmp/udp.pid) $(cat /tmp/tcp.pid) $(cat /tmp/dns.pid) $(cat /tmp/smtp.pid)
+  sleep 0.2
 }
 # Waits (up to 60 s) until keepalived's log has $1 lines with $2 and ours $1 with $3.
 both() {
@@ -584,15 +595,21 @@ both() {
 servers
 /usr/sbin/keepalived -n -l -D -C -f /t/checks.conf -p /tmp/ka.pid -c /tmp/ka-c.pid > /tmp/ka.log 2>&1 &
 checker-watch /t/checks.conf > /tmp/ours.log 2>&1 &
-both 4 "Adding service" "DOWN->UP"
+both 5 "Adding service" "DOWN->UP"
+echo "@@PHASE wrong"
+stop_servers; servers wrong
+both 3 "Removing service" "UP->DOWN"
+echo "@@PHASE right"
+stop_servers; servers
+both 8 "Adding service" "DOWN->UP"
 echo "@@PHASE down"
-kill $(cat /tmp/udp.pid) $(cat /tmp/tcp.pid) $(cat /tmp/dns.pid)
+stop_servers
 ip addr del 198.18.2.3/32 dev dummy0
-both 4 "Removing service" "UP->DOWN"
+both 8 "Removing service" "UP->DOWN"
 echo "@@PHASE up"
 ip addr add 198.18.2.3/32 dev dummy0
 servers
-both 8 "Adding service" "DOWN->UP"
+both 13 "Adding service" "DOWN->UP"
 echo "@@STEP keepalived"; cat /tmp/ka.log
 echo "@@STEP ours"; cat /tmp/ours.log
 echo "@@STEP end"
@@ -611,16 +628,26 @@ echo "@@STEP end"
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(!out.contains("@@TIMEOUT"), "{out}");
     let part = |name: &str| {
-        let start = out.find(&format!("@@STEP {name}\n")).unwrap_or_else(|| panic!("{out}"));
+        let start = out
+            .find(&format!("@@STEP {name}\n"))
+            .unwrap_or_else(|| panic!("{out}"));
         let rest = &out[start..];
         rest[..rest.find("@@STEP end").unwrap_or(rest.len())].to_string()
     };
     let (ka, ours) = (part("keepalived"), part("ours"));
-    for rs in ["198.18.2.1", "198.18.2.2", "198.18.2.3", "198.18.2.4"] {
+    // A wrong answer (UDP reply, DNS name, SMTP refusal) is down; TCP_CHECK and PING_CHECK
+    // do not read answers. Then every server stops.
+    for (rs, want) in [
+        ("198.18.2.1", &["up", "down", "up", "down", "up"][..]),
+        ("198.18.2.2", &["up", "down", "up"][..]),
+        ("198.18.2.3", &["up", "down", "up"][..]),
+        ("198.18.2.4", &["up", "down", "up", "down", "up"][..]),
+        ("198.18.2.5", &["up", "down", "up", "down", "up"][..]),
+    ] {
         let k = phases(&ka, rs, true);
         let o = phases(&ours, rs, false);
         eprintln!("{rs}: keepalived {k:?}, ours {o:?}");
-        assert_eq!(k, ["up", "down", "up"], "keepalived, {rs}:\n{ka}");
+        assert_eq!(k, want, "keepalived, {rs}:\n{ka}");
         assert_eq!(o, k, "ours against keepalived, {rs}:\n{ours}\n{ka}");
     }
 }
