@@ -35,6 +35,8 @@ fi
 
 [ "${1:-}" = "--deps-only" ] && exit 0
 
+# cargo-deb builds the Debian package (tests/package_deb.rs, deploy/package.sh).
+cargo deb --version > /dev/null 2>&1 || cargo install cargo-deb --version 3.8.0 --locked
 rustup component list --installed 2>/dev/null | has_line '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | has_line '^clippy' || rustup component add clippy
 

@@ -20,7 +20,7 @@ fn unit_text() -> String {
 fn unit_copy(dir: &Path) -> PathBuf {
     let hanode = e2e::bin_dir().join("hanode");
     let text = unit_text().replace(
-        "/usr/local/bin/hanode --config",
+        "/usr/bin/hanode --config",
         &format!("{} --config", hanode.display()),
     );
     let p = dir.join("hanode.service");
