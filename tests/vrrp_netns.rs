@@ -864,3 +864,100 @@ fn routes_rules_and_addresses_follow_the_vip_as_keepalived_installs_them() {
         },
     );
 }
+
+/// The mails a Debugging aiosmtpd printed: (X-Mailer, Subject, body lines).
+fn mails(log: &str) -> Vec<(String, String, Vec<String>)> {
+    log.split("---------- MESSAGE FOLLOWS ----------")
+        .skip(1)
+        .map(|m| {
+            let m = m
+                .split("------------ END MESSAGE ------------")
+                .next()
+                .unwrap_or("");
+            let header = |name: &str| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            };
+            let body = m
+                .split_once("\n\n")
+                .map(|(_, b)| {
+                    b.lines()
+                        .map(|l| l.trim().to_string())
+                        .filter(|l| !l.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (header("X-Mailer"), header("Subject"), body)
+        })
+        .collect()
+}
+
+#[test]
+fn smtp_alert_mails_each_state_change_as_keepalived_writes_them() {
+    let conf = "global_defs {\n    router_id LVS_DEVEL\n    notification_email {\n        ops@example.test\n    }\n    notification_email_from lvs@example.test\n    smtp_server 198.18.116.25\n    smtp_connect_timeout 5\n}\n\
+vrrp_instance VI_1 {\n    @lvs01 state MASTER\n    @lvs02 state BACKUP\n    interface ens33\n    virtual_router_id 51\n    @lvs01 priority 100\n    @lvs02 priority 80\n    advert_int 1\n    smtp_alert\n    virtual_ipaddress {\n        198.18.116.134\n    }\n}\n";
+    let lab = Lab::new("mail", conf);
+    let mail = Netns::new("mailm");
+    e2e::netns::attach(&lab.switch, "p4", &mail, "ens33", "198.18.116.25/24");
+    let mut c = mail.command("/usr/bin/python3");
+    c.args(["-u", "-m", "aiosmtpd", "-n", "-l", "198.18.116.25:25"]);
+    let server = e2e::netns::NsProcess::spawn(c, lab.root.path().join("smtpd.log"));
+    wait_for(Duration::from_secs(20), "aiosmtpd listening", || {
+        mail.command("bash")
+            .args(["-c", "exec 3<>/dev/tcp/198.18.116.25/25 && head -c3 <&3"])
+            .output()
+            .ok()
+            .filter(|o| o.stdout.starts_with(b"220"))
+    });
+    let mut ours = lab.ours("lvs01");
+    let _ka = lab.keepalived("lvs02");
+    lab.wait_holder(
+        (true, false),
+        Duration::from_secs(10),
+        "our lvs01 to hold the VIP",
+    );
+    let subject = |s: &str| format!("[LVS_DEVEL] VRRP Instance VI_1 - {s}");
+    let has = |mailer: &str, subj: &str| {
+        mails(&server.log_text())
+            .into_iter()
+            .find(|(m, s, _)| m == mailer && *s == subj)
+    };
+    let our_master = wait_for(Duration::from_secs(15), "our MASTER mail", || {
+        has("hanode", &subject("Entering MASTER state"))
+    });
+    let ka_backup = wait_for(Duration::from_secs(15), "keepalived's BACKUP mail", || {
+        has("Keepalived", &subject("Entering BACKUP state"))
+    });
+    assert_eq!(ka_backup.2, ["=> VRRP Instance is no longer owning VRRP VIPs <="]);
+
+    // Ours stops (mailing it), keepalived takes over (mailing that).
+    ours.term();
+    lab.wait_holder(
+        (false, true),
+        Duration::from_secs(8),
+        "keepalived lvs02 to take over",
+    );
+    let stopping = wait_for(Duration::from_secs(15), "our Stopping mail", || {
+        has("hanode", &subject("Stopping"))
+    });
+    assert_eq!(stopping.2, ["=> VRRP Instance stopping <="]);
+    let ka_master = wait_for(Duration::from_secs(15), "keepalived's MASTER mail", || {
+        has("Keepalived", &subject("Entering MASTER state"))
+    });
+    // The same change, the same mail (but for the mailer's name and date).
+    assert_eq!(
+        (&our_master.1, &our_master.2),
+        (&ka_master.1, &ka_master.2),
+        "{}",
+        server.log_text()
+    );
+    // Each change once: one MASTER mail of ours.
+    let ours_master = mails(&server.log_text())
+        .into_iter()
+        .filter(|(m, s, _)| m == "hanode" && *s == subject("Entering MASTER state"))
+        .count();
+    assert_eq!(ours_master, 1, "{}", server.log_text());
+}

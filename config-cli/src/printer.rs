@@ -202,6 +202,13 @@ fn global(g: &GlobalDefs) -> Node {
         c.push(Node::line(w));
     }
     opt(&mut c, "smtp_connect_timeout", &g.smtp_connect_timeout);
+    opt(&mut c, "smtp_helo_name", &g.smtp_helo_name);
+    match g.smtp_alert_vrrp {
+        Some(true) => c.push(Node::line(["smtp_alert_vrrp"])),
+        Some(false) => c.push(Node::line(["smtp_alert_vrrp", "false"])),
+        None => {}
+    }
+    flag(&mut c, "no_email_faults", g.no_email_faults);
     opt(&mut c, "router_id", &g.router_id);
     flag(&mut c, "vrrp_skip_check_adv_addr", g.vrrp_skip_check_adv_addr);
     flag(&mut c, "vrrp_strict", g.vrrp_strict);
@@ -389,6 +396,14 @@ fn tracks(c: &mut Vec<Node>, ti: &[TrackInterface], refs: [(&str, &[TrackRef]); 
     }
 }
 
+fn smtp_alert(c: &mut Vec<Node>, v: Option<bool>) {
+    match v {
+        Some(true) => c.push(Node::line(["smtp_alert"])),
+        Some(false) => c.push(Node::line(["smtp_alert", "false"])),
+        None => {}
+    }
+}
+
 fn sync_group(g: &SyncGroup) -> Node {
     let mut c = vec![Node::list(
         ["group"],
@@ -404,6 +419,7 @@ fn sync_group(g: &SyncGroup) -> Node {
         ],
     );
     flag(&mut c, "sync_group_tracking_weight", g.tracking_weight);
+    smtp_alert(&mut c, g.smtp_alert);
     notify(&mut c, &g.notify);
     c.extend(g.extra.iter().map(raw));
     with_origin(
@@ -644,7 +660,7 @@ fn instance(i: &VrrpInstance) -> Node {
             i.garp.master_refresh_repeat.to_string(),
         ]));
     }
-    flag(&mut c, "smtp_alert", i.smtp_alert);
+    smtp_alert(&mut c, i.smtp_alert);
     c.extend(i.extra.iter().map(raw));
     with_origin(
         Node::block(["vrrp_instance".to_string(), i.name.clone()], c),

@@ -161,6 +161,16 @@ fn vrrp_checks(cfg: &Config, spans: &SpanIndex, d: &mut Diagnostics) {
                 }
             }
         }
+        let alerts = inst.smtp_alert.or(cfg.global.smtp_alert_vrrp).unwrap_or(false);
+        if alerts && (cfg.global.smtp_server.is_none() || cfg.global.notification_email.is_empty()) {
+            d.warning(
+                kw("smtp_alert"),
+                format!(
+                    "vrrp_instance {}: smtp_alert sends nothing without `smtp_server` and `notification_email` in global_defs",
+                    inst.name
+                ),
+            );
+        }
         for n in cfg.tracking(inst).1 {
             d.warning(
                 at(

@@ -108,6 +108,8 @@ pub struct InstanceActor {
     socket: Arc<VrrpSocket>,
     addrs: Addresses,
     garp: GarpSender,
+    /// Where `smtp_alert` mails go (None: no mail set up).
+    mailer: Option<Recipient<super::alert::Alert>>,
     /// Gratuitous ARP / NA senders of the other interfaces VIPs name (`dev`).
     other_garp: BTreeMap<String, GarpSender>,
     timer: Option<SpawnHandle>,
@@ -129,6 +131,25 @@ pub struct InstanceActor {
     master_notify: Option<u8>,
     /// Stop received: no more inputs are acted on.
     stopping: bool,
+}
+
+impl InstanceActor {
+    /// Mails the change (`smtp_alert`), if the instance asks for it and mail is set up.
+    fn alert(&self, state: &str) {
+        if let (true, Some(m)) = (self.spec.smtp_alert, &self.mailer) {
+            m.do_send(super::alert::Alert {
+                source: super::alert::Source::Instance,
+                name: self.spec.name.clone(),
+                state: state.to_string(),
+            });
+        }
+    }
+
+    /// Sends `smtp_alert` mails through `mailer`.
+    pub fn with_mailer(mut self, mailer: Option<Recipient<super::alert::Alert>>) -> Self {
+        self.mailer = mailer;
+        self
+    }
 }
 
 /// The interface a VIP goes on: its own `dev`, else the instance's.
@@ -185,6 +206,7 @@ impl InstanceActor {
             addrs,
             garp,
             other_garp: BTreeMap::new(),
+            mailer: None,
             timer: None,
             rejected: BTreeMap::new(),
             received: 0,
@@ -410,6 +432,7 @@ impl InstanceActor {
 
     fn transition(&mut self, from: State, to: State, reason: Reason, priority: u8) {
         tracing::info!(instance = %self.spec.name, %from, %to, %reason, priority, "VRRP transition");
+        self.alert(&to.to_string());
         if to == State::Master {
             self.master_notify = Some(priority);
         } else if to != State::Init {
@@ -701,6 +724,7 @@ impl Handler<Stop> for InstanceActor {
             .filter(|a| matches!(a, Action::Send { .. } | Action::Transition { .. }))
             .collect();
         self.carry_out(actions, ctx);
+        self.alert("STOP");
         let stop_scripts = self.notify_commands(None, self.core.priority());
         let removal = self.removal();
         let fut = async move {

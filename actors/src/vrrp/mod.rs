@@ -4,6 +4,7 @@
 //! the actix actor ([`actor`]) and the runner ([`runner`]).
 
 pub mod actor;
+pub mod alert;
 pub mod check;
 pub mod file_tracker;
 pub mod garp;

@@ -86,6 +86,8 @@ pub struct Running {
     pub quorum: QuorumVerdict,
     /// The `static_*` addresses, routes and rules installed (or being installed).
     statics: StaticRouting,
+    /// The `smtp_alert` mailer, with the settings it was started with.
+    mailer: Option<(super::alert::MailSettings, Addr<super::alert::Mailer>)>,
 }
 
 /// Whether this director is in contact with a majority of the voters (the quorum gate).
@@ -210,6 +212,7 @@ impl Running {
     ) -> Result<Vec<String>, RunError> {
         let want = units(config)?;
         self.install_statics(&config.global.statics);
+        self.start_mailer(config);
         let mut started = Vec::new();
         let result = self.start_units(config, &want, events, fenced, &mut started);
         self.instances = self.units.values().map(|(_, a)| a.clone()).collect();
@@ -243,7 +246,9 @@ impl Running {
             let socket = VrrpSocket::open(&ifc, spec.src, spec.multicast).map_err(io_err)?;
             let garp = GarpSender::open(&ifc).map_err(io_err)?;
             let tracked: Vec<TrackerId> = spec.trackers.iter().map(|(n, _)| n.clone()).collect();
+            let mailer = self.mailer.as_ref().map(|(_, m)| m.clone().recipient());
             let addr = InstanceActor::new(spec, ifc, socket, addrs.clone(), garp, events.clone(), user)
+                .with_mailer(mailer)
                 .fenced(fenced)
                 .in_contact(self.quorum.0)
                 .start();
@@ -268,7 +273,15 @@ impl Running {
                 .iter()
                 .filter_map(|m| self.units.get(m).map(|(_, a)| (m.clone(), a.clone().recipient())))
                 .collect();
-            let group = SyncGroupActor::new(g.name.clone(), members, g.notify.clone(), user).start();
+            let alerts = g.smtp_alert.or(config.global.smtp_alert_vrrp).unwrap_or(false);
+            let mailer = self
+                .mailer
+                .as_ref()
+                .filter(|_| alerts)
+                .map(|(_, m)| m.clone().recipient());
+            let group = SyncGroupActor::new(g.name.clone(), members, g.notify.clone(), user)
+                .with_mailer(mailer)
+                .start();
             for m in &g.members {
                 if let Some((_, a)) = self.units.get(m) {
                     a.do_send(JoinGroup(group.clone().recipient()));
@@ -309,6 +322,15 @@ impl Running {
             self.trackers.insert(id, running);
         }
         Ok(())
+    }
+
+    /// Starts (or restarts, when the settings change) the mailer of `smtp_alert`.
+    fn start_mailer(&mut self, config: &Config) {
+        let want = super::alert::MailSettings::of(&config.global);
+        if want.as_ref() == self.mailer.as_ref().map(|(s, _)| s) {
+            return;
+        }
+        self.mailer = want.map(|s| (s.clone(), super::alert::Mailer::new(s).start()));
     }
 
     /// Brings the `static_*` blocks installed to `want`: what left them goes (rules,
@@ -401,6 +423,10 @@ pub async fn stop_instances(instances: &[Addr<InstanceActor>]) {
 /// `static_*` addresses, routes and rules are removed.
 pub async fn stop(running: &Running) {
     stop_instances(&running.instances).await;
+    if let Some((_, m)) = &running.mailer {
+        // The STOP mails go out before the process exits (or are given up after a while).
+        let _ = tokio::time::timeout(Duration::from_secs(5), m.send(super::alert::Flush)).await;
+    }
     for t in running.trackers.values() {
         t.retire.do_send(Retire);
     }

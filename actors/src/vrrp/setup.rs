@@ -72,6 +72,8 @@ pub struct InstanceSpec {
     /// `dont_track_primary`).
     pub track_interfaces: Vec<(String, Weight)>,
     pub notify: Notify,
+    /// Mail each state change (`smtp_alert`, else `smtp_alert_vrrp`).
+    pub smtp_alert: bool,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -289,6 +291,7 @@ pub fn spec(g: &GlobalDefs, inst: &VrrpInstance, ifaddrs: IfAddrs) -> Result<Ins
             )]
         },
         notify: inst.notify.clone(),
+        smtp_alert: inst.smtp_alert.or(g.smtp_alert_vrrp).unwrap_or(false),
     })
 }
 

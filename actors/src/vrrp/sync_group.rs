@@ -35,6 +35,8 @@ pub struct SyncGroupActor {
     state: Option<State>,
     /// Members in FAULT on their own account: the group stays in FAULT until none is.
     faulty: std::collections::BTreeSet<String>,
+    /// Where the group's `smtp_alert` mails go (None: it sends none).
+    mailer: Option<Recipient<super::alert::Alert>>,
 }
 
 impl SyncGroupActor {
@@ -52,7 +54,14 @@ impl SyncGroupActor {
             queue: None,
             state: None,
             faulty: std::collections::BTreeSet::new(),
+            mailer: None,
         }
+    }
+
+    /// Mails the group's state changes (`smtp_alert`) through `mailer`.
+    pub fn with_mailer(mut self, mailer: Option<Recipient<super::alert::Alert>>) -> Self {
+        self.mailer = mailer;
+        self
     }
 }
 
@@ -89,6 +98,13 @@ impl Handler<MemberTransition> for SyncGroupActor {
         }
         if self.state != Some(to) {
             self.state = Some(to);
+            if let Some(m) = &self.mailer {
+                m.do_send(super::alert::Alert {
+                    source: super::alert::Source::Group,
+                    name: self.name.clone(),
+                    state: to.to_string(),
+                });
+            }
             if let Some(q) = &self.queue {
                 let user = self.user;
                 let mut cmds =

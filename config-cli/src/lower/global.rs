@@ -59,6 +59,13 @@ pub fn global_defs(cx: &mut Ctx, s: &Stmt, g: &mut GlobalDefs) {
                     g.smtp_server = Some(SmtpServer { host, port });
                 }
             }
+            "smtp_helo_name" => {
+                if let Some(v) = cx.arg(c, 0, "a name") {
+                    g.smtp_helo_name = Some(v.to_string());
+                }
+            }
+            "smtp_alert_vrrp" => g.smtp_alert_vrrp = Some(cx.flag(c)),
+            "no_email_faults" => g.no_email_faults = cx.flag(c),
             "smtp_connect_timeout" => {
                 if let Some(v) = cx.uint(c, 0, 1, u32::MAX as u64, false) {
                     g.smtp_connect_timeout = Some(v as u32);

@@ -175,6 +175,7 @@ pub fn sync_group(cx: &mut Ctx, s: &Stmt) -> Option<SyncGroup> {
         track_file: Vec::new(),
         track_process: Vec::new(),
         tracking_weight: false,
+        smtp_alert: None,
         extra: Vec::new(),
     };
     cx.mark(format!("sync_group {}", g.name), s.span());
@@ -197,6 +198,7 @@ pub fn sync_group(cx: &mut Ctx, s: &Stmt) -> Option<SyncGroup> {
                 g.track_interface = track_interfaces(cx, c, &format!("vrrp_sync_group {}", g.name))
             }
             "sync_group_tracking_weight" => g.tracking_weight = cx.flag(c),
+            "smtp_alert" => g.smtp_alert = Some(cx.flag(c)),
             "global_tracking" => {
                 cx.warning(
                     c.span(),
@@ -499,16 +501,7 @@ pub fn instance(cx: &mut Ctx, s: &Stmt, g: &GlobalDefs) -> Option<VrrpInstance> 
                     .map(|n| n as u32)
                     .unwrap_or(v.garp.master_refresh_repeat)
             }
-            "smtp_alert" => {
-                v.smtp_alert = cx.flag(c);
-                if v.smtp_alert {
-                    cx.push(crate::diag::Diagnostic::not_run(
-                        c.span(),
-                        "smtp_alert",
-                        "no email is sent on this instance's state changes (hanode records them in its event history)",
-                    ));
-                }
-            }
+            "smtp_alert" => v.smtp_alert = Some(cx.flag(c)),
             _ => {
                 if let Some(raw) = cx.other(Section::VrrpInstance, c) {
                     v.extra.push(raw);

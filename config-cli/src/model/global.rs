@@ -2,8 +2,8 @@ use super::common::{Dur, RawStmt, ScriptUser};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
-/// `global_defs`. Notification (email) settings are kept for export but are inert: the
-/// product reports through its event history instead of SMTP.
+/// `global_defs`. The notification settings (`smtp_server`, `notification_email`, ...) are
+/// used by VRRP's `smtp_alert` mails.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GlobalDefs {
     pub router_id: Option<String>,
@@ -11,6 +11,12 @@ pub struct GlobalDefs {
     pub notification_email_from: Option<String>,
     pub smtp_server: Option<SmtpServer>,
     pub smtp_connect_timeout: Option<u32>,
+    /// `HELO` name of alert mails (keepalived's default: the host's name).
+    pub smtp_helo_name: Option<String>,
+    /// `smtp_alert_vrrp [BOOL]`: the default of instances' and sync groups' `smtp_alert`.
+    pub smtp_alert_vrrp: Option<bool>,
+    /// `no_email_faults`: no mail for a change to FAULT.
+    pub no_email_faults: bool,
     /// Delay between gratuitous ARPs sent on an interface (None: no delay).
     pub vrrp_garp_interval: Option<Dur>,
     /// Delay between unsolicited neighbour advertisements sent on an interface.

@@ -68,6 +68,8 @@ pub struct SyncGroup {
     /// weights of what they track themselves; without it keepalived drops a member's
     /// weighted scripts, files and processes and makes its weighted interfaces FAULT.
     pub tracking_weight: bool,
+    /// `smtp_alert [BOOL]`: mail the group's state changes (unset: `smtp_alert_vrrp`).
+    pub smtp_alert: Option<bool>,
     pub extra: Vec<RawStmt>,
 }
 
@@ -199,7 +201,8 @@ pub struct VrrpInstance {
     pub mcast_src_ip: Option<IpAddr>,
     pub notify: Notify,
     pub garp: Garp,
-    pub smtp_alert: bool,
+    /// `smtp_alert [BOOL]`: mail each state change (unset: global `smtp_alert_vrrp`).
+    pub smtp_alert: Option<bool>,
     pub extra: Vec<RawStmt>,
 }
 
@@ -230,7 +233,7 @@ impl VrrpInstance {
             mcast_src_ip: None,
             notify: Notify::default(),
             garp: Garp::default(),
-            smtp_alert: false,
+            smtp_alert: None,
             extra: Vec::new(),
         }
     }
