@@ -437,6 +437,8 @@ fn file_check_follows_the_file_when_it_changes() {
     let maint = lab.work.path().join("maint");
     let boost = lab.work.path().join("boost");
     std::fs::write(&boost, "0\n").expect("write");
+    // `init_file 0 overwrite` replaces what is there at start.
+    std::fs::write(&maint, "9\n").expect("write");
     let conf = format!(
         "track_file maint {{\n file {maint}\n weight 0\n init_file 0 overwrite\n}}\n\
          track_file boost {{\n file {boost}\n}}\n\

@@ -764,7 +764,7 @@ static_rules {\n    from 198.18.118.0/24 table 118 priority 1180\n}\n\
 vrrp_instance VI_1 {\n    @lvs01 state MASTER\n    @lvs02 state BACKUP\n    interface ens33\n    virtual_router_id 51\n    @lvs01 priority 100\n    @lvs02 priority 80\n    advert_int 1\n\
     virtual_ipaddress {\n        198.18.116.134\n        198.18.117.134/24 dev ens34\n    }\n\
     virtual_ipaddress_excluded {\n        198.18.116.136\n    }\n\
-    virtual_routes {\n        198.18.120.0/24 via 198.18.116.1 dev ens33 table 120\n        blackhole 198.18.121.0/24\n        src 198.18.116.134 198.18.122.0/24 dev ens33 metric 7\n    }\n\
+    virtual_routes {\n        198.18.116.0/24 dev ens33 src 198.18.116.134\n        198.18.120.0/24 via 198.18.116.1 dev ens33 table 120\n        blackhole 198.18.121.0/24\n        src 198.18.116.134 198.18.122.0/24 dev ens33 metric 7\n    }\n\
     virtual_rules {\n        from 198.18.116.134 table 120 priority 1200\n        to 198.18.123.0/24 priority 1201 blackhole\n    }\n}\n";
 
 #[test]
@@ -852,6 +852,14 @@ fn routes_rules_and_addresses_follow_the_vip_as_keepalived_installs_them() {
         left.iter()
             .all(|l| l == "addr ens33 198.18.116.130/24" || l == "addr ens34 198.18.117.130/24"),
         "{left:#?}"
+    );
+    // The virtual route beside the connected one of the same prefix went alone: the
+    // kernel's own route is still there (it was never replaced).
+    let kernel = String::from_utf8_lossy(&lab.lvs01.ip(&["-o", "route", "show", "198.18.116.0/24"]).stdout)
+        .into_owned();
+    assert!(
+        kernel.contains("proto kernel"),
+        "the connected route is gone: {kernel}"
     );
     wait_for(
         Duration::from_secs(5),

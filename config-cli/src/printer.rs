@@ -209,6 +209,11 @@ fn global(g: &GlobalDefs) -> Node {
         None => {}
     }
     flag(&mut c, "no_email_faults", g.no_email_faults);
+    match g.smtp_alert {
+        Some(true) => c.push(Node::line(["smtp_alert"])),
+        Some(false) => c.push(Node::line(["smtp_alert", "false"])),
+        None => {}
+    }
     opt(&mut c, "router_id", &g.router_id);
     flag(&mut c, "vrrp_skip_check_adv_addr", g.vrrp_skip_check_adv_addr);
     flag(&mut c, "vrrp_strict", g.vrrp_strict);

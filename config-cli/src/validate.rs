@@ -161,7 +161,11 @@ fn vrrp_checks(cfg: &Config, spans: &SpanIndex, d: &mut Diagnostics) {
                 }
             }
         }
-        let alerts = inst.smtp_alert.or(cfg.global.smtp_alert_vrrp).unwrap_or(false);
+        let alerts = inst
+            .smtp_alert
+            .or(cfg.global.smtp_alert_vrrp)
+            .or(cfg.global.smtp_alert)
+            .unwrap_or(false);
         if alerts && (cfg.global.smtp_server.is_none() || cfg.global.notification_email.is_empty()) {
             d.warning(
                 kw("smtp_alert"),

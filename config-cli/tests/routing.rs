@@ -6,10 +6,10 @@ use ha_config::cluster;
 use ha_config::model::*;
 
 const TEXT: &str = "static_ipaddress {\n 198.18.9.1/24 dev ens34 scope link\n}\n\
-static_routes {\n 198.18.10.0/24 via 198.18.9.254 dev ens34 metric 50\n default via 198.18.9.254 table 100\n}\n\
+static_routes {\n 198.18.10.0/24 via 198.18.9.254 dev ens34 metric 50\n default via 198.18.9.254 table 100\n 198.18.11.0/24 dev ens34 protocol bird\n default via fe80::1 dev ens34\n}\n\
 static_rules {\n from 198.18.9.0/24 table 100 priority 1000\n not to 198.18.10.0/24 fwmark 0x10/0xff lookup main\n inet6 iif ens34 ipproto tcp dport 80-90 prohibit\n}\n\
 vrrp_instance VI_1 {\n interface ens33\n virtual_router_id 51\n virtual_ipaddress {\n  198.18.116.134\n }\n\
- virtual_routes {\n  src 198.18.116.134 198.18.20.0/24 via 198.18.116.1 or 198.18.116.2 onlink\n  blackhole 198.18.21.0/24\n  198.18.22.0/24 dev ens33 scope link protocol static mtu 1400\n }\n\
+ virtual_routes {\n  src 198.18.116.134 198.18.20.0/24 via 198.18.116.1 or 198.18.116.2 onlink\n  blackhole 198.18.21.0/24\n  198.18.22.0/24 dev ens33 scope link protocol static mtu 1400 no_track\n }\n\
  virtual_rules {\n  from 198.18.116.134 table 200\n }\n}\n";
 
 fn rendered(text: &str) -> Vec<String> {
@@ -31,7 +31,20 @@ fn routes_rules_and_static_addresses_read_and_print_back() {
     assert_eq!(st.routes[0].metric, Some(50));
     assert_eq!(st.routes[1].dest.len, 0);
     assert_eq!(st.routes[1].table, Some(100));
+    assert_eq!(
+        st.routes[2].protocol, None,
+        "keepalived's own protocol unless no_track"
+    );
+    assert!(
+        st.routes[3].dest.addr.is_ipv6() && st.routes[3].dest.len == 0,
+        "default of the gateway's family"
+    );
     assert_eq!(st.rules[0].action, RuleAction::Table(100));
+    assert_eq!(
+        (st.rules[1].priority, st.rules[2].priority),
+        (Some(16384), Some(16384)),
+        "keepalived's priority for rules without one, per family"
+    );
     assert_eq!(st.rules[0].priority, Some(1000));
     assert!(st.rules[1].not);
     assert_eq!(st.rules[1].fwmark, Some((0x10, Some(0xff))));

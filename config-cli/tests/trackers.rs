@@ -119,7 +119,7 @@ fn sync_groups_share_their_trackers_and_unweight_their_members_as_keepalived() {
 track_file f {\n file /run/f\n}\n\
 vrrp_track_process p {\n process nginx\n weight -5\n}\n\
 vrrp_sync_group G {\n group {\n  A\n  B\n }\n track_process {\n  p\n }\n}\n\
-vrrp_instance A {\n interface ens33\n virtual_router_id 1\n virtual_ipaddress {\n  198.18.116.134\n }\n track_script {\n  chk\n }\n track_file {\n  f\n }\n track_interface {\n  eth1 weight 10\n }\n}\n\
+vrrp_instance A {\n interface ens33\n virtual_router_id 1\n virtual_ipaddress {\n  198.18.116.134\n }\n track_script {\n  chk\n }\n track_file {\n  f\n }\n track_interface {\n  eth1 weight 10\n }\n track_process {\n  p weight -9\n }\n}\n\
 vrrp_instance B {\n interface ens33\n virtual_router_id 2\n virtual_ipaddress {\n  198.18.116.135\n }\n}\n";
     let (parsed, l) = load(text);
     let c = &l.cluster.default;
@@ -135,7 +135,7 @@ vrrp_instance B {\n interface ens33\n virtual_router_id 2\n virtual_ipaddress {\
             (TrackedKind::File, "f", None),
             (TrackedKind::Process, "p", Some(-5)),
         ],
-        "the weighted script is dropped, the file and interface unweighted, the group's process kept"
+        "the weighted script is dropped, the file and interface unweighted, the process tracked once with the group's weight"
     );
     assert_eq!(notes.len(), 3, "{notes:?}");
     let (b, _) = c.tracking(c.instance("B").expect("B"));

@@ -124,6 +124,17 @@ impl CheckerActor {
     /// One probe; `on_schedule`: the periodic one (which schedules the next), not one the
     /// file's change asked for.
     fn run_probe(&mut self, ctx: &mut Context<Self>, on_schedule: bool) {
+        if let ProbeSpec::File { path, .. } = &*self.probe {
+            // keepalived ignores a number it cannot take: the verdict stays as it was.
+            if crate::track::file::read_value(path).is_none() {
+                tracing::warn!(file = %path.display(), "FILE_CHECK: invalid number in the file: ignored");
+                if on_schedule {
+                    let next = self.core.timing().delay_loop;
+                    self.schedule(next, ctx);
+                }
+                return;
+            }
+        }
         super::stats::STATS.record(self.due.elapsed());
         let timeout = self.core.timing().connect_timeout;
         let spec = self.probe.clone();

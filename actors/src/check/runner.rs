@@ -259,8 +259,11 @@ fn plan_vs(
                         None => (def.weight, def.weight_reverse),
                     };
                     let timing = timing_of(c);
+                    if let Err(e) = crate::track::file::initialise(def) {
+                        tracing::error!(track_file = %def.name, file = %def.file, "init_file: {e}");
+                    }
                     let probe = ProbeSpec::File {
-                        path: def.file.clone().into(),
+                        path: crate::track::file::watched_path(&def.file),
                         weight,
                         reverse,
                         rs_weight: rs.weight,

@@ -120,11 +120,12 @@ pub fn services(
                 .dests
                 .iter()
                 .map(|d| {
-                    // keepalived: a fwmark service's real servers have no port unless
-                    // masqueraded ("port will be ignored"): IPVS lists them as `:0`.
-                    let port = match key {
-                        SvcKey::Fwmark { .. } if d.forwarding != Forwarding::Nat => 0,
-                        _ => d.port.unwrap_or(port),
+                    // keepalived: a real server that is not masqueraded (DR, TUN) takes
+                    // the service's port (group entries' included), none (`:0`) for a
+                    // fwmark service; only NAT keeps its own.
+                    let port = match d.forwarding {
+                        Forwarding::Nat => d.port.unwrap_or(port),
+                        _ => port,
                     };
                     (
                         DestKey { addr: d.ip, port },

@@ -39,17 +39,50 @@ pub fn parse_value(text: &[u8]) -> Option<i64> {
         .then_some(value)
 }
 
-/// Reads the file's value now (0 if it cannot be read).
+/// Reads the file's value now (0 if it cannot be read), as keepalived: opened without
+/// blocking (a FIFO does not hold the reader), at most 127 bytes read.
 pub fn read_value(path: &Path) -> Option<i64> {
-    match std::fs::read(path) {
-        Ok(bytes) => parse_value(&bytes[..bytes.len().min(127)]),
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return Some(0);
+    };
+    let mut buf = [0u8; 127];
+    match f.read(&mut buf) {
+        Ok(n) => parse_value(&buf[..n]),
         Err(_) => Some(0),
     }
 }
 
-/// `init_file`: writes the initial value unless the file exists (or always, with
-/// `overwrite`, if it is a regular file).
+/// The path to watch: the file's own, links followed (a change to a link's target comes
+/// as an event in the target's directory).
+pub fn watched_path(file: &str) -> std::path::PathBuf {
+    std::fs::canonicalize(file).unwrap_or_else(|_| std::path::PathBuf::from(file))
+}
+
+/// `init_file` at start: writes the initial value unless the file exists (or always, with
+/// `overwrite`, if it is a regular file). Once per file and process, as keepalived writes
+/// it when it starts and not when it reloads: a tracker restarted by a reconfiguration
+/// does not overwrite the live value.
 pub fn initialise(def: &TrackFile) -> std::io::Result<()> {
+    static DONE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    if def.init.is_none() {
+        return Ok(());
+    }
+    if let Ok(mut done) = DONE.lock() {
+        if done.contains(&def.file) {
+            return Ok(());
+        }
+        done.push(def.file.clone());
+    }
+    write_initial(def)
+}
+
+fn write_initial(def: &TrackFile) -> std::io::Result<()> {
     let Some(init) = def.init else {
         return Ok(());
     };
@@ -106,14 +139,21 @@ mod tests {
         initialise(&def).expect("create");
         assert_eq!(read_value(&path), Some(7));
         std::fs::write(&path, "3\n").expect("write");
-        initialise(&def).expect("exists: kept");
+        write_initial(&def).expect("exists: kept");
         assert_eq!(read_value(&path), Some(3));
         def.init = Some(ha_config::model::FileInit {
             value: -2,
             overwrite: true,
         });
-        initialise(&def).expect("overwrite");
+        write_initial(&def).expect("overwrite");
         assert_eq!(read_value(&path), Some(-2));
+        std::fs::write(&path, "4\n").expect("write");
+        initialise(&def).expect("once per process");
+        assert_eq!(
+            read_value(&path),
+            Some(4),
+            "a restarted tracker does not overwrite"
+        );
         assert_eq!(read_value(&dir.path().join("missing")), Some(0));
     }
 }

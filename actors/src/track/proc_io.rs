@@ -53,11 +53,43 @@ fn open_here(read_timeout: Duration) -> io::Result<Socket> {
     // Bursts of forks (a busy box) must not overflow it; an overflow is recovered by a
     // rescan anyway (ENOBUFS).
     sref.set_recv_buffer_size(1 << 20)?;
-    sref.set_read_timeout(Some(read_timeout))?;
+    sref.set_read_timeout(Some(Duration::from_millis(200)))?;
     let mut addr = SocketAddr::new(0, 0);
     sock.get_address(&mut addr)?;
     sock.send(&proc_event::subscription(addr.port_number(), true), 0)?;
-    Ok(sock)
+    // The kernel answers the subscription; without an answer (a task outside the initial
+    // PID or user namespace is ignored) or with an error (no CAP_NET_ADMIN), no event
+    // would ever come: fail, so that the trackers read /proc instead.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        if std::time::Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the kernel did not answer the process events subscription",
+            ));
+        }
+        let mut buf = Vec::with_capacity(4096);
+        match sock.recv_from(&mut buf, 0) {
+            Ok((_, from)) if from.port_number() != 0 => continue,
+            Ok(_) => {
+                for e in proc_event::parse(&buf) {
+                    if let ProcEvent::Ack { err } = e {
+                        if err != 0 {
+                            return Err(io::Error::from_raw_os_error(err as i32));
+                        }
+                        sref.set_read_timeout(Some(read_timeout))?;
+                        return Ok(sock);
+                    }
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 impl ProcEventSocket {
@@ -118,8 +150,10 @@ pub fn lost_events(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ENOBUFS)
 }
 
-/// What /proc says of `pid` now; `None` if it is gone or a zombie.
-pub fn info(pid: u32) -> Option<ProcInfo> {
+/// What /proc says of `pid` now; `None` if it is gone or a zombie. `cmdline`: read the
+/// command line too (only `full_command` matchers need it: reading it can wait on the
+/// process's memory, as `ps` can).
+pub fn info(pid: u32, cmdline: bool) -> Option<ProcInfo> {
     let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
     // `pid (comm) S ...`: comm may hold anything, so take the last `)`.
     let open = stat.iter().position(|b| *b == b'(')?;
@@ -128,18 +162,22 @@ pub fn info(pid: u32) -> Option<ProcInfo> {
     if stat.get(close + 2) == Some(&b'Z') {
         return None;
     }
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = if cmdline {
+        std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     Some(ProcInfo { comm, cmdline })
 }
 
-/// Every running process.
-pub fn scan() -> Vec<(u32, ProcInfo)> {
+/// Every running process (with its command line when `cmdline`).
+pub fn scan(cmdline: bool) -> Vec<(u32, ProcInfo)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| info(pid).map(|i| (pid, i)))
+        .filter_map(|pid| info(pid, cmdline).map(|i| (pid, i)))
         .collect()
 }
 
@@ -150,10 +188,14 @@ mod tests {
     #[test]
     fn this_process_is_found_with_its_name_and_arguments() {
         let me = std::process::id();
-        let i = info(me).expect("our own /proc entry");
+        let i = info(me, true).expect("our own /proc entry");
         assert!(!i.comm.is_empty() && i.comm.len() <= 15, "{i:?}");
         assert!(i.cmdline.ends_with(&[0]), "{i:?}");
-        assert!(scan().iter().any(|(p, _)| *p == me));
-        assert_eq!(info(u32::MAX), None);
+        assert!(
+            info(me, false).expect("again").cmdline.is_empty(),
+            "not read unless asked"
+        );
+        assert!(scan(false).iter().any(|(p, _)| *p == me));
+        assert_eq!(info(u32::MAX, true), None);
     }
 }

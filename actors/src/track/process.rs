@@ -40,6 +40,11 @@ impl Matcher {
         }
     }
 
+    /// Whether it needs the command line (`full_command`).
+    pub fn needs_cmdline(&self) -> bool {
+        self.full_command
+    }
+
     /// Whether a rename to `comm` is decided by the name alone (not with `full_command`).
     pub fn uses_comm(&self) -> bool {
         !self.full_command
@@ -78,9 +83,11 @@ impl Matcher {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
     None,
-    /// Up by a fork of a counted process (the fork delay applies).
+    /// Up by a fork of a counted process (`fork_delay` applies).
     Forked,
-    /// Any other change (exec, rename, exit, rescan).
+    /// Down by a counted process's exit (`terminate_delay` applies).
+    Exited,
+    /// Any other change (exec, rename, rescan): no delay.
     Other,
 }
 
@@ -158,7 +165,10 @@ impl ProcessSet {
     }
 
     pub fn exit(&mut self, pid: u32) -> Change {
-        self.set(pid, false)
+        match self.set(pid, false) {
+            Change::Other => Change::Exited,
+            c => c,
+        }
     }
 
     fn set(&mut self, pid: u32, present: bool) -> Change {
@@ -175,9 +185,12 @@ impl ProcessSet {
     }
 }
 
-/// Whether the count is within `quorum..=quorum_max`, told after the delays: a gain by
-/// fork waits `fork_delay`, a loss waits `terminate_delay`; a change back within the delay
-/// cancels it (keepalived's timers).
+/// Whether the count is within `quorum..=quorum_max`, as keepalived 2.2.7 decides it: only
+/// a change that crosses a bound counts; one by a fork waits `fork_delay`, one by an exit
+/// `terminate_delay` (an exit while a fork's delay runs cancels it, and the other way
+/// round, the verdict staying as it was); one by exec, rename or a rescan counts at once
+/// (cancelling a pending exit's delay). When a delay runs out, the verdict is the count's
+/// then.
 #[derive(Clone, Debug)]
 pub struct Quorum {
     quorum: u32,
@@ -185,7 +198,9 @@ pub struct Quorum {
     fork_delay: Duration,
     terminate_delay: Duration,
     up: Option<bool>,
-    pending: Option<Instant>,
+    count: u32,
+    /// The pending delay: when it runs out, and whether a fork (true) or an exit started it.
+    pending: Option<(Instant, bool)>,
 }
 
 impl Quorum {
@@ -196,6 +211,7 @@ impl Quorum {
             fork_delay: def.fork_delay.as_std(),
             terminate_delay: def.terminate_delay.as_std(),
             up: None,
+            count: 0,
             pending: None,
         }
     }
@@ -211,54 +227,68 @@ impl Quorum {
 
     /// When [`Quorum::on_timer`] is due.
     pub fn deadline(&self) -> Option<Instant> {
-        self.pending
+        self.pending.map(|(at, _)| at)
+    }
+
+    fn tell(&mut self, want: bool) -> Option<bool> {
+        (self.up != Some(want)).then(|| {
+            self.up = Some(want);
+            want
+        })
     }
 
     /// The count is now `count` (after `change`). Returns the verdict when it changes now.
     pub fn on_count(&mut self, now: Instant, count: u32, change: Change) -> Option<bool> {
-        let want = self.within(count);
-        match self.up {
-            None => {
-                // The first count (the scan at start) decides at once.
-                self.up = Some(want);
-                return Some(want);
-            }
-            Some(up) if up == want => {
-                self.pending = None;
-                return None;
-            }
-            Some(_) => {}
+        let before = self.count;
+        self.count = count;
+        if self.up.is_none() {
+            // The first count (the scan at start) decides at once.
+            return self.tell(self.within(count));
         }
-        let delay = if want {
-            if change == Change::Forked {
-                self.fork_delay
-            } else {
-                Duration::ZERO
+        if self.within(before) == self.within(count) {
+            return None;
+        }
+        match change {
+            Change::None => None,
+            Change::Forked | Change::Exited => {
+                let by_fork = change == Change::Forked;
+                match self.pending {
+                    // The opposite event's delay runs: cancelled, the verdict unchanged.
+                    Some((_, fork)) if fork != by_fork => {
+                        self.pending = None;
+                        None
+                    }
+                    Some(_) => None,
+                    None => {
+                        let delay = if by_fork {
+                            self.fork_delay
+                        } else {
+                            self.terminate_delay
+                        };
+                        if delay.is_zero() {
+                            self.tell(self.within(count))
+                        } else {
+                            self.pending = Some((now + delay, by_fork));
+                            None
+                        }
+                    }
+                }
             }
-        } else {
-            self.terminate_delay
-        };
-        if delay.is_zero() {
-            self.pending = None;
-            self.up = Some(want);
-            return Some(want);
+            Change::Other => {
+                if self.pending.is_some_and(|(_, fork)| !fork) {
+                    self.pending = None;
+                }
+                self.tell(self.within(count))
+            }
         }
-        if self.pending.is_none() {
-            self.pending = Some(now + delay);
-        }
-        None
     }
 
-    /// The delay ran out: the verdict on the count then, if it changed.
-    pub fn on_timer(&mut self, now: Instant, count: u32) -> Option<bool> {
+    /// The delay ran out: the verdict on the count now, if it changed.
+    pub fn on_timer(&mut self, now: Instant) -> Option<bool> {
         match self.pending {
-            Some(at) if at <= now => {
+            Some((at, _)) if at <= now => {
                 self.pending = None;
-                let want = self.within(count);
-                (self.up != Some(want)).then(|| {
-                    self.up = Some(want);
-                    want
-                })
+                self.tell(self.within(self.count))
             }
             _ => None,
         }
@@ -355,14 +385,14 @@ mod tests {
         assert_eq!(s.exec(14, Some(&d)), Change::None);
         assert_eq!(s.comm(14, "renamed"), Change::Other);
         assert_eq!(s.comm(15, "hatrackd"), Change::Other, "renamed into the name");
-        assert_eq!(s.exit(10), Change::Other);
+        assert_eq!(s.exit(10), Change::Exited);
         assert_eq!(s.exit(99), Change::None);
         assert_eq!(s.count(), 1);
         assert_eq!(s.exec(16, None), Change::None, "gone before /proc was read");
     }
 
     #[test]
-    fn quorum_with_delays() {
+    fn quorum_with_delays_as_keepalived() {
         let mut d = def("x", &[], ParamMatch::None);
         d.quorum = 2;
         d.quorum_max = 3;
@@ -370,30 +400,53 @@ mod tests {
         d.terminate_delay = Dur::from_secs(2);
         let mut q = Quorum::new(&d);
         let t0 = Instant::now();
+        let s = |n| t0 + Duration::from_secs(n);
         assert_eq!(
             q.on_count(t0, 1, Change::Other),
             Some(false),
             "first count decides"
         );
         assert_eq!(q.on_count(t0, 2, Change::Other), Some(true), "exec: no delay");
+        assert_eq!(q.on_count(t0, 3, Change::Forked), None, "no bound crossed");
         assert_eq!(
             q.on_count(t0, 4, Change::Forked),
             None,
-            "above quorum_max: terminate delay"
+            "above quorum_max by a fork: fork delay"
         );
-        assert_eq!(q.deadline(), Some(t0 + Duration::from_secs(2)));
-        assert_eq!(q.on_count(t0, 3, Change::Other), None, "back within: cancelled");
-        assert_eq!(q.deadline(), None);
-        assert_eq!(q.on_count(t0, 1, Change::Other), None);
-        assert_eq!(q.on_timer(t0 + Duration::from_secs(1), 1), None, "not yet");
-        assert_eq!(q.on_timer(t0 + Duration::from_secs(2), 1), Some(false));
+        assert_eq!(q.deadline(), Some(s(1)));
         assert_eq!(
-            q.on_count(t0, 2, Change::Forked),
+            q.on_count(t0, 3, Change::Exited),
             None,
-            "a fork waits the fork delay"
+            "back by an exit: the fork's delay cancelled"
         );
-        assert_eq!(q.on_timer(t0 + Duration::from_secs(4), 2), Some(true));
-        assert_eq!(q.up(), Some(true));
+        assert_eq!((q.deadline(), q.up()), (None, Some(true)));
+        assert_eq!(q.on_count(t0, 2, Change::Exited), None, "no bound crossed");
+        assert_eq!(
+            q.on_count(t0, 1, Change::Exited),
+            None,
+            "below quorum by an exit: terminate delay"
+        );
+        assert_eq!(q.on_timer(s(1)), None, "not yet");
+        assert_eq!(q.on_timer(s(2)), Some(false));
+        // Found again while the fork's delay runs, then a churn of exits and forks that
+        // crosses nothing: the delay stands (the review's case).
+        assert_eq!(q.on_count(s(2), 2, Change::Forked), None);
+        assert_eq!(q.on_count(s(2), 3, Change::Forked), None);
+        assert_eq!(
+            q.on_count(s(2), 2, Change::Exited),
+            None,
+            "crosses nothing: still waiting"
+        );
+        assert_eq!(q.deadline(), Some(s(3)));
+        assert_eq!(q.on_timer(s(3)), Some(true));
+        // An exec crossing cancels an exit's delay and counts at once.
+        assert_eq!(q.on_count(s(3), 1, Change::Exited), None);
+        assert_eq!(
+            q.on_count(s(3), 2, Change::Other),
+            None,
+            "still up: nothing to tell"
+        );
+        assert_eq!((q.deadline(), q.up()), (None, Some(true)));
 
         let mut none = Quorum::new(&TrackProcess {
             quorum: 0,

@@ -155,7 +155,9 @@ pub fn session(s: &MailSettings, date: &str, subject: &str, body: &str) -> Vec<(
 /// The code of a complete reply (its last line: `250 ok`, after any `250-...`), or None
 /// while more lines are to come.
 pub fn reply_code(line: &str) -> Option<Result<u16, String>> {
-    let code = line.get(..3)?;
+    let Some(code) = line.get(..3) else {
+        return Some(Err(format!("not an SMTP reply: {line:?}")));
+    };
     match line.as_bytes().get(3) {
         Some(b'-') => None,
         _ => Some(code.parse().map_err(|_| format!("not an SMTP reply: {line:?}"))),
@@ -389,7 +391,10 @@ mod tests {
         assert_eq!(reply_code("250 ok"), Some(Ok(250)));
         assert_eq!(reply_code("354"), Some(Ok(354)));
         assert!(matches!(reply_code("abc def"), Some(Err(_))));
-        assert_eq!(reply_code("25"), None);
+        assert!(
+            matches!(reply_code("25"), Some(Err(_))),
+            "too short: an error, not a wait"
+        );
         assert_eq!(rfc2822(0), "Thu, 01 Jan 1970 00:00:00 +0000");
         assert_eq!(rfc2822(1_796_704_697), "Tue, 08 Dec 2026 04:38:17 +0000");
         assert_eq!(rfc2822(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");

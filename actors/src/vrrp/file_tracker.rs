@@ -9,12 +9,11 @@ use actix::prelude::*;
 use ha_config::model::{TrackFile, TrackedKind};
 use inotify::{Event, Inotify, WatchMask};
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::time::Duration;
 
 pub struct FileTracker {
     def: TrackFile,
-    path: PathBuf,
+    path: std::path::PathBuf,
     subscribers: Subscribers,
 }
 
@@ -25,7 +24,7 @@ impl FileTracker {
             name: def.name.clone(),
         };
         FileTracker {
-            path: PathBuf::from(&def.file),
+            path: file::watched_path(&def.file),
             def,
             subscribers: Subscribers::new(id, subscribers),
         }

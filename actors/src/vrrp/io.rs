@@ -375,12 +375,43 @@ impl Addresses {
         if let Some(s) = v.scope {
             req.message_mut().header.scope = s.into();
         }
-        if let Some(b) = v.brd {
+        {
+            // keepalived sends a broadcast address only when the line gives one (the
+            // request builder adds one to every IPv4 address shorter than /31).
             let m = req.message_mut();
             m.attributes
                 .retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
-            if let IpAddr::V4(b) = b {
+            if let Some(IpAddr::V4(b)) = v.brd {
                 m.attributes.push(AddressAttribute::Broadcast(b));
+            }
+            if let Some(p) = v.peer {
+                m.attributes
+                    .retain(|a| !matches!(a, AddressAttribute::Address(_)));
+                m.attributes.push(AddressAttribute::Address(p));
+            }
+            m.attributes.retain(|a| !matches!(a, AddressAttribute::Flags(_)));
+            let mut flags = rtnetlink::packet_route::address::AddressFlags::empty();
+            if v.addr.is_ipv6() {
+                flags |= rtnetlink::packet_route::address::AddressFlags::Nodad;
+            }
+            for f in &v.flags {
+                use rtnetlink::packet_route::address::AddressFlags as F;
+                flags |= match f.as_str() {
+                    "home" => F::Homeaddress,
+                    "nodad" | "-nodad" => F::Nodad,
+                    "mngtmpaddr" => F::Managetempaddr,
+                    "noprefixroute" => F::Noprefixroute,
+                    _ => F::Mcautojoin,
+                };
+            }
+            if !flags.is_empty() {
+                m.attributes.push(AddressAttribute::Flags(flags));
+            }
+            if let Some(p) = v.preferred_lft {
+                let mut ci = rtnetlink::packet_route::address::CacheInfo::default();
+                ci.ifa_preferred = p;
+                ci.ifa_valid = u32::MAX;
+                m.attributes.push(AddressAttribute::CacheInfo(ci));
             }
         }
         req.execute().await.map_err(|e| IoError::Netlink(e.to_string()))
@@ -444,16 +475,28 @@ impl Routing {
         Ok(Routing { handle })
     }
 
-    /// Adds (or replaces) a route.
+    /// Adds a route beside any the kernel has for the same destination, as keepalived
+    /// does (`NLM_F_CREATE` alone: never `REPLACE`, which would overwrite the connected
+    /// or default route a `virtual_routes` line often shares its prefix with, nor `EXCL`,
+    /// which would refuse it). The same route already there (left by an earlier run) is
+    /// fine.
     pub async fn add_route(&self, r: &ha_config::model::Route) -> Result<(), IoError> {
+        use futures::StreamExt;
+        use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
         let m = super::routes::route_message(r, &index_of).map_err(IoError::Netlink)?;
-        self.handle
-            .route()
-            .add(m)
-            .replace()
-            .execute()
-            .await
-            .map_err(|e| IoError::Netlink(e.to_string()))
+        let mut req = NetlinkMessage::from(rtnetlink::packet_route::RouteNetlinkMessage::NewRoute(m));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE;
+        let mut handle = self.handle.clone();
+        let mut replies = handle.request(req).map_err(|e| IoError::Netlink(e.to_string()))?;
+        while let Some(reply) = replies.next().await {
+            if let NetlinkPayload::Error(e) = reply.payload {
+                if e.raw_code() == 0 || e.raw_code() == -libc::EEXIST {
+                    return Ok(());
+                }
+                return Err(IoError::Netlink(rtnetlink::Error::NetlinkError(e).to_string()));
+            }
+        }
+        Ok(())
     }
 
     /// Removes a route (one already gone is fine).

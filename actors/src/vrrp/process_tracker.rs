@@ -28,6 +28,9 @@ pub enum ProcBatch {
 
 type Listeners = Arc<Mutex<Vec<Recipient<ProcBatch>>>>;
 
+/// Whether some tracker matches command lines (the reader then reads them at each exec).
+static NEEDS_CMDLINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The director's one process events reader: started by the first tracker.
 fn listeners() -> Result<&'static Listeners, String> {
     static WATCH: OnceLock<Result<Listeners, String>> = OnceLock::new();
@@ -48,14 +51,26 @@ fn listeners() -> Result<&'static Listeners, String> {
 
 fn read_events(sock: ProcEventSocket, listeners: Listeners) {
     loop {
-        let batch = match sock.recv() {
+        let received = sock.recv();
+        // Nothing tracks processes any more: read no /proc for nobody.
+        let anyone = listeners.lock().map(|mut l| {
+            l.retain(|r| r.connected());
+            !l.is_empty()
+        });
+        if !anyone.unwrap_or(false) {
+            continue;
+        }
+        let batch = match received {
             Ok(events) if events.is_empty() => continue,
             Ok(events) => {
                 let with_info: Vec<(ProcEvent, Option<ProcInfo>)> = events
                     .into_iter()
                     .filter_map(|e| match e {
                         // Threads come and go inside a process: not counted.
-                        ProcEvent::Exec { pid, tgid } if pid == tgid => Some((e, proc_io::info(pid))),
+                        ProcEvent::Exec { pid, tgid } if pid == tgid => {
+                            let cmdline = NEEDS_CMDLINE.load(std::sync::atomic::Ordering::Relaxed);
+                            Some((e, proc_io::info(pid, cmdline)))
+                        }
                         ProcEvent::Fork {
                             child_pid,
                             child_tgid,
@@ -79,10 +94,9 @@ fn read_events(sock: ProcEventSocket, listeners: Listeners) {
                 continue;
             }
         };
-        let Ok(mut list) = listeners.lock() else {
+        let Ok(list) = listeners.lock() else {
             return;
         };
-        list.retain(|r| r.connected());
         for r in list.iter() {
             r.do_send(batch.clone());
         }
@@ -104,8 +118,12 @@ impl ProcessTracker {
             kind: TrackedKind::Process,
             name: def.name.clone(),
         };
+        let matcher = Matcher::new(&def);
+        if matcher.needs_cmdline() {
+            NEEDS_CMDLINE.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         ProcessTracker {
-            set: ProcessSet::new(Matcher::new(&def)),
+            set: ProcessSet::new(matcher),
             quorum: Quorum::new(&def),
             def,
             subscribers: Subscribers::new(id, subscribers),
@@ -150,17 +168,26 @@ impl ProcessTracker {
             let wait = at.saturating_duration_since(Instant::now());
             self.timer = Some(ctx.run_later(wait, |act, ctx| {
                 act.timer = None;
-                let count = act.set.count();
-                let verdict = act.quorum.on_timer(Instant::now(), count);
-                act.told(verdict, count);
+                let verdict = act.quorum.on_timer(Instant::now());
+                act.told(verdict, act.set.count());
                 act.arm(ctx);
             }));
         }
     }
 
+    /// Counts afresh from /proc, read on a blocking thread (a process's command line can
+    /// make a read wait): `wait`, so no event is applied before the scan's result.
     fn scan(&mut self, ctx: &mut Context<Self>) {
-        let change = self.set.rescan(proc_io::scan());
-        self.counted(change, ctx);
+        let cmdline = self.set.matcher().needs_cmdline();
+        let read = async move {
+            tokio::task::spawn_blocking(move || proc_io::scan(cmdline))
+                .await
+                .unwrap_or_default()
+        };
+        ctx.wait(read.into_actor(self).map(|procs, act, ctx| {
+            let change = act.set.rescan(procs);
+            act.counted(change, ctx);
+        }));
     }
 }
 

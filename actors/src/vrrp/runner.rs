@@ -84,10 +84,13 @@ pub struct Running {
     /// The quorum gate's verdict given to instances started from now on (they begin in
     /// FAULT without contact, never holding a VIP for a moment).
     pub quorum: QuorumVerdict,
-    /// The `static_*` addresses, routes and rules installed (or being installed).
-    statics: StaticRouting,
+    /// The `static_*` addresses, routes and rules asked for last, and (behind the lock:
+    /// changes apply one after another, in order) those installed.
+    statics: (StaticRouting, std::sync::Arc<tokio::sync::Mutex<StaticRouting>>),
     /// The `smtp_alert` mailer, with the settings it was started with.
     mailer: Option<(super::alert::MailSettings, Addr<super::alert::Mailer>)>,
+    /// Sync groups that mail their state changes (their STOP too).
+    alerting_groups: BTreeSet<String>,
 }
 
 /// Whether this director is in contact with a majority of the voters (the quorum gate).
@@ -130,7 +133,12 @@ fn units(config: &Config) -> Result<BTreeMap<String, Unit>, RunError> {
                 .find(|g| g.members.contains(&spec.name))
                 .cloned();
             let unit = Unit {
-                global: config.global.clone(),
+                // The static routing is the runner's, not an instance's: a change of it
+                // restarts no instance.
+                global: GlobalDefs {
+                    statics: StaticRouting::default(),
+                    ..config.global.clone()
+                },
                 trackers,
                 group,
                 spec,
@@ -210,9 +218,10 @@ impl Running {
         events: Option<Recipient<super::actor::VrrpEvent>>,
         fenced: bool,
     ) -> Result<Vec<String>, RunError> {
-        let want = units(config)?;
+        // The director's own routing does not wait for (or on) its instances.
         self.install_statics(&config.global.statics);
         self.start_mailer(config);
+        let want = units(config)?;
         let mut started = Vec::new();
         let result = self.start_units(config, &want, events, fenced, &mut started);
         self.instances = self.units.values().map(|(_, a)| a.clone()).collect();
@@ -273,7 +282,16 @@ impl Running {
                 .iter()
                 .filter_map(|m| self.units.get(m).map(|(_, a)| (m.clone(), a.clone().recipient())))
                 .collect();
-            let alerts = g.smtp_alert.or(config.global.smtp_alert_vrrp).unwrap_or(false);
+            let alerts = g
+                .smtp_alert
+                .or(config.global.smtp_alert_vrrp)
+                .or(config.global.smtp_alert)
+                .unwrap_or(false);
+            if alerts {
+                self.alerting_groups.insert(g.name.clone());
+            } else {
+                self.alerting_groups.remove(&g.name);
+            }
             let mailer = self
                 .mailer
                 .as_ref()
@@ -337,11 +355,12 @@ impl Running {
     /// routes, then addresses), what is new comes (addresses, routes, then rules), as
     /// keepalived orders them.
     fn install_statics(&mut self, want: &StaticRouting) {
-        if *want == self.statics {
+        if *want == self.statics.0 {
             return;
         }
-        let old = std::mem::replace(&mut self.statics, want.clone());
+        self.statics.0 = want.clone();
         let new = want.clone();
+        let installed = self.statics.1.clone();
         let addrs = match Addresses::open() {
             Ok(a) => a,
             Err(e) => {
@@ -349,29 +368,28 @@ impl Running {
                 return;
             }
         };
+        // The lock is taken in the order the changes come (tokio's mutex is fair), so a
+        // quick second change waits for the first.
         actix::spawn(async move {
-            let gone = StaticRouting {
-                addresses: old
+            let mut have = installed.lock().await;
+            let minus = |a: &StaticRouting, b: &StaticRouting| StaticRouting {
+                addresses: a
                     .addresses
                     .iter()
-                    .filter(|a| !new.addresses.contains(a))
+                    .filter(|x| !b.addresses.contains(x))
                     .cloned()
                     .collect(),
-                routes: old
+                routes: a
                     .routes
                     .iter()
-                    .filter(|r| !new.routes.contains(r))
+                    .filter(|x| !b.routes.contains(x))
                     .cloned()
                     .collect(),
-                rules: old
-                    .rules
-                    .iter()
-                    .filter(|r| !new.rules.contains(r))
-                    .cloned()
-                    .collect(),
+                rules: a.rules.iter().filter(|x| !b.rules.contains(x)).cloned().collect(),
             };
-            remove_statics(&addrs, &gone).await;
-            add_statics(&addrs, &new).await;
+            remove_statics(&addrs, &minus(&have, &new)).await;
+            add_statics(&addrs, &minus(&new, &have)).await;
+            *have = new;
         });
     }
 
@@ -424,17 +442,31 @@ pub async fn stop_instances(instances: &[Addr<InstanceActor>]) {
 pub async fn stop(running: &Running) {
     stop_instances(&running.instances).await;
     if let Some((_, m)) = &running.mailer {
+        for g in running
+            .groups
+            .keys()
+            .filter(|g| running.alerting_groups.contains(*g))
+        {
+            m.do_send(super::alert::Alert {
+                source: super::alert::Source::Group,
+                name: g.clone(),
+                state: "STOP".into(),
+            });
+        }
         // The STOP mails go out before the process exits (or are given up after a while).
         let _ = tokio::time::timeout(Duration::from_secs(5), m.send(super::alert::Flush)).await;
     }
     for t in running.trackers.values() {
         t.retire.do_send(Retire);
     }
-    if !running.statics.is_empty() {
+    // After any change still being applied.
+    let mut have = running.statics.1.lock().await;
+    if !have.is_empty() {
         match Addresses::open() {
-            Ok(a) => remove_statics(&a, &running.statics).await,
+            Ok(a) => remove_statics(&a, &have).await,
             Err(e) => tracing::error!("removing static addresses, routes and rules: {e}"),
         }
+        *have = StaticRouting::default();
     }
 }
 

@@ -25,6 +25,12 @@ pub struct VipSpec {
     pub brd: Option<IpAddr>,
     /// In the adverts (`virtual_ipaddress`), or not (`virtual_ipaddress_excluded`).
     pub advertised: bool,
+    /// `home`, `nodad`, `mngtmpaddr`, `noprefixroute`, `autojoin`.
+    pub flags: Vec<String>,
+    /// `preferred_lft SECS` (0: deprecated at once; `forever`: None).
+    pub preferred_lft: Option<u32>,
+    /// `peer ADDR`: the other end of a point-to-point address.
+    pub peer: Option<IpAddr>,
 }
 
 impl VipSpec {
@@ -37,6 +43,29 @@ impl VipSpec {
             scope: v.scope.as_deref().and_then(ha_config::model::parse_scope),
             brd: v.brd,
             advertised,
+            flags: v
+                .extra
+                .iter()
+                .filter(|w| {
+                    matches!(
+                        w.as_str(),
+                        "home" | "nodad" | "-nodad" | "mngtmpaddr" | "noprefixroute" | "autojoin"
+                    )
+                })
+                .cloned()
+                .collect(),
+            preferred_lft: v
+                .extra
+                .iter()
+                .position(|w| w == "preferred_lft")
+                .and_then(|i| v.extra.get(i + 1))
+                .and_then(|x| x.parse().ok()),
+            peer: v
+                .extra
+                .iter()
+                .position(|w| w == "peer")
+                .and_then(|i| v.extra.get(i + 1))
+                .and_then(|x| x.split('/').next().and_then(|a| a.parse().ok())),
         }
     }
 }
@@ -291,7 +320,11 @@ pub fn spec(g: &GlobalDefs, inst: &VrrpInstance, ifaddrs: IfAddrs) -> Result<Ins
             )]
         },
         notify: inst.notify.clone(),
-        smtp_alert: inst.smtp_alert.or(g.smtp_alert_vrrp).unwrap_or(false),
+        smtp_alert: inst
+            .smtp_alert
+            .or(g.smtp_alert_vrrp)
+            .or(g.smtp_alert)
+            .unwrap_or(false),
     })
 }
 
@@ -325,7 +358,10 @@ mod tests {
                 dev: None,
                 scope: None,
                 brd: None,
-                advertised: true
+                advertised: true,
+                flags: vec![],
+                preferred_lft: None,
+                peer: None,
             }]
         );
         let c1 = l.cluster.view("lvs01");

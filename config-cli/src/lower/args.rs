@@ -13,6 +13,9 @@ pub struct Ctx {
     node: Option<String>,
     diags: Diagnostics,
     spans: SpanIndex,
+    /// The priority keepalived gives the next rule written without one (IPv4, IPv6):
+    /// 16384, then one less each time.
+    next_rule_priority: [u32; 2],
 }
 
 /// Where model entities were written, for diagnostics found after lowering. Keys are
@@ -26,7 +29,16 @@ impl Ctx {
             node: node.map(str::to_string),
             diags: Diagnostics::new(),
             spans: SpanIndex::new(),
+            next_rule_priority: [16_384; 2],
         }
+    }
+
+    /// The priority of a rule written without one (keepalived's, per family).
+    pub fn next_rule_priority(&mut self, v6: bool) -> u32 {
+        let p = &mut self.next_rule_priority[usize::from(v6)];
+        let out = *p;
+        *p = p.saturating_sub(1);
+        out
     }
 
     pub fn finish(self) -> (Diagnostics, SpanIndex) {

@@ -37,14 +37,10 @@ pub fn global_defs(cx: &mut Ctx, s: &Stmt, g: &mut GlobalDefs) {
                 cx.max_args(c, 1);
             }
             "notification_email" => {
+                // Each word is an address (keepalived reads the block word by word).
                 for e in cx.block(c) {
-                    g.notification_email.push(
-                        e.words
-                            .iter()
-                            .map(|w| w.text.as_str())
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                    );
+                    g.notification_email
+                        .extend(e.words.iter().map(|w| w.text.clone()));
                 }
             }
             "notification_email_from" => {
@@ -65,6 +61,16 @@ pub fn global_defs(cx: &mut Ctx, s: &Stmt, g: &mut GlobalDefs) {
                 }
             }
             "smtp_alert_vrrp" => g.smtp_alert_vrrp = Some(cx.flag(c)),
+            "smtp_alert" => {
+                g.smtp_alert = Some(cx.flag(c));
+                if g.smtp_alert == Some(true) {
+                    cx.push(crate::diag::Diagnostic::not_run(
+                        c.span(),
+                        "smtp_alert",
+                        "VRRP's state changes are mailed, the checkers' are not",
+                    ));
+                }
+            }
             "no_email_faults" => g.no_email_faults = cx.flag(c),
             "smtp_connect_timeout" => {
                 if let Some(v) = cx.uint(c, 0, 1, u32::MAX as u64, false) {

@@ -10,7 +10,8 @@ use crate::syntax::{Stmt, Word};
 
 fn prefix(cx: &mut Ctx, w: &Word) -> Option<Prefix> {
     let text = w.text.as_str();
-    if text == "default" || text == "all" {
+    if is_any(text) {
+        // The family is decided by the rest of the line (see `route`).
         return Some(Prefix {
             addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             len: 0,
@@ -42,6 +43,11 @@ fn prefix(cx: &mut Ctx, w: &Word) -> Option<Prefix> {
 }
 
 use std::net::IpAddr;
+
+/// `default`, `all`, `any`: every address, of a family the line decides.
+fn is_any(w: &str) -> bool {
+    matches!(w, "default" | "all" | "any")
+}
 
 fn ip(cx: &mut Ctx, w: Option<&Word>, after: &Word) -> Option<IpAddr> {
     let Some(w) = w else {
@@ -88,6 +94,8 @@ pub fn route(cx: &mut Ctx, c: &Stmt) -> Option<Route> {
         len: 0,
     });
     let mut dest = false;
+    let mut any_dest = false;
+    let mut family: Option<bool> = None;
     let mut ok = true;
     let mut i = 0;
     while i < words.len() {
@@ -95,6 +103,10 @@ pub fn route(cx: &mut Ctx, c: &Stmt) -> Option<Route> {
         let next = words.get(i + 1);
         i += 1;
         match w.text.as_str() {
+            "inet" | "inet6" => {
+                family = Some(w.text == "inet6");
+                continue;
+            }
             "src" => {
                 r.src = ip(cx, next, w).or_else(|| {
                     ok = false;
@@ -180,7 +192,10 @@ pub fn route(cx: &mut Ctx, c: &Stmt) -> Option<Route> {
                 r.no_track = true;
                 continue;
             }
-            "to" => match value(cx, next, w).and_then(|v| prefix(cx, v)) {
+            "to" => match value(cx, next, w).and_then(|v| {
+                any_dest = is_any(&v.text);
+                prefix(cx, v)
+            }) {
                 Some(p) => {
                     r.dest = p;
                     dest = true;
@@ -191,11 +206,12 @@ pub fn route(cx: &mut Ctx, c: &Stmt) -> Option<Route> {
                 r.kind = RouteType::parse(t).unwrap_or(RouteType::Unicast);
                 continue;
             }
-            t if t.contains('/') || t == "default" || parse_ip(t).is_some() => {
+            t if t.contains('/') || is_any(t) || parse_ip(t).is_some() => {
                 if dest {
                     cx.error(w.span, format!("a second destination `{t}` on one route"));
                     ok = false;
                 } else {
+                    any_dest = is_any(t);
                     match prefix(cx, w) {
                         Some(p) => {
                             r.dest = p;
@@ -240,6 +256,19 @@ pub fn route(cx: &mut Ctx, c: &Stmt) -> Option<Route> {
         );
         return None;
     }
+    if any_dest {
+        // `default`: the family of the gateway or source, or as `inet6` says.
+        let v6 = r
+            .via
+            .first()
+            .map(|h| h.via.is_ipv6())
+            .or(r.src.map(|s| s.is_ipv6()))
+            .or(family)
+            .unwrap_or(false);
+        if v6 {
+            r.dest.addr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+        }
+    }
     if r.via.iter().any(|h| h.via.is_ipv4() != r.dest.addr.is_ipv4())
         || r.src.is_some_and(|s| s.is_ipv4() != r.dest.addr.is_ipv4())
     {
@@ -248,6 +277,13 @@ pub fn route(cx: &mut Ctx, c: &Stmt) -> Option<Route> {
             format!("route to {}: IPv4 and IPv6 addresses mixed", r.dest),
         );
         return None;
+    }
+    if !r.no_track && r.protocol.is_some_and(|p| p != RTPROT_KEEPALIVED) {
+        cx.warning(
+            c.span(),
+            "a route's `protocol` is keepalived's own (18) unless `no_track`: as keepalived, hanode resets it",
+        );
+        r.protocol = None;
     }
     if r.kind == RouteType::Unicast && r.via.is_empty() && r.dev.is_none() {
         cx.error(
@@ -305,8 +341,8 @@ pub fn rule(cx: &mut Ctx, c: &Stmt) -> Option<Rule> {
         match w.text.as_str() {
             "from" | "to" => match value(cx, next, w) {
                 Some(v) => {
-                    let p = if v.text == "all" { None } else { prefix(cx, v) };
-                    if p.is_none() && v.text != "all" {
+                    let p = if is_any(&v.text) { None } else { prefix(cx, v) };
+                    if p.is_none() && !is_any(&v.text) {
                         ok = false;
                     }
                     if w.text == "from" {
@@ -343,7 +379,7 @@ pub fn rule(cx: &mut Ctx, c: &Stmt) -> Option<Rule> {
                 r.priority = number(cx, next, w, "expects a whole number");
                 ok &= r.priority.is_some();
             }
-            "iif" => r.iif = value(cx, next, w).map(|v| v.text.clone()),
+            "iif" | "dev" => r.iif = value(cx, next, w).map(|v| v.text.clone()),
             "oif" => r.oif = value(cx, next, w).map(|v| v.text.clone()),
             "fwmark" => match value(cx, next, w) {
                 Some(v) => {
@@ -442,15 +478,42 @@ pub fn rule(cx: &mut Ctx, c: &Stmt) -> Option<Rule> {
         }
     }
     r.v6 = addr_family.or(family).unwrap_or(false);
+    if r.priority.is_none() {
+        let p = cx.next_rule_priority(r.v6);
+        r.priority = Some(p);
+        cx.warning(
+            c.span(),
+            format!("rule without `priority`: {p}, as keepalived gives it (it comes before the operator's own rules; set one)"),
+        );
+    }
     Some(r)
+}
+
+/// keepalived watches the routes and rules it installs (unless `no_track`): one deleted
+/// behind its back is put back (static) or takes the instance out of MASTER (virtual).
+/// hanode installs and removes them but does not watch them: said once per block.
+fn untracked(cx: &mut Ctx, s: &Stmt, any_tracked: bool, what: &str) {
+    if any_tracked {
+        cx.warning(
+            s.span(),
+            format!(
+                "`{}`: hanode installs these {what} but does not watch them (keepalived puts back or reacts to one deleted behind its back, unless `no_track`)",
+                s.keyword()
+            ),
+        );
+    }
 }
 
 /// The lines of a routes block.
 pub fn routes(cx: &mut Ctx, s: &Stmt) -> Vec<Route> {
-    cx.block(s).into_iter().filter_map(|c| route(cx, c)).collect()
+    let out: Vec<Route> = cx.block(s).into_iter().filter_map(|c| route(cx, c)).collect();
+    untracked(cx, s, out.iter().any(|r| !r.no_track), "routes");
+    out
 }
 
 /// The lines of a rules block.
 pub fn rules(cx: &mut Ctx, s: &Stmt) -> Vec<Rule> {
-    cx.block(s).into_iter().filter_map(|c| rule(cx, c)).collect()
+    let out: Vec<Rule> = cx.block(s).into_iter().filter_map(|c| rule(cx, c)).collect();
+    untracked(cx, s, out.iter().any(|r| !r.no_track), "rules");
+    out
 }

@@ -145,6 +145,18 @@ pub fn track_process(cx: &mut Ctx, s: &Stmt) -> Option<TrackProcess> {
             }
             "quorum_max" => {
                 if let Some(q) = cx.uint(c, 0, 0, 65_535, true) {
+                    if q == 0 && quorum_span.is_some() && t.quorum > 0 {
+                        // keepalived refuses it: 0 means "up while none runs", which a
+                        // quorum cannot mean.
+                        cx.error(
+                            c.span(),
+                            format!(
+                                "vrrp_track_process {}: quorum_max 0 with quorum {}",
+                                t.name, t.quorum
+                            ),
+                        );
+                        continue;
+                    }
                     t.quorum_max = q as u32;
                     if q == 0 {
                         t.quorum = 0;

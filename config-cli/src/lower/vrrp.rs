@@ -262,6 +262,17 @@ pub fn vip_line(cx: &mut Ctx, c: &Stmt) -> Option<VipAddr> {
             }
             "scope" => {
                 need(cx);
+                if let Some(x) = val {
+                    if parse_scope(&x.text).is_none() {
+                        cx.error(
+                            x.span,
+                            format!(
+                                "`{}` is not a scope (global, site, link, host, nowhere or 0..255)",
+                                x.text
+                            ),
+                        );
+                    }
+                }
                 v.scope = val.map(|x| x.text.clone());
                 i += 2;
             }
@@ -279,7 +290,19 @@ pub fn vip_line(cx: &mut Ctx, c: &Stmt) -> Option<VipAddr> {
                 v.no_track = true;
                 i += 1;
             }
-            "peer" | "preferred_lft" | "use_vmac" => {
+            "use_vmac" => {
+                cx.push(crate::diag::Diagnostic::not_run(
+                    w.span,
+                    "use_vmac",
+                    "the address would be added without its virtual MAC interface",
+                ));
+                v.extra.push(w.text.clone());
+                if let Some(x) = val {
+                    v.extra.push(x.text.clone());
+                }
+                i += 2;
+            }
+            "peer" | "preferred_lft" => {
                 need(cx);
                 v.extra.push(w.text.clone());
                 if let Some(x) = val {

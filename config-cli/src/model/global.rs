@@ -15,6 +15,9 @@ pub struct GlobalDefs {
     pub smtp_helo_name: Option<String>,
     /// `smtp_alert_vrrp [BOOL]`: the default of instances' and sync groups' `smtp_alert`.
     pub smtp_alert_vrrp: Option<bool>,
+    /// `smtp_alert [BOOL]`: the default of both VRRP's and the checkers' (the checkers'
+    /// mails are not sent by hanode: refused unless `hanode_ignore smtp_alert`).
+    pub smtp_alert: Option<bool>,
     /// `no_email_faults`: no mail for a change to FAULT.
     pub no_email_faults: bool,
     /// Delay between gratuitous ARPs sent on an interface (None: no delay).

@@ -209,7 +209,7 @@ impl super::Config {
                 };
                 let mut weight = (weight != 0).then_some(weight);
                 if unweighted && weight.is_some() {
-                    if kind == TrackedKind::File && t.weight.is_none() && w == 1 {
+                    if kind == TrackedKind::File && weight == Some(1) {
                         note(
                             kind,
                             &t.name,
@@ -244,13 +244,26 @@ impl super::Config {
                 .iter()
                 .any(|m| self.instance(m).is_some_and(|i| i.priority == 255));
             let weight = |w: Option<i32>| if owner_member { None } else { w.filter(|w| *w != 0) };
+            // What the instance tracks itself and its group too is tracked once: with the
+            // group's weight, unless the instance's own line is unweighted (keepalived).
+            let merge = |out: &mut Vec<Tracked>, t: Tracked| match out
+                .iter_mut()
+                .find(|o| o.kind == t.kind && o.name == t.name)
+            {
+                Some(own) if own.weight.is_none() => {}
+                Some(own) => *own = t,
+                None => out.push(t),
+            };
             for t in &g.track_interface {
-                out.push(Tracked {
-                    kind: TrackedKind::Interface,
-                    name: t.name.clone(),
-                    weight: weight(t.weight),
-                    reverse: t.weight_reverse,
-                });
+                merge(
+                    &mut out,
+                    Tracked {
+                        kind: TrackedKind::Interface,
+                        name: t.name.clone(),
+                        weight: weight(t.weight),
+                        reverse: t.weight_reverse,
+                    },
+                );
             }
             let mut group_refs =
                 |kind: TrackedKind, refs: &[super::TrackRef], def: &dyn Fn(&str) -> Option<(i32, bool)>| {
@@ -262,12 +275,15 @@ impl super::Config {
                             Some(x) => (x, t.weight_reverse),
                             None => (w, r),
                         };
-                        out.push(Tracked {
-                            kind,
-                            name: t.name.clone(),
-                            weight: weight(Some(w)),
-                            reverse: r,
-                        });
+                        merge(
+                            &mut out,
+                            Tracked {
+                                kind,
+                                name: t.name.clone(),
+                                weight: weight(Some(w)),
+                                reverse: r,
+                            },
+                        );
                     }
                 };
             group_refs(TrackedKind::Script, &g.track_script, &|n| {
