@@ -30,6 +30,7 @@ pub mod pki;
 pub mod printer;
 pub mod root_hash;
 pub mod syntax;
+pub mod time;
 pub mod tls;
 pub mod validate;
 

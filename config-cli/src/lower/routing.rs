@@ -77,6 +77,26 @@ fn number<T: std::str::FromStr>(cx: &mut Ctx, w: Option<&Word>, after: &Word, wh
     n
 }
 
+/// The value after `after`, read by `parse`; an error at it (naming `what` it must be)
+/// when it does not read.
+fn parsed<T>(
+    cx: &mut Ctx,
+    w: Option<&Word>,
+    after: &Word,
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> Option<T> {
+    let v = value(cx, w, after)?;
+    let out = parse(&v.text);
+    if out.is_none() {
+        cx.error(v.span, format!("`{}` is not {what}", v.text));
+    }
+    out
+}
+
+const SCOPE: &str = "a scope (global, site, link, host, nowhere or 0..255)";
+const TABLE: &str = "a table (local, main, default or a number)";
+
 fn not_run(cx: &mut Ctx, w: &Word, what: &str) {
     cx.push(crate::diag::Diagnostic::not_run(
         w.span,
@@ -134,47 +154,20 @@ pub fn route(cx: &mut Ctx, c: &Stmt) -> Option<Route> {
             },
             "dev" | "oif" => r.dev = value(cx, next, w).map(|v| v.text.clone()),
             "scope" => {
-                let v = value(cx, next, w);
-                r.scope = v.and_then(|v| parse_scope(&v.text));
-                if r.scope.is_none() {
-                    ok = false;
-                    if let Some(v) = v {
-                        cx.error(
-                            v.span,
-                            format!(
-                                "`{}` is not a scope (global, site, link, host, nowhere or 0..255)",
-                                v.text
-                            ),
-                        );
-                    }
-                }
+                r.scope = parsed(cx, next, w, parse_scope, SCOPE);
+                ok &= r.scope.is_some();
             }
             "table" => {
-                let v = value(cx, next, w);
-                r.table = v.and_then(|v| parse_table(&v.text));
-                if r.table.is_none() {
-                    ok = false;
-                    if let Some(v) = v {
-                        cx.error(
-                            v.span,
-                            format!("`{}` is not a table (local, main, default or a number)", v.text),
-                        );
-                    }
-                }
+                r.table = parsed(cx, next, w, parse_table, TABLE);
+                ok &= r.table.is_some();
             }
             "metric" | "priority" | "preference" => {
                 r.metric = number(cx, next, w, "expects a whole number");
                 ok &= r.metric.is_some();
             }
             "protocol" => {
-                let v = value(cx, next, w);
-                r.protocol = v.and_then(|v| parse_protocol(&v.text));
-                if r.protocol.is_none() {
-                    ok = false;
-                    if let Some(v) = v {
-                        cx.error(v.span, format!("`{}` is not a route protocol", v.text));
-                    }
-                }
+                r.protocol = parsed(cx, next, w, parse_protocol, "a route protocol");
+                ok &= r.protocol.is_some();
             }
             "mtu" => {
                 r.mtu = number(cx, next, w, "expects a whole number");
@@ -357,24 +350,13 @@ pub fn rule(cx: &mut Ctx, c: &Stmt) -> Option<Rule> {
                 r.not = true;
                 continue;
             }
-            "table" | "lookup" => {
-                let v = value(cx, next, w);
-                match v.and_then(|v| parse_table(&v.text)) {
-                    Some(t) => {
-                        r.action = RuleAction::Table(t);
-                        have_action = true;
-                    }
-                    None => {
-                        ok = false;
-                        if let Some(v) = v {
-                            cx.error(
-                                v.span,
-                                format!("`{}` is not a table (local, main, default or a number)", v.text),
-                            );
-                        }
-                    }
+            "table" | "lookup" => match parsed(cx, next, w, parse_table, TABLE) {
+                Some(t) => {
+                    r.action = RuleAction::Table(t);
+                    have_action = true;
                 }
-            }
+                None => ok = false,
+            },
             "priority" | "preference" | "order" => {
                 r.priority = number(cx, next, w, "expects a whole number");
                 ok &= r.priority.is_some();
@@ -407,21 +389,16 @@ pub fn rule(cx: &mut Ctx, c: &Stmt) -> Option<Rule> {
                 ok &= r.tos.is_some();
             }
             "ipproto" => {
-                let v = value(cx, next, w);
-                r.ipproto = v.and_then(|v| match v.text.as_str() {
+                let proto = |t: &str| match t {
                     "tcp" => Some(6),
                     "udp" => Some(17),
                     "sctp" => Some(132),
                     "icmp" => Some(1),
                     "ipv6-icmp" | "icmpv6" => Some(58),
                     n => n.parse().ok(),
-                });
-                if r.ipproto.is_none() {
-                    ok = false;
-                    if let Some(v) = v {
-                        cx.error(v.span, format!("`{}` is not an IP protocol", v.text));
-                    }
-                }
+                };
+                r.ipproto = parsed(cx, next, w, proto, "an IP protocol");
+                ok &= r.ipproto.is_some();
             }
             "sport" => {
                 r.sport = port_range(cx, next, w);

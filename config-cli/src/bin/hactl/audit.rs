@@ -67,7 +67,7 @@ pub fn parse_time(s: &str, now_ms: u64) -> Result<u64, String> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&dd) || y < 1970 {
         return Err(bad());
     }
-    let mut secs = days_from_civil(y, m, dd) * 86_400;
+    let mut secs = ha_config::time::days_from_civil(y, m, dd) * 86_400;
     if let Some(t) = time {
         let parts: Vec<&str> = t.split(':').collect();
         let nums: Vec<u32> = parts
@@ -195,17 +195,6 @@ pub fn render_replay(r: &ReplayResponse) -> String {
     let _ = writeln!(out, "desired table:");
     out.push_str(&r.desired);
     out
-}
-
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Whether a change concerns virtual server `vs` (as written by `VsKey`'s display).
