@@ -463,22 +463,10 @@ fn file_check(cx: &mut Ctx, s: &Stmt, place: &str) -> Option<Checker> {
                 cx.max_args(c, 1);
             }
             "weight" => {
-                let Some(w) = cx.int(c, 0, -i64::from(i32::MAX), i64::from(i32::MAX)) else {
-                    continue;
-                };
-                f.weight = Some(w as i32);
-                f.reverse = match c.args().get(1).map(|w| w.text.as_str()) {
-                    None | Some("noreverse") => false,
-                    Some("reverse") => true,
-                    Some(other) => {
-                        cx.error(
-                            c.arg_span(1),
-                            format!("unknown weight option `{other}` (only `reverse` or `noreverse`)"),
-                        );
-                        false
-                    }
-                };
-                cx.max_args(c, 2);
+                if let Some((w, r)) = super::track::weight(cx, c, i32::MAX) {
+                    f.weight = Some(w);
+                    f.reverse = r;
+                }
             }
             _ => {
                 if let Some(raw) = cx.other(Section::FileCheck, c) {

@@ -15,9 +15,9 @@ fn name_of(cx: &mut Ctx, s: &Stmt) -> Option<String> {
     name
 }
 
-/// `weight W [reverse|noreverse]` inside a tracker block.
-fn weight(cx: &mut Ctx, c: &Stmt) -> Option<(i32, bool)> {
-    let w = cx.int(c, 0, -254, 254)? as i32;
+/// `weight W [reverse|noreverse]` inside a tracker block (W within -`limit`..`limit`).
+pub(super) fn weight(cx: &mut Ctx, c: &Stmt, limit: i32) -> Option<(i32, bool)> {
+    let w = cx.int(c, 0, -i64::from(limit), i64::from(limit))? as i32;
     let reverse = match c.args().get(1).map(|w| w.text.as_str()) {
         None | Some("noreverse") => false,
         Some("reverse") => true,
@@ -57,7 +57,7 @@ pub fn track_file(cx: &mut Ctx, s: &Stmt) -> Option<TrackFile> {
                 cx.max_args(c, 1);
             }
             "weight" => {
-                if let Some((w, r)) = weight(cx, c) {
+                if let Some((w, r)) = weight(cx, c, 254) {
                     t.weight = w;
                     t.weight_reverse = r;
                 }
@@ -132,7 +132,7 @@ pub fn track_process(cx: &mut Ctx, s: &Stmt) -> Option<TrackProcess> {
                 cx.max_args(c, 1);
             }
             "weight" => {
-                if let Some((w, r)) = weight(cx, c) {
+                if let Some((w, r)) = weight(cx, c, 254) {
                     t.weight = w;
                     t.weight_reverse = r;
                 }
